@@ -1,0 +1,48 @@
+# kiln's entry points. `make demo` runs the farm end to end on a private
+# PostgreSQL cluster; `make test` runs every test. Both install missing Debian
+# packages first when run as root.
+SHELL := /bin/bash
+GO ?= go
+export GOFLAGS ?= -buildvcs=false
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/kiln-build/kiln/internal/cli.Version=$(VERSION)
+BIN := bin
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+.PHONY: all build setup test test-go lint demo bench soak fuzz man clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
+
+setup:
+	.ci/setup-debian
+
+# Every test against a private PostgreSQL cluster (and KDC), then a short fuzz run.
+test: setup build
+	KILN_WITH_KDC=1 .ci/with-cluster $(MAKE) --no-print-directory test-go
+	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+
+test-go:
+	$(GO) test -count=1 -timeout 20m ./...
+
+FUZZTIME ?= 30s
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list 'Fuzz.*' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >/tmp/kiln-fuzz.log 2>&1 || { cat /tmp/kiln-fuzz.log; exit 1; }; \
+	  done; \
+	done
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+demo: setup build
+	.ci/with-cluster .ci/demo
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,292 @@
+// Package admin holds the operations behind `kiln admin`: platforms, buckets,
+// bucket grants and builders. Each runs as the caller's own database role, so
+// the grants in roles/ decide who may do what.
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/kiln-build/kiln/internal/names"
+)
+
+// Platform is a build target.
+type Platform struct {
+	Name            string         `json:"name"`
+	Arch            string         `json:"arch"`
+	PackageFormat   string         `json:"package_format"`
+	Backend         string         `json:"backend"`
+	BackendSettings map[string]any `json:"backend_settings"`
+	Timeout         time.Duration  `json:"-"`
+	TimeoutSeconds  float64        `json:"timeout_seconds"`
+	Active          bool           `json:"active"`
+	Description     string         `json:"description"`
+}
+
+// Backends maps each backend to the package format it builds ("" for any).
+var Backends = map[string]string{"rpmbuild": "rpm", "mock": "rpm", "dpkg": "deb", "sbuild": "deb", "noop": ""}
+
+// DefaultTimeout is a platform's build timeout unless set.
+const DefaultTimeout = 2 * time.Hour
+
+func checkPlatform(p Platform) error {
+	if err := names.CheckName("platform", p.Name); err != nil {
+		return err
+	}
+	if p.Arch == "" {
+		return fmt.Errorf("platform %s: --arch is required (x86_64, aarch64, amd64, ...)", p.Name)
+	}
+	format, ok := Backends[p.Backend]
+	if !ok {
+		return fmt.Errorf("platform %s: unknown backend %q (known: rpmbuild, dpkg, mock, sbuild, noop)", p.Name, p.Backend)
+	}
+	if p.PackageFormat != "rpm" && p.PackageFormat != "deb" {
+		return fmt.Errorf("platform %s: package format %q is not rpm or deb", p.Name, p.PackageFormat)
+	}
+	if format != "" && format != p.PackageFormat {
+		return fmt.Errorf("platform %s: backend %s builds %s packages, not %s", p.Name, p.Backend, format, p.PackageFormat)
+	}
+	if p.Timeout < 0 {
+		return fmt.Errorf("platform %s: timeout must be positive", p.Name)
+	}
+	return nil
+}
+
+// AddPlatform creates a platform.
+func AddPlatform(ctx context.Context, db *pgxpool.Pool, p Platform) error {
+	if err := checkPlatform(p); err != nil {
+		return err
+	}
+	if p.Timeout == 0 {
+		p.Timeout = DefaultTimeout
+	}
+	if p.BackendSettings == nil {
+		p.BackendSettings = map[string]any{}
+	}
+	_, err := db.Exec(ctx, `INSERT INTO kiln.platform (name, arch, package_format, backend, backend_settings, timeout, active, description)
+		VALUES ($1, $2, $3, $4, $5, make_interval(secs => $6), $7, $8)`,
+		p.Name, p.Arch, p.PackageFormat, p.Backend, p.BackendSettings, p.Timeout.Seconds(), p.Active, p.Description)
+	return explain(err, "platform", p.Name)
+}
+
+// ListPlatforms returns every platform by name.
+func ListPlatforms(ctx context.Context, db *pgxpool.Pool) ([]Platform, error) {
+	rows, err := db.Query(ctx, `SELECT name, arch, package_format, backend, backend_settings,
+		extract(epoch FROM timeout)::float8, active, description FROM kiln.platform ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("listing platforms: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Platform, error) {
+		var p Platform
+		err := r.Scan(&p.Name, &p.Arch, &p.PackageFormat, &p.Backend, &p.BackendSettings, &p.TimeoutSeconds, &p.Active, &p.Description)
+		p.Timeout = time.Duration(p.TimeoutSeconds * float64(time.Second))
+		return p, err
+	})
+}
+
+// SetPlatformActive enables or disables a platform for new jobs.
+func SetPlatformActive(ctx context.Context, db *pgxpool.Pool, name string, active bool) error {
+	tag, err := db.Exec(ctx, "UPDATE kiln.platform SET active = $2 WHERE name = $1", name, active)
+	if err != nil {
+		return explain(err, "platform", name)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("platform %q does not exist (see kiln admin platform list)", name)
+	}
+	return nil
+}
+
+// PlatformChange lists the settings `platform set` changes; nil fields stay.
+type PlatformChange struct {
+	Arch            *string
+	Backend         *string
+	PackageFormat   *string
+	BackendSettings map[string]any
+	Timeout         *time.Duration
+	Description     *string
+}
+
+// SetPlatform changes some settings of a platform.
+func SetPlatform(ctx context.Context, db *pgxpool.Pool, name string, c PlatformChange) error {
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("starting transaction: %w", err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck
+	var p Platform
+	var secs float64
+	err = tx.QueryRow(ctx, `SELECT name, arch, package_format, backend, backend_settings, extract(epoch FROM timeout)::float8, active, description
+		FROM kiln.platform WHERE name = $1 FOR UPDATE`, name).Scan(&p.Name, &p.Arch, &p.PackageFormat, &p.Backend, &p.BackendSettings, &secs, &p.Active, &p.Description)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("platform %q does not exist (see kiln admin platform list)", name)
+	}
+	if err != nil {
+		return explain(err, "platform", name)
+	}
+	p.Timeout = time.Duration(secs * float64(time.Second))
+	if c.Arch != nil {
+		p.Arch = *c.Arch
+	}
+	if c.Backend != nil {
+		p.Backend = *c.Backend
+	}
+	if c.PackageFormat != nil {
+		p.PackageFormat = *c.PackageFormat
+	}
+	if c.BackendSettings != nil {
+		p.BackendSettings = c.BackendSettings
+	}
+	if c.Timeout != nil {
+		if *c.Timeout <= 0 {
+			return fmt.Errorf("platform %s: timeout must be positive", name)
+		}
+		p.Timeout = *c.Timeout
+	}
+	if c.Description != nil {
+		p.Description = *c.Description
+	}
+	if err := checkPlatform(p); err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `UPDATE kiln.platform SET arch = $2, package_format = $3, backend = $4, backend_settings = $5,
+		timeout = make_interval(secs => $6), description = $7 WHERE name = $1`,
+		p.Name, p.Arch, p.PackageFormat, p.Backend, p.BackendSettings, p.Timeout.Seconds(), p.Description)
+	if err != nil {
+		return explain(err, "platform", name)
+	}
+	return explain(tx.Commit(ctx), "platform", name)
+}
+
+// Bucket is a destination repository.
+type Bucket struct {
+	Name             string   `json:"name"`
+	Description      string   `json:"description"`
+	Private          bool     `json:"private"`
+	Open             bool     `json:"open"`
+	RetentionSeconds *float64 `json:"retention_seconds"`
+	Grantees         []string `json:"grantees"`
+}
+
+// AddBucket creates a bucket.
+func AddBucket(ctx context.Context, db *pgxpool.Pool, b Bucket, retention time.Duration) error {
+	if err := names.CheckName("bucket", b.Name); err != nil {
+		return err
+	}
+	var ret *float64
+	if retention > 0 {
+		s := retention.Seconds()
+		ret = &s
+	}
+	_, err := db.Exec(ctx, `INSERT INTO kiln.bucket (name, description, private, open, retention)
+		VALUES ($1, $2, $3, $4, make_interval(secs => $5))`, b.Name, b.Description, b.Private, b.Open, ret)
+	return explain(err, "bucket", b.Name)
+}
+
+// ListBuckets returns every bucket with its grantees.
+func ListBuckets(ctx context.Context, db *pgxpool.Pool) ([]Bucket, error) {
+	rows, err := db.Query(ctx, `SELECT b.name, b.description, b.private, b.open, extract(epoch FROM b.retention)::float8,
+		coalesce((SELECT array_agg(g.grantee::text ORDER BY g.grantee) FROM kiln.bucket_grant g WHERE g.bucket = b.name), '{}')
+		FROM kiln.bucket b ORDER BY b.name`)
+	if err != nil {
+		return nil, fmt.Errorf("listing buckets: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Bucket, error) {
+		var b Bucket
+		err := r.Scan(&b.Name, &b.Description, &b.Private, &b.Open, &b.RetentionSeconds, &b.Grantees)
+		return b, err
+	})
+}
+
+// GrantBucket lets role submit to bucket.
+func GrantBucket(ctx context.Context, db *pgxpool.Pool, bucket, role string) error {
+	var exists bool
+	if err := db.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", role).Scan(&exists); err != nil {
+		return fmt.Errorf("looking up role %q: %w", role, err)
+	}
+	if !exists {
+		return fmt.Errorf("database role %q does not exist (add the person first: kiln admin person add %s)", role, role)
+	}
+	_, err := db.Exec(ctx, "INSERT INTO kiln.bucket_grant (bucket, grantee) VALUES ($1, $2) ON CONFLICT DO NOTHING", bucket, role)
+	return explain(err, "bucket", bucket)
+}
+
+// RevokeBucket withdraws a grant.
+func RevokeBucket(ctx context.Context, db *pgxpool.Pool, bucket, role string) error {
+	tag, err := db.Exec(ctx, "DELETE FROM kiln.bucket_grant WHERE bucket = $1 AND grantee = $2", bucket, role)
+	if err != nil {
+		return explain(err, "bucket", bucket)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("%q has no grant on bucket %q", role, bucket)
+	}
+	return nil
+}
+
+// Builder is a row of kiln.builder_status.
+type Builder struct {
+	Name        string     `json:"name"`
+	Host        string     `json:"host"`
+	State       string     `json:"state"`
+	Enabled     bool       `json:"enabled"`
+	Draining    bool       `json:"draining"`
+	Slots       int        `json:"slots"`
+	Busy        int        `json:"busy"`
+	HeartbeatAt *time.Time `json:"heartbeat_at"`
+	Version     string     `json:"version"`
+	Platforms   []string   `json:"platforms"`
+	Tasks       []int64    `json:"tasks"`
+}
+
+// ListBuilders returns every builder by name.
+func ListBuilders(ctx context.Context, db *pgxpool.Pool) ([]Builder, error) {
+	rows, err := db.Query(ctx, `SELECT builder, host, state, enabled, draining, slots, busy, heartbeat_at, version, platforms, tasks
+		FROM kiln.builder_status ORDER BY builder`)
+	if err != nil {
+		return nil, fmt.Errorf("listing builders: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Builder, error) {
+		var b Builder
+		err := r.Scan(&b.Name, &b.Host, &b.State, &b.Enabled, &b.Draining, &b.Slots, &b.Busy, &b.HeartbeatAt, &b.Version, &b.Platforms, &b.Tasks)
+		return b, err
+	})
+}
+
+// SetBuilderEnabled switches a builder on or off for new work.
+func SetBuilderEnabled(ctx context.Context, db *pgxpool.Pool, name string, enabled bool) error {
+	tag, err := db.Exec(ctx, "UPDATE kiln.builder SET enabled = $2 WHERE name = $1", name, enabled)
+	if err != nil {
+		return explain(err, "builder", name)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("builder %q does not exist (see kiln admin builder list)", name)
+	}
+	return nil
+}
+
+// explain turns constraint and permission errors into messages naming the
+// thing and what to do.
+func explain(err error, what, name string) error {
+	if err == nil {
+		return nil
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "23505":
+			return fmt.Errorf("%s %q already exists", what, name)
+		case "23514":
+			return fmt.Errorf("%s %q: a value breaks rule %s: %w", what, name, pgErr.ConstraintName, err)
+		case "23503":
+			return fmt.Errorf("%s %q does not exist: %w", what, name, err)
+		case "42501":
+			return fmt.Errorf("permission denied for %s %q: your database role needs kiln_admin (%s)", what, name, pgErr.Message)
+		}
+	}
+	return fmt.Errorf("%s %q: %w", what, name, err)
+}

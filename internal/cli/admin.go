@@ -1,0 +1,328 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/urfave/cli/v2"
+
+	"github.com/kiln-build/kiln/internal/admin"
+	"github.com/kiln-build/kiln/schema"
+)
+
+var jsonFlag = &cli.BoolFlag{Name: "json", Usage: "print JSON (field names are stable, see docs/cli.md)"}
+
+func adminCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "admin",
+		Usage: "run the farm: migrations, platforms, buckets, builders",
+		Subcommands: []*cli.Command{
+			{
+				Name:   "migrate",
+				Usage:  "apply kiln's and River's schema migrations (idempotent)",
+				Action: withDB(runMigrate),
+			},
+			{
+				Name:  "platform",
+				Usage: "manage build platforms",
+				Subcommands: []*cli.Command{
+					{
+						Name:      "add",
+						Usage:     "add a platform",
+						ArgsUsage: "NAME",
+						Flags: []cli.Flag{
+							&cli.StringFlag{Name: "arch", Usage: "architecture (x86_64, aarch64, amd64, ...)", Required: true},
+							&cli.StringFlag{Name: "backend", Usage: "rpmbuild, dpkg, mock, sbuild or noop", Required: true},
+							&cli.StringFlag{Name: "format", Usage: "package format, rpm or deb (default: the backend's)"},
+							&cli.StringFlag{Name: "settings", Usage: "backend settings as a JSON object", Value: "{}"},
+							&cli.DurationFlag{Name: "timeout", Usage: "build timeout", Value: admin.DefaultTimeout},
+							&cli.BoolFlag{Name: "inactive", Usage: "add it inactive (no new jobs)"},
+							&cli.StringFlag{Name: "description", Usage: "free text"},
+						},
+						Action: withDB(runPlatformAdd),
+					},
+					{Name: "list", Usage: "list platforms", Flags: []cli.Flag{jsonFlag}, Action: withDB(runPlatformList)},
+					{Name: "enable", Usage: "let new jobs target a platform", ArgsUsage: "NAME", Action: withDB(platformActive(true))},
+					{Name: "disable", Usage: "stop new jobs targeting a platform", ArgsUsage: "NAME", Action: withDB(platformActive(false))},
+					{
+						Name:      "set",
+						Usage:     "change a platform's settings",
+						ArgsUsage: "NAME",
+						Flags: []cli.Flag{
+							&cli.StringFlag{Name: "arch"},
+							&cli.StringFlag{Name: "backend"},
+							&cli.StringFlag{Name: "format"},
+							&cli.StringFlag{Name: "settings", Usage: "backend settings as a JSON object"},
+							&cli.DurationFlag{Name: "timeout"},
+							&cli.StringFlag{Name: "description"},
+						},
+						Action: withDB(runPlatformSet),
+					},
+				},
+			},
+			{
+				Name:  "bucket",
+				Usage: "manage buckets and who may submit to them",
+				Subcommands: []*cli.Command{
+					{
+						Name:      "add",
+						Usage:     "add a bucket",
+						ArgsUsage: "NAME",
+						Flags: []cli.Flag{
+							&cli.StringFlag{Name: "description"},
+							&cli.BoolFlag{Name: "private", Usage: "only submitter, grantees and admins may read its jobs"},
+							&cli.BoolFlag{Name: "open", Usage: "every submitter may submit without a grant"},
+							&cli.DurationFlag{Name: "retention", Usage: "keep logs and artifacts of finished jobs this long (default: the janitor's)"},
+						},
+						Action: withDB(runBucketAdd),
+					},
+					{Name: "list", Usage: "list buckets", Flags: []cli.Flag{jsonFlag}, Action: withDB(runBucketList)},
+					{Name: "grant", Usage: "let a role submit to a bucket", ArgsUsage: "BUCKET ROLE", Action: withDB(runBucketGrant)},
+					{Name: "revoke", Usage: "withdraw a bucket grant", ArgsUsage: "BUCKET ROLE", Action: withDB(runBucketRevoke)},
+				},
+			},
+			{
+				Name:  "builder",
+				Usage: "manage builders",
+				Subcommands: []*cli.Command{
+					{Name: "list", Usage: "list builders", Flags: []cli.Flag{jsonFlag}, Action: withDB(runBuilderList)},
+					{Name: "enable", Usage: "let a builder take new tasks", ArgsUsage: "NAME", Action: withDB(builderEnabled(true))},
+					{Name: "disable", Usage: "stop a builder taking new tasks (running ones finish)", ArgsUsage: "NAME", Action: withDB(builderEnabled(false))},
+				},
+			},
+		},
+	}
+}
+
+func oneArg(c *cli.Context, what string) (string, error) {
+	if c.NArg() != 1 {
+		return "", usageError("%s: expected one %s, got %d arguments", c.Command.FullName(), what, c.NArg())
+	}
+	return c.Args().First(), nil
+}
+
+func runMigrate(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
+	res, err := schema.Migrate(ctx, db)
+	if err != nil {
+		return err
+	}
+	w := stdout(c)
+	if len(res.Applied) == 0 && len(res.RiverApplied) == 0 {
+		fmt.Fprintf(w, "schema is up to date (kiln version %d)\n", res.To)
+		return nil
+	}
+	if len(res.RiverApplied) > 0 {
+		fmt.Fprintf(w, "applied River migrations %v into schema %s\n", res.RiverApplied, schema.RiverSchema)
+	}
+	for _, m := range res.Applied {
+		fmt.Fprintf(w, "applied %s\n", m)
+	}
+	fmt.Fprintf(w, "kiln schema version %d -> %d\n", res.From, res.To)
+	return nil
+}
+
+func parseSettings(s string) (map[string]any, error) {
+	var m map[string]any
+	if err := json.Unmarshal([]byte(s), &m); err != nil || m == nil {
+		return nil, usageError("--settings must be a JSON object, for example '{\"root\": \"rocky+epel-9-x86_64\"}'")
+	}
+	return m, nil
+}
+
+func runPlatformAdd(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
+	name, err := oneArg(c, "platform name")
+	if err != nil {
+		return err
+	}
+	settings, err := parseSettings(c.String("settings"))
+	if err != nil {
+		return err
+	}
+	format := c.String("format")
+	if def, known := admin.Backends[c.String("backend")]; format == "" && known {
+		format = def
+		if format == "" {
+			return usageError("platform %s: give --format rpm or deb", name)
+		}
+	}
+	p := admin.Platform{
+		Name: name, Arch: c.String("arch"), Backend: c.String("backend"), PackageFormat: format,
+		BackendSettings: settings, Timeout: c.Duration("timeout"), Active: !c.Bool("inactive"),
+		Description: c.String("description"),
+	}
+	if err := admin.AddPlatform(ctx, db, p); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout(c), "added platform %s (%s, %s, backend %s, timeout %s)\n", p.Name, p.Arch, p.PackageFormat, p.Backend, p.Timeout)
+	return nil
+}
+
+func runPlatformList(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
+	ps, err := admin.ListPlatforms(ctx, db)
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(stdout(c), ps)
+	}
+	tw := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PLATFORM\tARCH\tFORMAT\tBACKEND\tTIMEOUT\tACTIVE\tDESCRIPTION")
+	for _, p := range ps {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.Arch, p.PackageFormat, p.Backend, p.Timeout, yesNo(p.Active), p.Description)
+	}
+	return tw.Flush()
+}
+
+func platformActive(active bool) func(context.Context, *cli.Context, *pgxpool.Pool) error {
+	return func(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
+		name, err := oneArg(c, "platform name")
+		if err != nil {
+			return err
+		}
+		if err := admin.SetPlatformActive(ctx, db, name, active); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout(c), "platform %s %s\n", name, map[bool]string{true: "enabled", false: "disabled"}[active])
+		return nil
+	}
+}
+
+func runPlatformSet(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
+	name, err := oneArg(c, "platform name")
+	if err != nil {
+		return err
+	}
+	var ch admin.PlatformChange
+	str := func(flag string) *string {
+		if !c.IsSet(flag) {
+			return nil
+		}
+		v := c.String(flag)
+		return &v
+	}
+	ch.Arch, ch.Backend, ch.PackageFormat, ch.Description = str("arch"), str("backend"), str("format"), str("description")
+	if c.IsSet("settings") {
+		if ch.BackendSettings, err = parseSettings(c.String("settings")); err != nil {
+			return err
+		}
+	}
+	if c.IsSet("timeout") {
+		d := c.Duration("timeout")
+		ch.Timeout = &d
+	}
+	if err := admin.SetPlatform(ctx, db, name, ch); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout(c), "platform %s updated\n", name)
+	return nil
+}
+
+func runBucketAdd(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
+	name, err := oneArg(c, "bucket name")
+	if err != nil {
+		return err
+	}
+	b := admin.Bucket{Name: name, Description: c.String("description"), Private: c.Bool("private"), Open: c.Bool("open")}
+	if err := admin.AddBucket(ctx, db, b, c.Duration("retention")); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout(c), "added bucket %s\n", name)
+	return nil
+}
+
+func runBucketList(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
+	bs, err := admin.ListBuckets(ctx, db)
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(stdout(c), bs)
+	}
+	tw := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "BUCKET\tPRIVATE\tOPEN\tRETENTION\tGRANTEES\tDESCRIPTION")
+	for _, b := range bs {
+		ret := "default"
+		if b.RetentionSeconds != nil {
+			ret = (time.Duration(*b.RetentionSeconds) * time.Second).String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", b.Name, yesNo(b.Private), yesNo(b.Open), ret, strings.Join(b.Grantees, ","), b.Description)
+	}
+	return tw.Flush()
+}
+
+func twoArgs(c *cli.Context, a, b string) (string, string, error) {
+	if c.NArg() != 2 {
+		return "", "", usageError("%s: expected %s and %s", c.Command.FullName(), a, b)
+	}
+	return c.Args().Get(0), c.Args().Get(1), nil
+}
+
+func runBucketGrant(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
+	bucket, role, err := twoArgs(c, "BUCKET", "ROLE")
+	if err != nil {
+		return err
+	}
+	if err := admin.GrantBucket(ctx, db, bucket, role); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout(c), "%s may now submit to bucket %s\n", role, bucket)
+	return nil
+}
+
+func runBucketRevoke(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
+	bucket, role, err := twoArgs(c, "BUCKET", "ROLE")
+	if err != nil {
+		return err
+	}
+	if err := admin.RevokeBucket(ctx, db, bucket, role); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout(c), "%s may no longer submit to bucket %s\n", role, bucket)
+	return nil
+}
+
+func runBuilderList(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
+	bs, err := admin.ListBuilders(ctx, db)
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(stdout(c), bs)
+	}
+	tw := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "BUILDER\tHOST\tSTATE\tENABLED\tDRAINING\tBUSY\tPLATFORMS\tHEARTBEAT")
+	for _, b := range bs {
+		hb := "never"
+		if b.HeartbeatAt != nil {
+			hb = time.Since(*b.HeartbeatAt).Round(time.Second).String() + " ago"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", b.Name, b.Host, b.State, yesNo(b.Enabled), yesNo(b.Draining), b.Busy, b.Slots, strings.Join(b.Platforms, ","), hb)
+	}
+	return tw.Flush()
+}
+
+func builderEnabled(enabled bool) func(context.Context, *cli.Context, *pgxpool.Pool) error {
+	return func(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
+		name, err := oneArg(c, "builder name")
+		if err != nil {
+			return err
+		}
+		if err := admin.SetBuilderEnabled(ctx, db, name, enabled); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout(c), "builder %s %s\n", name, map[bool]string{true: "enabled", false: "disabled"}[enabled])
+		return nil
+	}
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}

@@ -1,0 +1,93 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/kiln-build/kiln/internal/pgtest"
+)
+
+// run executes the kiln CLI with args against db and returns its output.
+func run(t *testing.T, dbURL string, args ...string) (string, error) {
+	t.Helper()
+	app := App()
+	var out bytes.Buffer
+	app.Writer = &out
+	app.ErrWriter = &out
+	app.ExitErrHandler = func(*cli.Context, error) {}
+	err := app.RunContext(context.Background(), append([]string{"kiln", "--db", dbURL}, args...))
+	return out.String(), err
+}
+
+func TestAdminPlatformsBucketsBuilders(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+
+	mustRun := func(want string, args ...string) string {
+		t.Helper()
+		out, err := run(t, db.URL, args...)
+		if err != nil {
+			t.Fatalf("kiln %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		if !strings.Contains(out, want) {
+			t.Fatalf("kiln %s: output %q lacks %q", strings.Join(args, " "), out, want)
+		}
+		return out
+	}
+	mustFail := func(want string, args ...string) {
+		t.Helper()
+		out, err := run(t, db.URL, args...)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("kiln %s: got %v (%s), want error containing %q", strings.Join(args, " "), err, out, want)
+		}
+	}
+
+	mustRun("up to date", "admin", "migrate")
+	mustRun("added platform el9-x86_64", "admin", "platform", "add", "--arch", "x86_64", "--backend", "rpmbuild", "el9-x86_64")
+	mustRun("added platform bookworm-amd64 (amd64, deb", "admin", "platform", "add", "--arch", "amd64", "--backend", "dpkg", "--timeout", "3h", "bookworm-amd64")
+	mustFail("already exists", "admin", "platform", "add", "--arch", "x86_64", "--backend", "rpmbuild", "el9-x86_64")
+	mustFail("not valid", "admin", "platform", "add", "--arch", "x86_64", "--backend", "rpmbuild", "EL9 x86")
+	mustFail("unknown backend", "admin", "platform", "add", "--arch", "x86_64", "--backend", "docker", "el10")
+	mustFail("builds rpm packages, not deb", "admin", "platform", "add", "--arch", "x86_64", "--backend", "mock", "--format", "deb", "el10")
+	mustFail("JSON object", "admin", "platform", "add", "--arch", "x86_64", "--backend", "mock", "--settings", "[1]", "el10")
+
+	mustRun("platform el9-x86_64 disabled", "admin", "platform", "disable", "el9-x86_64")
+	mustFail("does not exist", "admin", "platform", "enable", "el42")
+	mustRun("updated", "admin", "platform", "set", "--timeout", "30m", "--description", "fast", "el9-x86_64")
+	mustFail("builds deb packages, not rpm", "admin", "platform", "set", "--backend", "dpkg", "el9-x86_64")
+
+	out := mustRun("el9-x86_64", "admin", "platform", "list", "--json")
+	var ps []map[string]any
+	if err := json.Unmarshal([]byte(out), &ps); err != nil {
+		t.Fatalf("platform list --json: %v\n%s", err, out)
+	}
+	if len(ps) != 2 || ps[1]["name"] != "el9-x86_64" || ps[1]["active"] != false || ps[1]["timeout_seconds"] != 1800.0 || ps[1]["description"] != "fast" {
+		t.Fatalf("platform list --json: %v", ps)
+	}
+	if ps[0]["timeout_seconds"] != 10800.0 {
+		t.Fatalf("bookworm timeout: %v", ps[0]["timeout_seconds"])
+	}
+
+	mustRun("added bucket devel", "admin", "bucket", "add", "--open", "devel")
+	mustFail("already exists", "admin", "bucket", "add", "devel")
+	mustFail("not valid", "admin", "bucket", "add", "Dev/el")
+	mustFail("does not exist", "admin", "bucket", "grant", "devel", "nobody_like_this")
+	mustRun("postgres may now submit to bucket devel", "admin", "bucket", "grant", "devel", "postgres")
+	mustRun("devel   no       yes   default    postgres", "admin", "bucket", "list")
+	mustRun("no longer", "admin", "bucket", "revoke", "devel", "postgres")
+	mustFail("has no grant", "admin", "bucket", "revoke", "devel", "postgres")
+
+	mustFail("does not exist", "admin", "builder", "disable", "b1")
+	if _, err := db.Pool.Exec(context.Background(), `INSERT INTO kiln.builder (name, host, slots) VALUES ('b1', 'h1', 4);
+		INSERT INTO kiln.builder_platform VALUES ('b1', 'el9-x86_64')`); err != nil {
+		t.Fatal(err)
+	}
+	mustRun("builder b1 disabled", "admin", "builder", "disable", "b1")
+	mustRun("b1       h1    offline  no", "admin", "builder", "list")
+	mustFail("expected one builder name", "admin", "builder", "enable")
+}

@@ -1,0 +1,31 @@
+-- 00-groups.sql: the group roles. Idempotent; run before `kiln admin migrate`.
+--
+-- kiln_owner owns schemas kiln and river and every object in them; nobody logs
+-- in as it: `kiln admin migrate` switches to it (SET ROLE) when the migrating
+-- login is a member. The other roles are what processes and people log in as,
+-- through login roles that are members of them (see README.md).
+DO $$
+DECLARE
+    r text;
+BEGIN
+    FOREACH r IN ARRAY ARRAY['kiln_owner', 'kiln_reader', 'kiln_submitter', 'kiln_splitter',
+                             'kiln_builder', 'kiln_janitor', 'kiln_admin', 'kiln_web'] LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
+            EXECUTE format('CREATE ROLE %I NOLOGIN', r);
+        END IF;
+    END LOOP;
+END $$;
+
+-- People who submit may read everything a reader may.
+GRANT kiln_reader TO kiln_submitter;
+-- Admins are submitters too, and may switch to the owner to migrate.
+GRANT kiln_submitter TO kiln_admin;
+GRANT kiln_owner TO kiln_admin;
+-- The web interface reads as a reader.
+GRANT kiln_reader TO kiln_web;
+
+-- The owner creates schemas kiln and river in this database.
+DO $$ BEGIN
+    EXECUTE format('GRANT CREATE, CONNECT ON DATABASE %I TO kiln_owner', current_database());
+    EXECUTE format('GRANT CONNECT ON DATABASE %I TO kiln_reader, kiln_submitter, kiln_splitter, kiln_builder, kiln_janitor, kiln_admin, kiln_web', current_database());
+END $$;

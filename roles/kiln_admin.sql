@@ -1,0 +1,7 @@
+-- kiln_admin: people who run the farm: platforms, buckets, grants, builders.
+-- Member of kiln_submitter (so of kiln_reader) and of kiln_owner (for migrations).
+GRANT USAGE ON SCHEMA kiln, river TO kiln_admin;
+GRANT SELECT, INSERT, UPDATE, DELETE ON kiln.platform, kiln.bucket, kiln.bucket_grant TO kiln_admin;
+GRANT UPDATE (enabled, draining) ON kiln.builder TO kiln_admin;
+GRANT INSERT ON kiln.event TO kiln_admin;
+GRANT SELECT ON ALL TABLES IN SCHEMA river TO kiln_admin;

@@ -1,0 +1,26 @@
+-- kiln_builder: builder daemons. Each builder host logs in as its own role
+-- (builder_<host>), a member of kiln_builder.
+GRANT USAGE ON SCHEMA kiln, river TO kiln_builder;
+
+GRANT SELECT ON kiln.platform, kiln.job, kiln.package, kiln.package_file, kiln.blob, kiln.blob_chunk,
+                kiln.task, kiln.attempt, kiln.builder, kiln.builder_platform TO kiln_builder;
+-- Registration and heartbeat.
+GRANT INSERT (name, host, slots, version, state, heartbeat_at, started_at) ON kiln.builder TO kiln_builder;
+GRANT UPDATE (host, slots, version, state, draining, heartbeat_at, started_at) ON kiln.builder TO kiln_builder;
+GRANT INSERT, DELETE ON kiln.builder_platform TO kiln_builder;
+-- Taking, heart-beating and finishing tasks.
+GRANT UPDATE (status, attempt, builder, heartbeat_at, started_at, finished_at, reason) ON kiln.task TO kiln_builder;
+GRANT INSERT (task_id, attempt, builder, status, started_at) ON kiln.attempt TO kiln_builder;
+GRANT UPDATE (status, finished_at, reason, build_info, log_bytes, log_truncated) ON kiln.attempt TO kiln_builder;
+-- Results: logs, artifacts and their bytes.
+GRANT INSERT (task_id, attempt, seq, data) ON kiln.log_chunk TO kiln_builder;
+GRANT INSERT (task_id, attempt, kind, file_name, blob_sha256, size) ON kiln.artifact TO kiln_builder;
+GRANT INSERT (sha256, size, chunk_size, verified_at) ON kiln.blob TO kiln_builder;
+GRANT UPDATE (verified_at) ON kiln.blob TO kiln_builder;
+GRANT INSERT (sha256, seq, data) ON kiln.blob_chunk TO kiln_builder;
+GRANT INSERT ON kiln.event TO kiln_builder;
+
+-- River: a working client on its platforms' queues.
+GRANT SELECT, INSERT, UPDATE, DELETE ON river.river_job, river.river_leader, river.river_queue TO kiln_builder;
+GRANT SELECT ON river.river_migration TO kiln_builder;
+GRANT USAGE ON SEQUENCE river.river_job_id_seq TO kiln_builder;

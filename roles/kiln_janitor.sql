@@ -1,0 +1,19 @@
+-- kiln_janitor: periodic upkeep (lost builders, runaway builds, retention,
+-- consistency). It may change task and attempt state of any builder, prune
+-- logs, artifacts and blobs, but never submit or build.
+GRANT USAGE ON SCHEMA kiln, river TO kiln_janitor;
+
+GRANT SELECT ON ALL TABLES IN SCHEMA kiln TO kiln_janitor;
+GRANT UPDATE (status, attempt, lost_count, builder, heartbeat_at, started_at, finished_at, reason, river_job_id) ON kiln.task TO kiln_janitor;
+GRANT UPDATE (status, finished_at, reason) ON kiln.attempt TO kiln_janitor;
+GRANT UPDATE (state) ON kiln.builder TO kiln_janitor;
+GRANT UPDATE (blob_sha256, pruned_at) ON kiln.artifact TO kiln_janitor;
+GRANT DELETE ON kiln.log_chunk, kiln.blob, kiln.blob_chunk TO kiln_janitor;
+GRANT EXECUTE ON FUNCTION kiln.refresh_job_status(bigint) TO kiln_janitor;
+GRANT INSERT ON kiln.event TO kiln_janitor;
+
+-- River: a working client (periodic jobs, leader election) that also re-enqueues
+-- and cancels build River jobs.
+GRANT SELECT, INSERT, UPDATE, DELETE ON river.river_job, river.river_leader, river.river_queue TO kiln_janitor;
+GRANT SELECT ON river.river_migration TO kiln_janitor;
+GRANT USAGE ON SEQUENCE river.river_job_id_seq TO kiln_janitor;

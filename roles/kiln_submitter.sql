@@ -1,0 +1,21 @@
+-- kiln_submitter: people submitting, cancelling and resubmitting jobs.
+-- Member of kiln_reader. The submitter column is set from session_user by a
+-- trigger, whatever the client sends.
+GRANT USAGE ON SCHEMA kiln, river TO kiln_submitter;
+
+-- Upload: blobs and their chunks (insert only; a submitter never changes or
+-- removes stored bytes).
+GRANT INSERT (sha256, size, chunk_size) ON kiln.blob TO kiln_submitter;
+GRANT INSERT (sha256, seq, data) ON kiln.blob_chunk TO kiln_submitter;
+
+-- The job and its packages, inserted in the submit transaction.
+GRANT INSERT (bucket, platforms, priority, policy, note, options, submission_key, resubmit_of) ON kiln.job TO kiln_submitter;
+GRANT INSERT (job_id, seq, file_name, format, blob_sha256, size) ON kiln.package TO kiln_submitter;
+GRANT INSERT (job_id, seq, file_name, blob_sha256, size) ON kiln.package_file TO kiln_submitter;
+
+-- Cancelling: own jobs only (row-level security), through kiln.cancel_job/kiln.cancel_task.
+GRANT EXECUTE ON FUNCTION kiln.cancel_job(bigint), kiln.cancel_task(bigint) TO kiln_submitter;
+
+-- River: an insert-only client (the validate River job in the submit transaction).
+GRANT SELECT, INSERT, UPDATE ON river.river_job TO kiln_submitter;
+GRANT USAGE ON SEQUENCE river.river_job_id_seq TO kiln_submitter;

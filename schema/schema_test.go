@@ -1,0 +1,351 @@
+package schema_test
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/kiln-build/kiln/internal/pgtest"
+	"github.com/kiln-build/kiln/schema"
+)
+
+func TestMigrateEmptyThenNoop(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.NewEmpty(t)
+
+	res, err := schema.Migrate(ctx, db.Pool)
+	if err != nil {
+		t.Fatalf("first migrate: %v", err)
+	}
+	if res.From != 0 || res.To != schema.Latest() || len(res.Applied) != schema.Latest() {
+		t.Fatalf("first migrate: got %+v, want 0 -> %d with every file applied", res, schema.Latest())
+	}
+	if len(res.RiverApplied) == 0 {
+		t.Fatalf("first migrate applied no River migrations")
+	}
+	var riverTables int
+	if err := db.Pool.QueryRow(ctx, "SELECT count(*) FROM pg_tables WHERE schemaname = 'river' AND tablename = 'river_job'").Scan(&riverTables); err != nil || riverTables != 1 {
+		t.Fatalf("river.river_job missing after migrate (count %d, err %v)", riverTables, err)
+	}
+
+	res, err = schema.Migrate(ctx, db.Pool)
+	if err != nil {
+		t.Fatalf("second migrate: %v", err)
+	}
+	if len(res.Applied) != 0 || len(res.RiverApplied) != 0 || res.From != res.To {
+		t.Fatalf("second migrate was not a no-op: %+v", res)
+	}
+	v, err := schema.Version(ctx, db.Pool)
+	if err != nil || v != schema.Latest() {
+		t.Fatalf("Version = %d, %v; want %d", v, err, schema.Latest())
+	}
+}
+
+func TestMigrateRefusesNewerDatabase(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	future := schema.Latest() + 1
+	if _, err := db.Pool.Exec(ctx, "INSERT INTO kiln.schema_migration (version, name) VALUES ($1, 'from_the_future.sql')", future); err != nil {
+		t.Fatal(err)
+	}
+	_, err := schema.Migrate(ctx, db.Pool)
+	var tooNew *schema.TooNewError
+	if !errors.As(err, &tooNew) {
+		t.Fatalf("Migrate on a newer database: got %v, want TooNewError", err)
+	}
+	if tooNew.Database != future || !strings.Contains(err.Error(), "upgrade kiln") {
+		t.Fatalf("unexpected error: %v", err)
+	}
+	v, _ := schema.Version(ctx, db.Pool)
+	if v != future {
+		t.Fatalf("refused migrate changed the version to %d", v)
+	}
+}
+
+func TestEverythingHasAComment(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	rows, err := db.Pool.Query(ctx, `
+		SELECT c.relname || ' (' || c.relkind::text || ')'
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = 'kiln' AND c.relkind IN ('r', 'v', 'm', 'p') AND obj_description(c.oid, 'pg_class') IS NULL
+		UNION ALL
+		SELECT c.relname || '.' || a.attname
+		FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = 'kiln' AND c.relkind IN ('r', 'v', 'm', 'p') AND a.attnum > 0 AND NOT a.attisdropped
+		  AND col_description(c.oid, a.attnum) IS NULL
+		UNION ALL
+		SELECT p.proname || '()' FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+		WHERE n.nspname = 'kiln' AND obj_description(p.oid, 'pg_proc') IS NULL
+		ORDER BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var missing []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		missing = append(missing, s)
+	}
+	if len(missing) > 0 {
+		t.Fatalf("objects in schema kiln without a COMMENT:\n  %s", strings.Join(missing, "\n  "))
+	}
+	var tables int
+	if err := db.Pool.QueryRow(ctx, "SELECT count(*) FROM pg_tables WHERE schemaname = 'kiln'").Scan(&tables); err != nil || tables < 10 {
+		t.Fatalf("expected the kiln tables to exist, found %d (%v)", tables, err)
+	}
+}
+
+// fixture seeds a platform, a bucket, a builder of that platform and a job.
+type fixture struct {
+	db  *pgxpool.Pool
+	job int64
+}
+
+func setup(t *testing.T) fixture {
+	t.Helper()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	mustExec(t, db.Pool, `
+		INSERT INTO kiln.platform (name, arch, package_format, backend) VALUES
+		  ('el9-x86_64', 'x86_64', 'rpm', 'rpmbuild'), ('el8-x86_64', 'x86_64', 'rpm', 'rpmbuild'),
+		  ('el9-aarch64', 'aarch64', 'rpm', 'rpmbuild'), ('bookworm-amd64', 'amd64', 'deb', 'dpkg');
+		INSERT INTO kiln.bucket (name) VALUES ('devel');
+		INSERT INTO kiln.builder (name, host, slots) VALUES ('b1', 'host1', 2), ('b2', 'host2', 1);
+		INSERT INTO kiln.builder_platform VALUES ('b1', 'el9-x86_64'), ('b1', 'el8-x86_64'), ('b2', 'bookworm-amd64');
+		INSERT INTO kiln.blob (sha256, size, chunk_size) VALUES (sha256('x'), 1, 262144);`)
+	var job int64
+	if err := db.Pool.QueryRow(ctx, "INSERT INTO kiln.job (bucket, submission_key) VALUES ('devel', 'k1') RETURNING id").Scan(&job); err != nil {
+		t.Fatal(err)
+	}
+	return fixture{db: db.Pool, job: job}
+}
+
+func mustExec(t *testing.T, db *pgxpool.Pool, sql string, args ...any) {
+	t.Helper()
+	if _, err := db.Exec(context.Background(), sql, args...); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+func TestJobStatusFromTasks(t *testing.T) {
+	t.Parallel()
+	platforms := []string{"el9-x86_64", "el8-x86_64", "el9-aarch64"}
+	cases := []struct {
+		tasks []string
+		want  string
+	}{
+		{nil, "submitted"},
+		{[]string{"pending"}, "queued"},
+		{[]string{"pending", "pending"}, "queued"},
+		{[]string{"pending", "skipped"}, "queued"},
+		{[]string{"building", "pending"}, "building"},
+		{[]string{"succeeded", "pending"}, "building"},
+		{[]string{"failed", "pending"}, "building"},
+		{[]string{"building", "succeeded", "failed"}, "building"},
+		{[]string{"succeeded"}, "succeeded"},
+		{[]string{"succeeded", "skipped"}, "succeeded"},
+		{[]string{"skipped", "skipped"}, "succeeded"},
+		{[]string{"failed"}, "failed"},
+		{[]string{"timed_out"}, "failed"},
+		{[]string{"lost"}, "failed"},
+		{[]string{"failed", "skipped"}, "failed"},
+		{[]string{"failed", "cancelled"}, "failed"},
+		{[]string{"succeeded", "failed"}, "partially_failed"},
+		{[]string{"succeeded", "timed_out", "skipped"}, "partially_failed"},
+		{[]string{"succeeded", "lost"}, "partially_failed"},
+		{[]string{"succeeded", "cancelled"}, "partially_failed"},
+		{[]string{"cancelled"}, "cancelled"},
+		{[]string{"cancelled", "skipped"}, "cancelled"},
+		{[]string{"cancelled", "cancelled"}, "cancelled"},
+	}
+	for _, tc := range cases {
+		t.Run(strings.Join(tc.tasks, "+"), func(t *testing.T) {
+			t.Parallel()
+			f := setup(t)
+			ctx := context.Background()
+			for i, st := range tc.tasks {
+				insertTask(t, f, platforms[i], st)
+			}
+			var got string
+			var finished bool
+			if err := f.db.QueryRow(ctx, "SELECT status, finished_at IS NOT NULL FROM kiln.job WHERE id = $1", f.job).Scan(&got, &finished); err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.want {
+				t.Fatalf("tasks %v: job status %q, want %q", tc.tasks, got, tc.want)
+			}
+			final := map[string]bool{"succeeded": true, "failed": true, "partially_failed": true, "cancelled": true}
+			if finished != final[got] {
+				t.Fatalf("job status %s: finished_at set = %v", got, finished)
+			}
+		})
+	}
+}
+
+// insertTask creates a task in the given status through the transitions a
+// builder would make, so triggers fire as in real life.
+func insertTask(t *testing.T, f fixture, platform, status string) {
+	t.Helper()
+	ctx := context.Background()
+	var id int64
+	if status == "skipped" {
+		if err := f.db.QueryRow(ctx, `INSERT INTO kiln.task (job_id, platform, status, reason, finished_at)
+			VALUES ($1, $2, 'skipped', 'ExclusiveArch', now()) RETURNING id`, f.job, platform).Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	if err := f.db.QueryRow(ctx, "INSERT INTO kiln.task (job_id, platform) VALUES ($1, $2) RETURNING id", f.job, platform).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	switch status {
+	case "pending":
+	case "building":
+		mustExec(t, f.db, "UPDATE kiln.task SET status = 'building', builder = 'b1', attempt = 1, started_at = now(), heartbeat_at = now() WHERE id = $1", id)
+	default:
+		mustExec(t, f.db, "UPDATE kiln.task SET status = $2, finished_at = now(), reason = 'because' WHERE id = $1", id, status)
+	}
+}
+
+func TestJobStatusFollowsTransitions(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	insertTask(t, f, "el9-x86_64", "pending")
+	status := func() string {
+		var s string
+		if err := f.db.QueryRow(ctx, "SELECT status FROM kiln.job WHERE id = $1", f.job).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	if s := status(); s != "queued" {
+		t.Fatalf("after split: %s", s)
+	}
+	mustExec(t, f.db, "UPDATE kiln.task SET status = 'building', builder = 'b1', attempt = 1, started_at = now(), heartbeat_at = now() WHERE job_id = $1", f.job)
+	if s := status(); s != "building" {
+		t.Fatalf("after start: %s", s)
+	}
+	mustExec(t, f.db, "UPDATE kiln.task SET status = 'succeeded', builder = NULL, finished_at = now() WHERE job_id = $1", f.job)
+	if s := status(); s != "succeeded" {
+		t.Fatalf("after finish: %s", s)
+	}
+	var events int
+	if err := f.db.QueryRow(ctx, "SELECT count(*) FROM kiln.event WHERE job_id = $1 AND kind = 'job.status'", f.job).Scan(&events); err != nil {
+		t.Fatal(err)
+	}
+	if events != 4 { // submitted, queued, building, succeeded
+		t.Fatalf("job.status events = %d, want 4", events)
+	}
+}
+
+func TestConstraints(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	var task int64
+	if err := f.db.QueryRow(ctx, "INSERT INTO kiln.task (job_id, platform) VALUES ($1, 'el9-x86_64') RETURNING id", f.job).Scan(&task); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, sql  string
+		code, rule string
+	}{
+		{"platform name", "INSERT INTO kiln.platform (name, arch, package_format, backend) VALUES ('EL9 x86', 'x86_64', 'rpm', 'rpmbuild')", "23514", "platform_name_valid"},
+		{"platform backend", "INSERT INTO kiln.platform (name, arch, package_format, backend) VALUES ('el10', 'x86_64', 'rpm', 'docker')", "23514", "platform_backend_valid"},
+		{"platform backend matches format", "INSERT INTO kiln.platform (name, arch, package_format, backend) VALUES ('el10', 'x86_64', 'deb', 'rpmbuild')", "23514", "platform_backend_format"},
+		{"platform format", "INSERT INTO kiln.platform (name, arch, package_format, backend) VALUES ('el10', 'x86_64', 'apk', 'noop')", "23514", "platform_package_format_valid"},
+		{"platform timeout", "INSERT INTO kiln.platform (name, arch, package_format, backend, timeout) VALUES ('el10', 'x86_64', 'rpm', 'rpmbuild', '-1 hour')", "23514", "platform_timeout_positive"},
+		{"platform settings", "INSERT INTO kiln.platform (name, arch, package_format, backend, backend_settings) VALUES ('el10', 'x86_64', 'rpm', 'mock', '[]')", "23514", "platform_backend_settings_object"},
+		{"duplicate platform", "INSERT INTO kiln.platform (name, arch, package_format, backend) VALUES ('el9-x86_64', 'x86_64', 'rpm', 'rpmbuild')", "23505", "platform_pkey"},
+		{"bucket name", "INSERT INTO kiln.bucket (name) VALUES ('../etc')", "23514", "bucket_name_valid"},
+		{"job status", "UPDATE kiln.job SET status = 'exploded' WHERE id = " + itoa(f.job), "23514", "job_status_valid"},
+		{"job priority", "INSERT INTO kiln.job (bucket, submission_key, priority) VALUES ('devel', 'p', 9)", "23514", "job_priority_range"},
+		{"job policy", "INSERT INTO kiln.job (bucket, submission_key, policy) VALUES ('devel', 'p', 'sometimes')", "23514", "job_policy_valid"},
+		{"job submission key", "INSERT INTO kiln.job (bucket, submission_key) VALUES ('devel', 'a b')", "23514", "job_submission_key_valid"},
+		{"job submission key unique", "INSERT INTO kiln.job (bucket, submission_key) VALUES ('devel', 'k1')", "23505", "job_submission_key_unique"},
+		{"job final has finished_at", "UPDATE kiln.job SET status = 'failed' WHERE id = " + itoa(f.job), "23514", "job_finished_when_final"},
+		{"job invalid has reason", "UPDATE kiln.job SET status = 'invalid', finished_at = now() WHERE id = " + itoa(f.job), "23514", "job_invalid_has_reason"},
+		{"package file name with separator", "INSERT INTO kiln.package (job_id, seq, file_name, format, blob_sha256, size) VALUES (" + itoa(f.job) + ", 0, '../x.src.rpm', 'srpm', sha256('x'), 1)", "23514", "package_file_name_safe"},
+		{"package file name leading dash", "INSERT INTO kiln.package (job_id, seq, file_name, format, blob_sha256, size) VALUES (" + itoa(f.job) + ", 0, '-x.src.rpm', 'srpm', sha256('x'), 1)", "23514", "package_file_name_safe"},
+		{"package file name control char", "INSERT INTO kiln.package (job_id, seq, file_name, format, blob_sha256, size) VALUES (" + itoa(f.job) + ", 0, E'x\\n.src.rpm', 'srpm', sha256('x'), 1)", "23514", "package_file_name_safe"},
+		{"package blob exists", "INSERT INTO kiln.package (job_id, seq, file_name, format, blob_sha256, size) VALUES (" + itoa(f.job) + ", 0, 'x.src.rpm', 'srpm', sha256('nope'), 1)", "23503", "package_blob_sha256_fkey"},
+		{"package negative size", "INSERT INTO kiln.package (job_id, seq, file_name, format, blob_sha256, size) VALUES (" + itoa(f.job) + ", 0, 'x.src.rpm', 'srpm', sha256('x'), -1)", "23514", "package_size_nonnegative"},
+		{"blob hash length", "INSERT INTO kiln.blob (sha256, size, chunk_size) VALUES ('\\x00', 1, 1)", "23514", "blob_sha256_length"},
+		{"blob negative size", "INSERT INTO kiln.blob (sha256, size, chunk_size) VALUES (sha256('y'), -5, 1)", "23514", "blob_size_nonnegative"},
+		{"task platform exists", "INSERT INTO kiln.task (job_id, platform) VALUES (" + itoa(f.job) + ", 'solaris-sparc')", "23503", "task_platform_fkey"},
+		{"task unique per platform", "INSERT INTO kiln.task (job_id, platform) VALUES (" + itoa(f.job) + ", 'el9-x86_64')", "23505", "task_job_platform_unique"},
+		{"task status", "UPDATE kiln.task SET status = 'melted' WHERE id = " + itoa(task), "23514", "task_status_valid"},
+		{"task builder of another platform", "UPDATE kiln.task SET status = 'building', builder = 'b2', attempt = 1, started_at = now(), heartbeat_at = now() WHERE id = " + itoa(task), "23503", "task_builder_platform_fk"},
+		{"task building needs builder", "UPDATE kiln.task SET status = 'building', attempt = 1, started_at = now(), heartbeat_at = now() WHERE id = " + itoa(task), "23514", "task_builder_iff_building"},
+		{"task building needs attempt", "UPDATE kiln.task SET status = 'building', builder = 'b1', started_at = now(), heartbeat_at = now() WHERE id = " + itoa(task), "23514", "task_building_has_attempt"},
+		{"task final needs finished_at", "UPDATE kiln.task SET status = 'succeeded' WHERE id = " + itoa(task), "23514", "task_finished_when_final"},
+		{"task failure needs reason", "UPDATE kiln.task SET status = 'failed', finished_at = now() WHERE id = " + itoa(task), "23514", "task_reason_when_unsuccessful"},
+		{"task negative attempt", "UPDATE kiln.task SET attempt = -1 WHERE id = " + itoa(task), "23514", "task_attempt_nonnegative"},
+		{"attempt needs task", "INSERT INTO kiln.attempt (task_id, attempt, builder) VALUES (999999, 1, 'b1')", "23503", "attempt_task_id_fkey"},
+		{"attempt status", "INSERT INTO kiln.attempt (task_id, attempt, builder, status, finished_at) VALUES (" + itoa(task) + ", 1, 'b1', 'weird', now())", "23514", "attempt_status_valid"},
+		{"artifact needs attempt", "INSERT INTO kiln.artifact (task_id, attempt, kind, file_name, blob_sha256, size) VALUES (" + itoa(task) + ", 7, 'package', 'x.rpm', sha256('x'), 1)", "23503", "artifact_task_id_attempt_fkey"},
+		{"builder name", "INSERT INTO kiln.builder (name, host) VALUES ('Bad Name', 'h')", "23514", "builder_name_valid"},
+		{"builder slots", "INSERT INTO kiln.builder (name, host, slots) VALUES ('b9', 'h', 0)", "23514", "builder_slots_range"},
+		{"builder state", "UPDATE kiln.builder SET state = 'zombie' WHERE name = 'b1'", "23514", "builder_state_valid"},
+		{"builder platform exists", "INSERT INTO kiln.builder_platform VALUES ('b1', 'plan9-mips')", "23503", "builder_platform_platform_fkey"},
+		{"event kind", "INSERT INTO kiln.event (kind) VALUES ('Not A Kind')", "23514", "event_kind_valid"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tx, err := f.db.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback(ctx) //nolint:errcheck
+			_, err = tx.Exec(ctx, tc.sql)
+			var pgErr *pgconn.PgError
+			if !errors.As(err, &pgErr) {
+				t.Fatalf("%s: got %v, want error %s on %s", tc.sql, err, tc.code, tc.rule)
+			}
+			if pgErr.Code != tc.code || pgErr.ConstraintName != tc.rule {
+				t.Fatalf("%s: got %s on %q (%s), want %s on %s", tc.sql, pgErr.Code, pgErr.ConstraintName, pgErr.Message, tc.code, tc.rule)
+			}
+		})
+	}
+}
+
+func TestEventsAreAppendOnlyAndStampActor(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	var actor string
+	if err := f.db.QueryRow(ctx, "INSERT INTO kiln.event (kind, actor) VALUES ('test.claim', 'somebody_else') RETURNING actor").Scan(&actor); err != nil {
+		t.Fatal(err)
+	}
+	if actor != "postgres" {
+		t.Fatalf("event actor = %q, want the session user postgres", actor)
+	}
+	for _, sql := range []string{"UPDATE kiln.event SET kind = 'x'", "DELETE FROM kiln.event", "TRUNCATE kiln.event"} {
+		_, err := f.db.Exec(ctx, sql)
+		if err == nil || !strings.Contains(err.Error(), "append-only") {
+			t.Errorf("%s: got %v, want append-only refusal", sql, err)
+		}
+	}
+	var submitter string
+	if err := f.db.QueryRow(ctx, "INSERT INTO kiln.job (bucket, submission_key, submitter) VALUES ('devel', 'k2', 'mallory') RETURNING submitter").Scan(&submitter); err != nil {
+		t.Fatal(err)
+	}
+	if submitter != "postgres" {
+		t.Fatalf("a job claiming submitter mallory was stored as %q, want the session user", submitter)
+	}
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
