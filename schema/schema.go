@@ -61,9 +61,9 @@ func Migrations() ([]Migration, error) {
 		out = append(out, Migration{Version: v, Name: name, SQL: string(body)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
-	for i, m := range out {
-		if m.Version != i+1 {
-			return nil, fmt.Errorf("migration %s: expected version %d (versions must be consecutive)", m.Name, i+1)
+	for i := 1; i < len(out); i++ {
+		if out[i].Version == out[i-1].Version {
+			return nil, fmt.Errorf("migrations %s and %s share version %d", out[i-1].Name, out[i].Name, out[i].Version)
 		}
 	}
 	return out, nil
@@ -72,10 +72,10 @@ func Migrations() ([]Migration, error) {
 // Latest is the newest schema version this binary knows.
 func Latest() int {
 	ms, err := Migrations()
-	if err != nil {
+	if err != nil || len(ms) == 0 {
 		return 0
 	}
-	return len(ms)
+	return ms[len(ms)-1].Version
 }
 
 // Result tells what Migrate did.
@@ -118,8 +118,21 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if res.From > len(migrations) {
-		return nil, &TooNewError{Database: res.From, Binary: len(migrations)}
+	latest := migrations[len(migrations)-1].Version
+	if res.From > latest {
+		return nil, &TooNewError{Database: res.From, Binary: latest}
+	}
+	applied := map[int]bool{}
+	rows, err := conn.Query(ctx, "SELECT version FROM kiln.schema_migration")
+	if err != nil {
+		return nil, fmt.Errorf("reading applied migrations: %w", err)
+	}
+	versions, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	if err != nil {
+		return nil, fmt.Errorf("reading applied migrations: %w", err)
+	}
+	for _, v := range versions {
+		applied[v] = true
 	}
 
 	migrator, err := rivermigrate.New(riverpgxv5.New(nil), &rivermigrate.Config{Schema: RiverSchema})
@@ -150,7 +163,10 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) (*Result, error) {
 		res.RiverApplied = append(res.RiverApplied, applied...)
 	}
 
-	for _, m := range migrations[res.From:] {
+	for _, m := range migrations {
+		if applied[m.Version] {
+			continue
+		}
 		err := inTx(ctx, conn.Conn(), func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, m.SQL); err != nil {
 				return fmt.Errorf("applying migration %s: %w", m.Name, err)
@@ -165,7 +181,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) (*Result, error) {
 		}
 		res.Applied = append(res.Applied, m.Name)
 	}
-	res.To = len(migrations)
+	res.To = latest
 	return res, nil
 }
 

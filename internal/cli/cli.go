@@ -26,6 +26,7 @@ func App() *cli.App {
 		Version: Version,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "db", Usage: "PostgreSQL connection string or URL (default: libpq's PG* environment variables)", EnvVars: []string{"KILN_DB"}},
+			&cli.StringFlag{Name: "web-url", Usage: "base address of kiln-web, used to print links to jobs", EnvVars: []string{"KILN_WEB_URL"}, Value: "http://localhost:8080"},
 		},
 		Commands: []*cli.Command{
 			adminCommand(),
