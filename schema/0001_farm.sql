@@ -613,6 +613,9 @@ BEGIN
     UPDATE river.river_job SET state = 'cancelled', finalized_at = now()
     WHERE id IN (SELECT river_job_id FROM kiln.task WHERE job_id = p_job_id AND status = 'pending' AND river_job_id IS NOT NULL)
       AND state IN ('available', 'scheduled', 'retryable', 'pending');
+    UPDATE kiln.attempt a SET status = 'cancelled', finished_at = now(), reason = 'cancelled by ' || session_user
+    FROM kiln.task t
+    WHERE t.job_id = p_job_id AND t.status = 'building' AND a.task_id = t.id AND a.attempt = t.attempt AND a.status = 'building';
     UPDATE kiln.task SET status = 'cancelled', builder = NULL, finished_at = now(),
                          reason = 'cancelled by ' || session_user
     WHERE job_id = p_job_id AND status IN ('pending', 'building');
@@ -625,7 +628,7 @@ BEGIN
     END IF;
     RETURN (SELECT status FROM kiln.job WHERE id = p_job_id);
 END $$;
-COMMENT ON FUNCTION kiln.cancel_job(bigint) IS 'Cancels a job''s unfinished tasks and their River jobs; submitter or kiln_admin only. Returns the job''s new status.';
+COMMENT ON FUNCTION kiln.cancel_job(bigint) IS 'Cancels a job''s unfinished tasks, their open attempts and their River jobs; submitter or kiln_admin only. Returns the job''s new status.';
 
 CREATE FUNCTION kiln.cancel_task(p_task_id bigint) RETURNS text
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, kiln AS $$
@@ -651,6 +654,8 @@ BEGIN
         UPDATE river.river_job SET state = 'cancelled', finalized_at = now()
         WHERE id = t.river_job_id AND state IN ('available', 'scheduled', 'retryable', 'pending');
     END IF;
+    UPDATE kiln.attempt SET status = 'cancelled', finished_at = now(), reason = 'cancelled by ' || session_user
+    WHERE task_id = p_task_id AND attempt = t.attempt AND status = 'building';
     UPDATE kiln.task SET status = 'cancelled', builder = NULL, finished_at = now(),
                          reason = 'cancelled by ' || session_user
     WHERE id = p_task_id;
