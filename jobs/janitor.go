@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/rivertype"
 )
 
 // Janitor is the work behind the janitor's River jobs (internal/janitor
@@ -37,17 +36,12 @@ func (JanitorPruneArgs) Kind() string { return "janitor_prune" }
 func (JanitorPruneArgs) InsertOpts() river.InsertOpts { return janitorInsertOpts() }
 
 // janitorInsertOpts: a round that fails is not retried (the next period
-// brings the next round), and a round is not queued while one of its kind
-// waits or runs, so rounds never pile up behind a slow one.
+// brings the next round), and at most one round of a kind is queued per
+// period, so rounds do not pile up while no janitor works them. (Not unique
+// by state: a round left running by a janitor that died would then block
+// its kind until River rescued it.)
 func janitorInsertOpts() river.InsertOpts {
-	return river.InsertOpts{
-		Queue:       QueueJanitor,
-		MaxAttempts: 1,
-		UniqueOpts: river.UniqueOpts{ByState: []rivertype.JobState{
-			rivertype.JobStateAvailable, rivertype.JobStatePending,
-			rivertype.JobStateRunning, rivertype.JobStateScheduled,
-		}},
-	}
+	return river.InsertOpts{Queue: QueueJanitor, MaxAttempts: 1}
 }
 
 // JanitorUpkeepWorker works JanitorUpkeepArgs.
@@ -92,12 +86,15 @@ func (w *JanitorPruneWorker) Timeout(*river.Job[JanitorPruneArgs]) time.Duration
 // upkeepEvery and a retention round every pruneEvery, both also at start.
 // Only the elected River leader enqueues them, so several janitors may run.
 func JanitorPeriodicJobs(upkeepEvery, pruneEvery time.Duration) []*river.PeriodicJob {
+	once := func(every time.Duration) *river.InsertOpts {
+		return &river.InsertOpts{UniqueOpts: river.UniqueOpts{ByPeriod: every}}
+	}
 	return []*river.PeriodicJob{
 		river.NewPeriodicJob(river.PeriodicInterval(upkeepEvery),
-			func() (river.JobArgs, *river.InsertOpts) { return JanitorUpkeepArgs{}, nil },
+			func() (river.JobArgs, *river.InsertOpts) { return JanitorUpkeepArgs{}, once(upkeepEvery) },
 			&river.PeriodicJobOpts{ID: "janitor_upkeep", RunOnStart: true}),
 		river.NewPeriodicJob(river.PeriodicInterval(pruneEvery),
-			func() (river.JobArgs, *river.InsertOpts) { return JanitorPruneArgs{}, nil },
+			func() (river.JobArgs, *river.InsertOpts) { return JanitorPruneArgs{}, once(pruneEvery) },
 			&river.PeriodicJobOpts{ID: "janitor_prune", RunOnStart: true}),
 	}
 }

@@ -206,7 +206,11 @@ func (j *Janitor) markBuildersOffline(ctx context.Context, c *Counts) error {
 					"reason": fmt.Sprintf("no heartbeat within the horizon %s", j.cfg.Horizon)}}); err != nil {
 				return err
 			}
-			j.log.Info("builder marked offline", "builder", b.Name, "silent_seconds", b.Silent)
+			silentFor := "never heart-beat"
+			if b.Silent != nil {
+				silentFor = (time.Duration(*b.Silent) * time.Second).String()
+			}
+			j.log.Info("builder marked offline", "builder", b.Name, "silent", silentFor)
 		}
 		c.BuildersOffline += len(bs)
 		return nil
