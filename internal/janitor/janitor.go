@@ -127,7 +127,7 @@ type Counts struct {
 	BlobsRemoved         int   `json:"blobs_removed"`          // unreferenced blobs removed
 	BlobBytesRemoved     int64 `json:"blob_bytes_removed"`     // their bytes
 	BlobsStillReferenced int   `json:"blobs_still_referenced"` // candidates a new reference saved
-	Errors               int   `json:"errors"`                 // repairs that failed (logged; retried next round)
+	Errors               int   `json:"errors"`                 // checks that met an error (logged; retried next round)
 }
 
 // Janitor runs rounds against one database.
