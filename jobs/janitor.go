@@ -110,5 +110,5 @@ type WorkedElsewhere[T river.JobArgs] struct {
 // if it is, the River job fails and is retried by River.
 func (WorkedElsewhere[T]) Work(context.Context, *river.Job[T]) error {
 	var args T
-	return fmt.Errorf("River job kind %q is not worked by this process", args.Kind())
+	return fmt.Errorf("kind %q of River job is not worked by this process", args.Kind())
 }

@@ -156,3 +156,55 @@ func TestDaemonRequeuesAndStops(t *testing.T) {
 		t.Fatalf("%d rounds recorded, %d janitor River jobs; want at least 2 of each", rounds, riverJobs)
 	}
 }
+
+// TestTwoDaemonsActOnce runs two janitor daemons (separate roles and
+// connections) on one farm: a lost task is requeued once, whichever of
+// them does it.
+func TestTwoDaemonsActOnce(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	task := seedLostTask(t, db, "b1")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 2)
+	for i := 0; i < 2; i++ {
+		url, _ := janitorURL(t, db)
+		go func() {
+			done <- app().RunContext(ctx, []string{"kiln-janitor", "--db", url, "--interval", "1s", "--horizon", "3s", "--log-level", "warn"})
+		}()
+	}
+	count := func(sql string) int {
+		var n int
+		if err := db.Pool.QueryRow(context.Background(), sql, task).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for count(`SELECT count(*) FROM kiln.task WHERE id = $1 AND status = 'pending'`) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("gave up waiting for the requeue")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// A few more rounds after the requeue, then stop both.
+	after := count(`SELECT count(*) FROM kiln.event WHERE kind = 'janitor.round' AND $1 > 0`)
+	for count(`SELECT count(*) FROM kiln.event WHERE kind = 'janitor.round' AND $1 > 0`) < after+3 {
+		if time.Now().After(deadline) {
+			t.Fatal("gave up waiting for further rounds")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cancel()
+	for i := 0; i < 2; i++ {
+		if err := <-done; err != nil {
+			t.Fatalf("daemon stopped with %v", err)
+		}
+	}
+	if n := count(`SELECT count(*) FROM kiln.event WHERE kind = 'janitor.requeue' AND task_id = $1`); n != 1 {
+		t.Fatalf("%d requeue events, want 1", n)
+	}
+	if n := count(`SELECT lost_count FROM kiln.task WHERE id = $1`); n != 1 {
+		t.Fatalf("lost_count %d, want 1", n)
+	}
+}

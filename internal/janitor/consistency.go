@@ -109,7 +109,7 @@ func (j *Janitor) cancelRiverJobsOfFinished(ctx context.Context, c *Counts) erro
 		})
 		if err != nil {
 			j.log.Warn("cancelling a stray River job failed; retrying next round", "river_job", s.RiverJobID, "err", err)
-			errs = append(errs, fmt.Errorf("River job %d: %w", s.RiverJobID, err))
+			errs = append(errs, fmt.Errorf("stray River job %d: %w", s.RiverJobID, err))
 		}
 	}
 	return errors.Join(errs...)
