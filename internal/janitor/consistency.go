@@ -29,7 +29,7 @@ func (j *Janitor) repairPendingWithoutRiverJob(ctx context.Context, c *Counts) e
 	if err != nil {
 		return fmt.Errorf("finding pending tasks without a River job: %w", err)
 	}
-	return j.forEach(ctx, "giving a pending task a River job", cs, func(tx pgx.Tx, cand candidate) error {
+	return j.forEach(ctx, c, "giving a pending task a River job", cs, func(tx pgx.Tx, cand candidate, d *Counts) error {
 		if _, err := lockJob(ctx, tx, cand.JobID); err != nil {
 			return err
 		}
@@ -62,7 +62,7 @@ func (j *Janitor) repairPendingWithoutRiverJob(ctx context.Context, c *Counts) e
 				"reason": "pending task had no live River job"}}); err != nil {
 			return err
 		}
-		c.RiverJobsInserted++
+		d.RiverJobsInserted++
 		return nil
 	})
 }
@@ -89,7 +89,7 @@ func (j *Janitor) cancelRiverJobsOfFinished(ctx context.Context, c *Counts) erro
 	}
 	var errs []error
 	for _, s := range strays {
-		err := j.inTx(ctx, func(tx pgx.Tx) error {
+		err := j.inTx(ctx, c, func(tx pgx.Tx, d *Counts) error {
 			tag, err := tx.Exec(ctx, `UPDATE river.river_job SET state = 'cancelled', finalized_at = now()
 				WHERE id = $1 AND state IN `+waitingRiverStates, s.RiverJobID)
 			if err != nil || tag.RowsAffected() == 0 {
@@ -104,7 +104,7 @@ func (j *Janitor) cancelRiverJobsOfFinished(ctx context.Context, c *Counts) erro
 					"reason": "River job of a task that is " + status}}); err != nil {
 				return err
 			}
-			c.RiverJobsCancelled++
+			d.RiverJobsCancelled++
 			return nil
 		})
 		if err != nil {
@@ -129,7 +129,7 @@ func (j *Janitor) recomputeJobStatus(ctx context.Context, c *Counts) error {
 	}
 	var errs []error
 	for _, cand := range cs {
-		err := j.inTx(ctx, func(tx pgx.Tx) error {
+		err := j.inTx(ctx, c, func(tx pgx.Tx, d *Counts) error {
 			if _, err := lockJob(ctx, tx, cand.JobID); err != nil {
 				return err
 			}
@@ -147,7 +147,7 @@ func (j *Janitor) recomputeJobStatus(ctx context.Context, c *Counts) error {
 				NewStatus: &now, Detail: map[string]any{"reason": "job status disagreed with its tasks"}}); err != nil {
 				return err
 			}
-			c.JobsRecomputed++
+			d.JobsRecomputed++
 			return nil
 		})
 		if err != nil {

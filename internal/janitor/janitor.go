@@ -249,14 +249,40 @@ func (j *Janitor) logRound(w Work, c Counts, took time.Duration, errs int) {
 }
 
 // inTx runs fn in a transaction with a lock timeout, so a row held by a
-// wedged session delays one repair, not the whole janitor.
-func (j *Janitor) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
-	return pgx.BeginFunc(ctx, j.db, func(tx pgx.Tx) error {
+// wedged session delays one repair, not the whole janitor. fn counts what it
+// does in its own Counts, which are added to c only once the transaction
+// has committed.
+func (j *Janitor) inTx(ctx context.Context, c *Counts, fn func(tx pgx.Tx, d *Counts) error) error {
+	var d Counts
+	err := pgx.BeginFunc(ctx, j.db, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '10s'"); err != nil {
 			return err
 		}
-		return fn(tx)
+		return fn(tx, &d)
 	})
+	if err == nil {
+		c.add(d)
+	}
+	return err
+}
+
+// add adds d's counts to c.
+func (c *Counts) add(d Counts) {
+	c.Requeued += d.Requeued
+	c.Lost += d.Lost
+	c.TimedOut += d.TimedOut
+	c.BuildersOffline += d.BuildersOffline
+	c.RiverJobsInserted += d.RiverJobsInserted
+	c.RiverJobsCancelled += d.RiverJobsCancelled
+	c.JobsRecomputed += d.JobsRecomputed
+	c.JobsPruned += d.JobsPruned
+	c.LogChunksPruned += d.LogChunksPruned
+	c.ArtifactsPruned += d.ArtifactsPruned
+	c.JobsDeleted += d.JobsDeleted
+	c.BlobsRemoved += d.BlobsRemoved
+	c.BlobBytesRemoved += d.BlobBytesRemoved
+	c.BlobsStillReferenced += d.BlobsStillReferenced
+	c.Errors += d.Errors
 }
 
 // lockJob takes the job row's lock, the first step of every task change.

@@ -31,7 +31,7 @@ func (j *Janitor) pruneExpiredJobs(ctx context.Context, c *Counts) error {
 	}
 	var errs []error
 	for _, cand := range cs {
-		err := j.inTx(ctx, func(tx pgx.Tx) error {
+		err := j.inTx(ctx, c, func(tx pgx.Tx, d *Counts) error {
 			var retention seconds
 			err := tx.QueryRow(ctx, `SELECT extract(epoch FROM coalesce(b.retention, make_interval(secs => $1)))::float8
 				FROM kiln.job j LEFT JOIN kiln.bucket b ON b.name = j.bucket WHERE j.id = $2 AND `+expired,
@@ -60,9 +60,9 @@ func (j *Janitor) pruneExpiredJobs(ctx context.Context, c *Counts) error {
 				"retention_seconds": int64(retention)}}); err != nil {
 				return err
 			}
-			c.JobsPruned++
-			c.LogChunksPruned += logs.RowsAffected()
-			c.ArtifactsPruned += arts.RowsAffected()
+			d.JobsPruned++
+			d.LogChunksPruned += logs.RowsAffected()
+			d.ArtifactsPruned += arts.RowsAffected()
 			return nil
 		})
 		if err != nil {
@@ -82,7 +82,7 @@ func (j *Janitor) deleteOldJobs(ctx context.Context, c *Counts) error {
 		return nil
 	}
 	const old = `j.finished_at < now() - greatest(make_interval(secs => $1), coalesce(b.retention, make_interval(secs => $2)))`
-	return j.inTx(ctx, func(tx pgx.Tx) error {
+	return j.inTx(ctx, c, func(tx pgx.Tx, d *Counts) error {
 		rows, err := tx.Query(ctx, `DELETE FROM kiln.job d WHERE d.id IN (
 				SELECT j.id FROM kiln.job j LEFT JOIN kiln.bucket b ON b.name = j.bucket
 				WHERE `+old+` ORDER BY j.finished_at LIMIT $3)
@@ -108,7 +108,7 @@ func (j *Janitor) deleteOldJobs(ctx context.Context, c *Counts) error {
 				return err
 			}
 		}
-		c.JobsDeleted += len(deleted)
+		d.JobsDeleted += len(deleted)
 		return nil
 	})
 }

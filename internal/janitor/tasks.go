@@ -27,12 +27,12 @@ func (j *Janitor) candidates(ctx context.Context, sql string, args ...any) ([]ca
 
 // forEach runs fn on every candidate in its own transaction. A failure is
 // logged and counted in errs; the others go on.
-func (j *Janitor) forEach(ctx context.Context, what string, cs []candidate, fn func(pgx.Tx, candidate) error) error {
+func (j *Janitor) forEach(ctx context.Context, c *Counts, what string, cs []candidate, fn func(pgx.Tx, candidate, *Counts) error) error {
 	var errs []error
-	for _, c := range cs {
-		if err := j.inTx(ctx, func(tx pgx.Tx) error { return fn(tx, c) }); err != nil {
-			j.log.Warn(what+" failed; retrying next round", "task", c.TaskID, "job", c.JobID, "err", err)
-			errs = append(errs, fmt.Errorf("task %d: %w", c.TaskID, err))
+	for _, cand := range cs {
+		if err := j.inTx(ctx, c, func(tx pgx.Tx, d *Counts) error { return fn(tx, cand, d) }); err != nil {
+			j.log.Warn(what+" failed; retrying next round", "task", cand.TaskID, "job", cand.JobID, "err", err)
+			errs = append(errs, fmt.Errorf("task %d: %w", cand.TaskID, err))
 		}
 		if ctx.Err() != nil {
 			break
@@ -52,7 +52,7 @@ func (j *Janitor) endRunaway(ctx context.Context, c *Counts) error {
 	if err != nil {
 		return fmt.Errorf("finding runaway builds: %w", err)
 	}
-	return j.forEach(ctx, "ending a runaway build", cs, func(tx pgx.Tx, cand candidate) error {
+	return j.forEach(ctx, c, "ending a runaway build", cs, func(tx pgx.Tx, cand candidate, d *Counts) error {
 		if _, err := lockJob(ctx, tx, cand.JobID); err != nil {
 			return err
 		}
@@ -94,7 +94,7 @@ func (j *Janitor) endRunaway(ctx context.Context, c *Counts) error {
 				"river_job_id": riverJob, "river_job_cancelled": cancelled}}); err != nil {
 			return err
 		}
-		c.TimedOut++
+		d.TimedOut++
 		return nil
 	})
 }
@@ -111,7 +111,7 @@ func (j *Janitor) takeBackLost(ctx context.Context, c *Counts) error {
 	if err != nil {
 		return fmt.Errorf("finding lost tasks: %w", err)
 	}
-	return j.forEach(ctx, "taking back a lost task", cs, func(tx pgx.Tx, cand candidate) error {
+	return j.forEach(ctx, c, "taking back a lost task", cs, func(tx pgx.Tx, cand candidate, d *Counts) error {
 		if _, err := lockJob(ctx, tx, cand.JobID); err != nil {
 			return err
 		}
@@ -155,7 +155,7 @@ func (j *Janitor) takeBackLost(ctx context.Context, c *Counts) error {
 				Builder: &t.Builder, OldStatus: ptr("building"), NewStatus: ptr("lost"), Detail: detail}); err != nil {
 				return err
 			}
-			c.Lost++
+			d.Lost++
 			return nil
 		}
 		if _, err := tx.Exec(ctx, `UPDATE kiln.task SET status = 'pending', builder = NULL, lost_count = $2, reason = $3
@@ -167,14 +167,14 @@ func (j *Janitor) takeBackLost(ctx context.Context, c *Counts) error {
 			return err
 		}
 		if how == riverJobInserted {
-			c.RiverJobsInserted++
+			d.RiverJobsInserted++
 		}
 		detail["river_job_id"], detail["river_job"] = riverJob, string(how)
 		if err := record(ctx, tx, event{Kind: "janitor.requeue", JobID: &t.JobID, TaskID: &t.ID, Attempt: &t.Attempt,
 			Builder: &t.Builder, OldStatus: ptr("building"), NewStatus: ptr("pending"), Detail: detail}); err != nil {
 			return err
 		}
-		c.Requeued++
+		d.Requeued++
 		return nil
 	})
 }
@@ -185,7 +185,7 @@ func (j *Janitor) takeBackLost(ctx context.Context, c *Counts) error {
 // while waiting for a builder row that a heart-beating builder holds (which
 // locks its builder row before its tasks).
 func (j *Janitor) markBuildersOffline(ctx context.Context, c *Counts) error {
-	return j.inTx(ctx, func(tx pgx.Tx) error {
+	return j.inTx(ctx, c, func(tx pgx.Tx, d *Counts) error {
 		rows, err := tx.Query(ctx, `UPDATE kiln.builder SET state = 'offline'
 			WHERE state = 'online' AND (heartbeat_at IS NULL OR heartbeat_at < now() - make_interval(secs => $1))
 			RETURNING name, extract(epoch FROM now() - heartbeat_at)::bigint`, secs(j.cfg.Horizon))
@@ -212,7 +212,7 @@ func (j *Janitor) markBuildersOffline(ctx context.Context, c *Counts) error {
 			}
 			j.log.Info("builder marked offline", "builder", b.Name, "silent", silentFor)
 		}
-		c.BuildersOffline += len(bs)
+		d.BuildersOffline += len(bs)
 		return nil
 	})
 }
