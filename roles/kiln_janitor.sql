@@ -9,7 +9,10 @@ GRANT UPDATE (status, finished_at, reason) ON kiln.attempt TO kiln_janitor;
 GRANT UPDATE (state) ON kiln.builder TO kiln_janitor;
 GRANT UPDATE (blob_sha256, pruned_at) ON kiln.artifact TO kiln_janitor;
 GRANT DELETE ON kiln.log_chunk, kiln.blob, kiln.blob_chunk TO kiln_janitor;
-GRANT EXECUTE ON FUNCTION kiln.refresh_job_status(bigint) TO kiln_janitor;
+-- Only with --delete-jobs-after: old jobs go with their packages, tasks,
+-- attempts, artifacts and logs (foreign keys cascade); events stay.
+GRANT DELETE ON kiln.job TO kiln_janitor;
+GRANT EXECUTE ON FUNCTION kiln.refresh_job_status(bigint), kiln.lock_job(bigint) TO kiln_janitor;
 GRANT INSERT ON kiln.event TO kiln_janitor;
 
 -- River: a working client (periodic jobs, leader election) that also re-enqueues
