@@ -23,7 +23,12 @@ func TestMigrateEmptyThenNoop(t *testing.T) {
 	if err != nil {
 		t.Fatalf("first migrate: %v", err)
 	}
-	if res.From != 0 || res.To != schema.Latest() || len(res.Applied) != schema.Latest() {
+	all, err := schema.Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Versions may have gaps while migrations assigned to parallel work land.
+	if res.From != 0 || res.To != schema.Latest() || len(res.Applied) != len(all) {
 		t.Fatalf("first migrate: got %+v, want 0 -> %d with every file applied", res, schema.Latest())
 	}
 	if len(res.RiverApplied) == 0 {
