@@ -102,12 +102,17 @@ var (
 
 // Use makes id the process's Kerberos identity for PostgreSQL logins and
 // registers the GSSAPI provider with pgx. Calling it again with the same
-// identity is harmless; a different one is refused (ErrIdentityConflict),
-// because pgx has one provider per process: run one identity per process.
+// identity, or with an empty one, keeps the identity in use; a different one
+// is refused (ErrIdentityConflict), because pgx has one provider per
+// process: run one identity per process.
 func Use(id Identity) error {
+	explicit := id != Identity{}
 	id = id.FromEnv()
 	current.Lock()
 	defer current.Unlock()
+	if current.p != nil && !explicit {
+		return nil
+	}
 	if current.p != nil {
 		if current.p.id != id {
 			return fmt.Errorf("%w: this process already logs in as %s; it cannot also use %s", ErrIdentityConflict, current.p.id.describe(), id.describe())
