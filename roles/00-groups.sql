@@ -16,11 +16,30 @@ BEGIN
     END LOOP;
 END $$;
 
+-- Admins may switch to the owner (SET ROLE, as kiln admin migrate and kiln
+-- admin roles apply do) but do not hold its rights otherwise: kiln_migrator
+-- is NOINHERIT, so membership through it gives SET ROLE and nothing else. An
+-- admin's everyday session is bound by kiln_admin's grants and by row-level
+-- security like everyone's; an owner's would bypass both.
+DO $$ BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'kiln_migrator') THEN
+        CREATE ROLE kiln_migrator NOLOGIN NOINHERIT;
+    ELSIF (SELECT rolinherit FROM pg_roles WHERE rolname = 'kiln_migrator') THEN
+        ALTER ROLE kiln_migrator NOINHERIT;
+    END IF;
+END $$;
+GRANT kiln_owner TO kiln_migrator;
+
 -- People who submit may read everything a reader may.
 GRANT kiln_reader TO kiln_submitter;
 -- Admins are submitters too, and may switch to the owner to migrate.
 GRANT kiln_submitter TO kiln_admin;
-GRANT kiln_owner TO kiln_admin;
+GRANT kiln_migrator TO kiln_admin;
+DO $$ BEGIN
+    IF EXISTS (SELECT 1 FROM pg_auth_members m WHERE m.roleid = 'kiln_owner'::regrole AND m.member = 'kiln_admin'::regrole) THEN
+        REVOKE kiln_owner FROM kiln_admin;  -- the direct membership of earlier versions
+    END IF;
+END $$;
 -- The web interface reads as a reader.
 GRANT kiln_reader TO kiln_web;
 

@@ -1,5 +1,9 @@
 -- kiln_admin: people who run the farm: platforms, buckets, grants, builders.
 -- Member of kiln_submitter (so of kiln_reader) and of kiln_owner (for migrations).
+-- Start from nothing, so that applying this file again also withdraws what
+-- it no longer grants (kiln admin roles apply).
+REVOKE ALL ON ALL TABLES IN SCHEMA kiln, river FROM kiln_admin;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA kiln, river FROM kiln_admin;
 GRANT USAGE ON SCHEMA kiln, river TO kiln_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON kiln.platform, kiln.bucket, kiln.bucket_grant TO kiln_admin;
 GRANT UPDATE (enabled, draining) ON kiln.builder TO kiln_admin;

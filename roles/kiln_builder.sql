@@ -1,5 +1,9 @@
 -- kiln_builder: builder daemons. Each builder host logs in as its own role
 -- (builder_<host>), a member of kiln_builder.
+-- Start from nothing, so that applying this file again also withdraws what
+-- it no longer grants (kiln admin roles apply).
+REVOKE ALL ON ALL TABLES IN SCHEMA kiln, river FROM kiln_builder;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA kiln, river FROM kiln_builder;
 GRANT USAGE ON SCHEMA kiln, river TO kiln_builder;
 
 GRANT SELECT ON kiln.platform, kiln.job, kiln.package, kiln.package_file, kiln.blob, kiln.blob_chunk,
@@ -20,7 +24,10 @@ GRANT UPDATE (verified_at) ON kiln.blob TO kiln_builder;
 GRANT INSERT (sha256, seq, data) ON kiln.blob_chunk TO kiln_builder;
 GRANT INSERT ON kiln.event TO kiln_builder;
 
--- River: a working client on its platforms' queues.
-GRANT SELECT, INSERT, UPDATE, DELETE ON river.river_job, river.river_leader, river.river_queue TO kiln_builder;
-GRANT SELECT ON river.river_migration TO kiln_builder;
-GRANT USAGE ON SEQUENCE river.river_job_id_seq TO kiln_builder;
+-- River: a working client on its platforms' queues. It fetches, completes,
+-- retries and snoozes River jobs (UPDATE), its job cleaner deletes old ones
+-- when it is the leader, it elects a leader (river_leader) and records its
+-- queues (river_queue, upsert and cleaner). It never enqueues River jobs, so
+-- no INSERT on river_job.
+GRANT SELECT, UPDATE, DELETE ON river.river_job TO kiln_builder;
+GRANT SELECT, INSERT, UPDATE, DELETE ON river.river_leader, river.river_queue TO kiln_builder;

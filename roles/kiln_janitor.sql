@@ -1,6 +1,10 @@
 -- kiln_janitor: periodic upkeep (lost builders, runaway builds, retention,
 -- consistency). It may change task and attempt state of any builder, prune
 -- logs, artifacts and blobs, but never submit or build.
+-- Start from nothing, so that applying this file again also withdraws what
+-- it no longer grants (kiln admin roles apply).
+REVOKE ALL ON ALL TABLES IN SCHEMA kiln, river FROM kiln_janitor;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA kiln, river FROM kiln_janitor;
 GRANT USAGE ON SCHEMA kiln, river TO kiln_janitor;
 
 GRANT SELECT ON ALL TABLES IN SCHEMA kiln TO kiln_janitor;
@@ -18,5 +22,4 @@ GRANT INSERT ON kiln.event TO kiln_janitor;
 -- River: a working client (periodic jobs, leader election) that also re-enqueues
 -- and cancels build River jobs.
 GRANT SELECT, INSERT, UPDATE, DELETE ON river.river_job, river.river_leader, river.river_queue TO kiln_janitor;
-GRANT SELECT ON river.river_migration TO kiln_janitor;
 GRANT USAGE ON SEQUENCE river.river_job_id_seq TO kiln_janitor;

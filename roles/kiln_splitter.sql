@@ -1,4 +1,8 @@
 -- kiln_splitter: validates submitted jobs and splits them into tasks.
+-- Start from nothing, so that applying this file again also withdraws what
+-- it no longer grants (kiln admin roles apply).
+REVOKE ALL ON ALL TABLES IN SCHEMA kiln, river FROM kiln_splitter;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA kiln, river FROM kiln_splitter;
 GRANT USAGE ON SCHEMA kiln, river TO kiln_splitter;
 
 GRANT SELECT ON kiln.platform, kiln.bucket, kiln.bucket_grant, kiln.blob, kiln.blob_chunk,
@@ -15,5 +19,4 @@ GRANT INSERT ON kiln.event TO kiln_splitter;
 
 -- River: a working client on queue incoming that inserts build River jobs.
 GRANT SELECT, INSERT, UPDATE, DELETE ON river.river_job, river.river_leader, river.river_queue TO kiln_splitter;
-GRANT SELECT ON river.river_migration TO kiln_splitter;
 GRANT USAGE ON SEQUENCE river.river_job_id_seq TO kiln_splitter;

@@ -1,6 +1,10 @@
 -- kiln_submitter: people submitting, cancelling and resubmitting jobs.
 -- Member of kiln_reader. The submitter column is set from session_user by a
 -- trigger, whatever the client sends.
+-- Start from nothing, so that applying this file again also withdraws what
+-- it no longer grants (kiln admin roles apply).
+REVOKE ALL ON ALL TABLES IN SCHEMA kiln, river FROM kiln_submitter;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA kiln, river FROM kiln_submitter;
 GRANT USAGE ON SCHEMA kiln, river TO kiln_submitter;
 
 -- Upload: blobs and their chunks (insert only; a submitter never changes or

@@ -95,8 +95,113 @@ func adminCommand() *cli.Command {
 					{Name: "disable", Usage: "stop a builder taking new tasks (running ones finish)", ArgsUsage: "NAME", Action: withDB(builderEnabled(false))},
 				},
 			},
+			{
+				Name:  "person",
+				Usage: "manage people's login roles",
+				Subcommands: []*cli.Command{
+					{
+						Name:      "add",
+						Usage:     "create a person's login role (member of kiln_submitter) and grant buckets",
+						ArgsUsage: "NAME",
+						Flags: []cli.Flag{
+							&cli.StringSliceFlag{Name: "bucket", Usage: "a bucket the person may submit to (repeat for more)"},
+							&cli.BoolFlag{Name: "admin", Usage: "make the person an admin (member of kiln_admin)"},
+						},
+						Action: withDB(runPersonAdd),
+					},
+				},
+			},
+			{
+				Name:  "builder-host",
+				Usage: "manage builder hosts' login roles",
+				Subcommands: []*cli.Command{
+					{Name: "add", Usage: "create login role builder_<host> (member of kiln_builder)", ArgsUsage: "HOST", Action: withDB(runDaemonHostAdd("builder"))},
+				},
+			},
+			{
+				Name:  "daemon-host",
+				Usage: "manage the login roles of daemons on a host",
+				Subcommands: []*cli.Command{
+					{
+						Name:      "add",
+						Usage:     "create login role <process>_<host> (member of kiln_<process>); PROCESS is builder, splitter, janitor or web",
+						ArgsUsage: "PROCESS HOST",
+						Action: withDB(func(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
+							process, host, err := twoArgs(c, "PROCESS", "HOST")
+							if err != nil {
+								return err
+							}
+							return addDaemonHost(ctx, c, db, process, host)
+						}),
+					},
+				},
+			},
+			{
+				Name:  "roles",
+				Usage: "the database roles and grants in roles/",
+				Subcommands: []*cli.Command{
+					{Name: "apply", Usage: "create the group roles and apply every role's grants (idempotent; after migrate)", Action: withDB(runRolesApply)},
+				},
+			},
 		},
 	}
+}
+
+func runPersonAdd(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
+	name, err := oneArg(c, "NAME")
+	if err != nil {
+		return err
+	}
+	if err := admin.CheckPersonName(name); err != nil {
+		return usageError("%v", err)
+	}
+	buckets := c.StringSlice("bucket")
+	if err := admin.AddPerson(ctx, db, name, buckets, c.Bool("admin")); err != nil {
+		return err
+	}
+	group := "kiln_submitter"
+	if c.Bool("admin") {
+		group = "kiln_admin"
+	}
+	w := stdout(c)
+	fmt.Fprintf(w, "created login role %s (member of %s)\n", name, group)
+	if len(buckets) > 0 {
+		fmt.Fprintf(w, "%s may submit to: %s\n", name, strings.Join(buckets, ", "))
+	}
+	fmt.Fprintf(w, "Kerberos: pg_ident.conf maps %s@REALM to %s (see roles/pg_ident.conf.example)\n", name, name)
+	return nil
+}
+
+func runDaemonHostAdd(process string) func(context.Context, *cli.Context, *pgxpool.Pool) error {
+	return func(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
+		host, err := oneArg(c, "HOST")
+		if err != nil {
+			return err
+		}
+		return addDaemonHost(ctx, c, db, process, host)
+	}
+}
+
+func addDaemonHost(ctx context.Context, c *cli.Context, db *pgxpool.Pool, process, host string) error {
+	if _, err := admin.DaemonRole(process, host); err != nil {
+		return usageError("%v", err)
+	}
+	role, err := admin.AddDaemonHost(ctx, db, process, host)
+	if err != nil {
+		return err
+	}
+	w := stdout(c)
+	fmt.Fprintf(w, "created login role %s (member of kiln_%s)\n", role, process)
+	fmt.Fprintf(w, "Kerberos: give kiln-%s on %s a keytab for kiln-%s/%s@REALM; pg_ident.conf maps it to %s\n", process, host, process, host, role)
+	return nil
+}
+
+func runRolesApply(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
+	if err := admin.ApplyRoles(ctx, db); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout(c), "group roles and grants applied (roles/*.sql)")
+	return nil
 }
 
 func oneArg(c *cli.Context, what string) (string, error) {

@@ -24,10 +24,10 @@ func App() *cli.App {
 		Name:    "kiln",
 		Usage:   "submit and follow jobs on the kiln build farm",
 		Version: Version,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "db", Usage: "PostgreSQL connection string or URL (default: libpq's PG* environment variables)", EnvVars: []string{"KILN_DB"}},
 			&cli.StringFlag{Name: "web-url", Usage: "base address of kiln-web, used to print links to jobs", EnvVars: []string{"KILN_WEB_URL"}, Value: "http://localhost:8080"},
-		},
+		}, dbconn.KerberosFlags()...),
 		Commands: []*cli.Command{
 			adminCommand(),
 		},
@@ -37,7 +37,7 @@ func App() *cli.App {
 
 // connect opens the database named by the global flags.
 func connect(c *cli.Context) (*pgxpool.Pool, error) {
-	return dbconn.Open(c.Context, dbconn.Config{URL: c.String("db"), AppName: "kiln"})
+	return dbconn.Open(c.Context, dbconn.WithFlags(c, dbconn.Config{URL: c.String("db"), AppName: "kiln"}))
 }
 
 // withDB runs fn with a connected pool.

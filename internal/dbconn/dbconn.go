@@ -3,6 +3,11 @@
 // A connection string may be empty: pgx then reads libpq's environment
 // variables (PGHOST, PGPORT, PGDATABASE, PGUSER, PGSSLMODE, ...), so the same
 // settings work for psql and for kiln.
+//
+// When the server asks for Kerberos (GSSAPI), the process logs in with the
+// identity in Config (a keytab for daemons, the ticket cache for people; see
+// package krb); with password or trust authentication the same code connects
+// without Kerberos.
 package dbconn
 
 import (
@@ -10,9 +15,12 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/kiln-build/kiln/internal/krb"
 )
 
 // Config says how to reach the database.
@@ -24,6 +32,24 @@ type Config struct {
 	AppName string
 	// MaxConns caps the pool; 0 keeps pgx's default.
 	MaxConns int32
+
+	// Kerberos: who the process is when the server asks for GSSAPI. Empty
+	// fields fall back to KRB5_CLIENT_KTNAME, KRB5CCNAME and KRB5_CONFIG.
+	// A process has one Kerberos identity (pgx's provider is process-wide).
+	Keytab     string // client keytab of a daemon (--krb-keytab)
+	Principal  string // principal to take from the keytab; empty: its only one
+	CCache     string // ticket cache of a person (as after kinit)
+	Krb5Config string // krb5.conf
+	// ServiceName is the Kerberos service of the server (krbsrvname,
+	// default postgres); SPN names the whole service principal instead
+	// (krbspn, such as postgres/db.example.org). Both override the URL.
+	ServiceName string
+	SPN         string
+}
+
+// Identity is the Kerberos identity cfg asks for.
+func (cfg Config) Identity() krb.Identity {
+	return krb.Identity{Keytab: cfg.Keytab, Principal: cfg.Principal, CCache: cfg.CCache, Config: cfg.Krb5Config}
 }
 
 // Open connects a pool and checks that the database answers.
@@ -37,6 +63,18 @@ func Open(ctx context.Context, cfg Config) (*pgxpool.Pool, error) {
 	}
 	if cfg.MaxConns > 0 {
 		pc.MaxConns = cfg.MaxConns
+	}
+	if _, ok := pc.ConnConfig.RuntimeParams["gssencmode"]; ok {
+		return nil, errors.New("bad database connection string: remove gssencmode: kiln's driver (pgx) does no GSS encryption; Kerberos logins work without it, and sslmode protects the traffic")
+	}
+	if cfg.ServiceName != "" {
+		pc.ConnConfig.KerberosSrvName = cfg.ServiceName
+	}
+	if cfg.SPN != "" {
+		pc.ConnConfig.KerberosSpn = cfg.SPN
+	}
+	if err := krb.Use(cfg.Identity()); err != nil {
+		return nil, err
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
@@ -52,10 +90,24 @@ func Open(ctx context.Context, cfg Config) (*pgxpool.Pool, error) {
 // Explain turns a connection failure into a message that says what to do.
 func Explain(err error, host string, port uint16, user, database string) error {
 	where := fmt.Sprintf("%s:%d database %q as %q", host, port, database, user)
+	for _, kerr := range []error{krb.ErrNoTicket, krb.ErrTicketExpired, krb.ErrKeytab, krb.ErrServicePrincipal,
+		krb.ErrKDCUnreachable, krb.ErrClockSkew, krb.ErrClientPrincipal} {
+		if errors.Is(err, kerr) {
+			return fmt.Errorf("cannot log in with Kerberos to %s: %w", where, err)
+		}
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {
 		case "28000", "28P01":
+			if strings.Contains(pgErr.Message, "GSSAPI") {
+				who := krb.Principal()
+				if who == "" {
+					who = "(" + krb.Describe() + ")"
+				}
+				return fmt.Errorf("the database at %s:%d refused Kerberos principal %s as role %q: pg_ident.conf does not map it to that role "+
+					"(ask the DBA to map it, see roles/README.md, or set PGUSER to the role it is mapped to): %w", host, port, who, user, err)
+			}
 			return fmt.Errorf("the database refused %q at %s: %s (check pg_hba.conf/pg_ident.conf, your Kerberos ticket with klist, or PGUSER): %w", user, where, pgErr.Message, err)
 		case "3D000":
 			return fmt.Errorf("database %q does not exist at %s (set PGDATABASE or --db): %w", database, where, err)

@@ -185,8 +185,11 @@ func TestRunawayBuildTimesOutDespiteHeartbeat(t *testing.T) {
 func TestStaleBuilderWritesAreRefused(t *testing.T) {
 	t.Parallel()
 	b := setup(t, testConfig())
-	b1 := b.connectAs(t, loginRole(t, b.db, "builder", "kiln_builder"))
-	b2 := b.connectAs(t, loginRole(t, b.db, "builder", "kiln_builder"))
+	r1, r2 := loginRole(t, b.db, "builder", "kiln_builder"), loginRole(t, b.db, "builder", "kiln_builder")
+	b1, b2 := b.connectAs(t, r1), b.connectAs(t, r2)
+	// Each builder row belongs to its own login role (row-level security).
+	b.exec(t, "UPDATE kiln.builder SET role = $1 WHERE name = 'b1'", r1)
+	b.exec(t, "UPDATE kiln.builder SET role = $1 WHERE name = 'b2'", r2)
 	jobID, taskID, _ := b.submitTask(t, 2)
 	b.take(t, taskID, "b1")
 	b.silence(t, taskID, "b1")

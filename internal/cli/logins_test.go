@@ -1,0 +1,125 @@
+package cli
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/kiln-build/kiln/internal/krb/krbtest"
+	"github.com/kiln-build/kiln/internal/pgtest"
+)
+
+// dropRoles drops cluster-wide roles when the test ends.
+func dropRoles(t *testing.T, names ...string) {
+	t.Cleanup(func() {
+		ctx := context.Background()
+		conn, err := pgx.Connect(ctx, pgtest.AdminURL(t))
+		if err != nil {
+			return
+		}
+		defer conn.Close(ctx)
+		for _, n := range names {
+			_, _ = conn.Exec(ctx, "DROP ROLE IF EXISTS "+pgx.Identifier{n}.Sanitize())
+		}
+	})
+}
+
+func memberOf(t *testing.T, db *pgtest.DB, role, group string) bool {
+	t.Helper()
+	var login, member bool
+	err := db.Pool.QueryRow(context.Background(), `SELECT rolcanlogin, pg_has_role(oid, $2, 'MEMBER') FROM pg_roles WHERE rolname = $1`,
+		role, group).Scan(&login, &member)
+	if err == pgx.ErrNoRows {
+		return false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return login && member
+}
+
+func TestAdminPersonAndHosts(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	alice, root := krbtest.Unique("alice_"), krbtest.Unique("root_")
+	host := krbtest.Unique("b")
+	dropRoles(t, alice, root, "builder_"+host, "splitter_"+host)
+	if out, err := run(t, db.URL, "admin", "bucket", "add", "devel"); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+
+	// An unknown bucket: nothing is created.
+	out, err := run(t, db.URL, "admin", "person", "add", "--bucket", "devel", "--bucket", "nosuch", alice)
+	if err == nil || !strings.Contains(err.Error(), `bucket "nosuch" does not exist`) {
+		t.Fatalf("unknown bucket: %v\n%s", err, out)
+	}
+	if memberOf(t, db, alice, "kiln_submitter") {
+		t.Fatalf("role %s was left behind after a failed person add", alice)
+	}
+
+	out, err = run(t, db.URL, "admin", "person", "add", "--bucket", "devel", alice)
+	if err != nil || !strings.Contains(out, "created login role "+alice+" (member of kiln_submitter)") {
+		t.Fatalf("person add: %v\n%s", err, out)
+	}
+	if !memberOf(t, db, alice, "kiln_submitter") || memberOf(t, db, alice, "kiln_admin") {
+		t.Fatalf("%s is not a plain submitter", alice)
+	}
+	var grants int
+	if err := db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM kiln.bucket_grant WHERE bucket = 'devel' AND grantee = $1", alice).Scan(&grants); err != nil || grants != 1 {
+		t.Fatalf("bucket grant for %s: %d, %v", alice, grants, err)
+	}
+	if _, err := run(t, db.URL, "admin", "person", "add", alice); err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Fatalf("adding %s twice: %v", alice, err)
+	}
+	if out, err := run(t, db.URL, "admin", "person", "add", "--admin", root); err != nil || !memberOf(t, db, root, "kiln_admin") {
+		t.Fatalf("admin person add: %v\n%s", err, out)
+	}
+
+	out, err = run(t, db.URL, "admin", "builder-host", "add", host+".farm.example.org")
+	if err != nil || !strings.Contains(out, "created login role builder_"+host) || !strings.Contains(out, "kiln-builder/"+host+".farm.example.org@REALM") {
+		t.Fatalf("builder-host add: %v\n%s", err, out)
+	}
+	if !memberOf(t, db, "builder_"+host, "kiln_builder") {
+		t.Fatalf("builder_%s is not a member of kiln_builder", host)
+	}
+	if out, err := run(t, db.URL, "admin", "daemon-host", "add", "splitter", host); err != nil || !memberOf(t, db, "splitter_"+host, "kiln_splitter") {
+		t.Fatalf("daemon-host add splitter: %v\n%s", err, out)
+	}
+
+	for _, bad := range [][]string{
+		{"admin", "person", "add", "builder_x"},
+		{"admin", "person", "add", "postgres"},
+		{"admin", "person", "add", "Alice"},
+		{"admin", "builder-host", "add", "bad_host.example.org"},
+		{"admin", "daemon-host", "add", "compiler", "h1"},
+	} {
+		if _, err := run(t, db.URL, bad...); err == nil {
+			t.Errorf("kiln %s: accepted", strings.Join(bad, " "))
+		}
+	}
+}
+
+func TestAdminRolesApplyIsIdempotent(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	// A stray privilege a grant file does not give is withdrawn by apply.
+	if _, err := db.Pool.Exec(ctx, "GRANT DELETE ON kiln.job TO kiln_reader"); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if out, err := run(t, db.URL, "admin", "roles", "apply"); err != nil || !strings.Contains(out, "applied") {
+			t.Fatalf("roles apply: %v\n%s", err, out)
+		}
+	}
+	var stray, insert bool
+	if err := db.Pool.QueryRow(ctx, `SELECT has_table_privilege('kiln_reader', 'kiln.job', 'DELETE'),
+		has_column_privilege('kiln_submitter', 'kiln.job', 'bucket', 'INSERT')`).Scan(&stray, &insert); err != nil {
+		t.Fatal(err)
+	}
+	if stray || !insert {
+		t.Fatalf("after roles apply: reader may delete jobs %v (want false), submitter may insert jobs %v (want true)", stray, insert)
+	}
+}

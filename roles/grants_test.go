@@ -1,0 +1,317 @@
+package roles_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/kiln-build/kiln/internal/krb/krbtest"
+	"github.com/kiln-build/kiln/internal/pgtest"
+)
+
+// matrix is the table in roles/README.md ("What each role may do"), as data:
+// for every table, view and sequence of schemas kiln and river, what each
+// group role may do. Letters: S select, I insert, U update, D delete,
+// N nextval (sequences); I(a,b) and U(a,b) name the only columns allowed.
+// A role absent from an object's entry may do nothing with it.
+// Row-level security (which rows) is tested in rls_test.go.
+var matrix = map[string]map[string]string{
+	"kiln.platform":     {"reader": "S", "submitter": "S", "splitter": "S", "builder": "S", "janitor": "S", "admin": "SIUD", "web": "S"},
+	"kiln.bucket":       {"reader": "S", "submitter": "S", "splitter": "S", "janitor": "S", "admin": "SIUD", "web": "S"},
+	"kiln.bucket_grant": {"reader": "S", "submitter": "S", "splitter": "S", "janitor": "S", "admin": "SIUD", "web": "S"},
+	"kiln.blob": {"reader": "S", "submitter": "S I(sha256,size,chunk_size)", "splitter": "S U(verified_at)",
+		"builder": "S I(sha256,size,chunk_size,verified_at) U(verified_at)", "janitor": "S D",
+		"admin": "S I(sha256,size,chunk_size)", "web": "S"},
+	"kiln.blob_chunk": {"reader": "S", "submitter": "S I(sha256,seq,data)", "splitter": "S", "builder": "S I(sha256,seq,data)",
+		"janitor": "S D", "admin": "S I(sha256,seq,data)", "web": "S"},
+	"kiln.job": {"reader": "S", "submitter": "S I(bucket,platforms,priority,policy,note,options,submission_key,resubmit_of)",
+		"splitter": "S U(status,reason,validated_at,finished_at)", "builder": "S", "janitor": "S D",
+		"admin": "S I(bucket,platforms,priority,policy,note,options,submission_key,resubmit_of)", "web": "S"},
+	"kiln.package": {"reader": "S", "submitter": "S I(job_id,seq,file_name,format,blob_sha256,size)",
+		"splitter": "S U(name,epoch,version,release,exclusive_arch,exclude_arch,reason)", "builder": "S", "janitor": "S",
+		"admin": "S I(job_id,seq,file_name,format,blob_sha256,size)", "web": "S"},
+	"kiln.package_file": {"reader": "S", "submitter": "S I(job_id,seq,file_name,blob_sha256,size)", "splitter": "S", "builder": "S",
+		"janitor": "S", "admin": "S I(job_id,seq,file_name,blob_sha256,size)", "web": "S"},
+	"kiln.builder": {"reader": "S", "submitter": "S",
+		"builder": "S I(name,host,slots,version,state,heartbeat_at,started_at) U(host,slots,version,state,draining,heartbeat_at,started_at)",
+		"janitor": "S U(state)", "admin": "S U(enabled,draining)", "web": "S"},
+	"kiln.builder_platform": {"reader": "S", "submitter": "S", "builder": "SID", "janitor": "S", "admin": "S", "web": "S"},
+	"kiln.task": {"reader": "S", "submitter": "S", "splitter": "S I(job_id,platform,status,reason,finished_at,river_job_id) U(river_job_id)",
+		"builder": "S U(status,attempt,builder,heartbeat_at,started_at,finished_at,reason)",
+		"janitor": "S U(status,attempt,lost_count,builder,heartbeat_at,started_at,finished_at,reason,river_job_id)",
+		"admin":   "S", "web": "S"},
+	"kiln.attempt": {"reader": "S", "submitter": "S",
+		"builder": "S I(task_id,attempt,builder,status,started_at) U(status,finished_at,reason,build_info,log_bytes,log_truncated)",
+		"janitor": "S U(status,finished_at,reason)", "admin": "S", "web": "S"},
+	"kiln.artifact": {"reader": "S", "submitter": "S", "builder": "I(task_id,attempt,kind,file_name,blob_sha256,size)",
+		"janitor": "S U(blob_sha256,pruned_at)", "admin": "S", "web": "S"},
+	"kiln.log_chunk":        {"reader": "S", "submitter": "S", "builder": "I(task_id,attempt,seq,data)", "janitor": "S D", "admin": "S", "web": "S"},
+	"kiln.event":            {"reader": "S", "submitter": "S", "splitter": "I", "builder": "I", "janitor": "S I", "admin": "S I", "web": "S"},
+	"kiln.schema_migration": {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
+	"kiln.queue_depth":      {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
+	"kiln.builder_status":   {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
+	"kiln.job_summary":      {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
+	"kiln.build_duration":   {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
+	// Identity sequences are used by INSERT without any grant.
+	"kiln.job_id_seq":      {},
+	"kiln.task_id_seq":     {},
+	"kiln.artifact_id_seq": {},
+	"kiln.event_id_seq":    {},
+	// River: an insert-only client (submitter) inserts River jobs, with
+	// UPDATE for unique-job upserts; working clients (splitter, janitor)
+	// also elect a leader, record queues and clean up; builders work jobs
+	// but never enqueue them.
+	"river.river_job":                 {"submitter": "SIU", "splitter": "SIUD", "builder": "SUD", "janitor": "SIUD", "admin": "SIU"},
+	"river.river_job_id_seq":          {"submitter": "N", "splitter": "N", "janitor": "N", "admin": "N"},
+	"river.river_leader":              {"splitter": "SIUD", "builder": "SIUD", "janitor": "SIUD", "admin": "S"},
+	"river.river_queue":               {"splitter": "SIUD", "builder": "SIUD", "janitor": "SIUD", "admin": "S"},
+	"river.river_migration":           {"admin": "S"},
+	"river.river_notification":        {"admin": "S"},
+	"river.river_notification_id_seq": {},
+}
+
+var groupRoles = []string{"reader", "submitter", "splitter", "builder", "janitor", "admin", "web"}
+
+// perm is one parsed matrix entry.
+type perm struct {
+	sel, del, next bool
+	ins, upd       []string // nil: denied; ["*"]: every column
+}
+
+func parsePerm(s string) perm {
+	var p perm
+	for _, tok := range strings.Fields(s) {
+		if i := strings.IndexByte(tok, '('); i > 0 {
+			cols := strings.Split(strings.TrimSuffix(tok[i+1:], ")"), ",")
+			switch tok[:i] {
+			case "I":
+				p.ins = cols
+			case "U":
+				p.upd = cols
+			default:
+				panic("bad matrix entry " + s)
+			}
+			continue
+		}
+		for _, c := range tok {
+			switch c {
+			case 'S':
+				p.sel = true
+			case 'I':
+				p.ins = []string{"*"}
+			case 'U':
+				p.upd = []string{"*"}
+			case 'D':
+				p.del = true
+			case 'N':
+				p.next = true
+			default:
+				panic("bad matrix entry " + s)
+			}
+		}
+	}
+	return p
+}
+
+type column struct{ name, typ string }
+
+type object struct {
+	name string
+	kind string // r table, v view, S sequence
+	cols []column
+}
+
+func objects(ctx context.Context, t *testing.T, conn *pgx.Conn) []object {
+	t.Helper()
+	rows, err := conn.Query(ctx, `
+		SELECT n.nspname || '.' || c.relname, c.relkind::text,
+		       coalesce(array_agg(a.attname::text ORDER BY a.attnum) FILTER (WHERE a.attnum > 0), '{}'),
+		       coalesce(array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum) FILTER (WHERE a.attnum > 0), '{}')
+		FROM pg_class c
+		JOIN pg_namespace n ON n.oid = c.relnamespace
+		LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+		                        AND a.attidentity <> 'a' AND a.attgenerated = ''
+		WHERE n.nspname IN ('kiln', 'river') AND c.relkind IN ('r', 'v', 'S', 'm', 'p', 'f')
+		GROUP BY 1, 2 ORDER BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []object
+	for rows.Next() {
+		var o object
+		var names, types []string
+		if err := rows.Scan(&o.name, &o.kind, &names, &types); err != nil {
+			t.Fatal(err)
+		}
+		for i := range names {
+			o.cols = append(o.cols, column{names[i], types[i]})
+		}
+		out = append(out, o)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestGrantMatrix tries every operation on every table, view and sequence as
+// every group role and checks the outcome against the matrix, both ways: what
+// the matrix allows must work, and everything else must be refused.
+// Statements touch no row (WHERE false), so only privileges decide, and
+// each runs in a savepoint of a transaction that is rolled back.
+func TestGrantMatrix(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	admin, err := pgx.Connect(ctx, db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	objs := objects(ctx, t, admin)
+
+	// The matrix covers exactly the database's objects.
+	var inDB []string
+	for _, o := range objs {
+		inDB = append(inDB, o.name)
+		if _, ok := matrix[o.name]; !ok {
+			t.Errorf("%s is not in the grant matrix: add it to roles/README.md and to matrix in roles/grants_test.go", o.name)
+		}
+	}
+	for name := range matrix {
+		if !slices.Contains(inDB, name) {
+			t.Errorf("the grant matrix names %s, which the database does not have", name)
+		}
+	}
+
+	for _, group := range groupRoles {
+		t.Run(group, func(t *testing.T) {
+			t.Parallel()
+			login := krbtest.Unique("gm_" + group + "_")
+			createLogin(t, db.URL, login, "kiln_"+group)
+			conn, err := pgx.Connect(ctx, db.URLAs(login))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(ctx)
+			tx, err := conn.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback(ctx) //nolint:errcheck
+			for _, o := range objs {
+				checkObject(ctx, t, tx, group, o, parsePerm(matrix[o.name][group]))
+			}
+		})
+	}
+}
+
+func checkObject(ctx context.Context, t *testing.T, tx pgx.Tx, group string, o object, p perm) {
+	t.Helper()
+	try := func(op, sql string, want bool) {
+		t.Helper()
+		_, err := tx.Exec(ctx, "SAVEPOINT probe")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = tx.Exec(ctx, sql)
+		if _, rbErr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT probe"); rbErr != nil {
+			t.Fatal(rbErr)
+		}
+		var pgErr *pgconn.PgError
+		denied := errors.As(err, &pgErr) && pgErr.Code == "42501"
+		switch {
+		case want && err != nil:
+			t.Errorf("%s may %s %s, but: %s\n  %v", group, op, o.name, sql, err)
+		case !want && err == nil:
+			t.Errorf("%s may not %s %s, but it can: %s", group, op, o.name, sql)
+		case !want && !denied && o.kind != "v":
+			// Views that cannot be written fail for that reason first.
+			t.Errorf("%s may not %s %s: want permission denied, got: %s\n  %v", group, op, o.name, sql, err)
+		}
+	}
+	if o.kind == "S" {
+		try("nextval", fmt.Sprintf("SELECT nextval('%s')", o.name), p.next)
+		return
+	}
+	try("select", "SELECT * FROM "+o.name+" LIMIT 0", p.sel)
+	try("delete", "DELETE FROM "+o.name+" WHERE false", p.del)
+
+	insert := func(cols []column) string {
+		names, vals := make([]string, len(cols)), make([]string, len(cols))
+		for i, c := range cols {
+			names[i], vals[i] = pgx.Identifier{c.name}.Sanitize(), "NULL::"+c.typ
+		}
+		return fmt.Sprintf("INSERT INTO %s (%s) SELECT %s WHERE false", o.name, strings.Join(names, ", "), strings.Join(vals, ", "))
+	}
+	update := func(cols []column) string {
+		sets := make([]string, len(cols))
+		for i, c := range cols {
+			sets[i] = pgx.Identifier{c.name}.Sanitize() + " = NULL::" + c.typ
+		}
+		return fmt.Sprintf("UPDATE %s SET %s WHERE false", o.name, strings.Join(sets, ", "))
+	}
+	for _, op := range []struct {
+		name    string
+		allowed []string
+		sql     func([]column) string
+	}{{"insert", p.ins, insert}, {"update", p.upd, update}} {
+		if len(o.cols) == 0 {
+			continue
+		}
+		switch {
+		case op.allowed == nil:
+			try(op.name, op.sql(o.cols), false)
+		case op.allowed[0] == "*":
+			try(op.name, op.sql(o.cols), true)
+		default:
+			var yes []column
+			for _, name := range op.allowed {
+				i := slices.IndexFunc(o.cols, func(c column) bool { return c.name == name })
+				if i < 0 {
+					t.Errorf("matrix: %s has no column %s", o.name, name)
+					continue
+				}
+				yes = append(yes, o.cols[i])
+			}
+			try(op.name, op.sql(yes), true)
+			for _, c := range o.cols {
+				if !slices.Contains(op.allowed, c.name) {
+					try(op.name+" column "+c.name+" of", op.sql([]column{c}), false)
+				}
+			}
+		}
+	}
+}
+
+// createLogin creates a login role (trust authentication) in groups, dropped
+// when the test ends.
+func createLogin(t *testing.T, dbURL, name string, groups ...string) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	sort.Strings(groups)
+	if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE ROLE %s LOGIN IN ROLE %s", name, strings.Join(groups, ", "))); err != nil {
+		t.Fatalf("creating %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		conn, err := pgx.Connect(ctx, pgtest.AdminURL(t))
+		if err != nil {
+			return
+		}
+		defer conn.Close(ctx)
+		_, _ = conn.Exec(ctx, "DROP ROLE IF EXISTS "+name)
+	})
+}
