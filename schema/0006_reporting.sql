@@ -1,0 +1,6 @@
+-- 0006_reporting.sql: indexes for the CLI's and the web's listings.
+
+-- kiln jobs --platform P: the jobs with a task on P, newest first, without
+-- reading the tasks of other platforms.
+CREATE INDEX task_platform_job_idx ON kiln.task (platform, job_id DESC);
+COMMENT ON INDEX kiln.task_platform_job_idx IS 'Jobs with a task on a platform, newest first (kiln jobs --platform).';
