@@ -169,18 +169,18 @@ func ListJobs(ctx context.Context, db DB, f Filter) (JobList, error) {
 
 // Package is one source package of a job.
 type Package struct {
-	Seq           int     `json:"seq"`
-	FileName      string  `json:"file_name"`
-	Format        string  `json:"format"`
-	Size          int64   `json:"size"`
-	SHA256        string  `json:"sha256"`
-	Name          *string `json:"name"`
-	Epoch         *int    `json:"epoch"`
-	Version       *string `json:"version"`
-	Release       *string `json:"release"`
+	Seq           int      `json:"seq"`
+	FileName      string   `json:"file_name"`
+	Format        string   `json:"format"`
+	Size          int64    `json:"size"`
+	SHA256        string   `json:"sha256"`
+	Name          *string  `json:"name"`
+	Epoch         *int     `json:"epoch"`
+	Version       *string  `json:"version"`
+	Release       *string  `json:"release"`
 	ExclusiveArch []string `json:"exclusive_arch"`
 	ExcludeArch   []string `json:"exclude_arch"`
-	Reason        *string `json:"reason"`
+	Reason        *string  `json:"reason"`
 	// Files are the further files of a Debian source package.
 	Files []PackageFile `json:"files"`
 }
