@@ -235,7 +235,7 @@ func runLog(c *cli.Context) error {
 		return out.print(chunks)
 	}
 
-	out.attempt = t.Attempt
+	// out.attempt starts at 0, so the current attempt gets its header too.
 	for {
 		// Catch up with the attempt being followed, then move on to a
 		// newer one if the janitor requeued the task meanwhile.
@@ -251,7 +251,7 @@ func runLog(c *cli.Context) error {
 		if t.Attempt > out.attempt {
 			out.attempt, out.last = t.Attempt, -1
 			if !out.json {
-				fmt.Fprintf(out.w, "--- attempt %d on %s ---\n", t.Attempt, orDash(t.Builder))
+				fmt.Fprintf(out.w, "--- attempt %d on %s ---\n", t.Attempt, attemptBuilder(t, t.Attempt))
 			}
 			continue
 		}
@@ -275,6 +275,16 @@ func runLog(c *cli.Context) error {
 		return cli.Exit(fmt.Sprintf("task %s %s%s", taskRef(id), t.Status, reasonSuffix(t.Reason)), ExitFailure)
 	}
 	return nil
+}
+
+// attemptBuilder names the builder of attempt n of t.
+func attemptBuilder(t *report.Task, n int) string {
+	for _, a := range t.Attempts {
+		if a.Attempt == n {
+			return a.Builder
+		}
+	}
+	return orDash(t.Builder)
 }
 
 func reasonSuffix(r *string) string {
