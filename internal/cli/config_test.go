@@ -1,12 +1,15 @@
 package cli
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/urfave/cli/v2"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -133,6 +136,38 @@ func TestRedactPassword(t *testing.T) {
 	} {
 		if got := redactPassword(in); got != want {
 			t.Errorf("redactPassword(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestNoColor(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, c := range []struct {
+		noColor, flag string
+		w             any
+		want          bool
+	}{
+		{"", "always", &syncBuffer{}, true},
+		{"", "auto", f, false}, // a file is not a terminal
+		{"", "never", f, false},
+		{"1", "always", &syncBuffer{}, false},
+	} {
+		t.Setenv("NO_COLOR", c.noColor)
+		var got bool
+		app := App()
+		app.Commands = append(app.Commands, &cli.Command{Name: "probe", Action: func(ctx *cli.Context) error {
+			got = useColor(ctx, c.w.(io.Writer))
+			return nil
+		}})
+		if err := app.Run([]string{"kiln", "--config", "/dev/null", "--color", c.flag, "probe"}); err != nil {
+			t.Fatal(err)
+		}
+		if got != c.want {
+			t.Errorf("NO_COLOR=%q --color %s on %T: colour %v, want %v", c.noColor, c.flag, c.w, got, c.want)
 		}
 	}
 }

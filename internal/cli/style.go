@@ -10,17 +10,21 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// useColor decides whether to colour output written to w: --color always or
-// never, else only on a terminal, with NO_COLOR unset or empty and TERM not
-// dumb (https://no-color.org).
+// useColor decides whether to colour output written to w: never when
+// NO_COLOR is set to anything but "" (https://no-color.org), not even with
+// --color always; otherwise as --color says, and for auto only on a
+// terminal whose TERM is not dumb.
 func useColor(c *cli.Context, w io.Writer) bool {
+	if os.Getenv("NO_COLOR") != "" {
+		return false
+	}
 	switch settingsOf(c).get("color") {
 	case "always":
 		return true
 	case "never":
 		return false
 	}
-	if os.Getenv("NO_COLOR") != "" || os.Getenv("TERM") == "dumb" {
+	if os.Getenv("TERM") == "dumb" {
 		return false
 	}
 	f, ok := w.(*os.File)
