@@ -23,7 +23,12 @@ func TestMigrateEmptyThenNoop(t *testing.T) {
 	if err != nil {
 		t.Fatalf("first migrate: %v", err)
 	}
-	if res.From != 0 || res.To != schema.Latest() || len(res.Applied) != schema.Latest() {
+	ms, err := schema.Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Versions need not be contiguous (numbers are assigned ahead of merging).
+	if res.From != 0 || res.To != schema.Latest() || len(res.Applied) != len(ms) {
 		t.Fatalf("first migrate: got %+v, want 0 -> %d with every file applied", res, schema.Latest())
 	}
 	if len(res.RiverApplied) == 0 {

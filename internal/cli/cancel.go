@@ -163,7 +163,7 @@ func Resubmit(ctx context.Context, db *pgxpool.Pool, old int64, platforms []stri
 			SELECT bucket, coalesce($2, platforms), priority, policy, note, options, $3, id FROM kiln.job WHERE id = $1
 			RETURNING id`, old, plat, fmt.Sprintf("resubmit.%d.%s", old, hex.EncodeToString(key))).Scan(&newID)
 		if errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("job %d does not exist (kiln jobs lists jobs): %w", old, report.ErrNotFound)
+			return fmt.Errorf("job %d does not exist (kiln jobs lists jobs)%.0w", old, report.ErrNotFound)
 		}
 		if err != nil {
 			return explainDB(err, fmt.Sprintf("resubmitting job %d", old))

@@ -52,9 +52,15 @@ func TaskFinal(status string) bool {
 	return status != "pending" && status != "building"
 }
 
-// notFound wraps ErrNotFound with what was looked for.
+// notFoundError says what was not found; it matches ErrNotFound.
+type notFoundError struct{ msg string }
+
+func (e *notFoundError) Error() string        { return e.msg }
+func (e *notFoundError) Is(target error) bool { return target == ErrNotFound }
+
+// notFound is an error matching ErrNotFound that names what was looked for.
 func notFound(what string, id any) error {
-	return fmt.Errorf("%s %v does not exist: %w", what, id, ErrNotFound)
+	return &notFoundError{fmt.Sprintf("%s %v does not exist", what, id)}
 }
 
 // wrap adds context to a query error, keeping pgx.ErrNoRows out of sight.
