@@ -90,11 +90,11 @@ func TestShow(t *testing.T) {
 		fmt.Sprintf("job %d  succeeded  submitted by %s to bucket devel", id, f.Alice),
 		fmt.Sprintf("http://localhost:8080/jobs/%d", id),
 		"hello-1.0-1.src.rpm", "lib-3-1.src.rpm",
-		fmt.Sprintf("t%d", el9), "ATTEMPTS", "builder stopped heart-beating", "hello-1.0-1.x86_64.rpm", "hello_1.0-1_amd64.deb", "build.log")
+		fmt.Sprintf("t%d", el9), "TASK  ATTEMPT  BUILDER", "builder stopped heart-beating", "hello-1.0-1.x86_64.rpm", "hello_1.0-1_amd64.deb", "build.log")
 	if !regexp.MustCompile(fmt.Sprintf(`t%d\s+el9-x86_64\s+succeeded\s+-\s+2\s`, el9)).MatchString(out) {
 		t.Errorf("task row of t%d:\n%s", el9, out)
 	}
-	if !regexp.MustCompile(fmt.Sprintf(`t%d\s+#1\s+b2\s+lost`, el9)).MatchString(out) {
+	if !regexp.MustCompile(fmt.Sprintf(`t%d\s+1\s+b2\s+lost`, el9)).MatchString(out) {
 		t.Errorf("attempt history of t%d:\n%s", el9, out)
 	}
 	if strings.Contains(out, "log of") {
@@ -105,6 +105,9 @@ func TestShow(t *testing.T) {
 	out = must(t, url, 0, []string{"show", "--lines", "2", fmt.Sprint(J["failed"])},
 		fmt.Sprintf("log of t%d (el9-x86_64, failed, attempt 1), last 2 lines", failed),
 		"  make: *** [all] Error 1\n  error: Bad exit status", "rpmbuild exited with status 1", "ExclusiveArch: x86_64 aarch64")
+	if !regexp.MustCompile(`bookworm-amd64\s+skipped\s+-\s+0\s+-\s+-\s+ExclusiveArch`).MatchString(out) {
+		t.Errorf("a skipped task shows a wait or duration:\n%s", out)
+	}
 	if strings.Contains(out, "checking for gcc") {
 		t.Errorf("--lines 2 shows more:\n%s", out)
 	}
@@ -150,7 +153,7 @@ func TestBuildersPlatformsQueue(t *testing.T) {
 		t.Errorf("platforms --json: %+v", ps)
 	}
 
-	out = must(t, url, 0, []string{"queue"}, "1 jobs wait for validation",
+	out = must(t, url, 0, []string{"queue"}, "1 job waits for validation",
 		"platform el8-aarch64 is inactive", "no builder builds el8-aarch64",
 		fmt.Sprintf("t%d", f.Tasks["queued/el8-aarch64"]), fmt.Sprintf("t%d", f.Tasks["building/bookworm-amd64"]))
 	if !regexp.MustCompile(`el9-x86_64\s+1\s+1\s+\S+\s+1/2\s+1/2\s+1 of 2 slots free`).MatchString(out) {

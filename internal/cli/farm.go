@@ -116,7 +116,8 @@ func runQueue(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 	}
 	p := painter(useColor(c, w))
 	if q.Validating > 0 {
-		fmt.Fprintf(w, "%d jobs wait for validation, the oldest for %s\n\n", q.Validating, ageOf(q.OldestValidatingSeconds))
+		fmt.Fprintf(w, "%d %s for validation, the oldest for %s\n\n", q.Validating,
+			map[bool]string{true: "job waits", false: "jobs wait"}[q.Validating == 1], ageOf(q.OldestValidatingSeconds))
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PLATFORM\tWAITING\tBUILDING\tOLDEST\tBUILDERS\tSLOTS\tSTATE")

@@ -277,14 +277,14 @@ func printJob(w io.Writer, p painter, j *report.Job, webURL string) {
 			continue
 		}
 		for _, a := range t.Attempts {
-			history = append(history, fmt.Sprintf("%s\t#%d\t%s\t%s\t%s\t%s\t%s\n", taskRef(t.ID), a.Attempt, a.Builder,
+			history = append(history, fmt.Sprintf("%s\t%d\t%s\t%s\t%s\t%s\t%s\n", taskRef(t.ID), a.Attempt, a.Builder,
 				p.status(a.Status, a.Status), when(&a.StartedAt), age(a.DurationSeconds), orDash(a.Reason)))
 		}
 	}
 	if len(history) > 0 {
 		fmt.Fprintln(w)
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ATTEMPTS\t\tBUILDER\tSTATUS\tSTARTED\tDURATION\tREASON")
+		fmt.Fprintln(tw, "TASK\tATTEMPT\tBUILDER\tSTATUS\tSTARTED\tDURATION\tREASON")
 		for _, h := range history {
 			fmt.Fprint(tw, h)
 		}

@@ -28,7 +28,8 @@ type Task struct {
 	// running); null before the first.
 	DurationSeconds *float64 `json:"duration_seconds"`
 	// WaitSeconds is how long the task waited for a builder: from creation
-	// to the start of its current attempt, or to now while it waits.
+	// to the start of its current attempt, or to now while it waits; null
+	// for a task that ended without being built (skipped, cancelled).
 	WaitSeconds *float64   `json:"wait_seconds"`
 	Reason      *string    `json:"reason"`
 	Attempts    []Attempt  `json:"attempts"`
@@ -82,7 +83,7 @@ func tasks(ctx context.Context, db DB, cond string, args ...any) ([]Task, error)
 	rows, err := db.Query(ctx, `SELECT t.id, t.job_id, j.submitter, t.platform, t.status, t.builder, t.attempt, t.lost_count,
 		t.created_at, t.started_at, t.finished_at, t.heartbeat_at,
 		extract(epoch FROM coalesce(t.finished_at, now()) - t.started_at)::float8,
-		extract(epoch FROM coalesce(t.started_at, t.finished_at, now()) - t.created_at)::float8,
+		extract(epoch FROM CASE WHEN t.status = 'pending' THEN now() ELSE t.started_at END - t.created_at)::float8,
 		t.reason
 		FROM kiln.task t JOIN kiln.job j ON j.id = t.job_id WHERE `+cond, args...)
 	if err != nil {
