@@ -44,5 +44,9 @@ lint:
 demo: setup build
 	.ci/with-cluster .ci/demo
 
+# The manual page, generated from the command definitions.
+man:
+	$(GO) run ./cmd/kiln man > docs/kiln.1
+
 clean:
 	rm -rf $(BIN)

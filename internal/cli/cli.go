@@ -5,10 +5,12 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/urfave/cli/v2"
 
@@ -18,26 +20,84 @@ import (
 // Version is set at build time (-ldflags "-X .../internal/cli.Version=...").
 var Version = "dev"
 
-// App builds the kiln command line application.
+// App builds the kiln command line application. Errors come back from
+// RunContext unprinted; ExitCode says how to exit for them.
 func App() *cli.App {
-	return &cli.App{
-		Name:    "kiln",
-		Usage:   "submit and follow jobs on the kiln build farm",
+	app := &cli.App{
+		Name:  "kiln",
+		Usage: "submit and follow jobs on the kiln build farm",
+		Description: "kiln talks to the farm's PostgreSQL database as your own database role. " +
+			"Settings come from flags, KILN_* and libpq's PG* environment variables, and kiln.conf files (see kiln config).",
 		Version: Version,
 		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "db", Usage: "PostgreSQL connection string or URL (default: libpq's PG* environment variables)", EnvVars: []string{"KILN_DB"}},
-			&cli.StringFlag{Name: "web-url", Usage: "base address of kiln-web, used to print links to jobs", EnvVars: []string{"KILN_WEB_URL"}, Value: "http://localhost:8080"},
+			&cli.StringFlag{Name: "db", Usage: "PostgreSQL connection string or URL (env KILN_DB; default: libpq's PG* environment variables)"},
+			&cli.StringFlag{Name: "web-url", Usage: "base address of kiln-web, used to print links to jobs (env KILN_WEB_URL)", DefaultText: defaultOf("web-url")},
+			&cli.StringFlag{Name: "color", Usage: "colour output: auto, always or never (env KILN_COLOR; auto honours NO_COLOR)", DefaultText: defaultOf("color")},
+			&cli.StringFlag{Name: "config", Usage: "read settings from this file instead of ~/.config/kiln/kiln.conf and /etc/kiln/kiln.conf (env KILN_CONFIG)"},
 		}, dbconn.KerberosFlags()...),
+		Before: loadConfig,
 		Commands: []*cli.Command{
+			jobsCommand(),
+			showCommand(),
+			watchCommand(),
+			logCommand(),
+			downloadCommand(),
+			cancelCommand(),
+			resubmitCommand(),
+			buildersCommand(),
+			platformsCommand(),
+			queueCommand(),
+			checkCommand(),
+			configCommand(),
+			completionCommand(),
+			manCommand(),
 			adminCommand(),
 		},
 		EnableBashCompletion: true,
+		// Errors are returned to the caller (cmd/kiln), which prints them
+		// and exits with ExitCode.
+		ExitErrHandler: func(*cli.Context, error) {},
+		OnUsageError:   onUsageError,
+	}
+	for _, c := range app.Commands {
+		setUsageErrors(c)
+	}
+	return app
+}
+
+func onUsageError(_ *cli.Context, err error, _ bool) error {
+	return usageError("%v (see kiln help)", err)
+}
+
+func setUsageErrors(c *cli.Command) {
+	c.OnUsageError = onUsageError
+	for _, s := range c.Subcommands {
+		setUsageErrors(s)
 	}
 }
 
-// connect opens the database named by the global flags.
+// connect opens the database named by the settings in effect.
 func connect(c *cli.Context) (*pgxpool.Pool, error) {
-	return dbconn.Open(c.Context, dbconn.WithFlags(c, dbconn.Config{URL: c.String("db"), AppName: "kiln"}))
+	pool, err := dbconn.Open(c.Context, dbconn.WithFlags(c, dbconn.Config{URL: settingsOf(c).get("db"), AppName: "kiln"}))
+	if err != nil {
+		return nil, &connectError{err}
+	}
+	return pool, nil
+}
+
+// connectOne opens a single connection (for LISTEN, which needs one
+// connection for the whole time), logging in the same way as connect.
+func connectOne(c *cli.Context) (*pgx.Conn, error) {
+	pool, err := connect(c)
+	if err != nil {
+		return nil, err
+	}
+	defer pool.Close()
+	pc, err := pool.Acquire(c.Context)
+	if err != nil {
+		return nil, &connectError{fmt.Errorf("connecting: %w", err)}
+	}
+	return pc.Hijack(), nil
 }
 
 // withDB runs fn with a connected pool.
@@ -72,7 +132,34 @@ func usageError(format string, args ...any) error {
 
 // Exit codes, documented in docs/cli.md.
 const (
-	ExitOK      = 0
-	ExitFailure = 1 // the command ran and the outcome is a failure (job failed, ...)
-	ExitUsage   = 2 // bad arguments
+	ExitOK         = 0
+	ExitFailure    = 1 // the command ran and the outcome is a failure (the watched job failed, ...)
+	ExitUsage      = 2 // bad arguments
+	ExitNotFound   = 3 // no such job, task, platform
+	ExitPermission = 4 // permission denied
+	ExitConnect    = 5 // cannot connect or authenticate
+	ExitState      = 6 // refused because of the state things are in
+	ExitIntegrity  = 7 // checksum mismatch, unsafe file name, file in the way
+	ExitError      = 8 // anything else
 )
+
+// ExitCode is the exit status for an error returned by App().RunContext.
+func ExitCode(err error) int {
+	if err == nil {
+		return ExitOK
+	}
+	var exit cli.ExitCoder
+	if errors.As(err, &exit) {
+		return exit.ExitCode()
+	}
+	return classify(err)
+}
+
+// connectError marks a failure to reach or log in to the database.
+type connectError struct{ err error }
+
+func (e *connectError) Error() string {
+	return e.err.Error() + kerberosHint(e.err)
+}
+
+func (e *connectError) Unwrap() error { return e.err }

@@ -1,0 +1,106 @@
+package cli
+
+import (
+	"fmt"
+
+	"github.com/urfave/cli/v2"
+)
+
+// bashCompletion asks kiln itself for the words that may come next (urfave's
+// --generate-bash-completion).
+const bashCompletion = `# kiln bash completion: source <(kiln completion bash)
+_kiln_complete() {
+  local cur words
+  COMPREPLY=()
+  cur="${COMP_WORDS[COMP_CWORD]}"
+  words=("${COMP_WORDS[@]:0:$COMP_CWORD}")
+  if [[ "$cur" == "-"* ]]; then
+    words+=("$cur")
+  fi
+  local IFS=$'\n'
+  COMPREPLY=($(compgen -W "$("${words[@]}" --generate-bash-completion 2>/dev/null)" -- "$cur"))
+}
+complete -o bashdefault -o default -F _kiln_complete kiln
+`
+
+const zshCompletion = `#compdef kiln
+# kiln zsh completion: source <(kiln completion zsh)
+_kiln() {
+  local -a opts
+  local cur=${words[-1]}
+  if [[ "$cur" == "-"* ]]; then
+    opts=("${(@f)$(${words[@]:0:#words[@]-1} ${cur} --generate-bash-completion)}")
+  else
+    opts=("${(@f)$(${words[@]:0:#words[@]-1} --generate-bash-completion)}")
+  fi
+  if [[ "${opts[1]}" != "" ]]; then
+    _describe 'values' opts
+  else
+    _files
+  fi
+}
+compdef _kiln kiln
+`
+
+func completionCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "completion",
+		Usage:     "print a shell completion script: source <(kiln completion bash)",
+		ArgsUsage: "bash|zsh",
+		Action: func(c *cli.Context) error {
+			switch c.Args().First() {
+			case "bash":
+				_, err := fmt.Fprint(stdout(c), bashCompletion)
+				return err
+			case "zsh":
+				_, err := fmt.Fprint(stdout(c), zshCompletion)
+				return err
+			}
+			return usageError("kiln completion: name the shell, bash or zsh")
+		},
+	}
+}
+
+func manCommand() *cli.Command {
+	return &cli.Command{
+		Name:   "man",
+		Usage:  "print the manual page (troff), generated from the command definitions",
+		Hidden: true,
+		Action: func(c *cli.Context) error {
+			page, err := c.App.ToManWithSection(1)
+			if err != nil {
+				return fmt.Errorf("generating the manual page: %w", err)
+			}
+			_, err = fmt.Fprint(stdout(c), page, manExtra)
+			return err
+		},
+	}
+}
+
+// manExtra ends the manual page with what the command definitions do not
+// say: exit statuses, files and environment (docs/cli.md has the same).
+const manExtra = `
+.SH EXIT STATUS
+0 success; 1 the job or task watched (watch, log -f) did not succeed; 2 bad usage;
+3 no such job, task or artifact; 4 permission denied; 5 cannot connect or authenticate
+(server down, no Kerberos ticket: run kinit); 6 refused because of the state things are in
+(cancelling a finished job); 7 integrity (an artifact does not match its SHA-256, an unsafe
+file name, a file in the way); 8 any other error; 130 interrupted.
+.B kiln check
+exits 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+
+.SH FILES
+.TP
+.I ~/.config/kiln/kiln.conf
+.TQ
+.I /etc/kiln/kiln.conf
+Settings as key = value lines (db, web-url, color); the first file that sets a key wins,
+flags and environment override both.
+
+.SH ENVIRONMENT
+KILN_DB, KILN_WEB_URL, KILN_COLOR, KILN_CONFIG; libpq's PGHOST, PGPORT, PGDATABASE, PGUSER
+and friends when no connection string is given; NO_COLOR turns colours off.
+
+.SH SEE ALSO
+psql(1); docs/cli.md and docs/reporting.md in kiln's sources.
+`

@@ -1,0 +1,82 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/kiln-build/kiln/internal/blob"
+	"github.com/kiln-build/kiln/internal/report"
+)
+
+// errIntegrity marks refusing to write a file: bytes that do not match
+// their checksum, an unsafe name, a file in the way.
+var errIntegrity = errors.New("integrity")
+
+// integrityError is an error message of the errIntegrity kind.
+type integrityError struct{ msg string }
+
+func (e *integrityError) Error() string { return e.msg }
+func (e *integrityError) Is(target error) bool {
+	return target == errIntegrity
+}
+
+// classify maps an error to its exit code (docs/cli.md).
+func classify(err error) int {
+	var ce *connectError
+	var pgErr *pgconn.PgError
+	switch {
+	case errors.As(err, &ce):
+		return ExitConnect
+	case errors.Is(err, report.ErrNotFound):
+		return ExitNotFound
+	case errors.Is(err, errIntegrity), errors.Is(err, blob.ErrCorrupt):
+		return ExitIntegrity
+	case errors.As(err, &pgErr):
+		switch {
+		case pgErr.Code == "42501":
+			return ExitPermission
+		case pgErr.Code == "P0002":
+			return ExitNotFound
+		case pgErr.Code == "55000":
+			return ExitState
+		case strings.HasPrefix(pgErr.Code, "28"), strings.HasPrefix(pgErr.Code, "08"):
+			return ExitConnect
+		}
+	}
+	return ExitError
+}
+
+// explainDB turns a database error of doing into a message saying what to
+// do. It keeps the error wrapped, so classify still sees it.
+func explainDB(err error, doing string) error {
+	if err == nil {
+		return nil
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "42501":
+			return fmt.Errorf("%s: %s (ask a kiln admin if you should be allowed): %w", doing, pgErr.Message, err)
+		case "P0002":
+			return fmt.Errorf("%s: %s (kiln jobs lists jobs): %w", doing, pgErr.Message, err)
+		case "55000":
+			return fmt.Errorf("%s: %s: %w", doing, pgErr.Message, err)
+		}
+	}
+	return fmt.Errorf("%s: %w", doing, err)
+}
+
+// kerberosHint adds what to do when a connection failed for the lack of a
+// Kerberos ticket.
+func kerberosHint(err error) string {
+	s := strings.ToLower(err.Error())
+	for _, w := range []string{"gss", "kerberos", "krb5", "ccache", "credential cache", "ticket"} {
+		if strings.Contains(s, w) {
+			return " (no valid Kerberos ticket? run kinit, and klist to check)"
+		}
+	}
+	return ""
+}

@@ -1,0 +1,129 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+)
+
+// useColor decides whether to colour output written to w: never when
+// NO_COLOR is set to anything but "" (https://no-color.org), not even with
+// --color always; otherwise as --color says, and for auto only on a
+// terminal whose TERM is not dumb.
+func useColor(c *cli.Context, w io.Writer) bool {
+	if os.Getenv("NO_COLOR") != "" {
+		return false
+	}
+	switch settingsOf(c).get("color") {
+	case "always":
+		return true
+	case "never":
+		return false
+	}
+	if os.Getenv("TERM") == "dumb" {
+		return false
+	}
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// painter colours statuses, or not.
+type painter bool
+
+// ANSI colours of the statuses. Every code has the same length, so columns
+// of coloured cells stay aligned in a tabwriter.
+var statusColor = map[string]string{
+	"succeeded": "32", "failed": "31", "partially_failed": "31", "timed_out": "31", "lost": "31", "invalid": "31",
+	"pending": "33", "queued": "33", "submitted": "33", "building": "34", "cancelled": "90", "skipped": "90", "returned": "90",
+	"OK": "32", "WARNING": "33", "CRITICAL": "31", "UNKNOWN": "35",
+}
+
+// status returns s (or its short form) coloured by the status s.
+func (p painter) status(s, shown string) string {
+	if !p {
+		return shown
+	}
+	code, ok := statusColor[s]
+	if !ok {
+		code = "39"
+	}
+	return "\x1b[" + code + "m" + shown + "\x1b[0m"
+}
+
+// shortStatus is a task status as the jobs listing shows it at a glance.
+var shortStatus = map[string]string{
+	"pending": "wait", "building": "build", "succeeded": "ok", "failed": "FAIL", "timed_out": "TIMEOUT",
+	"cancelled": "cancel", "skipped": "skip", "lost": "LOST",
+}
+
+// age formats seconds the way people read ages: 42s, 7m, 3h05m, 4d.
+func age(seconds float64) string {
+	d := time.Duration(seconds * float64(time.Second))
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	default:
+		return fmt.Sprintf("%dd", int(d.Hours()/24))
+	}
+}
+
+// ageOf formats optional seconds, "-" when absent.
+func ageOf(seconds *float64) string {
+	if seconds == nil {
+		return "-"
+	}
+	return age(*seconds)
+}
+
+// taskRef is how kiln shows a task id: t17.
+func taskRef(id int64) string { return fmt.Sprintf("t%d", id) }
+
+// orDash returns *s, or "-" when it is nil or empty.
+func orDash(s *string) string {
+	if s == nil || *s == "" {
+		return "-"
+	}
+	return *s
+}
+
+// clip shortens s to n runes with an ellipsis.
+func clip(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
+}
+
+// when formats a time for listings, in local time.
+func when(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return t.Local().Format("2006-01-02 15:04:05")
+}
+
+// joinTasks formats the per-platform status of a job at a glance.
+func joinTasks(p painter, platforms []string, statuses []string) string {
+	parts := make([]string, len(platforms))
+	for i := range platforms {
+		short := shortStatus[statuses[i]]
+		if short == "" {
+			short = statuses[i]
+		}
+		parts[i] = platforms[i] + ":" + p.status(statuses[i], short)
+	}
+	return strings.Join(parts, " ")
+}

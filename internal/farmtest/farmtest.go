@@ -1,0 +1,320 @@
+// Package farmtest puts a test database into the states a running farm
+// produces, through the same transitions the processes make: a person's
+// submit transaction (as that person's login role), the splitter's split, a
+// builder's take, log, finish and artifacts, the janitor's requeue of a lost
+// attempt, and cancel. Tests of everything that reads the farm (the CLI, the
+// web interface, psql reports) seed with it, and drive live updates with the
+// same calls while the code under test runs.
+//
+// The helpers fail the test on any error; they take the superuser pool of a
+// pgtest.DB.
+package farmtest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/kiln-build/kiln/internal/blob"
+	"github.com/kiln-build/kiln/internal/pgtest"
+)
+
+// Person creates a login role named prefix_<db suffix> that is a member of
+// group (kiln_submitter, kiln_admin, ...), and drops it when the test ends.
+// Role names are cluster-wide, so the suffix keeps parallel tests apart.
+func Person(t testing.TB, db *pgtest.DB, prefix, group string) string {
+	t.Helper()
+	name := prefix + "_" + strings.TrimPrefix(db.Name, "kiln_test_")
+	exec(t, db.Pool, fmt.Sprintf("CREATE ROLE %s LOGIN IN ROLE %s", name, group))
+	t.Cleanup(func() {
+		// The role owns nothing; job rows name it but do not depend on it.
+		_, _ = db.Pool.Exec(context.Background(), "DROP ROLE IF EXISTS "+name)
+	})
+	return name
+}
+
+// Platform adds a platform (rpm with rpmbuild when arch is x86_64 or
+// aarch64, deb with dpkg otherwise).
+func Platform(t testing.TB, pool *pgxpool.Pool, name, arch string) {
+	t.Helper()
+	format, backend := "rpm", "rpmbuild"
+	if arch != "x86_64" && arch != "aarch64" {
+		format, backend = "deb", "dpkg"
+	}
+	exec(t, pool, `INSERT INTO kiln.platform (name, arch, package_format, backend) VALUES ($1, $2, $3, $4)`, name, arch, format, backend)
+}
+
+// Bucket adds an open bucket.
+func Bucket(t testing.TB, pool *pgxpool.Pool, name string) {
+	t.Helper()
+	exec(t, pool, `INSERT INTO kiln.bucket (name, open) VALUES ($1, true)`, name)
+}
+
+// Builder registers a builder of the given platforms, online (with a fresh
+// heartbeat) or offline.
+func Builder(t testing.TB, pool *pgxpool.Pool, name string, slots int, online bool, platforms ...string) {
+	t.Helper()
+	ctx := t.Context()
+	state := "offline"
+	if online {
+		state = "online"
+	}
+	inTx(t, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO kiln.builder (name, host, slots, state, heartbeat_at, started_at, version)
+			VALUES ($1, $1 || '.example.org', $2, $3, now(), now(), 'test')`, name, slots, state); err != nil {
+			return err
+		}
+		for _, p := range platforms {
+			if _, err := tx.Exec(ctx, `INSERT INTO kiln.builder_platform (builder, platform) VALUES ($1, $2)`, name, p); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// File is a source package to submit.
+type File struct {
+	Name string // file name, such as hello-1.0-1.src.rpm
+	Data []byte
+}
+
+// Submit does what kiln submit does in one transaction: stores the files as
+// blobs and inserts the job and its packages, the latter as role (SET LOCAL
+// SESSION AUTHORIZATION, so session_user is the person and the grants of
+// kiln_submitter apply). Files ending in .dsc are Debian packages, others SRPMs.
+func Submit(t testing.TB, pool *pgxpool.Pool, role, bucket string, platforms []string, files ...File) int64 {
+	t.Helper()
+	ctx := t.Context()
+	var id int64
+	inTx(t, pool, func(tx pgx.Tx) error {
+		// The blobs are stored before switching to the person: blob.Put
+		// names kiln.blob.verified_at, which kiln_submitter may not set.
+		sums := make([]blob.Info, len(files))
+		for i, f := range files {
+			info, err := blob.Put(ctx, tx, bytes.NewReader(f.Data), false)
+			if err != nil {
+				return err
+			}
+			sums[i] = info
+		}
+		if _, err := tx.Exec(ctx, "SET LOCAL SESSION AUTHORIZATION "+pgx.Identifier{role}.Sanitize()); err != nil {
+			return err
+		}
+		key := make([]byte, 8)
+		_, _ = rand.Read(key)
+		if err := tx.QueryRow(ctx, `INSERT INTO kiln.job (bucket, platforms, submission_key) VALUES ($1, $2, $3) RETURNING id`,
+			bucket, platforms, "test-"+hex.EncodeToString(key)).Scan(&id); err != nil {
+			return err
+		}
+		for i, f := range files {
+			info := sums[i]
+			format := "srpm"
+			if strings.HasSuffix(f.Name, ".dsc") {
+				format = "dsc"
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO kiln.package (job_id, seq, file_name, format, blob_sha256, size) VALUES ($1, $2, $3, $4, $5, $6)`,
+				id, i, f.Name, format, info.Sum[:], info.Size); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return id
+}
+
+// Split does what the splitter does with a valid job: records the parsed
+// package names (from file names shaped name-version-release.src.rpm or
+// name_version.dsc) and creates one pending task per platform. It returns
+// the task ids in the order of platforms.
+func Split(t testing.TB, pool *pgxpool.Pool, jobID int64, platforms ...string) []int64 {
+	t.Helper()
+	ctx := t.Context()
+	var ids []int64
+	inTx(t, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `UPDATE kiln.package SET
+			name = coalesce(substring(file_name FROM '^(.+)-[^-]+-[^-]+\.src\.rpm$'), substring(file_name FROM '^([^_]+)_')),
+			version = coalesce(substring(file_name FROM '^.+-([^-]+)-[^-]+\.src\.rpm$'), substring(file_name FROM '^[^_]+_([^-]+)')),
+			release = coalesce(substring(file_name FROM '^.+-[^-]+-([^-]+)\.src\.rpm$'), substring(file_name FROM '^[^_]+_[^-]+-(.+)\.dsc$'))
+			WHERE job_id = $1`, jobID); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE kiln.job SET validated_at = now() WHERE id = $1`, jobID); err != nil {
+			return err
+		}
+		for _, p := range platforms {
+			var id int64
+			if err := tx.QueryRow(ctx, `INSERT INTO kiln.task (job_id, platform) VALUES ($1, $2) RETURNING id`, jobID, p).Scan(&id); err != nil {
+				return err
+			}
+			ids = append(ids, id)
+		}
+		return nil
+	})
+	return ids
+}
+
+// Invalidate does what the splitter does with a bad job.
+func Invalidate(t testing.TB, pool *pgxpool.Pool, jobID int64, reason string) {
+	t.Helper()
+	exec(t, pool, `UPDATE kiln.job SET status = 'invalid', reason = $2, validated_at = now(), finished_at = now() WHERE id = $1`, jobID, reason)
+}
+
+// Skip does what the splitter does for a platform the packages exclude: the
+// task is created skipped.
+func Skip(t testing.TB, pool *pgxpool.Pool, jobID int64, platform, reason string) int64 {
+	t.Helper()
+	ctx := t.Context()
+	var id int64
+	if err := pool.QueryRow(ctx, `INSERT INTO kiln.task (job_id, platform, status, reason, finished_at)
+		VALUES ($1, $2, 'skipped', $3, now()) RETURNING id`, jobID, platform, reason).Scan(&id); err != nil {
+		t.Fatalf("skipping task: %v", err)
+	}
+	return id
+}
+
+// Take does what a builder does when it takes a pending task (docs/protocol.md)
+// and returns the attempt number.
+func Take(t testing.TB, pool *pgxpool.Pool, taskID int64, builder string) int {
+	t.Helper()
+	ctx := t.Context()
+	var attempt int
+	inTx(t, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM kiln.job WHERE id = (SELECT job_id FROM kiln.task WHERE id = $1) FOR UPDATE`, taskID); err != nil {
+			return err
+		}
+		if err := tx.QueryRow(ctx, `UPDATE kiln.task SET status = 'building', builder = $2, attempt = attempt + 1,
+			started_at = now(), heartbeat_at = now(), reason = NULL
+			WHERE id = $1 AND status = 'pending' RETURNING attempt`, taskID, builder).Scan(&attempt); err != nil {
+			return fmt.Errorf("task %d is not pending: %w", taskID, err)
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO kiln.attempt (task_id, attempt, builder) VALUES ($1, $2, $3)`, taskID, attempt, builder)
+		return err
+	})
+	return attempt
+}
+
+// Log stores one batch of log lines of an attempt, as a builder does.
+func Log(t testing.TB, pool *pgxpool.Pool, taskID int64, attempt, seq int, text string) {
+	t.Helper()
+	ctx := t.Context()
+	inTx(t, pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO kiln.log_chunk (task_id, attempt, seq, data)
+			SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM kiln.task WHERE id = $1 AND attempt = $2 AND status = 'building')`,
+			taskID, attempt, seq, text)
+		if err == nil && tag.RowsAffected() == 0 {
+			err = fmt.Errorf("attempt %d of task %d is not building", attempt, taskID)
+		}
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE kiln.attempt SET log_bytes = log_bytes + octet_length($3) WHERE task_id = $1 AND attempt = $2`,
+			taskID, attempt, text)
+		return err
+	})
+}
+
+// Artifact is a file a builder stores when it finishes.
+type Artifact struct {
+	Kind string // package, log, buildinfo or other
+	Name string
+	Data []byte
+}
+
+// Finish does what a builder does at the end of an attempt: stores the
+// artifacts (blobs first) and sets the attempt's and the task's final status
+// (succeeded, failed or timed_out), in one transaction.
+func Finish(t testing.TB, pool *pgxpool.Pool, taskID int64, attempt int, status, reason string, artifacts ...Artifact) {
+	t.Helper()
+	ctx := t.Context()
+	var why *string
+	if reason != "" {
+		why = &reason
+	}
+	inTx(t, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM kiln.job WHERE id = (SELECT job_id FROM kiln.task WHERE id = $1) FOR UPDATE`, taskID); err != nil {
+			return err
+		}
+		for _, a := range artifacts {
+			info, err := blob.Put(ctx, tx, bytes.NewReader(a.Data), true)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO kiln.artifact (task_id, attempt, kind, file_name, blob_sha256, size) VALUES ($1, $2, $3, $4, $5, $6)`,
+				taskID, attempt, a.Kind, a.Name, info.Sum[:], info.Size); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.Exec(ctx, `UPDATE kiln.attempt SET status = $3, finished_at = now(), reason = $4 WHERE task_id = $1 AND attempt = $2`,
+			taskID, attempt, status, why); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `UPDATE kiln.task SET status = $3, builder = NULL, finished_at = now(), reason = $4
+			WHERE id = $1 AND attempt = $2 AND status = 'building'`, taskID, attempt, status, why)
+		if err == nil && tag.RowsAffected() == 0 {
+			err = fmt.Errorf("attempt %d of task %d is not building", attempt, taskID)
+		}
+		return err
+	})
+}
+
+// Lose does what the janitor does with a task whose builder went silent:
+// the attempt is lost, the task waits again, the builder is offline.
+func Lose(t testing.TB, pool *pgxpool.Pool, taskID int64) {
+	t.Helper()
+	ctx := t.Context()
+	inTx(t, pool, func(tx pgx.Tx) error {
+		var builder string
+		if err := tx.QueryRow(ctx, `SELECT builder FROM kiln.task WHERE id = $1 AND status = 'building'`, taskID).Scan(&builder); err != nil {
+			return fmt.Errorf("task %d is not building: %w", taskID, err)
+		}
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM kiln.job WHERE id = (SELECT job_id FROM kiln.task WHERE id = $1) FOR UPDATE`, taskID); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE kiln.attempt a SET status = 'lost', finished_at = now(), reason = 'builder stopped heart-beating'
+			FROM kiln.task t WHERE t.id = $1 AND a.task_id = t.id AND a.attempt = t.attempt`, taskID); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE kiln.task SET status = 'pending', builder = NULL, lost_count = lost_count + 1 WHERE id = $1`, taskID); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `UPDATE kiln.builder SET state = 'offline' WHERE name = $1`, builder)
+		return err
+	})
+}
+
+// Cancel cancels a job as role, through kiln.cancel_job.
+func Cancel(t testing.TB, pool *pgxpool.Pool, role string, jobID int64) {
+	t.Helper()
+	ctx := t.Context()
+	inTx(t, pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SET LOCAL SESSION AUTHORIZATION "+pgx.Identifier{role}.Sanitize()); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, "SELECT kiln.cancel_job($1)", jobID)
+		return err
+	})
+}
+
+func exec(t testing.TB, pool *pgxpool.Pool, sql string, args ...any) {
+	t.Helper()
+	ctx := t.Context()
+	if _, err := pool.Exec(ctx, sql, args...); err != nil {
+		t.Fatalf("%s: %v", strings.Fields(sql)[0], err)
+	}
+}
+
+func inTx(t testing.TB, pool *pgxpool.Pool, fn func(pgx.Tx) error) {
+	t.Helper()
+	ctx := t.Context()
+	if err := pgx.BeginFunc(ctx, pool, fn); err != nil {
+		t.Fatal(err)
+	}
+}

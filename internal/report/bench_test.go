@@ -1,0 +1,122 @@
+package report_test
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kiln-build/kiln/internal/pgtest"
+	"github.com/kiln-build/kiln/internal/report"
+)
+
+// BenchmarkListJobs measures the listings on a farm of KILN_BENCH_JOBS jobs
+// (default 200000; the figures in docs/reporting.md are for 1000000), each
+// with one package and tasks on two of four platforms, one job in a
+// thousand on a rare platform, 50 submitters, a tenth in bucket stable, one
+// in twenty failed, the newest hundred queued. Rows are written with
+// generate_series and triggers off (session_replication_role), which is how
+// a farm of that size is made quickly, not how the farm writes them.
+//
+//	.ci/with-cluster go test ./internal/report/ -run '^$' -bench ListJobs -benchtime 200x
+func BenchmarkListJobs(b *testing.B) {
+	n := 200000
+	if s := os.Getenv("KILN_BENCH_JOBS"); s != "" {
+		var err error
+		if n, err = strconv.Atoi(s); err != nil {
+			b.Fatalf("KILN_BENCH_JOBS: %v", err)
+		}
+	}
+	db := pgtest.New(b)
+	ctx := context.Background()
+	start := time.Now()
+	conn, err := db.Pool.Acquire(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	_, err = conn.Exec(ctx, strings.ReplaceAll(`SET session_replication_role = replica;
+		INSERT INTO kiln.platform (name, arch, package_format, backend) VALUES
+			('el9-x86_64', 'x86_64', 'rpm', 'rpmbuild'), ('el9-aarch64', 'aarch64', 'rpm', 'rpmbuild'),
+			('el8-x86_64', 'x86_64', 'rpm', 'rpmbuild'), ('rare-s390x', 's390x', 'rpm', 'rpmbuild');
+		INSERT INTO kiln.blob (sha256, size, chunk_size) VALUES (sha256('x'), 1, 262144);
+		INSERT INTO kiln.job (submitter, bucket, submission_key, status, submitted_at, validated_at, started_at, finished_at)
+		SELECT 'user' || (g % 50), CASE WHEN g % 10 = 0 THEN 'stable' ELSE 'devel' END, 'k' || g,
+		       CASE WHEN g > $1 - 100 THEN 'queued' WHEN g % 20 = 0 THEN 'failed' ELSE 'succeeded' END,
+		       now() - ($1 - g) * interval '10 seconds', now(), now(),
+		       CASE WHEN g > $1 - 100 THEN NULL ELSE now() END
+		FROM generate_series(1, $1) g;
+		INSERT INTO kiln.package (job_id, seq, file_name, format, blob_sha256, size, name)
+		SELECT id, 0, 'pkg' || (id % 1000) || '-1-1.src.rpm', 'srpm', sha256('x'), 1, 'pkg' || (id % 1000) FROM kiln.job;
+		INSERT INTO kiln.task (job_id, platform, status, created_at, started_at, finished_at, attempt, reason)
+		SELECT j.id, p.platform,
+		       CASE WHEN j.status = 'queued' THEN 'pending' WHEN j.status = 'failed' THEN 'failed' ELSE 'succeeded' END,
+		       j.submitted_at, CASE WHEN j.status <> 'queued' THEN j.submitted_at END,
+		       j.finished_at, CASE WHEN j.status = 'queued' THEN 0 ELSE 1 END,
+		       CASE WHEN j.status = 'failed' THEN 'failed' END
+		FROM kiln.job j
+		CROSS JOIN LATERAL (SELECT unnest(CASE WHEN j.id % 1000 = 7 THEN ARRAY['rare-s390x']
+		                                       WHEN j.id % 2 = 0 THEN ARRAY['el9-x86_64', 'el9-aarch64']
+		                                       ELSE ARRAY['el9-x86_64', 'el8-x86_64'] END) AS platform) p;
+		RESET session_replication_role;
+		ANALYZE;`, "$1", strconv.Itoa(n)))
+	conn.Release()
+	if err != nil {
+		b.Fatalf("seeding %d jobs: %v", n, err)
+	}
+	b.Logf("seeded %d jobs in %s", n, time.Since(start).Round(time.Second))
+
+	var newest int64
+	if err := db.Pool.QueryRow(ctx, "SELECT max(id) FROM kiln.job").Scan(&newest); err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		f    report.Filter
+	}{
+		{"newest", report.Filter{}},
+		{"user", report.Filter{Submitter: "user7"}},
+		{"status_failed", report.Filter{Status: []string{"failed"}}},
+		{"status_queued", report.Filter{Status: []string{"queued"}}},
+		{"bucket_stable", report.Filter{Bucket: "stable"}},
+		{"platform_rare", report.Filter{Platform: "rare-s390x"}},
+		{"platform_common", report.Filter{Platform: "el9-aarch64"}},
+		{"since_1h", report.Filter{Since: time.Now().Add(-time.Hour)}},
+		{"user_failed_since_1d", report.Filter{Submitter: "user10", Status: []string{"failed"}, Since: time.Now().Add(-24 * time.Hour)}},
+		{"page_in_the_middle", report.Filter{Before: newest / 2}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				l, err := report.ListJobs(ctx, db.Pool, c.f)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if len(l.Jobs) == 0 {
+					b.Fatal("no jobs")
+				}
+			}
+		})
+	}
+	b.Run("get_job", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := report.GetJob(ctx, db.Pool, newest/3); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("queue", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := report.GetQueue(ctx, db.Pool, report.QueueFilter{Submitter: "user7"}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("health", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := report.GetHealth(ctx, db.Pool); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

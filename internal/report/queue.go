@@ -1,0 +1,269 @@
+package report
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Reasons a platform's pending tasks are not being built (QueuePlatform.Blocked).
+const (
+	BlockedPlatformInactive = "platform_inactive" // no new jobs may target it
+	BlockedNoBuilder        = "no_builder"        // no builder builds the platform
+	BlockedBuildersOffline  = "builders_offline"  // every builder of the platform is offline
+	BlockedBuildersDisabled = "builders_disabled" // the online builders are disabled by an admin
+	BlockedBuildersDraining = "builders_draining" // the online builders are draining before a stop
+	BlockedBuildersFull     = "builders_full"     // every slot of the usable builders is busy
+)
+
+// QueuePlatform is one platform's queue and what keeps it from moving.
+type QueuePlatform struct {
+	Platform          string     `json:"platform"`
+	Active            bool       `json:"active"`
+	Pending           int        `json:"pending"`
+	Building          int        `json:"building"`
+	OldestPendingAt   *time.Time `json:"oldest_pending_at"`
+	OldestWaitSeconds *float64   `json:"oldest_wait_seconds"`
+	// Builders of the platform: all registered, online, online but
+	// disabled, online but draining, and usable (online, enabled, not
+	// draining).
+	BuildersTotal    int `json:"builders_total"`
+	BuildersOnline   int `json:"builders_online"`
+	BuildersDisabled int `json:"builders_disabled"`
+	BuildersDraining int `json:"builders_draining"`
+	BuildersUsable   int `json:"builders_usable"`
+	// SlotsUsable is the slots of the usable builders; SlotsBusy how many of
+	// them hold a task (of any platform: a builder's slots are shared).
+	SlotsUsable int `json:"slots_usable"`
+	SlotsBusy   int `json:"slots_busy"`
+	// Blocked lists the reasons (Blocked* constants) pending tasks are not
+	// being built; empty when a builder can take one now.
+	Blocked []string `json:"blocked"`
+	// Why says the same in a sentence, with what to do.
+	Why string `json:"why"`
+}
+
+// QueueTask is one pending task and where it stands.
+type QueueTask struct {
+	TaskID      int64     `json:"task_id"`
+	JobID       int64     `json:"job_id"`
+	Submitter   string    `json:"submitter"`
+	Platform    string    `json:"platform"`
+	Priority    int       `json:"priority"`
+	CreatedAt   time.Time `json:"created_at"`
+	WaitSeconds float64   `json:"wait_seconds"`
+	// Ahead is how many pending tasks of the platform builders take first
+	// (higher priority, or same priority and older).
+	Ahead   int      `json:"ahead"`
+	Blocked []string `json:"blocked"`
+	Why     string   `json:"why"`
+}
+
+// Queue is the state of the farm's queues.
+type Queue struct {
+	// Validating is the number of jobs waiting for the splitter, and
+	// OldestValidatingSeconds how long the oldest has waited (null if none).
+	Validating              int             `json:"validating"`
+	OldestValidatingSeconds *float64        `json:"oldest_validating_seconds"`
+	Platforms               []QueuePlatform `json:"platforms"`
+	Tasks                   []QueueTask     `json:"tasks"`
+}
+
+// QueueFilter selects the pending tasks Queue lists.
+type QueueFilter struct {
+	// Mine selects the tasks of the connected role's jobs.
+	Mine bool
+	// Submitter selects the tasks of one role's jobs.
+	Submitter string
+	// Platform selects one platform's tasks (platforms are all listed).
+	Platform string
+	// Limit caps the tasks listed (DefaultLimit when 0, at most MaxLimit).
+	Limit int
+}
+
+// GetQueue returns every platform's queue with the reasons it does not move,
+// and the pending tasks selected by f with their place in line.
+func GetQueue(ctx context.Context, db DB, f QueueFilter) (*Queue, error) {
+	q := &Queue{}
+	err := db.QueryRow(ctx, `SELECT count(*), extract(epoch FROM now() - min(submitted_at))::float8
+		FROM kiln.job WHERE status = 'submitted'`).Scan(&q.Validating, &q.OldestValidatingSeconds)
+	if err != nil {
+		return nil, wrap(err, "reading jobs waiting for validation")
+	}
+
+	rows, err := db.Query(ctx, `SELECT q.platform, q.active, q.pending, q.building, q.oldest_pending_at,
+		extract(epoch FROM q.oldest_wait)::float8,
+		count(b.name), count(b.name) FILTER (WHERE b.state = 'online'),
+		count(b.name) FILTER (WHERE b.state = 'online' AND NOT b.enabled),
+		count(b.name) FILTER (WHERE b.state = 'online' AND b.enabled AND b.draining),
+		count(b.name) FILTER (WHERE b.state = 'online' AND b.enabled AND NOT b.draining),
+		coalesce(sum(b.slots) FILTER (WHERE b.state = 'online' AND b.enabled AND NOT b.draining), 0),
+		coalesce(sum((SELECT count(*) FROM kiln.task t WHERE t.builder = b.name))
+		         FILTER (WHERE b.state = 'online' AND b.enabled AND NOT b.draining), 0)
+		FROM kiln.queue_depth q
+		LEFT JOIN kiln.builder_platform bp ON bp.platform = q.platform
+		LEFT JOIN kiln.builder b ON b.name = bp.builder
+		GROUP BY q.platform, q.active, q.pending, q.building, q.oldest_pending_at, q.oldest_wait
+		ORDER BY q.platform`)
+	if err != nil {
+		return nil, wrap(err, "reading the queues")
+	}
+	q.Platforms, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (QueuePlatform, error) {
+		var p QueuePlatform
+		err := r.Scan(&p.Platform, &p.Active, &p.Pending, &p.Building, &p.OldestPendingAt, &p.OldestWaitSeconds,
+			&p.BuildersTotal, &p.BuildersOnline, &p.BuildersDisabled, &p.BuildersDraining, &p.BuildersUsable,
+			&p.SlotsUsable, &p.SlotsBusy)
+		p.Blocked, p.Why = p.blocked()
+		return p, err
+	})
+	if err != nil {
+		return nil, wrap(err, "reading the queues")
+	}
+	if q.Platforms == nil {
+		q.Platforms = []QueuePlatform{}
+	}
+	byName := map[string]QueuePlatform{}
+	for _, p := range q.Platforms {
+		byName[p.Platform] = p
+	}
+
+	var where []string
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d", len(args))
+	}
+	if f.Mine {
+		where = append(where, "j.submitter = session_user")
+	}
+	if f.Submitter != "" {
+		where = append(where, "j.submitter = "+arg(f.Submitter))
+	}
+	if f.Platform != "" {
+		where = append(where, "t.platform = "+arg(f.Platform))
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = DefaultLimit
+	}
+	sql := `SELECT t.id, t.job_id, j.submitter, t.platform, j.priority, t.created_at,
+		extract(epoch FROM now() - t.created_at)::float8,
+		(SELECT count(*) FROM kiln.task t2 JOIN kiln.job j2 ON j2.id = t2.job_id
+		  WHERE t2.platform = t.platform AND t2.status = 'pending'
+		    AND (j2.priority, t2.created_at, t2.id) < (j.priority, t.created_at, t.id))
+		FROM kiln.task t JOIN kiln.job j ON j.id = t.job_id
+		WHERE t.status = 'pending'`
+	for _, w := range where {
+		sql += " AND " + w
+	}
+	sql += " ORDER BY t.platform, j.priority, t.created_at, t.id LIMIT " + arg(min(limit, MaxLimit))
+	rows, err = db.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, wrap(err, "reading pending tasks")
+	}
+	q.Tasks, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (QueueTask, error) {
+		var t QueueTask
+		err := r.Scan(&t.TaskID, &t.JobID, &t.Submitter, &t.Platform, &t.Priority, &t.CreatedAt, &t.WaitSeconds, &t.Ahead)
+		p := byName[t.Platform]
+		t.Blocked, t.Why = p.Blocked, p.Why
+		if len(t.Blocked) == 0 && t.Ahead > 0 {
+			t.Why = fmt.Sprintf("%d tasks are ahead of it on %s", t.Ahead, t.Platform)
+		}
+		return t, err
+	})
+	if err != nil {
+		return nil, wrap(err, "reading pending tasks")
+	}
+	if q.Tasks == nil {
+		q.Tasks = []QueueTask{}
+	}
+	return q, nil
+}
+
+// blocked says why the platform's pending tasks are not being built.
+func (p QueuePlatform) blocked() ([]string, string) {
+	codes := []string{}
+	var why []string
+	if !p.Active {
+		codes = append(codes, BlockedPlatformInactive)
+		why = append(why, fmt.Sprintf("platform %s is inactive (an admin can run: kiln admin platform enable %s)", p.Platform, p.Platform))
+	}
+	switch {
+	case p.BuildersTotal == 0:
+		codes = append(codes, BlockedNoBuilder)
+		why = append(why, fmt.Sprintf("no builder builds %s (start a kiln-builder for it)", p.Platform))
+	case p.BuildersUsable == 0 && p.BuildersOnline == 0:
+		codes = append(codes, BlockedBuildersOffline)
+		why = append(why, fmt.Sprintf("all %d builders of %s are offline", p.BuildersTotal, p.Platform))
+	case p.BuildersUsable == 0:
+		if p.BuildersDisabled > 0 {
+			codes = append(codes, BlockedBuildersDisabled)
+			why = append(why, fmt.Sprintf("%d online builders of %s are disabled (kiln admin builder enable NAME)", p.BuildersDisabled, p.Platform))
+		}
+		if p.BuildersDraining > 0 {
+			codes = append(codes, BlockedBuildersDraining)
+			why = append(why, fmt.Sprintf("%d online builders of %s are draining before a stop", p.BuildersDraining, p.Platform))
+		}
+	case p.SlotsBusy >= p.SlotsUsable:
+		codes = append(codes, BlockedBuildersFull)
+		why = append(why, fmt.Sprintf("all %d slots of the %d usable builders of %s are busy", p.SlotsUsable, p.BuildersUsable, p.Platform))
+	}
+	if len(why) == 0 {
+		if p.Pending == 0 {
+			return codes, "nothing waits"
+		}
+		return codes, fmt.Sprintf("%d of %d slots free on %s; a builder should take the next task shortly", p.SlotsUsable-p.SlotsBusy, p.SlotsUsable, p.Platform)
+	}
+	return codes, strings.Join(why, "; ")
+}
+
+// Health is what a monitoring probe checks.
+type Health struct {
+	// Pending tasks and the longest wait among them (null when none waits),
+	// with its platform.
+	Pending              int      `json:"pending"`
+	OldestPendingSeconds *float64 `json:"oldest_pending_seconds"`
+	OldestPendingOn      *string  `json:"oldest_pending_platform"`
+	// Jobs waiting for validation and the longest wait among them.
+	Validating              int      `json:"validating"`
+	OldestValidatingSeconds *float64 `json:"oldest_validating_seconds"`
+	// Builders registered, online, and offline although enabled.
+	BuildersTotal   int `json:"builders_total"`
+	BuildersOnline  int `json:"builders_online"`
+	BuildersOffline int `json:"builders_offline"`
+	// JanitorLastRun is the time of the janitor's last round (kiln.event of
+	// kind janitor.round), null if it never ran.
+	JanitorLastRun    *time.Time `json:"janitor_last_run"`
+	JanitorAgeSeconds *float64   `json:"janitor_age_seconds"`
+}
+
+// JanitorRoundKind is the kiln.event kind the janitor writes after each round.
+const JanitorRoundKind = "janitor.round"
+
+// GetHealth reads the facts behind kiln check. Each part uses an index:
+// task_status_platform_idx for the pending tasks, job_status_idx for jobs
+// waiting for validation, event_kind_idx for the janitor's last round.
+func GetHealth(ctx context.Context, db DB) (*Health, error) {
+	h := &Health{}
+	err := db.QueryRow(ctx, `SELECT
+		(SELECT count(*) FROM kiln.task WHERE status = 'pending'),
+		(SELECT extract(epoch FROM now() - created_at)::float8 FROM kiln.task WHERE status = 'pending' ORDER BY created_at LIMIT 1),
+		(SELECT platform FROM kiln.task WHERE status = 'pending' ORDER BY created_at LIMIT 1),
+		(SELECT count(*) FROM kiln.job WHERE status = 'submitted'),
+		(SELECT extract(epoch FROM now() - min(submitted_at))::float8 FROM kiln.job WHERE status = 'submitted'),
+		(SELECT count(*) FROM kiln.builder),
+		(SELECT count(*) FROM kiln.builder WHERE state = 'online'),
+		(SELECT count(*) FROM kiln.builder WHERE state = 'offline' AND enabled),
+		j.at, extract(epoch FROM now() - j.at)::float8
+		FROM (SELECT NULL) AS one
+		LEFT JOIN LATERAL (SELECT at FROM kiln.event WHERE kind = $1 ORDER BY id DESC LIMIT 1) j ON true`, JanitorRoundKind).Scan(
+		&h.Pending, &h.OldestPendingSeconds, &h.OldestPendingOn, &h.Validating, &h.OldestValidatingSeconds,
+		&h.BuildersTotal, &h.BuildersOnline, &h.BuildersOffline, &h.JanitorLastRun, &h.JanitorAgeSeconds)
+	if err != nil {
+		return nil, wrap(err, "reading the farm's health")
+	}
+	return h, nil
+}
