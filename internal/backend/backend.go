@@ -146,9 +146,9 @@ func collect(dir string, kinds map[string]string) ([]Output, error) {
 // noop builds nothing and succeeds.
 type noop struct{}
 
-func (noop) Name() string                                 { return "noop" }
+func (noop) Name() string                               { return "noop" }
 func (noop) Versions(context.Context) map[string]string { return map[string]string{} }
-func (noop) SelfIsolating() bool                          { return true }
+func (noop) SelfIsolating() bool                        { return true }
 func (noop) Build(_ context.Context, _ sandbox.Runner, req Request) ([]Output, error) {
 	fmt.Fprintf(req.Log, "noop backend: nothing built for %s\n", filepath.Base(req.Source))
 	return nil, nil
