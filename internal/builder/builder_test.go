@@ -107,3 +107,147 @@ func TestRpmbuildTask(t *testing.T) {
 		t.Fatalf("builder %s after stopping", state)
 	}
 }
+
+func TestDpkgTask(t *testing.T) {
+	t.Parallel()
+	f := newFarm(t)
+	f.platform(t, "bookworm-amd64", "amd64", "deb", "dpkg", time.Hour, "")
+	_, pool := f.builderPool(t, 1)
+	dsc := testpkg.DSC(t, testpkg.Deb{Name: "kiln-greet", Version: "2.0", Build: "echo GREETINGS-FROM-RULES"})
+	_, task := f.submit(t, "bookworm-amd64", "retry", dsc)
+	start(t, pool, testConfig(t, "bookworm-amd64"))
+
+	if st := f.waitStatus(t, task, "succeeded", "failed", "timed_out"); st != "succeeded" {
+		_, _, reason := f.taskStatus(t, task)
+		t.Fatalf("task %s: %s\n%s", st, reason, f.logOf(t, task, 1))
+	}
+	log := f.logOf(t, task, 1)
+	for _, want := range []string{"GREETINGS-FROM-RULES", "dpkg-buildpackage", "dpkg-deb: building package 'kiln-greet'"} {
+		if !strings.Contains(log, want) {
+			t.Fatalf("log lacks %q:\n%s", want, log)
+		}
+	}
+	arts := f.artifacts(t, task, 1)
+	deb, ok := arts["kiln-greet_2.0_all.deb"]
+	if !ok || deb.kind != "package" {
+		t.Fatalf("no .deb among the artifacts %v", arts)
+	}
+	if sha256.Sum256(deb.content) != [32]byte(deb.sum) || int64(len(deb.content)) != deb.size {
+		t.Fatal("the .deb artifact's checksum or size does not match its content")
+	}
+	p := filepath.Join(t.TempDir(), "x.deb")
+	os.WriteFile(p, deb.content, 0o644)
+	out, err := exec.Command("dpkg-deb", "--field", p, "Package", "Version").CombinedOutput()
+	if err != nil || string(out) != "Package: kiln-greet\nVersion: 2.0\n" {
+		t.Fatalf("dpkg-deb --field: %v %q", err, out)
+	}
+}
+
+func TestFailedPackageOthersStillBuilt(t *testing.T) {
+	t.Parallel()
+	f := newFarm(t)
+	f.platform(t, "el9-x86_64", "x86_64", "rpm", "rpmbuild", time.Hour, "")
+	_, pool := f.builderPool(t, 1)
+	good1 := testpkg.SRPM(t, testpkg.Spec{Name: "kiln-good-one"})
+	bad := testpkg.SRPM(t, testpkg.Spec{Name: "kiln-bad", Build: "echo THIS-PACKAGE-IS-BROKEN; exit 1"})
+	good2 := testpkg.SRPM(t, testpkg.Spec{Name: "kiln-good-two"})
+	job, task := f.submit(t, "el9-x86_64", "retry", good1, bad, good2)
+	start(t, pool, testConfig(t, "el9-x86_64"))
+
+	if st := f.waitStatus(t, task, "succeeded", "failed", "timed_out"); st != "failed" {
+		t.Fatalf("task %s, want failed", st)
+	}
+	_, _, reason := f.taskStatus(t, task)
+	if !strings.Contains(reason, "1 of 3 packages failed") || !strings.Contains(reason, "kiln-bad-1.0-1.src.rpm") {
+		t.Fatalf("reason %q", reason)
+	}
+	if log := f.logOf(t, task, 1); !strings.Contains(log, "THIS-PACKAGE-IS-BROKEN") {
+		t.Fatalf("the log lacks the failure:\n%s", log)
+	}
+	arts := f.artifacts(t, task, 1)
+	var built []string
+	for name, a := range arts {
+		if a.kind == "package" {
+			built = append(built, name)
+		}
+	}
+	if len(built) != 2 || !hasPrefix(built, "kiln-good-one-") || !hasPrefix(built, "kiln-good-two-") {
+		t.Fatalf("packages built: %v", built)
+	}
+	if _, ok := arts["build.log"]; !ok {
+		t.Fatal("the failed task kept no build.log")
+	}
+	var jobStatus string
+	f.db.Pool.QueryRow(context.Background(), "SELECT status FROM kiln.job WHERE id = $1", job).Scan(&jobStatus)
+	if jobStatus != "failed" {
+		t.Fatalf("job %s", jobStatus)
+	}
+}
+
+func hasPrefix(names []string, prefix string) bool {
+	for _, n := range names {
+		if strings.HasPrefix(n, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// The first package can only build once the second one has: its %build
+// looks for the second one's RPM in the local repository.
+func TestRetryPolicy(t *testing.T) {
+	t.Parallel()
+	f := newFarm(t)
+	f.platform(t, "el9-x86_64", "x86_64", "rpm", "rpmbuild", time.Hour, "")
+	_, pool := f.builderPool(t, 1)
+	needs := testpkg.SRPM(t, testpkg.Spec{Name: "kiln-needs-base",
+		Build: `ls "$KILN_REPO"/kiln-base-1.0-1.*.rpm || { echo BASE-NOT-THERE-YET; exit 1; }; echo FOUND-BASE`})
+	base := testpkg.SRPM(t, testpkg.Spec{Name: "kiln-base"})
+	_, retryTask := f.submit(t, "el9-x86_64", "retry", needs, base)
+	_, immediateTask := f.submit(t, "el9-x86_64", "immediate", needs, base)
+	start(t, pool, testConfig(t, "el9-x86_64"))
+
+	if st := f.waitStatus(t, retryTask, "succeeded", "failed", "timed_out"); st != "succeeded" {
+		_, _, reason := f.taskStatus(t, retryTask)
+		t.Fatalf("policy retry: task %s (%s)\n%s", st, reason, f.logOf(t, retryTask, 1))
+	}
+	log := f.logOf(t, retryTask, 1)
+	first, found := strings.Index(log, "BASE-NOT-THERE-YET"), strings.Index(log, "FOUND-BASE")
+	if first < 0 || found < first {
+		t.Fatalf("expected a failed first try and a later success:\n%s", log)
+	}
+	info := f.buildInfo(t, retryTask, 1)
+	if info.Passes != 2 || info.Packages[0].Tries != 2 || info.Packages[1].Tries != 1 {
+		t.Fatalf("passes %d, packages %+v", info.Passes, info.Packages)
+	}
+	arts := f.artifacts(t, retryTask, 1)
+	if _, ok := arts["kiln-needs-base-1.0-1.x86_64.rpm"]; !ok {
+		t.Fatalf("artifacts %v", arts)
+	}
+
+	if st := f.waitStatus(t, immediateTask, "succeeded", "failed", "timed_out"); st != "failed" {
+		t.Fatalf("policy immediate: task %s", st)
+	}
+	info = f.buildInfo(t, immediateTask, 1)
+	if info.Packages[0].Status != "failed" || info.Packages[1].Status != "not_built" {
+		t.Fatalf("policy immediate went on after the first failure: %+v", info.Packages)
+	}
+	_, _, reason := f.taskStatus(t, immediateTask)
+	if !strings.Contains(reason, "not built (policy immediate): kiln-base-1.0-1.src.rpm") {
+		t.Fatalf("reason %q", reason)
+	}
+}
+
+func (f *farm) buildInfo(t testing.TB, task int64, attempt int) buildInfo {
+	t.Helper()
+	var raw []byte
+	if err := f.db.Pool.QueryRow(context.Background(), "SELECT build_info FROM kiln.attempt WHERE task_id = $1 AND attempt = $2",
+		task, attempt).Scan(&raw); err != nil {
+		t.Fatal(err)
+	}
+	var info buildInfo
+	if err := json.Unmarshal(raw, &info); err != nil {
+		t.Fatal(err)
+	}
+	return info
+}
