@@ -89,6 +89,9 @@ type attemptRun struct {
 	task    int64
 	attempt int
 	cancel  context.CancelCauseFunc
+	// ending is set once the build is over and its result is being
+	// written: heartbeats go on, but a refusal no longer stops anything.
+	ending atomic.Bool
 }
 
 // Builder is a running builder daemon.
@@ -529,7 +532,7 @@ func (b *Builder) heartbeatTask(ctx context.Context, r *attemptRun) error {
 	if err != nil {
 		return fmt.Errorf("task %d heartbeat: %w", r.task, err)
 	}
-	if tag.RowsAffected() == 0 {
+	if tag.RowsAffected() == 0 && !r.ending.Load() {
 		b.log.Info("attempt fenced off; stopping its build", "task", r.task, "attempt", r.attempt)
 		r.cancel(errFenced)
 	}

@@ -251,3 +251,106 @@ func (f *farm) buildInfo(t testing.TB, task int64, attempt int) buildInfo {
 	}
 	return info
 }
+
+func TestTimeoutKillsEverything(t *testing.T) {
+	t.Parallel()
+	f := newFarm(t)
+	f.platform(t, "el9-x86_64", "x86_64", "rpm", "rpmbuild", 15*time.Second, "")
+	_, pool := f.builderPool(t, 1)
+	marker := sleepMarker()
+	srpm := testpkg.SRPM(t, testpkg.Spec{Name: "kiln-sleepy",
+		Build: "sleep " + marker + " & echo SLEEPING-NOW; sleep " + marker})
+	_, task := f.submit(t, "el9-x86_64", "retry", srpm)
+	start(t, pool, testConfig(t, "el9-x86_64"))
+
+	if st := f.waitStatus(t, task, "succeeded", "failed", "timed_out"); st != "timed_out" {
+		t.Fatalf("task %s, want timed_out", st)
+	}
+	if log := f.logOf(t, task, 1); !strings.Contains(log, "SLEEPING-NOW") || !strings.Contains(log, "timeout") {
+		t.Fatalf("log:\n%s", log)
+	}
+	var attemptStatus string
+	f.db.Pool.QueryRow(context.Background(), "SELECT status FROM kiln.attempt WHERE task_id = $1 AND attempt = 1", task).Scan(&attemptStatus)
+	if attemptStatus != "timed_out" {
+		t.Fatalf("attempt %s", attemptStatus)
+	}
+	noLeftovers(t, "sleep "+marker)
+}
+
+// A build that tries to reach the database over the network and to read
+// the builder's keytab gets neither, and runs unprivileged under root.
+func TestSandboxedBuild(t *testing.T) {
+	t.Parallel()
+	f := newFarm(t)
+	f.platform(t, "el9-x86_64", "x86_64", "rpm", "rpmbuild", time.Hour, "")
+	_, pool := f.builderPool(t, 1)
+	secretDir, err := os.MkdirTemp("/var/tmp", "kiln-builder-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(secretDir) })
+	os.Chmod(secretDir, 0o755)
+	keytab := filepath.Join(secretDir, "kiln-builder.keytab")
+	// World-readable on purpose: only the sandbox keeps the build from it.
+	os.WriteFile(keytab, []byte("SECRET-KEY-MATERIAL"), 0o644)
+	port := os.Getenv("PGPORT")
+	if port == "" {
+		t.Fatal("PGPORT is not set")
+	}
+	script := `if bash -c 'exec 3<>/dev/tcp/127.0.0.1/` + port + `'; then echo NET-REACHED; else echo NET-BLOCKED; fi
+if cat ` + keytab + `; then echo KEYTAB-READ; else echo KEYTAB-HIDDEN; fi
+echo BUILD-UID=$(id -u)
+echo hi > kiln-probe.txt`
+	srpm := testpkg.SRPM(t, testpkg.Spec{Name: "kiln-probe", Build: script})
+	_, task := f.submit(t, "el9-x86_64", "retry", srpm)
+	cfg := testConfig(t, "el9-x86_64")
+	cfg.Hide = []string{keytab}
+	start(t, pool, cfg)
+
+	if st := f.waitStatus(t, task, "succeeded", "failed", "timed_out"); st != "succeeded" {
+		t.Fatalf("task %s\n%s", st, f.logOf(t, task, 1))
+	}
+	log := f.logOf(t, task, 1)
+	if !strings.Contains(log, "NET-BLOCKED") || strings.Contains(log, "NET-REACHED") {
+		t.Fatalf("the build reached the network:\n%s", log)
+	}
+	if !strings.Contains(log, "KEYTAB-HIDDEN") || strings.Contains(log, "SECRET-KEY-MATERIAL") {
+		t.Fatalf("the build read the keytab:\n%s", log)
+	}
+	if os.Geteuid() == 0 && strings.Contains(log, "BUILD-UID=0\n") {
+		t.Fatalf("the build ran as root:\n%s", log)
+	}
+}
+
+func TestLogCap(t *testing.T) {
+	t.Parallel()
+	f := newFarm(t)
+	f.platform(t, "el9-x86_64", "x86_64", "rpm", "rpmbuild", time.Hour, "")
+	_, pool := f.builderPool(t, 1)
+	srpm := testpkg.SRPM(t, testpkg.Spec{Name: "kiln-chatty", Build: "seq 1 200000; echo LAST-LINE; echo hi > kiln-chatty.txt"})
+	_, task := f.submit(t, "el9-x86_64", "retry", srpm)
+	cfg := testConfig(t, "el9-x86_64")
+	cfg.LogLimit = 20000
+	start(t, pool, cfg)
+
+	if st := f.waitStatus(t, task, "succeeded", "failed", "timed_out"); st != "succeeded" {
+		t.Fatalf("task %s", st)
+	}
+	log := f.logOf(t, task, 1)
+	if !strings.Contains(log, "the log reached its limit of 20000 bytes") || strings.Contains(log, "LAST-LINE") ||
+		len(log) > 20000+200 {
+		t.Fatalf("log of %d bytes ends:\n%s", len(log), log[max(0, len(log)-500):])
+	}
+	var truncated bool
+	var logBytes int64
+	f.db.Pool.QueryRow(context.Background(), "SELECT log_truncated, log_bytes FROM kiln.attempt WHERE task_id = $1 AND attempt = 1",
+		task).Scan(&truncated, &logBytes)
+	if !truncated || logBytes != int64(len(log)) {
+		t.Fatalf("log_truncated %v, log_bytes %d (log %d bytes)", truncated, logBytes, len(log))
+	}
+	var chunks int
+	f.db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM kiln.log_chunk WHERE task_id = $1", task).Scan(&chunks)
+	if chunks < 1 {
+		t.Fatal("no log chunks")
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -302,6 +303,10 @@ func leftovers(marker string) []string {
 	}
 	return found
 }
+
+// sleepMarker is a sleep duration no other process uses, to find a build's
+// processes in /proc.
+func sleepMarker() string { return fmt.Sprintf("3600.%06d", mrand.IntN(1_000_000)) }
 
 // noLeftovers fails when a process with marker in its command line remains.
 func noLeftovers(t testing.TB, marker string) {

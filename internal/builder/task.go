@@ -187,6 +187,7 @@ func (b *Builder) runAttempt(ctx context.Context, a jobs.BuildArgs, plat *platfo
 	}
 
 	// Why did it end?
+	run.ending.Store(true)
 	cause := context.Cause(timed)
 	switch {
 	case errors.Is(cause, errFenced):
