@@ -320,3 +320,5 @@ func noLeftovers(t testing.TB, marker string) {
 	}
 	t.Fatalf("processes of the build survived: %v", left)
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
