@@ -212,23 +212,24 @@ func run(ctx context.Context, args []string, dir string, env []string, out io.Wr
 	}
 	pgid := cmd.Process.Pid
 	done := make(chan struct{})
-	killed := make(chan struct{})
+	watcher := make(chan struct{})
+	killed := false
 	go func() {
+		defer close(watcher)
 		select {
 		case <-ctx.Done():
+			killed = true
 			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-			close(killed)
 		case <-done:
 		}
 	}()
 	err := cmd.Wait()
 	close(done)
+	<-watcher
 	// Whatever the command left behind in its group goes with it.
 	_ = syscall.Kill(-pgid, syscall.SIGKILL)
-	select {
-	case <-killed:
+	if killed {
 		return fmt.Errorf("%s: %w (%w)", args[0], ErrKilled, context.Cause(ctx))
-	default:
 	}
 	if err != nil {
 		return fmt.Errorf("%s: %w", args[0], err)
