@@ -225,7 +225,9 @@ func (b *Builder) platform(name string) *platform {
 
 // BuildTimeout implements jobs.TaskBuilder.
 func (b *Builder) BuildTimeout(name string) time.Duration {
-	if p := b.platform(name); p != nil {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if p := b.platforms[name]; p != nil {
 		return p.timeout
 	}
 	return time.Minute // not ours: BuildTask refuses it at once

@@ -35,16 +35,16 @@ func TestStaleFinishChangesNothing(t *testing.T) {
 	os.WriteFile(src, []byte("not really an SRPM"), 0o644)
 	job, task := f.submit(t, "bench", "retry", src)
 	a := jobs.BuildArgs{TaskID: task, JobID: job, Platform: "bench"}
-	if n, _, err := b.take(ctx, a); err != nil || n != 1 {
+	if n, _, _, err := b.take(ctx, a); err != nil || n != 1 {
 		t.Fatalf("take: %d %v", n, err)
 	}
 	// The janitor declares attempt 1 lost; attempt 2 starts.
 	f.exec(t, "UPDATE kiln.attempt SET status = 'lost', finished_at = now(), reason = 'lost' WHERE task_id = $1 AND attempt = 1", task)
 	f.exec(t, "UPDATE kiln.task SET status = 'pending', builder = NULL WHERE id = $1", task)
-	if n, _, err := b.take(ctx, a); err != nil || n != 2 {
+	if n, _, _, err := b.take(ctx, a); err != nil || n != 2 {
 		t.Fatalf("second take: %d %v", n, err)
 	}
-	if n, _, err := b.take(ctx, a); err != nil || n != 0 {
+	if n, _, _, err := b.take(ctx, a); err != nil || n != 0 {
 		t.Fatalf("a task that is building was taken again: %d %v", n, err)
 	}
 

@@ -75,40 +75,42 @@ type artifactFile struct {
 }
 
 // take is protocol step 1. It returns the attempt number, 0 when the task
-// is no longer pending, and the job's policy.
-func (b *Builder) take(ctx context.Context, a jobs.BuildArgs) (attempt int, policy string, err error) {
+// is no longer pending, the job's policy and the platform's current timeout.
+func (b *Builder) take(ctx context.Context, a jobs.BuildArgs) (attempt int, policy string, timeout time.Duration, err error) {
 	tx, err := b.db.Begin(ctx)
 	if err != nil {
-		return 0, "", fmt.Errorf("taking task %d: %w", a.TaskID, err)
+		return 0, "", 0, fmt.Errorf("taking task %d: %w", a.TaskID, err)
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck
 	if _, err := tx.Exec(ctx, "SELECT kiln.lock_job($1)", a.JobID); err != nil {
-		return 0, "", fmt.Errorf("taking task %d: locking job %d: %w", a.TaskID, a.JobID, err)
+		return 0, "", 0, fmt.Errorf("taking task %d: locking job %d: %w", a.TaskID, a.JobID, err)
 	}
-	if err := tx.QueryRow(ctx, "SELECT policy FROM kiln.job WHERE id = $1", a.JobID).Scan(&policy); err != nil {
+	var seconds float64
+	if err := tx.QueryRow(ctx, `SELECT j.policy, extract(epoch FROM p.timeout)::float8 FROM kiln.job j, kiln.platform p
+		WHERE j.id = $1 AND p.name = $2`, a.JobID, a.Platform).Scan(&policy, &seconds); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
-			return 0, "", nil
+			return 0, "", 0, nil
 		}
-		return 0, "", fmt.Errorf("taking task %d: locking job %d: %w", a.TaskID, a.JobID, err)
+		return 0, "", 0, fmt.Errorf("taking task %d: locking job %d: %w", a.TaskID, a.JobID, err)
 	}
 	err = tx.QueryRow(ctx, `UPDATE kiln.task SET status = 'building', builder = $3, attempt = attempt + 1,
 			started_at = now(), heartbeat_at = now(), reason = NULL
 		WHERE id = $1 AND job_id = $2 AND platform = $4 AND status = 'pending' RETURNING attempt`,
 		a.TaskID, a.JobID, b.cfg.Name, a.Platform).Scan(&attempt)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, "", nil
+		return 0, "", 0, nil
 	}
 	if err != nil {
-		return 0, "", fmt.Errorf("taking task %d: %w", a.TaskID, err)
+		return 0, "", 0, fmt.Errorf("taking task %d: %w", a.TaskID, err)
 	}
 	if _, err := tx.Exec(ctx, "INSERT INTO kiln.attempt (task_id, attempt, builder) VALUES ($1, $2, $3)",
 		a.TaskID, attempt, b.cfg.Name); err != nil {
-		return 0, "", fmt.Errorf("recording attempt %d of task %d: %w", attempt, a.TaskID, err)
+		return 0, "", 0, fmt.Errorf("recording attempt %d of task %d: %w", attempt, a.TaskID, err)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return 0, "", fmt.Errorf("taking task %d: %w", a.TaskID, err)
+		return 0, "", 0, fmt.Errorf("taking task %d: %w", a.TaskID, err)
 	}
-	return attempt, policy, nil
+	return attempt, policy, time.Duration(seconds * float64(time.Second)), nil
 }
 
 // BuildTask implements jobs.TaskBuilder: it waits for a free slot, takes the
@@ -131,16 +133,19 @@ func (b *Builder) BuildTask(ctx context.Context, a jobs.BuildArgs) error {
 		return river.JobSnooze(0)
 	default:
 	}
-	attempt, policy, err := b.take(ctx, a)
+	attempt, policy, timeout, err := b.take(ctx, a)
 	if err != nil || attempt == 0 {
 		return err
 	}
-	return b.runAttempt(ctx, a, plat, attempt, policy)
+	b.mu.Lock()
+	plat.timeout = timeout // for River's Timeout of the next River jobs too
+	b.mu.Unlock()
+	return b.runAttempt(ctx, a, plat, attempt, policy, timeout)
 }
 
 // runAttempt builds a taken attempt and finishes it, gives it back, or
 // abandons it when it was fenced off.
-func (b *Builder) runAttempt(ctx context.Context, a jobs.BuildArgs, plat *platform, attempt int, policy string) error {
+func (b *Builder) runAttempt(ctx context.Context, a jobs.BuildArgs, plat *platform, attempt int, policy string, timeout time.Duration) error {
 	log := b.log.With("task", a.TaskID, "attempt", attempt, "job", a.JobID, "platform", a.Platform)
 	log.Info("building")
 	buildCtx, cancel := context.WithCancelCause(ctx)
@@ -172,7 +177,7 @@ func (b *Builder) runAttempt(ctx context.Context, a jobs.BuildArgs, plat *platfo
 	fmt.Fprintf(live, "kiln-builder %s (%s) on %s: task %d attempt %d, job %d, platform %s, backend %s, policy %s\n",
 		b.cfg.Name, b.cfg.Version, b.cfg.Host, a.TaskID, attempt, a.JobID, plat.name, plat.backend.Name(), policy)
 
-	timed, cancelTimeout := context.WithTimeoutCause(buildCtx, plat.timeout, errTimedOut)
+	timed, cancelTimeout := context.WithTimeoutCause(buildCtx, timeout, errTimedOut)
 	defer cancelTimeout()
 	var outputs []artifactFile
 	pkgs, err := b.fetch(timed, a.JobID, dir)
@@ -200,7 +205,7 @@ func (b *Builder) runAttempt(ctx context.Context, a jobs.BuildArgs, plat *platfo
 		return b.giveBack(ctx, log, a, attempt)
 	case errors.Is(cause, errTimedOut), errors.Is(cause, context.DeadlineExceeded):
 		info.Status = "timed_out"
-		info.Reason = fmt.Sprintf("the build ran longer than the platform's timeout of %s and was killed", plat.timeout)
+		info.Reason = fmt.Sprintf("the build ran longer than the platform's timeout of %s and was killed", timeout)
 		fmt.Fprintf(live, "kiln: %s\n", info.Reason)
 	}
 	info.FinishedAt = time.Now().UTC()
@@ -254,7 +259,7 @@ func retry(ctx context.Context, log *slog.Logger, what string, fn func(context.C
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		err := fn(cctx)
 		cancel()
-		if err == nil || errors.Is(err, errStale) || ctx.Err() != nil || time.Now().After(deadline) {
+		if err == nil || errors.Is(err, errStale) || errors.Is(err, blob.ErrCorrupt) || ctx.Err() != nil || time.Now().After(deadline) {
 			return err
 		}
 		log.Warn(what+" failed; retrying", "err", err, "in", wait)
@@ -311,15 +316,8 @@ func (b *Builder) fetch(ctx context.Context, job int64, dir string) ([]*sourcePa
 			err := retry(ctx, b.log, "fetching sources", func(cctx context.Context) error {
 				path := filepath.Join(p.dir, f.name)
 				os.Remove(path)
-				err := blob.WriteFile(cctx, b.db, f.sum, path)
-				if errors.Is(err, blob.ErrCorrupt) {
-					return errStale // not worth retrying: the bytes are wrong
-				}
-				return err
+				return blob.WriteFile(cctx, b.db, f.sum, path)
 			})
-			if errors.Is(err, errStale) {
-				return nil, fmt.Errorf("%s of package %s is corrupt in the blob store", f.name, p.FileName)
-			}
 			if err != nil {
 				return nil, fmt.Errorf("fetching %s: %w", f.name, err)
 			}
