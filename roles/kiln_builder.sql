@@ -12,7 +12,10 @@ GRANT SELECT ON kiln.platform, kiln.job, kiln.package, kiln.package_file, kiln.b
 GRANT INSERT (name, host, slots, version, state, heartbeat_at, started_at) ON kiln.builder TO kiln_builder;
 GRANT UPDATE (host, slots, version, state, draining, heartbeat_at, started_at) ON kiln.builder TO kiln_builder;
 GRANT INSERT, DELETE ON kiln.builder_platform TO kiln_builder;
--- Taking, heart-beating and finishing tasks.
+-- Taking, heart-beating and finishing tasks; the job row is locked first
+-- (docs/protocol.md) through kiln.lock_job, since SELECT ... FOR UPDATE would
+-- need UPDATE on kiln.job.
+GRANT EXECUTE ON FUNCTION kiln.lock_job(bigint) TO kiln_builder;
 GRANT UPDATE (status, attempt, builder, heartbeat_at, started_at, finished_at, reason) ON kiln.task TO kiln_builder;
 GRANT INSERT (task_id, attempt, builder, status, started_at) ON kiln.attempt TO kiln_builder;
 GRANT UPDATE (status, finished_at, reason, build_info, log_bytes, log_truncated) ON kiln.attempt TO kiln_builder;

@@ -128,7 +128,7 @@ binary binary-arch binary-indep: build
 	rm -rf debian/tmp
 	install -d debian/tmp/DEBIAN debian/tmp/usr/share/%s
 	echo built %s > debian/tmp/usr/share/%s/hello.txt
-	dpkg-gencontrol -P debian/tmp
+	dpkg-gencontrol -Pdebian/tmp
 	dpkg-deb --build debian/tmp ..
 clean:
 	rm -rf debian/tmp debian/files

@@ -1,0 +1,110 @@
+// Command kiln-builder is kiln's builder daemon: it works the build queues
+// of its platforms and builds each task in a sandbox. See docs/builder.md.
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/kiln-build/kiln/internal/backend"
+	"github.com/kiln-build/kiln/internal/builder"
+	kcli "github.com/kiln-build/kiln/internal/cli"
+	"github.com/kiln-build/kiln/internal/daemon"
+	"github.com/kiln-build/kiln/internal/dbconn"
+)
+
+func main() {
+	if err := app().Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "kiln-builder:", err)
+		os.Exit(1)
+	}
+}
+
+// defaultHide are the paths hidden from builds unless --hide is given: the
+// builder's configuration and the usual keytab locations.
+func defaultHide() []string {
+	hide := []string{"/etc/kiln", "/etc/krb5.keytab", "/var/lib/kiln-builder/keytab"}
+	for _, v := range []string{"KRB5_CLIENT_KTNAME", "KRB5_KTNAME", "KRB5CCNAME"} {
+		if p := os.Getenv(v); p != "" {
+			_, path, found := strings.Cut(p, ":")
+			if !found {
+				path = p
+			}
+			if strings.HasPrefix(path, "/") {
+				hide = append(hide, path)
+			}
+		}
+	}
+	return hide
+}
+
+func app() *cli.App {
+	return &cli.App{
+		Name:    "kiln-builder",
+		Usage:   "build kiln tasks of some platforms on this host",
+		Version: kcli.Version,
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "db", Usage: "PostgreSQL connection string or URL (default: libpq's PG* environment variables)", EnvVars: []string{"KILN_DB"}},
+			&cli.StringFlag{Name: "name", Usage: "builder name (lower case, digits, - and _)", EnvVars: []string{"KILN_BUILDER_NAME"}, Required: true},
+			&cli.StringSliceFlag{Name: "platform", Usage: "platform to build (repeat for several)", EnvVars: []string{"KILN_BUILDER_PLATFORMS"}, Required: true},
+			&cli.IntFlag{Name: "slots", Usage: "most tasks built at once", EnvVars: []string{"KILN_BUILDER_SLOTS"}, Value: 1},
+			&cli.StringFlag{Name: "workdir", Usage: "directory for builds (owned by the builder; emptied at start)", EnvVars: []string{"KILN_BUILDER_WORKDIR"}, Value: "/var/lib/kiln-builder/work"},
+			&cli.DurationFlag{Name: "grace", Usage: "on SIGTERM, how long running builds may go on before they are given back", EnvVars: []string{"KILN_BUILDER_GRACE"}, Value: builder.DefaultGrace},
+			&cli.DurationFlag{Name: "heartbeat", Usage: "heartbeat interval", EnvVars: []string{"KILN_BUILDER_HEARTBEAT"}, Value: 5 * time.Second},
+			&cli.Int64Flag{Name: "log-limit", Usage: "bytes of log stored per attempt; later output is dropped with a note", EnvVars: []string{"KILN_BUILDER_LOG_LIMIT"}, Value: builder.DefaultLogLimit},
+			&cli.StringSliceFlag{Name: "hide", Usage: "path builds must not see (repeat; default: /etc/kiln, the keytabs and the credential cache)", EnvVars: []string{"KILN_BUILDER_HIDE"}},
+			&cli.StringFlag{Name: "build-user", Usage: "account builds run as when the builder runs as root", EnvVars: []string{"KILN_BUILDER_USER"}, Value: "kiln-build"},
+			&cli.StringFlag{Name: "bwrap", Usage: "bubblewrap program", EnvVars: []string{"KILN_BUILDER_BWRAP"}, Value: "bwrap"},
+			&cli.StringFlag{Name: "mock", Usage: "mock program (backend mock)", EnvVars: []string{"KILN_BUILDER_MOCK"}, Value: "mock"},
+			&cli.StringFlag{Name: "createrepo", Usage: "createrepo_c program (backend mock)", EnvVars: []string{"KILN_BUILDER_CREATEREPO"}, Value: "createrepo_c"},
+			&cli.StringFlag{Name: "health-addr", Usage: "address for GET /healthz (empty: none)", EnvVars: []string{"KILN_BUILDER_HEALTH_ADDR"}},
+			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", EnvVars: []string{"KILN_LOG_LEVEL"}, Value: "info"},
+		},
+		Action: run,
+	}
+}
+
+func run(c *cli.Context) error {
+	log, err := daemon.Logger(c.String("log-level"))
+	if err != nil {
+		return err
+	}
+	ctx, stop := daemon.SignalContext(c.Context)
+	defer stop()
+	slots := c.Int("slots")
+	db, err := dbconn.Open(ctx, dbconn.Config{URL: c.String("db"), AppName: "kiln-builder", MaxConns: int32(2*slots + 6)})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	hide := c.StringSlice("hide")
+	if len(hide) == 0 {
+		hide = defaultHide()
+	}
+	b, err := builder.New(ctx, db, builder.Config{
+		Name:      c.String("name"),
+		Platforms: c.StringSlice("platform"),
+		Slots:     slots,
+		WorkDir:   c.String("workdir"),
+		Version:   kcli.Version,
+		Grace:     c.Duration("grace"),
+		Heartbeat: c.Duration("heartbeat"),
+		LogLimit:  c.Int64("log-limit"),
+		Hide:      hide,
+		BuildUser: c.String("build-user"),
+		Bwrap:     c.String("bwrap"),
+		Backend:   backend.Options{Mock: c.String("mock"), Createrepo: c.String("createrepo")},
+		Logger:    log,
+	})
+	if err != nil {
+		return err
+	}
+	if err := daemon.ServeHealth(ctx, log, c.String("health-addr"), b.Health); err != nil {
+		return err
+	}
+	return b.Run(ctx)
+}

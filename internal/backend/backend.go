@@ -1,0 +1,155 @@
+// Package backend turns one source package into built files. A platform
+// names its backend: rpmbuild and dpkg build on the builder host inside
+// kiln's bubblewrap sandbox; mock isolates builds itself (a chroot or
+// container per build root) and runs unwrapped; noop builds nothing and
+// succeeds, for benchmarks.
+package backend
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/kiln-build/kiln/internal/sandbox"
+)
+
+// Artifact kinds, as kiln.artifact.kind names them.
+const (
+	KindPackage   = "package"
+	KindLog       = "log"
+	KindBuildInfo = "buildinfo"
+	KindOther     = "other"
+)
+
+// Request is the build of one source package.
+type Request struct {
+	// Source is the path of the SRPM or the .dsc (its files lie next to it).
+	Source string
+	// Dir is the package's own directory, writable, which holds Source; the
+	// backend builds and leaves its results below it.
+	Dir string
+	// Repo is a directory holding the files built earlier in the same task
+	// (a local repository), possibly empty.
+	Repo string
+	// Log receives the build's output.
+	Log io.Writer
+}
+
+// Output is a file a build produced.
+type Output struct {
+	Path string
+	Kind string
+}
+
+// Backend builds source packages of one kind.
+type Backend interface {
+	// Name is the backend's name as kiln.platform.backend says it.
+	Name() string
+	// Versions reports the versions of the tools the backend uses, for the
+	// build-info record.
+	Versions(ctx context.Context) map[string]string
+	// SelfIsolating is true when the backend isolates builds itself, so
+	// kiln runs it without bubblewrap (but still in its own process group).
+	SelfIsolating() bool
+	// Build builds req with r and returns the files it produced. A build
+	// that fails returns an error; the log says why.
+	Build(ctx context.Context, r sandbox.Runner, req Request) ([]Output, error)
+}
+
+// Options are the builder's settings for backends.
+type Options struct {
+	// Mock is the mock program ("mock" on PATH when empty).
+	Mock string
+	// Createrepo is the createrepo_c program ("createrepo_c" on PATH when
+	// empty), which gives mock's local repository its metadata.
+	Createrepo string
+}
+
+// New returns the backend called name, configured with the platform's
+// backend settings (a JSON object).
+func New(name string, settings map[string]any, opts Options) (Backend, error) {
+	switch name {
+	case "rpmbuild":
+		return rpmbuild{}, nil
+	case "dpkg":
+		return dpkg{}, nil
+	case "noop":
+		return noop{}, nil
+	case "mock":
+		root, _ := settings["root"].(string)
+		if root == "" {
+			return nil, fmt.Errorf("backend mock needs a build root: set the platform's backend settings to {\"root\": \"<mock config>\"}")
+		}
+		if strings.HasPrefix(root, "-") {
+			return nil, fmt.Errorf("backend mock: root %q must not start with a dash", root)
+		}
+		m := mock{root: root, mock: opts.Mock, createrepo: opts.Createrepo}
+		if m.mock == "" {
+			m.mock = "mock"
+		}
+		if m.createrepo == "" {
+			m.createrepo = "createrepo_c"
+		}
+		return m, nil
+	case "sbuild":
+		return nil, fmt.Errorf("backend sbuild is not implemented by this builder")
+	}
+	return nil, fmt.Errorf("unknown backend %q", name)
+}
+
+// toolVersion runs `prog args...` and returns the first line it prints, or
+// a note that it could not be run.
+func toolVersion(ctx context.Context, prog string, args ...string) string {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, prog, args...).CombinedOutput()
+	line, _, _ := strings.Cut(string(bytes.TrimSpace(out)), "\n")
+	if err != nil && line == "" {
+		return "unavailable: " + err.Error()
+	}
+	return strings.TrimSpace(line)
+}
+
+// collect returns the files below dir whose names match one of the
+// patterns, as outputs of the pattern's kind, sorted by path.
+func collect(dir string, kinds map[string]string) ([]Output, error) {
+	var out []Output
+	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		for pattern, kind := range kinds {
+			if ok, _ := filepath.Match(pattern, d.Name()); ok {
+				out = append(out, Output{Path: path, Kind: kind})
+				break
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("collecting results in %s: %w", dir, err)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
+	return out, nil
+}
+
+// noop builds nothing and succeeds.
+type noop struct{}
+
+func (noop) Name() string                               { return "noop" }
+func (noop) Versions(context.Context) map[string]string { return map[string]string{} }
+func (noop) SelfIsolating() bool                        { return true }
+func (noop) Build(_ context.Context, _ sandbox.Runner, req Request) ([]Output, error) {
+	fmt.Fprintf(req.Log, "noop backend: nothing built for %s\n", filepath.Base(req.Source))
+	return nil, nil
+}

@@ -1,0 +1,243 @@
+package backend
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kiln-build/kiln/internal/sandbox"
+	"github.com/kiln-build/kiln/internal/testpkg"
+)
+
+// setup copies the source package at src (with the files next to it) into a
+// fresh package directory the build user owns and returns a sandbox for it.
+func setup(t *testing.T, src string, withSiblings bool) (*sandbox.Sandbox, Request) {
+	t.Helper()
+	work := t.TempDir()
+	for _, p := range []string{work, filepath.Dir(work)} {
+		if err := os.Chmod(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := filepath.Join(work, "p0")
+	repo := filepath.Join(work, "repo")
+	for _, d := range []string{dir, repo} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files := []string{src}
+	if withSiblings {
+		files, _ = filepath.Glob(filepath.Join(filepath.Dir(src), "*"))
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(f)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u, err := sandbox.LookupUser("kiln-build")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := u.Chown(work); err != nil {
+		t.Fatal(err)
+	}
+	return &sandbox.Sandbox{Writable: work, User: u},
+		Request{Source: filepath.Join(dir, filepath.Base(src)), Dir: dir, Repo: repo}
+}
+
+func TestRpmbuild(t *testing.T) {
+	t.Parallel()
+	srpm := testpkg.SRPM(t, testpkg.Spec{Name: "kiln-hello", Build: "echo RPMBUILD-RAN-BUILD; echo hi > kiln-hello.txt"})
+	sb, req := setup(t, srpm, false)
+	var log bytes.Buffer
+	req.Log = &log
+	b, err := New("rpmbuild", nil, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := b.Build(context.Background(), sb, req)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	if len(out) != 1 || !strings.HasSuffix(out[0].Path, ".rpm") || strings.HasSuffix(out[0].Path, ".src.rpm") || out[0].Kind != KindPackage {
+		t.Fatalf("outputs %+v", out)
+	}
+	if !strings.Contains(log.String(), "RPMBUILD-RAN-BUILD") || !strings.Contains(log.String(), "Wrote: ") {
+		t.Fatalf("log lacks rpmbuild's output:\n%s", log.String())
+	}
+	if v := b.Versions(context.Background())["rpmbuild"]; !strings.Contains(v, "RPM") {
+		t.Fatalf("rpmbuild version %q", v)
+	}
+}
+
+func TestRpmbuildFailure(t *testing.T) {
+	t.Parallel()
+	srpm := testpkg.SRPM(t, testpkg.Spec{Name: "kiln-broken", Build: "echo BROKEN-ON-PURPOSE; exit 3"})
+	sb, req := setup(t, srpm, false)
+	var log bytes.Buffer
+	req.Log = &log
+	b, _ := New("rpmbuild", nil, Options{})
+	if _, err := b.Build(context.Background(), sb, req); err == nil {
+		t.Fatal("a failing build section succeeded")
+	}
+	if !strings.Contains(log.String(), "BROKEN-ON-PURPOSE") {
+		t.Fatalf("log lacks the failure:\n%s", log.String())
+	}
+}
+
+func TestDpkg(t *testing.T) {
+	t.Parallel()
+	dsc := testpkg.DSC(t, testpkg.Deb{Name: "kiln-greet", Version: "2.0", Build: "echo DPKG-RAN-BUILD"})
+	sb, req := setup(t, dsc, true)
+	var log bytes.Buffer
+	req.Log = &log
+	b, err := New("dpkg", nil, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := b.Build(context.Background(), sb, req)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	var debs []string
+	for _, o := range out {
+		if o.Kind == KindPackage {
+			debs = append(debs, filepath.Base(o.Path))
+		}
+	}
+	if len(debs) != 1 || debs[0] != "kiln-greet_2.0_all.deb" {
+		t.Fatalf("packages %v (outputs %+v)", debs, out)
+	}
+	if !strings.Contains(log.String(), "DPKG-RAN-BUILD") || !strings.Contains(log.String(), "dpkg-buildpackage") {
+		t.Fatalf("log lacks dpkg-buildpackage's output:\n%s", log.String())
+	}
+}
+
+// standIn writes a program that records its arguments and acts like mock:
+// it leaves a binary RPM, the rebuilt SRPM and mock's logs in --resultdir.
+func standIn(t *testing.T) (mockPath, createrepoPath, record string) {
+	t.Helper()
+	dir := t.TempDir()
+	record = filepath.Join(dir, "calls")
+	mockPath = filepath.Join(dir, "mock")
+	createrepoPath = filepath.Join(dir, "createrepo_c")
+	mockScript := `#!/bin/bash
+echo "mock $*" >> ` + record + `
+[ "$1" = --version ] && { echo 5.9; exit 0; }
+while [ $# -gt 0 ]; do
+  case "$1" in --resultdir) shift; out=$1;; --rebuild) shift; srpm=$1;; esac
+  shift
+done
+grep -q FAIL "$srpm" && { echo "mock: build failed"; exit 30; }
+mkdir -p "$out"
+base=$(basename "$srpm" .src.rpm)
+echo binary > "$out/$base.x86_64.rpm"
+cp "$srpm" "$out/"
+echo "build log" > "$out/build.log"; echo "root log" > "$out/root.log"
+echo "mock: done"
+`
+	if err := os.WriteFile(mockPath, []byte(mockScript), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cr := "#!/bin/bash\necho \"createrepo_c $*\" >> " + record + "\nmkdir -p \"$2/repodata\"\n"
+	if err := os.WriteFile(createrepoPath, []byte(cr), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return mockPath, createrepoPath, record
+}
+
+func TestMockCommandsAndResults(t *testing.T) {
+	t.Parallel()
+	mockPath, crPath, record := standIn(t)
+	if _, err := New("mock", map[string]any{}, Options{Mock: mockPath}); err == nil {
+		t.Fatal("mock without a root was accepted")
+	}
+	if _, err := New("mock", map[string]any{"root": "--enable-network"}, Options{Mock: mockPath}); err == nil {
+		t.Fatal("a root that reads as an option was accepted")
+	}
+	b, err := New("mock", map[string]any{"root": "rocky+epel-9-x86_64"}, Options{Mock: mockPath, Createrepo: crPath})
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := t.TempDir()
+	dir := filepath.Join(work, "p0")
+	repo := filepath.Join(work, "repo")
+	os.MkdirAll(dir, 0o755)
+	os.MkdirAll(repo, 0o755)
+	src := filepath.Join(dir, "foo-1.0-1.src.rpm")
+	os.WriteFile(src, []byte("srpm"), 0o644)
+	runner := &sandbox.Plain{Home: work}
+
+	// First package: empty local repository, so no createrepo and no --addrepo.
+	out, err := b.Build(context.Background(), runner, Request{Source: src, Dir: dir, Repo: repo, Log: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, o := range out {
+		got = append(got, o.Kind+":"+filepath.Base(o.Path))
+	}
+	want := "log:build.log package:foo-1.0-1.x86_64.rpm log:root.log"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("results %v, want %s", got, want)
+	}
+
+	// Second package: the first one's RPM is in the local repository.
+	os.WriteFile(filepath.Join(repo, "foo-1.0-1.x86_64.rpm"), []byte("binary"), 0o644)
+	dir2 := filepath.Join(work, "p1")
+	os.MkdirAll(dir2, 0o755)
+	src2 := filepath.Join(dir2, "bar-2.0-1.src.rpm")
+	os.WriteFile(src2, []byte("srpm"), 0o644)
+	if _, err := b.Build(context.Background(), runner, Request{Source: src2, Dir: dir2, Repo: repo, Log: io.Discard}); err != nil {
+		t.Fatal(err)
+	}
+	calls, _ := os.ReadFile(record)
+	wantCalls := "mock -r rocky+epel-9-x86_64 --rebuild " + src + " --resultdir " + dir + "/result\n" +
+		"createrepo_c --update " + repo + "\n" +
+		"mock -r rocky+epel-9-x86_64 --rebuild " + src2 + " --resultdir " + dir2 + "/result --addrepo file://" + repo + "\n"
+	if string(calls) != wantCalls {
+		t.Fatalf("commands:\n%s\nwant:\n%s", calls, wantCalls)
+	}
+
+	// A failing mock run fails the build and keeps its output in the log.
+	dir3 := filepath.Join(work, "p2")
+	os.MkdirAll(dir3, 0o755)
+	src3 := filepath.Join(dir3, "bad-1-1.src.rpm")
+	os.WriteFile(src3, []byte("FAIL"), 0o644)
+	var log bytes.Buffer
+	if _, err := b.Build(context.Background(), runner, Request{Source: src3, Dir: dir3, Log: &log}); err == nil {
+		t.Fatal("a failing mock run succeeded")
+	}
+	if !strings.Contains(log.String(), "mock: build failed") {
+		t.Fatalf("log %q", log.String())
+	}
+	if v := b.Versions(context.Background())["mock"]; v != "5.9" {
+		t.Fatalf("mock version %q", v)
+	}
+}
+
+func TestNoopAndUnknown(t *testing.T) {
+	t.Parallel()
+	b, err := New("noop", nil, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := b.Build(context.Background(), nil, Request{Source: "x.src.rpm", Log: io.Discard})
+	if err != nil || len(out) != 0 {
+		t.Fatalf("noop: %v %v", out, err)
+	}
+	for _, name := range []string{"sbuild", "make"} {
+		if _, err := New(name, nil, Options{}); err == nil {
+			t.Fatalf("backend %s accepted", name)
+		}
+	}
+}

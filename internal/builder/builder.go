@@ -1,0 +1,597 @@
+// Package builder is the kiln-builder daemon: it registers a builder, works
+// the River queues of its platforms, builds each task it takes in a sandbox
+// with the platform's backend, streams the log into PostgreSQL, stores the
+// results and finishes the task, following the task protocol
+// (docs/protocol.md): every write names the attempt, so a builder that was
+// declared lost cannot overwrite the attempt that replaced it.
+package builder
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/kiln-build/kiln/internal/backend"
+	"github.com/kiln-build/kiln/internal/daemon"
+	"github.com/kiln-build/kiln/internal/sandbox"
+	"github.com/kiln-build/kiln/jobs"
+	"github.com/kiln-build/kiln/schema"
+)
+
+// Config configures a builder.
+type Config struct {
+	// Name is the builder's name (kiln.builder.name).
+	Name string
+	// Host is the host name recorded for the builder (os.Hostname when empty).
+	Host string
+	// Platforms are the platforms it builds; each must exist.
+	Platforms []string
+	// Slots is the most tasks it builds at once, across all its platforms.
+	Slots int
+	// WorkDir holds one directory per running attempt. It belongs to the
+	// builder: leftovers of earlier runs are removed at start.
+	WorkDir string
+	// Version is the kiln version, recorded on the builder row.
+	Version string
+	// Grace is how long running builds may go on after a stop is requested
+	// before they are given back (0: give back at once).
+	Grace time.Duration
+	// Heartbeat is how often the builder and its tasks heartbeat (5 s when 0).
+	Heartbeat time.Duration
+	// LogFlush is how often log output is stored (500 ms when 0).
+	LogFlush time.Duration
+	// LogLimit caps the log stored per attempt (DefaultLogLimit when 0).
+	LogLimit int64
+	// Hide lists paths builds must not see (the keytab, the configuration);
+	// the work directory's other attempts are always hidden.
+	Hide []string
+	// BuildUser is the account builds run as when the builder runs as root
+	// ("kiln-build" when empty; nobody when that account does not exist).
+	BuildUser string
+	// Bwrap is the bubblewrap program ("bwrap" when empty).
+	Bwrap string
+	// Backend holds backend settings (the mock program).
+	Backend backend.Options
+	// Logger receives the daemon's logs (slog.Default when nil).
+	Logger *slog.Logger
+}
+
+// DefaultLogLimit is the default cap on the log stored for one attempt.
+const DefaultLogLimit = 32 << 20
+
+// DefaultGrace is how long builds may run on after SIGTERM unless set.
+const DefaultGrace = 30 * time.Second
+
+// platform is what the builder needs of a kiln.platform row.
+type platform struct {
+	name     string
+	arch     string
+	backend  backend.Backend
+	timeout  time.Duration
+	versions map[string]string
+}
+
+// attemptRun is a build in progress.
+type attemptRun struct {
+	task    int64
+	attempt int
+	cancel  context.CancelCauseFunc
+	// ending is set once the build is over and its result is being
+	// written: heartbeats go on, but a refusal no longer stops anything.
+	ending atomic.Bool
+}
+
+// Builder is a running builder daemon.
+type Builder struct {
+	cfg  Config
+	db   *pgxpool.Pool
+	log  *slog.Logger
+	user *sandbox.User
+
+	// slots caps the builds across queues: River's MaxWorkers is per queue.
+	slots    chan struct{}
+	stopping chan struct{}
+
+	mu        sync.Mutex
+	platforms map[string]*platform
+	running   map[int64]*attemptRun
+
+	lastTick atomic.Int64 // unix nanoseconds of the heartbeat loop's last round
+	river    *river.Client[pgx.Tx]
+}
+
+// Causes of a build's end other than the build itself.
+var (
+	errTimedOut = errors.New("build exceeded the platform's timeout")
+	errFenced   = errors.New("the attempt is no longer current (cancelled, timed out or declared lost)")
+	errShutdown = errors.New("the builder is shutting down")
+)
+
+// New checks the configuration, reads the platforms and prepares a builder.
+// The pool should allow at least 2×Slots+6 connections.
+func New(ctx context.Context, db *pgxpool.Pool, cfg Config) (*Builder, error) {
+	if err := checkConfig(&cfg); err != nil {
+		return nil, err
+	}
+	user, err := sandbox.LookupUser(cfg.BuildUser)
+	if err != nil {
+		return nil, err
+	}
+	b := &Builder{
+		cfg:       cfg,
+		db:        db,
+		log:       cfg.Logger,
+		user:      user,
+		slots:     make(chan struct{}, cfg.Slots),
+		stopping:  make(chan struct{}),
+		platforms: map[string]*platform{},
+		running:   map[int64]*attemptRun{},
+	}
+	for _, p := range cfg.Platforms {
+		pl, err := b.loadPlatform(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		pl.versions = pl.backend.Versions(ctx)
+		b.platforms[p] = pl
+	}
+	return b, nil
+}
+
+func checkConfig(cfg *Config) error {
+	if cfg.Name == "" {
+		return errors.New("a builder needs a name (--name)")
+	}
+	if len(cfg.Platforms) == 0 {
+		return errors.New("a builder needs at least one platform (--platform)")
+	}
+	if cfg.Slots < 1 || cfg.Slots > 256 {
+		return fmt.Errorf("slots must be between 1 and 256, not %d", cfg.Slots)
+	}
+	if cfg.WorkDir == "" || !filepath.IsAbs(cfg.WorkDir) {
+		return fmt.Errorf("the work directory must be an absolute path, not %q", cfg.WorkDir)
+	}
+	if cfg.Host == "" {
+		h, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("host name: %w", err)
+		}
+		cfg.Host = h
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 5 * time.Second
+	}
+	if cfg.LogFlush <= 0 {
+		cfg.LogFlush = 500 * time.Millisecond
+	}
+	if cfg.LogLimit <= 0 {
+		cfg.LogLimit = DefaultLogLimit
+	}
+	if cfg.Grace < 0 {
+		return errors.New("the shutdown grace must not be negative")
+	}
+	if cfg.BuildUser == "" {
+		cfg.BuildUser = "kiln-build"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return nil
+}
+
+// loadPlatform reads a platform and sets up its backend.
+func (b *Builder) loadPlatform(ctx context.Context, name string) (*platform, error) {
+	var (
+		p        platform
+		backName string
+		settings map[string]any
+		timeout  float64
+	)
+	err := b.db.QueryRow(ctx, `SELECT name, arch, backend, backend_settings, extract(epoch FROM timeout)::float8
+		FROM kiln.platform WHERE name = $1`, name).Scan(&p.name, &p.arch, &backName, &settings, &timeout)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("platform %q does not exist (kiln admin platform list)", name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading platform %s: %w", name, err)
+	}
+	p.timeout = time.Duration(timeout * float64(time.Second))
+	p.backend, err = backend.New(backName, settings, b.cfg.Backend)
+	if err != nil {
+		return nil, fmt.Errorf("platform %s: %w", name, err)
+	}
+	return &p, nil
+}
+
+// platform returns a platform's settings as last read.
+func (b *Builder) platform(name string) *platform {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.platforms[name]
+}
+
+// BuildTimeout implements jobs.TaskBuilder.
+func (b *Builder) BuildTimeout(name string) time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if p := b.platforms[name]; p != nil {
+		return p.timeout
+	}
+	return time.Minute // not ours: BuildTask refuses it at once
+}
+
+// Run registers the builder and works its queues until ctx ends; then it
+// stops taking work, lets running builds go on for the grace period, gives
+// back what still runs and marks the builder offline.
+func (b *Builder) Run(ctx context.Context) error {
+	if err := b.register(ctx); err != nil {
+		return err
+	}
+	if err := b.prepareWorkDir(ctx); err != nil {
+		return err
+	}
+	client, err := b.newRiverClient(ctx)
+	if err != nil {
+		return err
+	}
+	b.river = client
+
+	// Loops run until the very end, past the grace period.
+	loops, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopLoops()
+	b.lastTick.Store(time.Now().UnixNano())
+	var wg sync.WaitGroup
+	wg.Go(func() { b.heartbeatLoop(loops) })
+	wg.Go(func() { b.listenLoop(loops) })
+	wg.Go(func() { daemon.Watchdog(loops, b.log, b.Alive) })
+
+	if err := client.Start(loops); err != nil {
+		stopLoops()
+		wg.Wait()
+		return fmt.Errorf("starting the River client: %w", err)
+	}
+	b.log.Info("builder ready", "name", b.cfg.Name, "platforms", b.cfg.Platforms, "slots", b.cfg.Slots,
+		"build_user", userName(b.user))
+	_ = daemon.Notify("READY=1")
+	_ = daemon.Notify("STATUS=building " + strings.Join(b.cfg.Platforms, ", "))
+
+	select {
+	case <-ctx.Done():
+	case <-client.Stopped():
+		b.log.Error("the River client stopped on its own")
+	}
+	b.shutdown(loops, client)
+	stopLoops()
+	wg.Wait()
+	b.markOffline()
+	b.log.Info("builder stopped")
+	return nil
+}
+
+func userName(u *sandbox.User) string {
+	if u == nil {
+		return "(the builder's own)"
+	}
+	return u.Name
+}
+
+// shutdown stops fetching, waits up to the grace period for running builds
+// and then gives back those that still run.
+func (b *Builder) shutdown(ctx context.Context, client *river.Client[pgx.Tx]) {
+	_ = daemon.Notify("STOPPING=1")
+	b.log.Info("stopping: taking no more work", "grace", b.cfg.Grace, "running", len(b.snapshot()))
+	close(b.stopping)
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	if _, err := b.db.Exec(sctx, "UPDATE kiln.builder SET draining = true WHERE name = $1", b.cfg.Name); err != nil {
+		b.log.Warn("marking the builder draining", "err", err)
+	}
+	cancel()
+	stopped := make(chan error, 1)
+	go func() { stopped <- client.Stop(context.WithoutCancel(ctx)) }()
+	grace := time.NewTimer(b.cfg.Grace)
+	defer grace.Stop()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			b.log.Warn("stopping the River client", "err", err)
+		}
+		return
+	case <-grace.C:
+	}
+	for _, r := range b.snapshot() {
+		b.log.Info("giving back", "task", r.task, "attempt", r.attempt)
+		r.cancel(errShutdown)
+	}
+	if err := <-stopped; err != nil {
+		b.log.Warn("stopping the River client", "err", err)
+	}
+}
+
+func (b *Builder) markOffline() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := b.db.Exec(ctx, "UPDATE kiln.builder SET state = 'offline', draining = false WHERE name = $1", b.cfg.Name); err != nil {
+		b.log.Warn("marking the builder offline", "err", err)
+	}
+}
+
+// register creates or updates the builder's row and its platforms. A name
+// registered by another database role is refused.
+func (b *Builder) register(ctx context.Context) error {
+	tx, err := b.db.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("registering: %w", err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck
+	var ok bool
+	err = tx.QueryRow(ctx, `INSERT INTO kiln.builder AS b (name, host, slots, version, state, heartbeat_at, started_at)
+		VALUES ($1, $2, $3, $4, 'online', now(), now())
+		ON CONFLICT (name) DO UPDATE SET host = EXCLUDED.host, slots = EXCLUDED.slots, version = EXCLUDED.version,
+			state = 'online', draining = false, heartbeat_at = now(), started_at = now()
+		WHERE b.role = session_user
+		RETURNING true`, b.cfg.Name, b.cfg.Host, b.cfg.Slots, b.cfg.Version).Scan(&ok)
+	if errors.Is(err, pgx.ErrNoRows) {
+		var owner string
+		_ = tx.QueryRow(ctx, "SELECT role FROM kiln.builder WHERE name = $1", b.cfg.Name).Scan(&owner)
+		return fmt.Errorf("builder %s is registered by database role %s, not by this one", b.cfg.Name, owner)
+	}
+	if err != nil {
+		return fmt.Errorf("registering builder %s: %w", b.cfg.Name, err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO kiln.builder_platform (builder, platform)
+		SELECT $1, unnest($2::text[]) ON CONFLICT DO NOTHING`, b.cfg.Name, b.cfg.Platforms); err != nil {
+		return fmt.Errorf("registering platforms: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM kiln.builder_platform
+		WHERE builder = $1 AND platform <> ALL($2::text[])
+		  AND NOT EXISTS (SELECT 1 FROM kiln.task t WHERE t.builder = $1 AND t.platform = builder_platform.platform)`,
+		b.cfg.Name, b.cfg.Platforms); err != nil {
+		return fmt.Errorf("unregistering platforms: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("registering: %w", err)
+	}
+	return nil
+}
+
+// prepareWorkDir creates the work directory, removes what earlier runs left
+// and checks that a sandboxed command runs there.
+func (b *Builder) prepareWorkDir(ctx context.Context) error {
+	if err := os.MkdirAll(b.cfg.WorkDir, 0o755); err != nil {
+		return fmt.Errorf("work directory: %w", err)
+	}
+	old, _ := filepath.Glob(filepath.Join(b.cfg.WorkDir, "task-*"))
+	for _, d := range old {
+		if err := os.RemoveAll(d); err != nil {
+			return fmt.Errorf("removing %s left by an earlier run: %w", d, err)
+		}
+	}
+	sandboxed := false
+	for _, p := range b.platforms {
+		sandboxed = sandboxed || !p.backend.SelfIsolating()
+	}
+	if !sandboxed {
+		return nil
+	}
+	dir := filepath.Join(b.cfg.WorkDir, "task-selftest")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return fmt.Errorf("work directory: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	if err := b.user.Chown(dir); err != nil {
+		return fmt.Errorf("work directory: %w", err)
+	}
+	var out strings.Builder
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err := b.sandbox(dir).Run(cctx, sandbox.Command{Dir: dir, Args: []string{"touch", "ok"}, Output: &out})
+	if err != nil {
+		return fmt.Errorf("a sandboxed command cannot run in %s (is bubblewrap installed, and can build user %s reach the directory?): %w: %s",
+			b.cfg.WorkDir, userName(b.user), err, strings.TrimSpace(out.String()))
+	}
+	return nil
+}
+
+// sandbox returns the sandbox for an attempt directory.
+func (b *Builder) sandbox(dir string) *sandbox.Sandbox {
+	hide := append([]string{b.cfg.WorkDir}, b.cfg.Hide...)
+	return &sandbox.Sandbox{Bwrap: b.cfg.Bwrap, Writable: dir, Hide: hide, User: b.user}
+}
+
+// newRiverClient makes the River client that works the platforms' queues.
+func (b *Builder) newRiverClient(ctx context.Context) (*river.Client[pgx.Tx], error) {
+	workers := river.NewWorkers()
+	if err := river.AddWorkerSafely(workers, &jobs.BuildWorker{Builder: b}); err != nil {
+		return nil, err
+	}
+	queues := map[string]river.QueueConfig{}
+	for _, p := range b.cfg.Platforms {
+		queues[jobs.BuildQueue(p)] = river.QueueConfig{MaxWorkers: b.cfg.Slots}
+	}
+	// River must never rescue a build that still runs: its horizon lies
+	// beyond the longest timeout of any platform.
+	var longest float64
+	if err := b.db.QueryRow(ctx, "SELECT coalesce(extract(epoch FROM max(timeout)), 0)::float8 FROM kiln.platform").Scan(&longest); err != nil {
+		return nil, fmt.Errorf("reading platform timeouts: %w", err)
+	}
+	client, err := river.NewClient(riverpgxv5.New(b.db), &river.Config{
+		Schema:               schema.RiverSchema,
+		Queues:               queues,
+		Workers:              workers,
+		Logger:               b.log.With("component", "river"),
+		RescueStuckJobsAfter: time.Duration(longest*float64(time.Second)) + RescueMargin,
+		// REINDEX needs the tables' owner; the builder role is not.
+		ReindexerSchedule: river.NeverSchedule(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("making the River client: %w", err)
+	}
+	return client, nil
+}
+
+// RescueMargin is how far past the longest platform timeout River's
+// stuck-job rescue waits; the janitor's heartbeat check finds dead builders
+// long before.
+const RescueMargin = time.Hour
+
+// snapshot returns the builds in progress.
+func (b *Builder) snapshot() []*attemptRun {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]*attemptRun, 0, len(b.running))
+	for _, r := range b.running {
+		out = append(out, r)
+	}
+	return out
+}
+
+// Alive is the liveness check for systemd's watchdog: the heartbeat loop
+// goes round and the River client runs. A database outage does not make the
+// builder unalive (restarting would kill builds that can still finish).
+func (b *Builder) Alive(context.Context) error {
+	last := time.Unix(0, b.lastTick.Load())
+	if age := time.Since(last); age > 3*b.cfg.Heartbeat+10*time.Second {
+		return fmt.Errorf("the heartbeat loop has not run for %s", age.Round(time.Second))
+	}
+	if b.river != nil {
+		select {
+		case <-b.river.Stopped():
+			return errors.New("the River client has stopped")
+		default:
+		}
+	}
+	return nil
+}
+
+// Health is the health endpoint's check: alive and the database answers.
+func (b *Builder) Health(ctx context.Context) error {
+	if err := b.Alive(ctx); err != nil {
+		return err
+	}
+	if err := b.db.Ping(ctx); err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	return nil
+}
+
+// heartbeatLoop heartbeats the builder row and every held task until ctx
+// ends. Errors are logged and the loop goes on: the pool reconnects.
+func (b *Builder) heartbeatLoop(ctx context.Context) {
+	t := time.NewTicker(b.cfg.Heartbeat)
+	defer t.Stop()
+	failing := false
+	for {
+		b.lastTick.Store(time.Now().UnixNano())
+		err := b.heartbeat(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil && !failing:
+			b.log.Warn("heartbeat failed; retrying", "err", err)
+			failing = true
+		case err == nil && failing:
+			b.log.Info("heartbeat works again")
+			failing = false
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (b *Builder) heartbeat(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, b.cfg.Heartbeat+5*time.Second)
+	defer cancel()
+	if _, err := b.db.Exec(cctx, "UPDATE kiln.builder SET heartbeat_at = now(), state = 'online' WHERE name = $1", b.cfg.Name); err != nil {
+		return fmt.Errorf("builder heartbeat: %w", err)
+	}
+	for _, r := range b.snapshot() {
+		if err := b.heartbeatTask(cctx, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// heartbeatTask is protocol step 2 for one attempt: zero rows means it was
+// fenced off, and its build is killed.
+func (b *Builder) heartbeatTask(ctx context.Context, r *attemptRun) error {
+	tag, err := b.db.Exec(ctx, `UPDATE kiln.task SET heartbeat_at = now()
+		WHERE id = $1 AND attempt = $2 AND builder = $3 AND status = 'building'`, r.task, r.attempt, b.cfg.Name)
+	if err != nil {
+		return fmt.Errorf("task %d heartbeat: %w", r.task, err)
+	}
+	if tag.RowsAffected() == 0 && !r.ending.Load() {
+		b.log.Info("attempt fenced off; stopping its build", "task", r.task, "attempt", r.attempt)
+		r.cancel(errFenced)
+	}
+	return nil
+}
+
+// listenLoop follows NOTIFY kiln_task so a cancelled task's build stops at
+// once rather than at the next heartbeat. It reconnects after errors.
+func (b *Builder) listenLoop(ctx context.Context) {
+	for ctx.Err() == nil {
+		err := b.listen(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		b.log.Warn("listening for task changes failed; reconnecting", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+func (b *Builder) listen(ctx context.Context) error {
+	conn, err := b.db.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	// A connection that listened is never handed back to the pool.
+	c := conn.Hijack()
+	defer c.Close(context.Background())
+	if _, err := c.Exec(ctx, "LISTEN kiln_task"); err != nil {
+		return err
+	}
+	// Changes missed while not listening are caught by this round.
+	if err := b.heartbeat(ctx); err != nil {
+		b.log.Warn("heartbeat after listening", "err", err)
+	}
+	for {
+		n, err := c.WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		var msg struct {
+			Task   int64  `json:"task"`
+			Status string `json:"status"`
+		}
+		if json.Unmarshal([]byte(n.Payload), &msg) != nil || msg.Status == "building" {
+			continue
+		}
+		b.mu.Lock()
+		r := b.running[msg.Task]
+		b.mu.Unlock()
+		if r != nil {
+			if err := b.heartbeatTask(ctx, r); err != nil {
+				b.log.Warn("checking a changed task", "task", msg.Task, "err", err)
+			}
+		}
+	}
+}

@@ -1,0 +1,192 @@
+package builder
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// liveLog is an attempt's build log. Output goes to a local file (stored as
+// the build.log artifact at the end) and, in batches of whole lines at most
+// LogFlush old, into kiln.log_chunk, whose trigger sends NOTIFY kiln_log.
+// Past the limit, output is dropped after a visible note.
+type liveLog struct {
+	b        *Builder
+	task     int64
+	attempt  int
+	path     string
+	file     *os.File
+	onFenced func()
+
+	mu         sync.Mutex
+	pending    []byte
+	accepted   int64 // bytes counted against the limit
+	stored     int64 // bytes stored in kiln.log_chunk
+	truncated  bool
+	isFenced   bool
+	seq        int
+	partialAge int // flush rounds an unterminated line has waited
+
+	kick chan struct{}
+	stop chan struct{}
+	done chan struct{}
+}
+
+// flushSize is how much pending output triggers a flush before the tick.
+const flushSize = 64 << 10
+
+func newLiveLog(b *Builder, task int64, attempt int, path string, onFenced func()) (*liveLog, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	l := &liveLog{b: b, task: task, attempt: attempt, path: path, file: f, onFenced: onFenced,
+		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	go l.flusher()
+	return l, nil
+}
+
+// Write takes build output; it never fails, so a database outage cannot
+// break a build.
+func (l *liveLog) Write(p []byte) (int, error) {
+	n := len(p)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.truncated || l.isFenced {
+		return n, nil
+	}
+	if room := l.b.cfg.LogLimit - l.accepted; int64(len(p)) > room {
+		p = append(p[:room:room], fmt.Sprintf("\n*** kiln: the log reached its limit of %d bytes; later output is dropped ***\n", l.b.cfg.LogLimit)...)
+		l.truncated = true
+	}
+	l.accepted += int64(len(p))
+	l.pending = append(l.pending, p...)
+	_, _ = l.file.Write(p)
+	if len(l.pending) >= flushSize {
+		select {
+		case l.kick <- struct{}{}:
+		default:
+		}
+	}
+	return n, nil
+}
+
+func (l *liveLog) flusher() {
+	defer close(l.done)
+	t := time.NewTicker(l.b.cfg.LogFlush)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+		case <-l.kick:
+		}
+		if err := l.flush(context.Background(), false); err != nil {
+			l.b.log.Warn("storing log output failed; keeping it for the next round", "task", l.task, "err", err)
+		}
+	}
+}
+
+// flush stores pending whole lines (everything when final, or when a line
+// has waited too long or grown too long).
+func (l *liveLog) flush(ctx context.Context, final bool) error {
+	l.mu.Lock()
+	if l.isFenced || len(l.pending) == 0 {
+		l.mu.Unlock()
+		return nil
+	}
+	cut := bytes.LastIndexByte(l.pending, '\n') + 1
+	if cut < len(l.pending) {
+		l.partialAge++
+		if final || l.partialAge > 2 || len(l.pending)-cut > 16<<10 {
+			cut = len(l.pending)
+		}
+	}
+	if cut == 0 {
+		l.mu.Unlock()
+		return nil
+	}
+	data := l.pending[:cut:cut]
+	l.pending = l.pending[cut:]
+	if len(l.pending) == 0 || l.pending[len(l.pending)-1] == '\n' {
+		l.partialAge = 0
+	}
+	truncated, seq := l.truncated, l.seq
+	l.mu.Unlock()
+
+	text := strings.ToValidUTF8(string(data), "\uFFFD")
+	text = strings.ReplaceAll(text, "\x00", "\uFFFD")
+	if !strings.HasSuffix(text, "\n") {
+		text += "\n"
+	}
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	// Protocol step 3: stored only while the attempt is current.
+	var one int
+	err := l.b.db.QueryRow(cctx, `WITH ins AS (
+			INSERT INTO kiln.log_chunk (task_id, attempt, seq, data)
+			SELECT $1, $2, $4, $5
+			 WHERE EXISTS (SELECT 1 FROM kiln.task WHERE id = $1 AND attempt = $2 AND builder = $3 AND status = 'building')
+			RETURNING 1)
+		UPDATE kiln.attempt SET log_bytes = log_bytes + $6, log_truncated = $7
+		 WHERE task_id = $1 AND attempt = $2 AND EXISTS (SELECT 1 FROM ins)
+		RETURNING 1`, l.task, l.attempt, l.b.cfg.Name, seq, text, len(text), truncated).Scan(&one)
+
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		l.isFenced = true
+		l.pending = nil
+		go l.onFenced()
+		return nil
+	case err != nil:
+		l.pending = append(data, l.pending...)
+		return err
+	}
+	l.seq++
+	l.stored += int64(len(text))
+	return nil
+}
+
+// close stops the flusher and stores what is left (retrying for a while
+// when the database is away).
+func (l *liveLog) close(ctx context.Context) {
+	close(l.stop)
+	<-l.done
+	ctx = context.WithoutCancel(ctx)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		err := l.flush(ctx, true)
+		if err == nil || time.Now().After(deadline) {
+			if err != nil {
+				l.b.log.Warn("the end of the log could not be stored", "task", l.task, "err", err)
+			}
+			break
+		}
+		time.Sleep(2 * time.Second)
+	}
+	l.file.Close()
+}
+
+// fenced reports whether a log write was refused as stale.
+func (l *liveLog) fenced() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.isFenced
+}
+
+// totals returns the bytes stored and whether the log was truncated.
+func (l *liveLog) totals() (int64, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.stored, l.truncated
+}

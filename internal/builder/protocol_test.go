@@ -1,0 +1,188 @@
+package builder
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kiln-build/kiln/internal/testpkg"
+	"github.com/kiln-build/kiln/jobs"
+)
+
+// A builder whose attempt was declared lost and replaced cannot finish it,
+// log into it or heartbeat it: nothing of the late finish remains.
+func TestStaleFinishChangesNothing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFarm(t)
+	f.platform(t, "bench", "x86_64", "rpm", "noop", time.Hour, "")
+	_, pool := f.builderPool(t, 1)
+	cfg := testConfig(t, "bench")
+	b, err := New(ctx, pool, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(t.TempDir(), "x-1-1.src.rpm")
+	os.WriteFile(src, []byte("not really an SRPM"), 0o644)
+	job, task := f.submit(t, "bench", "retry", src)
+	a := jobs.BuildArgs{TaskID: task, JobID: job, Platform: "bench"}
+	if n, _, _, err := b.take(ctx, a); err != nil || n != 1 {
+		t.Fatalf("take: %d %v", n, err)
+	}
+	// The janitor declares attempt 1 lost; attempt 2 starts.
+	f.exec(t, "UPDATE kiln.attempt SET status = 'lost', finished_at = now(), reason = 'lost' WHERE task_id = $1 AND attempt = 1", task)
+	f.exec(t, "UPDATE kiln.task SET status = 'pending', builder = NULL WHERE id = $1", task)
+	if n, _, _, err := b.take(ctx, a); err != nil || n != 2 {
+		t.Fatalf("second take: %d %v", n, err)
+	}
+	if n, _, _, err := b.take(ctx, a); err != nil || n != 0 {
+		t.Fatalf("a task that is building was taken again: %d %v", n, err)
+	}
+
+	late := filepath.Join(t.TempDir(), "late.rpm")
+	lateContent := []byte("late result " + randomHex(8))
+	os.WriteFile(late, lateContent, 0o644)
+	info := &buildInfo{Status: "succeeded"}
+	body, _ := json.Marshal(info)
+	err = b.finish(ctx, a, 1, info, body, []artifactFile{{path: late, name: "late.rpm", kind: "package"}}, nil)
+	if !errors.Is(err, errStale) {
+		t.Fatalf("stale finish: %v, want errStale", err)
+	}
+	status, attempt, _ := f.taskStatus(t, task)
+	var a1Status string
+	var a1Info []byte
+	var artifacts, blobs int
+	f.db.Pool.QueryRow(ctx, "SELECT status, build_info FROM kiln.attempt WHERE task_id = $1 AND attempt = 1", task).Scan(&a1Status, &a1Info)
+	f.db.Pool.QueryRow(ctx, "SELECT count(*) FROM kiln.artifact WHERE task_id = $1", task).Scan(&artifacts)
+	sum := sha256.Sum256(lateContent)
+	f.db.Pool.QueryRow(ctx, "SELECT count(*) FROM kiln.blob WHERE sha256 = $1", sum[:]).Scan(&blobs)
+	if status != "building" || attempt != 2 || a1Status != "lost" || a1Info != nil || artifacts != 0 || blobs != 0 {
+		t.Fatalf("after a stale finish: task %s/%d, attempt 1 %s %s, %d artifacts, %d blobs", status, attempt, a1Status, a1Info, artifacts, blobs)
+	}
+
+	// Its log writes and heartbeats are refused too.
+	fenced := make(chan struct{})
+	live, err := newLiveLog(b, task, 1, filepath.Join(t.TempDir(), "log"), func() { close(fenced) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	live.Write([]byte("late output\n"))
+	live.close(ctx)
+	<-fenced
+	var chunks int
+	f.db.Pool.QueryRow(ctx, "SELECT count(*) FROM kiln.log_chunk WHERE task_id = $1", task).Scan(&chunks)
+	if chunks != 0 || !live.fenced() {
+		t.Fatalf("a stale attempt stored %d log chunks", chunks)
+	}
+	hbCtx, cancel := context.WithCancelCause(ctx)
+	if err := b.heartbeatTask(ctx, &attemptRun{task: task, attempt: 1, cancel: cancel}); err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(context.Cause(hbCtx), errFenced) {
+		t.Fatal("a stale heartbeat did not stop the build")
+	}
+
+	// The current attempt finishes normally.
+	if err := b.finish(ctx, a, 2, info, body, []artifactFile{{path: late, name: "late.rpm", kind: "package"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if status, _, _ := f.taskStatus(t, task); status != "succeeded" {
+		t.Fatalf("current finish: task %s", status)
+	}
+}
+
+// SIGTERM's path: the running build is given back without spending an
+// attempt; another builder takes it; cancelling the job stops that build.
+func TestShutdownGivesBackAndCancelStops(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFarm(t)
+	f.platform(t, "el9-x86_64", "x86_64", "rpm", "rpmbuild", time.Hour, "")
+	_, pool1 := f.builderPool(t, 1)
+	_, pool2 := f.builderPool(t, 1)
+	marker := sleepMarker()
+	srpm := testpkg.SRPM(t, testpkg.Spec{Name: "kiln-long", Build: "echo SLEEPING-NOW; sleep " + marker})
+	job, task := f.submit(t, "el9-x86_64", "retry", srpm)
+
+	cfg1 := testConfig(t, "el9-x86_64")
+	r1 := start(t, pool1, cfg1)
+	waitFor(t, "the first build to start", func() bool { return strings.Contains(f.logOf(t, task, 1), "SLEEPING-NOW") })
+	r1.stop()
+
+	status, attempt, _ := f.taskStatus(t, task)
+	var a1Status string
+	var lost int
+	var riverState string
+	var riverAttempt int
+	f.db.Pool.QueryRow(ctx, "SELECT status FROM kiln.attempt WHERE task_id = $1 AND attempt = 1", task).Scan(&a1Status)
+	f.db.Pool.QueryRow(ctx, "SELECT lost_count FROM kiln.task WHERE id = $1", task).Scan(&lost)
+	f.db.Pool.QueryRow(ctx, "SELECT j.state, j.attempt FROM river.river_job j JOIN kiln.task t ON t.river_job_id = j.id WHERE t.id = $1",
+		task).Scan(&riverState, &riverAttempt)
+	if status != "pending" || attempt != 1 || a1Status != "returned" || lost != 0 || riverState != "available" || riverAttempt != 0 {
+		t.Fatalf("after shutdown: task %s attempt %d, attempt 1 %s, lost %d, River job %s attempt %d",
+			status, attempt, a1Status, lost, riverState, riverAttempt)
+	}
+	if log := f.logOf(t, task, 1); !strings.Contains(log, "given back") {
+		t.Fatalf("the log does not say the task was given back:\n%s", log)
+	}
+	noLeftovers(t, "sleep "+marker)
+
+	r2 := start(t, pool2, testConfig(t, "el9-x86_64"))
+	waitFor(t, "the second build to start", func() bool { return strings.Contains(f.logOf(t, task, 2), "SLEEPING-NOW") })
+	f.exec(t, "SELECT kiln.cancel_job($1)", job)
+	noLeftovers(t, "sleep "+marker)
+	status, attempt, reason := f.taskStatus(t, task)
+	var a2Status string
+	f.db.Pool.QueryRow(ctx, "SELECT status FROM kiln.attempt WHERE task_id = $1 AND attempt = 2", task).Scan(&a2Status)
+	if status != "cancelled" || attempt != 2 || a2Status != "cancelled" || !strings.HasPrefix(reason, "cancelled by") {
+		t.Fatalf("after cancel: task %s attempt %d (%s), attempt 2 %s", status, attempt, reason, a2Status)
+	}
+	// The slot is free again: the next job builds.
+	quick := testpkg.SRPM(t, testpkg.Spec{Name: "kiln-quick"})
+	_, next := f.submit(t, "el9-x86_64", "retry", quick)
+	if st := f.waitStatus(t, next, "succeeded", "failed", "timed_out"); st != "succeeded" {
+		t.Fatalf("next task %s", st)
+	}
+	r2.stop()
+	if status, _, _ := f.taskStatus(t, task); status != "cancelled" {
+		t.Fatalf("the cancelled task became %s", status)
+	}
+}
+
+// Killing every connection of the builder (what a PostgreSQL restart does)
+// loses nothing: the running build finishes and the next job is taken.
+func TestSurvivesLostConnections(t *testing.T) {
+	t.Parallel()
+	f := newFarm(t)
+	f.platform(t, "el9-x86_64", "x86_64", "rpm", "rpmbuild", time.Hour, "")
+	role, pool := f.builderPool(t, 1)
+	srpm := testpkg.SRPM(t, testpkg.Spec{Name: "kiln-steady", Build: "echo BEFORE-RESTART; sleep 4; echo AFTER-RESTART; echo hi > kiln-steady.txt"})
+	_, task := f.submit(t, "el9-x86_64", "retry", srpm)
+	start(t, pool, testConfig(t, "el9-x86_64"))
+	waitFor(t, "the build to start", func() bool { return strings.Contains(f.logOf(t, task, 1), "BEFORE-RESTART") })
+	var killed int
+	if err := f.db.Pool.QueryRow(context.Background(),
+		"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = $1", role).Scan(&killed); err != nil || killed == 0 {
+		t.Fatalf("terminated %d connections: %v", killed, err)
+	}
+	if st := f.waitStatus(t, task, "succeeded", "failed", "timed_out"); st != "succeeded" {
+		t.Fatalf("task %s", st)
+	}
+	if log := f.logOf(t, task, 1); !strings.Contains(log, "AFTER-RESTART") {
+		t.Fatalf("log lost output:\n%s", log)
+	}
+	quick := testpkg.SRPM(t, testpkg.Spec{Name: "kiln-after"})
+	_, next := f.submit(t, "el9-x86_64", "retry", quick)
+	if st := f.waitStatus(t, next, "succeeded", "failed", "timed_out"); st != "succeeded" {
+		t.Fatalf("next task %s", st)
+	}
+}
