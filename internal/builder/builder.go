@@ -435,6 +435,9 @@ func (b *Builder) newRiverClient(ctx context.Context) (*river.Client[pgx.Tx], er
 		RescueStuckJobsAfter: time.Duration(longest*float64(time.Second)) + RescueMargin,
 		// REINDEX needs the tables' owner; the builder role is not.
 		ReindexerSchedule: river.NeverSchedule(),
+		// River's leader runs the periodic jobs; kiln-janitor must be it
+		// (docs/janitor.md), so builders never stand for election.
+		LeaderElectionDisabled: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("making the River client: %w", err)
