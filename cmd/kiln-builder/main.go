@@ -47,7 +47,7 @@ func app() *cli.App {
 		Name:    "kiln-builder",
 		Usage:   "build kiln tasks of some platforms on this host",
 		Version: kcli.Version,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "db", Usage: "PostgreSQL connection string or URL (default: libpq's PG* environment variables)", EnvVars: []string{"KILN_DB"}},
 			&cli.StringFlag{Name: "name", Usage: "builder name (lower case, digits, - and _)", EnvVars: []string{"KILN_BUILDER_NAME"}, Required: true},
 			&cli.StringSliceFlag{Name: "platform", Usage: "platform to build (repeat for several)", EnvVars: []string{"KILN_BUILDER_PLATFORMS"}, Required: true},
@@ -63,7 +63,7 @@ func app() *cli.App {
 			&cli.StringFlag{Name: "createrepo", Usage: "createrepo_c program (backend mock)", EnvVars: []string{"KILN_BUILDER_CREATEREPO"}, Value: "createrepo_c"},
 			&cli.StringFlag{Name: "health-addr", Usage: "address for GET /healthz (empty: none)", EnvVars: []string{"KILN_BUILDER_HEALTH_ADDR"}},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", EnvVars: []string{"KILN_LOG_LEVEL"}, Value: "info"},
-		},
+		}, dbconn.KerberosFlags()...),
 		Action: run,
 	}
 }
@@ -76,7 +76,7 @@ func run(c *cli.Context) error {
 	ctx, stop := daemon.SignalContext(c.Context)
 	defer stop()
 	slots := c.Int("slots")
-	db, err := dbconn.Open(ctx, dbconn.Config{URL: c.String("db"), AppName: "kiln-builder", MaxConns: int32(2*slots + 6)})
+	db, err := dbconn.Open(ctx, dbconn.WithFlags(c, dbconn.Config{URL: c.String("db"), AppName: "kiln-builder", MaxConns: int32(2*slots + 6)}))
 	if err != nil {
 		return err
 	}
@@ -84,6 +84,9 @@ func run(c *cli.Context) error {
 	hide := c.StringSlice("hide")
 	if len(hide) == 0 {
 		hide = defaultHide()
+	}
+	if kt := c.String("krb-keytab"); kt != "" {
+		hide = append(hide, strings.TrimPrefix(kt, "FILE:")) // the builder's own keytab is never visible to builds
 	}
 	b, err := builder.New(ctx, db, builder.Config{
 		Name:      c.String("name"),

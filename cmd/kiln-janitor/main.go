@@ -42,7 +42,7 @@ func app() *cli.App {
 	return &cli.App{
 		Name:  "kiln-janitor",
 		Usage: "requeue tasks of silent builders, end runaway builds, repair and prune the kiln build farm",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "db", Usage: "PostgreSQL connection string or URL (default: libpq's PG* environment variables)", EnvVars: []string{"KILN_DB"}},
 			&cli.BoolFlag{Name: "once", Usage: "do one full round (upkeep and retention) and exit, for cron", EnvVars: []string{"KILN_JANITOR_ONCE"}},
 			&cli.DurationFlag{Name: "horizon", Usage: "a building task or builder without a heartbeat for this long is lost", Value: def.Horizon, EnvVars: []string{"KILN_JANITOR_HORIZON"}},
@@ -58,7 +58,7 @@ func app() *cli.App {
 			&cli.DurationFlag{Name: "river-rescue-after", Usage: "River rescues River jobs running longer than this; keep it beyond the longest platform timeout plus the grace", Value: 24 * time.Hour, EnvVars: []string{"KILN_JANITOR_RIVER_RESCUE_AFTER"}},
 			&cli.StringFlag{Name: "health-addr", Usage: "serve GET /healthz on this address (empty: off)", EnvVars: []string{"KILN_JANITOR_HEALTH_ADDR"}},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info", EnvVars: []string{"KILN_LOG_LEVEL"}},
-		},
+		}, dbconn.KerberosFlags()...),
 		Action: run,
 	}
 }
@@ -85,7 +85,7 @@ func run(c *cli.Context) error {
 		return err
 	}
 	ctx := c.Context
-	pool, err := dbconn.Open(ctx, dbconn.Config{URL: c.String("db"), AppName: "kiln-janitor"})
+	pool, err := dbconn.Open(ctx, dbconn.WithFlags(c, dbconn.Config{URL: c.String("db"), AppName: "kiln-janitor"}))
 	if err != nil {
 		return err
 	}
