@@ -78,9 +78,12 @@ func Put(ctx context.Context, db DB, r io.ReadSeeker, verified bool) (Info, erro
 	copy(info.Sum[:], h.Sum(nil))
 	info.Size = size
 
-	tag, err := db.Exec(ctx, `INSERT INTO kiln.blob (sha256, size, chunk_size, verified_at)
-		VALUES ($1, $2, $3, CASE WHEN $4 THEN now() END) ON CONFLICT (sha256) DO NOTHING`,
-		info.Sum[:], size, ChunkSize, verified)
+	// Name verified_at only when setting it: submitters may not insert it.
+	insert := `INSERT INTO kiln.blob (sha256, size, chunk_size) VALUES ($1, $2, $3) ON CONFLICT (sha256) DO NOTHING`
+	if verified {
+		insert = `INSERT INTO kiln.blob (sha256, size, chunk_size, verified_at) VALUES ($1, $2, $3, now()) ON CONFLICT (sha256) DO NOTHING`
+	}
+	tag, err := db.Exec(ctx, insert, info.Sum[:], size, ChunkSize)
 	if err != nil {
 		return Info{}, fmt.Errorf("storing blob %s: %w", info.Sum, err)
 	}

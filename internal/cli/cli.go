@@ -30,6 +30,7 @@ func App() *cli.App {
 		},
 		Commands: []*cli.Command{
 			adminCommand(),
+			submitCommand(),
 		},
 		EnableBashCompletion: true,
 	}

@@ -1,0 +1,78 @@
+package jobs
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+
+	"github.com/kiln-build/kiln/internal/split"
+)
+
+// ValidateWorker validates a submitted job and splits it into tasks (the
+// splitter's River worker). The verdict, the tasks, their build River jobs
+// and the completion of the validate River job are one transaction, so a
+// retried validate River job finds the job no longer submitted and does
+// nothing.
+type ValidateWorker struct {
+	river.WorkerDefaults[ValidateArgs]
+	DB       *pgxpool.Pool
+	Splitter *split.Splitter
+	Log      *slog.Logger
+}
+
+// Work implements river.Worker.
+func (w *ValidateWorker) Work(ctx context.Context, job *river.Job[ValidateArgs]) error {
+	id := job.Args.JobID
+	v, err := w.Splitter.Check(ctx, id)
+	if err != nil {
+		return fmt.Errorf("validating job %d: %w", id, err)
+	}
+	client := river.ClientFromContext[pgx.Tx](ctx)
+	var tasks int
+	err = pgx.BeginFunc(ctx, w.DB, func(tx pgx.Tx) error {
+		pending, err := split.Apply(ctx, tx, v)
+		if err != nil {
+			return err
+		}
+		tasks = len(pending)
+		if len(pending) > 0 {
+			params := make([]river.InsertManyParams, len(pending))
+			for i, p := range pending {
+				params[i] = river.InsertManyParams{
+					Args:       BuildArgs{TaskID: p.TaskID, JobID: id, Platform: p.Platform},
+					InsertOpts: &river.InsertOpts{Priority: v.Priority},
+				}
+			}
+			res, err := client.InsertManyTx(ctx, tx, params)
+			if err != nil {
+				return fmt.Errorf("enqueueing the tasks of job %d: %w", id, err)
+			}
+			for i, r := range res {
+				if err := split.SetRiverJob(ctx, tx, pending[i].TaskID, r.Job.ID); err != nil {
+					return err
+				}
+			}
+		}
+		if _, err := river.JobCompleteTx[*riverpgxv5.Driver](ctx, tx, job); err != nil {
+			return fmt.Errorf("completing the validate River job of job %d: %w", id, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	switch {
+	case v.Done:
+		w.Log.Info("job no longer waits for validation", "job", id)
+	case !v.Valid():
+		w.Log.Info("job is invalid", "job", id, "reason", v.Reason())
+	default:
+		w.Log.Info("job split", "job", id, "tasks", len(v.Tasks), "queued", tasks)
+	}
+	return nil
+}
