@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -12,6 +13,34 @@ import (
 
 	"github.com/kiln-build/kiln/internal/split"
 )
+
+// SplitterFetchCooldown is the least time between two fetches of the
+// splitter's River client (River's default is 100 ms): queue incoming sees
+// few River jobs, and each waits for a person, so it fetches eagerly.
+const SplitterFetchCooldown = 10 * time.Millisecond
+
+// NewSplitterClient returns the River client kiln-splitter runs: it works
+// queue incoming with the validate worker (at most workers at once) and
+// inserts build River jobs for the builders.
+func NewSplitterClient(db *pgxpool.Pool, s *split.Splitter, log *slog.Logger, workers int) (*river.Client[pgx.Tx], error) {
+	ws := river.NewWorkers()
+	river.AddWorker(ws, &ValidateWorker{DB: db, Splitter: s, Log: log})
+	rc, err := river.NewClient(riverpgxv5.New(db), &river.Config{
+		Schema:        "river",
+		Queues:        map[string]river.QueueConfig{QueueIncoming: {MaxWorkers: workers}},
+		Workers:       ws,
+		Logger:        log,
+		FetchCooldown: SplitterFetchCooldown,
+		// Reindexing needs to own the tables; the splitter does not.
+		ReindexerIndexNames: []string{},
+		// It inserts build River jobs, which builders work.
+		SkipUnknownJobCheck: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("setting up the River client: %w", err)
+	}
+	return rc, nil
+}
 
 // ValidateWorker validates a submitted job and splits it into tasks (the
 // splitter's River worker). The verdict, the tasks, their build River jobs

@@ -18,7 +18,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/urfave/cli/v2"
 
 	"github.com/kiln-build/kiln/internal/daemon"
@@ -79,7 +78,7 @@ func run(ctx context.Context, log *slog.Logger, cfg config) error {
 		return err
 	}
 	defer db.Close()
-	rc, err := newRiverClient(db, log, cfg)
+	rc, err := jobs.NewSplitterClient(db, split.New(db, cfg.maxFileSize), log, cfg.workers)
 	if err != nil {
 		return err
 	}
@@ -105,27 +104,6 @@ func run(ctx context.Context, log *slog.Logger, cfg config) error {
 	_ = daemon.Notify("STOPPING=1")
 	log.Info("stopping: finishing the jobs being validated")
 	return stopRiver(rc, log)
-}
-
-// newRiverClient makes the River client that works queue incoming with the
-// validate worker.
-func newRiverClient(db *pgxpool.Pool, log *slog.Logger, cfg config) (*river.Client[pgx.Tx], error) {
-	workers := river.NewWorkers()
-	river.AddWorker(workers, &jobs.ValidateWorker{DB: db, Splitter: split.New(db, cfg.maxFileSize), Log: log})
-	rc, err := river.NewClient(riverpgxv5.New(db), &river.Config{
-		Schema:  "river",
-		Queues:  map[string]river.QueueConfig{jobs.QueueIncoming: {MaxWorkers: cfg.workers}},
-		Workers: workers,
-		Logger:  log,
-		// Reindexing needs to own the tables; the splitter does not.
-		ReindexerIndexNames: []string{},
-		// It inserts build River jobs, which builders work.
-		SkipUnknownJobCheck: true,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("setting up the River client: %w", err)
-	}
-	return rc, nil
 }
 
 // drain waits until queue incoming has no validate River job available to

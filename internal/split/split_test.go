@@ -41,7 +41,7 @@ type bundle struct {
 	maxSize   int64
 }
 
-func setup(t *testing.T) *bundle {
+func setup(t testing.TB) *bundle {
 	t.Helper()
 	ctx := context.Background()
 	db := pgtest.New(t)
@@ -96,24 +96,26 @@ func (b *bundle) submit(t *testing.T, req submit.Request) int64 {
 	return res.JobID
 }
 
-// validate runs the splitter's River worker, as the splitter role, until
-// queue incoming has nothing left to run.
-func (b *bundle) validate(t *testing.T) {
+// startSplitter starts the splitter's River client, as kiln-splitter runs
+// it, connected as the splitter role.
+func (b *bundle) startSplitter(t testing.TB) *river.Client[pgx.Tx] {
 	t.Helper()
-	ctx := context.Background()
-	workers := river.NewWorkers()
-	river.AddWorker(workers, &jobs.ValidateWorker{DB: b.asSplit, Splitter: split.New(b.asSplit, b.maxSize), Log: slog.New(slog.DiscardHandler)})
-	rc, err := river.NewClient(riverpgxv5.New(b.asSplit), &river.Config{
-		Schema: "river", Queues: map[string]river.QueueConfig{jobs.QueueIncoming: {MaxWorkers: 2}},
-		Workers: workers, Logger: slog.New(slog.DiscardHandler), ReindexerIndexNames: []string{}, SkipUnknownJobCheck: true,
-		FetchPollInterval: 50 * time.Millisecond, FetchCooldown: 10 * time.Millisecond,
-	})
+	rc, err := jobs.NewSplitterClient(b.asSplit, split.New(b.asSplit, b.maxSize), slog.New(slog.DiscardHandler), 2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := rc.Start(ctx); err != nil {
+	if err := rc.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	return rc
+}
+
+// validate runs the splitter's River worker until queue incoming has
+// nothing left to run.
+func (b *bundle) validate(t *testing.T) {
+	t.Helper()
+	ctx := context.Background()
+	rc := b.startSplitter(t)
 	defer rc.Stop(ctx)
 	deadline := time.Now().Add(2 * time.Minute)
 	for {

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -90,7 +91,10 @@ type Client struct {
 
 // New returns a Client submitting through db.
 func New(db *pgxpool.Pool) (*Client, error) {
-	rc, err := river.NewClient(riverpgxv5.New(db), &river.Config{Schema: "river"})
+	// FetchCooldown also spaces out this client's insert notifications
+	// (River's default: at most one per 100 ms per queue); every submit
+	// should wake the splitter at once.
+	rc, err := river.NewClient(riverpgxv5.New(db), &river.Config{Schema: "river", FetchCooldown: time.Millisecond})
 	if err != nil {
 		return nil, fmt.Errorf("setting up the River client: %w", err)
 	}
