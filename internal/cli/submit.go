@@ -24,7 +24,7 @@ func submitCommand() *cli.Command {
 		ArgsUsage: "FILE...",
 		Description: "Uploads the files (a .dsc with the files it lists, found next to it) and creates the job in one\n" +
 			"transaction. --platform takes names, all, and !name to remove one; it may repeat or take a comma\n" +
-			"list; without it every active platform builds the job. See docs/submit.md.",
+			"list; without it every active platform of the packages' format builds the job. See docs/submit.md.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "bucket", Usage: "destination bucket", Required: true, EnvVars: []string{"KILN_BUCKET"}},
 			&cli.StringSliceFlag{Name: "platform", Aliases: []string{"p"}, Usage: "platform to build for (repeatable, comma list; all; !name removes one)"},
@@ -112,16 +112,19 @@ func isTerminal(w io.Writer) bool {
 // progressPrinter shows the progress of large files on one terminal line,
 // a few times a second.
 func progressPrinter(w io.Writer) func(submit.Progress) {
-	var last time.Time
+	var (
+		last  time.Time
+		stage string // file and phase last shown
+	)
 	return func(p submit.Progress) {
 		if p.Total < progressMin {
 			return
 		}
 		done := p.Done >= p.Total
-		if !done && time.Since(last) < 200*time.Millisecond {
+		if !done && stage == p.File+p.Phase && time.Since(last) < 200*time.Millisecond {
 			return
 		}
-		last = time.Now()
+		last, stage = time.Now(), p.File+p.Phase
 		fmt.Fprintf(w, "\r%s: %s %3d%% of %d MiB\x1b[K", p.File, p.Phase, p.Done*100/p.Total, p.Total>>20)
 		if done {
 			fmt.Fprintln(w)

@@ -17,6 +17,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/kiln-build/kiln/internal/pgtest"
+	"github.com/kiln-build/kiln/internal/submit"
 	"github.com/kiln-build/kiln/internal/testpkg"
 )
 
@@ -181,5 +182,22 @@ func TestSubmitKilledHalfway(t *testing.T) {
 	}
 	if jobs+pkgs+blobs+chunks+river != 0 {
 		t.Fatalf("a killed submit left jobs=%d packages=%d blobs=%d chunks=%d river=%d", jobs, pkgs, blobs, chunks, river)
+	}
+}
+
+func TestProgressPrinter(t *testing.T) {
+	t.Parallel()
+	var out strings.Builder
+	show := progressPrinter(&out)
+	show(submit.Progress{File: "small.src.rpm", Phase: "hashing", Done: 10, Total: 10})
+	show(submit.Progress{File: "big.src.rpm", Phase: "hashing", Done: 16 << 20, Total: 16 << 20})
+	show(submit.Progress{File: "big.src.rpm", Phase: "uploading", Done: 1 << 20, Total: 16 << 20})
+	show(submit.Progress{File: "big.src.rpm", Phase: "uploading", Done: 2 << 20, Total: 16 << 20}) // too soon: not shown
+	show(submit.Progress{File: "big.src.rpm", Phase: "uploading", Done: 16 << 20, Total: 16 << 20})
+	want := "\rbig.src.rpm: hashing 100% of 16 MiB\x1b[K\n" +
+		"\rbig.src.rpm: uploading   6% of 16 MiB\x1b[K" +
+		"\rbig.src.rpm: uploading 100% of 16 MiB\x1b[K\n"
+	if out.String() != want {
+		t.Fatalf("progress output %q, want %q", out.String(), want)
 	}
 }

@@ -111,8 +111,18 @@ func NewKey() string {
 }
 
 // Submit uploads the files and creates the job. It returns the job the key
-// names when that already exists, without uploading.
+// names when that already exists, without uploading. When ctx ends first,
+// nothing is left behind and the error wraps ctx's.
 func (c *Client) Submit(ctx context.Context, req Request) (Result, error) {
+	res, err := c.submit(ctx, req)
+	if err != nil && ctx.Err() != nil {
+		// pgx reports an interrupted COPY as a closed connection.
+		return res, fmt.Errorf("submit interrupted: %w (%v)", ctx.Err(), err)
+	}
+	return res, err
+}
+
+func (c *Client) submit(ctx context.Context, req Request) (Result, error) {
 	res := Result{Key: req.Key}
 	if res.Key == "" {
 		res.Key = NewKey()
