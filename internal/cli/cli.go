@@ -52,6 +52,7 @@ func App() *cli.App {
 			completionCommand(),
 			manCommand(),
 			adminCommand(),
+			submitCommand(),
 		},
 		EnableBashCompletion: true,
 		// Errors are returned to the caller (cmd/kiln), which prints them

@@ -1,0 +1,127 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/urfave/cli/v2"
+
+	"github.com/kiln-build/kiln/internal/submit"
+)
+
+// progressMin is the smallest file whose upload shows progress.
+const progressMin = 8 << 20
+
+func submitCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "submit",
+		Usage:     "submit source packages (.src.rpm, .dsc) as a job",
+		ArgsUsage: "FILE...",
+		Description: "Uploads the files (a .dsc with the files it lists, found next to it) and creates the job in one\n" +
+			"transaction. --platform takes names, all, and !name to remove one; it may repeat or take a comma\n" +
+			"list; without it every active platform of the packages' format builds the job. See docs/submit.md.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "bucket", Usage: "destination bucket", Required: true, EnvVars: []string{"KILN_BUCKET"}},
+			&cli.StringSliceFlag{Name: "platform", Aliases: []string{"p"}, Usage: "platform to build for (repeatable, comma list; all; !name removes one)"},
+			&cli.IntFlag{Name: "priority", Usage: "1 (most urgent) to 4", Value: 2},
+			&cli.StringFlag{Name: "note", Usage: "free text shown with the job"},
+			&cli.StringFlag{Name: "key", Usage: "submission key: submitting again with the same key returns the same job (default: generated)"},
+			&cli.BoolFlag{Name: "wait", Usage: "follow the job until it finishes; exit non-zero unless it succeeded"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no upload progress"},
+		},
+		Action: withDB(runSubmit),
+	}
+}
+
+func runSubmit(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
+	if c.NArg() == 0 {
+		return usageError("submit: give the .src.rpm or .dsc files to submit")
+	}
+	platforms := c.StringSlice("platform")
+	if _, err := submit.ParsePlatforms(platforms); err != nil {
+		return usageError("submit: %v", err)
+	}
+	client, err := submit.New(db)
+	if err != nil {
+		return err
+	}
+	req := submit.Request{
+		Bucket:    c.String("bucket"),
+		Platforms: platforms,
+		Priority:  c.Int("priority"),
+		Note:      c.String("note"),
+		Key:       c.String("key"),
+		Files:     c.Args().Slice(),
+	}
+	errw := c.App.ErrWriter
+	if errw == nil {
+		errw = os.Stderr
+	}
+	if !c.Bool("quiet") && isTerminal(errw) {
+		req.Progress = progressPrinter(errw)
+	}
+	res, err := client.Submit(ctx, req)
+	if err != nil {
+		return err
+	}
+	w := stdout(c)
+	if res.Existing {
+		fmt.Fprintf(w, "job %d was already submitted with key %s\n", res.JobID, res.Key)
+	} else {
+		fmt.Fprintf(w, "job %d submitted (key %s)\n", res.JobID, res.Key)
+	}
+	fmt.Fprintln(w, jobURL(settingsOf(c).get("web-url"), res.JobID))
+	if !c.Bool("wait") {
+		return nil
+	}
+	st, err := submit.Wait(ctx, db, res.JobID, func(st submit.JobState) {
+		fmt.Fprintf(w, "job %d %s\n", res.JobID, st.Status)
+	})
+	if err != nil {
+		return err
+	}
+	if st.Status != "succeeded" {
+		if st.Reason != "" {
+			return cli.Exit(fmt.Sprintf("job %d %s: %s", res.JobID, st.Status, st.Reason), ExitFailure)
+		}
+		return cli.Exit(fmt.Sprintf("job %d %s", res.JobID, st.Status), ExitFailure)
+	}
+	return nil
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// progressPrinter shows the progress of large files on one terminal line,
+// a few times a second.
+func progressPrinter(w io.Writer) func(submit.Progress) {
+	var (
+		last  time.Time
+		stage string // file and phase last shown
+	)
+	return func(p submit.Progress) {
+		if p.Total < progressMin {
+			return
+		}
+		done := p.Done >= p.Total
+		if !done && stage == p.File+p.Phase && time.Since(last) < 200*time.Millisecond {
+			return
+		}
+		last, stage = time.Now(), p.File+p.Phase
+		fmt.Fprintf(w, "\r%s: %s %3d%% of %d MiB\x1b[K", p.File, p.Phase, p.Done*100/p.Total, p.Total>>20)
+		if done {
+			fmt.Fprintln(w)
+		}
+	}
+}

@@ -1,0 +1,67 @@
+package srcpkg
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+)
+
+// The seed corpora in testdata/fuzz/ hold real packages made by rpmbuild
+// and dpkg-source (see TestWriteFuzzSeeds in seed_test.go).
+
+func FuzzParseRPM(f *testing.F) {
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := ParseRPM(bytes.NewReader(data))
+		if err != nil {
+			if !errors.Is(err, ErrNotRPM) && !errors.Is(err, ErrNotSource) && !errors.Is(err, ErrTruncated) && !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("error of no known kind: %v", err)
+			}
+			return
+		}
+		if p.Name == "" {
+			t.Fatalf("parsed a package without a name: %+v", p)
+		}
+	})
+}
+
+// FuzzRPMHeader fuzzes the header index and the tag readers directly: in
+// FuzzParseRPM almost every mutation is stopped by a digest.
+func FuzzRPMHeader(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		h, err := readHeader(bytes.NewReader(data), "main header")
+		if err != nil {
+			if !errors.Is(err, ErrTruncated) && !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("error of no known kind: %v", err)
+			}
+			return
+		}
+		p, err := describe(h, 1)
+		if err == nil && p.Name == "" {
+			t.Fatalf("parsed a package without a name: %+v", p)
+		}
+		if err != nil && !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrNotSource) {
+			t.Fatalf("error of no known kind: %v", err)
+		}
+	})
+}
+
+func FuzzParseDSC(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d, err := ParseDSC(data)
+		if err != nil {
+			if !errors.Is(err, ErrBadDSC) {
+				t.Fatalf("error of no known kind: %v", err)
+			}
+			return
+		}
+		if !validSourceName(d.Source) || len(d.Files) == 0 || d.Version == "" {
+			t.Fatalf("accepted an incomplete .dsc: %+v", d)
+		}
+		// The version must read back the same.
+		again := &DSC{}
+		if err := again.parseVersion(d.FullVersion()); err != nil || again.FullVersion() != d.FullVersion() {
+			t.Fatalf("version %q does not round-trip: %v", d.FullVersion(), err)
+		}
+	})
+}
