@@ -228,35 +228,6 @@ func RevokeBucket(ctx context.Context, db *pgxpool.Pool, bucket, role string) er
 	return nil
 }
 
-// Builder is a row of kiln.builder_status.
-type Builder struct {
-	Name        string     `json:"name"`
-	Host        string     `json:"host"`
-	State       string     `json:"state"`
-	Enabled     bool       `json:"enabled"`
-	Draining    bool       `json:"draining"`
-	Slots       int        `json:"slots"`
-	Busy        int        `json:"busy"`
-	HeartbeatAt *time.Time `json:"heartbeat_at"`
-	Version     string     `json:"version"`
-	Platforms   []string   `json:"platforms"`
-	Tasks       []int64    `json:"tasks"`
-}
-
-// ListBuilders returns every builder by name.
-func ListBuilders(ctx context.Context, db *pgxpool.Pool) ([]Builder, error) {
-	rows, err := db.Query(ctx, `SELECT builder, host, state, enabled, draining, slots, busy, heartbeat_at, version, platforms, tasks
-		FROM kiln.builder_status ORDER BY builder`)
-	if err != nil {
-		return nil, fmt.Errorf("listing builders: %w", err)
-	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Builder, error) {
-		var b Builder
-		err := r.Scan(&b.Name, &b.Host, &b.State, &b.Enabled, &b.Draining, &b.Slots, &b.Busy, &b.HeartbeatAt, &b.Version, &b.Platforms, &b.Tasks)
-		return b, err
-	})
-}
-
 // SetBuilderEnabled switches a builder on or off for new work.
 func SetBuilderEnabled(ctx context.Context, db *pgxpool.Pool, name string, enabled bool) error {
 	tag, err := db.Exec(ctx, "UPDATE kiln.builder SET enabled = $2 WHERE name = $1", name, enabled)

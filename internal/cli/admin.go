@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/kiln-build/kiln/internal/admin"
+	"github.com/kiln-build/kiln/internal/report"
 	"github.com/kiln-build/kiln/schema"
 )
 
@@ -392,7 +393,7 @@ func runBucketRevoke(ctx context.Context, c *cli.Context, db *pgxpool.Pool) erro
 }
 
 func runBuilderList(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
-	bs, err := admin.ListBuilders(ctx, db)
+	bs, err := report.ListBuilders(ctx, db)
 	if err != nil {
 		return err
 	}
