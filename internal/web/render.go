@@ -55,8 +55,8 @@ var funcs = template.FuncMap{
 		}
 		return fmt.Sprintf("%d B", n)
 	},
-	"join": strings.Join,
-	"status": func(s string) string { return strings.ReplaceAll(s, "_", " ") },
+	"join":     strings.Join,
+	"status":   func(s string) string { return strings.ReplaceAll(s, "_", " ") },
 	"final":    func(s string) bool { return isFinal(s) },
 	"artifact": artifactURL,
 }
