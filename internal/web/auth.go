@@ -185,7 +185,9 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.render(w, r, http.StatusUnauthorized, "login", "Log in", "", nil)
 		return
 	}
-	opts := []func(*service.Settings){service.Logger(log.New(slogWriter{s}, "", 0))}
+	// DecodePAC off: an MIT KDC's PAC has no Active Directory logon info,
+	// which gokrb5 would otherwise insist on; kiln needs only the name.
+	opts := []func(*service.Settings){service.Logger(log.New(slogWriter{s}, "", 0)), service.DecodePAC(false)}
 	if s.cfg.ServicePrincipal != "" {
 		opts = append(opts, service.KeytabPrincipal(s.cfg.ServicePrincipal))
 	}
