@@ -172,3 +172,7 @@ COMMENT ON INDEX kiln.task_unfinished_platform_idx IS 'Pending and building task
 -- /metrics sums up the builds of the last hour (kiln.build_duration).
 CREATE INDEX attempt_finished_idx ON kiln.attempt (finished_at) WHERE finished_at IS NOT NULL;
 COMMENT ON INDEX kiln.attempt_finished_idx IS 'Attempts by end time: the recent builds /metrics sums up.';
+
+-- /metrics counts the jobs that finished in the last hour by status.
+CREATE INDEX job_finished_idx ON kiln.job (finished_at) WHERE finished_at IS NOT NULL;
+COMMENT ON INDEX kiln.job_finished_idx IS 'Jobs by end time: the recently finished jobs /metrics counts.';

@@ -60,32 +60,41 @@ func GetArtifact(ctx context.Context, db DB, id int64) (*Artifact, error) {
 	return &arts[0], nil
 }
 
-// Counts are the farm's jobs by status, its unfinished tasks by status and
-// its builders by state.
+// Counts are the farm's unfinished jobs and tasks by status, the jobs that
+// finished within a window by final status, and the builders by state.
 type Counts struct {
-	Jobs     map[string]int `json:"jobs"`
-	Tasks    map[string]int `json:"tasks"`
-	Builders map[string]int `json:"builders"`
+	Jobs         map[string]int `json:"jobs"`
+	JobsFinished map[string]int `json:"jobs_finished"`
+	Tasks        map[string]int `json:"tasks"`
+	Builders     map[string]int `json:"builders"`
 }
 
-// GetCounts counts jobs by status (an index-only scan of job_status_idx),
-// pending and building tasks (task_unfinished_platform_idx) and builders by
-// state. Every status is present, zero when no row has it; finished tasks
-// are not counted (there are millions; RecentBuilds covers them).
-func GetCounts(ctx context.Context, db DB) (*Counts, error) {
-	c := &Counts{Jobs: map[string]int{}, Tasks: map[string]int{"pending": 0, "building": 0}, Builders: map[string]int{"online": 0, "offline": 0}}
+// GetCounts counts what /metrics reports, reading only what is unfinished or
+// recent, so its cost does not grow with the history: unfinished jobs
+// (job_status_idx), jobs finished within the window (job_finished_idx, from
+// migration 0008), pending and building tasks (task_unfinished_platform_idx)
+// and builders. Every status is present, zero when no row has it.
+func GetCounts(ctx context.Context, db DB, window time.Duration) (*Counts, error) {
+	c := &Counts{Jobs: map[string]int{}, JobsFinished: map[string]int{}, Tasks: map[string]int{"pending": 0, "building": 0},
+		Builders: map[string]int{"online": 0, "offline": 0}}
 	for _, s := range JobStatuses {
-		c.Jobs[s] = 0
+		if JobFinal(s) {
+			c.JobsFinished[s] = 0
+		} else {
+			c.Jobs[s] = 0
+		}
 	}
 	for _, q := range []struct {
-		sql string
-		m   map[string]int
+		sql  string
+		args []any
+		m    map[string]int
 	}{
-		{"SELECT status, count(*) FROM kiln.job GROUP BY status", c.Jobs},
-		{"SELECT status, count(*) FROM kiln.task WHERE status IN ('pending', 'building') GROUP BY status", c.Tasks},
-		{"SELECT state, count(*) FROM kiln.builder GROUP BY state", c.Builders},
+		{"SELECT status, count(*) FROM kiln.job WHERE status IN ('submitted', 'queued', 'building') GROUP BY status", nil, c.Jobs},
+		{"SELECT status, count(*) FROM kiln.job WHERE finished_at > now() - $1::interval GROUP BY status", []any{window}, c.JobsFinished},
+		{"SELECT status, count(*) FROM kiln.task WHERE status IN ('pending', 'building') GROUP BY status", nil, c.Tasks},
+		{"SELECT state, count(*) FROM kiln.builder GROUP BY state", nil, c.Builders},
 	} {
-		rows, err := db.Query(ctx, q.sql)
+		rows, err := db.Query(ctx, q.sql, q.args...)
 		if err != nil {
 			return nil, wrap(err, "counting jobs, tasks and builders")
 		}

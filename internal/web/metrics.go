@@ -74,7 +74,7 @@ func (s *Server) gatherMetrics(r *http.Request) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	counts, err := report.GetCounts(ctx, s.db)
+	counts, err := report.GetCounts(ctx, s.db, s.cfg.MetricsWindow)
 	if err != nil {
 		return nil, err
 	}
@@ -109,13 +109,16 @@ func (s *Server) gatherMetrics(r *http.Request) ([]byte, error) {
 			m.sample(f.name, f.value(p), "platform", p.Name)
 		}
 	}
+	window := fmt.Sprintf("%g", s.cfg.MetricsWindow.Seconds())
 	for _, c := range []struct {
 		name, label, help string
 		m                 map[string]int
+		extra             []string
 	}{
-		{"kiln_jobs", "status", "Jobs by status.", counts.Jobs},
-		{"kiln_tasks_unfinished", "status", "Tasks pending or building.", counts.Tasks},
-		{"kiln_builders", "state", "Builders by state.", counts.Builders},
+		{"kiln_jobs", "status", "Unfinished jobs by status.", counts.Jobs, nil},
+		{"kiln_jobs_finished_recent", "status", "Jobs that reached a final status within the last window_seconds.", counts.JobsFinished, []string{"window_seconds", window}},
+		{"kiln_tasks_unfinished", "status", "Tasks pending or building.", counts.Tasks, nil},
+		{"kiln_builders", "state", "Builders by state.", counts.Builders, nil},
 	} {
 		m.family(c.name, "gauge", c.help)
 		keys := make([]string, 0, len(c.m))
@@ -124,10 +127,9 @@ func (s *Server) gatherMetrics(r *http.Request) ([]byte, error) {
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
-			m.sample(c.name, float64(c.m[k]), c.label, k)
+			m.sample(c.name, float64(c.m[k]), append([]string{c.label, k}, c.extra...)...)
 		}
 	}
-	window := fmt.Sprintf("%g", s.cfg.MetricsWindow.Seconds())
 	m.family("kiln_builds_recent", "gauge", "Build attempts that ended within the last window_seconds, by platform and outcome (view kiln.build_duration).")
 	for _, b := range recent {
 		m.sample("kiln_builds_recent", float64(b.Count), "platform", b.Platform, "status", b.Status, "window_seconds", window)
