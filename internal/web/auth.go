@@ -213,6 +213,7 @@ func (s *Server) loggedIn(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	securityHeaders(w)
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	if err := s.checkPost(r); err != nil {
 		s.render(w, r, http.StatusForbidden, "error", "Forbidden", "", err.Error())
 		return
