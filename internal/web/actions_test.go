@@ -247,14 +247,16 @@ func TestWebFunctions(t *testing.T) {
 		want               string
 	}{
 		{"a person calling directly", f.Alice, f.Alice, "permission denied for function web_cancel_job"},
-		{"an admin calling directly", f.Admin, f.Admin, "only the web interface"}, // admins may SET ROLE kiln_owner, but the function checks
+		{"an admin calling directly", f.Admin, f.Admin, "only the web interface|permission denied for function"},
 		{"for a superuser", b.web, "postgres", "has no login role here"},
 		{"for nobody", b.web, "nobody_at_all", "has no login role here"},
 		{"for the web itself", b.web, b.web, "is not a member of kiln_submitter"},
 		{"for a group role", b.web, "kiln_admin", "has no login role here"},
 	} {
 		err := as(c.role, "SELECT kiln.web_cancel_job($1, $2)", c.person, job)
-		if err == nil || !strings.Contains(err.Error(), c.want) {
+		// Where admins inherit the owner's rights they may execute the
+		// function, which then refuses them itself.
+		if err == nil || !regexp.MustCompile(c.want).MatchString(err.Error()) {
 			t.Errorf("%s: %v, want %q", c.name, err, c.want)
 		}
 	}
