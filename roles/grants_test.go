@@ -68,8 +68,8 @@ var matrix = map[string]map[string]string{
 	// UPDATE for unique-job upserts; working clients (splitter, janitor)
 	// also elect a leader, record queues and clean up; builders work jobs
 	// but never enqueue them.
-	"river.river_job":                 {"submitter": "SIU", "splitter": "SIUD", "builder": "SUD", "janitor": "SIUD", "admin": "SIU"},
-	"river.river_job_id_seq":          {"submitter": "N", "splitter": "N", "janitor": "N", "admin": "N"},
+	"river.river_job":                 {"submitter": "SIU", "splitter": "SIUD", "builder": "SUD", "janitor": "SIUD", "admin": "SIU", "web": "SIU"},
+	"river.river_job_id_seq":          {"submitter": "N", "splitter": "N", "janitor": "N", "admin": "N", "web": "N"},
 	"river.river_leader":              {"splitter": "SIUD", "builder": "SIUD", "janitor": "SIUD", "admin": "S"},
 	"river.river_queue":               {"splitter": "SIUD", "builder": "SIUD", "janitor": "SIUD", "admin": "S"},
 	"river.river_migration":           {"admin": "S"},

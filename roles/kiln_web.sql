@@ -1,9 +1,18 @@
--- kiln_web: the web interface. Member of kiln_reader: it reads what a reader
--- reads (row-level security hides private buckets from it, as from any
--- reader) and LISTENs for kiln_job, kiln_task, kiln_log and kiln_builder,
--- which needs no grant. It writes nothing.
+-- kiln_web: the web interface (kiln-web). Member of kiln_reader: its pages
+-- read what a reader reads (row-level security hides private buckets from
+-- it, as from any reader), and it LISTENs for kiln_job, kiln_task and
+-- kiln_log, which needs no grant. It changes nothing directly: actions that
+-- people take in the browser (after Kerberos/SPNEGO login) go through the
+-- kiln.web_* functions, which check the person's own rights (docs/web.md).
 -- Start from nothing, so that applying this file again also withdraws what
 -- it no longer grants (kiln admin roles apply).
 REVOKE ALL ON ALL TABLES IN SCHEMA kiln, river FROM kiln_web;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA kiln, river FROM kiln_web;
-GRANT USAGE ON SCHEMA kiln TO kiln_web;
+GRANT USAGE ON SCHEMA kiln, river TO kiln_web;
+GRANT EXECUTE ON FUNCTION kiln.web_check_person(name, name), kiln.web_cancel_job(name, bigint),
+    kiln.web_cancel_task(name, bigint), kiln.web_resubmit(name, bigint, text),
+    kiln.web_set_builder_enabled(name, text, boolean) TO kiln_web;
+-- Resubmit: the validate River job, inserted in the same transaction as the
+-- new job (as kiln_submitter may).
+GRANT SELECT, INSERT, UPDATE ON river.river_job TO kiln_web;
+GRANT USAGE ON SEQUENCE river.river_job_id_seq TO kiln_web;

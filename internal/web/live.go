@@ -1,0 +1,418 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/kiln-build/kiln/internal/report"
+)
+
+// Live updates. One connection per server LISTENs on the channels the
+// schema's triggers notify (kiln_job, kiln_task, kiln_log) and wakes the
+// server-sent-event streams a notification concerns. A woken stream reads
+// the current state from the database and sends what changed, so
+// notifications that arrive in a burst cost one read, and nothing is lost
+// when the listener reconnects: it wakes every stream afterwards.
+
+// channels are the NOTIFY channels the live updates follow.
+var channels = []string{"kiln_job", "kiln_task", "kiln_log"}
+
+// notice is a parsed notification; zero fields were not in the payload.
+type notice struct {
+	Channel string `json:"-"`
+	Job     int64  `json:"job"`
+	Task    int64  `json:"task"`
+}
+
+type subscriber struct {
+	wake  chan struct{}
+	match func(notice) bool
+}
+
+type hub struct {
+	pool *pgxpool.Pool
+	log  *slog.Logger
+
+	mu        sync.Mutex
+	subs      map[*subscriber]struct{}
+	started   bool
+	connected bool
+	lastErr   error
+}
+
+func newHub(pool *pgxpool.Pool, log *slog.Logger) *hub {
+	return &hub{pool: pool, log: log, subs: map[*subscriber]struct{}{}}
+}
+
+// subscribe registers a stream; match runs on the listener's goroutine and
+// must be quick.
+func (h *hub) subscribe(match func(notice) bool) *subscriber {
+	s := &subscriber{wake: make(chan struct{}, 1), match: match}
+	h.mu.Lock()
+	h.subs[s] = struct{}{}
+	h.mu.Unlock()
+	return s
+}
+
+func (h *hub) unsubscribe(s *subscriber) {
+	h.mu.Lock()
+	delete(h.subs, s)
+	h.mu.Unlock()
+}
+
+func (h *hub) dispatch(n notice, all bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s := range h.subs {
+		if all || s.match(n) {
+			select {
+			case s.wake <- struct{}{}:
+			default: // already woken; it will read everything new
+			}
+		}
+	}
+}
+
+func (h *hub) healthy() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.started && !h.connected {
+		if h.lastErr != nil {
+			return fmt.Errorf("not listening: %w", h.lastErr)
+		}
+		return errors.New("not listening yet")
+	}
+	return nil
+}
+
+// listening reports whether the listener is connected now.
+func (h *hub) listening() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.connected
+}
+
+func (h *hub) run(ctx context.Context) {
+	h.mu.Lock()
+	h.started = true
+	h.mu.Unlock()
+	wait := time.Second
+	for ctx.Err() == nil {
+		err := h.listen(ctx)
+		h.mu.Lock()
+		h.connected, h.lastErr = false, err
+		h.mu.Unlock()
+		if ctx.Err() != nil {
+			return
+		}
+		h.log.Warn("live updates: listener lost, reconnecting", "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
+}
+
+func (h *hub) listen(ctx context.Context) error {
+	conn, err := pgx.ConnectConfig(ctx, h.pool.Config().ConnConfig.Copy())
+	if err != nil {
+		return fmt.Errorf("connecting: %w", err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	for _, ch := range channels {
+		if _, err := conn.Exec(ctx, "LISTEN "+ch); err != nil {
+			return fmt.Errorf("LISTEN %s: %w", ch, err)
+		}
+	}
+	h.mu.Lock()
+	h.connected = true
+	h.mu.Unlock()
+	// Whatever happened while nobody listened: every stream re-reads.
+	h.dispatch(notice{}, true)
+	for {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			return fmt.Errorf("waiting for notifications: %w", err)
+		}
+		var p notice
+		if err := json.Unmarshal([]byte(n.Payload), &p); err != nil {
+			h.log.Warn("live updates: unreadable notification", "channel", n.Channel, "payload", n.Payload)
+			continue
+		}
+		p.Channel = n.Channel
+		h.dispatch(p, false)
+	}
+}
+
+// stream is one server-sent-event response.
+type stream struct {
+	w  http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func startStream(w http.ResponseWriter) *stream {
+	rc := http.NewResponseController(w)
+	_ = rc.SetWriteDeadline(time.Time{}) // a stream outlives the server's write timeout
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	return &stream{w: w, rc: rc}
+}
+
+// send writes one event whose data is v as JSON: one line, whatever v
+// holds (a carriage return or newline in a log or a note cannot end the
+// event early).
+func (s *stream) send(event string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	if _, err := fmt.Fprintf(s.w, "event: %s\ndata: %s\n\n", event, b); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (s *stream) flush() error { return s.rc.Flush() }
+
+// wait blocks until the subscriber is woken (true) or the request ends
+// (false), keeping the connection alive meanwhile.
+func (s *stream) wait(ctx context.Context, sub *subscriber) bool {
+	keepalive := time.NewTicker(20 * time.Second)
+	defer keepalive.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-sub.wake:
+			return true
+		case <-keepalive.C:
+			if _, err := fmt.Fprint(s.w, ": keepalive\n\n"); err != nil || s.flush() != nil {
+				return false
+			}
+		}
+	}
+}
+
+// logKey names the log of one attempt of a task.
+type logKey struct {
+	task    int64
+	attempt int
+}
+
+// logEvent is the data of a "log" event: one stored batch of lines.
+type logEvent struct {
+	Task     int64  `json:"task"`
+	Attempt  int    `json:"attempt"`
+	Seq      int    `json:"seq"`
+	Platform string `json:"platform"`
+	Text     string `json:"text"`
+}
+
+// statusEvent is the data of a "status" event.
+type statusEvent struct {
+	Status string `json:"status"`
+	Final  bool   `json:"final"`
+}
+
+// parseFollow reads ?log=TASK.ATTEMPT.SEQ parameters: the logs a page
+// already shows, up to which batch.
+func parseFollow(vals []string) map[logKey]int {
+	out := map[logKey]int{}
+	for _, v := range vals {
+		parts := strings.Split(v, ".")
+		if len(parts) != 3 {
+			continue
+		}
+		t, err1 := strconv.ParseInt(parts[0], 10, 64)
+		a, err2 := strconv.Atoi(parts[1])
+		q, err3 := strconv.Atoi(parts[2])
+		if err1 == nil && err2 == nil && err3 == nil {
+			out[logKey{t, a}] = q
+		}
+	}
+	return out
+}
+
+// jobEvents streams a job's changes: "status" (the job's status), "tasks"
+// (the task table, rendered as on the page), "log" (new log batches of its
+// building tasks) and "end" once the job is final.
+func (s *Server) jobEvents(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r, "id")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	ctx := r.Context()
+	var mu sync.Mutex
+	tasks := map[int64]bool{}
+	sub := s.hub.subscribe(func(n notice) bool {
+		if n.Job == id {
+			return true
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return n.Channel == "kiln_log" && tasks[n.Task]
+	})
+	defer s.hub.unsubscribe(sub)
+
+	v := view{Person: s.person(r), Login: s.cfg.Keytab != nil, CSRF: s.csrfToken(w, r)}
+	follow := parseFollow(r.URL.Query()["log"])
+	var lastStatus, lastTasks string
+	var st *stream
+	for {
+		j, err := report.GetJob(ctx, s.db, id)
+		if err != nil {
+			if st == nil {
+				s.fail(w, r, err)
+			}
+			return
+		}
+		if st == nil {
+			st = startStream(w)
+		}
+		mu.Lock()
+		for _, t := range j.Tasks {
+			tasks[t.ID] = true
+		}
+		mu.Unlock()
+		v.Data = &jobData{Job: j}
+		html, err := s.fragment("job", "tasks", v)
+		if err != nil {
+			s.log.Error("live job", "err", err)
+			return
+		}
+		if html != lastTasks {
+			if st.send("tasks", html) != nil {
+				return
+			}
+			lastTasks = html
+		}
+		if j.Status != lastStatus {
+			if st.send("status", statusEvent{j.Status, report.JobFinal(j.Status)}) != nil {
+				return
+			}
+			lastStatus = j.Status
+		}
+		current := map[logKey]report.Task{}
+		for _, t := range j.Tasks {
+			if t.Attempt > 0 {
+				current[logKey{t.ID, t.Attempt}] = t
+			}
+			if t.Status == "building" {
+				if _, ok := follow[logKey{t.ID, t.Attempt}]; !ok {
+					follow[logKey{t.ID, t.Attempt}] = -1
+				}
+			}
+		}
+		for k, seq := range follow {
+			t, ok := current[k]
+			if !ok {
+				delete(follow, k) // a stale attempt, or not this job's
+				continue
+			}
+			if follow[k], err = s.sendLog(ctx, st, t, k.attempt, seq); err != nil {
+				return
+			}
+			if t.Status != "building" {
+				delete(follow, k) // finished: its last lines are out
+			}
+		}
+		if report.JobFinal(j.Status) {
+			_ = st.send("end", statusEvent{j.Status, true})
+			_ = st.flush()
+			return
+		}
+		if st.flush() != nil || !st.wait(ctx, sub) {
+			return
+		}
+	}
+}
+
+// sendLog sends the log batches of an attempt after seq and returns the
+// last seq sent.
+func (s *Server) sendLog(ctx context.Context, st *stream, t report.Task, attempt, seq int) (int, error) {
+	chunks, err := report.LogAfter(ctx, s.db, t.ID, attempt, seq)
+	if err != nil {
+		return seq, err
+	}
+	for _, c := range chunks {
+		if err := st.send("log", logEvent{Task: t.ID, Attempt: attempt, Seq: c.Seq, Platform: t.Platform, Text: c.Data}); err != nil {
+			return seq, err
+		}
+		seq = c.Seq
+	}
+	return seq, nil
+}
+
+// taskEvents streams one attempt's log (?attempt=N&after=SEQ): "log",
+// "status", "reload" when a new attempt starts, and "end" once the task is
+// final.
+func (s *Server) taskEvents(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r, "id")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	q := r.URL.Query()
+	attempt, err1 := strconv.Atoi(q.Get("attempt"))
+	seq, err2 := strconv.Atoi(q.Get("after"))
+	if err1 != nil || err2 != nil {
+		s.fail(w, r, fmt.Errorf("need ?attempt=N&after=SEQ: %w", errBadRequest))
+		return
+	}
+	ctx := r.Context()
+	sub := s.hub.subscribe(func(n notice) bool { return n.Task == id })
+	defer s.hub.unsubscribe(sub)
+	var st *stream
+	lastStatus := ""
+	for {
+		t, err := report.GetTask(ctx, s.db, id)
+		if err != nil {
+			if st == nil {
+				s.fail(w, r, err)
+			}
+			return
+		}
+		if st == nil {
+			st = startStream(w)
+		}
+		if seq, err = s.sendLog(ctx, st, *t, attempt, seq); err != nil {
+			return
+		}
+		if t.Attempt != attempt {
+			_ = st.send("reload", statusEvent{t.Status, report.TaskFinal(t.Status)})
+			_ = st.flush()
+			return
+		}
+		if t.Status != lastStatus {
+			if st.send("status", statusEvent{t.Status, report.TaskFinal(t.Status)}) != nil {
+				return
+			}
+			lastStatus = t.Status
+		}
+		if report.TaskFinal(t.Status) {
+			_ = st.send("end", statusEvent{t.Status, true})
+			_ = st.flush()
+			return
+		}
+		if st.flush() != nil || !st.wait(ctx, sub) {
+			return
+		}
+	}
+}

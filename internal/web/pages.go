@@ -1,0 +1,419 @@
+package web
+
+import (
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kiln-build/kiln/internal/blob"
+	"github.com/kiln-build/kiln/internal/report"
+)
+
+// logChunks is how many log batches a page shows before following live;
+// the raw log has the rest.
+const logChunks = 400
+
+type dashboardData struct {
+	Platforms []report.Platform
+	Builders  []builderRow
+	Jobs      []report.JobSummary
+}
+
+// builderRow is a builder with the tasks it is building.
+type builderRow struct {
+	report.Builder
+	Building []report.BuildingTask
+}
+
+func (s *Server) builderRows(r *http.Request) ([]builderRow, error) {
+	bs, err := report.ListBuilders(r.Context(), s.db)
+	if err != nil {
+		return nil, err
+	}
+	building, err := report.BuildingTasks(r.Context(), s.db)
+	if err != nil {
+		return nil, err
+	}
+	rows := make([]builderRow, len(bs))
+	for i, b := range bs {
+		rows[i].Builder = b
+		for _, t := range building {
+			if t.Builder == b.Name {
+				rows[i].Building = append(rows[i].Building, t)
+			}
+		}
+	}
+	return rows, nil
+}
+
+func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
+	var d dashboardData
+	var err error
+	if d.Platforms, err = report.ListPlatforms(r.Context(), s.db); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if d.Builders, err = s.builderRows(r); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	list, err := report.ListJobs(r.Context(), s.db, report.Filter{Limit: 15})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	d.Jobs = list.Jobs
+	s.render(w, r, http.StatusOK, "dashboard", "Dashboard", "dashboard", d)
+}
+
+// jobFilter reads the job list's filters from the query string (the same
+// for the page and /api/jobs).
+func jobFilter(q url.Values) (report.Filter, error) {
+	f := report.Filter{Submitter: q.Get("submitter"), Bucket: q.Get("bucket"), Platform: q.Get("platform")}
+	for _, st := range q["status"] {
+		if st != "" {
+			f.Status = append(f.Status, st)
+		}
+	}
+	for _, st := range f.Status {
+		if !slices.Contains(report.JobStatuses, st) {
+			return f, fmt.Errorf("unknown job status %q (known: %s): %w", st, strings.Join(report.JobStatuses, ", "), errBadRequest)
+		}
+	}
+	if v := q.Get("since"); v != "" {
+		t, err := parseSince(v, time.Now())
+		if err != nil {
+			return f, fmt.Errorf("since %q: %v: %w", v, err, errBadRequest)
+		}
+		f.Since = t
+	}
+	for _, p := range []struct {
+		name string
+		to   *int64
+	}{{"before", &f.Before}, {"limit", nil}} {
+		v := q.Get(p.name)
+		if v == "" {
+			continue
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return f, fmt.Errorf("%s %q is not a number: %w", p.name, v, errBadRequest)
+		}
+		if p.to != nil {
+			*p.to = n
+		} else {
+			f.Limit = int(min(n, report.MaxLimit))
+		}
+	}
+	return f, nil
+}
+
+// parseSince reads a time: a duration back from now (36h, 90m, 7d), a date
+// (2025-05-01, midnight UTC) or an RFC 3339 time.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		if n, err := strconv.Atoi(days); err == nil && n >= 0 {
+			return now.AddDate(0, 0, -n), nil
+		}
+	}
+	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	if t, err := time.Parse("2006-01-02", s); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	return time.Time{}, errors.New("use a duration (36h, 7d), a date (2025-05-01) or an RFC 3339 time")
+}
+
+type jobListData struct {
+	List      report.JobList
+	Q         url.Values
+	Statuses  []string
+	Platforms []report.Platform
+	Next      string // URL of the next (older) page, "" on the last
+	First     string // URL of the first page when not on it
+}
+
+func (s *Server) jobList(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f, err := jobFilter(q)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	d := jobListData{Q: q, Statuses: report.JobStatuses}
+	if d.List, err = report.ListJobs(r.Context(), s.db, f); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if d.Platforms, err = report.ListPlatforms(r.Context(), s.db); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	page := func(before int64) string {
+		v := url.Values{}
+		for k, vs := range q {
+			if k != "before" {
+				v[k] = vs
+			}
+		}
+		if before > 0 {
+			v.Set("before", strconv.FormatInt(before, 10))
+		}
+		if len(v) == 0 {
+			return "/jobs"
+		}
+		return "/jobs?" + v.Encode()
+	}
+	if d.List.NextBefore > 0 {
+		d.Next = page(d.List.NextBefore)
+	}
+	if f.Before > 0 {
+		d.First = page(0)
+	}
+	s.render(w, r, http.StatusOK, "jobs", "Jobs", "jobs", d)
+}
+
+// liveLog is the log of a building attempt on the job and task pages: the
+// last chunks, then followed live from Seq.
+type liveLog struct {
+	Task     int64
+	Platform string
+	Attempt  int
+	Text     string
+	Seq      int // last seq shown, -1 for none
+	Earlier  bool
+}
+
+func (s *Server) liveLog(r *http.Request, t report.Task, attempt int) (liveLog, error) {
+	chunks, more, err := report.LogLast(r.Context(), s.db, t.ID, attempt, logChunks)
+	if err != nil {
+		return liveLog{}, err
+	}
+	l := liveLog{Task: t.ID, Platform: t.Platform, Attempt: attempt, Seq: -1, Earlier: more}
+	var b strings.Builder
+	for _, c := range chunks {
+		b.WriteString(c.Data)
+		l.Seq = c.Seq
+	}
+	l.Text = b.String()
+	return l, nil
+}
+
+type jobData struct {
+	Job  *report.Job
+	Logs []liveLog
+}
+
+func (s *Server) loadJob(r *http.Request, id int64) (*jobData, error) {
+	j, err := report.GetJob(r.Context(), s.db, id)
+	if err != nil {
+		return nil, err
+	}
+	d := &jobData{Job: j}
+	for _, t := range j.Tasks {
+		if t.Status != "building" {
+			continue
+		}
+		l, err := s.liveLog(r, t, t.Attempt)
+		if err != nil {
+			return nil, err
+		}
+		d.Logs = append(d.Logs, l)
+	}
+	return d, nil
+}
+
+func (s *Server) jobPage(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r, "id")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	d, err := s.loadJob(r, id)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "job", fmt.Sprintf("Job %d", id), "jobs", d)
+}
+
+type taskData struct {
+	Task *report.Task
+	Log  liveLog
+	// Viewed is the attempt whose log is shown; Live is true while it is
+	// the current one and still building.
+	Viewed int
+	Live   bool
+}
+
+func (s *Server) taskPage(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r, "id")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	t, err := report.GetTask(r.Context(), s.db, id)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	d := taskData{Task: t, Viewed: t.Attempt}
+	if v := r.URL.Query().Get("attempt"); v != "" {
+		if d.Viewed, err = strconv.Atoi(v); err != nil || d.Viewed < 1 || d.Viewed > t.Attempt {
+			s.fail(w, r, fmt.Errorf("task %d has no attempt %q: %w", id, v, errBadRequest))
+			return
+		}
+	}
+	d.Live = d.Viewed == t.Attempt && t.Status == "building"
+	if d.Viewed > 0 {
+		if d.Log, err = s.liveLog(r, *t, d.Viewed); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	s.render(w, r, http.StatusOK, "task", fmt.Sprintf("Task %d", id), "jobs", d)
+}
+
+// rawLog writes the whole log of an attempt (the current one unless
+// ?attempt=N) as plain text.
+func (s *Server) rawLog(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r, "id")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	t, err := report.GetTask(r.Context(), s.db, id)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	attempt := t.Attempt
+	if v := r.URL.Query().Get("attempt"); v != "" {
+		if attempt, err = strconv.Atoi(v); err != nil || attempt < 1 || attempt > t.Attempt {
+			s.fail(w, r, fmt.Errorf("task %d has no attempt %q: %w", id, v, errBadRequest))
+			return
+		}
+	}
+	chunks, err := report.LogAfter(r.Context(), s.db, id, attempt, -1)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Content-Disposition", mime.FormatMediaType("inline", map[string]string{"filename": fmt.Sprintf("task-%d-attempt-%d.log", id, attempt)}))
+	for _, c := range chunks {
+		if _, err := w.Write([]byte(c.Data)); err != nil {
+			return
+		}
+	}
+}
+
+// download streams an artifact's blob, checking its digest on the way.
+func (s *Server) download(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r, "id")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	a, err := report.GetArtifact(r.Context(), s.db, id)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if a.FileName != r.PathValue("name") {
+		http.Redirect(w, r, artifactURL(*a), http.StatusMovedPermanently)
+		return
+	}
+	if a.SHA256 == nil {
+		s.render(w, r, http.StatusGone, "error", "Gone", "", fmt.Sprintf("The content of %s was pruned by retention.", a.FileName))
+		return
+	}
+	sum, err := blob.ParseSum(*a.SHA256)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": a.FileName}))
+	h.Set("Content-Length", strconv.FormatInt(a.Size, 10))
+	h.Set("X-Checksum-Sha256", *a.SHA256)
+	h.Set("ETag", `"sha256:`+*a.SHA256+`"`)
+	h.Set("Cache-Control", "private, max-age=86400, immutable")
+	if r.Header.Get("If-None-Match") == h.Get("ETag") {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	if _, err := blob.WriteTo(r.Context(), s.db, sum, w); err != nil {
+		// Headers are gone: break the connection so the client sees a
+		// truncated download rather than a wrong file.
+		s.log.Error("streaming artifact", "artifact", id, "err", err)
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// artifactURL is where an artifact downloads from; the file name at the
+// end makes browsers and wget save it under its own name.
+func artifactURL(a report.Artifact) string {
+	return fmt.Sprintf("/artifacts/%d/%s", a.ID, url.PathEscape(a.FileName))
+}
+
+func (s *Server) builderList(w http.ResponseWriter, r *http.Request) {
+	rows, err := s.builderRows(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "builders", "Builders", "builders", rows)
+}
+
+// BuilderPage is a builder with its recent attempts (page and API).
+type BuilderPage struct {
+	Builder  report.Builder          `json:"builder"`
+	Attempts []report.BuilderAttempt `json:"attempts"`
+}
+
+func (s *Server) loadBuilder(r *http.Request) (*BuilderPage, error) {
+	name := r.PathValue("name")
+	bs, err := report.ListBuilders(r.Context(), s.db)
+	if err != nil {
+		return nil, err
+	}
+	i := slices.IndexFunc(bs, func(b report.Builder) bool { return b.Name == name })
+	if i < 0 {
+		return nil, fmt.Errorf("builder %q does not exist: %w", name, report.ErrNotFound)
+	}
+	p := &BuilderPage{Builder: bs[i]}
+	if p.Attempts, err = report.BuilderAttempts(r.Context(), s.db, name, 50); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (s *Server) builderPage(w http.ResponseWriter, r *http.Request) {
+	p, err := s.loadBuilder(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "builder", "Builder "+p.Builder.Name, "builders", p)
+}
+
+func (s *Server) platformList(w http.ResponseWriter, r *http.Request) {
+	ps, err := report.ListPlatforms(r.Context(), s.db)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "platforms", "Platforms", "platforms", ps)
+}

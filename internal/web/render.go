@@ -1,0 +1,189 @@
+package web
+
+import (
+	"bytes"
+	"embed"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"path"
+	"strings"
+	"time"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed static
+var staticFS embed.FS
+
+// pages holds one parsed template set per page: the layout plus the page.
+type pages map[string]*template.Template
+
+var funcs = template.FuncMap{
+	"ts": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
+	"tsp": func(t *time.Time) string {
+		if t == nil {
+			return "—"
+		}
+		return t.UTC().Format("2006-01-02 15:04:05 UTC")
+	},
+	"ago":  func(t time.Time) string { return seconds(time.Since(t).Seconds()) + " ago" },
+	"secs": seconds,
+	"secsp": func(f *float64) string {
+		if f == nil {
+			return "—"
+		}
+		return seconds(*f)
+	},
+	"str": func(s *string) string {
+		if s == nil {
+			return ""
+		}
+		return *s
+	},
+	"size": func(n int64) string {
+		switch {
+		case n >= 1<<30:
+			return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+		case n >= 1<<20:
+			return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+		case n >= 1<<10:
+			return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+		}
+		return fmt.Sprintf("%d B", n)
+	},
+	"join":     strings.Join,
+	"status":   func(s string) string { return strings.ReplaceAll(s, "_", " ") },
+	"final":    func(s string) bool { return isFinal(s) },
+	"artifact": artifactURL,
+}
+
+// seconds writes a duration the way people read it: 45s, 3m07s, 2h05m.
+func seconds(f float64) string {
+	d := time.Duration(f * float64(time.Second)).Round(time.Second)
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	}
+	return fmt.Sprintf("%dd%02dh", int(d.Hours())/24, int(d.Hours())%24)
+}
+
+func isFinal(status string) bool {
+	switch status {
+	case "pending", "building", "submitted", "queued":
+		return false
+	}
+	return true
+}
+
+func parsePages() (pages, error) {
+	names, err := fs.Glob(templateFS, "templates/*.html")
+	if err != nil {
+		return nil, err
+	}
+	p := pages{}
+	for _, n := range names {
+		base := path.Base(n)
+		if base == "layout.html" {
+			continue
+		}
+		t, err := template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", n)
+		if err != nil {
+			return nil, fmt.Errorf("web: parsing template %s: %w", base, err)
+		}
+		p[strings.TrimSuffix(base, ".html")] = t
+	}
+	return p, nil
+}
+
+// view is what every page template gets: the page's own data and who is
+// looking.
+type view struct {
+	Title  string
+	Nav    string // which menu entry is current
+	Person string // the logged-in person, "" when anonymous
+	Login  bool   // whether logging in is possible
+	CSRF   string // token for the action forms
+	Here   string // this page's path and query, for "log in and come back"
+	Data   any
+}
+
+// render writes a page. Rendering into a buffer first means a template
+// error becomes a clean 500 instead of half a page.
+func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name, title, nav string, data any) {
+	t, ok := s.pages[name]
+	if !ok {
+		panic("web: no page template " + name)
+	}
+	v := view{Title: title, Nav: nav, Person: s.person(r), Login: s.cfg.Keytab != nil,
+		CSRF: s.csrfToken(w, r), Here: r.URL.RequestURI(), Data: data}
+	var buf bytes.Buffer
+	if err := t.Execute(&buf, v); err != nil {
+		s.log.Error("rendering page", "page", name, "err", err)
+		http.Error(w, "internal error rendering the page", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// fragment renders one named template of a page (for live updates).
+func (s *Server) fragment(page, name string, data any) (string, error) {
+	var buf bytes.Buffer
+	if err := s.pages[page].ExecuteTemplate(&buf, name, data); err != nil {
+		return "", fmt.Errorf("rendering %s of %s: %w", name, page, err)
+	}
+	return buf.String(), nil
+}
+
+// fail answers an error: a page for people, JSON under /api/.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	code := statusOf(err)
+	if code == http.StatusInternalServerError {
+		s.log.Error("request failed", "path", r.URL.Path, "err", err)
+	}
+	if code == 499 {
+		return
+	}
+	if strings.HasPrefix(r.URL.Path, "/api/") {
+		writeJSON(w, code, apiError{message(err)})
+		return
+	}
+	s.render(w, r, code, "error", http.StatusText(code), "", message(err))
+}
+
+type apiError struct {
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
+}
+
+func staticHandler() http.Handler {
+	sub, err := fs.Sub(staticFS, "static")
+	if err != nil {
+		panic(err)
+	}
+	fsh := http.FileServerFS(sub)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		securityHeaders(w)
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		fsh.ServeHTTP(w, r)
+	})
+}
