@@ -323,6 +323,17 @@ func (p *proc) waitLog(t testing.TB, text string) {
 	})
 }
 
+// waitLogCount waits until the process's output holds text n times.
+func (p *proc) waitLogCount(t testing.TB, text string, n int) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("%s to log %q %d times", p.name, text, n), func() bool {
+		if p.exited() {
+			t.Fatalf("%s exited (%v) while waiting for %q", p.name, p.err, text)
+		}
+		return strings.Count(p.output(), text) >= n
+	})
+}
+
 func (p *proc) signal(t testing.TB, sig syscall.Signal) {
 	t.Helper()
 	if err := p.cmd.Process.Signal(sig); err != nil {
