@@ -135,3 +135,43 @@ func indexOf(list []string, s string) int {
 	}
 	return -1
 }
+
+// A builder that starts disabled takes nothing: River never even hands it
+// the waiting task's River job. Enabled, it builds it.
+func TestBuilderStartedDisabled(t *testing.T) {
+	t.Parallel()
+	f := newFarm(t)
+	admin := f.role(t, "kiln_admin")
+	role := f.role(t, "kiln_builder")
+	first := f.startBuilder(t, "sd", role)
+	first.waitLog(t, "builder ready")
+	first.stop(t)
+	f.kilnAdmin(t, admin, "admin", "builder", "disable", "sd")
+	_, task := f.submit(t, quick(t, "kiln-held"))
+
+	a := f.startBuilder(t, "sd", role)
+	a.waitLog(t, "builder disabled")
+	// Let it heart-beat a few times: time enough to take the task if it
+	// wrongly would.
+	var beats []string
+	waitFor(t, "three heartbeats", func() bool {
+		var at string
+		f.scan(t, `SELECT heartbeat_at::text FROM kiln.builder WHERE name = 'sd'`, nil, &at)
+		if len(beats) == 0 || beats[len(beats)-1] != at {
+			beats = append(beats, at)
+		}
+		return len(beats) > 3
+	})
+	if got := f.task(t, task); got.Status != "pending" {
+		t.Fatalf("task %+v while its only builder is disabled; want pending", got)
+	}
+	if n := f.count(t, `SELECT count(*) FROM kiln.task t JOIN river.river_job r ON r.id = t.river_job_id
+		WHERE t.id = $1 AND r.state = 'available' AND r.attempted_by IS NULL`, task); n != 1 {
+		t.Fatal("the River job was fetched by a disabled builder")
+	}
+
+	f.kilnAdmin(t, admin, "admin", "builder", "enable", "sd")
+	if got := f.waitTask(t, task, "succeeded", "failed", "timed_out"); got.Status != "succeeded" {
+		t.Fatalf("task %+v after enabling", got)
+	}
+}
