@@ -245,14 +245,15 @@ func (b *Builder) platform(name string) *platform {
 	return b.platforms[name]
 }
 
-// BuildTimeout implements jobs.TaskBuilder.
+// BuildTimeout is how long a build on a platform may run: the River
+// worker's timeout of its build River jobs (see feedWorker).
 func (b *Builder) BuildTimeout(name string) time.Duration {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if p := b.platforms[name]; p != nil {
 		return p.timeout
 	}
-	return time.Minute // not ours: BuildTask refuses it at once
+	return time.Minute // not ours: buildTask refuses it at once
 }
 
 // Run registers the builder and works its queues until ctx ends; then it
