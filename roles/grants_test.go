@@ -44,7 +44,7 @@ var matrix = map[string]map[string]string{
 		"janitor": "S U(state)", "admin": "S U(enabled,draining)", "web": "S"},
 	"kiln.builder_platform": {"reader": "S", "submitter": "S", "builder": "SID", "janitor": "S", "admin": "S", "web": "S"},
 	"kiln.task": {"reader": "S", "submitter": "S", "splitter": "S I(job_id,platform,status,reason,finished_at,river_job_id) U(river_job_id)",
-		"builder": "S U(status,attempt,builder,heartbeat_at,started_at,finished_at,reason)",
+		"builder": "S U(status,attempt,lost_count,builder,heartbeat_at,started_at,finished_at,reason)",
 		"janitor": "S U(status,attempt,lost_count,builder,heartbeat_at,started_at,finished_at,reason,river_job_id)",
 		"admin":   "S", "web": "S"},
 	"kiln.attempt": {"reader": "S", "submitter": "S",

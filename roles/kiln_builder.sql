@@ -17,6 +17,9 @@ GRANT INSERT, DELETE ON kiln.builder_platform TO kiln_builder;
 -- need UPDATE on kiln.job.
 GRANT EXECUTE ON FUNCTION kiln.lock_job(bigint) TO kiln_builder;
 GRANT UPDATE (status, attempt, builder, heartbeat_at, started_at, finished_at, reason) ON kiln.task TO kiln_builder;
+-- A restarted builder gives back the tasks its crashed run left, counted as
+-- lost (docs/builder.md).
+GRANT UPDATE (lost_count) ON kiln.task TO kiln_builder;
 GRANT INSERT (task_id, attempt, builder, status, started_at) ON kiln.attempt TO kiln_builder;
 GRANT UPDATE (status, finished_at, reason, build_info, log_bytes, log_truncated) ON kiln.attempt TO kiln_builder;
 -- Results: logs, artifacts and their bytes.

@@ -21,14 +21,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/kiln-build/kiln/internal/backend"
 	"github.com/kiln-build/kiln/internal/daemon"
 	"github.com/kiln-build/kiln/internal/sandbox"
-	"github.com/kiln-build/kiln/jobs"
-	"github.com/kiln-build/kiln/schema"
 )
 
 // Config configures a builder.
@@ -65,12 +61,20 @@ type Config struct {
 	Bwrap string
 	// Backend holds backend settings (the mock program).
 	Backend backend.Options
+	// MaxLost is how often a task may be lost before it ends as lost (3
+	// when 0), for the tasks a crashed earlier run left (recover.go). Keep
+	// it equal to kiln-janitor's --max-lost.
+	MaxLost int
 	// Logger receives the daemon's logs (slog.Default when nil).
 	Logger *slog.Logger
 }
 
 // DefaultLogLimit is the default cap on the log stored for one attempt.
 const DefaultLogLimit = 32 << 20
+
+// DefaultMaxLost is how often a task may be lost before it ends as lost,
+// as for kiln-janitor.
+const DefaultMaxLost = 3
 
 // DefaultGrace is how long builds may run on after SIGTERM unless set.
 const DefaultGrace = 30 * time.Second
@@ -110,7 +114,17 @@ type Builder struct {
 	running   map[int64]*attemptRun
 
 	lastTick atomic.Int64 // unix nanoseconds of the heartbeat loop's last round
-	river    *river.Client[pgx.Tx]
+
+	// enabled mirrors kiln.builder.enabled (from NOTIFY kiln_builder and
+	// every heartbeat); enabledChanged wakes Run to start or stop its feed.
+	enabled        atomic.Bool
+	enabledChanged chan struct{}
+	feed           atomic.Pointer[feed] // the feed taking tasks; nil while disabled
+
+	// nameLock holds the advisory lock of the builder's name (see
+	// recover.go); only the heartbeat loop touches it once Run started.
+	nameLock       *pgx.Conn
+	nameLockWarned bool
 }
 
 // Causes of a build's end other than the build itself.
@@ -139,6 +153,8 @@ func New(ctx context.Context, db *pgxpool.Pool, cfg Config) (*Builder, error) {
 		stopping:  make(chan struct{}),
 		platforms: map[string]*platform{},
 		running:   map[int64]*attemptRun{},
+
+		enabledChanged: make(chan struct{}, 1),
 	}
 	for _, p := range cfg.Platforms {
 		pl, err := b.loadPlatform(ctx, p)
@@ -186,6 +202,12 @@ func checkConfig(cfg *Config) error {
 	if cfg.BuildUser == "" {
 		cfg.BuildUser = "kiln-build"
 	}
+	if cfg.MaxLost < 0 {
+		return errors.New("max-lost must not be negative")
+	}
+	if cfg.MaxLost == 0 {
+		cfg.MaxLost = DefaultMaxLost
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -223,63 +245,73 @@ func (b *Builder) platform(name string) *platform {
 	return b.platforms[name]
 }
 
-// BuildTimeout implements jobs.TaskBuilder.
+// BuildTimeout is how long a build on a platform may run: the River
+// worker's timeout of its build River jobs (see feedWorker).
 func (b *Builder) BuildTimeout(name string) time.Duration {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if p := b.platforms[name]; p != nil {
 		return p.timeout
 	}
-	return time.Minute // not ours: BuildTask refuses it at once
+	return time.Minute // not ours: buildTask refuses it at once
 }
 
 // Run registers the builder and works its queues until ctx ends; then it
 // stops taking work, lets running builds go on for the grace period, gives
-// back what still runs and marks the builder offline.
+// back what still runs and marks the builder offline. While the builder is
+// disabled (kiln.builder.enabled) it takes no tasks.
 func (b *Builder) Run(ctx context.Context) error {
 	if err := b.register(ctx); err != nil {
 		return err
 	}
+	locked := b.lockName(ctx)
+	defer b.unlockName()
 	if err := b.prepareWorkDir(ctx); err != nil {
 		return err
 	}
-	client, err := b.newRiverClient(ctx)
-	if err != nil {
-		return err
+	if locked {
+		if err := b.recoverTasks(ctx); err != nil {
+			return err
+		}
 	}
-	b.river = client
 
 	// Loops run until the very end, past the grace period.
 	loops, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopLoops()
+	var first *feed
+	if b.enabled.Load() {
+		var err error
+		if first, err = b.startFeed(loops); err != nil {
+			return err
+		}
+	}
 	b.lastTick.Store(time.Now().UnixNano())
 	var wg sync.WaitGroup
 	wg.Go(func() { b.heartbeatLoop(loops) })
 	wg.Go(func() { b.listenLoop(loops) })
 	wg.Go(func() { daemon.Watchdog(loops, b.log, b.Alive) })
 
-	if err := client.Start(loops); err != nil {
-		stopLoops()
-		wg.Wait()
-		return fmt.Errorf("starting the River client: %w", err)
-	}
 	b.log.Info("builder ready", "name", b.cfg.Name, "platforms", b.cfg.Platforms, "slots", b.cfg.Slots,
-		"build_user", userName(b.user))
+		"build_user", userName(b.user), "enabled", b.enabled.Load())
 	_ = daemon.Notify("READY=1")
-	_ = daemon.Notify("STATUS=building " + strings.Join(b.cfg.Platforms, ", "))
-
-	select {
-	case <-ctx.Done():
-	case <-client.Stopped():
-		b.log.Error("the River client stopped on its own")
+	if first != nil {
+		b.status("building " + strings.Join(b.cfg.Platforms, ", "))
+	} else {
+		b.log.Info("builder disabled: taking no tasks until it is enabled", "how", "kiln admin builder enable "+b.cfg.Name)
+		b.status("disabled (kiln admin builder enable " + b.cfg.Name + ")")
 	}
-	b.shutdown(loops, client)
+
+	feeds := b.runFeeds(ctx, loops, first)
+	b.shutdown(loops, feeds)
 	stopLoops()
 	wg.Wait()
 	b.markOffline()
 	b.log.Info("builder stopped")
 	return nil
 }
+
+// status tells systemd what the builder does.
+func (b *Builder) status(s string) { _ = daemon.Notify("STATUS=" + s) }
 
 func userName(u *sandbox.User) string {
 	if u == nil {
@@ -288,9 +320,9 @@ func userName(u *sandbox.User) string {
 	return u.Name
 }
 
-// shutdown stops fetching, waits up to the grace period for running builds
-// and then gives back those that still run.
-func (b *Builder) shutdown(ctx context.Context, client *river.Client[pgx.Tx]) {
+// shutdown stops every feed, waits up to the grace period for running
+// builds and then gives back those that still run.
+func (b *Builder) shutdown(ctx context.Context, feeds []*feed) {
 	_ = daemon.Notify("STOPPING=1")
 	b.log.Info("stopping: taking no more work", "grace", b.cfg.Grace, "running", len(b.snapshot()))
 	close(b.stopping)
@@ -299,15 +331,20 @@ func (b *Builder) shutdown(ctx context.Context, client *river.Client[pgx.Tx]) {
 		b.log.Warn("marking the builder draining", "err", err)
 	}
 	cancel()
-	stopped := make(chan error, 1)
-	go func() { stopped <- client.Stop(context.WithoutCancel(ctx)) }()
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for _, f := range feeds {
+			b.stopFeed(ctx, f)
+		}
+		for _, f := range feeds {
+			<-f.done
+		}
+	}()
 	grace := time.NewTimer(b.cfg.Grace)
 	defer grace.Stop()
 	select {
-	case err := <-stopped:
-		if err != nil {
-			b.log.Warn("stopping the River client", "err", err)
-		}
+	case <-stopped:
 		return
 	case <-grace.C:
 	}
@@ -315,9 +352,7 @@ func (b *Builder) shutdown(ctx context.Context, client *river.Client[pgx.Tx]) {
 		b.log.Info("giving back", "task", r.task, "attempt", r.attempt)
 		r.cancel(errShutdown)
 	}
-	if err := <-stopped; err != nil {
-		b.log.Warn("stopping the River client", "err", err)
-	}
+	<-stopped
 }
 
 func (b *Builder) markOffline() {
@@ -336,13 +371,13 @@ func (b *Builder) register(ctx context.Context) error {
 		return fmt.Errorf("registering: %w", err)
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck
-	var ok bool
+	var enabled bool
 	err = tx.QueryRow(ctx, `INSERT INTO kiln.builder AS b (name, host, slots, version, state, heartbeat_at, started_at)
 		VALUES ($1, $2, $3, $4, 'online', now(), now())
 		ON CONFLICT (name) DO UPDATE SET host = EXCLUDED.host, slots = EXCLUDED.slots, version = EXCLUDED.version,
 			state = 'online', draining = false, heartbeat_at = now(), started_at = now()
 		WHERE b.role = session_user
-		RETURNING true`, b.cfg.Name, b.cfg.Host, b.cfg.Slots, b.cfg.Version).Scan(&ok)
+		RETURNING enabled`, b.cfg.Name, b.cfg.Host, b.cfg.Slots, b.cfg.Version).Scan(&enabled)
 	if errors.Is(err, pgx.ErrNoRows) {
 		var owner string
 		_ = tx.QueryRow(ctx, "SELECT role FROM kiln.builder WHERE name = $1", b.cfg.Name).Scan(&owner)
@@ -364,6 +399,7 @@ func (b *Builder) register(ctx context.Context) error {
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("registering: %w", err)
 	}
+	b.enabled.Store(enabled)
 	return nil
 }
 
@@ -411,40 +447,6 @@ func (b *Builder) sandbox(dir string) *sandbox.Sandbox {
 	return &sandbox.Sandbox{Bwrap: b.cfg.Bwrap, Writable: dir, Hide: hide, User: b.user}
 }
 
-// newRiverClient makes the River client that works the platforms' queues.
-func (b *Builder) newRiverClient(ctx context.Context) (*river.Client[pgx.Tx], error) {
-	workers := river.NewWorkers()
-	if err := river.AddWorkerSafely(workers, &jobs.BuildWorker{Builder: b}); err != nil {
-		return nil, err
-	}
-	queues := map[string]river.QueueConfig{}
-	for _, p := range b.cfg.Platforms {
-		queues[jobs.BuildQueue(p)] = river.QueueConfig{MaxWorkers: b.cfg.Slots}
-	}
-	// River must never rescue a build that still runs: its horizon lies
-	// beyond the longest timeout of any platform.
-	var longest float64
-	if err := b.db.QueryRow(ctx, "SELECT coalesce(extract(epoch FROM max(timeout)), 0)::float8 FROM kiln.platform").Scan(&longest); err != nil {
-		return nil, fmt.Errorf("reading platform timeouts: %w", err)
-	}
-	client, err := river.NewClient(riverpgxv5.New(b.db), &river.Config{
-		Schema:               schema.RiverSchema,
-		Queues:               queues,
-		Workers:              workers,
-		Logger:               b.log.With("component", "river"),
-		RescueStuckJobsAfter: time.Duration(longest*float64(time.Second)) + RescueMargin,
-		// REINDEX needs the tables' owner; the builder role is not.
-		ReindexerSchedule: river.NeverSchedule(),
-		// River's leader runs the periodic jobs; kiln-janitor must be it
-		// (docs/janitor.md), so builders never stand for election.
-		LeaderElectionDisabled: true,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("making the River client: %w", err)
-	}
-	return client, nil
-}
-
 // RescueMargin is how far past the longest platform timeout River's
 // stuck-job rescue waits; the janitor's heartbeat check finds dead builders
 // long before.
@@ -469,9 +471,9 @@ func (b *Builder) Alive(context.Context) error {
 	if age := time.Since(last); age > 3*b.cfg.Heartbeat+10*time.Second {
 		return fmt.Errorf("the heartbeat loop has not run for %s", age.Round(time.Second))
 	}
-	if b.river != nil {
+	if f := b.feed.Load(); f != nil {
 		select {
-		case <-b.river.Stopped():
+		case <-f.client.Stopped():
 			return errors.New("the River client has stopped")
 		default:
 		}
@@ -499,6 +501,7 @@ func (b *Builder) heartbeatLoop(ctx context.Context) {
 	for {
 		b.lastTick.Store(time.Now().UnixNano())
 		err := b.heartbeat(ctx)
+		b.keepNameLock(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil && !failing:
 			b.log.Warn("heartbeat failed; retrying", "err", err)
@@ -518,7 +521,13 @@ func (b *Builder) heartbeatLoop(ctx context.Context) {
 func (b *Builder) heartbeat(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, b.cfg.Heartbeat+5*time.Second)
 	defer cancel()
-	if _, err := b.db.Exec(cctx, "UPDATE kiln.builder SET heartbeat_at = now(), state = 'online' WHERE name = $1", b.cfg.Name); err != nil {
+	var enabled bool
+	err := b.db.QueryRow(cctx, "UPDATE kiln.builder SET heartbeat_at = now(), state = 'online' WHERE name = $1 RETURNING enabled",
+		b.cfg.Name).Scan(&enabled)
+	switch {
+	case err == nil:
+		b.setEnabled(enabled)
+	case !errors.Is(err, pgx.ErrNoRows):
 		return fmt.Errorf("builder heartbeat: %w", err)
 	}
 	for _, r := range b.snapshot() {
@@ -545,7 +554,9 @@ func (b *Builder) heartbeatTask(ctx context.Context, r *attemptRun) error {
 }
 
 // listenLoop follows NOTIFY kiln_task so a cancelled task's build stops at
-// once rather than at the next heartbeat. It reconnects after errors.
+// once rather than at the next heartbeat, and NOTIFY kiln_builder so that
+// disabling or enabling the builder takes effect at once. It reconnects
+// after errors.
 func (b *Builder) listenLoop(ctx context.Context) {
 	for ctx.Err() == nil {
 		err := b.listen(ctx)
@@ -569,7 +580,7 @@ func (b *Builder) listen(ctx context.Context) error {
 	// A connection that listened is never handed back to the pool.
 	c := conn.Hijack()
 	defer c.Close(context.Background())
-	if _, err := c.Exec(ctx, "LISTEN kiln_task"); err != nil {
+	if _, err := c.Exec(ctx, "LISTEN kiln_task; LISTEN kiln_builder"); err != nil {
 		return err
 	}
 	// Changes missed while not listening are caught by this round.
@@ -582,10 +593,22 @@ func (b *Builder) listen(ctx context.Context) error {
 			return err
 		}
 		var msg struct {
-			Task   int64  `json:"task"`
-			Status string `json:"status"`
+			Task    int64  `json:"task"`
+			Status  string `json:"status"`
+			Builder string `json:"builder"`
 		}
-		if json.Unmarshal([]byte(n.Payload), &msg) != nil || msg.Status == "building" {
+		if json.Unmarshal([]byte(n.Payload), &msg) != nil {
+			continue
+		}
+		if n.Channel == "kiln_builder" {
+			if msg.Builder == b.cfg.Name {
+				if err := b.refreshEnabled(ctx); err != nil {
+					b.log.Warn("reading the builder's row after a change", "err", err)
+				}
+			}
+			continue
+		}
+		if msg.Status == "building" {
 			continue
 		}
 		b.mu.Lock()

@@ -75,7 +75,8 @@ type artifactFile struct {
 }
 
 // take is protocol step 1. It returns the attempt number, 0 when the task
-// is no longer pending, the job's policy and the platform's current timeout.
+// is no longer pending, the job's policy and the platform's current timeout;
+// errDisabled when the builder has been disabled.
 func (b *Builder) take(ctx context.Context, a jobs.BuildArgs) (attempt int, policy string, timeout time.Duration, err error) {
 	tx, err := b.db.Begin(ctx)
 	if err != nil {
@@ -86,12 +87,18 @@ func (b *Builder) take(ctx context.Context, a jobs.BuildArgs) (attempt int, poli
 		return 0, "", 0, fmt.Errorf("taking task %d: locking job %d: %w", a.TaskID, a.JobID, err)
 	}
 	var seconds float64
-	if err := tx.QueryRow(ctx, `SELECT j.policy, extract(epoch FROM p.timeout)::float8 FROM kiln.job j, kiln.platform p
-		WHERE j.id = $1 AND p.name = $2`, a.JobID, a.Platform).Scan(&policy, &seconds); err != nil {
+	var enabled bool
+	if err := tx.QueryRow(ctx, `SELECT j.policy, extract(epoch FROM p.timeout)::float8,
+			coalesce((SELECT b.enabled FROM kiln.builder b WHERE b.name = $3), false)
+		FROM kiln.job j, kiln.platform p
+		WHERE j.id = $1 AND p.name = $2`, a.JobID, a.Platform, b.cfg.Name).Scan(&policy, &seconds, &enabled); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
 			return 0, "", 0, nil
 		}
 		return 0, "", 0, fmt.Errorf("taking task %d: locking job %d: %w", a.TaskID, a.JobID, err)
+	}
+	if !enabled {
+		return 0, "", 0, errDisabled
 	}
 	err = tx.QueryRow(ctx, `UPDATE kiln.task SET status = 'building', builder = $3, attempt = attempt + 1,
 			started_at = now(), heartbeat_at = now(), reason = NULL
@@ -113,9 +120,12 @@ func (b *Builder) take(ctx context.Context, a jobs.BuildArgs) (attempt int, poli
 	return attempt, policy, time.Duration(seconds * float64(time.Second)), nil
 }
 
-// BuildTask implements jobs.TaskBuilder: it waits for a free slot, takes the
-// task, builds it and finishes it (or gives it back on shutdown).
-func (b *Builder) BuildTask(ctx context.Context, a jobs.BuildArgs) error {
+// buildTask works a build River job of the feed whose quit channel is
+// given: it waits for a free slot, takes the task, builds it and finishes it
+// (or gives it back on shutdown). A River job that is not taken because the
+// builder stops or its feed stopped (the builder was disabled) goes back to
+// its queue at once: JobSnooze(0) spends no River attempt.
+func (b *Builder) buildTask(ctx context.Context, a jobs.BuildArgs, quit <-chan struct{}) error {
 	plat := b.platform(a.Platform)
 	if plat == nil {
 		return river.JobCancel(fmt.Errorf("builder %s does not build platform %q", b.cfg.Name, a.Platform))
@@ -124,6 +134,8 @@ func (b *Builder) BuildTask(ctx context.Context, a jobs.BuildArgs) error {
 	case b.slots <- struct{}{}:
 	case <-b.stopping:
 		return river.JobSnooze(0)
+	case <-quit:
+		return river.JobSnooze(0)
 	case <-ctx.Done():
 		return river.JobSnooze(0)
 	}
@@ -131,9 +143,16 @@ func (b *Builder) BuildTask(ctx context.Context, a jobs.BuildArgs) error {
 	select {
 	case <-b.stopping:
 		return river.JobSnooze(0)
+	case <-quit:
+		return river.JobSnooze(0)
 	default:
 	}
 	attempt, policy, timeout, err := b.take(ctx, a)
+	if errors.Is(err, errDisabled) {
+		// Disabled a moment ago: Run stops this feed.
+		b.setEnabled(false)
+		return river.JobSnooze(0)
+	}
 	if err != nil || attempt == 0 {
 		return err
 	}

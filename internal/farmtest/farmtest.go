@@ -1,8 +1,8 @@
 // Package farmtest puts a test database into the states a running farm
 // produces, through the same transitions the processes make: a person's
-// submit transaction (as that person's login role), the splitter's split, a
-// builder's take, log, finish and artifacts, the janitor's requeue of a lost
-// attempt, and cancel. Tests of everything that reads the farm (the CLI, the
+// submit transaction (as that person's login role), the splitter's split and
+// River job, a builder's take, log, finish and artifacts, the janitor's
+// requeue of a lost attempt, and cancel. Tests of everything that reads the farm (the CLI, the
 // web interface, psql reports) seed with it, and drive live updates with the
 // same calls while the code under test runs.
 //
@@ -21,9 +21,13 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/kiln-build/kiln/internal/blob"
 	"github.com/kiln-build/kiln/internal/pgtest"
+	"github.com/kiln-build/kiln/jobs"
+	"github.com/kiln-build/kiln/schema"
 )
 
 // Person creates a login role named prefix_<db suffix> that is a member of
@@ -159,6 +163,37 @@ func Split(t testing.TB, pool *pgxpool.Pool, jobID int64, platforms ...string) [
 		return nil
 	})
 	return ids
+}
+
+// Enqueue does the rest of what the splitter does for a task: inserts its
+// build River job (in the platform's queue, with the job's priority) and
+// records it in task.river_job_id, in one transaction. A running builder of
+// the platform then takes the task. It returns the River job's id.
+func Enqueue(t testing.TB, pool *pgxpool.Pool, taskID int64) int64 {
+	t.Helper()
+	ctx := t.Context()
+	inserter, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Schema: schema.RiverSchema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var id int64
+	inTx(t, pool, func(tx pgx.Tx) error {
+		var args jobs.BuildArgs
+		var priority int
+		if err := tx.QueryRow(ctx, `SELECT t.job_id, t.platform, j.priority FROM kiln.task t JOIN kiln.job j ON j.id = t.job_id
+			WHERE t.id = $1`, taskID).Scan(&args.JobID, &args.Platform, &priority); err != nil {
+			return fmt.Errorf("task %d: %w", taskID, err)
+		}
+		args.TaskID = taskID
+		res, err := inserter.InsertTx(ctx, tx, args, &river.InsertOpts{Priority: priority})
+		if err != nil {
+			return err
+		}
+		id = res.Job.ID
+		_, err = tx.Exec(ctx, `UPDATE kiln.task SET river_job_id = $2 WHERE id = $1`, taskID, id)
+		return err
+	})
+	return id
 }
 
 // Invalidate does what the splitter does with a bad job.

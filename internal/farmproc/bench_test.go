@@ -1,0 +1,56 @@
+package farmproc
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+)
+
+// BenchmarkKillToRebuild measures, over 20 kills, the time from killing a
+// builder with SIGKILL in the middle of a build to its task building again
+// (attempt 2 taken) on another builder, with the janitor's fast test flags
+// (--horizon 3s --interval 1s, builders heart-beating every 500 ms). Both
+// ends are database clock readings: clock_timestamp() right after the kill
+// and the second attempt's started_at. Figures are reported, not asserted:
+//
+//	.ci/with-cluster go test ./internal/farmproc -run '^$' -bench KillToRebuild -benchtime 1x
+func BenchmarkKillToRebuild(b *testing.B) {
+	const kills = 20
+	f := newFarm(b)
+	f.startJanitor(b, f.role(b, "kiln_janitor"), "--log-level", "warn")
+	builderRole := f.role(b, "kiln_builder")
+	// The rebuilding builder is disabled while the victim takes each task,
+	// so that the victim, not it, takes the task.
+	rescuer := f.startBuilder(b, "rescuer", builderRole)
+	rescuer.waitLog(b, "builder ready")
+	for range b.N {
+		var times []time.Duration
+		for i := range kills {
+			f.exec(b, `UPDATE kiln.builder SET enabled = false WHERE name = 'rescuer'`)
+			rescuer.waitLogCount(b, "builder disabled", i+1)
+			name := fmt.Sprintf("victim%d", i)
+			victim := f.startBuilder(b, name, builderRole)
+			marker := sleepMarker()
+			_, task := f.submit(b, hangingFirstAttempt(b, fmt.Sprintf("kiln-kill%d", i), marker))
+			f.waitBuilding(b, task, 1, name, "SLEEPING-NOW")
+			f.exec(b, `UPDATE kiln.builder SET enabled = true WHERE name = 'rescuer'`)
+			rescuer.waitLogCount(b, "builder enabled", i+1)
+
+			victim.kill(b)
+			var killedAt time.Time
+			f.scan(b, `SELECT clock_timestamp()`, nil, &killedAt)
+			f.waitTask(b, task, "succeeded")
+			var startedAt time.Time
+			f.scan(b, `SELECT started_at FROM kiln.attempt WHERE task_id = $1 AND attempt = 2`, []any{task}, &startedAt)
+			times = append(times, startedAt.Sub(killedAt))
+			noLeftovers(b, "sleep "+marker)
+		}
+		slices.Sort(times)
+		median := (times[kills/2-1] + times[kills/2]) / 2
+		b.ReportMetric(median.Seconds(), "median-s")
+		b.ReportMetric(times[kills-1].Seconds(), "worst-s")
+		b.ReportMetric(times[0].Seconds(), "best-s")
+		b.Logf("kill to building again, %d kills, sorted: %v", kills, times)
+	}
+}
