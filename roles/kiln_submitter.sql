@@ -8,9 +8,13 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA kiln, river FROM kiln_submitter;
 GRANT USAGE ON SCHEMA kiln, river TO kiln_submitter;
 
 -- Upload: blobs and their chunks (insert only; a submitter never changes or
--- removes stored bytes).
-GRANT INSERT (sha256, size, chunk_size) ON kiln.blob TO kiln_submitter;
+-- removes stored bytes, and adds chunks only to a blob stored in the same
+-- transaction). content_sha256 is for staged uploads (docs/schema.md, Blobs);
+-- the policies on kiln.package and kiln.package_file ask
+-- kiln.blob_stored_here whether a blob was stored in the same transaction.
+GRANT INSERT (sha256, size, chunk_size, content_sha256) ON kiln.blob TO kiln_submitter;
 GRANT INSERT (sha256, seq, data) ON kiln.blob_chunk TO kiln_submitter;
+GRANT EXECUTE ON FUNCTION kiln.blob_stored_here(bytea) TO kiln_submitter;
 
 -- The job and its packages, inserted in the submit transaction.
 GRANT INSERT (bucket, platforms, priority, policy, note, options, submission_key, resubmit_of) ON kiln.job TO kiln_submitter;
