@@ -26,7 +26,6 @@ GRANT INSERT (task_id, attempt, kind, file_name, blob_sha256, size) ON kiln.arti
 -- the transaction that stores them; it never marks other blobs verified.
 GRANT INSERT (sha256, size, chunk_size, content_sha256, verified_at) ON kiln.blob TO kiln_builder;
 GRANT INSERT (sha256, seq, data) ON kiln.blob_chunk TO kiln_builder;
-GRANT INSERT ON kiln.event TO kiln_builder;
 
 -- River: a working client on its platforms' queues. It fetches, completes,
 -- retries and snoozes River jobs (UPDATE), its job cleaner deletes old ones

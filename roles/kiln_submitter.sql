@@ -24,6 +24,11 @@ GRANT INSERT (job_id, seq, file_name, blob_sha256, size) ON kiln.package_file TO
 -- Cancelling: own jobs only (row-level security), through kiln.cancel_job/kiln.cancel_task.
 GRANT EXECUTE ON FUNCTION kiln.cancel_job(bigint), kiln.cancel_task(bigint) TO kiln_submitter;
 
--- River: an insert-only client (the validate River job in the submit transaction).
-GRANT SELECT, INSERT, UPDATE ON river.river_job TO kiln_submitter;
+-- River: an insert-only client (the validate River job in the submit
+-- transaction). River's insert is INSERT ... ON CONFLICT DO UPDATE SET kind =
+-- kind ... RETURNING, which needs SELECT, INSERT and UPDATE of kind; row-level
+-- security (schema/0013_guards.sql) admits only the validate River job of the
+-- person's own submitted job and lets no person update or delete a River job.
+GRANT SELECT, INSERT ON river.river_job TO kiln_submitter;
+GRANT UPDATE (kind) ON river.river_job TO kiln_submitter;
 GRANT USAGE ON SEQUENCE river.river_job_id_seq TO kiln_submitter;
