@@ -31,7 +31,7 @@ import (
 const ChunkSize = 256 << 10
 
 // batchChunks is how many chunks one round trip carries when storing.
-const batchChunks = 8
+const batchChunks = 16
 
 // Sum is a SHA-256 digest.
 type Sum [32]byte
