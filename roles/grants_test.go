@@ -26,13 +26,13 @@ var matrix = map[string]map[string]string{
 	"kiln.platform":     {"reader": "S", "submitter": "S", "splitter": "S", "builder": "S", "janitor": "S", "admin": "SIUD", "web": "S"},
 	"kiln.bucket":       {"reader": "S", "submitter": "S", "splitter": "S", "janitor": "S", "admin": "SIUD", "web": "S"},
 	"kiln.bucket_grant": {"reader": "S", "submitter": "S", "splitter": "S", "janitor": "S", "admin": "SIUD", "web": "S"},
-	"kiln.blob": {"reader": "S", "submitter": "S I(sha256,size,chunk_size)", "splitter": "S U(verified_at)",
-		"builder": "S I(sha256,size,chunk_size,verified_at) U(verified_at)", "janitor": "S D",
-		"admin": "S I(sha256,size,chunk_size)", "web": "S"},
+	"kiln.blob": {"reader": "S", "submitter": "S I(sha256,size,chunk_size,content_sha256)", "splitter": "S U(verified_at)",
+		"builder": "S I(sha256,size,chunk_size,content_sha256,verified_at)", "janitor": "S D",
+		"admin": "S I(sha256,size,chunk_size,content_sha256)", "web": "S"},
 	"kiln.blob_chunk": {"reader": "S", "submitter": "S I(sha256,seq,data)", "splitter": "S", "builder": "S I(sha256,seq,data)",
 		"janitor": "S D", "admin": "S I(sha256,seq,data)", "web": "S"},
 	"kiln.job": {"reader": "S", "submitter": "S I(bucket,platforms,priority,policy,note,options,submission_key,resubmit_of)",
-		"splitter": "S U(status,reason,validated_at,finished_at)", "builder": "S", "janitor": "S D",
+		"splitter": "S U(status,reason,validated_at,finished_at)", "builder": "S", "janitor": "S U(status,reason,validated_at,finished_at) D",
 		"admin": "S I(bucket,platforms,priority,policy,note,options,submission_key,resubmit_of)", "web": "S"},
 	"kiln.package": {"reader": "S", "submitter": "S I(job_id,seq,file_name,format,blob_sha256,size)",
 		"splitter": "S U(name,epoch,version,release,exclusive_arch,exclude_arch,reason)", "builder": "S", "janitor": "S",
@@ -53,7 +53,7 @@ var matrix = map[string]map[string]string{
 	"kiln.artifact": {"reader": "S", "submitter": "S", "builder": "I(task_id,attempt,kind,file_name,blob_sha256,size)",
 		"janitor": "S U(blob_sha256,pruned_at)", "admin": "S", "web": "S"},
 	"kiln.log_chunk":        {"reader": "S", "submitter": "S", "builder": "I(task_id,attempt,seq,data)", "janitor": "S D", "admin": "S", "web": "S"},
-	"kiln.event":            {"reader": "S", "submitter": "S", "splitter": "I", "builder": "I", "janitor": "S I", "admin": "S I", "web": "S"},
+	"kiln.event":            {"reader": "S", "submitter": "S", "builder": "I", "janitor": "S I", "admin": "S", "web": "S"},
 	"kiln.schema_migration": {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
 	"kiln.queue_depth":      {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
 	"kiln.builder_status":   {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
@@ -65,10 +65,11 @@ var matrix = map[string]map[string]string{
 	"kiln.artifact_id_seq": {},
 	"kiln.event_id_seq":    {},
 	// River: an insert-only client (submitter) inserts River jobs, with
-	// UPDATE for unique-job upserts; working clients (splitter, janitor)
+	// UPDATE of kind for River's upsert (row-level security lets a person
+	// insert only validate River jobs and update none); working clients (splitter, janitor)
 	// also elect a leader, record queues and clean up; builders work jobs
 	// but never enqueue them.
-	"river.river_job":                 {"submitter": "SIU", "splitter": "SIUD", "builder": "SUD", "janitor": "SIUD", "admin": "SIU", "web": "SIU"},
+	"river.river_job":                 {"submitter": "S I U(kind)", "splitter": "SIUD", "builder": "SUD", "janitor": "SIUD", "admin": "S I U(kind)", "web": "S I U(kind)"},
 	"river.river_job_id_seq":          {"submitter": "N", "splitter": "N", "janitor": "N", "admin": "N", "web": "N"},
 	"river.river_leader":              {"splitter": "SIUD", "builder": "SIUD", "janitor": "SIUD", "admin": "S"},
 	"river.river_queue":               {"splitter": "SIUD", "builder": "SIUD", "janitor": "SIUD", "admin": "S"},

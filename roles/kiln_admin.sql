@@ -7,5 +7,4 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA kiln, river FROM kiln_admin;
 GRANT USAGE ON SCHEMA kiln, river TO kiln_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON kiln.platform, kiln.bucket, kiln.bucket_grant TO kiln_admin;
 GRANT UPDATE (enabled, draining) ON kiln.builder TO kiln_admin;
-GRANT INSERT ON kiln.event TO kiln_admin;
 GRANT SELECT ON ALL TABLES IN SCHEMA river TO kiln_admin;

@@ -25,10 +25,10 @@ GRANT UPDATE (status, finished_at, reason, build_info, log_bytes, log_truncated)
 -- Results: logs, artifacts and their bytes.
 GRANT INSERT (task_id, attempt, seq, data) ON kiln.log_chunk TO kiln_builder;
 GRANT INSERT (task_id, attempt, kind, file_name, blob_sha256, size) ON kiln.artifact TO kiln_builder;
-GRANT INSERT (sha256, size, chunk_size, verified_at) ON kiln.blob TO kiln_builder;
-GRANT UPDATE (verified_at) ON kiln.blob TO kiln_builder;
+-- A builder vouches (verified_at) only for the bytes it stores itself, in
+-- the transaction that stores them; it never marks other blobs verified.
+GRANT INSERT (sha256, size, chunk_size, content_sha256, verified_at) ON kiln.blob TO kiln_builder;
 GRANT INSERT (sha256, seq, data) ON kiln.blob_chunk TO kiln_builder;
-GRANT INSERT ON kiln.event TO kiln_builder;
 
 -- River: a working client on its platforms' queues. It fetches, completes,
 -- retries and snoozes River jobs (UPDATE), its job cleaner deletes old ones
@@ -37,3 +37,6 @@ GRANT INSERT ON kiln.event TO kiln_builder;
 -- no INSERT on river_job.
 GRANT SELECT, UPDATE, DELETE ON river.river_job TO kiln_builder;
 GRANT SELECT, INSERT, UPDATE, DELETE ON river.river_leader, river.river_queue TO kiln_builder;
+-- Events: only builder.* (builder.recover, when a restarted builder gives
+-- back the tasks its crashed run left); row-level security checks the kind.
+GRANT INSERT ON kiln.event TO kiln_builder;

@@ -16,7 +16,11 @@ GRANT DELETE ON kiln.log_chunk, kiln.blob, kiln.blob_chunk TO kiln_janitor;
 -- Only with --delete-jobs-after: old jobs go with their packages, tasks,
 -- attempts, artifacts and logs (foreign keys cascade); events stay.
 GRANT DELETE ON kiln.job TO kiln_janitor;
+-- A job whose validation never completes is marked invalid after a few tries
+-- (row-level security: submitted -> invalid only).
+GRANT UPDATE (status, reason, validated_at, finished_at) ON kiln.job TO kiln_janitor;
 GRANT EXECUTE ON FUNCTION kiln.refresh_job_status(bigint), kiln.lock_job(bigint) TO kiln_janitor;
+-- Its own janitor.* events (row-level security); the triggers write the rest.
 GRANT INSERT ON kiln.event TO kiln_janitor;
 
 -- River: a working client (periodic jobs, leader election) that also re-enqueues

@@ -15,7 +15,6 @@ GRANT UPDATE (name, epoch, version, release, exclusive_arch, exclude_arch, reaso
 -- Splitting: one task per platform.
 GRANT INSERT (job_id, platform, status, reason, finished_at, river_job_id) ON kiln.task TO kiln_splitter;
 GRANT UPDATE (river_job_id) ON kiln.task TO kiln_splitter;
-GRANT INSERT ON kiln.event TO kiln_splitter;
 
 -- River: a working client on queue incoming that inserts build River jobs.
 GRANT SELECT, INSERT, UPDATE, DELETE ON river.river_job, river.river_leader, river.river_queue TO kiln_splitter;

@@ -14,5 +14,6 @@ GRANT EXECUTE ON FUNCTION kiln.web_check_person(name, name), kiln.web_cancel_job
     kiln.web_set_builder_enabled(name, text, boolean) TO kiln_web;
 -- Resubmit: the validate River job, inserted in the same transaction as the
 -- new job (as kiln_submitter may).
-GRANT SELECT, INSERT, UPDATE ON river.river_job TO kiln_web;
+GRANT SELECT, INSERT ON river.river_job TO kiln_web;
+GRANT UPDATE (kind) ON river.river_job TO kiln_web;
 GRANT USAGE ON SEQUENCE river.river_job_id_seq TO kiln_web;

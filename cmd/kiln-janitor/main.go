@@ -52,6 +52,8 @@ func app() *cli.App {
 			&cli.DurationFlag{Name: "blob-grace", Usage: "unreferenced blobs older than this are removed", Value: def.BlobGrace, EnvVars: []string{"KILN_JANITOR_BLOB_GRACE"}},
 			&cli.DurationFlag{Name: "delete-jobs-after", Usage: "delete the rows of jobs finished longer ago than this (0 keeps job history forever)", EnvVars: []string{"KILN_JANITOR_DELETE_JOBS_AFTER"}},
 			&cli.DurationFlag{Name: "recheck-jobs-for", Usage: "compare a finished job's status with its tasks for this long after it finished", Value: def.RecheckJobsFor, EnvVars: []string{"KILN_JANITOR_RECHECK_JOBS_FOR"}},
+			&cli.DurationFlag{Name: "validate-horizon", Usage: "a job submitted this long ago without a live validate River job gets a new one", Value: def.ValidateHorizon, EnvVars: []string{"KILN_JANITOR_VALIDATE_HORIZON"}},
+			&cli.IntFlag{Name: "max-revalidate", Usage: "a job is marked invalid when this many new validate River jobs did not validate it", Value: def.MaxRevalidate, EnvVars: []string{"KILN_JANITOR_MAX_REVALIDATE"}},
 			&cli.IntFlag{Name: "batch", Usage: "most candidates of each kind handled in one round", Value: def.Batch, EnvVars: []string{"KILN_JANITOR_BATCH"}},
 			&cli.DurationFlag{Name: "interval", Usage: "time between upkeep rounds (lost, runaway, offline, consistency)", Value: 15 * time.Second, EnvVars: []string{"KILN_JANITOR_INTERVAL"}},
 			&cli.DurationFlag{Name: "prune-interval", Usage: "time between retention rounds", Value: 10 * time.Minute, EnvVars: []string{"KILN_JANITOR_PRUNE_INTERVAL"}},
@@ -79,6 +81,8 @@ func run(c *cli.Context) error {
 		BlobGrace:       c.Duration("blob-grace"),
 		DeleteJobsAfter: c.Duration("delete-jobs-after"),
 		RecheckJobsFor:  c.Duration("recheck-jobs-for"),
+		ValidateHorizon: c.Duration("validate-horizon"),
+		MaxRevalidate:   c.Int("max-revalidate"),
 		Batch:           c.Int("batch"),
 	}
 	if err := cfg.Check(); err != nil {

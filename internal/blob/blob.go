@@ -1,18 +1,25 @@
 // Package blob stores and fetches content-addressed bytes in PostgreSQL.
 //
 // A blob is identified by the SHA-256 of its content and kept as fixed-size
-// chunks in kiln.blob_chunk, so files of any size stream in (COPY) and out
-// (row by row) without being held in memory. Storing bytes that are already
-// there is free: the chunks are written once.
+// chunks in kiln.blob_chunk, so files of any size stream in and out (row by
+// row) without being held in memory. Storing bytes that are already there
+// and verified is free: the chunks are written once.
+//
+// Stored bytes never change: chunks are accepted only in the transaction
+// that stored the blob row (a trigger). An upload never relies on bytes it
+// cannot trust: it reuses a blob only when the blob is verified or stored by
+// the same role, and otherwise stores its own copy, under the SHA-256 when
+// that is free, or staged under a random key that records the SHA-256 the
+// content should have (kiln.blob.content_sha256). See docs/schema.md.
 package blob
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"os"
 
@@ -22,6 +29,9 @@ import (
 
 // ChunkSize is the size of every chunk but a blob's last.
 const ChunkSize = 256 << 10
+
+// batchChunks is how many chunks one round trip carries when storing.
+const batchChunks = 16
 
 // Sum is a SHA-256 digest.
 type Sum [32]byte
@@ -42,19 +52,28 @@ func ParseSum(s string) (Sum, error) {
 
 // Info describes a stored blob.
 type Info struct {
-	Sum  Sum
-	Size int64
-	// New is true when this call stored the bytes, false when they were
-	// already there.
+	// Sum is the blob's key, what packages and artifacts refer to: the
+	// content's SHA-256, or a random key when the upload was staged.
+	Sum Sum
+	// Digest is the content's SHA-256.
+	Digest Sum
+	Size   int64
+	// New is true when this call stored the bytes, false when it reused a
+	// stored blob.
 	New bool
 }
+
+// Staged reports whether the bytes were stored under a random key because
+// another, unusable blob had their SHA-256.
+func (i Info) Staged() bool { return i.Sum != i.Digest }
 
 // DB is what the store needs from a connection or transaction.
 type DB interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-	CopyFrom(ctx context.Context, table pgx.Identifier, columns []string, src pgx.CopyFromSource) (int64, error)
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+	Begin(ctx context.Context) (pgx.Tx, error)
 }
 
 // ErrChanged means the content changed between hashing it and storing it.
@@ -64,48 +83,142 @@ var ErrChanged = errors.New("file changed while it was being stored")
 var ErrCorrupt = errors.New("stored blob does not match its SHA-256")
 
 // Put stores the content of r, reading it twice: once to hash it, once to
-// copy it in (skipped when the blob is already stored). Run it in the
-// transaction that also stores what refers to the blob, so an aborted
-// transaction leaves nothing behind. verified marks the blob as checked by a
-// trusted process (builders storing what they built).
+// store it (skipped when a usable blob holds it already). Run it in the
+// transaction that also stores what refers to the blob (Info.Sum), so an
+// aborted transaction leaves nothing behind; it works in a transaction (a
+// savepoint) of its own, since a blob's chunks are accepted only in the
+// transaction that stored the blob.
+//
+// verified marks the blob as checked by a trusted process (a builder storing
+// what it built; only such roles may set it). A stored blob is reused when
+// the session may read it and it is verified or, for an unverified upload,
+// was stored by the same role. Otherwise the bytes are stored under their
+// SHA-256 if no blob has it, or else staged under a random key: an
+// unverified blob of someone else's (perhaps garbage planted under that
+// SHA-256) is never trusted, and one the session may not read is never
+// exposed to it.
 func Put(ctx context.Context, db DB, r io.ReadSeeker, verified bool) (Info, error) {
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		return Info{}, fmt.Errorf("storing a blob: %w", err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck
+	info, err := put(ctx, tx, r, verified)
+	if err != nil {
+		return Info{}, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return Info{}, fmt.Errorf("storing blob %s: %w", info.Digest, err)
+	}
+	return info, nil
+}
+
+func put(ctx context.Context, db pgx.Tx, r io.ReadSeeker, verified bool) (Info, error) {
 	h := sha256.New()
 	size, err := io.Copy(h, r)
 	if err != nil {
 		return Info{}, fmt.Errorf("hashing: %w", err)
 	}
-	var info Info
-	copy(info.Sum[:], h.Sum(nil))
-	info.Size = size
+	info := Info{Size: size}
+	copy(info.Digest[:], h.Sum(nil))
+
+	var key []byte
+	err = db.QueryRow(ctx, `SELECT sha256 FROM kiln.blob
+		WHERE (sha256 = $1 AND content_sha256 IS NULL OR content_sha256 = $1) AND size = $2
+		  AND (verified_at IS NOT NULL OR (NOT $3 AND created_by = session_user))
+		ORDER BY verified_at IS NULL, created_at LIMIT 1`, info.Digest[:], size, verified).Scan(&key)
+	switch {
+	case err == nil:
+		copy(info.Sum[:], key)
+		return info, nil
+	case !errors.Is(err, pgx.ErrNoRows):
+		return Info{}, fmt.Errorf("looking up blob %s: %w", info.Digest, err)
+	}
 
 	// Only trusted roles may set verified_at, so people's uploads leave the
 	// column out altogether.
-	insert := `INSERT INTO kiln.blob (sha256, size, chunk_size) VALUES ($1, $2, $3) ON CONFLICT (sha256) DO NOTHING`
+	verifiedCol, verifiedVal := "", ""
 	if verified {
-		insert = `INSERT INTO kiln.blob (sha256, size, chunk_size, verified_at) VALUES ($1, $2, $3, now()) ON CONFLICT (sha256) DO NOTHING`
+		verifiedCol, verifiedVal = ", verified_at", ", now()"
 	}
-	tag, err := db.Exec(ctx, insert, info.Sum[:], size, ChunkSize)
+	info.Sum = info.Digest
+	tag, err := db.Exec(ctx, `INSERT INTO kiln.blob (sha256, size, chunk_size`+verifiedCol+`)
+		VALUES ($1, $2, $3`+verifiedVal+`) ON CONFLICT (sha256) DO NOTHING`, info.Sum[:], size, ChunkSize)
 	if err != nil {
-		return Info{}, fmt.Errorf("storing blob %s: %w", info.Sum, err)
+		return Info{}, fmt.Errorf("storing blob %s: %w", info.Digest, err)
 	}
 	if tag.RowsAffected() == 0 {
-		return info, nil // already stored
+		if _, err := rand.Read(info.Sum[:]); err != nil {
+			return Info{}, fmt.Errorf("choosing a staging key: %w", err)
+		}
+		if _, err := db.Exec(ctx, `INSERT INTO kiln.blob (sha256, size, chunk_size, content_sha256`+verifiedCol+`)
+			VALUES ($1, $2, $3, $4`+verifiedVal+`)`, info.Sum[:], size, ChunkSize, info.Digest[:]); err != nil {
+			return Info{}, fmt.Errorf("staging blob %s: %w", info.Digest, err)
+		}
 	}
 	info.New = true
 	if _, err := r.Seek(0, io.SeekStart); err != nil {
 		return Info{}, fmt.Errorf("rewinding: %w", err)
 	}
-	src := &chunkSource{r: r, sum: info.Sum, h: sha256.New(), buf: make([]byte, ChunkSize)}
-	if _, err := db.CopyFrom(ctx, pgx.Identifier{"kiln", "blob_chunk"}, []string{"sha256", "seq", "data"}, src); err != nil {
-		if errors.Is(err, ErrChanged) || errors.Is(src.err, ErrChanged) {
-			return Info{}, ErrChanged
-		}
-		return Info{}, fmt.Errorf("storing chunks of %s: %w", info.Sum, err)
-	}
-	if src.n != size || [32]byte(src.h.Sum(nil)) != info.Sum {
-		return Info{}, ErrChanged
+	if err := storeChunks(ctx, db, info, r); err != nil {
+		return Info{}, err
 	}
 	return info, nil
+}
+
+// storeChunks writes the content of r as the chunks of blob info.Sum, a few
+// per round trip, hashing it again on the way: content that no longer
+// matches info is ErrChanged.
+func storeChunks(ctx context.Context, db pgx.Tx, info Info, r io.Reader) error {
+	bufs := make([][]byte, batchChunks)
+	for i := range bufs {
+		bufs[i] = make([]byte, ChunkSize)
+	}
+	h := sha256.New()
+	var (
+		n     int64
+		seq   int32
+		batch pgx.Batch
+	)
+	flush := func() error {
+		if batch.Len() == 0 {
+			return nil
+		}
+		err := db.SendBatch(ctx, &batch).Close()
+		batch = pgx.Batch{}
+		if err != nil {
+			return fmt.Errorf("storing chunks of %s: %w", info.Digest, err)
+		}
+		return nil
+	}
+	for {
+		buf := bufs[batch.Len()]
+		m, err := io.ReadFull(r, buf)
+		if m > 0 {
+			h.Write(buf[:m])
+			n += int64(m)
+			batch.Queue(`INSERT INTO kiln.blob_chunk (sha256, seq, data) VALUES ($1, $2, $3)`, info.Sum[:], seq, buf[:m])
+			seq++
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("reading: %w", err)
+		}
+		if batch.Len() == batchChunks {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	if n != info.Size || [32]byte(h.Sum(nil)) != info.Digest {
+		return ErrChanged
+	}
+	return nil
 }
 
 // PutFile stores the file at path.
@@ -122,57 +235,28 @@ func PutFile(ctx context.Context, db DB, path string, verified bool) (Info, erro
 	return info, nil
 }
 
-// chunkSource feeds COPY one chunk at a time, hashing as it goes.
-type chunkSource struct {
-	r   io.Reader
-	sum Sum
-	h   hash.Hash
-	buf []byte
-	seq int32
-	n   int64
-	cur []byte
-	err error
-}
-
-func (s *chunkSource) Next() bool {
-	n, err := io.ReadFull(s.r, s.buf)
-	if n == 0 {
-		if err != nil && err != io.EOF {
-			s.err = err
-		}
-		return false
-	}
-	if err != nil && err != io.ErrUnexpectedEOF {
-		s.err = err
-		return false
-	}
-	s.cur = s.buf[:n]
-	s.h.Write(s.cur)
-	s.n += int64(n)
-	return true
-}
-
-func (s *chunkSource) Values() ([]any, error) {
-	v := []any{s.sum[:], s.seq, s.cur}
-	s.seq++
-	return v, nil
-}
-
-func (s *chunkSource) Err() error { return s.err }
-
 // Stat returns a stored blob's size and whether it was verified.
 func Stat(ctx context.Context, db DB, sum Sum) (size int64, verified bool, err error) {
-	err = db.QueryRow(ctx, "SELECT size, verified_at IS NOT NULL FROM kiln.blob WHERE sha256 = $1", sum[:]).Scan(&size, &verified)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, false, fmt.Errorf("blob %s is not stored", sum)
-	}
+	size, verified, _, err = stat(ctx, db, sum)
 	return size, verified, err
+}
+
+// stat also returns the digest the blob's content must have.
+func stat(ctx context.Context, db DB, sum Sum) (size int64, verified bool, digest Sum, err error) {
+	var d []byte
+	err = db.QueryRow(ctx, "SELECT size, verified_at IS NOT NULL, coalesce(content_sha256, sha256) FROM kiln.blob WHERE sha256 = $1",
+		sum[:]).Scan(&size, &verified, &d)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, false, digest, fmt.Errorf("blob %s is not stored", sum)
+	}
+	copy(digest[:], d)
+	return size, verified, digest, err
 }
 
 // WriteTo streams a blob into w, checking its size and digest on the way. On
 // ErrCorrupt the bytes already written must be discarded.
 func WriteTo(ctx context.Context, db DB, sum Sum, w io.Writer) (int64, error) {
-	size, _, err := Stat(ctx, db, sum)
+	size, _, digest, err := stat(ctx, db, sum)
 	if err != nil {
 		return 0, err
 	}
@@ -204,7 +288,7 @@ func WriteTo(ctx context.Context, db DB, sum Sum, w io.Writer) (int64, error) {
 	if err := rows.Err(); err != nil {
 		return n, fmt.Errorf("reading blob %s: %w", sum, err)
 	}
-	if n != size || [32]byte(h.Sum(nil)) != sum {
+	if n != size || [32]byte(h.Sum(nil)) != digest {
 		return n, fmt.Errorf("blob %s: %d bytes read of %d: %w", sum, n, size, ErrCorrupt)
 	}
 	return n, nil
@@ -228,8 +312,9 @@ func WriteFile(ctx context.Context, db DB, sum Sum, path string) error {
 	return nil
 }
 
-// Verify re-reads a stored blob and checks it hashes to its name; on success
-// it records verified_at (the role needs UPDATE on that column).
+// Verify re-reads a stored blob and checks it hashes to its SHA-256 (the one
+// it claims, for a staged blob); on success it records verified_at (the role
+// needs UPDATE on that column: the splitter).
 func Verify(ctx context.Context, db DB, sum Sum) error {
 	if _, err := WriteTo(ctx, db, sum, io.Discard); err != nil {
 		return err

@@ -132,12 +132,12 @@ func TestSubmitKilledHalfway(t *testing.T) {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	// Kill it once the COPY of the big file is under way (alice is this
-	// test's own role, so her sessions are the child's).
+	// Kill it once chunks are being stored (alice is this test's own role,
+	// so her sessions are the child's); 64 MiB take many round trips.
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(5 * time.Millisecond) {
 		var copying int
-		err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_progress_copy c JOIN pg_stat_activity a USING (pid)
-			WHERE a.usename = $1 AND c.tuples_processed > 0`, alice).Scan(&copying)
+		err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE usename = $1 AND query LIKE 'INSERT INTO kiln.blob_chunk%'`, alice).Scan(&copying)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -83,6 +83,18 @@ func wait(ctx context.Context, conn *pgx.Conn) (string, notification, error) {
 	return n.Channel, p, nil
 }
 
+// snapshotJob reads a job in one snapshot, so that its status and its
+// tasks' agree even while a task finishes.
+func snapshotJob(ctx context.Context, conn *pgx.Conn, id int64) (*report.Job, error) {
+	var j *report.Job
+	err := pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		var err error
+		j, err = report.GetJob(ctx, tx, id)
+		return err
+	})
+	return j, err
+}
+
 func runWatch(c *cli.Context) error {
 	id, err := oneID(c, "job id", parseJobID)
 	if err != nil {
@@ -94,7 +106,7 @@ func runWatch(c *cli.Context) error {
 		return err
 	}
 	defer conn.Close(context.Background())
-	j, err := report.GetJob(ctx, conn, id)
+	j, err := snapshotJob(ctx, conn, id)
 	if err != nil {
 		return notFoundHint(err, "kiln jobs lists jobs")
 	}
@@ -159,7 +171,7 @@ func runWatch(c *cli.Context) error {
 				break
 			}
 		}
-		if j, err = report.GetJob(ctx, conn, id); err != nil {
+		if j, err = snapshotJob(ctx, conn, id); err != nil {
 			return err
 		}
 	}

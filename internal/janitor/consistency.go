@@ -157,3 +157,94 @@ func (j *Janitor) recomputeJobStatus(ctx context.Context, c *Counts) error {
 	}
 	return errors.Join(errs...)
 }
+
+// liveValidation is true for a kiln job j that has a validate River job
+// still waiting or running for less than the horizon ($1 seconds).
+const liveValidation = `EXISTS (SELECT 1 FROM river.river_job r
+	WHERE r.kind = 'validate' AND r.args->>'job_id' = j.id::text
+	  AND (r.state IN ` + waitingRiverStates + `
+	       OR (r.state = 'running' AND r.attempted_at > now() - make_interval(secs => $1))))`
+
+// repairStuckValidation looks after jobs still submitted ValidateHorizon
+// after they were submitted with no live validate River job: it was
+// discarded after its attempts (the splitter kept failing, say on a broken
+// database connection), cancelled, deleted, has been running for longer
+// than the horizon (its splitter died), or was never inserted (a submit by
+// hand in psql). Such a job gets a new validate River job, up to
+// MaxRevalidate times; after that it is marked invalid, with the last River
+// error as the reason, rather than waiting forever. Both are recorded as
+// janitor.revalidate events.
+func (j *Janitor) repairStuckValidation(ctx context.Context, c *Counts) error {
+	const stuck = `j.status = 'submitted' AND j.submitted_at < now() - make_interval(secs => $1) AND NOT ` + liveValidation
+	cs, err := j.candidates(ctx, `SELECT 0::bigint, j.id FROM kiln.job j WHERE `+stuck+` ORDER BY j.id LIMIT $2`,
+		secs(j.cfg.ValidateHorizon), j.cfg.Batch)
+	if err != nil {
+		return fmt.Errorf("finding jobs stuck in validation: %w", err)
+	}
+	var errs []error
+	for _, cand := range cs {
+		err := j.inTx(ctx, c, func(tx pgx.Tx, d *Counts) error {
+			return j.revalidate(ctx, tx, cand.JobID, stuck, d)
+		})
+		if err != nil {
+			j.log.Warn("requeueing a stuck validation failed; retrying next round", "job", cand.JobID, "err", err)
+			errs = append(errs, fmt.Errorf("job %d: %w", cand.JobID, err))
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// revalidate handles one stuck job under its lock (stuck is re-checked).
+func (j *Janitor) revalidate(ctx context.Context, tx pgx.Tx, jobID int64, stuck string, d *Counts) error {
+	if _, err := lockJob(ctx, tx, jobID); err != nil {
+		return err
+	}
+	var (
+		tries            int
+		lastState, lastE *string
+	)
+	err := tx.QueryRow(ctx, `SELECT
+			(SELECT count(*) FROM kiln.event e WHERE e.job_id = j.id AND e.kind = 'janitor.revalidate' AND e.detail->>'action' = 'inserted'),
+			r.state::text, r.errors[array_upper(r.errors, 1)]->>'error'
+		FROM kiln.job j
+		LEFT JOIN LATERAL (SELECT r.state, r.errors FROM river.river_job r
+		                   WHERE r.kind = 'validate' AND r.args->>'job_id' = j.id::text ORDER BY r.id DESC LIMIT 1) r ON true
+		WHERE j.id = $2 AND `+stuck, secs(j.cfg.ValidateHorizon), jobID).Scan(&tries, &lastState, &lastE)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil // validated, cancelled or given a River job meanwhile
+	}
+	if err != nil {
+		return fmt.Errorf("re-reading job: %w", err)
+	}
+	// A validate River job stuck in running is cancelled, so that it cannot
+	// come back to life next to the new one.
+	if _, err := tx.Exec(ctx, `UPDATE river.river_job SET state = 'cancelled', finalized_at = now()
+		WHERE kind = 'validate' AND args->>'job_id' = $1::bigint::text AND state = 'running'`, jobID); err != nil {
+		return fmt.Errorf("cancelling its stuck validate River job: %w", err)
+	}
+	detail := map[string]any{"tries": tries, "old_river_job_state": lastState, "last_error": lastE}
+	if tries >= j.cfg.MaxRevalidate {
+		reason := fmt.Sprintf("validation did not complete: %d validate River jobs ended without validating the job", tries+1)
+		if lastE != nil {
+			reason += "; last error: " + *lastE
+		}
+		if _, err := tx.Exec(ctx, `UPDATE kiln.job SET status = 'invalid', reason = $2, validated_at = now(), finished_at = now()
+			WHERE id = $1 AND status = 'submitted'`, jobID, reason); err != nil {
+			return fmt.Errorf("marking the job invalid: %w", err)
+		}
+		detail["action"], detail["reason"] = "invalidated", reason
+		d.JobsInvalidated++
+	} else {
+		res, err := j.river.InsertTx(ctx, tx, jobs.ValidateArgs{JobID: jobID}, nil)
+		if err != nil {
+			return fmt.Errorf("inserting a validate River job: %w", err)
+		}
+		detail["action"], detail["river_job_id"] = "inserted", res.Job.ID
+		detail["reason"] = "submitted job had no live validate River job"
+		d.ValidationsRequeued++
+	}
+	return record(ctx, tx, event{Kind: "janitor.revalidate", JobID: &jobID, Detail: detail})
+}

@@ -53,6 +53,12 @@ type Config struct {
 	// RecheckJobsFor is how long after a job finished its status is still
 	// compared with its tasks; unfinished jobs are always compared.
 	RecheckJobsFor time.Duration
+	// ValidateHorizon is how long a job may stay submitted without a live
+	// validate River job before it gets a new one.
+	ValidateHorizon time.Duration
+	// MaxRevalidate is how many new validate River jobs a job gets; when
+	// those did not validate it either, it is marked invalid.
+	MaxRevalidate int
 	// Batch caps how many candidates of each kind one round handles, so a
 	// round stays short; the rest wait for the next round.
 	Batch int
@@ -61,13 +67,15 @@ type Config struct {
 // DefaultConfig returns the documented defaults (docs/janitor.md).
 func DefaultConfig() Config {
 	return Config{
-		Horizon:        60 * time.Second,
-		MaxLost:        3,
-		TimeoutGrace:   10 * time.Minute,
-		Retention:      30 * 24 * time.Hour,
-		BlobGrace:      24 * time.Hour,
-		RecheckJobsFor: 24 * time.Hour,
-		Batch:          500,
+		Horizon:         60 * time.Second,
+		MaxLost:         3,
+		TimeoutGrace:    10 * time.Minute,
+		Retention:       30 * 24 * time.Hour,
+		BlobGrace:       24 * time.Hour,
+		RecheckJobsFor:  24 * time.Hour,
+		ValidateHorizon: 10 * time.Minute,
+		MaxRevalidate:   3,
+		Batch:           500,
 	}
 }
 
@@ -90,6 +98,10 @@ func (c Config) Check() error {
 		return fmt.Errorf("jobs would be deleted (after %s) before their retention ends (%s)", c.DeleteJobsAfter, c.Retention)
 	case c.RecheckJobsFor < 0:
 		return errors.New("the job recheck period must not be negative")
+	case c.ValidateHorizon <= 0:
+		return errors.New("the validation horizon must be positive")
+	case c.MaxRevalidate < 0:
+		return errors.New("the number of new validate River jobs must not be negative")
 	case c.Batch <= 0:
 		return errors.New("the batch size must be positive")
 	}
@@ -120,6 +132,8 @@ type Counts struct {
 	RiverJobsInserted    int   `json:"river_jobs_inserted"`    // pending tasks given a new River job
 	RiverJobsCancelled   int   `json:"river_jobs_cancelled"`   // River jobs of finished tasks cancelled
 	JobsRecomputed       int   `json:"jobs_recomputed"`        // jobs whose status was recomputed
+	ValidationsRequeued  int   `json:"validations_requeued"`   // submitted jobs given a new validate River job
+	JobsInvalidated      int   `json:"jobs_invalidated"`       // submitted jobs given up on (validation never completed)
 	JobsPruned           int   `json:"jobs_pruned"`            // jobs whose logs and artifacts were pruned
 	LogChunksPruned      int64 `json:"log_chunks_pruned"`      // log batches deleted
 	ArtifactsPruned      int64 `json:"artifacts_pruned"`       // artifacts whose content was dropped
@@ -174,6 +188,7 @@ func (j *Janitor) Round(ctx context.Context, w Work) (Counts, error) {
 		step("giving pending tasks a River job", j.repairPendingWithoutRiverJob)
 		step("cancelling River jobs of finished tasks", j.cancelRiverJobsOfFinished)
 		step("recomputing job status", j.recomputeJobStatus)
+		step("requeueing stuck validations", j.repairStuckValidation)
 	}
 	if w&Retention != 0 {
 		step("pruning logs and artifacts", j.pruneExpiredJobs)
@@ -236,7 +251,8 @@ func (j *Janitor) logRound(w Work, c Counts, took time.Duration, errs int) {
 	if w&Upkeep != 0 {
 		attrs = append(attrs, "requeued", c.Requeued, "lost", c.Lost, "timed_out", c.TimedOut,
 			"builders_offline", c.BuildersOffline, "river_jobs_inserted", c.RiverJobsInserted,
-			"river_jobs_cancelled", c.RiverJobsCancelled, "jobs_recomputed", c.JobsRecomputed)
+			"river_jobs_cancelled", c.RiverJobsCancelled, "jobs_recomputed", c.JobsRecomputed,
+			"validations_requeued", c.ValidationsRequeued, "jobs_invalidated", c.JobsInvalidated)
 	}
 	if w&Retention != 0 {
 		attrs = append(attrs, "jobs_pruned", c.JobsPruned, "log_chunks_pruned", c.LogChunksPruned,
@@ -275,6 +291,8 @@ func (c *Counts) add(d Counts) {
 	c.RiverJobsInserted += d.RiverJobsInserted
 	c.RiverJobsCancelled += d.RiverJobsCancelled
 	c.JobsRecomputed += d.JobsRecomputed
+	c.ValidationsRequeued += d.ValidationsRequeued
+	c.JobsInvalidated += d.JobsInvalidated
 	c.JobsPruned += d.JobsPruned
 	c.LogChunksPruned += d.LogChunksPruned
 	c.ArtifactsPruned += d.ArtifactsPruned

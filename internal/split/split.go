@@ -108,9 +108,10 @@ func (v *Verdict) Reason() string {
 }
 
 type storedFile struct {
-	name string
-	sum  blob.Sum
-	size int64 // as declared by the submitter
+	name   string
+	sum    blob.Sum // the blob's key
+	digest blob.Sum // its content's SHA-256 (differs from sum for a staged upload)
+	size   int64    // as declared by the submitter
 }
 
 type storedPackage struct {
@@ -175,12 +176,12 @@ func (s *Splitter) Check(ctx context.Context, id int64) (*Verdict, error) {
 			return nil, err
 		}
 		if p.Reason == "" {
-			if other, dup := bySum[sp.sum]; dup {
+			if other, dup := bySum[sp.digest]; dup {
 				p.Reason = "the same file as " + other
 			} else if other, dup := byName[p.Name]; dup {
 				p.Reason = fmt.Sprintf("package %s is already in the job as %s", p.Name, other)
 			}
-			bySum[sp.sum] = sp.name
+			bySum[sp.digest] = sp.name
 			byName[p.Name] = sp.name
 		}
 		v.Packages = append(v.Packages, p)
@@ -234,12 +235,13 @@ func (s *Splitter) checkBucket(ctx context.Context, submitter, bucket string) (s
 }
 
 func (s *Splitter) loadPackages(ctx context.Context, id int64) ([]*storedPackage, error) {
-	rows, _ := s.db.Query(ctx, `SELECT seq, file_name, format, blob_sha256, size FROM kiln.package WHERE job_id = $1 ORDER BY seq`, id)
+	rows, _ := s.db.Query(ctx, `SELECT p.seq, p.file_name, p.format, p.blob_sha256, coalesce(b.content_sha256, b.sha256), p.size
+		FROM kiln.package p JOIN kiln.blob b ON b.sha256 = p.blob_sha256 WHERE p.job_id = $1 ORDER BY p.seq`, id)
 	pkgs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*storedPackage, error) {
 		p := &storedPackage{}
-		var sum []byte
-		err := r.Scan(&p.seq, &p.name, &p.format, &sum, &p.size)
-		p.sum = blob.Sum(sum)
+		var sum, digest []byte
+		err := r.Scan(&p.seq, &p.name, &p.format, &sum, &digest, &p.size)
+		p.sum, p.digest = blob.Sum(sum), blob.Sum(digest)
 		return p, err
 	})
 	if err != nil {
@@ -249,12 +251,13 @@ func (s *Splitter) loadPackages(ctx context.Context, id int64) ([]*storedPackage
 	for _, p := range pkgs {
 		bySeq[p.seq] = p
 	}
-	rows, _ = s.db.Query(ctx, `SELECT seq, file_name, blob_sha256, size FROM kiln.package_file WHERE job_id = $1 ORDER BY seq, file_name`, id)
+	rows, _ = s.db.Query(ctx, `SELECT f.seq, f.file_name, f.blob_sha256, coalesce(b.content_sha256, b.sha256), f.size
+		FROM kiln.package_file f JOIN kiln.blob b ON b.sha256 = f.blob_sha256 WHERE f.job_id = $1 ORDER BY f.seq, f.file_name`, id)
 	var seq int
 	var f storedFile
-	var sum []byte
-	_, err = pgx.ForEachRow(rows, []any{&seq, &f.name, &sum, &f.size}, func() error {
-		f.sum = blob.Sum(sum)
+	var sum, digest []byte
+	_, err = pgx.ForEachRow(rows, []any{&seq, &f.name, &sum, &digest, &f.size}, func() error {
+		f.sum, f.digest = blob.Sum(sum), blob.Sum(digest)
 		bySeq[seq].files = append(bySeq[seq].files, f)
 		return nil
 	})
@@ -313,7 +316,7 @@ func (s *Splitter) checkStored(ctx context.Context, f storedFile) (string, error
 		return fmt.Sprintf("%s is %d bytes, over the limit of %d bytes", f.name, size, s.maxFileSize), nil
 	}
 	if err := blob.Verify(ctx, s.db, f.sum); errors.Is(err, blob.ErrCorrupt) {
-		return fmt.Sprintf("corrupt upload: the stored bytes of %s do not match its SHA-256 %s", f.name, f.sum), nil
+		return fmt.Sprintf("corrupt upload: the stored bytes of %s do not match its SHA-256 %s", f.name, f.digest), nil
 	} else if err != nil {
 		return "", fmt.Errorf("verifying %s: %w", f.name, err)
 	}
@@ -381,8 +384,8 @@ func (s *Splitter) checkDSC(ctx context.Context, sp *storedPackage, p *Package) 
 		if f.size != listed.Size {
 			return fmt.Sprintf("%s is %d bytes, the .dsc says %d", f.name, f.size, listed.Size), nil
 		}
-		if blob.Sum(listed.SHA256) != f.sum {
-			return fmt.Sprintf("checksum mismatch: %s has SHA-256 %s, the .dsc says %s", f.name, f.sum, blob.Sum(listed.SHA256)), nil
+		if blob.Sum(listed.SHA256) != f.digest {
+			return fmt.Sprintf("checksum mismatch: %s has SHA-256 %s, the .dsc says %s", f.name, f.digest, blob.Sum(listed.SHA256)), nil
 		}
 	}
 	if len(have) > 0 {

@@ -116,7 +116,7 @@ func NewKey() string {
 func (c *Client) Submit(ctx context.Context, req Request) (Result, error) {
 	res, err := c.submit(ctx, req)
 	if err != nil && ctx.Err() != nil {
-		// pgx reports an interrupted COPY as a closed connection.
+		// pgx reports an interrupted upload as a closed connection.
 		return res, fmt.Errorf("submit interrupted: %w (%v)", ctx.Err(), err)
 	}
 	return res, err
