@@ -19,9 +19,11 @@ build:
 setup:
 	.ci/setup-debian
 
-# Every test against a private PostgreSQL cluster (and KDC), then a short fuzz run.
+# Every test against a private PostgreSQL cluster (and KDC), a shortened
+# soak on a cluster of its own, then a short fuzz run.
 test: setup build
 	KILN_WITH_KDC=1 .ci/with-cluster $(MAKE) --no-print-directory test-go
+	.ci/with-cluster $(BIN)/kiln-soak $(SOAK_SHORT)
 	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
 
 test-go:
@@ -35,6 +37,12 @@ fuzz:
 	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >/tmp/kiln-fuzz.log 2>&1 || { cat /tmp/kiln-fuzz.log; exit 1; }; \
 	  done; \
 	done
+
+# The soak (docs/reliability.md): real builders, splitter and janitor on a
+# private cluster, under faults; exits non-zero when a check fails.
+SOAK_SHORT := --tasks 200 --kills 1 --cancels 2 --rpm-every 20 --timeout 5m
+soak: build
+	.ci/with-cluster $(BIN)/kiln-soak $(SOAK_FLAGS)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
