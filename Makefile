@@ -38,6 +38,11 @@ fuzz:
 	  done; \
 	done
 
+# The benchmarks (docs/performance.md): one table, each figure with how it
+# was measured. A few minutes; BENCH_FLAGS=--markdown prints it for the docs.
+bench: build
+	.ci/with-cluster $(BIN)/kiln-bench $(BENCH_FLAGS)
+
 # The soak (docs/reliability.md): real builders, splitter and janitor on a
 # private cluster, under faults; exits non-zero when a check fails.
 SOAK_SHORT := --tasks 200 --kills 1 --cancels 2 --rpm-every 20 --timeout 5m
