@@ -24,7 +24,7 @@ setup:
 test: setup build
 	KILN_WITH_KDC=1 .ci/with-cluster $(MAKE) --no-print-directory test-go
 	.ci/with-cluster $(BIN)/kiln-soak $(SOAK_SHORT)
-	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+	$(MAKE) --no-print-directory fuzz FUZZTIME=3s
 
 test-go:
 	$(GO) test -count=1 -timeout 20m ./...

@@ -111,7 +111,7 @@ func BenchmarkSubmitToStart(b *testing.B) {
 // succeed and returns how long after since it started.
 func (f *farm) startedAfter(b *testing.B, column string, id int64, since time.Time) time.Duration {
 	ctx := context.Background()
-	var startedAt time.Time
+	var startedAt *time.Time
 	waitFor(b, "the task to finish", func() bool {
 		var st string
 		err := f.db.Pool.QueryRow(ctx, "SELECT status, started_at FROM kiln.task WHERE "+column+" = $1", id).Scan(&st, &startedAt)
