@@ -184,8 +184,9 @@ func (s suite) run(ctx context.Context) (map[string]metrics, error) {
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	cmd.Env = append(os.Environ(), s.env...)
 	var out bytes.Buffer
-	cmd.Stdout = io.MultiWriter(&out, prefixed{os.Stderr})
-	cmd.Stderr = prefixed{os.Stderr}
+	progress := &prefixed{w: os.Stderr}
+	cmd.Stdout = io.MultiWriter(&out, progress)
+	cmd.Stderr = progress
 	if err := cmd.Run(); err != nil {
 		return nil, fmt.Errorf("go test: %w", err)
 	}
@@ -193,11 +194,21 @@ func (s suite) run(ctx context.Context) (map[string]metrics, error) {
 }
 
 // prefixed indents what go test prints, so the table stands out.
-type prefixed struct{ w io.Writer }
+type prefixed struct {
+	w       io.Writer
+	midLine bool
+}
 
-func (p prefixed) Write(b []byte) (int, error) {
-	s := strings.ReplaceAll(strings.TrimSuffix(string(b), "\n"), "\n", "\n    ")
-	_, err := fmt.Fprintf(p.w, "    %s\n", s)
+func (p *prefixed) Write(b []byte) (int, error) {
+	var out []byte
+	for _, c := range b {
+		if !p.midLine {
+			out = append(out, "    "...)
+		}
+		out = append(out, c)
+		p.midLine = c != '\n'
+	}
+	_, err := p.w.Write(out)
 	return len(b), err
 }
 
