@@ -19,22 +19,37 @@ build:
 setup:
 	.ci/setup-debian
 
-# Every test against a private PostgreSQL cluster (and KDC), then a short fuzz run.
+# Every test against a private PostgreSQL cluster (and KDC), a shortened
+# soak on a cluster of its own, then a short fuzz run.
 test: setup build
 	KILN_WITH_KDC=1 .ci/with-cluster $(MAKE) --no-print-directory test-go
-	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+	.ci/with-cluster $(BIN)/kiln-soak $(SOAK_SHORT)
+	$(MAKE) --no-print-directory fuzz FUZZTIME=2s
 
 test-go:
 	$(GO) test -count=1 -timeout 20m ./...
 
 FUZZTIME ?= 30s
+# Fuzz targets are found in the sources (go test -list would build every
+# package's tests first).
 fuzz:
-	@for pkg in $$($(GO) list ./...); do \
-	  for f in $$($(GO) test -list 'Fuzz.*' $$pkg 2>/dev/null | grep '^Fuzz'); do \
-	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
-	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg >/tmp/kiln-fuzz.log 2>&1 || { cat /tmp/kiln-fuzz.log; exit 1; }; \
+	@for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' cmd internal | xargs -n1 dirname | sort -u); do \
+	  for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go | sed 's/^func //'); do \
+	    echo "fuzz ./$$dir $$f ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./$$dir >/tmp/kiln-fuzz.log 2>&1 || { cat /tmp/kiln-fuzz.log; exit 1; }; \
 	  done; \
 	done
+
+# The benchmarks (docs/performance.md): one table, each figure with how it
+# was measured. A few minutes; BENCH_FLAGS=--markdown prints it for the docs.
+bench: build
+	.ci/with-cluster $(BIN)/kiln-bench $(BENCH_FLAGS)
+
+# The soak (docs/reliability.md): real builders, splitter and janitor on a
+# private cluster, under faults; exits non-zero when a check fails.
+SOAK_SHORT := --tasks 200 --kills 1 --cancels 2 --rpm-every 20 --timeout 5m
+soak: build
+	.ci/with-cluster $(BIN)/kiln-soak $(SOAK_FLAGS)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

@@ -87,3 +87,16 @@ func TestParseSize(t *testing.T) {
 		}
 	}
 }
+
+// --max-file-size is a positive byte count, whatever was typed.
+func FuzzParseSize(f *testing.F) {
+	for _, s := range []string{"2G", "512M", "10k", "1KiB", "0", "-1", "G", "9223372036854775807G", " 3 M "} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := parseSize(s)
+		if err == nil && n <= 0 {
+			t.Fatalf("parseSize(%q) = %d", s, n)
+		}
+	})
+}

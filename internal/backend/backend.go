@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -81,7 +82,7 @@ func New(name string, settings map[string]any, opts Options) (Backend, error) {
 	case "dpkg":
 		return dpkg{}, nil
 	case "noop":
-		return noop{}, nil
+		return newNoop(settings)
 	case "mock":
 		root, _ := settings["root"].(string)
 		if root == "" {
@@ -143,13 +144,38 @@ func collect(dir string, kinds map[string]string) ([]Output, error) {
 	return out, nil
 }
 
-// noop builds nothing and succeeds.
-type noop struct{}
+// noop builds nothing and succeeds. With the setting {"sleep": "500ms"} (a
+// Go duration) it first runs `sleep` for that long, a real process in the
+// build's process group, so that benchmarks and the soak (cmd/kiln-soak)
+// have builds that take time and can be killed, timed out and cancelled
+// like real ones.
+type noop struct {
+	sleep time.Duration
+}
+
+func newNoop(settings map[string]any) (noop, error) {
+	v, ok := settings["sleep"]
+	if !ok {
+		return noop{}, nil
+	}
+	s, _ := v.(string)
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return noop{}, fmt.Errorf("backend noop: sleep must be a duration such as \"500ms\", not %v", v)
+	}
+	return noop{sleep: d}, nil
+}
 
 func (noop) Name() string                               { return "noop" }
 func (noop) Versions(context.Context) map[string]string { return map[string]string{} }
 func (noop) SelfIsolating() bool                        { return true }
-func (noop) Build(_ context.Context, _ sandbox.Runner, req Request) ([]Output, error) {
+func (n noop) Build(ctx context.Context, r sandbox.Runner, req Request) ([]Output, error) {
+	if n.sleep > 0 {
+		secs := strconv.FormatFloat(n.sleep.Seconds(), 'f', -1, 64)
+		if err := r.Run(ctx, sandbox.Command{Dir: req.Dir, Args: []string{"sleep", secs}, Output: req.Log}); err != nil {
+			return nil, fmt.Errorf("noop backend: sleep %s: %w", secs, err)
+		}
+	}
 	fmt.Fprintf(req.Log, "noop backend: nothing built for %s\n", filepath.Base(req.Source))
 	return nil, nil
 }

@@ -3,11 +3,13 @@ package backend
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kiln-build/kiln/internal/sandbox"
 	"github.com/kiln-build/kiln/internal/testpkg"
@@ -240,4 +242,58 @@ func TestNoopAndUnknown(t *testing.T) {
 			t.Fatalf("backend %s accepted", name)
 		}
 	}
+}
+
+// The sleep setting runs a real process, which a cancelled build kills.
+func TestNoopSleep(t *testing.T) {
+	t.Parallel()
+	b, err := New("noop", map[string]any{"sleep": "10ms"}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var log bytes.Buffer
+	runner := &sandbox.Plain{Home: dir}
+	if _, err := b.Build(context.Background(), runner, Request{Source: "x.src.rpm", Dir: dir, Log: &log}); err != nil {
+		t.Fatalf("noop with sleep: %v\n%s", err, log.String())
+	}
+	if !strings.Contains(log.String(), "nothing built for x.src.rpm") {
+		t.Fatalf("log %q", log.String())
+	}
+
+	long, err := New("noop", map[string]any{"sleep": "1h"}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		// Cancel once the sleep runs: its process is in the build's directory.
+		for !sleeping(dir) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		cancel()
+	}()
+	if _, err := long.Build(ctx, runner, Request{Source: "x.src.rpm", Dir: dir, Log: io.Discard}); !errors.Is(err, sandbox.ErrKilled) {
+		t.Fatalf("cancelled noop sleep returned %v, want it killed", err)
+	}
+	if sleeping(dir) {
+		t.Fatal("the sleep outlived its cancelled build")
+	}
+
+	for _, bad := range []any{"soon", "-1s", 5} {
+		if _, err := New("noop", map[string]any{"sleep": bad}, Options{}); err == nil || !strings.Contains(err.Error(), "sleep must be a duration") {
+			t.Errorf("sleep %v: %v", bad, err)
+		}
+	}
+}
+
+// sleeping reports whether a process runs with dir as its working directory.
+func sleeping(dir string) bool {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cwd")
+	for _, p := range procs {
+		if cwd, err := os.Readlink(p); err == nil && cwd == dir {
+			return true
+		}
+	}
+	return false
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -124,7 +125,8 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 	}
 	if unit != 0 {
 		n, err := strconv.ParseFloat(s[:len(s)-1], 64)
-		if err != nil || n < 0 {
+		// !(n < max) also refuses NaN, which compares false with everything.
+		if err != nil || n < 0 || !(n*float64(unit) < math.MaxInt64) {
 			return time.Time{}, fmt.Errorf("not a duration, date or time")
 		}
 		return now.Add(-time.Duration(n * float64(unit))), nil

@@ -68,12 +68,21 @@ func (j *Janitor) repairPendingWithoutRiverJob(ctx context.Context, c *Counts) e
 }
 
 // cancelRiverJobsOfFinished cancels waiting build River jobs whose task has
-// finished (or no longer exists), so no builder wakes for nothing.
+// finished (or no longer exists), so no builder wakes for nothing; and
+// build River jobs still "running" a horizon after their task finished: the
+// River client working them died between the task's end and River's record
+// of it (a builder killed just after finishing, or killed mid-build before
+// the task was cancelled), and only River's rescuer, a day later, would
+// otherwise end them. A live builder records its River job's end within
+// moments of the task's, and River's completer leaves a River job that is
+// no longer running alone.
 func (j *Janitor) cancelRiverJobsOfFinished(ctx context.Context, c *Counts) error {
-	rows, err := j.db.Query(ctx, `SELECT r.id, (r.args->>'task_id')::bigint, t.job_id, t.status
+	rows, err := j.db.Query(ctx, `SELECT r.id, (r.args->>'task_id')::bigint, t.job_id, t.status, r.state::text
 		FROM river.river_job r LEFT JOIN kiln.task t ON t.id = (r.args->>'task_id')::bigint
-		WHERE r.kind = $1 AND r.state IN `+waitingRiverStates+` AND (t.id IS NULL OR t.finished_at IS NOT NULL)
-		ORDER BY r.id LIMIT $2`, jobs.BuildArgs{}.Kind(), j.cfg.Batch)
+		WHERE r.kind = $1 AND (t.id IS NULL OR t.finished_at IS NOT NULL)
+		  AND (r.state IN `+waitingRiverStates+`
+		       OR (r.state = 'running' AND coalesce(t.finished_at, r.attempted_at) < now() - make_interval(secs => $3)))
+		ORDER BY r.id LIMIT $2`, jobs.BuildArgs{}.Kind(), j.cfg.Batch, secs(j.cfg.Horizon))
 	if err != nil {
 		return fmt.Errorf("finding River jobs of finished tasks: %w", err)
 	}
@@ -82,6 +91,7 @@ func (j *Janitor) cancelRiverJobsOfFinished(ctx context.Context, c *Counts) erro
 		TaskID     *int64
 		JobID      *int64
 		TaskStatus *string
+		State      string
 	}
 	strays, err := pgx.CollectRows(rows, pgx.RowToStructByPos[stray])
 	if err != nil {
@@ -91,7 +101,7 @@ func (j *Janitor) cancelRiverJobsOfFinished(ctx context.Context, c *Counts) erro
 	for _, s := range strays {
 		err := j.inTx(ctx, c, func(tx pgx.Tx, d *Counts) error {
 			tag, err := tx.Exec(ctx, `UPDATE river.river_job SET state = 'cancelled', finalized_at = now()
-				WHERE id = $1 AND state IN `+waitingRiverStates, s.RiverJobID)
+				WHERE id = $1 AND state = $2`, s.RiverJobID, s.State)
 			if err != nil || tag.RowsAffected() == 0 {
 				return err // an error, or a builder or another janitor got there first
 			}
@@ -100,7 +110,7 @@ func (j *Janitor) cancelRiverJobsOfFinished(ctx context.Context, c *Counts) erro
 				status = *s.TaskStatus
 			}
 			if err := record(ctx, tx, event{Kind: "janitor.repair_river", JobID: s.JobID, TaskID: s.TaskID,
-				Detail: map[string]any{"action": "cancelled", "river_job_id": s.RiverJobID, "task_status": status,
+				Detail: map[string]any{"action": "cancelled", "river_job_id": s.RiverJobID, "river_job_state": s.State, "task_status": status,
 					"reason": "River job of a task that is " + status}}); err != nil {
 				return err
 			}

@@ -79,11 +79,28 @@ func TestRiverJobOfFinishedTaskIsCancelled(t *testing.T) {
 		VALUES ('build', jsonb_build_object('task_id', 999999, 'job_id', 1, 'platform', $1::text), 'build-'||$1, 25, 2, 'available') RETURNING id`,
 		[]any{platform}, &orphan)
 
+	// River jobs left running by River clients that died: one a horizon
+	// after its task was cancelled, and one whose task finished a moment
+	// ago (its builder may be recording the end right now: left alone).
+	_, deadTask, deadRJ := b.submitTask(t, 2)
+	b.take(t, deadTask, "b1")
+	b.exec(t, `UPDATE kiln.attempt SET status = 'cancelled', finished_at = now() WHERE task_id = $1`, deadTask)
+	b.exec(t, `UPDATE kiln.task SET status = 'cancelled', builder = NULL, finished_at = now() - interval '2 minutes', reason = 'test' WHERE id = $1`, deadTask)
+	_, freshTask, freshRJ := b.submitTask(t, 2)
+	b.take(t, freshTask, "b1")
+	b.exec(t, `UPDATE kiln.attempt SET status = 'succeeded', finished_at = now() WHERE task_id = $1`, freshTask)
+	b.exec(t, `UPDATE kiln.task SET status = 'succeeded', builder = NULL, finished_at = now() WHERE id = $1`, freshTask)
+
 	c := b.round(t, Upkeep)
-	if c.RiverJobsCancelled != 3 || c.RiverJobsInserted != 0 {
-		t.Fatalf("counts %+v, want 3 cancelled", c)
+	if c.RiverJobsCancelled != 4 || c.RiverJobsInserted != 0 {
+		t.Fatalf("counts %+v, want 4 cancelled", c)
 	}
-	for _, id := range []int64{extra, cancelledRJ, orphan} {
+	var fresh string
+	b.scan(t, `SELECT state::text FROM river.river_job WHERE id = $1`, []any{freshRJ}, &fresh)
+	if fresh != "running" {
+		t.Fatalf("the River job of a task finished a moment ago is %s, want it left running", fresh)
+	}
+	for _, id := range []int64{extra, cancelledRJ, orphan, deadRJ} {
 		var state string
 		b.scan(t, `SELECT state::text FROM river.river_job WHERE id = $1`, []any{id}, &state)
 		if state != "cancelled" {

@@ -1,0 +1,290 @@
+// Command kiln-bench runs kiln's benchmarks (the Go benchmarks next to the
+// code they measure) with the settings docs/performance.md reports, and
+// prints one table: each figure with how it was measured. It runs `go
+// test` in the source tree, so it is run from the repository's root
+// inside a private cluster: make bench.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/kiln-build/kiln/internal/daemon"
+)
+
+func main() {
+	ctx, stop := daemon.SignalContext(context.Background())
+	defer stop()
+	if err := app().RunContext(ctx, os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "kiln-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func app() *cli.App {
+	return &cli.App{
+		Name:  "kiln-bench",
+		Usage: "run kiln's benchmarks and print each figure with how it was measured (run inside .ci/with-cluster: make bench)",
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "latency-jobs", Usage: "jobs submitted one by one for the submit-to-start latency", Value: 500},
+			&cli.IntFlag{Name: "jobs", Usage: "jobs seeded for the query latencies (4 tasks each)", Value: 1000000},
+			&cli.StringFlag{Name: "only", Usage: "run only the benchmarks whose title matches this regular expression"},
+			&cli.BoolFlag{Name: "markdown", Usage: "print the table as Markdown (for docs/performance.md)"},
+		},
+		Action: run,
+	}
+}
+
+// suite is one `go test -bench` run and the table rows it yields.
+type suite struct {
+	title     string
+	pkg       string
+	pattern   string
+	benchtime string
+	env       []string
+	rows      []row
+}
+
+// row is one line of the table, read from one benchmark's metrics.
+type row struct {
+	bench  string // the benchmark's name as go test prints it, without -GOMAXPROCS
+	what   string
+	figure func(m metrics) string
+	how    string
+}
+
+// metrics are a benchmark's reported values by unit (ns/op, p50-ms, ...).
+type metrics map[string]float64
+
+func (m metrics) f(unit string, format string) string {
+	v, ok := m[unit]
+	if !ok {
+		return "?"
+	}
+	return fmt.Sprintf(format, v)
+}
+
+func suites(c *cli.Context) []suite {
+	ms := func(m metrics, a, b string) string {
+		return fmt.Sprintf("%s %s ms, %s %s ms", a, m.f(a+"-ms", "%.1f"), b, m.f(b+"-ms", "%.1f"))
+	}
+	p5095 := func(m metrics) string { return ms(m, "p50", "p95") }
+	p5099 := func(m metrics) string { return ms(m, "p50", "p99") }
+	throughput := func(m metrics) string {
+		return fmt.Sprintf("%s tasks/s; bare River %s jobs/s; ratio %s",
+			m.f("tasks/s", "%.1f"), m.f("river-jobs/s", "%.1f"), m.f("ratio", "%.2f"))
+	}
+	farm := fmt.Sprintf("%d jobs, %d tasks", c.Int("jobs"), 4*c.Int("jobs"))
+	return []suite{
+		{
+			title: "submit to build start", pkg: "./internal/builder/", pattern: "^BenchmarkSubmitToStart$/^from=submit$", benchtime: "1x",
+			env: []string{fmt.Sprintf("KILN_BENCH_LATENCY_JOBS=%d", c.Int("latency-jobs"))},
+			rows: []row{{bench: "BenchmarkSubmitToStart/from=submit", what: fmt.Sprintf("submit to build start, idle builder (%d jobs)", c.Int("latency-jobs")),
+				figure: p5099,
+				how: "kiln submit's transaction (a real SRPM, as a kiln_submitter role) committed, to task.started_at: the splitter " +
+					"(River client as kiln-splitter runs it) validates and splits, an idle builder (noop backend) takes; one job at a time"}},
+		},
+		{
+			title: "throughput", pkg: "./internal/builder/", pattern: "^BenchmarkThroughput$", benchtime: "1x",
+			rows: []row{
+				{bench: "BenchmarkThroughput/slots=1", what: "throughput, 1 builder slot (200 tasks)", figure: throughput,
+					how: "tasks inserted with their River jobs as the splitter does, to the last finished (noop build, log, artifacts, finish); " +
+						"bare River: insert one River job per transaction and work it with a no-op worker, same database, as many workers; " +
+						"both with River's default FetchCooldown 100 ms and FetchPollInterval 1 s, which kiln-builder uses"},
+				{bench: "BenchmarkThroughput/slots=4", what: "throughput, 4 builder slots (200 tasks)", figure: throughput, how: "as above"},
+				{bench: "BenchmarkThroughput/slots=16", what: "throughput, 16 builder slots (800 tasks)", figure: throughput, how: "as above"},
+			},
+		},
+		{
+			title: "live log", pkg: "./internal/builder/", pattern: "^BenchmarkLiveLog$", benchtime: "1x",
+			rows: []row{{bench: "BenchmarkLiveLog", what: "live log latency (100 lines)", figure: p5099,
+				how: "a real rpmbuild build in the sandbox prints lines stamped with the clock, 70 ms apart; kiln log -f " +
+					"(the CLI's code, in process) follows; latency = arrival in its output - stamp. The builder stores log " +
+					"batches every 500 ms (Config.LogFlush), which sets the figure"}},
+		},
+		{
+			title: "queries", pkg: "./internal/report/", pattern: "^BenchmarkListJobs$/^(newest|get_job|kiln_jobs|kiln_show)$", benchtime: "100x",
+			env: []string{fmt.Sprintf("KILN_BENCH_JOBS=%d", c.Int("jobs")), "KILN_BENCH_TASKS_PER_JOB=4"},
+			rows: []row{
+				{bench: "BenchmarkListJobs/kiln_jobs", what: "kiln jobs (" + farm + ")", figure: p5095,
+					how: "the CLI's jobs command in process as a kiln_submitter role (row-level security applies), new connection each run, 100 runs; farm seeded with generate_series"},
+				{bench: "BenchmarkListJobs/kiln_show", what: "kiln show JOB (" + farm + ")", figure: p5095,
+					how: "the CLI's show command, a job in the middle of the history, as above"},
+				{bench: "BenchmarkListJobs/newest", what: "  its query: report.ListJobs, newest page", figure: p5095,
+					how: "the query alone on an open superuser pool, 100 runs"},
+				{bench: "BenchmarkListJobs/get_job", what: "  its query: report.GetJob", figure: p5095, how: "as above"},
+				{what: "web job list, web job page", how: "TODO(web): measured by internal/web's benchmark once internal/web lands; the lead wires it here"},
+			},
+		},
+		{
+			title: "upload", pkg: "./internal/submit/", pattern: "^BenchmarkUploadVsCopy$", benchtime: "1x",
+			rows: []row{{bench: "BenchmarkUploadVsCopy", what: "submit upload vs plain COPY (200 MB)",
+				figure: func(m metrics) string {
+					return fmt.Sprintf("submit %s MB/s, COPY %s MB/s; submit takes %sx the COPY's time",
+						m.f("submit-MB/s", "%.0f"), m.f("copy-MB/s", "%.0f"), m.f("submit/copy-time", "%.2f"))
+				},
+				how: "kiln submit of four 50 MB files (hash, then stream into blobs, one transaction) against COPY of the same bytes into a bytea table in 256 KiB rows, same database"}},
+		},
+	}
+}
+
+func run(c *cli.Context) error {
+	var only *regexp.Regexp
+	if s := c.String("only"); s != "" {
+		var err error
+		if only, err = regexp.Compile(s); err != nil {
+			return fmt.Errorf("--only: %w", err)
+		}
+	}
+	if os.Getenv("KILN_TEST_PGURL") == "" {
+		return fmt.Errorf("no private cluster: run it inside .ci/with-cluster (make bench)")
+	}
+	var rows []row
+	results := map[string]metrics{}
+	for _, s := range suites(c) {
+		if only != nil && !only.MatchString(s.title) {
+			continue
+		}
+		fmt.Fprintf(os.Stderr, "kiln-bench: %s: %s\n", s.title, strings.Join(s.command(), " "))
+		began := time.Now()
+		found, err := s.run(c.Context)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.title, err)
+		}
+		fmt.Fprintf(os.Stderr, "kiln-bench: %s took %s\n", s.title, time.Since(began).Round(time.Second))
+		for k, v := range found {
+			results[k] = v
+		}
+		rows = append(rows, s.rows...)
+	}
+	printTable(os.Stdout, rows, results, c.Bool("markdown"))
+	return nil
+}
+
+// command is the go test command line of the suite.
+func (s suite) command() []string {
+	cmd := append([]string{}, s.env...)
+	return append(cmd, "go", "test", "-run", "^$", "-bench", s.pattern, "-benchtime", s.benchtime, "-timeout", "30m", "-count", "1", s.pkg)
+}
+
+// run runs the suite's benchmarks and returns their metrics by name.
+func (s suite) run(ctx context.Context) (map[string]metrics, error) {
+	args := s.command()[len(s.env):]
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+	cmd.Env = append(os.Environ(), s.env...)
+	var out bytes.Buffer
+	progress := &prefixed{w: os.Stderr}
+	cmd.Stdout = io.MultiWriter(&out, progress)
+	cmd.Stderr = progress
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("go test: %w", err)
+	}
+	return parse(&out), nil
+}
+
+// prefixed indents what go test prints, so the table stands out.
+type prefixed struct {
+	w       io.Writer
+	midLine bool
+}
+
+func (p *prefixed) Write(b []byte) (int, error) {
+	var out []byte
+	for _, c := range b {
+		if !p.midLine {
+			out = append(out, "    "...)
+		}
+		out = append(out, c)
+		p.midLine = c != '\n'
+	}
+	_, err := p.w.Write(out)
+	return len(b), err
+}
+
+var benchLine = regexp.MustCompile(`^(Benchmark\S+?)(?:-\d+)?\s+\d+\s+(.*)$`)
+
+// parse reads go test's benchmark lines: name, iterations, then value and
+// unit pairs.
+func parse(r io.Reader) map[string]metrics {
+	out := map[string]metrics{}
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		m := benchLine.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		f := strings.Fields(m[2])
+		ms := metrics{}
+		for i := 0; i+1 < len(f); i += 2 {
+			if v, err := strconv.ParseFloat(f[i], 64); err == nil {
+				ms[f[i+1]] = v
+			}
+		}
+		out[m[1]] = ms
+	}
+	return out
+}
+
+// printTable writes the table.
+func printTable(w io.Writer, rows []row, results map[string]metrics, markdown bool) {
+	figure := func(r row) string {
+		if r.bench == "" {
+			return "not measured here"
+		}
+		m, ok := results[r.bench]
+		if !ok {
+			return "missing from go test's output"
+		}
+		return r.figure(m)
+	}
+	if markdown {
+		fmt.Fprintln(w, "| measurement | figure | how it was measured |")
+		fmt.Fprintln(w, "|---|---|---|")
+		for _, r := range rows {
+			fmt.Fprintf(w, "| %s | %s | %s |\n", strings.TrimSpace(r.what), figure(r), r.how)
+		}
+		return
+	}
+	wide := 0
+	for _, r := range rows {
+		wide = max(wide, len(r.what))
+	}
+	fmt.Fprintln(w)
+	for _, r := range rows {
+		fmt.Fprintf(w, "%-*s  %s\n", wide, r.what, figure(r))
+		for i, l := range wrap("how: "+r.how, 100) {
+			if i > 0 {
+				l = "     " + l
+			}
+			fmt.Fprintf(w, "    %s\n", l)
+		}
+	}
+}
+
+// wrap breaks text into lines of at most width characters, between words.
+func wrap(text string, width int) []string {
+	var lines []string
+	line := ""
+	for _, word := range strings.Fields(text) {
+		if line != "" && len(line)+1+len(word) > width {
+			lines = append(lines, line)
+			line = ""
+		}
+		if line != "" {
+			line += " "
+		}
+		line += word
+	}
+	return append(lines, line)
+}

@@ -1,0 +1,37 @@
+package backend
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// A platform's backend settings (a JSON object an admin wrote) either make
+// a backend or an error, never a panic, and what is accepted is sane.
+func FuzzSettings(f *testing.F) {
+	for _, s := range []string{`{}`, `{"root": "rocky+epel-9-x86_64"}`, `{"root": "-x"}`, `{"root": 5}`, `{"sleep": "500ms"}`, `{"sleep": "-1s"}`, `{"sleep": 3}`, `{"sleep": null}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var settings map[string]any
+		if json.Unmarshal([]byte(s), &settings) != nil {
+			return
+		}
+		for _, name := range []string{"rpmbuild", "dpkg", "mock", "noop", "sbuild"} {
+			b, err := New(name, settings, Options{})
+			if err != nil {
+				continue
+			}
+			switch b := b.(type) {
+			case mock:
+				if b.root == "" || strings.HasPrefix(b.root, "-") {
+					t.Fatalf("mock accepted root %q from %s", b.root, s)
+				}
+			case noop:
+				if b.sleep < 0 {
+					t.Fatalf("noop accepted sleep %s from %s", b.sleep, s)
+				}
+			}
+		}
+	})
+}
