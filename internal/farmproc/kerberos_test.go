@@ -39,7 +39,9 @@ func (f *farm) kerberized(t testing.TB, adminArgs ...string) {
 		t.Fatalf("kiln %s printed no role:\n%s", strings.Join(adminArgs, " "), out)
 	}
 	role := m[1]
-	t.Cleanup(func() { _, _ = f.db.Pool.Exec(context.Background(), "DROP ROLE IF EXISTS "+pgx.Identifier{role}.Sanitize()) })
+	t.Cleanup(func() {
+		_, _ = f.db.Pool.Exec(context.Background(), "DROP ROLE IF EXISTS "+pgx.Identifier{role}.Sanitize())
+	})
 	f.exec(t, "GRANT kiln_test_gss TO "+pgx.Identifier{role}.Sanitize())
 }
 
@@ -279,4 +281,3 @@ func get(t *testing.T, c *http.Client, url string) string {
 	}
 	return string(b)
 }
-
