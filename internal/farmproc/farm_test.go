@@ -3,11 +3,13 @@ package farmproc
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	mrand "math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -30,12 +32,15 @@ type farm struct {
 	db     *pgtest.DB
 	person string
 	roles  int
+	// logins holds the login flags of roles that do not log in by trust
+	// (Kerberos: see login).
+	logins map[string][]string
 }
 
 func newFarm(t testing.TB) *farm {
 	t.Helper()
 	db := pgtest.New(t)
-	f := &farm{db: db}
+	f := &farm{db: db, logins: map[string][]string{}}
 	f.person = farmtest.Person(t, db, "alice", "kiln_submitter")
 	farmtest.Platform(t, db.Pool, platform, "x86_64")
 	farmtest.Bucket(t, db.Pool, "devel")
@@ -54,6 +59,15 @@ func (f *farm) scan(t testing.TB, sql string, args []any, dest ...any) {
 	if err := f.db.Pool.QueryRow(context.Background(), sql, args...).Scan(dest...); err != nil {
 		t.Fatalf("%s: %v", strings.Join(strings.Fields(sql), " "), err)
 	}
+}
+
+// login returns the flags a kiln program takes to log in as role: --db with
+// the role's URL (trust), or what f.logins holds for it (Kerberos).
+func (f *farm) login(role string) []string {
+	if l, ok := f.logins[role]; ok {
+		return l
+	}
+	return []string{"--db", f.db.URLAs(role)}
 }
 
 // role creates a login role in group (cluster-wide, so unique per test).
@@ -100,8 +114,9 @@ func (f *farm) startBuilder(t testing.TB, name, role string, extra ...string) *p
 // builder keeps its own).
 func (f *farm) startBuilderIn(t testing.TB, name, role, work string, extra ...string) *proc {
 	t.Helper()
-	args := append([]string{"--db", f.db.URLAs(role), "--name", name, "--platform", platform, "--workdir", work,
-		"--heartbeat", "500ms", "--grace", "1s"}, extra...)
+	args := append(f.login(role), "--name", name, "--platform", platform, "--workdir", work,
+		"--heartbeat", "500ms", "--grace", "1s")
+	args = append(args, extra...)
 	return startProc(t, name, binary(t, "kiln-builder"), args...)
 }
 
@@ -110,8 +125,28 @@ func (f *farm) startBuilderIn(t testing.TB, name, role, work string, extra ...st
 // runs at most its platform's timeout plus 1 s.
 func (f *farm) startJanitor(t testing.TB, role string, extra ...string) *proc {
 	t.Helper()
-	args := append([]string{"--db", f.db.URLAs(role), "--horizon", "3s", "--interval", "1s", "--timeout-grace", "1s"}, extra...)
-	return startProc(t, role, binary(t, "kiln-janitor"), args...)
+	args := append(f.login(role), "--horizon", "3s", "--interval", "1s", "--timeout-grace", "1s")
+	return startProc(t, role, binary(t, "kiln-janitor"), append(args, extra...)...)
+}
+
+// startSplitter runs kiln-splitter as role.
+func (f *farm) startSplitter(t testing.TB, role string, extra ...string) *proc {
+	t.Helper()
+	return startProc(t, role, binary(t, "kiln-splitter"), append(f.login(role), extra...)...)
+}
+
+// startWeb runs kiln-web as role on a free port of 127.0.0.1 and returns it
+// with its address (http://127.0.0.1:PORT).
+func (f *farm) startWeb(t testing.TB, role string, extra ...string) (*proc, string) {
+	t.Helper()
+	args := append(f.login(role), "--listen", "127.0.0.1:0")
+	p := startProc(t, role, binary(t, "kiln-web"), append(args, extra...)...)
+	p.waitLog(t, "kiln-web listening")
+	m := regexp.MustCompile(`url=(http://127\.0\.0\.1:\d+)`).FindStringSubmatch(p.output())
+	if m == nil {
+		t.Fatalf("kiln-web logged no address:\n%s", p.output())
+	}
+	return p, m[1]
 }
 
 // attemptRow is one line of a task's history.
@@ -281,7 +316,16 @@ func (p *proc) output() string {
 // output is logged when the test failed.
 func startProc(t testing.TB, name, bin string, args ...string) *proc {
 	t.Helper()
+	return startProcEnv(t, name, nil, bin, args...)
+}
+
+// startProcEnv is startProc with env added to the test's environment.
+func startProcEnv(t testing.TB, name string, env []string, bin string, args ...string) *proc {
+	t.Helper()
 	p := &proc{name: name, cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = p, p
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", name, err)
@@ -339,6 +383,25 @@ func (p *proc) signal(t testing.TB, sig syscall.Signal) {
 	if err := p.cmd.Process.Signal(sig); err != nil {
 		t.Fatalf("%s: %v: %v", p.name, sig, err)
 	}
+}
+
+// exitCode waits for the process to end by itself and returns its exit
+// status.
+func (p *proc) exitCode(t testing.TB) int {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(3 * time.Minute):
+		t.Fatalf("%s did not exit; output:\n%s", p.name, p.output())
+	}
+	var exit *exec.ExitError
+	if errors.As(p.err, &exit) {
+		return exit.ExitCode()
+	}
+	if p.err != nil {
+		t.Fatalf("%s: %v", p.name, p.err)
+	}
+	return 0
 }
 
 // kill sends SIGKILL and waits for the process to be gone.

@@ -29,11 +29,13 @@ func TestMain(m *testing.M) {
 }
 
 // binary returns the path of a kiln command built from this tree (kiln,
-// kiln-builder, kiln-janitor); the first call builds them all.
+// kiln-splitter, kiln-builder, kiln-janitor, kiln-web); the first call
+// builds them all.
 func binary(t testing.TB, name string) string {
 	t.Helper()
 	binOnce.Do(func() {
-		cmd := exec.Command("go", "build", "-o", binDir+"/", "../../cmd/kiln", "../../cmd/kiln-builder", "../../cmd/kiln-janitor")
+		cmd := exec.Command("go", "build", "-o", binDir+"/", "../../cmd/kiln", "../../cmd/kiln-splitter",
+			"../../cmd/kiln-builder", "../../cmd/kiln-janitor", "../../cmd/kiln-web")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			binError = fmt.Errorf("go build: %v\n%s", err, out)
 		}

@@ -1,0 +1,133 @@
+package farmproc
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// chromium finds Debian's chromium (.ci/setup-debian installs it). Without
+// it the browser test is skipped, except in CI, where it fails.
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	msg := "no chromium: install Debian's chromium (.ci/setup-debian does as root)"
+	if os.Getenv("CI") != "" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+	return ""
+}
+
+// A job's page in headless chromium, served by a kiln-web daemon, while
+// real kiln-splitter and kiln-builder daemons build the job: the page shows
+// the build's log lines as they come (the build waits at a gate until the
+// page has shown its first lines, so they certainly arrived while it ran)
+// and the status turning to succeeded, with the built package listed.
+// KILN_SCREENSHOT=path saves a screenshot of the finished page
+// (docs/screenshot-job.png is made so).
+func TestBrowserFollowsRealBuild(t *testing.T) {
+	t.Parallel()
+	exe := chromium(t)
+	f := newFarm(t)
+	f.startSplitter(t, f.role(t, "kiln_splitter"))
+	f.startBuilder(t, "build01", f.role(t, "kiln_builder"))
+	_, web := f.startWeb(t, f.role(t, "kiln_web"))
+	g := newGate(t)
+	out, code := kiln(t, nil, append(f.login(f.person), "--web-url", web, "submit", "--bucket", "devel", "--platform", platform,
+		"--note", "a real build, followed in chromium", gatedSRPM(t, "hello", g))...)
+	if code != 0 {
+		t.Fatalf("kiln submit: exit %d\n%s", code, out)
+	}
+	job := submittedJob(t, out)
+	task := f.taskOf(t, job)
+
+	actx, cancel := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(exe), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.NoFirstRun, chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 1000))
+	defer cancel()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	ctx, cancel = context.WithTimeout(ctx, 3*time.Minute) // only stops a hung test
+	defer cancel()
+
+	var mu sync.Mutex
+	var problems []string
+	messages := chromedp.Console(ctx)
+	go func() {
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			if m.IsException() || m.Type == chromedp.ConsoleError || strings.Contains(m.Text, "Content Security Policy") {
+				mu.Lock()
+				problems = append(problems, m.String())
+				mu.Unlock()
+			}
+		}
+	}()
+	// waitPage polls a JavaScript predicate on the page.
+	waitPage := func(what, predicate string) {
+		t.Helper()
+		if _, err := chromedp.Run(ctx, chromedp.Poll[bool](predicate, chromedp.WithPollingTimeout(2*time.Minute))); err != nil {
+			t.Fatalf("waiting for the page to show %s: %v", what, err)
+		}
+	}
+
+	// The page is opened as soon as the job exists; the task may not have
+	// started yet, and its log pane appears when it does.
+	if err := chromedp.Do(ctx, chromedp.Navigate(fmt.Sprintf("%s/jobs/%d", web, job))); err != nil {
+		t.Fatal(err)
+	}
+	pane := fmt.Sprintf(`document.querySelector("#livelog-%d-1 pre")`, task)
+	waitPage("the first log lines", pane+` !== null && `+pane+`.textContent.includes("line 2: compiling hello.c")`)
+	if got := f.task(t, task); got.Status != "building" {
+		t.Fatalf("task %+v while the page shows its first lines; want building", got)
+	}
+	if status, err := chromedp.Run(ctx, chromedp.Text("#job-status")); err != nil || status != "building" {
+		t.Fatalf("status on the page while building: %q (%v)", status, err)
+	}
+	g.open(t)
+
+	waitPage("the job succeeded", `document.querySelector("#job-status").textContent === "succeeded"`)
+	waitPage("the package in the task table", `document.querySelector("#tasks").textContent.includes("hello-1.0-1.x86_64.rpm")`)
+	text, err := chromedp.Run(ctx, chromedp.Text(fmt.Sprintf("#livelog-%d-1 pre", task)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The live pane holds the whole log as stored, in order.
+	var stored string
+	f.scan(t, `SELECT string_agg(data, '' ORDER BY seq) FROM kiln.log_chunk WHERE task_id = $1 AND attempt = 1`, []any{task}, &stored)
+	if text != stored {
+		t.Errorf("log on the page:\n%s\nstored:\n%s", text, stored)
+	}
+	inOrder(t, "the page's log", text, "line 1: configuring hello", "line 2: compiling hello.c", "line 3:", "line 5:", "Wrote: ")
+
+	if path := os.Getenv("KILN_SCREENSHOT"); path != "" {
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, m := range problems {
+		t.Errorf("browser console: %s", m)
+	}
+}
