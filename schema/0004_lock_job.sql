@@ -5,7 +5,7 @@
 -- order. SELECT ... FOR UPDATE needs UPDATE privilege on the table, which a
 -- builder must not have; this function takes the lock on its behalf.
 
-CREATE FUNCTION kiln.lock_job(p_job_id bigint) RETURNS boolean
+CREATE OR REPLACE FUNCTION kiln.lock_job(p_job_id bigint) RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, kiln AS $$
 BEGIN
     PERFORM 1 FROM kiln.job WHERE id = p_job_id FOR UPDATE;
