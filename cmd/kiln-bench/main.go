@@ -114,7 +114,7 @@ func suites(c *cli.Context) []suite {
 					"batches every 500 ms (Config.LogFlush), which sets the figure"}},
 		},
 		{
-			title: "queries", pkg: "./internal/report/", pattern: "^BenchmarkListJobs$/^(newest|get_job|kiln_jobs|kiln_show)$", benchtime: "100x",
+			title: "queries", pkg: "./internal/report/", pattern: "^BenchmarkListJobs$/^(newest|get_job|kiln_jobs|kiln_show|web_jobs|web_job)$", benchtime: "100x",
 			env: []string{fmt.Sprintf("KILN_BENCH_JOBS=%d", c.Int("jobs")), "KILN_BENCH_TASKS_PER_JOB=4"},
 			rows: []row{
 				{bench: "BenchmarkListJobs/kiln_jobs", what: "kiln jobs (" + farm + ")", figure: p5095,
@@ -124,7 +124,11 @@ func suites(c *cli.Context) []suite {
 				{bench: "BenchmarkListJobs/newest", what: "  its query: report.ListJobs, newest page", figure: p5095,
 					how: "the query alone on an open superuser pool, 100 runs"},
 				{bench: "BenchmarkListJobs/get_job", what: "  its query: report.GetJob", figure: p5095, how: "as above"},
-				{what: "web job list, web job page", how: "TODO(web): measured by internal/web's benchmark once internal/web lands; the lead wires it here"},
+				{bench: "BenchmarkListJobs/web_jobs", what: "web job list (" + farm + ")", figure: p5095,
+					how: "GET /jobs (the newest page) over HTTP from kiln-web's handler as a kiln_web role, 100 runs, same farm " +
+						"(internal/web's BenchmarkPages measures every page on a farm of its own)"},
+				{bench: "BenchmarkListJobs/web_job", what: "web job page (" + farm + ")", figure: p5095,
+					how: "GET /jobs/ID of the job kiln show shows, as above"},
 			},
 		},
 		{
@@ -239,9 +243,6 @@ func parse(r io.Reader) map[string]metrics {
 // printTable writes the table.
 func printTable(w io.Writer, rows []row, results map[string]metrics, markdown bool) {
 	figure := func(r row) string {
-		if r.bench == "" {
-			return "not measured here"
-		}
 		m, ok := results[r.bench]
 		if !ok {
 			return "missing from go test's output"

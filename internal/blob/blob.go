@@ -17,6 +17,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -25,13 +26,11 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // ChunkSize is the size of every chunk but a blob's last.
 const ChunkSize = 256 << 10
-
-// batchChunks is how many chunks one round trip carries when storing.
-const batchChunks = 16
 
 // Sum is a SHA-256 digest.
 type Sum [32]byte
@@ -72,7 +71,6 @@ type DB interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 	Begin(ctx context.Context) (pgx.Tx, error)
 }
 
@@ -166,39 +164,62 @@ func put(ctx context.Context, db pgx.Tx, r io.ReadSeeker, verified bool) (Info, 
 	return info, nil
 }
 
-// storeChunks writes the content of r as the chunks of blob info.Sum, a few
-// per round trip, hashing it again on the way: content that no longer
-// matches info is ErrChanged.
-func storeChunks(ctx context.Context, db pgx.Tx, info Info, r io.Reader) error {
-	bufs := make([][]byte, batchChunks)
-	for i := range bufs {
-		bufs[i] = make([]byte, ChunkSize)
+// chunksInFlight is how many chunks are sent ahead of the server's answers
+// when storing: enough to keep reading and hashing the next chunks while
+// the server stores the earlier ones, few enough to bound what the
+// connection buffers.
+const chunksInFlight = 4
+
+// insertChunk stores one chunk. Not COPY: PostgreSQL refuses COPY FROM into
+// a table with row-level security (kiln.blob_chunk has it), so chunks are
+// INSERTed, pipelined so that the upload streams much as COPY does.
+const insertChunk = `INSERT INTO kiln.blob_chunk (sha256, seq, data) VALUES ($1, $2, $3)`
+
+var (
+	chunkOIDs    = []uint32{pgtype.ByteaOID, pgtype.Int4OID, pgtype.ByteaOID}
+	chunkFormats = []int16{pgtype.BinaryFormatCode, pgtype.BinaryFormatCode, pgtype.BinaryFormatCode}
+)
+
+// storeChunks writes the content of r as the chunks of blob info.Sum,
+// hashing it again on the way: content that no longer matches info is
+// ErrChanged. It drives the connection in pipeline mode: each chunk is sent
+// as soon as it is read, and its answer is awaited only chunksInFlight
+// chunks later, so reading the file and storing it overlap.
+func storeChunks(ctx context.Context, tx pgx.Tx, info Info, r io.Reader) error {
+	pipe := tx.Conn().PgConn().StartPipeline(ctx)
+	err := sendChunks(pipe, info, r)
+	// Close waits for the answers still due; the first error is the one
+	// that says what went wrong.
+	if cerr := pipe.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("storing chunks of %s: %w", info.Digest, cerr)
 	}
+	return err
+}
+
+func sendChunks(pipe *pgconn.Pipeline, info Info, r io.Reader) error {
+	buf := make([]byte, ChunkSize)
+	var seq [4]byte
 	h := sha256.New()
-	var (
-		n     int64
-		seq   int32
-		batch pgx.Batch
-	)
-	flush := func() error {
-		if batch.Len() == 0 {
-			return nil
-		}
-		err := db.SendBatch(ctx, &batch).Close()
-		batch = pgx.Batch{}
-		if err != nil {
-			return fmt.Errorf("storing chunks of %s: %w", info.Digest, err)
-		}
-		return nil
-	}
-	for {
-		buf := bufs[batch.Len()]
+	var n int64
+	pending := 0
+	for i := uint32(0); ; i++ {
 		m, err := io.ReadFull(r, buf)
 		if m > 0 {
 			h.Write(buf[:m])
 			n += int64(m)
-			batch.Queue(`INSERT INTO kiln.blob_chunk (sha256, seq, data) VALUES ($1, $2, $3)`, info.Sum[:], seq, buf[:m])
-			seq++
+			binary.BigEndian.PutUint32(seq[:], i)
+			// The chunk is copied into the connection's send buffer here,
+			// so buf is free again once Sync returns.
+			pipe.SendQueryParams(insertChunk, [][]byte{info.Sum[:], seq[:], buf[:m]}, chunkOIDs, chunkFormats, nil)
+			if err := pipe.Sync(); err != nil {
+				return fmt.Errorf("storing chunks of %s: %w", info.Digest, err)
+			}
+			pending++
+			for ; pending > chunksInFlight; pending-- {
+				if err := chunkStored(pipe); err != nil {
+					return fmt.Errorf("storing chunks of %s: %w", info.Digest, err)
+				}
+			}
 		}
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
 			break
@@ -206,17 +227,37 @@ func storeChunks(ctx context.Context, db pgx.Tx, info Info, r io.Reader) error {
 		if err != nil {
 			return fmt.Errorf("reading: %w", err)
 		}
-		if batch.Len() == batchChunks {
-			if err := flush(); err != nil {
-				return err
-			}
-		}
 	}
-	if err := flush(); err != nil {
-		return err
+	for ; pending > 0; pending-- {
+		if err := chunkStored(pipe); err != nil {
+			return fmt.Errorf("storing chunks of %s: %w", info.Digest, err)
+		}
 	}
 	if n != info.Size || [32]byte(h.Sum(nil)) != info.Digest {
 		return ErrChanged
+	}
+	return nil
+}
+
+// chunkStored reads the answer to the oldest chunk sent: its INSERT's
+// result, then its synchronization point.
+func chunkStored(pipe *pgconn.Pipeline) error {
+	res, err := pipe.GetResults()
+	if err != nil {
+		return err
+	}
+	rr, ok := res.(*pgconn.ResultReader)
+	if !ok {
+		return fmt.Errorf("pipeline: got %T, want an INSERT's result", res)
+	}
+	if _, err := rr.Close(); err != nil {
+		return err
+	}
+	if res, err = pipe.GetResults(); err != nil {
+		return err
+	}
+	if _, ok := res.(*pgconn.PipelineSync); !ok {
+		return fmt.Errorf("pipeline: got %T, want a synchronization point", res)
 	}
 	return nil
 }

@@ -3,6 +3,9 @@ package report_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"slices"
 	"strconv"
@@ -10,10 +13,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/kiln-build/kiln/internal/cli"
 	"github.com/kiln-build/kiln/internal/farmtest"
 	"github.com/kiln-build/kiln/internal/pgtest"
 	"github.com/kiln-build/kiln/internal/report"
+	"github.com/kiln-build/kiln/internal/web"
 )
 
 // BenchmarkListJobs measures the listings on a farm of KILN_BENCH_JOBS jobs
@@ -26,7 +32,11 @@ import (
 // is how a farm of that size is made quickly, not how the farm writes them.
 // Every sub-benchmark reports its p50 and p95 besides the mean; kiln_jobs
 // and kiln_show run the CLI's commands in process as a kiln_submitter role
-// (a new connection each time, as the command makes).
+// (a new connection each time, as the command makes). web_jobs and web_job
+// fetch the web's job list and job page over HTTP from its handler
+// (internal/web) as a kiln_web role, the two pages internal/web's
+// BenchmarkPages measures with the rest on a farm of its own; measuring
+// them here seeds the million jobs of make bench once.
 //
 //	.ci/with-cluster go test ./internal/report/ -run '^$' -bench ListJobs -benchtime 200x
 func BenchmarkListJobs(b *testing.B) {
@@ -156,6 +166,41 @@ func BenchmarkListJobs(b *testing.B) {
 				args := append([]string{"kiln", "--config", "/dev/null", "--color", "never", "--db", db.URLAs(person)}, c.args...)
 				if err := app.RunContext(ctx, args); err != nil {
 					b.Fatalf("kiln %s: %v\n%s", strings.Join(c.args, " "), err, out.String())
+				}
+			})
+		})
+	}
+
+	// The web's job list (newest page) and the page of the same job as kiln
+	// show, fetched as internal/web's BenchmarkPages fetches them.
+	webRole := farmtest.Person(b, db, "web", "kiln_web")
+	webPool, err := pgxpool.New(ctx, db.URLAs(webRole))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer webPool.Close()
+	site, err := web.New(web.Config{DB: webPool})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ts := httptest.NewServer(site.Handler())
+	defer ts.Close()
+	for _, c := range []struct {
+		name, path, want string
+	}{
+		{"web_jobs", "/jobs", fmt.Sprintf("/jobs/%d", newest)},
+		{"web_job", fmt.Sprintf("/jobs/%d", newest/2), fmt.Sprintf("Job %d", newest/2)},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			timed(b, func() {
+				resp, err := http.Get(ts.URL + c.path)
+				if err != nil {
+					b.Fatal(err)
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != http.StatusOK || !strings.Contains(string(body), c.want) {
+					b.Fatalf("GET %s: %d, %v; want a page with %q", c.path, resp.StatusCode, err, c.want)
 				}
 			})
 		})

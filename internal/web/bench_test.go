@@ -119,6 +119,11 @@ func seedMillion(b *testing.B, db *pgtest.DB, n int) {
 //
 // Each request goes through HTTP to the handler and its queries, one at a
 // time, as the web's own database role.
+//
+// make bench (cmd/kiln-bench) reports the job list and the job page from
+// internal/report's BenchmarkListJobs instead, which fetches them the same
+// way on the farm it seeds for kiln jobs and kiln show, so that a million
+// jobs are seeded once.
 func BenchmarkPages(b *testing.B) {
 	n := benchJobs(b)
 	db := pgtest.New(b)
