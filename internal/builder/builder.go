@@ -519,7 +519,10 @@ func (b *Builder) heartbeatLoop(ctx context.Context) {
 }
 
 func (b *Builder) heartbeat(ctx context.Context) error {
-	cctx, cancel := context.WithTimeout(ctx, b.cfg.Heartbeat+5*time.Second)
+	// A heartbeat under way finishes even when the loop is stopped, so the
+	// "online" it writes cannot land after markOffline's "offline" (a
+	// cancelled statement may still run on the server).
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.Heartbeat+5*time.Second)
 	defer cancel()
 	var enabled bool
 	err := b.db.QueryRow(cctx, "UPDATE kiln.builder SET heartbeat_at = now(), state = 'online' WHERE name = $1 RETURNING enabled",
