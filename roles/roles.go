@@ -29,9 +29,6 @@ func Grants() string {
 	return b.String()
 }
 
-// All is Groups followed by Grants.
-func All() string { return Groups() + "\n" + Grants() }
-
 func read(name string) string {
 	b, err := files.ReadFile(name)
 	if err != nil {

@@ -69,15 +69,6 @@ func Migrations() ([]Migration, error) {
 	return out, nil
 }
 
-// Latest is the newest schema version this binary knows.
-func Latest() int {
-	ms, err := Migrations()
-	if err != nil || len(ms) == 0 {
-		return 0
-	}
-	return ms[len(ms)-1].Version
-}
-
 // Result tells what Migrate did.
 type Result struct {
 	From, To     int      // kiln schema version before and after
@@ -226,24 +217,6 @@ func inTx(ctx context.Context, conn *pgx.Conn, fn func(pgx.Tx) error) error {
 		return fmt.Errorf("committing migration: %w", err)
 	}
 	return nil
-}
-
-// Version reads the kiln schema version of a database (0 for an empty one).
-func Version(ctx context.Context, q interface {
-	QueryRow(context.Context, string, ...any) pgx.Row
-}) (int, error) {
-	var exists bool
-	if err := q.QueryRow(ctx, "SELECT to_regclass('kiln.schema_migration') IS NOT NULL").Scan(&exists); err != nil {
-		return 0, fmt.Errorf("reading schema version: %w", err)
-	}
-	if !exists {
-		return 0, nil
-	}
-	var v int
-	if err := q.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM kiln.schema_migration").Scan(&v); err != nil {
-		return 0, fmt.Errorf("reading schema version: %w", err)
-	}
-	return v, nil
 }
 
 // TooNewError is returned when the database's schema is newer than this binary.

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -23,12 +24,10 @@ func TestMigrateEmptyThenNoop(t *testing.T) {
 	if err != nil {
 		t.Fatalf("first migrate: %v", err)
 	}
-	all, err := schema.Migrations()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.From != 0 || res.To != schema.Latest() || len(res.Applied) != len(all) {
-		t.Fatalf("first migrate: got %+v, want 0 -> %d with every file applied", res, schema.Latest())
+	all := migrations(t)
+	latest := all[len(all)-1].Version
+	if res.From != 0 || res.To != latest || len(res.Applied) != len(all) {
+		t.Fatalf("first migrate: got %+v, want 0 -> %d with every file applied", res, latest)
 	}
 	if len(res.RiverApplied) == 0 {
 		t.Fatalf("first migrate applied no River migrations")
@@ -42,20 +41,40 @@ func TestMigrateEmptyThenNoop(t *testing.T) {
 	if err != nil {
 		t.Fatalf("second migrate: %v", err)
 	}
-	if len(res.Applied) != 0 || len(res.RiverApplied) != 0 || res.From != res.To {
-		t.Fatalf("second migrate was not a no-op: %+v", res)
+	if len(res.Applied) != 0 || len(res.RiverApplied) != 0 || res.From != latest || res.To != latest {
+		t.Fatalf("second migrate was not a no-op at version %d: %+v", latest, res)
 	}
-	v, err := schema.Version(ctx, db.Pool)
-	if err != nil || v != schema.Latest() {
-		t.Fatalf("Version = %d, %v; want %d", v, err, schema.Latest())
+	if v := version(t, db.Pool); v != latest {
+		t.Fatalf("database at version %d after migrating, want %d", v, latest)
 	}
+}
+
+// migrations returns the embedded migrations, oldest first.
+func migrations(t *testing.T) []schema.Migration {
+	t.Helper()
+	all, err := schema.Migrations()
+	if err != nil || len(all) == 0 {
+		t.Fatalf("embedded migrations: %v (%d files)", err, len(all))
+	}
+	return all
+}
+
+// version reads the database's kiln schema version.
+func version(t *testing.T, db *pgxpool.Pool) int {
+	t.Helper()
+	var v int
+	if err := db.QueryRow(context.Background(), "SELECT coalesce(max(version), 0) FROM kiln.schema_migration").Scan(&v); err != nil {
+		t.Fatalf("reading the schema version: %v", err)
+	}
+	return v
 }
 
 func TestMigrateRefusesNewerDatabase(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	db := pgtest.New(t)
-	future := schema.Latest() + 1
+	all := migrations(t)
+	future := all[len(all)-1].Version + 1
 	if _, err := db.Pool.Exec(ctx, "INSERT INTO kiln.schema_migration (version, name) VALUES ($1, 'from_the_future.sql')", future); err != nil {
 		t.Fatal(err)
 	}
@@ -67,8 +86,7 @@ func TestMigrateRefusesNewerDatabase(t *testing.T) {
 	if tooNew.Database != future || !strings.Contains(err.Error(), "upgrade kiln") {
 		t.Fatalf("unexpected error: %v", err)
 	}
-	v, _ := schema.Version(ctx, db.Pool)
-	if v != future {
+	if v := version(t, db.Pool); v != future {
 		t.Fatalf("refused migrate changed the version to %d", v)
 	}
 }
@@ -255,6 +273,138 @@ func TestJobStatusFollowsTransitions(t *testing.T) {
 	}
 }
 
+// constraintCase is a statement that one named constraint must refuse with
+// the given SQLSTATE.
+type constraintCase struct {
+	name, sql  string
+	code, rule string
+}
+
+// constraintCases holds one case (or more) per constraint of schema kiln,
+// against the rows TestConstraints seeds: job and task are their ids.
+func constraintCases(job, task int64) []constraintCase {
+	j, tk := itoa(job), itoa(task)
+	pkg := "INSERT INTO kiln.package (job_id, seq, file_name, format, blob_sha256, size, epoch) VALUES (" + j + ", "
+	pkgFile := "INSERT INTO kiln.package_file (job_id, seq, file_name, blob_sha256, size) VALUES (" + j + ", "
+	attempt := "INSERT INTO kiln.attempt (task_id, attempt, builder, status, finished_at) VALUES (" + tk + ", "
+	artifact := "INSERT INTO kiln.artifact (task_id, attempt, kind, file_name, blob_sha256, size, pruned_at) VALUES (" + tk + ", "
+	// A blob and its chunk must be stored in one transaction (blob_chunk_guard).
+	chunked := "INSERT INTO kiln.blob (sha256, size, chunk_size) VALUES (sha256('z'), 2, 1); "
+	return []constraintCase{
+		// Platforms, buckets, builders.
+		{"platform name", "INSERT INTO kiln.platform (name, arch, package_format, backend) VALUES ('EL9 x86', 'x86_64', 'rpm', 'rpmbuild')", "23514", "platform_name_valid"},
+		{"platform arch", "INSERT INTO kiln.platform (name, arch, package_format, backend) VALUES ('el10', 'X86 64', 'rpm', 'rpmbuild')", "23514", "platform_arch_valid"},
+		{"platform arch length", "INSERT INTO kiln.platform (name, arch, package_format, backend) VALUES ('el10', repeat('a', 33), 'rpm', 'rpmbuild')", "23514", "platform_arch_valid"},
+		{"platform backend", "INSERT INTO kiln.platform (name, arch, package_format, backend) VALUES ('el10', 'x86_64', 'rpm', 'docker')", "23514", "platform_backend_valid"},
+		{"platform backend matches format", "INSERT INTO kiln.platform (name, arch, package_format, backend) VALUES ('el10', 'x86_64', 'deb', 'rpmbuild')", "23514", "platform_backend_format"},
+		{"platform sbuild builds deb", "INSERT INTO kiln.platform (name, arch, package_format, backend) VALUES ('el10', 'x86_64', 'rpm', 'sbuild')", "23514", "platform_backend_format"},
+		{"platform format", "INSERT INTO kiln.platform (name, arch, package_format, backend) VALUES ('el10', 'x86_64', 'apk', 'noop')", "23514", "platform_package_format_valid"},
+		{"platform timeout", "INSERT INTO kiln.platform (name, arch, package_format, backend, timeout) VALUES ('el10', 'x86_64', 'rpm', 'rpmbuild', '-1 hour')", "23514", "platform_timeout_positive"},
+		{"platform settings", "INSERT INTO kiln.platform (name, arch, package_format, backend, backend_settings) VALUES ('el10', 'x86_64', 'rpm', 'mock', '[]')", "23514", "platform_backend_settings_object"},
+		{"duplicate platform", "INSERT INTO kiln.platform (name, arch, package_format, backend) VALUES ('el9-x86_64', 'x86_64', 'rpm', 'rpmbuild')", "23505", "platform_pkey"},
+		{"bucket name", "INSERT INTO kiln.bucket (name) VALUES ('../etc')", "23514", "bucket_name_valid"},
+		{"bucket retention", "INSERT INTO kiln.bucket (name, retention) VALUES ('old', '-1 day')", "23514", "bucket_retention_positive"},
+		{"bucket retention zero", "INSERT INTO kiln.bucket (name, retention) VALUES ('old', '0')", "23514", "bucket_retention_positive"},
+		{"duplicate bucket", "INSERT INTO kiln.bucket (name) VALUES ('devel')", "23505", "bucket_pkey"},
+		{"bucket grant needs bucket", "INSERT INTO kiln.bucket_grant (bucket, grantee) VALUES ('nope', 'alice')", "23503", "bucket_grant_bucket_fkey"},
+		{"duplicate bucket grant", "INSERT INTO kiln.bucket_grant (bucket, grantee) VALUES ('devel', 'alice')", "23505", "bucket_grant_pkey"},
+		{"builder name", "INSERT INTO kiln.builder (name, host) VALUES ('Bad Name', 'h')", "23514", "builder_name_valid"},
+		{"builder host", "INSERT INTO kiln.builder (name, host) VALUES ('b9', 'host one')", "23514", "builder_host_valid"},
+		{"builder host empty", "INSERT INTO kiln.builder (name, host) VALUES ('b9', '')", "23514", "builder_host_valid"},
+		{"builder slots", "INSERT INTO kiln.builder (name, host, slots) VALUES ('b9', 'h', 0)", "23514", "builder_slots_range"},
+		{"builder state", "UPDATE kiln.builder SET state = 'zombie' WHERE name = 'b1'", "23514", "builder_state_valid"},
+		{"duplicate builder", "INSERT INTO kiln.builder (name, host) VALUES ('b1', 'h')", "23505", "builder_pkey"},
+		{"builder platform exists", "INSERT INTO kiln.builder_platform VALUES ('b1', 'plan9-mips')", "23503", "builder_platform_platform_fkey"},
+		{"builder platform needs builder", "INSERT INTO kiln.builder_platform VALUES ('ghost', 'el9-x86_64')", "23503", "builder_platform_builder_fkey"},
+		{"duplicate builder platform", "INSERT INTO kiln.builder_platform VALUES ('b1', 'el9-x86_64')", "23505", "builder_platform_pkey"},
+
+		// Blobs.
+		{"blob hash length", "INSERT INTO kiln.blob (sha256, size, chunk_size) VALUES ('\\x00', 1, 1)", "23514", "blob_sha256_length"},
+		{"blob content hash length", "INSERT INTO kiln.blob (sha256, size, chunk_size, content_sha256) VALUES (sha256('y'), 1, 1, '\\x01')", "23514", "blob_content_sha256_length"},
+		{"blob negative size", "INSERT INTO kiln.blob (sha256, size, chunk_size) VALUES (sha256('y'), -5, 1)", "23514", "blob_size_nonnegative"},
+		{"blob chunk size zero", "INSERT INTO kiln.blob (sha256, size, chunk_size) VALUES (sha256('y'), 1, 0)", "23514", "blob_chunk_size_positive"},
+		{"blob chunk size too big", "INSERT INTO kiln.blob (sha256, size, chunk_size) VALUES (sha256('y'), 1, 16777217)", "23514", "blob_chunk_size_positive"},
+		{"duplicate blob", "INSERT INTO kiln.blob (sha256, size, chunk_size) VALUES (sha256('x'), 1, 262144)", "23505", "blob_pkey"},
+		{"blob chunk seq", chunked + "INSERT INTO kiln.blob_chunk (sha256, seq, data) VALUES (sha256('z'), -1, 'a')", "23514", "blob_chunk_seq_nonnegative"},
+		{"duplicate blob chunk", chunked + "INSERT INTO kiln.blob_chunk (sha256, seq, data) VALUES (sha256('z'), 0, 'a'), (sha256('z'), 0, 'b')", "23505", "blob_chunk_pkey"},
+		// The chunk guard refuses a chunk of a missing blob before the key is
+		// checked; a chunk moved to a missing blob meets the key.
+		{"blob chunk needs blob", chunked + "INSERT INTO kiln.blob_chunk (sha256, seq, data) VALUES (sha256('z'), 0, 'a'); UPDATE kiln.blob_chunk SET sha256 = sha256('nope')", "23503", "blob_chunk_sha256_fkey"},
+
+		// Jobs and packages.
+		{"job status", "UPDATE kiln.job SET status = 'exploded' WHERE id = " + j, "23514", "job_status_valid"},
+		{"job priority", "INSERT INTO kiln.job (bucket, submission_key, priority) VALUES ('devel', 'p', 9)", "23514", "job_priority_range"},
+		{"job policy", "INSERT INTO kiln.job (bucket, submission_key, policy) VALUES ('devel', 'p', 'sometimes')", "23514", "job_policy_valid"},
+		{"job note length", "INSERT INTO kiln.job (bucket, submission_key, note) VALUES ('devel', 'p', repeat('x', 2001))", "23514", "job_note_length"},
+		{"job options", "INSERT INTO kiln.job (bucket, submission_key, options) VALUES ('devel', 'p', '[\"nocheck\"]')", "23514", "job_options_object"},
+		{"job platforms", "INSERT INTO kiln.job (bucket, submission_key, platforms) VALUES ('devel', 'p', '{}')", "23514", "job_platforms_nonempty"},
+		{"job submission key", "INSERT INTO kiln.job (bucket, submission_key) VALUES ('devel', 'a b')", "23514", "job_submission_key_valid"},
+		{"job submission key unique", "INSERT INTO kiln.job (bucket, submission_key) VALUES ('devel', 'k1')", "23505", "job_submission_key_unique"},
+		{"job final has finished_at", "UPDATE kiln.job SET status = 'failed' WHERE id = " + j, "23514", "job_finished_when_final"},
+		{"job invalid has reason", "UPDATE kiln.job SET status = 'invalid', finished_at = now() WHERE id = " + j, "23514", "job_invalid_has_reason"},
+		{"job resubmit of a missing job", "INSERT INTO kiln.job (bucket, submission_key, resubmit_of) VALUES ('devel', 'p', 999999)", "23503", "job_resubmit_of_fkey"},
+		{"duplicate job id", "INSERT INTO kiln.job (id, bucket, submission_key) OVERRIDING SYSTEM VALUE VALUES (" + j + ", 'devel', 'p')", "23505", "job_pkey"},
+		{"package file name with separator", pkg + "1, '../x.src.rpm', 'srpm', sha256('x'), 1, 0)", "23514", "package_file_name_safe"},
+		{"package file name leading dash", pkg + "1, '-x.src.rpm', 'srpm', sha256('x'), 1, 0)", "23514", "package_file_name_safe"},
+		{"package file name control char", pkg + "1, E'x\\n.src.rpm', 'srpm', sha256('x'), 1, 0)", "23514", "package_file_name_safe"},
+		{"package seq", pkg + "-1, 'x.src.rpm', 'srpm', sha256('x'), 1, 0)", "23514", "package_seq_nonnegative"},
+		{"package format", pkg + "1, 'x.tar.gz', 'tarball', sha256('x'), 1, 0)", "23514", "package_format_valid"},
+		{"package epoch", pkg + "1, 'x.src.rpm', 'srpm', sha256('x'), 1, -1)", "23514", "package_epoch_nonnegative"},
+		{"package blob exists", pkg + "1, 'x.src.rpm', 'srpm', sha256('nope'), 1, 0)", "23503", "package_blob_sha256_fkey"},
+		{"package negative size", pkg + "1, 'x.src.rpm', 'srpm', sha256('x'), -1, 0)", "23514", "package_size_nonnegative"},
+		{"package needs job", "INSERT INTO kiln.package (job_id, seq, file_name, format, blob_sha256, size) VALUES (999999, 0, 'x.src.rpm', 'srpm', sha256('x'), 1)", "23503", "package_job_id_fkey"},
+		{"package file name unique in job", pkg + "1, 'a.dsc', 'dsc', sha256('x'), 1, 0)", "23505", "package_file_name_unique"},
+		{"duplicate package seq", pkg + "0, 'b.dsc', 'dsc', sha256('x'), 1, 0)", "23505", "package_pkey"},
+		{"package file name", pkgFile + "0, '../a.tar.gz', sha256('x'), 1)", "23514", "package_file_file_name_safe"},
+		{"package file size", pkgFile + "0, 'b.tar.gz', sha256('x'), -1)", "23514", "package_file_size_nonnegative"},
+		{"package file blob exists", pkgFile + "0, 'b.tar.gz', sha256('nope'), 1)", "23503", "package_file_blob_sha256_fkey"},
+		{"package file needs package", pkgFile + "7, 'b.tar.gz', sha256('x'), 1)", "23503", "package_file_job_id_seq_fkey"},
+		{"duplicate package file", pkgFile + "0, 'a.tar.gz', sha256('x'), 1)", "23505", "package_file_pkey"},
+
+		// Tasks and attempts.
+		{"task platform exists", "INSERT INTO kiln.task (job_id, platform) VALUES (" + j + ", 'solaris-sparc')", "23503", "task_platform_fkey"},
+		{"task needs job", "INSERT INTO kiln.task (job_id, platform) VALUES (999999, 'el9-x86_64')", "23503", "task_job_id_fkey"},
+		{"task unique per platform", "INSERT INTO kiln.task (job_id, platform) VALUES (" + j + ", 'el9-x86_64')", "23505", "task_job_platform_unique"},
+		{"duplicate task id", "INSERT INTO kiln.task (id, job_id, platform) OVERRIDING SYSTEM VALUE VALUES (" + tk + ", " + j + ", 'el8-x86_64')", "23505", "task_pkey"},
+		{"task status", "UPDATE kiln.task SET status = 'melted' WHERE id = " + tk, "23514", "task_status_valid"},
+		{"task builder of another platform", "UPDATE kiln.task SET status = 'building', builder = 'b2', attempt = 1, started_at = now(), heartbeat_at = now() WHERE id = " + tk, "23503", "task_builder_platform_fk"},
+		{"task building needs builder", "UPDATE kiln.task SET status = 'building', attempt = 1, started_at = now(), heartbeat_at = now() WHERE id = " + tk, "23514", "task_builder_iff_building"},
+		{"task building needs attempt", "UPDATE kiln.task SET status = 'building', builder = 'b1', started_at = now(), heartbeat_at = now() WHERE id = " + tk, "23514", "task_building_has_attempt"},
+		{"task final needs finished_at", "UPDATE kiln.task SET status = 'succeeded' WHERE id = " + tk, "23514", "task_finished_when_final"},
+		{"task failure needs reason", "UPDATE kiln.task SET status = 'failed', finished_at = now() WHERE id = " + tk, "23514", "task_reason_when_unsuccessful"},
+		{"task negative attempt", "UPDATE kiln.task SET attempt = -1 WHERE id = " + tk, "23514", "task_attempt_nonnegative"},
+		{"task negative lost count", "UPDATE kiln.task SET lost_count = -1 WHERE id = " + tk, "23514", "task_lost_count_nonnegative"},
+		{"attempt needs task", "INSERT INTO kiln.attempt (task_id, attempt, builder) VALUES (999999, 1, 'b1')", "23503", "attempt_task_id_fkey"},
+		{"attempt status", attempt + "2, 'b1', 'weird', now())", "23514", "attempt_status_valid"},
+		{"attempt number", attempt + "0, 'b1', 'building', NULL)", "23514", "attempt_number_positive"},
+		{"attempt final needs finished_at", attempt + "2, 'b1', 'failed', NULL)", "23514", "attempt_finished_when_final"},
+		{"attempt building has no finished_at", attempt + "2, 'b1', 'building', now())", "23514", "attempt_finished_when_final"},
+		{"attempt log bytes", "UPDATE kiln.attempt SET log_bytes = -1 WHERE task_id = " + tk, "23514", "attempt_log_bytes_nonnegative"},
+		{"duplicate attempt", attempt + "1, 'b1', 'building', NULL)", "23505", "attempt_pkey"},
+
+		// Artifacts and logs.
+		{"artifact needs attempt", artifact + "7, 'package', 'x.rpm', sha256('x'), 1, NULL)", "23503", "artifact_task_id_attempt_fkey"},
+		{"artifact kind", artifact + "1, 'core', 'core.1', sha256('x'), 1, NULL)", "23514", "artifact_kind_valid"},
+		{"artifact file name", artifact + "1, 'package', 'RPMS/x.rpm', sha256('x'), 1, NULL)", "23514", "artifact_file_name_safe"},
+		{"artifact size", artifact + "1, 'package', 'x.rpm', sha256('x'), -1, NULL)", "23514", "artifact_size_nonnegative"},
+		{"artifact without blob must be pruned", artifact + "1, 'package', 'x.rpm', NULL, 1, NULL)", "23514", "artifact_blob_unless_pruned"},
+		{"pruned artifact has no blob", artifact + "1, 'package', 'x.rpm', sha256('x'), 1, now())", "23514", "artifact_blob_unless_pruned"},
+		{"artifact blob exists", artifact + "1, 'package', 'x.rpm', sha256('nope'), 1, NULL)", "23503", "artifact_blob_sha256_fkey"},
+		{"artifact file name unique per attempt", artifact + "1, 'log', 'build.log', sha256('x'), 1, NULL)", "23505", "artifact_file_name_unique"},
+		{"duplicate artifact id", "INSERT INTO kiln.artifact (id, task_id, attempt, kind, file_name, blob_sha256, size) OVERRIDING SYSTEM VALUE " +
+			"SELECT id, task_id, attempt, kind, 'other.log', blob_sha256, size FROM kiln.artifact", "23505", "artifact_pkey"},
+		{"log chunk seq", "INSERT INTO kiln.log_chunk (task_id, attempt, seq, data) VALUES (" + tk + ", 1, -1, 'x')", "23514", "log_chunk_seq_nonnegative"},
+		{"log chunk needs attempt", "INSERT INTO kiln.log_chunk (task_id, attempt, seq, data) VALUES (" + tk + ", 9, 0, 'x')", "23503", "log_chunk_task_id_attempt_fkey"},
+		{"duplicate log chunk", "INSERT INTO kiln.log_chunk (task_id, attempt, seq, data) VALUES (" + tk + ", 1, 0, 'x')", "23505", "log_chunk_pkey"},
+
+		// Events and migrations.
+		{"event kind", "INSERT INTO kiln.event (kind) VALUES ('Not A Kind')", "23514", "event_kind_valid"},
+		{"event detail", "INSERT INTO kiln.event (kind, detail) VALUES ('test.detail', '\"text\"')", "23514", "event_detail_object"},
+		{"duplicate event id", "INSERT INTO kiln.event (id, kind) OVERRIDING SYSTEM VALUE SELECT min(id), 'test.again' FROM kiln.event", "23505", "event_pkey"},
+		{"migration applied twice", "INSERT INTO kiln.schema_migration (version, name) SELECT min(version), 'again.sql' FROM kiln.schema_migration", "23505", "schema_migration_pkey"},
+	}
+}
+
 func TestConstraints(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
@@ -263,51 +413,15 @@ func TestConstraints(t *testing.T) {
 	if err := f.db.QueryRow(ctx, "INSERT INTO kiln.task (job_id, platform) VALUES ($1, 'el9-x86_64') RETURNING id", f.job).Scan(&task); err != nil {
 		t.Fatal(err)
 	}
-	cases := []struct {
-		name, sql  string
-		code, rule string
-	}{
-		{"platform name", "INSERT INTO kiln.platform (name, arch, package_format, backend) VALUES ('EL9 x86', 'x86_64', 'rpm', 'rpmbuild')", "23514", "platform_name_valid"},
-		{"platform backend", "INSERT INTO kiln.platform (name, arch, package_format, backend) VALUES ('el10', 'x86_64', 'rpm', 'docker')", "23514", "platform_backend_valid"},
-		{"platform backend matches format", "INSERT INTO kiln.platform (name, arch, package_format, backend) VALUES ('el10', 'x86_64', 'deb', 'rpmbuild')", "23514", "platform_backend_format"},
-		{"platform format", "INSERT INTO kiln.platform (name, arch, package_format, backend) VALUES ('el10', 'x86_64', 'apk', 'noop')", "23514", "platform_package_format_valid"},
-		{"platform timeout", "INSERT INTO kiln.platform (name, arch, package_format, backend, timeout) VALUES ('el10', 'x86_64', 'rpm', 'rpmbuild', '-1 hour')", "23514", "platform_timeout_positive"},
-		{"platform settings", "INSERT INTO kiln.platform (name, arch, package_format, backend, backend_settings) VALUES ('el10', 'x86_64', 'rpm', 'mock', '[]')", "23514", "platform_backend_settings_object"},
-		{"duplicate platform", "INSERT INTO kiln.platform (name, arch, package_format, backend) VALUES ('el9-x86_64', 'x86_64', 'rpm', 'rpmbuild')", "23505", "platform_pkey"},
-		{"bucket name", "INSERT INTO kiln.bucket (name) VALUES ('../etc')", "23514", "bucket_name_valid"},
-		{"job status", "UPDATE kiln.job SET status = 'exploded' WHERE id = " + itoa(f.job), "23514", "job_status_valid"},
-		{"job priority", "INSERT INTO kiln.job (bucket, submission_key, priority) VALUES ('devel', 'p', 9)", "23514", "job_priority_range"},
-		{"job policy", "INSERT INTO kiln.job (bucket, submission_key, policy) VALUES ('devel', 'p', 'sometimes')", "23514", "job_policy_valid"},
-		{"job submission key", "INSERT INTO kiln.job (bucket, submission_key) VALUES ('devel', 'a b')", "23514", "job_submission_key_valid"},
-		{"job submission key unique", "INSERT INTO kiln.job (bucket, submission_key) VALUES ('devel', 'k1')", "23505", "job_submission_key_unique"},
-		{"job final has finished_at", "UPDATE kiln.job SET status = 'failed' WHERE id = " + itoa(f.job), "23514", "job_finished_when_final"},
-		{"job invalid has reason", "UPDATE kiln.job SET status = 'invalid', finished_at = now() WHERE id = " + itoa(f.job), "23514", "job_invalid_has_reason"},
-		{"package file name with separator", "INSERT INTO kiln.package (job_id, seq, file_name, format, blob_sha256, size) VALUES (" + itoa(f.job) + ", 0, '../x.src.rpm', 'srpm', sha256('x'), 1)", "23514", "package_file_name_safe"},
-		{"package file name leading dash", "INSERT INTO kiln.package (job_id, seq, file_name, format, blob_sha256, size) VALUES (" + itoa(f.job) + ", 0, '-x.src.rpm', 'srpm', sha256('x'), 1)", "23514", "package_file_name_safe"},
-		{"package file name control char", "INSERT INTO kiln.package (job_id, seq, file_name, format, blob_sha256, size) VALUES (" + itoa(f.job) + ", 0, E'x\\n.src.rpm', 'srpm', sha256('x'), 1)", "23514", "package_file_name_safe"},
-		{"package blob exists", "INSERT INTO kiln.package (job_id, seq, file_name, format, blob_sha256, size) VALUES (" + itoa(f.job) + ", 0, 'x.src.rpm', 'srpm', sha256('nope'), 1)", "23503", "package_blob_sha256_fkey"},
-		{"package negative size", "INSERT INTO kiln.package (job_id, seq, file_name, format, blob_sha256, size) VALUES (" + itoa(f.job) + ", 0, 'x.src.rpm', 'srpm', sha256('x'), -1)", "23514", "package_size_nonnegative"},
-		{"blob hash length", "INSERT INTO kiln.blob (sha256, size, chunk_size) VALUES ('\\x00', 1, 1)", "23514", "blob_sha256_length"},
-		{"blob negative size", "INSERT INTO kiln.blob (sha256, size, chunk_size) VALUES (sha256('y'), -5, 1)", "23514", "blob_size_nonnegative"},
-		{"task platform exists", "INSERT INTO kiln.task (job_id, platform) VALUES (" + itoa(f.job) + ", 'solaris-sparc')", "23503", "task_platform_fkey"},
-		{"task unique per platform", "INSERT INTO kiln.task (job_id, platform) VALUES (" + itoa(f.job) + ", 'el9-x86_64')", "23505", "task_job_platform_unique"},
-		{"task status", "UPDATE kiln.task SET status = 'melted' WHERE id = " + itoa(task), "23514", "task_status_valid"},
-		{"task builder of another platform", "UPDATE kiln.task SET status = 'building', builder = 'b2', attempt = 1, started_at = now(), heartbeat_at = now() WHERE id = " + itoa(task), "23503", "task_builder_platform_fk"},
-		{"task building needs builder", "UPDATE kiln.task SET status = 'building', attempt = 1, started_at = now(), heartbeat_at = now() WHERE id = " + itoa(task), "23514", "task_builder_iff_building"},
-		{"task building needs attempt", "UPDATE kiln.task SET status = 'building', builder = 'b1', started_at = now(), heartbeat_at = now() WHERE id = " + itoa(task), "23514", "task_building_has_attempt"},
-		{"task final needs finished_at", "UPDATE kiln.task SET status = 'succeeded' WHERE id = " + itoa(task), "23514", "task_finished_when_final"},
-		{"task failure needs reason", "UPDATE kiln.task SET status = 'failed', finished_at = now() WHERE id = " + itoa(task), "23514", "task_reason_when_unsuccessful"},
-		{"task negative attempt", "UPDATE kiln.task SET attempt = -1 WHERE id = " + itoa(task), "23514", "task_attempt_nonnegative"},
-		{"attempt needs task", "INSERT INTO kiln.attempt (task_id, attempt, builder) VALUES (999999, 1, 'b1')", "23503", "attempt_task_id_fkey"},
-		{"attempt status", "INSERT INTO kiln.attempt (task_id, attempt, builder, status, finished_at) VALUES (" + itoa(task) + ", 1, 'b1', 'weird', now())", "23514", "attempt_status_valid"},
-		{"artifact needs attempt", "INSERT INTO kiln.artifact (task_id, attempt, kind, file_name, blob_sha256, size) VALUES (" + itoa(task) + ", 7, 'package', 'x.rpm', sha256('x'), 1)", "23503", "artifact_task_id_attempt_fkey"},
-		{"builder name", "INSERT INTO kiln.builder (name, host) VALUES ('Bad Name', 'h')", "23514", "builder_name_valid"},
-		{"builder slots", "INSERT INTO kiln.builder (name, host, slots) VALUES ('b9', 'h', 0)", "23514", "builder_slots_range"},
-		{"builder state", "UPDATE kiln.builder SET state = 'zombie' WHERE name = 'b1'", "23514", "builder_state_valid"},
-		{"builder platform exists", "INSERT INTO kiln.builder_platform VALUES ('b1', 'plan9-mips')", "23503", "builder_platform_platform_fkey"},
-		{"event kind", "INSERT INTO kiln.event (kind) VALUES ('Not A Kind')", "23514", "event_kind_valid"},
-	}
-	for _, tc := range cases {
+	// One row of each kind, for the cases that collide with an existing row.
+	mustExec(t, f.db, `
+		INSERT INTO kiln.bucket_grant (bucket, grantee) VALUES ('devel', 'alice');
+		INSERT INTO kiln.package (job_id, seq, file_name, format, blob_sha256, size) VALUES (`+itoa(f.job)+`, 0, 'a.dsc', 'dsc', sha256('x'), 1);
+		INSERT INTO kiln.package_file (job_id, seq, file_name, blob_sha256, size) VALUES (`+itoa(f.job)+`, 0, 'a.tar.gz', sha256('x'), 1);
+		INSERT INTO kiln.attempt (task_id, attempt, builder) VALUES (`+itoa(task)+`, 1, 'b1');
+		INSERT INTO kiln.artifact (task_id, attempt, kind, file_name, blob_sha256, size) VALUES (`+itoa(task)+`, 1, 'log', 'build.log', sha256('x'), 1);
+		INSERT INTO kiln.log_chunk (task_id, attempt, seq, data) VALUES (`+itoa(task)+`, 1, 0, 'first line');`)
+	for _, tc := range constraintCases(f.job, task) {
 		t.Run(tc.name, func(t *testing.T) {
 			tx, err := f.db.Begin(ctx)
 			if err != nil {
@@ -323,6 +437,44 @@ func TestConstraints(t *testing.T) {
 				t.Fatalf("%s: got %s on %q (%s), want %s on %s", tc.sql, pgErr.Code, pgErr.ConstraintName, pgErr.Message, tc.code, tc.rule)
 			}
 		})
+	}
+}
+
+// Every check, foreign-key, unique and primary-key constraint of schema kiln
+// has a case in TestConstraints: a migration that adds one without a case
+// fails here.
+func TestEveryConstraintHasACase(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	rows, err := db.Pool.Query(context.Background(), `
+		SELECT c.conname FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace
+		WHERE n.nspname = 'kiln' AND c.contype IN ('c', 'f', 'u', 'p', 'x') ORDER BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	catalog, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	covered := map[string]bool{}
+	for _, c := range constraintCases(0, 0) {
+		covered[c.rule] = true
+	}
+	var missing []string
+	for _, name := range catalog {
+		if !covered[name] {
+			missing = append(missing, name)
+		}
+		delete(covered, name)
+	}
+	if len(missing) > 0 {
+		t.Errorf("constraints of schema kiln without a case in constraintCases (schema_test.go):\n  %s", strings.Join(missing, "\n  "))
+	}
+	for name := range covered {
+		t.Errorf("constraintCases names %s, which schema kiln does not have", name)
+	}
+	if len(catalog) < 80 {
+		t.Fatalf("the catalog lists only %d constraints of schema kiln: is the query right?", len(catalog))
 	}
 }
 

@@ -1,8 +1,8 @@
 // Package backend turns one source package into built files. A platform
 // names its backend: rpmbuild and dpkg build on the builder host inside
-// kiln's bubblewrap sandbox; mock isolates builds itself (a chroot or
-// container per build root) and runs unwrapped; noop builds nothing and
-// succeeds, for benchmarks.
+// kiln's bubblewrap sandbox; mock (SRPMs) and sbuild (Debian source
+// packages) isolate builds themselves (a chroot or container per build) and
+// run unwrapped; noop builds nothing and succeeds, for benchmarks.
 package backend
 
 import (
@@ -71,6 +71,8 @@ type Options struct {
 	// Createrepo is the createrepo_c program ("createrepo_c" on PATH when
 	// empty), which gives mock's local repository its metadata.
 	Createrepo string
+	// Sbuild is the sbuild program ("sbuild" on PATH when empty).
+	Sbuild string
 }
 
 // New returns the backend called name, configured with the platform's
@@ -100,7 +102,7 @@ func New(name string, settings map[string]any, opts Options) (Backend, error) {
 		}
 		return m, nil
 	case "sbuild":
-		return nil, fmt.Errorf("backend sbuild is not implemented by this builder")
+		return newSbuild(settings, opts)
 	}
 	return nil, fmt.Errorf("unknown backend %q", name)
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-build/kiln/internal/proctest"
 	"github.com/kiln-build/kiln/internal/testpkg"
 )
 
@@ -257,7 +258,7 @@ func TestTimeoutKillsEverything(t *testing.T) {
 	f := newFarm(t)
 	f.platform(t, "el9-x86_64", "x86_64", "rpm", "rpmbuild", 15*time.Second, "")
 	_, pool := f.builderPool(t, 1)
-	marker := sleepMarker()
+	marker := proctest.SleepMarker()
 	srpm := testpkg.SRPM(t, testpkg.Spec{Name: "kiln-sleepy",
 		Build: "sleep " + marker + " & echo SLEEPING-NOW; sleep " + marker})
 	_, task := f.submit(t, "el9-x86_64", "retry", srpm)
@@ -274,7 +275,7 @@ func TestTimeoutKillsEverything(t *testing.T) {
 	if attemptStatus != "timed_out" {
 		t.Fatalf("attempt %s", attemptStatus)
 	}
-	noLeftovers(t, "sleep "+marker)
+	proctest.NoLeftovers(t, "sleep "+marker)
 }
 
 // A build that tries to reach the database over the network and to read

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
-	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -289,36 +288,6 @@ func (f *farm) artifacts(t testing.TB, task int64, attempt int) map[string]artif
 		out[a.name] = a
 	}
 	return out
-}
-
-// leftovers lists processes whose command line holds marker.
-func leftovers(marker string) []string {
-	var found []string
-	files, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range files {
-		b, err := os.ReadFile(p)
-		if err == nil && strings.Contains(string(bytes.ReplaceAll(b, []byte{0}, []byte{' '})), marker) {
-			found = append(found, p)
-		}
-	}
-	return found
-}
-
-// sleepMarker is a sleep duration no other process uses, to find a build's
-// processes in /proc.
-func sleepMarker() string { return fmt.Sprintf("3600.%06d", mrand.IntN(1_000_000)) }
-
-// noLeftovers fails when a process with marker in its command line remains.
-func noLeftovers(t testing.TB, marker string) {
-	t.Helper()
-	var left []string
-	for range 100 {
-		if left = leftovers(marker); len(left) == 0 {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("processes of the build survived: %v", left)
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-build/kiln/internal/proctest"
 	"github.com/kiln-build/kiln/internal/testpkg"
 	"github.com/kiln-build/kiln/jobs"
 )
@@ -109,7 +110,7 @@ func TestShutdownGivesBackAndCancelStops(t *testing.T) {
 	f.platform(t, "el9-x86_64", "x86_64", "rpm", "rpmbuild", time.Hour, "")
 	_, pool1 := f.builderPool(t, 1)
 	_, pool2 := f.builderPool(t, 1)
-	marker := sleepMarker()
+	marker := proctest.SleepMarker()
 	srpm := testpkg.SRPM(t, testpkg.Spec{Name: "kiln-long", Build: "echo SLEEPING-NOW; sleep " + marker})
 	job, task := f.submit(t, "el9-x86_64", "retry", srpm)
 
@@ -134,12 +135,12 @@ func TestShutdownGivesBackAndCancelStops(t *testing.T) {
 	if log := f.logOf(t, task, 1); !strings.Contains(log, "given back") {
 		t.Fatalf("the log does not say the task was given back:\n%s", log)
 	}
-	noLeftovers(t, "sleep "+marker)
+	proctest.NoLeftovers(t, "sleep "+marker)
 
 	r2 := start(t, pool2, testConfig(t, "el9-x86_64"))
 	waitFor(t, "the second build to start", func() bool { return strings.Contains(f.logOf(t, task, 2), "SLEEPING-NOW") })
 	f.exec(t, "SELECT kiln.cancel_job($1)", job)
-	noLeftovers(t, "sleep "+marker)
+	proctest.NoLeftovers(t, "sleep "+marker)
 	status, attempt, reason := f.taskStatus(t, task)
 	var a2Status string
 	f.db.Pool.QueryRow(ctx, "SELECT status FROM kiln.attempt WHERE task_id = $1 AND attempt = 2", task).Scan(&a2Status)

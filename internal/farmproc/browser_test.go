@@ -1,34 +1,17 @@
 package farmproc
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
-)
 
-// chromium finds Debian's chromium (.ci/setup-debian installs it). Without
-// it the browser test is skipped, except in CI, where it fails.
-func chromium(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	msg := "no chromium: install Debian's chromium (.ci/setup-debian does as root)"
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
-}
+	"github.com/kiln-build/kiln/internal/browsertest"
+)
 
 // A job's page in headless chromium, served by a kiln-web daemon, while
 // real kiln-splitter and kiln-builder daemons build the job: the page shows
@@ -39,7 +22,7 @@ func chromium(t *testing.T) string {
 // (docs/screenshot-job.png is made so).
 func TestBrowserFollowsRealBuild(t *testing.T) {
 	t.Parallel()
-	exe := chromium(t)
+	exe := browsertest.Chromium(t)
 	f := newFarm(t)
 	f.startSplitter(t, f.role(t, "kiln_splitter"))
 	f.startBuilder(t, "build01", f.role(t, "kiln_builder"))
@@ -53,16 +36,7 @@ func TestBrowserFollowsRealBuild(t *testing.T) {
 	job := submittedJob(t, out)
 	task := f.taskOf(t, job)
 
-	actx, cancel := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(exe), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.NoFirstRun, chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 1000))
-	defer cancel()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, cancel = context.WithTimeout(ctx, 3*time.Minute) // only stops a hung test
-	defer cancel()
+	ctx := browsertest.Start(t, exe)
 
 	var mu sync.Mutex
 	var problems []string

@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/kiln-build/kiln/internal/proctest"
 )
 
 // kilnAdmin runs the kiln command as an admin role.
@@ -77,7 +79,7 @@ func TestRestartedBuilderGivesBackItsTasks(t *testing.T) {
 	role := f.role(t, "kiln_builder")
 	a := f.startBuilder(t, "ra", role, "--slots", "2")
 	work := a.cmd.Args[indexOf(a.cmd.Args, "--workdir")+1]
-	marker := sleepMarker()
+	marker := proctest.SleepMarker()
 	_, again := f.submit(t, hangingFirstAttempt(t, "kiln-again", marker))
 	_, doomed := f.submit(t, hangingFirstAttempt(t, "kiln-doomed", marker))
 	f.waitBuilding(t, again, 1, "ra", "SLEEPING-NOW")
@@ -98,7 +100,7 @@ func TestRestartedBuilderGivesBackItsTasks(t *testing.T) {
 	dup.kill(t)
 
 	a.kill(t)
-	noLeftovers(t, "sleep "+marker)
+	proctest.NoLeftovers(t, "sleep "+marker)
 	f.startBuilderIn(t, "ra", role, work, "--max-lost", "1")
 
 	if got := f.waitTask(t, again, "succeeded", "failed", "timed_out", "lost"); got.Status != "succeeded" || got.LostCount != 1 {

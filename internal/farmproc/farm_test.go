@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	mrand "math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/kiln-build/kiln/internal/farmtest"
 	"github.com/kiln-build/kiln/internal/pgtest"
+	"github.com/kiln-build/kiln/internal/proctest"
 	"github.com/kiln-build/kiln/internal/testpkg"
 )
 
@@ -255,38 +255,11 @@ func quick(t testing.TB, name string) string {
 	return testpkg.SRPM(t, testpkg.Spec{Name: name})
 }
 
-// sleepMarker is a sleep duration no other process uses.
-func sleepMarker() string { return fmt.Sprintf("3600.%06d", mrand.IntN(1_000_000)) }
-
-// leftovers lists processes whose command line holds marker.
-func leftovers(marker string) []string {
-	var found []string
-	files, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range files {
-		b, err := os.ReadFile(p)
-		if err == nil && strings.Contains(string(bytes.ReplaceAll(b, []byte{0}, []byte{' '})), marker) {
-			found = append(found, p)
-		}
-	}
-	return found
-}
-
-// running reports whether a process with marker in its command line runs.
-func running(marker string) bool { return len(leftovers(marker)) > 0 }
-
-// noLeftovers fails when processes with marker in their command line
-// remain (after a short while for the kernel to reap them).
-func noLeftovers(t testing.TB, marker string) {
-	t.Helper()
-	var left []string
-	for range 100 {
-		if left = leftovers(marker); len(left) == 0 {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("processes of the build survived: %v", left)
-}
+// The benchmarks' names for proctest's helpers.
+var (
+	sleepMarker = proctest.SleepMarker
+	noLeftovers = proctest.NoLeftovers
+)
 
 // proc is a daemon running as a child process; its output is kept.
 type proc struct {

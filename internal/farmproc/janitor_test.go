@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/kiln-build/kiln/internal/farmtest"
+	"github.com/kiln-build/kiln/internal/proctest"
 )
 
 // A build that runs past its platform's timeout plus the grace, while its
@@ -22,7 +23,7 @@ func TestRunawayBuildEndedByJanitor(t *testing.T) {
 	f := newFarm(t)
 	f.exec(t, `UPDATE kiln.platform SET timeout = interval '1 hour' WHERE name = $1`, platform)
 	a := f.startBuilder(t, "ra", f.role(t, "kiln_builder"))
-	marker := sleepMarker()
+	marker := proctest.SleepMarker()
 	_, task := f.submit(t, hangingFirstAttempt(t, "kiln-runaway", marker))
 	f.waitBuilding(t, task, 1, "ra", "SLEEPING-NOW")
 
@@ -45,7 +46,7 @@ func TestRunawayBuildEndedByJanitor(t *testing.T) {
 	}
 	// The builder, still heart-beating, learns it and kills its build.
 	a.waitLog(t, "attempt abandoned")
-	noLeftovers(t, "sleep "+marker)
+	proctest.NoLeftovers(t, "sleep "+marker)
 	if n := f.count(t, `SELECT count(*) FROM kiln.artifact WHERE task_id = $1`, task); n != 0 {
 		t.Fatalf("%d artifacts stored for a build the janitor ended", n)
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/kiln-build/kiln/internal/admin"
 	"github.com/kiln-build/kiln/internal/krb/krbtest"
+	"github.com/kiln-build/kiln/internal/proctest"
 )
 
 // kerberized sets up logins the way a site does (docs/kerberos.md): the
@@ -119,7 +120,7 @@ func TestPipelineUnderKerberos(t *testing.T) {
 	}
 
 	// A second job, still building when alice cancels it on the web.
-	marker := sleepMarker()
+	marker := proctest.SleepMarker()
 	out, code = kiln(t, aliceEnv, append(f.login(alice), "submit", "--bucket", "devel", "--platform", platform,
 		hangingFirstAttempt(t, "kiln-kerberos-cancel", marker))...)
 	if code != 0 {
@@ -143,7 +144,7 @@ func TestPipelineUnderKerberos(t *testing.T) {
 		t.Errorf("second job: %s; want cancelled by %s", cancelledBy, alice)
 	}
 	// The builder learns of it and kills the build.
-	noLeftovers(t, "sleep "+marker)
+	proctest.NoLeftovers(t, "sleep "+marker)
 	waitFor(t, "a janitor round", func() bool {
 		return f.count(t, `SELECT count(*) FROM kiln.event WHERE kind = 'janitor.round'`) > 0
 	})

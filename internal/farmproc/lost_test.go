@@ -5,6 +5,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/kiln-build/kiln/internal/proctest"
 )
 
 // A builder killed with SIGKILL in the middle of a build: the janitor takes
@@ -15,7 +17,7 @@ func TestKilledBuilderTaskBuiltElsewhere(t *testing.T) {
 	f := newFarm(t)
 	f.startJanitor(t, f.role(t, "kiln_janitor"))
 	a := f.startBuilder(t, "ka", f.role(t, "kiln_builder"))
-	marker := sleepMarker()
+	marker := proctest.SleepMarker()
 	_, task := f.submit(t, hangingFirstAttempt(t, "kiln-killed", marker))
 	f.waitBuilding(t, task, 1, "ka", "SLEEPING-NOW")
 	// The second builder starts only now, so the first took the task.
@@ -24,7 +26,7 @@ func TestKilledBuilderTaskBuiltElsewhere(t *testing.T) {
 
 	a.kill(t)
 	// bubblewrap dies with its parent and takes the build with it.
-	noLeftovers(t, "sleep "+marker)
+	proctest.NoLeftovers(t, "sleep "+marker)
 
 	got := f.waitTask(t, task, "succeeded", "failed", "timed_out", "lost")
 	if got.Status != "succeeded" || got.Attempt != 2 || got.LostCount != 1 {
@@ -61,7 +63,7 @@ func TestStoppedBuilderAbandonsItsBuild(t *testing.T) {
 	f := newFarm(t)
 	f.startJanitor(t, f.role(t, "kiln_janitor"))
 	a := f.startBuilder(t, "sa", f.role(t, "kiln_builder"))
-	marker := sleepMarker()
+	marker := proctest.SleepMarker()
 	_, task := f.submit(t, hangingFirstAttempt(t, "kiln-paused", marker))
 	f.waitBuilding(t, task, 1, "sa", "SLEEPING-NOW")
 
@@ -71,14 +73,14 @@ func TestStoppedBuilderAbandonsItsBuild(t *testing.T) {
 		t.Fatalf("task %+v; want succeeded on attempt 2", got)
 	}
 	// The paused builder's build still runs: only the daemon was stopped.
-	if !running("sleep " + marker) {
+	if !proctest.Running("sleep " + marker) {
 		t.Fatal("the first attempt's build is not running while its builder is paused")
 	}
 	logChunks := f.count(t, `SELECT count(*) FROM kiln.log_chunk WHERE task_id = $1 AND attempt = 1`, task)
 
 	a.signal(t, syscall.SIGCONT)
 	a.waitLog(t, "attempt abandoned")
-	noLeftovers(t, "sleep "+marker)
+	proctest.NoLeftovers(t, "sleep "+marker)
 
 	checkLateWritesRefused(t, f, task, logChunks, "sa", "sb")
 

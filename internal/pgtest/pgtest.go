@@ -127,7 +127,8 @@ func ensureTemplate(ctx context.Context, admin string) (string, error) {
 	for _, m := range ms {
 		h.Write([]byte(m.SQL))
 	}
-	h.Write([]byte(roles.All()))
+	h.Write([]byte(roles.Groups()))
+	h.Write([]byte(roles.Grants()))
 	name := "kiln_tpl_" + hex.EncodeToString(h.Sum(nil))[:16]
 
 	conn, err := pgx.Connect(ctx, admin)

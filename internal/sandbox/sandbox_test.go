@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kiln-build/kiln/internal/proctest"
 )
 
 // workDir returns a work directory the build user can reach.
@@ -129,19 +131,6 @@ func TestRunsUnprivileged(t *testing.T) {
 	}
 }
 
-// leftovers lists processes whose command line holds marker.
-func leftovers(marker string) []string {
-	var found []string
-	dirs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range dirs {
-		b, err := os.ReadFile(p)
-		if err == nil && strings.Contains(string(bytes.ReplaceAll(b, []byte{0}, []byte{' '})), marker) {
-			found = append(found, p)
-		}
-	}
-	return found
-}
-
 func TestCancelKillsWholeGroup(t *testing.T) {
 	t.Parallel()
 	for _, name := range []string{"bwrap", "plain"} {
@@ -166,7 +155,7 @@ func TestCancelKillsWholeGroup(t *testing.T) {
 				}
 				time.Sleep(50 * time.Millisecond)
 			}
-			if n := len(leftovers("sleep " + marker)); n == 0 {
+			if n := len(proctest.Find("sleep " + marker)); n == 0 {
 				t.Fatal("the build's processes never started")
 			}
 			cancel()
@@ -179,9 +168,9 @@ func TestCancelKillsWholeGroup(t *testing.T) {
 			if name == "plain" {
 				survivors = 1
 			}
-			var left []string
+			var left []int
 			for range 100 {
-				if left = leftovers("sleep " + marker); len(left) <= survivors {
+				if left = proctest.Find("sleep " + marker); len(left) <= survivors {
 					break
 				}
 				time.Sleep(50 * time.Millisecond)
@@ -196,12 +185,8 @@ func TestCancelKillsWholeGroup(t *testing.T) {
 				if len(left) > 1 {
 					t.Errorf("more than the setsid child survived: %v", left)
 				}
-				for _, p := range left {
-					var pid int
-					fmt.Sscanf(p, "/proc/%d/cmdline", &pid)
-					if pid > 0 {
-						_ = syscall.Kill(pid, syscall.SIGKILL)
-					}
+				for _, pid := range left {
+					_ = syscall.Kill(pid, syscall.SIGKILL)
 				}
 			}
 		})
@@ -216,14 +201,5 @@ func TestExitKillsBackgroundChildren(t *testing.T) {
 	if err != nil {
 		t.Fatal(err, out)
 	}
-	var left []string
-	for range 100 {
-		if left = leftovers("sleep " + marker); len(left) == 0 {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if len(left) > 0 {
-		t.Fatalf("a background child outlived its build: %v", left)
-	}
+	proctest.NoLeftovers(t, "sleep "+marker)
 }

@@ -37,18 +37,6 @@ type DSCFile struct {
 	SHA256 [32]byte
 }
 
-// FullVersion returns [epoch:]version[-revision] as the .dsc writes it.
-func (d *DSC) FullVersion() string {
-	v := d.Version
-	if d.Epoch != nil {
-		v = strconv.Itoa(int(*d.Epoch)) + ":" + v
-	}
-	if d.Revision != "" {
-		v += "-" + d.Revision
-	}
-	return v
-}
-
 // ExclusiveArch returns the architectures the package builds on, from the
 // Architecture field: nil when it builds on any (any, all, linux-any, or no
 // field at all). any-X and linux-X become X; other wildcards (kfreebsd-any,

@@ -64,7 +64,7 @@ func TestParseSignedDSC(t *testing.T) {
 		t.Fatalf("ParseDSC: %v", err)
 	}
 	if d.Source != "hello" || d.Epoch == nil || *d.Epoch != 1 || d.Version != "2.10" || d.Revision != "3+b1" ||
-		d.FullVersion() != "1:2.10-3+b1" || len(d.Files) != 2 || d.Files[1].Name != "hello_2.10-3+b1.debian.tar.xz" || d.Files[1].Size != 100 {
+		fullVersion(d) != "1:2.10-3+b1" || len(d.Files) != 2 || d.Files[1].Name != "hello_2.10-3+b1.debian.tar.xz" || d.Files[1].Size != 100 {
 		t.Fatalf("ParseDSC = %+v", d)
 	}
 	if !reflect.DeepEqual(d.ExclusiveArch(), []string{"amd64", "arm64"}) {

@@ -1,10 +1,8 @@
 package web
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -12,25 +10,9 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/kiln-build/kiln/internal/browsertest"
 	"github.com/kiln-build/kiln/internal/farmtest"
 )
-
-// chromium finds Debian's chromium (.ci/setup-debian installs it). Without
-// it the browser test is skipped, except in CI, where it fails.
-func chromium(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	msg := "no chromium: install Debian's chromium (.ci/setup-debian does as root)"
-	if os.Getenv("CI") != "" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
-}
 
 // TestBrowserFollowsJob opens a building job's page in headless chromium
 // and plays a builder on another connection: the page must show the new
@@ -39,23 +21,14 @@ func chromium(t *testing.T) string {
 // was made so).
 func TestBrowserFollowsJob(t *testing.T) {
 	t.Parallel()
-	exe := chromium(t)
+	exe := browsertest.Chromium(t)
 	b := setup(t)
 	f := b.f
 	p := f.DB.Pool
 	job := f.Jobs["building"]
 	el9, deb := f.Tasks["building/"+farmtest.EL9], f.Tasks["building/"+farmtest.Bookworm]
 
-	actx, cancel := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(exe), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true), chromedp.NoFirstRun, chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 1000))
-	defer cancel()
-	ctx, cancel := chromedp.NewContext(actx)
-	defer cancel()
-	ctx, cancel = context.WithTimeout(ctx, 3*time.Minute) // only stops a hung test
-	defer cancel()
+	ctx := browsertest.Start(t, exe)
 
 	var mu sync.Mutex
 	var problems []string

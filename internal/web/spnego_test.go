@@ -2,15 +2,10 @@ package web
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -19,50 +14,22 @@ import (
 	"github.com/jcmturner/gokrb5/v8/config"
 	"github.com/jcmturner/gokrb5/v8/keytab"
 	"github.com/jcmturner/gokrb5/v8/spnego"
+
+	"github.com/kiln-build/kiln/internal/krb/krbtest"
 )
 
-// kdc is the private test realm that .ci/kdc starts (make test, or
-// KILN_WITH_KDC=1 .ci/with-cluster go test ./internal/web/). Without it the
-// SPNEGO tests are skipped, or fail when make test asked for a KDC.
-type kdc struct{ dir, realm string }
-
-func requireKDC(t *testing.T) kdc {
+// person logs name in to the private realm (krbtest) with a password and
+// returns an HTTP client that answers kiln-web's Negotiate challenges with
+// its tickets for spn, keeping cookies and not following redirects.
+func person(t *testing.T, k *krbtest.KDC, name, spn string) *spnego.Client {
 	t.Helper()
-	k := kdc{dir: os.Getenv("KILN_KDC_DIR"), realm: os.Getenv("KILN_KDC_REALM")}
-	if k.dir != "" && k.realm != "" {
-		return k
-	}
-	msg := "no private Kerberos KDC (KILN_KDC_DIR and KILN_KDC_REALM unset): run 'make test' or 'KILN_WITH_KDC=1 .ci/with-cluster go test ./internal/web/'"
-	if os.Getenv("KILN_WITH_KDC") == "1" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return k
-}
-
-func (k kdc) kadmin(t *testing.T, query string) {
-	t.Helper()
-	cmd := exec.Command("kadmin.local", "-q", query)
-	cmd.Env = append(os.Environ(), "PATH="+os.Getenv("PATH")+":/usr/sbin",
-		"KRB5_CONFIG="+filepath.Join(k.dir, "krb5.conf"), "KRB5_KDC_PROFILE="+filepath.Join(k.dir, "kdc.conf"))
-	out, err := cmd.CombinedOutput()
-	if err != nil || strings.Contains(string(out), " while ") {
-		t.Fatalf("kadmin.local -q %q: %v\n%s", query, err, out)
-	}
-}
-
-// person logs name in to the realm with a password and returns an HTTP
-// client that answers kiln-web's Negotiate challenges with its tickets for
-// spn, keeping cookies and not following redirects.
-func (k kdc) person(t *testing.T, name, spn string) *spnego.Client {
-	t.Helper()
-	pw := "pw-" + randomHex()
-	k.kadmin(t, fmt.Sprintf("addprinc -pw %s %s@%s", pw, name, k.realm))
-	cfg, err := config.Load(filepath.Join(k.dir, "krb5.conf"))
+	pw := krbtest.Unique("pw-")
+	k.User(t, name, pw)
+	cfg, err := config.Load(k.Config())
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl := client.NewWithPassword(name, k.realm, pw, cfg, client.DisablePAFXFAST(true))
+	cl := client.NewWithPassword(name, k.Realm, pw, cfg, client.DisablePAFXFAST(true))
 	if err := cl.Login(); err != nil {
 		t.Fatalf("kerberos login of %s: %v", name, err)
 	}
@@ -70,27 +37,18 @@ func (k kdc) person(t *testing.T, name, spn string) *spnego.Client {
 	return spnego.NewClient(cl, &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}, spn)
 }
 
-func randomHex() string {
-	b := make([]byte, 5)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 // TestSPNEGO: people log in with real tickets from the private KDC; an
 // authenticated person can cancel their job, another person and an
 // anonymous request cannot.
 func TestSPNEGO(t *testing.T) {
 	t.Parallel()
-	k := requireKDC(t)
-	spn := "HTTP/kiln-web-" + randomHex()
-	ktPath := filepath.Join(t.TempDir(), "http.keytab")
-	k.kadmin(t, fmt.Sprintf("addprinc -randkey %s@%s", spn, k.realm))
-	k.kadmin(t, fmt.Sprintf("ktadd -k %s %s@%s", ktPath, spn, k.realm))
-	kt, err := keytab.Load(ktPath)
+	k := krbtest.Require(t)
+	spn := krbtest.Unique("HTTP/kiln-web-")
+	kt, err := keytab.Load(k.Keytab(t, spn))
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := setup(t, func(c *Config) { c.Keytab, c.Realm = kt, k.realm })
+	b := setup(t, func(c *Config) { c.Keytab, c.Realm = kt, k.Realm })
 	f := b.f
 	job := f.Jobs["building"]
 	jobPage := fmt.Sprintf("/jobs/%d", job)
@@ -156,7 +114,7 @@ func TestSPNEGO(t *testing.T) {
 		t.Errorf("login without a ticket: %d %q", resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
 	}
 
-	bob := k.person(t, f.Bob, spn)
+	bob := person(t, k, f.Bob, spn)
 	if code, body := cancel(bob.Client, login(bob)); code != http.StatusForbidden || !strings.Contains(body, "only its submitter or an admin") {
 		t.Errorf("bob cancelling alice's job: %d\n%s", code, body)
 	}
@@ -164,7 +122,7 @@ func TestSPNEGO(t *testing.T) {
 		t.Fatalf("job is %s after refused cancels", s)
 	}
 
-	alice := k.person(t, f.Alice, spn)
+	alice := person(t, k, f.Alice, spn)
 	if code, body := cancel(alice.Client, login(alice)); code != http.StatusSeeOther {
 		t.Fatalf("alice cancelling her job: %d\n%s", code, body)
 	}
@@ -177,7 +135,7 @@ func TestSPNEGO(t *testing.T) {
 	}
 
 	// A principal that is not a person's is refused at login.
-	svc := k.person(t, "kiln_"+randomHex(), spn)
+	svc := person(t, k, krbtest.Unique("kiln_"), spn)
 	resp, err = svc.Get(b.ts.URL + "/login")
 	if err != nil {
 		t.Fatal(err)
