@@ -61,6 +61,7 @@ func app() *cli.App {
 			&cli.StringFlag{Name: "build-user", Usage: "account builds run as when the builder runs as root", EnvVars: []string{"KILN_BUILDER_USER"}, Value: "kiln-build"},
 			&cli.StringFlag{Name: "bwrap", Usage: "bubblewrap program", EnvVars: []string{"KILN_BUILDER_BWRAP"}, Value: "bwrap"},
 			&cli.StringFlag{Name: "mock", Usage: "mock program (backend mock)", EnvVars: []string{"KILN_BUILDER_MOCK"}, Value: "mock"},
+			&cli.StringFlag{Name: "sbuild", Usage: "sbuild program (backend sbuild)", EnvVars: []string{"KILN_BUILDER_SBUILD"}, Value: "sbuild"},
 			&cli.StringFlag{Name: "createrepo", Usage: "createrepo_c program (backend mock)", EnvVars: []string{"KILN_BUILDER_CREATEREPO"}, Value: "createrepo_c"},
 			&cli.StringFlag{Name: "health-addr", Usage: "address for GET /healthz (empty: none)", EnvVars: []string{"KILN_BUILDER_HEALTH_ADDR"}},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", EnvVars: []string{"KILN_LOG_LEVEL"}, Value: "info"},
@@ -102,7 +103,7 @@ func run(c *cli.Context) error {
 		Hide:      hide,
 		BuildUser: c.String("build-user"),
 		Bwrap:     c.String("bwrap"),
-		Backend:   backend.Options{Mock: c.String("mock"), Createrepo: c.String("createrepo")},
+		Backend:   backend.Options{Mock: c.String("mock"), Sbuild: c.String("sbuild"), Createrepo: c.String("createrepo")},
 		Logger:    log,
 	})
 	if err != nil {

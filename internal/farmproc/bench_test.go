@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/kiln-build/kiln/internal/proctest"
 )
 
 // BenchmarkKillToRebuild measures, over 20 kills, the time from killing a
@@ -31,7 +33,7 @@ func BenchmarkKillToRebuild(b *testing.B) {
 			rescuer.waitLogCount(b, "builder disabled", i+1)
 			name := fmt.Sprintf("victim%d", i)
 			victim := f.startBuilder(b, name, builderRole)
-			marker := sleepMarker()
+			marker := proctest.SleepMarker()
 			_, task := f.submit(b, hangingFirstAttempt(b, fmt.Sprintf("kiln-kill%d", i), marker))
 			f.waitBuilding(b, task, 1, name, "SLEEPING-NOW")
 			f.exec(b, `UPDATE kiln.builder SET enabled = true WHERE name = 'rescuer'`)
@@ -44,7 +46,7 @@ func BenchmarkKillToRebuild(b *testing.B) {
 			var startedAt time.Time
 			f.scan(b, `SELECT started_at FROM kiln.attempt WHERE task_id = $1 AND attempt = 2`, []any{task}, &startedAt)
 			times = append(times, startedAt.Sub(killedAt))
-			noLeftovers(b, "sleep "+marker)
+			proctest.NoLeftovers(b, "sleep "+marker)
 		}
 		slices.Sort(times)
 		median := (times[kills/2-1] + times[kills/2]) / 2

@@ -19,7 +19,6 @@ import (
 
 	"github.com/kiln-build/kiln/internal/farmtest"
 	"github.com/kiln-build/kiln/internal/pgtest"
-	"github.com/kiln-build/kiln/internal/proctest"
 	"github.com/kiln-build/kiln/internal/testpkg"
 )
 
@@ -254,12 +253,6 @@ func quick(t testing.TB, name string) string {
 	t.Helper()
 	return testpkg.SRPM(t, testpkg.Spec{Name: name})
 }
-
-// The benchmarks' names for proctest's helpers.
-var (
-	sleepMarker = proctest.SleepMarker
-	noLeftovers = proctest.NoLeftovers
-)
 
 // proc is a daemon running as a child process; its output is kept.
 type proc struct {
