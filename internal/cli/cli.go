@@ -127,6 +127,13 @@ func stdout(c *cli.Context) io.Writer {
 	return os.Stdout
 }
 
+func stderr(c *cli.Context) io.Writer {
+	if c.App.ErrWriter != nil {
+		return c.App.ErrWriter
+	}
+	return os.Stderr
+}
+
 func usageError(format string, args ...any) error {
 	return cli.Exit(fmt.Sprintf(format, args...), ExitUsage)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/urfave/cli/v2"
 
+	"github.com/kiln-build/kiln/internal/report"
 	"github.com/kiln-build/kiln/internal/submit"
 )
 
@@ -57,10 +58,7 @@ func runSubmit(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 		Key:       c.String("key"),
 		Files:     c.Args().Slice(),
 	}
-	errw := c.App.ErrWriter
-	if errw == nil {
-		errw = os.Stderr
-	}
+	errw := stderr(c)
 	if !c.Bool("quiet") && isTerminal(errw) {
 		req.Progress = progressPrinter(errw)
 	}
@@ -78,17 +76,19 @@ func runSubmit(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 	if !c.Bool("wait") {
 		return nil
 	}
-	st, err := submit.Wait(ctx, db, res.JobID, func(st submit.JobState) {
-		fmt.Fprintf(w, "job %d %s\n", res.JobID, st.Status)
+	last := ""
+	j, err := followJob(ctx, c, db, res.JobID, func(j *report.Job) error {
+		if j.Status != last {
+			last = j.Status
+			fmt.Fprintf(w, "job %d %s\n", j.ID, j.Status)
+		}
+		return nil
 	})
 	if err != nil {
 		return err
 	}
-	if st.Status != "succeeded" {
-		if st.Reason != "" {
-			return cli.Exit(fmt.Sprintf("job %d %s: %s", res.JobID, st.Status, st.Reason), ExitFailure)
-		}
-		return cli.Exit(fmt.Sprintf("job %d %s", res.JobID, st.Status), ExitFailure)
+	if j.Status != "succeeded" {
+		return cli.Exit(fmt.Sprintf("job %d %s%s", j.ID, j.Status, reasonSuffix(j.Reason)), ExitFailure)
 	}
 	return nil
 }
