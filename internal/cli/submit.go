@@ -60,7 +60,7 @@ func runSubmit(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 	}
 	errw := stderr(c)
 	if !c.Bool("quiet") && isTerminal(errw) {
-		req.Progress = progressPrinter(errw)
+		req.Progress = progressPrinter(errw, time.Now)
 	}
 	res, err := client.Submit(ctx, req)
 	if err != nil {
@@ -103,9 +103,13 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
+// progressInterval is the least time between two progress lines of one
+// file and phase.
+const progressInterval = 200 * time.Millisecond
+
 // progressPrinter shows the progress of large files on one terminal line,
-// a few times a second.
-func progressPrinter(w io.Writer) func(submit.Progress) {
+// a few times a second by the clock now.
+func progressPrinter(w io.Writer, now func() time.Time) func(submit.Progress) {
 	var (
 		last  time.Time
 		stage string // file and phase last shown
@@ -115,10 +119,11 @@ func progressPrinter(w io.Writer) func(submit.Progress) {
 			return
 		}
 		done := p.Done >= p.Total
-		if !done && stage == p.File+p.Phase && time.Since(last) < 200*time.Millisecond {
+		t := now()
+		if !done && stage == p.File+p.Phase && t.Sub(last) < progressInterval {
 			return
 		}
-		last, stage = time.Now(), p.File+p.Phase
+		last, stage = t, p.File+p.Phase
 		fmt.Fprintf(w, "\r%s: %s %3d%% of %d MiB\x1b[K", p.File, p.Phase, p.Done*100/p.Total, p.Total>>20)
 		if done {
 			fmt.Fprintln(w)
