@@ -70,8 +70,12 @@ func onUsageError(_ *cli.Context, err error, _ bool) error {
 	return usageError("%v (see kiln help)", err)
 }
 
+// setUsageErrors gives c and its subcommands onUsageError, unless one has
+// its own (kiln check).
 func setUsageErrors(c *cli.Command) {
-	c.OnUsageError = onUsageError
+	if c.OnUsageError == nil {
+		c.OnUsageError = onUsageError
+	}
 	for _, s := range c.Subcommands {
 		setUsageErrors(s)
 	}

@@ -87,7 +87,7 @@ const manExtra = `
 (cancelling a finished job); 7 integrity (an artifact does not match its SHA-256, an unsafe
 file name, a file in the way); 8 any other error; 130 interrupted.
 .B kiln check
-exits 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+exits 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (also for its usage errors).
 
 .SH FILES
 .TP
