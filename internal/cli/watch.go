@@ -25,7 +25,8 @@ func watchCommand() *cli.Command {
 		Usage:     "follow a job live until it finishes; exit status 0 if it succeeded, 1 if not",
 		ArgsUsage: "JOB",
 		Description: "Prints a line for every change of the job and its tasks as it happens " +
-			"(LISTEN kiln_job and kiln_task; no polling), then the job as kiln show prints it.",
+			"(LISTEN kiln_job and kiln_task; no polling), then the job as kiln show prints it. " +
+			"After a lost connection it connects again and reads the job again.",
 		Flags:  []cli.Flag{jsonFlag},
 		Action: withDB(runWatch),
 	}

@@ -66,10 +66,10 @@ func FollowJob(ctx context.Context, db *pgxpool.Pool, id int64, f Follow) (*Job,
 				if lostAt.IsZero() {
 					return nil, err // never connected: nothing to reconnect to
 				}
-				if time.Since(lostAt)+pause > giveUp {
+				pause = min(max(2*pause, time.Second), 30*time.Second)
+				if time.Since(lostAt)+pause > giveUp { // the next try would be too late
 					return nil, fmt.Errorf("following job %d: %w and could not reconnect for %s: %w", id, ErrConnectionLost, giveUp, err)
 				}
-				pause = min(max(2*pause, time.Second), 30*time.Second)
 				select {
 				case <-ctx.Done():
 					return nil, ctx.Err()
