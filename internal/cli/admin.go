@@ -116,7 +116,7 @@ func adminCommand() *cli.Command {
 				Name:  "builder-host",
 				Usage: "manage builder hosts' login roles",
 				Subcommands: []*cli.Command{
-					{Name: "add", Usage: "create login role builder_<host> (member of kiln_builder)", ArgsUsage: "HOST", Action: withDB(runDaemonHostAdd("builder"))},
+					{Name: "add", Usage: "create login role builder_HOST (member of kiln_builder)", ArgsUsage: "HOST", Action: withDB(runDaemonHostAdd("builder"))},
 				},
 			},
 			{
@@ -125,7 +125,7 @@ func adminCommand() *cli.Command {
 				Subcommands: []*cli.Command{
 					{
 						Name:      "add",
-						Usage:     "create login role <process>_<host> (member of kiln_<process>); PROCESS is builder, splitter, janitor or web",
+						Usage:     "create login role PROCESS_HOST (member of kiln_PROCESS); PROCESS is builder, splitter, janitor or web",
 						ArgsUsage: "PROCESS HOST",
 						Action: withDB(func(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 							process, host, err := twoArgs(c, "PROCESS", "HOST")

@@ -25,7 +25,8 @@ func checkCommand() *cli.Command {
 		Name:  "check",
 		Usage: "monitoring probe (Nagios/Icinga plugin): queue wait, offline builders, janitor rounds",
 		Description: "Prints one status line with performance data and exits 0 (OK), 1 (WARNING), 2 (CRITICAL) " +
-			"or 3 (UNKNOWN, when the database cannot be reached or read). A threshold of 0 switches that check off.",
+			"or 3 (UNKNOWN, when the database cannot be reached or read, or the command line is wrong). " +
+			"A threshold of 0 switches that check off.",
 		Flags: []cli.Flag{
 			&cli.DurationFlag{Name: "warn-queue", Usage: "WARNING when a task (or a job waiting for validation) has waited this long", Value: time.Hour},
 			&cli.DurationFlag{Name: "crit-queue", Usage: "CRITICAL when a task (or a job waiting for validation) has waited this long", Value: 6 * time.Hour},
@@ -36,7 +37,19 @@ func checkCommand() *cli.Command {
 			jsonFlag,
 		},
 		Action: runCheck,
+		OnUsageError: func(c *cli.Context, err error, _ bool) error {
+			return checkUsage(c, err.Error())
+		},
 	}
+}
+
+// checkUsage refuses a bad kiln check command line. In the plugin
+// convention that is UNKNOWN (3): exit 2, kiln's usual usage error, would
+// read as CRITICAL. The status line goes to stdout, where the monitoring
+// system reads it.
+func checkUsage(c *cli.Context, msg string) error {
+	fmt.Fprintf(stdout(c), "KILN UNKNOWN - usage: %s (see kiln help check)\n", strings.ReplaceAll(msg, "\n", " "))
+	return cli.Exit("", checkUnknown)
 }
 
 // checkResult is kiln check --json.
@@ -54,6 +67,9 @@ type thresholds struct {
 }
 
 func runCheck(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return checkUsage(c, fmt.Sprintf("kiln check takes no arguments, got %q", c.Args().First()))
+	}
 	th := thresholds{
 		warnQueue: c.Duration("warn-queue"), critQueue: c.Duration("crit-queue"),
 		warnOffline: c.Int("warn-offline"), critOffline: c.Int("crit-offline"),

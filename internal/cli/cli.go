@@ -70,8 +70,12 @@ func onUsageError(_ *cli.Context, err error, _ bool) error {
 	return usageError("%v (see kiln help)", err)
 }
 
+// setUsageErrors gives c and its subcommands onUsageError, unless one has
+// its own (kiln check).
 func setUsageErrors(c *cli.Command) {
-	c.OnUsageError = onUsageError
+	if c.OnUsageError == nil {
+		c.OnUsageError = onUsageError
+	}
 	for _, s := range c.Subcommands {
 		setUsageErrors(s)
 	}
@@ -125,6 +129,13 @@ func stdout(c *cli.Context) io.Writer {
 		return c.App.Writer
 	}
 	return os.Stdout
+}
+
+func stderr(c *cli.Context) io.Writer {
+	if c.App.ErrWriter != nil {
+		return c.App.ErrWriter
+	}
+	return os.Stderr
 }
 
 func usageError(format string, args ...any) error {

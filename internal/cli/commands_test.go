@@ -351,6 +351,32 @@ func TestCheck(t *testing.T) {
 	must(t, "postgres://nobody@127.0.0.1:1/none", 3, []string{"check"}, "KILN UNKNOWN - cannot reach PostgreSQL")
 }
 
+// A bad kiln check command line is UNKNOWN (3) with one status line, not
+// kiln's usual usage error 2, which a monitoring system reads as CRITICAL.
+func TestCheckUsageIsUnknown(t *testing.T) {
+	t.Parallel()
+	_, url := seed(t)
+	bad := filepath.Join(t.TempDir(), "kiln.conf")
+	if err := os.WriteFile(bad, []byte("colour = never\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"check", "--badflag"},
+		{"check", "--warn-queue", "soon"},
+		{"check", "--crit-offline"},
+		{"check", "everything"},
+		{"--config", bad, "check"},
+	} {
+		out, code := kiln(t, url, args...)
+		if code != checkUnknown || !strings.HasPrefix(out, "KILN UNKNOWN - usage: ") || strings.Count(out, "\n") != 1 {
+			t.Errorf("kiln %s: exit %d, want %d (UNKNOWN) and one status line:\n%s", strings.Join(args, " "), code, checkUnknown, out)
+		}
+	}
+	// Elsewhere a usage error stays 2.
+	must(t, url, ExitUsage, []string{"jobs", "--badflag"}, "flag provided but not defined")
+	must(t, url, ExitUsage, []string{"--config", bad, "jobs"}, "configuration:")
+}
+
 func TestErrorsAndColour(t *testing.T) {
 	t.Parallel()
 	f, url := seed(t)

@@ -67,14 +67,28 @@ func manCommand() *cli.Command {
 		Usage:  "print the manual page (troff), generated from the command definitions",
 		Hidden: true,
 		Action: func(c *cli.Context) error {
-			page, err := c.App.ToManWithSection(1)
+			page, err := manPage()
 			if err != nil {
-				return fmt.Errorf("generating the manual page: %w", err)
+				return err
 			}
-			_, err = fmt.Fprint(stdout(c), page, manExtra)
+			_, err = fmt.Fprint(stdout(c), page)
 			return err
 		},
 	}
+}
+
+// manPage is the manual page (docs/kiln.1, make man). It is made from a
+// fresh App, not the one running: that one's flags hold what this run's
+// environment set (KRB5CCNAME, KILN_BUCKET, ...), which would show as
+// defaults.
+func manPage() (string, error) {
+	app := App()
+	app.Setup() // adds --help, --version and the help command, as a run does
+	page, err := app.ToManWithSection(1)
+	if err != nil {
+		return "", fmt.Errorf("generating the manual page: %w", err)
+	}
+	return page + manExtra, nil
 }
 
 // manExtra ends the manual page with what the command definitions do not
@@ -87,7 +101,7 @@ const manExtra = `
 (cancelling a finished job); 7 integrity (an artifact does not match its SHA-256, an unsafe
 file name, a file in the way); 8 any other error; 130 interrupted.
 .B kiln check
-exits 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+exits 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (also for its usage errors).
 
 .SH FILES
 .TP

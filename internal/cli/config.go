@@ -84,6 +84,9 @@ func loadConfig(c *cli.Context) error {
 		return "", false
 	}, os.LookupEnv, files, explicit)
 	if err != nil {
+		if c.Args().First() == "check" {
+			return checkUsage(c, "configuration: "+err.Error())
+		}
 		return cli.Exit("configuration: "+err.Error(), ExitUsage)
 	}
 	if c.App.Metadata == nil {

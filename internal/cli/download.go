@@ -22,7 +22,7 @@ import (
 func downloadCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "download",
-		Usage:     "fetch a job's artifacts into DIR/<platform>/, checking each against its SHA-256",
+		Usage:     "fetch a job's artifacts into DIR/PLATFORM/, checking each against its SHA-256",
 		ArgsUsage: "JOB",
 		Description: "Fetches the artifacts of each task's current attempt. Nothing is written outside DIR: names are " +
 			"checked, DIR is opened as a root symlinks cannot leave, and no existing file is overwritten (a file " +

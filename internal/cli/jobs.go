@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,14 +21,14 @@ func jobsCommand() *cli.Command {
 		Name:  "jobs",
 		Usage: "list jobs, newest first",
 		Description: "One line per job: id, submitter, bucket, status, age, packages and the status of each platform's task.\n" +
-			"--since takes a duration (36h, 7d), a date (2025-05-01) or an RFC 3339 time.",
+			"--since takes a duration back from now (36h, 90m, 7d, 1.5d, 2w), a date (2025-05-01, midnight local time) or an RFC 3339 time.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "mine", Usage: "only your jobs"},
 			&cli.StringFlag{Name: "user", Usage: "only the jobs of this database role"},
 			&cli.StringSliceFlag{Name: "status", Usage: "only jobs in this status (repeatable, or comma-separated): " + strings.Join(report.JobStatuses, ", ")},
 			&cli.StringFlag{Name: "bucket", Usage: "only jobs for this bucket"},
 			&cli.StringFlag{Name: "platform", Usage: "only jobs with a task on this platform"},
-			&cli.StringFlag{Name: "since", Usage: "only jobs submitted since then (36h, 7d, 2025-05-01, RFC 3339)"},
+			&cli.StringFlag{Name: "since", Usage: "only jobs submitted since then (36h, 7d, 2w, 2025-05-01, RFC 3339)"},
 			&cli.IntFlag{Name: "limit", Usage: fmt.Sprintf("at most this many jobs (at most %d)", report.MaxLimit), Value: report.DefaultLimit},
 			&cli.Int64Flag{Name: "before", Usage: "only jobs with a smaller id (the next page)"},
 			jsonFlag,
@@ -62,7 +61,7 @@ func runJobs(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 		return usageError("--limit must be between 1 and %d", report.MaxLimit)
 	}
 	if s := c.String("since"); s != "" {
-		t, err := parseSince(s, time.Now())
+		t, err := report.ParseSince(s, time.Now())
 		if err != nil {
 			return usageError("--since %s: %v", s, err)
 		}
@@ -105,37 +104,6 @@ func runJobs(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 		fmt.Fprintf(w, "more: add --before %d\n", list.NextBefore)
 	}
 	return nil
-}
-
-// parseSince reads --since: a duration back from now (Go syntax plus d for
-// days and w for weeks), a date, or an RFC 3339 time.
-func parseSince(s string, now time.Time) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339, s); err == nil {
-		return t, nil
-	}
-	if t, err := time.ParseInLocation("2006-01-02", s, time.Local); err == nil {
-		return t, nil
-	}
-	unit := time.Duration(0)
-	switch {
-	case strings.HasSuffix(s, "d"):
-		unit = 24 * time.Hour
-	case strings.HasSuffix(s, "w"):
-		unit = 7 * 24 * time.Hour
-	}
-	if unit != 0 {
-		n, err := strconv.ParseFloat(s[:len(s)-1], 64)
-		// !(n < max) also refuses NaN, which compares false with everything.
-		if err != nil || n < 0 || !(n*float64(unit) < math.MaxInt64) {
-			return time.Time{}, fmt.Errorf("not a duration, date or time")
-		}
-		return now.Add(-time.Duration(n * float64(unit))), nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return time.Time{}, fmt.Errorf("not a duration (36h, 7d), date (2025-05-01) or RFC 3339 time")
-	}
-	return now.Add(-d), nil
 }
 
 // parseJobID reads a job id argument.

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/urfave/cli/v2"
 
+	"github.com/kiln-build/kiln/internal/report"
 	"github.com/kiln-build/kiln/internal/submit"
 )
 
@@ -57,12 +58,9 @@ func runSubmit(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 		Key:       c.String("key"),
 		Files:     c.Args().Slice(),
 	}
-	errw := c.App.ErrWriter
-	if errw == nil {
-		errw = os.Stderr
-	}
+	errw := stderr(c)
 	if !c.Bool("quiet") && isTerminal(errw) {
-		req.Progress = progressPrinter(errw)
+		req.Progress = progressPrinter(errw, time.Now)
 	}
 	res, err := client.Submit(ctx, req)
 	if err != nil {
@@ -78,17 +76,19 @@ func runSubmit(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 	if !c.Bool("wait") {
 		return nil
 	}
-	st, err := submit.Wait(ctx, db, res.JobID, func(st submit.JobState) {
-		fmt.Fprintf(w, "job %d %s\n", res.JobID, st.Status)
+	last := ""
+	j, err := followJob(ctx, c, db, res.JobID, func(j *report.Job) error {
+		if j.Status != last {
+			last = j.Status
+			fmt.Fprintf(w, "job %d %s\n", j.ID, j.Status)
+		}
+		return nil
 	})
 	if err != nil {
 		return err
 	}
-	if st.Status != "succeeded" {
-		if st.Reason != "" {
-			return cli.Exit(fmt.Sprintf("job %d %s: %s", res.JobID, st.Status, st.Reason), ExitFailure)
-		}
-		return cli.Exit(fmt.Sprintf("job %d %s", res.JobID, st.Status), ExitFailure)
+	if j.Status != "succeeded" {
+		return cli.Exit(fmt.Sprintf("job %d %s%s", j.ID, j.Status, reasonSuffix(j.Reason)), ExitFailure)
 	}
 	return nil
 }
@@ -103,9 +103,13 @@ func isTerminal(w io.Writer) bool {
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
+// progressInterval is the least time between two progress lines of one
+// file and phase.
+const progressInterval = 200 * time.Millisecond
+
 // progressPrinter shows the progress of large files on one terminal line,
-// a few times a second.
-func progressPrinter(w io.Writer) func(submit.Progress) {
+// a few times a second by the clock now.
+func progressPrinter(w io.Writer, now func() time.Time) func(submit.Progress) {
 	var (
 		last  time.Time
 		stage string // file and phase last shown
@@ -115,10 +119,11 @@ func progressPrinter(w io.Writer) func(submit.Progress) {
 			return
 		}
 		done := p.Done >= p.Total
-		if !done && stage == p.File+p.Phase && time.Since(last) < 200*time.Millisecond {
+		t := now()
+		if !done && stage == p.File+p.Phase && t.Sub(last) < progressInterval {
 			return
 		}
-		last, stage = time.Now(), p.File+p.Phase
+		last, stage = t, p.File+p.Phase
 		fmt.Fprintf(w, "\r%s: %s %3d%% of %d MiB\x1b[K", p.File, p.Phase, p.Done*100/p.Total, p.Total>>20)
 		if done {
 			fmt.Fprintln(w)

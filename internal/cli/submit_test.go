@@ -188,14 +188,22 @@ func TestSubmitKilledHalfway(t *testing.T) {
 func TestProgressPrinter(t *testing.T) {
 	t.Parallel()
 	var out strings.Builder
-	show := progressPrinter(&out)
-	show(submit.Progress{File: "small.src.rpm", Phase: "hashing", Done: 10, Total: 10})
-	show(submit.Progress{File: "big.src.rpm", Phase: "hashing", Done: 16 << 20, Total: 16 << 20})
-	show(submit.Progress{File: "big.src.rpm", Phase: "uploading", Done: 1 << 20, Total: 16 << 20})
-	show(submit.Progress{File: "big.src.rpm", Phase: "uploading", Done: 2 << 20, Total: 16 << 20}) // too soon: not shown
-	show(submit.Progress{File: "big.src.rpm", Phase: "uploading", Done: 16 << 20, Total: 16 << 20})
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	show := progressPrinter(&out, func() time.Time { return clock })
+	step := func(d time.Duration, p submit.Progress) {
+		clock = clock.Add(d)
+		show(p)
+	}
+	step(0, submit.Progress{File: "small.src.rpm", Phase: "hashing", Done: 10, Total: 10}) // too small: never shown
+	step(0, submit.Progress{File: "big.src.rpm", Phase: "hashing", Done: 16 << 20, Total: 16 << 20})
+	step(0, submit.Progress{File: "big.src.rpm", Phase: "uploading", Done: 1 << 20, Total: 16 << 20}) // a new phase: shown
+	step(progressInterval-time.Nanosecond, submit.Progress{File: "big.src.rpm", Phase: "uploading", Done: 2 << 20, Total: 16 << 20})
+	step(time.Nanosecond, submit.Progress{File: "big.src.rpm", Phase: "uploading", Done: 3 << 20, Total: 16 << 20})
+	step(time.Millisecond, submit.Progress{File: "big.src.rpm", Phase: "uploading", Done: 4 << 20, Total: 16 << 20})
+	step(0, submit.Progress{File: "big.src.rpm", Phase: "uploading", Done: 16 << 20, Total: 16 << 20}) // done: always shown
 	want := "\rbig.src.rpm: hashing 100% of 16 MiB\x1b[K\n" +
 		"\rbig.src.rpm: uploading   6% of 16 MiB\x1b[K" +
+		"\rbig.src.rpm: uploading  18% of 16 MiB\x1b[K" +
 		"\rbig.src.rpm: uploading 100% of 16 MiB\x1b[K\n"
 	if out.String() != want {
 		t.Fatalf("progress output %q, want %q", out.String(), want)

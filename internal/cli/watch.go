@@ -3,11 +3,14 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/urfave/cli/v2"
 
 	"github.com/kiln-build/kiln/internal/report"
@@ -22,9 +25,10 @@ func watchCommand() *cli.Command {
 		Usage:     "follow a job live until it finishes; exit status 0 if it succeeded, 1 if not",
 		ArgsUsage: "JOB",
 		Description: "Prints a line for every change of the job and its tasks as it happens " +
-			"(LISTEN kiln_job and kiln_task; no polling), then the job as kiln show prints it.",
+			"(LISTEN kiln_job and kiln_task; no polling), then the job as kiln show prints it. " +
+			"After a lost connection it connects again and reads the job again.",
 		Flags:  []cli.Flag{jsonFlag},
-		Action: runWatch,
+		Action: withDB(runWatch),
 	}
 }
 
@@ -83,32 +87,10 @@ func wait(ctx context.Context, conn *pgx.Conn) (string, notification, error) {
 	return n.Channel, p, nil
 }
 
-// snapshotJob reads a job in one snapshot, so that its status and its
-// tasks' agree even while a task finishes.
-func snapshotJob(ctx context.Context, conn *pgx.Conn, id int64) (*report.Job, error) {
-	var j *report.Job
-	err := pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		var err error
-		j, err = report.GetJob(ctx, tx, id)
-		return err
-	})
-	return j, err
-}
-
-func runWatch(c *cli.Context) error {
+func runWatch(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 	id, err := oneID(c, "job id", parseJobID)
 	if err != nil {
 		return err
-	}
-	ctx := c.Context
-	conn, err := listen(c, "kiln_job", "kiln_task")
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.Background())
-	j, err := snapshotJob(ctx, conn, id)
-	if err != nil {
-		return notFoundHint(err, "kiln jobs lists jobs")
 	}
 	w := stdout(c)
 	asJSON := c.Bool("json")
@@ -155,25 +137,9 @@ func runWatch(c *cli.Context) error {
 		}
 		return nil
 	}
-	for {
-		if err := emit(j); err != nil {
-			return err
-		}
-		if report.JobFinal(j.Status) {
-			break
-		}
-		for {
-			_, n, err := wait(ctx, conn)
-			if err != nil {
-				return err
-			}
-			if n.Job == id {
-				break
-			}
-		}
-		if j, err = snapshotJob(ctx, conn, id); err != nil {
-			return err
-		}
+	j, err := followJob(ctx, c, db, id, emit)
+	if err != nil {
+		return err
 	}
 	if asJSON {
 		if err := enc.Encode(j); err != nil {
@@ -187,6 +153,31 @@ func runWatch(c *cli.Context) error {
 		return cli.Exit(fmt.Sprintf("job %d %s", j.ID, j.Status), ExitFailure)
 	}
 	return nil
+}
+
+// followJob follows a job with report.FollowJob for kiln watch and kiln
+// submit --wait, calling seen with the job as first read and after each
+// change. A lost connection is said on stderr while it is made again; the
+// errors are the command's: Ctrl-C is ExitInterrupted, a connection that
+// cannot be made again ExitConnect.
+func followJob(ctx context.Context, c *cli.Context, db *pgxpool.Pool, id int64, seen func(*report.Job) error) (*report.Job, error) {
+	j, err := report.FollowJob(ctx, db, id, report.Follow{
+		Seen: seen,
+		Lost: func(err error) {
+			fmt.Fprintf(stderr(c), "kiln: %v; reconnecting\n", err)
+		},
+	})
+	switch {
+	case err == nil:
+		return j, nil
+	case ctx.Err() != nil:
+		return nil, cli.Exit("interrupted", ExitInterrupted)
+	case errors.Is(err, report.ErrNotFound):
+		return nil, notFoundHint(err, "kiln jobs lists jobs")
+	case errors.Is(err, report.ErrConnectionLost), errors.As(err, new(*pgconn.ConnectError)):
+		return nil, &connectError{err}
+	}
+	return nil, err
 }
 
 func logCommand() *cli.Command {

@@ -66,6 +66,29 @@ func TestWatchFollowsAJobLive(t *testing.T) {
 	}
 }
 
+// A watch whose connection is cut (as by a server restart) says so,
+// connects again and goes on; what changed meanwhile is not missed.
+func TestWatchReconnects(t *testing.T) {
+	t.Parallel()
+	f, _ := seed(t)
+	p := f.DB.Pool
+	carol := farmtest.Person(t, f.DB, "carol", "kiln_submitter")
+	job := farmtest.Submit(t, p, f.Alice, "devel", []string{farmtest.EL9}, farmtest.File{Name: "cut-1-1.src.rpm", Data: []byte("cut")})
+	out, exit := started(t, f.DB.URLAs(carol), "watch", fmt.Sprint(job))
+	waitFor(t, out, fmt.Sprintf("job %d submitted", job))
+	if _, err := p.Exec(context.Background(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1`, carol); err != nil {
+		t.Fatal(err)
+	}
+	ids := farmtest.Split(t, p, job, farmtest.EL9)
+	waitFor(t, out, "; reconnecting")
+	waitFor(t, out, fmt.Sprintf("job %d queued", job))
+	a := farmtest.Take(t, p, ids[0], "b1")
+	farmtest.Finish(t, p, ids[0], a, "succeeded", "")
+	if code := exit(); code != 0 {
+		t.Fatalf("watch exited %d after a reconnect\n%s", code, out)
+	}
+}
+
 func TestWatchSucceededAndJSON(t *testing.T) {
 	t.Parallel()
 	f, url := seed(t)

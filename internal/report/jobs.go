@@ -2,8 +2,11 @@ package report
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,6 +39,47 @@ type Filter struct {
 	Before int64
 	// Limit caps the number of jobs (DefaultLimit when 0, at most MaxLimit).
 	Limit int
+}
+
+// ParseSince reads the start of a time window, as kiln jobs --since and the
+// web's job filter take it: a duration back from now (Go syntax such as 36h
+// or 90m, or a number of days or weeks such as 7d, 1.5d, 2w), a date
+// (2025-05-01, midnight in now's location) or an RFC 3339 time. Durations
+// are never negative and never reach further back than time.Duration can
+// say (about 292 years).
+func ParseSince(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.ParseInLocation(time.DateOnly, s, now.Location()); err == nil {
+		return t, nil
+	}
+	if d, ok := sinceDuration(s); ok {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, errors.New("not a duration (36h, 7d, 2w), date (2025-05-01) or RFC 3339 time")
+}
+
+// sinceDuration reads a non-negative duration: Go syntax, or a number of
+// days (d) or weeks (w).
+func sinceDuration(s string) (time.Duration, bool) {
+	unit := time.Duration(0)
+	switch {
+	case strings.HasSuffix(s, "d"):
+		unit = 24 * time.Hour
+	case strings.HasSuffix(s, "w"):
+		unit = 7 * 24 * time.Hour
+	}
+	if unit == 0 {
+		d, err := time.ParseDuration(s)
+		return d, err == nil && d >= 0
+	}
+	n, err := strconv.ParseFloat(s[:len(s)-1], 64)
+	// !(x < max) also refuses NaN, which compares false with everything.
+	if err != nil || n < 0 || !(n*float64(unit) < math.MaxInt64) {
+		return 0, false
+	}
+	return time.Duration(n * float64(unit)), true
 }
 
 // TaskBrief is a task as a job listing shows it.

@@ -1,7 +1,8 @@
 // Package report holds the farm's read queries and their result types: job
 // listings, one job with its tasks, attempts and artifacts, builders,
 // platforms, the queue and why it does not move, logs, and the health facts
-// a monitoring probe needs.
+// a monitoring probe needs; FollowJob follows one job live (LISTEN/NOTIFY),
+// and ParseSince reads the start of a listing's time window.
 //
 // The CLI's --json output and the web interface's /api/ both print these
 // types as they are, so their JSON field names are a stable interface

@@ -34,7 +34,7 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request, load func(context.C
 
 func (s *Server) apiJobs(w http.ResponseWriter, r *http.Request) {
 	s.api(w, r, func(ctx context.Context) (any, error) {
-		f, err := jobFilter(r.URL.Query())
+		f, err := jobFilter(r.URL.Query(), time.Now())
 		if err != nil {
 			return nil, err
 		}

@@ -74,16 +74,35 @@ func (s *Server) person(r *http.Request) string {
 	if err != nil {
 		return ""
 	}
-	name, rest, ok1 := strings.Cut(c.Value, ".")
-	exp, mac, ok2 := strings.Cut(rest, ".")
-	if !ok1 || !ok2 || !hmac.Equal([]byte(mac), []byte(s.sign("session", name, exp))) {
-		return ""
-	}
-	until, err := strconv.ParseInt(exp, 10, 64)
-	if err != nil || time.Now().Unix() > until || !personName.MatchString(name) {
+	name, _, ok := s.parseSession(c.Value, time.Now())
+	if !ok {
 		return ""
 	}
 	return name
+}
+
+// sessionValue is the session cookie's value for name until a time:
+// NAME.UNIX.MAC, the MAC over the name and the expiry as written.
+func (s *Server) sessionValue(name string, until time.Time) string {
+	exp := strconv.FormatInt(until.Unix(), 10)
+	return name + "." + exp + "." + s.sign("session", name, exp)
+}
+
+// parseSession reads a session cookie's value: the person's name and when
+// the session ends, ok only for a value this server signed (with its
+// session key) that has not expired at now.
+func (s *Server) parseSession(v string, now time.Time) (name string, until time.Time, ok bool) {
+	name, rest, ok1 := strings.Cut(v, ".")
+	exp, mac, ok2 := strings.Cut(rest, ".")
+	if !ok1 || !ok2 || !hmac.Equal([]byte(mac), []byte(s.sign("session", name, exp))) {
+		return "", time.Time{}, false
+	}
+	// Only the form sessionValue writes: the value reads back byte for byte.
+	unix, err := strconv.ParseInt(exp, 10, 64)
+	if err != nil || strconv.FormatInt(unix, 10) != exp || now.Unix() > unix || !personName.MatchString(name) {
+		return "", time.Time{}, false
+	}
+	return name, time.Unix(unix, 0), true
 }
 
 func (s *Server) secure(r *http.Request) bool {
@@ -91,8 +110,7 @@ func (s *Server) secure(r *http.Request) bool {
 }
 
 func (s *Server) setSession(w http.ResponseWriter, r *http.Request, name string) {
-	exp := strconv.FormatInt(time.Now().Add(s.cfg.SessionTTL).Unix(), 10)
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: name + "." + exp + "." + s.sign("session", name, exp),
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: s.sessionValue(name, time.Now().Add(s.cfg.SessionTTL)),
 		Path: "/", HttpOnly: true, Secure: s.secure(r), SameSite: http.SameSiteLaxMode, MaxAge: int(s.cfg.SessionTTL.Seconds())})
 }
 
@@ -223,9 +241,11 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 }
 
 // localPath keeps a redirect target on this site: a path, never another
-// host (//evil.example or /\evil.example).
+// host (//evil.example). Browsers read a backslash as a slash and drop tabs
+// and newlines, so /\evil.example and /\t/evil.example are refused too.
 func localPath(p string) string {
-	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.HasPrefix(p, "/\\") {
+	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") ||
+		strings.ContainsFunc(p, func(r rune) bool { return r < ' ' || r == 0x7f || r == '\\' }) {
 		return "/"
 	}
 	return p

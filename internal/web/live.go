@@ -231,7 +231,9 @@ type statusEvent struct {
 }
 
 // parseFollow reads ?log=TASK.ATTEMPT.SEQ parameters: the logs a page
-// already shows, up to which batch.
+// already shows, up to which batch (-1 for none yet). Values that are not
+// three numbers in range (a task id and an attempt from 1, a seq from -1)
+// are left out.
 func parseFollow(vals []string) map[logKey]int {
 	out := map[logKey]int{}
 	for _, v := range vals {
@@ -242,7 +244,7 @@ func parseFollow(vals []string) map[logKey]int {
 		t, err1 := strconv.ParseInt(parts[0], 10, 64)
 		a, err2 := strconv.Atoi(parts[1])
 		q, err3 := strconv.Atoi(parts[2])
-		if err1 == nil && err2 == nil && err3 == nil {
+		if err1 == nil && err2 == nil && err3 == nil && t > 0 && a > 0 && q >= -1 {
 			out[logKey{t, a}] = q
 		}
 	}

@@ -1,7 +1,6 @@
 package web
 
 import (
-	"errors"
 	"fmt"
 	"mime"
 	"net/http"
@@ -73,8 +72,9 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
 }
 
 // jobFilter reads the job list's filters from the query string (the same
-// for the page and /api/jobs).
-func jobFilter(q url.Values) (report.Filter, error) {
+// for the page and /api/jobs); since is back from now. Its errors are the
+// client's (errBadRequest).
+func jobFilter(q url.Values, now time.Time) (report.Filter, error) {
 	f := report.Filter{Submitter: q.Get("submitter"), Bucket: q.Get("bucket"), Platform: q.Get("platform")}
 	for _, st := range q["status"] {
 		if st != "" {
@@ -87,7 +87,8 @@ func jobFilter(q url.Values) (report.Filter, error) {
 		}
 	}
 	if v := q.Get("since"); v != "" {
-		t, err := parseSince(v, time.Now())
+		// Dates are midnight UTC: the pages show times in UTC.
+		t, err := report.ParseSince(v, now.UTC())
 		if err != nil {
 			return f, fmt.Errorf("since %q: %v: %w", v, err, errBadRequest)
 		}
@@ -114,24 +115,22 @@ func jobFilter(q url.Values) (report.Filter, error) {
 	return f, nil
 }
 
-// parseSince reads a time: a duration back from now (36h, 90m, 7d), a date
-// (2025-05-01, midnight UTC) or an RFC 3339 time.
-func parseSince(s string, now time.Time) (time.Time, error) {
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		if n, err := strconv.Atoi(days); err == nil && n >= 0 {
-			return now.AddDate(0, 0, -n), nil
+// jobsPage is the address of a page of the job list with the filters of q:
+// the jobs before a job id, or the first page for 0.
+func jobsPage(q url.Values, before int64) string {
+	v := url.Values{}
+	for k, vs := range q {
+		if k != "before" {
+			v[k] = vs
 		}
 	}
-	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
-		return now.Add(-d), nil
+	if before > 0 {
+		v.Set("before", strconv.FormatInt(before, 10))
 	}
-	if t, err := time.Parse("2006-01-02", s); err == nil {
-		return t, nil
+	if len(v) == 0 {
+		return "/jobs"
 	}
-	if t, err := time.Parse(time.RFC3339, s); err == nil {
-		return t, nil
-	}
-	return time.Time{}, errors.New("use a duration (36h, 7d), a date (2025-05-01) or an RFC 3339 time")
+	return "/jobs?" + v.Encode()
 }
 
 type jobListData struct {
@@ -145,7 +144,7 @@ type jobListData struct {
 
 func (s *Server) jobList(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	f, err := jobFilter(q)
+	f, err := jobFilter(q, time.Now())
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -159,26 +158,11 @@ func (s *Server) jobList(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	page := func(before int64) string {
-		v := url.Values{}
-		for k, vs := range q {
-			if k != "before" {
-				v[k] = vs
-			}
-		}
-		if before > 0 {
-			v.Set("before", strconv.FormatInt(before, 10))
-		}
-		if len(v) == 0 {
-			return "/jobs"
-		}
-		return "/jobs?" + v.Encode()
-	}
 	if d.List.NextBefore > 0 {
-		d.Next = page(d.List.NextBefore)
+		d.Next = jobsPage(q, d.List.NextBefore)
 	}
 	if f.Before > 0 {
-		d.First = page(0)
+		d.First = jobsPage(q, 0)
 	}
 	s.render(w, r, http.StatusOK, "jobs", "Jobs", "jobs", d)
 }

@@ -1,0 +1,157 @@
+package report_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/kiln-build/kiln/internal/farmtest"
+	"github.com/kiln-build/kiln/internal/pgtest"
+	"github.com/kiln-build/kiln/internal/report"
+)
+
+// follower is a FollowJob running in the background as a role of its own
+// (so the test can cut its connections), reporting what it sees.
+type follower struct {
+	role string
+	seen chan *report.Job
+	lost chan error
+	done chan error
+	last *report.Job
+}
+
+func follow(t *testing.T, f *farmtest.Farm, job int64, giveUp time.Duration) *follower {
+	t.Helper()
+	fl := &follower{role: farmtest.Person(t, f.DB, "watcher", "kiln_submitter"),
+		seen: make(chan *report.Job, 100), lost: make(chan error, 10), done: make(chan error, 1)}
+	pool, err := pgxpool.New(context.Background(), f.DB.URLAs(fl.role))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() {
+		j, err := report.FollowJob(ctx, pool, job, report.Follow{
+			Seen:        func(j *report.Job) error { fl.seen <- j; return nil },
+			Lost:        func(err error) { fl.lost <- err },
+			GiveUpAfter: giveUp,
+		})
+		fl.last = j
+		fl.done <- err
+	}()
+	return fl
+}
+
+// next waits for the follower to see the job in status.
+func (fl *follower) next(t *testing.T, status string) *report.Job {
+	t.Helper()
+	for {
+		select {
+		case j := <-fl.seen:
+			if j.Status == status {
+				return j
+			}
+		case err := <-fl.done:
+			t.Fatalf("FollowJob ended (%v) before the job was %s", err, status)
+		case <-time.After(time.Minute):
+			t.Fatalf("the job never became %s", status)
+		}
+	}
+}
+
+// cut ends the follower's database sessions, as a server restart would.
+func (fl *follower) cut(t *testing.T, f *farmtest.Farm) {
+	t.Helper()
+	var n int
+	if err := f.DB.Pool.QueryRow(context.Background(),
+		`SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = $1`, fl.role).Scan(&n); err != nil || n == 0 {
+		t.Fatalf("terminating %s's sessions: %d, %v", fl.role, n, err)
+	}
+}
+
+func TestFollowJob(t *testing.T) {
+	t.Parallel()
+	f := farmtest.Seed(t, pgtest.New(t))
+	p := f.DB.Pool
+	job := farmtest.Submit(t, p, f.Alice, "devel", []string{farmtest.EL9, farmtest.Bookworm}, farmtest.File{Name: "follow-1-1.src.rpm", Data: []byte("f")})
+	fl := follow(t, f, job, 0)
+	fl.next(t, "submitted")
+	ids := farmtest.Split(t, p, job, farmtest.EL9, farmtest.Bookworm)
+	if j := fl.next(t, "queued"); len(j.Tasks) != 2 {
+		t.Fatalf("queued job seen with %d tasks", len(j.Tasks))
+	}
+	a := farmtest.Take(t, p, ids[0], "b1")
+	fl.next(t, "building")
+	farmtest.Finish(t, p, ids[0], a, "succeeded", "")
+	b := farmtest.Take(t, p, ids[1], "b1")
+	farmtest.Finish(t, p, ids[1], b, "failed", "exit 2")
+	fl.next(t, "partially_failed")
+	if err := <-fl.done; err != nil || fl.last.Status != "partially_failed" {
+		t.Fatalf("FollowJob = %+v, %v", fl.last, err)
+	}
+	// Every snapshot agrees with itself: a job is final only with every
+	// task final.
+	for _, tk := range fl.last.Tasks {
+		if !report.TaskFinal(tk.Status) {
+			t.Errorf("final job with task %d %s", tk.ID, tk.Status)
+		}
+	}
+
+	_, err := report.FollowJob(context.Background(), p, 999999, report.Follow{})
+	if !errors.Is(err, report.ErrNotFound) {
+		t.Errorf("following a job that does not exist: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := report.FollowJob(ctx, p, job+1000, report.Follow{}); !errors.Is(err, context.Canceled) {
+		t.Errorf("following with an ended context: %v", err)
+	}
+}
+
+// A lost connection is made again and the job read again: a change made
+// while the follower was cut off is not missed.
+func TestFollowJobReconnects(t *testing.T) {
+	t.Parallel()
+	f := farmtest.Seed(t, pgtest.New(t))
+	p := f.DB.Pool
+	job := farmtest.Submit(t, p, f.Alice, "devel", []string{farmtest.EL9}, farmtest.File{Name: "cut-1-1.src.rpm", Data: []byte("c")})
+	fl := follow(t, f, job, 0)
+	fl.next(t, "submitted")
+	fl.cut(t, f)
+	ids := farmtest.Split(t, p, job, farmtest.EL9) // perhaps before the follower is back
+	if err := <-fl.lost; err == nil {
+		t.Fatal("Lost called without an error")
+	}
+	fl.next(t, "queued")
+	a := farmtest.Take(t, p, ids[0], "b1")
+	fl.next(t, "building")
+	farmtest.Finish(t, p, ids[0], a, "succeeded", "")
+	if err := <-fl.done; err != nil || fl.last.Status != "succeeded" {
+		t.Fatalf("FollowJob = %+v, %v", fl.last, err)
+	}
+}
+
+// When the connection cannot be made again, FollowJob says so.
+func TestFollowJobGivesUp(t *testing.T) {
+	t.Parallel()
+	f := farmtest.Seed(t, pgtest.New(t))
+	job := farmtest.Submit(t, f.DB.Pool, f.Alice, "devel", []string{farmtest.EL9}, farmtest.File{Name: "gone-1-1.src.rpm", Data: []byte("g")})
+	fl := follow(t, f, job, 2*time.Second)
+	fl.next(t, "submitted")
+	if _, err := f.DB.Pool.Exec(context.Background(), fmt.Sprintf("ALTER ROLE %s NOLOGIN", fl.role)); err != nil {
+		t.Fatal(err)
+	}
+	fl.cut(t, f)
+	err := <-fl.done
+	if !errors.Is(err, report.ErrConnectionLost) {
+		t.Fatalf("FollowJob after its role lost its login: %v", err)
+	}
+	if len(fl.lost) != 1 {
+		t.Errorf("Lost called %d times for one outage", len(fl.lost))
+	}
+}
