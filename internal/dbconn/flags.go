@@ -9,7 +9,7 @@ func KerberosFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "krb-keytab", Usage: "client keytab to log in with (daemons)", EnvVars: []string{"KILN_KRB_KEYTAB", "KRB5_CLIENT_KTNAME"}},
 		&cli.StringFlag{Name: "krb-principal", Usage: "principal to take from the keytab (default: its only one)", EnvVars: []string{"KILN_KRB_PRINCIPAL"}},
-		&cli.StringFlag{Name: "krb-ccache", Usage: "ticket cache to log in with (people; default as kinit: KRB5CCNAME, /tmp/krb5cc_<uid>)", EnvVars: []string{"KRB5CCNAME"}},
+		&cli.StringFlag{Name: "krb-ccache", Usage: "ticket cache to log in with (people; default as kinit: KRB5CCNAME, /tmp/krb5cc_UID)", EnvVars: []string{"KRB5CCNAME"}},
 		&cli.StringFlag{Name: "krb5-config", Usage: "Kerberos configuration file (default /etc/krb5.conf)", EnvVars: []string{"KRB5_CONFIG"}},
 		&cli.StringFlag{Name: "krb-service", Usage: "Kerberos service name of the database server (default postgres)", EnvVars: []string{"PGKRBSRVNAME"}},
 		&cli.StringFlag{Name: "krb-spn", Usage: "whole service principal of the database server, such as postgres/db.example.org", EnvVars: []string{"KILN_KRB_SPN"}},
