@@ -63,7 +63,7 @@ func TestRpmbuild(t *testing.T) {
 	sb, req := setup(t, srpm, false)
 	var log bytes.Buffer
 	req.Log = &log
-	b, err := New("rpmbuild", nil, Options{})
+	b, err := New(Platform{Backend: "rpmbuild"}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,7 @@ func TestRpmbuildFailure(t *testing.T) {
 	sb, req := setup(t, srpm, false)
 	var log bytes.Buffer
 	req.Log = &log
-	b, _ := New("rpmbuild", nil, Options{})
+	b, _ := New(Platform{Backend: "rpmbuild"}, Options{})
 	if _, err := b.Build(context.Background(), sb, req); err == nil {
 		t.Fatal("a failing build section succeeded")
 	}
@@ -103,7 +103,7 @@ func TestDpkg(t *testing.T) {
 	sb, req := setup(t, dsc, true)
 	var log bytes.Buffer
 	req.Log = &log
-	b, err := New("dpkg", nil, Options{})
+	b, err := New(Platform{Backend: "dpkg"}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,13 +161,13 @@ echo "mock: done"
 func TestMockCommandsAndResults(t *testing.T) {
 	t.Parallel()
 	mockPath, crPath, record := standIn(t)
-	if _, err := New("mock", map[string]any{}, Options{Mock: mockPath}); err == nil {
+	if _, err := New(Platform{Backend: "mock", Settings: map[string]any{}}, Options{Mock: mockPath}); err == nil {
 		t.Fatal("mock without a root was accepted")
 	}
-	if _, err := New("mock", map[string]any{"root": "--enable-network"}, Options{Mock: mockPath}); err == nil {
+	if _, err := New(Platform{Backend: "mock", Settings: map[string]any{"root": "--enable-network"}}, Options{Mock: mockPath}); err == nil {
 		t.Fatal("a root that reads as an option was accepted")
 	}
-	b, err := New("mock", map[string]any{"root": "rocky+epel-9-x86_64"}, Options{Mock: mockPath, Createrepo: crPath})
+	b, err := New(Platform{Backend: "mock", Settings: map[string]any{"root": "rocky+epel-9-x86_64"}}, Options{Mock: mockPath, Createrepo: crPath})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +230,7 @@ func TestMockCommandsAndResults(t *testing.T) {
 
 func TestNoopAndUnknown(t *testing.T) {
 	t.Parallel()
-	b, err := New("noop", nil, Options{})
+	b, err := New(Platform{Backend: "noop"}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +238,7 @@ func TestNoopAndUnknown(t *testing.T) {
 	if err != nil || len(out) != 0 {
 		t.Fatalf("noop: %v %v", out, err)
 	}
-	if _, err := New("make", nil, Options{}); err == nil || !strings.Contains(err.Error(), `unknown backend "make"`) {
+	if _, err := New(Platform{Backend: "make"}, Options{}); err == nil || !strings.Contains(err.Error(), `unknown backend "make"`) {
 		t.Fatalf("backend make: %v", err)
 	}
 }
@@ -246,7 +246,7 @@ func TestNoopAndUnknown(t *testing.T) {
 // The sleep setting runs a real process, which a cancelled build kills.
 func TestNoopSleep(t *testing.T) {
 	t.Parallel()
-	b, err := New("noop", map[string]any{"sleep": "10ms"}, Options{})
+	b, err := New(Platform{Backend: "noop", Settings: map[string]any{"sleep": "10ms"}}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +260,7 @@ func TestNoopSleep(t *testing.T) {
 		t.Fatalf("log %q", log.String())
 	}
 
-	long, err := New("noop", map[string]any{"sleep": "1h"}, Options{})
+	long, err := New(Platform{Backend: "noop", Settings: map[string]any{"sleep": "1h"}}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,7 +294,7 @@ func TestNoopSleep(t *testing.T) {
 	}
 
 	for _, bad := range []any{"soon", "-1s", 5} {
-		if _, err := New("noop", map[string]any{"sleep": bad}, Options{}); err == nil || !strings.Contains(err.Error(), "sleep must be a duration") {
+		if _, err := New(Platform{Backend: "noop", Settings: map[string]any{"sleep": bad}}, Options{}); err == nil || !strings.Contains(err.Error(), "sleep must be a duration") {
 			t.Errorf("sleep %v: %v", bad, err)
 		}
 	}
@@ -352,13 +352,14 @@ func TestSbuildSettings(t *testing.T) {
 		{map[string]any{"dist": "bookworm", "extra_args": []any{3}}, "is not an option"},
 		{map[string]any{"dist": "bookworm", "distribution": "trixie"}, `unknown setting "distribution"`},
 	} {
-		_, err := New("sbuild", c.settings, Options{})
+		_, err := New(Platform{Backend: "sbuild", Settings: c.settings}, Options{})
 		if err == nil || !strings.Contains(err.Error(), c.err) {
 			t.Errorf("settings %v: error %v, want one containing %q", c.settings, err, c.err)
 		}
 	}
-	b, err := New("sbuild", map[string]any{"dist": "bookworm-backports", "arch": "arm64", "chroot": "/srv/chroots/bookworm-arm64.tar.zst",
-		"chroot_mode": "unshare", "extra_args": []any{"--jobs=4", "--run-lintian"}}, Options{})
+	// The arch setting overrides the platform's.
+	b, err := New(Platform{Backend: "sbuild", Arch: "amd64", Settings: map[string]any{"dist": "bookworm-backports", "arch": "arm64", "chroot": "/srv/chroots/bookworm-arm64.tar.zst",
+		"chroot_mode": "unshare", "extra_args": []any{"--jobs=4", "--run-lintian"}}}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,12 +372,31 @@ func TestSbuildSettings(t *testing.T) {
 	if strings.Join(got, " ") != want {
 		t.Fatalf("command\n%s\nwant\n%s", strings.Join(got, " "), want)
 	}
+
+	// Without the setting sbuild builds for the platform's architecture,
+	// and without either for sbuild's default (the host's).
+	for arch, want := range map[string]string{
+		"arm64": "sbuild --dist=trixie --arch=arm64 --build-dir=/w/p0/result --no-run-lintian /w/p0/foo_1.0-1.dsc",
+		"":      "sbuild --dist=trixie --build-dir=/w/p0/result --no-run-lintian /w/p0/foo_1.0-1.dsc",
+	} {
+		b, err := New(Platform{Backend: "sbuild", Arch: arch, Settings: map[string]any{"dist": "trixie"}}, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := b.(sbuild).command(Request{Source: "/w/p0/foo_1.0-1.dsc", Dir: "/w/p0"}, "/w/p0/result")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Join(got, " ") != want {
+			t.Errorf("platform arch %q: command\n%s\nwant\n%s", arch, strings.Join(got, " "), want)
+		}
+	}
 }
 
 func TestSbuildCommandsAndResults(t *testing.T) {
 	t.Parallel()
 	prog, record := sbuildStandIn(t)
-	b, err := New("sbuild", map[string]any{"dist": "bookworm", "arch": "amd64"}, Options{Sbuild: prog})
+	b, err := New(Platform{Backend: "sbuild", Arch: "amd64", Settings: map[string]any{"dist": "bookworm"}}, Options{Sbuild: prog})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -457,7 +477,7 @@ func TestSbuildCommandsAndResults(t *testing.T) {
 	}
 
 	// An sbuild that succeeds without a .deb is a failed build.
-	empty, err := New("sbuild", map[string]any{"dist": "bookworm"}, Options{Sbuild: "true"})
+	empty, err := New(Platform{Backend: "sbuild", Settings: map[string]any{"dist": "bookworm"}}, Options{Sbuild: "true"})
 	if err != nil {
 		t.Fatal(err)
 	}
