@@ -104,6 +104,8 @@ func suites(c *cli.Context) []suite {
 						"both with River's default FetchCooldown 100 ms and FetchPollInterval 1 s, which kiln-builder uses"},
 				{bench: "BenchmarkThroughput/slots=4", what: "throughput, 4 builder slots (200 tasks)", figure: throughput, how: "as above"},
 				{bench: "BenchmarkThroughput/slots=16", what: "throughput, 16 builder slots (800 tasks)", figure: throughput, how: "as above"},
+				{bench: "BenchmarkThroughput/builders=4", what: "throughput, 4 builders of 1 slot (200 tasks)", figure: throughput,
+					how: "as above, four builders (each its own role and pool) on one platform; bare River: four clients of one worker"},
 			},
 		},
 		{

@@ -75,9 +75,23 @@ type Options struct {
 	Sbuild string
 }
 
-// New returns the backend called name, configured with the platform's
-// backend settings (a JSON object).
-func New(name string, settings map[string]any, opts Options) (Backend, error) {
+// Platform is what New makes a backend for: a row of kiln.platform.
+type Platform struct {
+	// Backend is the backend's name (kiln.platform.backend).
+	Backend string
+	// Arch is the architecture the platform builds for, as its package
+	// format names it (kiln.platform.arch); empty when unknown.
+	Arch string
+	// Settings are the platform's backend settings (backend_settings, a
+	// JSON object).
+	Settings map[string]any
+}
+
+// New returns the backend platform p names, configured with its settings.
+// sbuild builds for p.Arch unless the settings say otherwise; the other
+// backends build for the host's architecture (mock: its root's).
+func New(p Platform, opts Options) (Backend, error) {
+	name, settings := p.Backend, p.Settings
 	switch name {
 	case "rpmbuild":
 		return rpmbuild{}, nil
@@ -102,7 +116,7 @@ func New(name string, settings map[string]any, opts Options) (Backend, error) {
 		}
 		return m, nil
 	case "sbuild":
-		return newSbuild(settings, opts)
+		return newSbuild(settings, p.Arch, opts)
 	}
 	return nil, fmt.Errorf("unknown backend %q", name)
 }

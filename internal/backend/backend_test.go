@@ -63,7 +63,7 @@ func TestRpmbuild(t *testing.T) {
 	sb, req := setup(t, srpm, false)
 	var log bytes.Buffer
 	req.Log = &log
-	b, err := New("rpmbuild", nil, Options{})
+	b, err := New(Platform{Backend: "rpmbuild"}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,7 @@ func TestRpmbuildFailure(t *testing.T) {
 	sb, req := setup(t, srpm, false)
 	var log bytes.Buffer
 	req.Log = &log
-	b, _ := New("rpmbuild", nil, Options{})
+	b, _ := New(Platform{Backend: "rpmbuild"}, Options{})
 	if _, err := b.Build(context.Background(), sb, req); err == nil {
 		t.Fatal("a failing build section succeeded")
 	}
@@ -103,7 +103,7 @@ func TestDpkg(t *testing.T) {
 	sb, req := setup(t, dsc, true)
 	var log bytes.Buffer
 	req.Log = &log
-	b, err := New("dpkg", nil, Options{})
+	b, err := New(Platform{Backend: "dpkg"}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,13 +161,13 @@ echo "mock: done"
 func TestMockCommandsAndResults(t *testing.T) {
 	t.Parallel()
 	mockPath, crPath, record := standIn(t)
-	if _, err := New("mock", map[string]any{}, Options{Mock: mockPath}); err == nil {
+	if _, err := New(Platform{Backend: "mock", Settings: map[string]any{}}, Options{Mock: mockPath}); err == nil {
 		t.Fatal("mock without a root was accepted")
 	}
-	if _, err := New("mock", map[string]any{"root": "--enable-network"}, Options{Mock: mockPath}); err == nil {
+	if _, err := New(Platform{Backend: "mock", Settings: map[string]any{"root": "--enable-network"}}, Options{Mock: mockPath}); err == nil {
 		t.Fatal("a root that reads as an option was accepted")
 	}
-	b, err := New("mock", map[string]any{"root": "rocky+epel-9-x86_64"}, Options{Mock: mockPath, Createrepo: crPath})
+	b, err := New(Platform{Backend: "mock", Settings: map[string]any{"root": "rocky+epel-9-x86_64"}}, Options{Mock: mockPath, Createrepo: crPath})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +230,7 @@ func TestMockCommandsAndResults(t *testing.T) {
 
 func TestNoopAndUnknown(t *testing.T) {
 	t.Parallel()
-	b, err := New("noop", nil, Options{})
+	b, err := New(Platform{Backend: "noop"}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +238,7 @@ func TestNoopAndUnknown(t *testing.T) {
 	if err != nil || len(out) != 0 {
 		t.Fatalf("noop: %v %v", out, err)
 	}
-	if _, err := New("make", nil, Options{}); err == nil || !strings.Contains(err.Error(), `unknown backend "make"`) {
+	if _, err := New(Platform{Backend: "make"}, Options{}); err == nil || !strings.Contains(err.Error(), `unknown backend "make"`) {
 		t.Fatalf("backend make: %v", err)
 	}
 }
@@ -246,7 +246,7 @@ func TestNoopAndUnknown(t *testing.T) {
 // The sleep setting runs a real process, which a cancelled build kills.
 func TestNoopSleep(t *testing.T) {
 	t.Parallel()
-	b, err := New("noop", map[string]any{"sleep": "10ms"}, Options{})
+	b, err := New(Platform{Backend: "noop", Settings: map[string]any{"sleep": "10ms"}}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +260,7 @@ func TestNoopSleep(t *testing.T) {
 		t.Fatalf("log %q", log.String())
 	}
 
-	long, err := New("noop", map[string]any{"sleep": "1h"}, Options{})
+	long, err := New(Platform{Backend: "noop", Settings: map[string]any{"sleep": "1h"}}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,8 +294,200 @@ func TestNoopSleep(t *testing.T) {
 	}
 
 	for _, bad := range []any{"soon", "-1s", 5} {
-		if _, err := New("noop", map[string]any{"sleep": bad}, Options{}); err == nil || !strings.Contains(err.Error(), "sleep must be a duration") {
+		if _, err := New(Platform{Backend: "noop", Settings: map[string]any{"sleep": bad}}, Options{}); err == nil || !strings.Contains(err.Error(), "sleep must be a duration") {
 			t.Errorf("sleep %v: %v", bad, err)
 		}
+	}
+}
+
+// sbuildStandIn writes a program that records its arguments and acts like
+// sbuild: it leaves the .deb, .changes, .buildinfo and the build log (a
+// time-stamped file and a link to it) in --build-dir, and prints the .debs
+// --extra-package offered it.
+func sbuildStandIn(t *testing.T) (prog, record string) {
+	t.Helper()
+	dir := t.TempDir()
+	record = filepath.Join(dir, "calls")
+	prog = filepath.Join(dir, "sbuild")
+	script := `#!/bin/bash
+echo "sbuild $*" >> ` + record + `
+[ "$1" = --version ] && { echo "sbuild (Debian sbuild) 0.85.0 (04 January 2023)"; exit 0; }
+for a in "$@"; do
+  case "$a" in --build-dir=*) out=${a#--build-dir=};; --extra-package=*) extra=${a#--extra-package=};; esac
+done
+dsc=${!#}
+[ -n "$extra" ] && for d in "$extra"/*.deb; do echo "offered $(basename "$d")"; done
+grep -q FAIL "$dsc" && { echo "sbuild: Build-Depends dependency installation failed"; exit 1; }
+[ "$PWD" = "$out" ] || { echo "sbuild ran in $PWD, not in $out"; exit 2; }
+base=$(basename "$dsc" .dsc)
+echo deb > "$out/${base}_amd64.deb"
+echo changes > "$out/${base}_amd64.changes"
+echo buildinfo > "$out/${base}_amd64.buildinfo"
+echo "full log" > "$out/${base}_amd64-2024-05-01T10:00:00Z.build"
+ln -s "${base}_amd64-2024-05-01T10:00:00Z.build" "$out/${base}_amd64.build"
+echo "sbuild: Status: successful"
+`
+	if err := os.WriteFile(prog, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return prog, record
+}
+
+func TestSbuildSettings(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		settings map[string]any
+		err      string
+	}{
+		{nil, "needs a distribution"},
+		{map[string]any{"arch": "amd64"}, "needs a distribution"},
+		{map[string]any{"dist": ""}, "dist must be a non-empty string"},
+		{map[string]any{"dist": 12}, "dist must be a non-empty string"},
+		{map[string]any{"dist": "-x"}, "not a distribution or architecture name"},
+		{map[string]any{"dist": "bookworm", "arch": "amd 64"}, "not a distribution or architecture name"},
+		{map[string]any{"dist": "bookworm", "chroot": "--enable-network"}, "must not start with a dash"},
+		{map[string]any{"dist": "bookworm", "chroot_mode": "docker"}, "is not one of schroot"},
+		{map[string]any{"dist": "bookworm", "extra_args": "--jobs=4"}, "extra_args must be a list"},
+		{map[string]any{"dist": "bookworm", "extra_args": []any{"foo.dsc"}}, "is not an option"},
+		{map[string]any{"dist": "bookworm", "extra_args": []any{3}}, "is not an option"},
+		{map[string]any{"dist": "bookworm", "distribution": "trixie"}, `unknown setting "distribution"`},
+	} {
+		_, err := New(Platform{Backend: "sbuild", Settings: c.settings}, Options{})
+		if err == nil || !strings.Contains(err.Error(), c.err) {
+			t.Errorf("settings %v: error %v, want one containing %q", c.settings, err, c.err)
+		}
+	}
+	// The arch setting overrides the platform's.
+	b, err := New(Platform{Backend: "sbuild", Arch: "amd64", Settings: map[string]any{"dist": "bookworm-backports", "arch": "arm64", "chroot": "/srv/chroots/bookworm-arm64.tar.zst",
+		"chroot_mode": "unshare", "extra_args": []any{"--jobs=4", "--run-lintian"}}}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.(sbuild).command(Request{Source: "/w/p0/foo_1.0-1.dsc", Dir: "/w/p0"}, "/w/p0/result")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "sbuild --dist=bookworm-backports --arch=arm64 --chroot=/srv/chroots/bookworm-arm64.tar.zst --chroot-mode=unshare " +
+		"--build-dir=/w/p0/result --no-run-lintian --jobs=4 --run-lintian /w/p0/foo_1.0-1.dsc"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("command\n%s\nwant\n%s", strings.Join(got, " "), want)
+	}
+
+	// Without the setting sbuild builds for the platform's architecture,
+	// and without either for sbuild's default (the host's).
+	for arch, want := range map[string]string{
+		"arm64": "sbuild --dist=trixie --arch=arm64 --build-dir=/w/p0/result --no-run-lintian /w/p0/foo_1.0-1.dsc",
+		"":      "sbuild --dist=trixie --build-dir=/w/p0/result --no-run-lintian /w/p0/foo_1.0-1.dsc",
+	} {
+		b, err := New(Platform{Backend: "sbuild", Arch: arch, Settings: map[string]any{"dist": "trixie"}}, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := b.(sbuild).command(Request{Source: "/w/p0/foo_1.0-1.dsc", Dir: "/w/p0"}, "/w/p0/result")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Join(got, " ") != want {
+			t.Errorf("platform arch %q: command\n%s\nwant\n%s", arch, strings.Join(got, " "), want)
+		}
+	}
+}
+
+func TestSbuildCommandsAndResults(t *testing.T) {
+	t.Parallel()
+	prog, record := sbuildStandIn(t)
+	b, err := New(Platform{Backend: "sbuild", Arch: "amd64", Settings: map[string]any{"dist": "bookworm"}}, Options{Sbuild: prog})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !b.SelfIsolating() || b.Name() != "sbuild" {
+		t.Fatalf("sbuild backend: name %q, self-isolating %v", b.Name(), b.SelfIsolating())
+	}
+	work := t.TempDir()
+	repo := filepath.Join(work, "repo")
+	if err := os.Mkdir(repo, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	runner := &sandbox.Plain{Home: work}
+	pkg := func(dir, dsc, content string) Request {
+		t.Helper()
+		d := filepath.Join(work, dir)
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		src := filepath.Join(d, dsc)
+		if err := os.WriteFile(src, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return Request{Source: src, Dir: d, Repo: repo}
+	}
+
+	// First package: the local repository is empty, so no --extra-package.
+	req := pkg("p0", "foo_1.0-1.dsc", "Source: foo")
+	var log bytes.Buffer
+	req.Log = &log
+	out, err := b.Build(context.Background(), runner, req)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	var got []string
+	for _, o := range out {
+		got = append(got, o.Kind+":"+filepath.Base(o.Path))
+	}
+	want := "log:foo_1.0-1_amd64-2024-05-01T10:00:00Z.build buildinfo:foo_1.0-1_amd64.buildinfo other:foo_1.0-1_amd64.changes package:foo_1.0-1_amd64.deb"
+	if strings.Join(got, " ") != want {
+		t.Fatalf("results %v, want %s", got, want)
+	}
+	if !strings.Contains(log.String(), "sbuild: Status: successful") {
+		t.Fatalf("log lacks sbuild's output: %q", log.String())
+	}
+
+	// Second package: the first one's .deb is offered through --extra-package.
+	if err := os.WriteFile(filepath.Join(repo, "foo_1.0-1_amd64.deb"), []byte("deb"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	req2 := pkg("p1", "bar_2.0-1.dsc", "Source: bar")
+	var log2 bytes.Buffer
+	req2.Log = &log2
+	if _, err := b.Build(context.Background(), runner, req2); err != nil {
+		t.Fatalf("%v\n%s", err, log2.String())
+	}
+	if !strings.Contains(log2.String(), "offered foo_1.0-1_amd64.deb") {
+		t.Fatalf("the earlier .deb was not offered: %q", log2.String())
+	}
+	calls, err := os.ReadFile(record)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantCalls := "sbuild --dist=bookworm --arch=amd64 --build-dir=" + req.Dir + "/result --no-run-lintian " + req.Source + "\n" +
+		"sbuild --dist=bookworm --arch=amd64 --build-dir=" + req2.Dir + "/result --no-run-lintian --extra-package=" + repo + " " + req2.Source + "\n"
+	if string(calls) != wantCalls {
+		t.Fatalf("commands:\n%s\nwant:\n%s", calls, wantCalls)
+	}
+
+	// A failing sbuild run fails the build and keeps its output in the log.
+	bad := pkg("p2", "bad_1-1.dsc", "FAIL")
+	var log3 bytes.Buffer
+	bad.Log = &log3
+	if _, err := b.Build(context.Background(), runner, bad); err == nil || !strings.Contains(err.Error(), "sbuild bad_1-1.dsc") {
+		t.Fatalf("a failing sbuild run returned %v", err)
+	}
+	if !strings.Contains(log3.String(), "dependency installation failed") {
+		t.Fatalf("log %q", log3.String())
+	}
+
+	// An sbuild that succeeds without a .deb is a failed build.
+	empty, err := New(Platform{Backend: "sbuild", Settings: map[string]any{"dist": "bookworm"}}, Options{Sbuild: "true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	none := pkg("p3", "none_1-1.dsc", "Source: none")
+	none.Log = io.Discard
+	if _, err := empty.Build(context.Background(), runner, none); err == nil || !strings.Contains(err.Error(), "left no .deb") {
+		t.Fatalf("an sbuild run without results returned %v", err)
+	}
+
+	if v := b.Versions(context.Background())["sbuild"]; v != "sbuild (Debian sbuild) 0.85.0 (04 January 2023)" {
+		t.Fatalf("sbuild version %q", v)
 	}
 }

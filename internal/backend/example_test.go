@@ -23,7 +23,7 @@ func ExampleNew() {
 		{"docker", nil},
 	}
 	for _, p := range platforms {
-		b, err := backend.New(p.backend, p.settings, backend.Options{})
+		b, err := backend.New(backend.Platform{Backend: p.backend, Settings: p.settings}, backend.Options{})
 		if err != nil {
 			fmt.Println("error:", err)
 			continue

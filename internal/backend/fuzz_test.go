@@ -19,7 +19,7 @@ func FuzzSettings(f *testing.F) {
 			return
 		}
 		for _, name := range []string{"rpmbuild", "dpkg", "mock", "noop", "sbuild"} {
-			b, err := New(name, settings, Options{})
+			b, err := New(Platform{Backend: name, Settings: settings}, Options{})
 			if err != nil {
 				continue
 			}

@@ -23,8 +23,8 @@ import (
 // its own unshare mode), so it runs outside bubblewrap.
 type sbuild struct {
 	prog string
-	// dist, arch, chroot and mode are the settings; empty ones are left to
-	// sbuild (and the user's ~/.sbuildrc).
+	// dist, arch, chroot and mode are the settings (arch by default the
+	// platform's); empty ones are left to sbuild (and its configuration).
 	dist, arch, chroot, mode string
 	// extra are further options, placed before the .dsc.
 	extra []string
@@ -35,8 +35,9 @@ var sbuildWord = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.+_~-]{0,63}$`)
 
 // newSbuild reads the sbuild backend's settings: {"dist": "bookworm"} and
 // optionally "arch", "chroot", "chroot_mode" and "extra_args" (a list of
-// options).
-func newSbuild(settings map[string]any, opts Options) (sbuild, error) {
+// options). Without an "arch" setting it builds for arch, the platform's
+// architecture (sbuild's default, the host's, when that is empty too).
+func newSbuild(settings map[string]any, arch string, opts Options) (sbuild, error) {
 	s := sbuild{prog: opts.Sbuild}
 	if s.prog == "" {
 		s.prog = "sbuild"
@@ -68,6 +69,9 @@ func newSbuild(settings map[string]any, opts Options) (sbuild, error) {
 	}
 	if s.arch, err = str("arch"); err != nil {
 		return sbuild{}, err
+	}
+	if s.arch == "" {
+		s.arch = arch
 	}
 	for key, v := range map[string]string{"dist": s.dist, "arch": s.arch} {
 		if v != "" && !sbuildWord.MatchString(v) {

@@ -164,19 +164,28 @@ func reportPercentiles(b *testing.B, lat []time.Duration, ps ...int) {
 // BenchmarkThroughput measures tasks per second from the insert of a task
 // and its River job (as the splitter makes them) to the task's end (River
 // fetch, take, noop build, log, artifacts, finish) for one builder with 1,
-// 4 and 16 slots, and a bare River insert-and-work loop with as many
-// workers on the same database; kiln's rate over River's is the ratio
-// reported. Each run moves max(200, 50×slots) tasks.
+// 4 and 16 slots and for four builders with one slot each (each its own
+// database role and pool, as on four hosts), and a bare River
+// insert-and-work loop on the same database with as many River clients and
+// workers; kiln's rate over River's is the ratio reported. Each run moves
+// max(200, 50×slots in all) tasks.
 func BenchmarkThroughput(b *testing.B) {
-	for _, slots := range []int{1, 4, 16} {
-		n := max(200, 50*slots)
-		b.Run(fmt.Sprintf("slots=%d", slots), func(b *testing.B) {
+	for _, c := range []struct {
+		name            string
+		builders, slots int
+	}{
+		{"slots=1", 1, 1}, {"slots=4", 1, 4}, {"slots=16", 1, 16}, {"builders=4", 4, 1},
+	} {
+		n := max(200, 50*c.builders*c.slots)
+		b.Run(c.name, func(b *testing.B) {
 			f := newFarm(b)
 			f.platform(b, "bench", "x86_64", "rpm", "noop", time.Hour, "")
-			_, pool := f.builderPool(b, slots)
+			for range c.builders {
+				_, pool := f.builderPool(b, c.slots)
+				start(b, pool, quietConfig(b, c.slots))
+			}
 			src := benchSource(b)
-			start(b, pool, quietConfig(b, slots))
-			bare := bareRiverRate(b, f, slots, n)
+			bare := bareRiverRate(b, f, c.builders, c.slots, n)
 			for range b.N {
 				began := time.Now()
 				var last int64
@@ -208,25 +217,30 @@ type benchWorker struct {
 func (benchWorker) Work(context.Context, *river.Job[benchArgs]) error { return nil }
 
 // bareRiverRate inserts n River jobs one transaction each and works them
-// with a plain River client, returning jobs per second.
-func bareRiverRate(b *testing.B, f *farm, workers, n int) float64 {
+// with plain River clients (as many as builders, each with workers
+// workers), returning jobs per second.
+func bareRiverRate(b *testing.B, f *farm, clients, workers, n int) float64 {
 	ctx := context.Background()
 	ws := river.NewWorkers()
 	river.AddWorker(ws, benchWorker{})
-	client, err := river.NewClient(riverpgxv5.New(f.db.Pool), &river.Config{
-		Schema: schema.RiverSchema, Queues: map[string]river.QueueConfig{"bare": {MaxWorkers: workers}},
-		Workers: ws, Logger: discardLogger(),
-	})
-	if err != nil {
-		b.Fatal(err)
+	var inserter *river.Client[pgx.Tx]
+	for range clients {
+		client, err := river.NewClient(riverpgxv5.New(f.db.Pool), &river.Config{
+			Schema: schema.RiverSchema, Queues: map[string]river.QueueConfig{"bare": {MaxWorkers: workers}},
+			Workers: ws, Logger: discardLogger(),
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := client.Start(ctx); err != nil {
+			b.Fatal(err)
+		}
+		defer client.Stop(ctx) //nolint:errcheck
+		inserter = client
 	}
-	if err := client.Start(ctx); err != nil {
-		b.Fatal(err)
-	}
-	defer client.Stop(ctx) //nolint:errcheck
 	began := time.Now()
 	for range n {
-		if _, err := client.Insert(ctx, benchArgs{}, &river.InsertOpts{Queue: "bare"}); err != nil {
+		if _, err := inserter.Insert(ctx, benchArgs{}, &river.InsertOpts{Queue: "bare"}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -231,7 +231,7 @@ func (b *Builder) loadPlatform(ctx context.Context, name string) (*platform, err
 		return nil, fmt.Errorf("reading platform %s: %w", name, err)
 	}
 	p.timeout = time.Duration(timeout * float64(time.Second))
-	p.backend, err = backend.New(backName, settings, b.cfg.Backend)
+	p.backend, err = backend.New(backend.Platform{Backend: backName, Arch: p.arch, Settings: settings}, b.cfg.Backend)
 	if err != nil {
 		return nil, fmt.Errorf("platform %s: %w", name, err)
 	}

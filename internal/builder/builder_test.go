@@ -355,3 +355,39 @@ func TestLogCap(t *testing.T) {
 		t.Fatal("no log chunks")
 	}
 }
+
+// The builder gives the backend the platform's architecture: sbuild (here a
+// stand-in that prints its command line and leaves a .deb) builds with
+// --arch=<platform arch> when the backend settings name none.
+func TestSbuildGetsThePlatformArch(t *testing.T) {
+	t.Parallel()
+	f := newFarm(t)
+	f.platform(t, "bookworm-arm64", "arm64", "deb", "sbuild", time.Hour, `{"dist": "bookworm"}`)
+	_, pool := f.builderPool(t, 1)
+	prog := filepath.Join(t.TempDir(), "sbuild")
+	script := `#!/bin/sh
+echo "sbuild $*"
+[ "$1" = --version ] && exit 0
+for a in "$@"; do case "$a" in --build-dir=*) out=${a#--build-dir=};; esac; done
+echo deb > "$out/kiln-arch_1.0_arm64.deb"
+`
+	if err := os.WriteFile(prog, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dsc := testpkg.DSC(t, testpkg.Deb{Name: "kiln-arch", Version: "1.0"})
+	_, task := f.submit(t, "bookworm-arm64", "retry", dsc)
+	cfg := testConfig(t, "bookworm-arm64")
+	cfg.Backend.Sbuild = prog
+	start(t, pool, cfg)
+
+	if st := f.waitStatus(t, task, "succeeded", "failed", "timed_out"); st != "succeeded" {
+		_, _, reason := f.taskStatus(t, task)
+		t.Fatalf("task %s: %s\n%s", st, reason, f.logOf(t, task, 1))
+	}
+	if log := f.logOf(t, task, 1); !strings.Contains(log, "sbuild --dist=bookworm --arch=arm64 --build-dir=") {
+		t.Fatalf("sbuild was not told the platform's architecture:\n%s", log)
+	}
+	if _, ok := f.artifacts(t, task, 1)["kiln-arch_1.0_arm64.deb"]; !ok {
+		t.Fatal("the stand-in's .deb is not among the artifacts")
+	}
+}

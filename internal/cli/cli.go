@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/urfave/cli/v2"
 
@@ -88,21 +87,6 @@ func connect(c *cli.Context) (*pgxpool.Pool, error) {
 		return nil, &connectError{err}
 	}
 	return pool, nil
-}
-
-// connectOne opens a single connection (for LISTEN, which needs one
-// connection for the whole time), logging in the same way as connect.
-func connectOne(c *cli.Context) (*pgx.Conn, error) {
-	pool, err := connect(c)
-	if err != nil {
-		return nil, err
-	}
-	defer pool.Close()
-	pc, err := pool.Acquire(c.Context)
-	if err != nil {
-		return nil, &connectError{fmt.Errorf("connecting: %w", err)}
-	}
-	return pc.Hijack(), nil
 }
 
 // withDB runs fn with a connected pool.

@@ -8,7 +8,6 @@ import (
 	"io"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/urfave/cli/v2"
@@ -42,49 +41,6 @@ type watchEvent struct {
 	Builder  *string   `json:"builder"`
 	Attempt  int       `json:"attempt"`
 	Reason   *string   `json:"reason"`
-}
-
-// listen opens a connection of its own and LISTENs on channels. The caller
-// reads the state it follows after this returns, so no change between the
-// read and the first notification is missed.
-func listen(c *cli.Context, channels ...string) (*pgx.Conn, error) {
-	conn, err := connectOne(c)
-	if err != nil {
-		return nil, err
-	}
-	for _, ch := range channels {
-		if _, err := conn.Exec(c.Context, "LISTEN "+ch); err != nil {
-			conn.Close(context.Background())
-			return nil, fmt.Errorf("listening on %s: %w", ch, err)
-		}
-	}
-	return conn, nil
-}
-
-// notification is the payload of NOTIFY kiln_job, kiln_task and kiln_log.
-type notification struct {
-	Job     int64  `json:"job"`
-	Task    int64  `json:"task"`
-	Attempt int    `json:"attempt"`
-	Seq     int    `json:"seq"`
-	Status  string `json:"status"`
-}
-
-// wait blocks until the next notification; Ctrl-C ends it with
-// ExitInterrupted.
-func wait(ctx context.Context, conn *pgx.Conn) (string, notification, error) {
-	n, err := conn.WaitForNotification(ctx)
-	if err != nil {
-		if ctx.Err() != nil {
-			return "", notification{}, cli.Exit("interrupted", ExitInterrupted)
-		}
-		return "", notification{}, &connectError{fmt.Errorf("lost the database connection while waiting for changes: %w", err)}
-	}
-	var p notification
-	if err := json.Unmarshal([]byte(n.Payload), &p); err != nil {
-		return "", notification{}, fmt.Errorf("unexpected %s notification %q: %w", n.Channel, n.Payload, err)
-	}
-	return n.Channel, p, nil
 }
 
 func runWatch(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
@@ -157,27 +113,36 @@ func runWatch(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 
 // followJob follows a job with report.FollowJob for kiln watch and kiln
 // submit --wait, calling seen with the job as first read and after each
-// change. A lost connection is said on stderr while it is made again; the
-// errors are the command's: Ctrl-C is ExitInterrupted, a connection that
-// cannot be made again ExitConnect.
+// change. A lost connection is said on stderr while it is made again.
 func followJob(ctx context.Context, c *cli.Context, db *pgxpool.Pool, id int64, seen func(*report.Job) error) (*report.Job, error) {
-	j, err := report.FollowJob(ctx, db, id, report.Follow{
-		Seen: seen,
-		Lost: func(err error) {
-			fmt.Fprintf(stderr(c), "kiln: %v; reconnecting\n", err)
-		},
-	})
-	switch {
-	case err == nil:
-		return j, nil
-	case ctx.Err() != nil:
-		return nil, cli.Exit("interrupted", ExitInterrupted)
-	case errors.Is(err, report.ErrNotFound):
-		return nil, notFoundHint(err, "kiln jobs lists jobs")
-	case errors.Is(err, report.ErrConnectionLost), errors.As(err, new(*pgconn.ConnectError)):
-		return nil, &connectError{err}
+	j, err := report.FollowJob(ctx, db, id, report.Follow{Seen: seen, Reconnect: reconnecting(c)})
+	if err != nil {
+		return nil, followError(ctx, err, "kiln jobs lists jobs")
 	}
-	return nil, err
+	return j, nil
+}
+
+// reconnecting says a lost connection on stderr while a follower makes it
+// again.
+func reconnecting(c *cli.Context) report.Reconnect {
+	return report.Reconnect{Lost: func(err error) {
+		fmt.Fprintf(stderr(c), "kiln: %v; reconnecting\n", err)
+	}}
+}
+
+// followError makes the error of report.FollowJob or report.FollowLog the
+// command's: Ctrl-C is ExitInterrupted, a connection that cannot be made
+// again ExitConnect, something that does not exist ExitNotFound with hint.
+func followError(ctx context.Context, err error, hint string) error {
+	switch {
+	case ctx.Err() != nil:
+		return cli.Exit("interrupted", ExitInterrupted)
+	case errors.Is(err, report.ErrNotFound):
+		return notFoundHint(err, hint)
+	case errors.Is(err, report.ErrConnectionLost), errors.As(err, new(*pgconn.ConnectError)):
+		return &connectError{err}
+	}
+	return err
 }
 
 func logCommand() *cli.Command {
@@ -186,7 +151,8 @@ func logCommand() *cli.Command {
 		Usage:     "print a task's build log; -f follows it live until the task ends",
 		ArgsUsage: "TASK",
 		Description: "TASK is t17 or 17 (kiln show JOB lists a job's tasks). The log is the current attempt's " +
-			"unless --attempt is given. With -f the exit status says how the task ended: 0 succeeded, 1 not.",
+			"unless --attempt is given. With -f the exit status says how the task ended: 0 succeeded, 1 not; " +
+			"after a lost connection it connects again and goes on after the last batch it printed.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "follow the log live (LISTEN kiln_log) until the task ends"},
 			&cli.IntFlag{Name: "attempt", Usage: "print this attempt's log instead of the current one"},
@@ -201,78 +167,57 @@ func runLog(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	ctx := c.Context
-	follow := c.Bool("follow") && !c.IsSet("attempt")
-	channels := []string{}
-	if follow {
-		channels = []string{"kiln_log", "kiln_task"}
-	}
-	conn, err := listen(c, channels...)
+	db, err := connect(c)
 	if err != nil {
 		return err
 	}
-	defer conn.Close(context.Background())
-	t, err := report.GetTask(ctx, conn, id)
+	defer db.Close()
+	out := &logPrinter{w: stdout(c), json: c.Bool("json")}
+	if c.Bool("follow") && !c.IsSet("attempt") {
+		return followLog(c, db, id, out)
+	}
+	ctx := c.Context
+	t, err := report.GetTask(ctx, db, id)
 	if err != nil {
 		return notFoundHint(err, "kiln show JOB lists a job's tasks")
 	}
-	out := &logPrinter{w: stdout(c), json: c.Bool("json"), last: -1}
-	if !follow {
-		attempt := t.Attempt
-		if c.IsSet("attempt") {
-			attempt = c.Int("attempt")
-			if attempt < 1 || attempt > t.Attempt {
-				return cli.Exit(fmt.Sprintf("task %s has no attempt %d (it has %d)", taskRef(id), attempt, t.Attempt), ExitNotFound)
-			}
+	attempt := t.Attempt
+	if c.IsSet("attempt") {
+		attempt = c.Int("attempt")
+		if attempt < 1 || attempt > t.Attempt {
+			return cli.Exit(fmt.Sprintf("task %s has no attempt %d (it has %d)", taskRef(id), attempt, t.Attempt), ExitNotFound)
 		}
-		if attempt == 0 {
-			return cli.Exit(fmt.Sprintf("task %s has not started yet (%s): no log (kiln log -f %s waits for it)", taskRef(id), t.Status, taskRef(id)), ExitNotFound)
-		}
-		chunks, err := report.LogAfter(ctx, conn, id, attempt, -1)
-		if err != nil {
-			return err
-		}
-		if out.json {
-			return printJSON(out.w, chunks)
-		}
-		return out.print(chunks)
 	}
+	if attempt == 0 {
+		return cli.Exit(fmt.Sprintf("task %s has not started yet (%s): no log (kiln log -f %s waits for it)", taskRef(id), t.Status, taskRef(id)), ExitNotFound)
+	}
+	chunks, err := report.LogAfter(ctx, db, id, attempt, -1)
+	if err != nil {
+		return err
+	}
+	if out.json {
+		return printJSON(out.w, chunks)
+	}
+	return out.print(chunks)
+}
 
-	// out.attempt starts at 0, so the current attempt gets its header too.
-	for {
-		// Catch up with the attempt being followed, then move on to a
-		// newer one if the janitor requeued the task meanwhile.
-		if out.attempt > 0 {
-			chunks, err := report.LogAfter(ctx, conn, id, out.attempt, out.last)
-			if err != nil {
-				return err
+// followLog prints the log of task id live with report.FollowLog until the
+// task ends, a header line before each attempt's log (not with --json).
+func followLog(c *cli.Context, db *pgxpool.Pool, id int64, out *logPrinter) error {
+	ctx := c.Context
+	t, err := report.FollowLog(ctx, db, id, report.LogFollow{
+		Attempt: func(t *report.Task) error {
+			if out.json {
+				return nil
 			}
-			if err := out.print(chunks); err != nil {
-				return err
-			}
-		}
-		if t.Attempt > out.attempt {
-			out.attempt, out.last = t.Attempt, -1
-			if !out.json {
-				fmt.Fprintf(out.w, "--- attempt %d on %s ---\n", t.Attempt, attemptBuilder(t, t.Attempt))
-			}
-			continue
-		}
-		if report.TaskFinal(t.Status) {
-			break
-		}
-		ch, n, err := wait(ctx, conn)
-		if err != nil {
+			_, err := fmt.Fprintf(out.w, "--- attempt %d on %s ---\n", t.Attempt, attemptBuilder(t, t.Attempt))
 			return err
-		}
-		if n.Task != id {
-			continue
-		}
-		if ch == "kiln_task" || n.Attempt > out.attempt {
-			if t, err = report.GetTask(ctx, conn, id); err != nil {
-				return err
-			}
-		}
+		},
+		Chunks:    out.print,
+		Reconnect: reconnecting(c),
+	})
+	if err != nil {
+		return followError(ctx, err, "kiln show JOB lists a job's tasks")
 	}
 	if t.Status != "succeeded" {
 		return cli.Exit(fmt.Sprintf("task %s %s%s", taskRef(id), t.Status, reasonSuffix(t.Reason)), ExitFailure)
@@ -297,13 +242,10 @@ func reasonSuffix(r *string) string {
 	return ": " + *r
 }
 
-// logPrinter writes log chunks as text or JSON lines, remembering the last
-// seq written.
+// logPrinter writes log chunks as text or JSON lines.
 type logPrinter struct {
-	w       io.Writer
-	json    bool
-	attempt int // the attempt followed
-	last    int // the last seq written, -1 for none
+	w    io.Writer
+	json bool
 }
 
 func (p *logPrinter) print(chunks []report.LogChunk) error {
@@ -317,7 +259,6 @@ func (p *logPrinter) print(chunks []report.LogChunk) error {
 		if err != nil {
 			return err
 		}
-		p.last = ch.Seq
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -191,4 +192,39 @@ func TestLogFollowsLive(t *testing.T) {
 	must(t, url, 0, []string{"log", "-f", fmt.Sprintf("t%d", f.Tasks["succeeded/el9-x86_64"])}, "Wrote: hello-1.0-1.x86_64.rpm")
 	must(t, url, ExitNotFound, []string{"log", "t999999"}, "task 999999 does not exist")
 	must(t, url, ExitUsage, []string{"log", "tx"}, "not a task id")
+}
+
+// A log -f whose connection is cut while batches keep arriving says so,
+// connects again and goes on from the last batch it printed: no line lost
+// or printed twice.
+func TestLogReconnects(t *testing.T) {
+	t.Parallel()
+	f, _ := seed(t)
+	p := f.DB.Pool
+	carol := farmtest.Person(t, f.DB, "carol", "kiln_submitter")
+	job := farmtest.Submit(t, p, f.Alice, "devel", []string{farmtest.EL9}, farmtest.File{Name: "logcut-1-1.src.rpm", Data: []byte("cut")})
+	task := farmtest.Split(t, p, job, farmtest.EL9)[0]
+	a := farmtest.Take(t, p, task, "b1")
+	out, exit := started(t, f.DB.URLAs(carol), "log", "-f", fmt.Sprintf("t%d", task))
+	want := "--- attempt 1 on b1 ---\n"
+	for seq := range 40 {
+		line := fmt.Sprintf("line %d\n", seq)
+		farmtest.Log(t, p, task, a, seq, line)
+		want += line
+		if seq == 10 {
+			waitFor(t, out, line)
+			if _, err := p.Exec(context.Background(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1`, carol); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	waitFor(t, out, "; reconnecting")
+	farmtest.Finish(t, p, task, a, "succeeded", "")
+	if code := exit(); code != 0 {
+		t.Fatalf("log -f exited %d after a reconnect\n%s", code, out)
+	}
+	note := regexp.MustCompile(`(?m)^kiln: .*; reconnecting\n`)
+	if got := note.ReplaceAllString(out.String(), ""); got != want {
+		t.Errorf("log -f across a reconnect printed:\n%s\nwant:\n%s", got, want)
+	}
 }

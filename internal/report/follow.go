@@ -11,9 +11,19 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// ErrConnectionLost is wrapped by the error of FollowJob when the database
-// connection was lost and could not be made again in time.
+// ErrConnectionLost is wrapped by the error of FollowJob and FollowLog when
+// the database connection was lost and could not be made again in time.
 var ErrConnectionLost = errors.New("lost the database connection")
+
+// Reconnect says how a follower (FollowJob, FollowLog) behaves when its
+// connection is lost. Zero fields mean the defaults.
+type Reconnect struct {
+	// Lost is called when the connection is lost, before reconnecting.
+	Lost func(err error)
+	// GiveUpAfter is how long reconnecting is tried before the follower
+	// fails with ErrConnectionLost (5 minutes when 0).
+	GiveUpAfter time.Duration
+}
 
 // Follow says how FollowJob reports what it sees. Zero fields do nothing.
 type Follow struct {
@@ -21,11 +31,7 @@ type Follow struct {
 	// (and again after a reconnect, changed or not); an error ends
 	// FollowJob with that error.
 	Seen func(*Job) error
-	// Lost is called when the connection is lost, before reconnecting.
-	Lost func(err error)
-	// GiveUpAfter is how long reconnecting is tried before FollowJob fails
-	// with ErrConnectionLost (5 minutes when 0).
-	GiveUpAfter time.Duration
+	Reconnect
 }
 
 // FollowJob follows job id until it is final and returns it as it ended.
@@ -41,67 +47,170 @@ type Follow struct {
 // lost connection loses them. Then FollowJob reconnects, with a growing
 // pause, and reads the job again.
 //
-// It returns ctx's error when ctx ends, the error of f.Seen, or an error
-// reading the job (one wrapping ErrNotFound when it does not exist).
+// It returns nil and ctx's error when ctx ends, the error of f.Seen, or an
+// error reading the job (one wrapping ErrNotFound when it does not exist).
 func FollowJob(ctx context.Context, db *pgxpool.Pool, id int64, f Follow) (*Job, error) {
-	giveUp := f.GiveUpAfter
+	var last *Job
+	err := followListening(ctx, db, f.Reconnect, fmt.Sprintf("following job %d", id), []string{"kiln_job", "kiln_task"},
+		func(conn *pgx.Conn) error {
+			for {
+				j, err := snapshotJob(ctx, conn, id)
+				if err != nil {
+					return err
+				}
+				last = j
+				if f.Seen != nil {
+					if err := f.Seen(j); err != nil {
+						return err
+					}
+				}
+				if JobFinal(j.Status) {
+					return nil
+				}
+				if _, err := waitFor(ctx, conn, func(n notice) bool { return n.Job == id }); err != nil {
+					return fmt.Errorf("waiting for changes of job %d: %w", id, err)
+				}
+			}
+		})
+	if err != nil {
+		return nil, err
+	}
+	return last, nil
+}
+
+// LogFollow says how FollowLog reports what it sees. Zero fields do nothing.
+type LogFollow struct {
+	// Attempt is called when FollowLog starts on the log of an attempt
+	// (the task's current one when it starts, then every newer one), with
+	// the task as read then; an error ends FollowLog with that error.
+	Attempt func(*Task) error
+	// Chunks is called with the log batches of the attempt followed, each
+	// batch once and in order, also across a reconnect; an error ends
+	// FollowLog with that error.
+	Chunks func([]LogChunk) error
+	Reconnect
+}
+
+// FollowLog follows the build log of task id until the task is final and
+// returns the task as it ended.
+//
+// It LISTENs on kiln_log and kiln_task, then reads the task and the log
+// batches after the last one it passed to f.Chunks; a notification about
+// the task makes it read again. When the janitor requeues the task, it
+// moves on to the newer attempt's log once it has passed on everything of
+// the older one. A lost connection is handled as FollowJob does, and after
+// the reconnect it goes on from the last batch passed on.
+//
+// It returns nil and ctx's error when ctx ends, the error of a callback, or
+// an error reading the task or its log (one wrapping ErrNotFound when the task
+// does not exist).
+func FollowLog(ctx context.Context, db *pgxpool.Pool, id int64, f LogFollow) (*Task, error) {
+	var t *Task
+	attempt, last := 0, -1 // the attempt followed and its last batch passed on; 0 and -1 for none
+	err := followListening(ctx, db, f.Reconnect, fmt.Sprintf("following the log of task %d", id), []string{"kiln_log", "kiln_task"},
+		func(conn *pgx.Conn) error {
+			var err error
+			if t, err = GetTask(ctx, conn, id); err != nil {
+				return err
+			}
+			for {
+				if attempt > 0 {
+					chunks, err := LogAfter(ctx, conn, id, attempt, last)
+					if err != nil {
+						return err
+					}
+					if len(chunks) > 0 && f.Chunks != nil {
+						if err := f.Chunks(chunks); err != nil {
+							return err
+						}
+					}
+					if len(chunks) > 0 {
+						last = chunks[len(chunks)-1].Seq
+					}
+				}
+				if t.Attempt > attempt {
+					// Caught up with the older attempt: on to the newer one.
+					attempt, last = t.Attempt, -1
+					if f.Attempt != nil {
+						if err := f.Attempt(t); err != nil {
+							return err
+						}
+					}
+					continue
+				}
+				if TaskFinal(t.Status) {
+					return nil
+				}
+				n, err := waitFor(ctx, conn, func(n notice) bool { return n.Task == id })
+				if err != nil {
+					return fmt.Errorf("waiting for the log of task %d: %w", id, err)
+				}
+				if n.channel == "kiln_task" || n.Attempt > attempt {
+					if t, err = GetTask(ctx, conn, id); err != nil {
+						return err
+					}
+				}
+			}
+		})
+	if err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// followListening runs follow with a connection of its own, taken from db,
+// that LISTENs on channels; follow reads what it follows and waits for
+// notifications until it is done. When the connection is lost, it calls
+// r.Lost, connects again with a pause growing from 1 s to 30 s, and runs
+// follow again on the new connection, which reads afresh what it follows,
+// so nothing that happened meanwhile is missed. It gives up with an error
+// wrapping ErrConnectionLost when the next try would end later than
+// r.GiveUpAfter after the loss. Every other error of follow (one when the
+// connection is still open: a failed query, a callback's error) ends it.
+//
+// what says what is followed, for the error.
+func followListening(ctx context.Context, db *pgxpool.Pool, r Reconnect, what string, channels []string, follow func(*pgx.Conn) error) error {
+	giveUp := r.GiveUpAfter
 	if giveUp == 0 {
 		giveUp = 5 * time.Minute
 	}
-	var conn *pgx.Conn
-	defer func() {
-		if conn != nil {
-			conn.Close(context.WithoutCancel(ctx))
-		}
-	}()
 	var lostAt time.Time // zero while connected
 	pause := time.Duration(0)
 	for {
-		if conn == nil {
-			c, err := listenOn(ctx, db, "kiln_job", "kiln_task")
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil, ctx.Err()
-				}
-				if lostAt.IsZero() {
-					return nil, err // never connected: nothing to reconnect to
-				}
-				pause = min(max(2*pause, time.Second), 30*time.Second)
-				if time.Since(lostAt)+pause > giveUp { // the next try would be too late
-					return nil, fmt.Errorf("following job %d: %w and could not reconnect for %s: %w", id, ErrConnectionLost, giveUp, err)
-				}
-				select {
-				case <-ctx.Done():
-					return nil, ctx.Err()
-				case <-time.After(pause):
-				}
-				continue
+		conn, err := listenOn(ctx, db, channels...)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
 			}
-			conn, lostAt, pause = c, time.Time{}, 0
+			if lostAt.IsZero() {
+				return err // never connected: nothing to reconnect to
+			}
+			pause = min(max(2*pause, time.Second), 30*time.Second)
+			if time.Since(lostAt)+pause > giveUp { // the next try would be too late
+				return fmt.Errorf("%s: %w and could not reconnect for %s: %w", what, ErrConnectionLost, giveUp, err)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(pause):
+			}
+			continue
 		}
-		j, err := snapshotJob(ctx, conn, id)
-		if err == nil {
-			if f.Seen != nil {
-				if err := f.Seen(j); err != nil {
-					return j, err
-				}
-			}
-			if JobFinal(j.Status) {
-				return j, nil
-			}
-			err = waitForJob(ctx, conn, id)
-		}
+		lostAt, pause = time.Time{}, 0
+		err = follow(conn)
+		closed := conn.IsClosed()
+		conn.Close(context.WithoutCancel(ctx))
 		switch {
 		case err == nil:
-			continue // a change: read the job again
+			return nil
 		case ctx.Err() != nil:
-			return nil, ctx.Err()
-		case !conn.IsClosed():
-			return nil, err // the query failed, not the connection
+			return ctx.Err()
+		case !closed:
+			return err // the query or a callback failed, not the connection
 		}
-		conn, lostAt = nil, time.Now()
-		if f.Lost != nil {
-			f.Lost(err)
+		lostAt = time.Now()
+		if r.Lost != nil {
+			r.Lost(err)
 		}
 	}
 }
@@ -133,18 +242,25 @@ func snapshotJob(ctx context.Context, conn *pgx.Conn, id int64) (*Job, error) {
 	return j, err
 }
 
-// waitForJob blocks until a notification about job id arrives.
-func waitForJob(ctx context.Context, conn *pgx.Conn, id int64) error {
+// notice is a notification on kiln_job, kiln_task or kiln_log; the schema's
+// triggers send its fields as JSON (zero when not sent).
+type notice struct {
+	channel string
+	Job     int64 `json:"job"`
+	Task    int64 `json:"task"`
+	Attempt int   `json:"attempt"`
+}
+
+// waitFor blocks until a notification that match accepts arrives.
+func waitFor(ctx context.Context, conn *pgx.Conn, match func(notice) bool) (notice, error) {
 	for {
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
-			return fmt.Errorf("waiting for changes of job %d: %w", id, err)
+			return notice{}, err
 		}
-		var p struct {
-			Job int64 `json:"job"`
-		}
-		if json.Unmarshal([]byte(n.Payload), &p) == nil && p.Job == id {
-			return nil
+		p := notice{channel: n.Channel}
+		if json.Unmarshal([]byte(n.Payload), &p) == nil && match(p) {
+			return p, nil
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -37,9 +38,8 @@ func follow(t *testing.T, f *farmtest.Farm, job int64, giveUp time.Duration) *fo
 	t.Cleanup(cancel)
 	go func() {
 		j, err := report.FollowJob(ctx, pool, job, report.Follow{
-			Seen:        func(j *report.Job) error { fl.seen <- j; return nil },
-			Lost:        func(err error) { fl.lost <- err },
-			GiveUpAfter: giveUp,
+			Seen:      func(j *report.Job) error { fl.seen <- j; return nil },
+			Reconnect: report.Reconnect{Lost: func(err error) { fl.lost <- err }, GiveUpAfter: giveUp},
 		})
 		fl.last = j
 		fl.done <- err
@@ -153,5 +153,84 @@ func TestFollowJobGivesUp(t *testing.T) {
 	}
 	if len(fl.lost) != 1 {
 		t.Errorf("Lost called %d times for one outage", len(fl.lost))
+	}
+}
+
+// A log follower whose connection is cut while batches keep arriving goes
+// on from the last batch it passed on: every batch exactly once, in order,
+// the ones written while it was cut off too.
+func TestFollowLogReconnects(t *testing.T) {
+	t.Parallel()
+	f := farmtest.Seed(t, pgtest.New(t))
+	p := f.DB.Pool
+	job := farmtest.Submit(t, p, f.Alice, "devel", []string{farmtest.EL9}, farmtest.File{Name: "logcut-1-1.src.rpm", Data: []byte("l")})
+	task := farmtest.Split(t, p, job, farmtest.EL9)[0]
+	a := farmtest.Take(t, p, task, "b1")
+
+	role := farmtest.Person(t, f.DB, "reader", "kiln_submitter")
+	pool, err := pgxpool.New(context.Background(), f.DB.URLAs(role))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	chunks := make(chan report.LogChunk, 100)
+	lost := make(chan error, 10)
+	done := make(chan error, 1)
+	var attempts []int
+	var ended *report.Task
+	go func() {
+		tk, err := report.FollowLog(context.Background(), pool, task, report.LogFollow{
+			Attempt: func(tk *report.Task) error { attempts = append(attempts, tk.Attempt); return nil },
+			Chunks: func(cs []report.LogChunk) error {
+				for _, c := range cs {
+					chunks <- c
+				}
+				return nil
+			},
+			Reconnect: report.Reconnect{Lost: func(err error) { lost <- err }},
+		})
+		ended = tk
+		done <- err
+	}()
+
+	const batches = 40
+	var got []int // the seqs passed on, in order
+	for seq := range batches {
+		farmtest.Log(t, p, task, a, seq, fmt.Sprintf("line %d\n", seq))
+		if seq == 10 {
+			// The follower is listening once it has passed a batch on.
+			select {
+			case c := <-chunks:
+				got = append(got, c.Seq)
+			case <-time.After(time.Minute):
+				t.Fatal("no log batch passed on")
+			}
+			var n int
+			if err := p.QueryRow(context.Background(),
+				`SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = $1`, role).Scan(&n); err != nil || n == 0 {
+				t.Fatalf("terminating %s's sessions: %d, %v", role, n, err)
+			}
+		}
+	}
+	if err := <-lost; err == nil {
+		t.Fatal("Lost called without an error")
+	}
+	farmtest.Finish(t, p, task, a, "succeeded", "")
+	if err := <-done; err != nil || ended.Status != "succeeded" {
+		t.Fatalf("FollowLog = %+v, %v", ended, err)
+	}
+	close(chunks)
+	for c := range chunks {
+		got = append(got, c.Seq)
+	}
+	want := make([]int, batches)
+	for i := range want {
+		want[i] = i
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("batches passed on: %v, want %v", got, want)
+	}
+	if !slices.Equal(attempts, []int{a}) {
+		t.Errorf("attempts started: %v, want [%d]", attempts, a)
 	}
 }

@@ -1,8 +1,9 @@
 // Package report holds the farm's read queries and their result types: job
 // listings, one job with its tasks, attempts and artifacts, builders,
 // platforms, the queue and why it does not move, logs, and the health facts
-// a monitoring probe needs; FollowJob follows one job live (LISTEN/NOTIFY),
-// and ParseSince reads the start of a listing's time window.
+// a monitoring probe needs; FollowJob follows one job live and FollowLog one
+// task's log (LISTEN/NOTIFY, reconnecting after a lost connection), and
+// ParseSince reads the start of a listing's time window.
 //
 // The CLI's --json output and the web interface's /api/ both print these
 // types as they are, so their JSON field names are a stable interface

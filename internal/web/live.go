@@ -96,13 +96,6 @@ func (h *hub) healthy() error {
 	return nil
 }
 
-// listening reports whether the listener is connected now.
-func (h *hub) listening() bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.connected
-}
-
 func (h *hub) run(ctx context.Context) {
 	h.mu.Lock()
 	h.started = true

@@ -13,6 +13,13 @@ import (
 	"github.com/kiln-build/kiln/internal/farmtest"
 )
 
+// listening reports whether the listener is connected now.
+func (h *hub) listening() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.connected
+}
+
 // event is one server-sent event.
 type event struct {
 	name, data string
