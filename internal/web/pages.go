@@ -240,24 +240,33 @@ type taskData struct {
 	Live   bool
 }
 
-func (s *Server) taskPage(w http.ResponseWriter, r *http.Request) {
+// taskAttempt reads the task named in the path and the attempt asked for
+// with ?attempt=N (the current one without it).
+func (s *Server) taskAttempt(r *http.Request) (*report.Task, int, error) {
 	id, err := pathID(r, "id")
 	if err != nil {
-		s.fail(w, r, err)
-		return
+		return nil, 0, err
 	}
 	t, err := report.GetTask(r.Context(), s.db, id)
 	if err != nil {
+		return nil, 0, err
+	}
+	attempt := t.Attempt
+	if v := r.URL.Query().Get("attempt"); v != "" {
+		if attempt, err = strconv.Atoi(v); err != nil || attempt < 1 || attempt > t.Attempt {
+			return nil, 0, fmt.Errorf("task %d has no attempt %q: %w", id, v, errBadRequest)
+		}
+	}
+	return t, attempt, nil
+}
+
+func (s *Server) taskPage(w http.ResponseWriter, r *http.Request) {
+	t, viewed, err := s.taskAttempt(r)
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	d := taskData{Task: t, Viewed: t.Attempt}
-	if v := r.URL.Query().Get("attempt"); v != "" {
-		if d.Viewed, err = strconv.Atoi(v); err != nil || d.Viewed < 1 || d.Viewed > t.Attempt {
-			s.fail(w, r, fmt.Errorf("task %d has no attempt %q: %w", id, v, errBadRequest))
-			return
-		}
-	}
+	d := taskData{Task: t, Viewed: viewed}
 	d.Live = d.Viewed == t.Attempt && t.Status == "building"
 	if d.Viewed > 0 {
 		if d.Log, err = s.liveLog(r, *t, d.Viewed); err != nil {
@@ -265,36 +274,24 @@ func (s *Server) taskPage(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	s.render(w, r, http.StatusOK, "task", fmt.Sprintf("Task %d", id), "jobs", d)
+	s.render(w, r, http.StatusOK, "task", fmt.Sprintf("Task %d", t.ID), "jobs", d)
 }
 
 // rawLog writes the whole log of an attempt (the current one unless
 // ?attempt=N) as plain text.
 func (s *Server) rawLog(w http.ResponseWriter, r *http.Request) {
-	id, err := pathID(r, "id")
+	t, attempt, err := s.taskAttempt(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	t, err := report.GetTask(r.Context(), s.db, id)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	attempt := t.Attempt
-	if v := r.URL.Query().Get("attempt"); v != "" {
-		if attempt, err = strconv.Atoi(v); err != nil || attempt < 1 || attempt > t.Attempt {
-			s.fail(w, r, fmt.Errorf("task %d has no attempt %q: %w", id, v, errBadRequest))
-			return
-		}
-	}
-	chunks, err := report.LogAfter(r.Context(), s.db, id, attempt, -1)
+	chunks, err := report.LogAfter(r.Context(), s.db, t.ID, attempt, -1)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("Content-Disposition", mime.FormatMediaType("inline", map[string]string{"filename": fmt.Sprintf("task-%d-attempt-%d.log", id, attempt)}))
+	w.Header().Set("Content-Disposition", mime.FormatMediaType("inline", map[string]string{"filename": fmt.Sprintf("task-%d-attempt-%d.log", t.ID, attempt)}))
 	for _, c := range chunks {
 		if _, err := w.Write([]byte(c.Data)); err != nil {
 			return
