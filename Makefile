@@ -52,6 +52,7 @@ soak: build
 	.ci/with-cluster $(BIN)/kiln-soak $(SOAK_FLAGS)
 
 lint:
+	@bins=$$(git ls-files | while read -r f; do [ -f "$$f" ] && head -c 4 "$$f" | grep -q $$'\x7fELF' && echo "$$f"; done); if [ -n "$$bins" ]; then echo "binaries tracked in git (build outputs belong in bin/):"; echo "$$bins"; exit 1; fi
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
