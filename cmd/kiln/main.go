@@ -14,7 +14,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := kcli.App().RunContext(ctx, os.Args)
+	err := kcli.Run(ctx, os.Args)
 	stop()
 	if err == nil {
 		return
