@@ -7,6 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/kiln-build/kiln/internal/format"
 	"github.com/kiln-build/kiln/internal/report"
 )
 
@@ -138,7 +139,7 @@ func evaluate(h *report.Health, th thresholds) (int, string) {
 	if h.Pending+h.Validating == 0 {
 		parts = append(parts, "nothing queued")
 	} else {
-		parts = append(parts, fmt.Sprintf("oldest queued task waited %s%s", age(queued), where))
+		parts = append(parts, fmt.Sprintf("oldest queued task waited %s%s", format.Duration(queued), where))
 	}
 
 	raise(level(float64(h.BuildersOffline), float64(th.warnOffline), float64(th.critOffline)))
@@ -148,7 +149,7 @@ func evaluate(h *report.Health, th thresholds) (int, string) {
 	if h.JanitorAgeSeconds != nil {
 		janitor = *h.JanitorAgeSeconds
 		raise(level(janitor, th.warnJanitor.Seconds(), th.critJanitor.Seconds()))
-		parts = append(parts, fmt.Sprintf("janitor ran %s ago", age(janitor)))
+		parts = append(parts, fmt.Sprintf("janitor ran %s ago", format.Duration(janitor)))
 	} else {
 		if th.critJanitor > 0 {
 			raise(checkCritical)

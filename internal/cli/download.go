@@ -15,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/kiln-build/kiln/internal/blob"
+	"github.com/kiln-build/kiln/internal/format"
 	"github.com/kiln-build/kiln/internal/names"
 	"github.com/kiln-build/kiln/internal/report"
 )
@@ -86,7 +87,7 @@ func runDownload(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 			if d.Skipped {
 				verb = "have "
 			}
-			fmt.Fprintf(w, "%s %s (%s, sha256 %s)\n", verb, d.Path, size(d.Size), d.SHA256[:16])
+			fmt.Fprintf(w, "%s %s (%s, sha256 %s)\n", verb, d.Path, format.Size(d.Size), d.SHA256[:16])
 		}
 	}
 	if c.Bool("json") {

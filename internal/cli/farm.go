@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/urfave/cli/v2"
 
+	"github.com/kiln-build/kiln/internal/format"
 	"github.com/kiln-build/kiln/internal/report"
 )
 
@@ -50,7 +51,7 @@ func runBuilders(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 		}
 		hb := "never"
 		if b.HeartbeatAgeSeconds != nil {
-			hb = age(*b.HeartbeatAgeSeconds) + " ago"
+			hb = format.Duration(*b.HeartbeatAgeSeconds) + " ago"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\n", b.Name, b.Host, state, b.Busy, b.Slots, hb,
 			dashIfEmpty(strings.Join(tasks, ",")), strings.Join(b.Platforms, ","))
@@ -84,7 +85,7 @@ func runPlatforms(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 	fmt.Fprintln(tw, "PLATFORM\tARCH\tFORMAT\tBACKEND\tTIMEOUT\tACTIVE\tWAITING\tBUILDING\tOLDEST\tBUILDERS\tDESCRIPTION")
 	for _, p := range ps {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%d\t%s\n", p.Name, p.Arch, p.PackageFormat, p.Backend,
-			age(p.TimeoutSeconds), yesNo(p.Active), p.Pending, p.Building, ageOf(p.OldestWaitSeconds), p.BuildersOnline, p.Description)
+			format.Duration(p.TimeoutSeconds), yesNo(p.Active), p.Pending, p.Building, ageOf(p.OldestWaitSeconds), p.BuildersOnline, p.Description)
 	}
 	return tw.Flush()
 }
@@ -143,7 +144,7 @@ func runQueue(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 	fmt.Fprintln(tw, "TASK\tJOB\tSUBMITTER\tPLATFORM\tPRIORITY\tWAITING\tAHEAD\tWHY")
 	for _, t := range q.Tasks {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%s\t%d\t%s\n", taskRef(t.TaskID), t.JobID, t.Submitter, t.Platform, t.Priority,
-			age(t.WaitSeconds), t.Ahead, t.Why)
+			format.Duration(t.WaitSeconds), t.Ahead, t.Why)
 	}
 	return tw.Flush()
 }

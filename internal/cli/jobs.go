@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/urfave/cli/v2"
 
+	"github.com/kiln-build/kiln/internal/format"
 	"github.com/kiln-build/kiln/internal/report"
 )
 
@@ -95,7 +96,7 @@ func runJobs(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 			tasks = "(" + clip(orDash(j.Reason), 60) + ")"
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, j.Submitter, j.Bucket, p.status(j.Status, j.Status),
-			age(j.AgeSeconds), clip(strings.Join(j.Packages, ","), 40), tasks)
+			format.Duration(j.AgeSeconds), clip(strings.Join(j.Packages, ","), 40), tasks)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -187,9 +188,9 @@ func printJob(w io.Writer, p painter, j *report.Job, webURL string) {
 		fmt.Fprintf(w, ", started %s", when(j.StartedAt))
 	}
 	if j.FinishedAt != nil {
-		fmt.Fprintf(w, ", finished %s (took %s)", when(j.FinishedAt), age(j.DurationSeconds))
+		fmt.Fprintf(w, ", finished %s (took %s)", when(j.FinishedAt), format.Duration(j.DurationSeconds))
 	} else {
-		fmt.Fprintf(w, " (%s ago)", age(j.AgeSeconds))
+		fmt.Fprintf(w, " (%s ago)", format.Duration(j.AgeSeconds))
 	}
 	fmt.Fprintln(w)
 	if j.Note != "" {
@@ -222,7 +223,7 @@ func printJob(w io.Writer, p painter, j *report.Job, webURL string) {
 				version = fmt.Sprintf("%d:%s", *pk.Epoch, version)
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", pk.FileName, pk.Format, orDash(pk.Name), version, size(pk.Size), orDash(pk.Reason))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", pk.FileName, pk.Format, orDash(pk.Name), version, format.Size(pk.Size), orDash(pk.Reason))
 	}
 	tw.Flush()
 
@@ -248,7 +249,7 @@ func printJob(w io.Writer, p painter, j *report.Job, webURL string) {
 		}
 		for _, a := range t.Attempts {
 			history = append(history, fmt.Sprintf("%s\t%d\t%s\t%s\t%s\t%s\t%s\n", taskRef(t.ID), a.Attempt, a.Builder,
-				p.status(a.Status, a.Status), when(&a.StartedAt), age(a.DurationSeconds), orDash(a.Reason)))
+				p.status(a.Status, a.Status), when(&a.StartedAt), format.Duration(a.DurationSeconds), orDash(a.Reason)))
 		}
 	}
 	if len(history) > 0 {
@@ -274,7 +275,7 @@ func printJob(w io.Writer, p painter, j *report.Job, webURL string) {
 			if a.SHA256 != nil {
 				sum = (*a.SHA256)[:16] + "…"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", a.FileName, a.Platform, a.Attempt, a.Kind, size(a.Size), sum)
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", a.FileName, a.Platform, a.Attempt, a.Kind, format.Size(a.Size), sum)
 		}
 		tw.Flush()
 	}
@@ -283,20 +284,6 @@ func printJob(w io.Writer, p painter, j *report.Job, webURL string) {
 // jobURL is a job's page on kiln-web.
 func jobURL(base string, id int64) string {
 	return fmt.Sprintf("%s/jobs/%d", strings.TrimRight(base, "/"), id)
-}
-
-// size formats a byte count.
-func size(n int64) string {
-	switch {
-	case n < 1<<10:
-		return fmt.Sprintf("%dB", n)
-	case n < 1<<20:
-		return fmt.Sprintf("%.1fK", float64(n)/(1<<10))
-	case n < 1<<30:
-		return fmt.Sprintf("%.1fM", float64(n)/(1<<20))
-	default:
-		return fmt.Sprintf("%.1fG", float64(n)/(1<<30))
-	}
 }
 
 // notFoundHint adds what to do to a not-found error.

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kiln-build/kiln/internal/format"
 	"github.com/urfave/cli/v2"
 )
 
@@ -64,27 +65,12 @@ var shortStatus = map[string]string{
 	"cancelled": "cancel", "skipped": "skip", "lost": "LOST",
 }
 
-// age formats seconds the way people read ages: 42s, 7m, 3h05m, 4d.
-func age(seconds float64) string {
-	d := time.Duration(seconds * float64(time.Second))
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
-	default:
-		return fmt.Sprintf("%dd", int(d.Hours()/24))
-	}
-}
-
 // ageOf formats optional seconds, "-" when absent.
 func ageOf(seconds *float64) string {
 	if seconds == nil {
 		return "-"
 	}
-	return age(*seconds)
+	return format.Duration(*seconds)
 }
 
 // taskRef is how kiln shows a task id: t17.

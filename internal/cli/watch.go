@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/urfave/cli/v2"
 
+	"github.com/kiln-build/kiln/internal/format"
 	"github.com/kiln-build/kiln/internal/report"
 )
 
@@ -87,7 +88,7 @@ func runWatch(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 				line += ": " + *t.Reason
 			}
 			if report.TaskFinal(t.Status) && t.DurationSeconds != nil {
-				line += fmt.Sprintf(" after %s", age(*t.DurationSeconds))
+				line += fmt.Sprintf(" after %s", format.Duration(*t.DurationSeconds))
 			}
 			fmt.Fprintln(w, line)
 		}

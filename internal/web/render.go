@@ -11,6 +11,8 @@ import (
 	"path"
 	"strings"
 	"time"
+
+	"github.com/kiln-build/kiln/internal/format"
 )
 
 //go:embed templates/*.html
@@ -30,13 +32,13 @@ var funcs = template.FuncMap{
 		}
 		return t.UTC().Format("2006-01-02 15:04:05 UTC")
 	},
-	"ago":  func(t time.Time) string { return seconds(time.Since(t).Seconds()) + " ago" },
-	"secs": seconds,
+	"ago":  func(t time.Time) string { return format.Duration(time.Since(t).Seconds()) + " ago" },
+	"secs": format.Duration,
 	"secsp": func(f *float64) string {
 		if f == nil {
 			return "—"
 		}
-		return seconds(*f)
+		return format.Duration(*f)
 	},
 	"str": func(s *string) string {
 		if s == nil {
@@ -44,35 +46,11 @@ var funcs = template.FuncMap{
 		}
 		return *s
 	},
-	"size": func(n int64) string {
-		switch {
-		case n >= 1<<30:
-			return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-		case n >= 1<<20:
-			return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-		case n >= 1<<10:
-			return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-		}
-		return fmt.Sprintf("%d B", n)
-	},
+	"size":     format.Size,
 	"join":     strings.Join,
 	"status":   func(s string) string { return strings.ReplaceAll(s, "_", " ") },
 	"final":    func(s string) bool { return isFinal(s) },
 	"artifact": artifactURL,
-}
-
-// seconds writes a duration the way people read it: 45s, 3m07s, 2h05m.
-func seconds(f float64) string {
-	d := time.Duration(f * float64(time.Second)).Round(time.Second)
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
-	}
-	return fmt.Sprintf("%dd%02dh", int(d.Hours())/24, int(d.Hours())%24)
 }
 
 func isFinal(status string) bool {

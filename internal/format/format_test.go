@@ -1,0 +1,30 @@
+package format
+
+import "testing"
+
+func TestDuration(t *testing.T) {
+	for _, tc := range []struct {
+		secs float64
+		want string
+	}{
+		{0, "0s"}, {44.6, "45s"}, {187, "3m07s"}, {7200, "2h00m"}, {7500, "2h05m"},
+		{47*3600 + 59*60, "47h59m"}, {4*86400 + 2*3600 + 59, "4d02h"},
+	} {
+		if got := Duration(tc.secs); got != tc.want {
+			t.Errorf("Duration(%v) = %q, want %q", tc.secs, got, tc.want)
+		}
+	}
+}
+
+func TestSize(t *testing.T) {
+	for _, tc := range []struct {
+		n    int64
+		want string
+	}{
+		{0, "0 B"}, {1023, "1023 B"}, {1536, "1.5 KiB"}, {20 << 20, "20.0 MiB"}, {3435973837, "3.2 GiB"},
+	} {
+		if got := Size(tc.n); got != tc.want {
+			t.Errorf("Size(%d) = %q, want %q", tc.n, got, tc.want)
+		}
+	}
+}
