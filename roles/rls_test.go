@@ -10,7 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/kiln-build/kiln/internal/krb/krbtest"
-	"github.com/kiln-build/kiln/internal/pgtest"
+	"github.com/kiln-build/kiln/internal/testsupport/pgtest"
 )
 
 // farm is a test database with login roles for people and daemons.

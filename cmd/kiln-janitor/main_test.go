@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kiln-build/kiln/internal/pgtest"
+	"github.com/kiln-build/kiln/internal/testsupport/pgtest"
 )
 
 // seedLostTask makes a task whose builder stopped heart-beating ten minutes

@@ -14,7 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/kiln-build/kiln/internal/daemon"
-	"github.com/kiln-build/kiln/internal/soak"
+	"github.com/kiln-build/kiln/internal/testsupport/soak"
 )
 
 func main() {

@@ -9,9 +9,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/kiln-build/kiln/internal/dbconn"
-	"github.com/kiln-build/kiln/internal/pgtest"
+	"github.com/kiln-build/kiln/internal/testsupport/pgtest"
 	"github.com/kiln-build/kiln/internal/submit"
-	"github.com/kiln-build/kiln/internal/testpkg"
+	"github.com/kiln-build/kiln/internal/testsupport/testpkg"
 )
 
 // TestOnce submits jobs as a submitter's role and runs the splitter the way

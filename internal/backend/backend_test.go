@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kiln-build/kiln/internal/proctest"
+	"github.com/kiln-build/kiln/internal/testsupport/proctest"
 	"github.com/kiln-build/kiln/internal/sandbox"
-	"github.com/kiln-build/kiln/internal/testpkg"
+	"github.com/kiln-build/kiln/internal/testsupport/testpkg"
 )
 
 // setup copies the source package at src (with the files next to it) into a

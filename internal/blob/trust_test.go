@@ -12,8 +12,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/kiln-build/kiln/internal/blob"
-	"github.com/kiln-build/kiln/internal/farmtest"
-	"github.com/kiln-build/kiln/internal/pgtest"
+	"github.com/kiln-build/kiln/internal/testsupport/farmtest"
+	"github.com/kiln-build/kiln/internal/testsupport/pgtest"
 )
 
 // as connects to the test database as role.

@@ -21,7 +21,7 @@ import (
 	"github.com/kiln-build/kiln/internal/dbconn"
 	"github.com/kiln-build/kiln/internal/split"
 	"github.com/kiln-build/kiln/internal/submit"
-	"github.com/kiln-build/kiln/internal/testpkg"
+	"github.com/kiln-build/kiln/internal/testsupport/testpkg"
 	"github.com/kiln-build/kiln/jobs"
 	"github.com/kiln-build/kiln/schema"
 )

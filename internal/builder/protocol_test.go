@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kiln-build/kiln/internal/proctest"
-	"github.com/kiln-build/kiln/internal/testpkg"
+	"github.com/kiln-build/kiln/internal/testsupport/proctest"
+	"github.com/kiln-build/kiln/internal/testsupport/testpkg"
 	"github.com/kiln-build/kiln/jobs"
 )
 

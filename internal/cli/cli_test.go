@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kiln-build/kiln/internal/farmtest"
-	"github.com/kiln-build/kiln/internal/pgtest"
+	"github.com/kiln-build/kiln/internal/testsupport/farmtest"
+	"github.com/kiln-build/kiln/internal/testsupport/pgtest"
 )
 
 // syncBuffer is a bytes.Buffer safe to read while a command writes to it.

@@ -8,7 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/kiln-build/kiln/internal/krb/krbtest"
-	"github.com/kiln-build/kiln/internal/pgtest"
+	"github.com/kiln-build/kiln/internal/testsupport/pgtest"
 )
 
 // dropRoles drops cluster-wide roles when the test ends.

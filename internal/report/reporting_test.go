@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kiln-build/kiln/internal/farmtest"
-	"github.com/kiln-build/kiln/internal/pgtest"
+	"github.com/kiln-build/kiln/internal/testsupport/farmtest"
+	"github.com/kiln-build/kiln/internal/testsupport/pgtest"
 )
 
 // docQueries reads the named SQL blocks of docs/reporting.md (those whose

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kiln-build/kiln/internal/proctest"
+	"github.com/kiln-build/kiln/internal/testsupport/proctest"
 )
 
 // workDir returns a work directory the build user can reach.

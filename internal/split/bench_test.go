@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/kiln-build/kiln/internal/submit"
-	"github.com/kiln-build/kiln/internal/testpkg"
+	"github.com/kiln-build/kiln/internal/testsupport/testpkg"
 )
 
 // BenchmarkSubmitToQueued measures the latency from submit's commit to the

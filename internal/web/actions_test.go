@@ -14,7 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/kiln-build/kiln/internal/farmtest"
+	"github.com/kiln-build/kiln/internal/testsupport/farmtest"
 )
 
 // session returns the session cookie kiln-web sets after a Kerberos login

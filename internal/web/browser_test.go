@@ -10,8 +10,8 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/kiln-build/kiln/internal/browsertest"
-	"github.com/kiln-build/kiln/internal/farmtest"
+	"github.com/kiln-build/kiln/internal/testsupport/browsertest"
+	"github.com/kiln-build/kiln/internal/testsupport/farmtest"
 )
 
 // TestBrowserFollowsJob opens a building job's page in headless chromium

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kiln-build/kiln/internal/farmtest"
+	"github.com/kiln-build/kiln/internal/testsupport/farmtest"
 )
 
 // listening reports whether the listener is connected now.

@@ -1,4 +1,4 @@
-package farmproc
+package e2e
 
 import (
 	"errors"
@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kiln-build/kiln/internal/testpkg"
+	"github.com/kiln-build/kiln/internal/testsupport/testpkg"
 )
 
 // kiln runs the kiln command as a person would, with env added to the

@@ -1,4 +1,4 @@
-package farmproc
+package e2e
 
 import (
 	"context"
@@ -22,7 +22,7 @@ import (
 
 	"github.com/kiln-build/kiln/internal/admin"
 	"github.com/kiln-build/kiln/internal/krb/krbtest"
-	"github.com/kiln-build/kiln/internal/proctest"
+	"github.com/kiln-build/kiln/internal/testsupport/proctest"
 )
 
 // kerberized sets up logins the way a site does (docs/kerberos.md): the

@@ -1,4 +1,4 @@
-package farmproc
+package e2e
 
 import (
 	"fmt"
@@ -10,7 +10,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/kiln-build/kiln/internal/browsertest"
+	"github.com/kiln-build/kiln/internal/testsupport/browsertest"
 )
 
 // A job's page in headless chromium, served by a kiln-web daemon, while

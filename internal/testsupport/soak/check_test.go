@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kiln-build/kiln/internal/farmtest"
-	"github.com/kiln-build/kiln/internal/pgtest"
+	"github.com/kiln-build/kiln/internal/testsupport/farmtest"
+	"github.com/kiln-build/kiln/internal/testsupport/pgtest"
 )
 
 // restingFarm is a farm at rest as a soak leaves it: a job whose first

@@ -1,12 +1,12 @@
-package farmproc
+package e2e
 
 import (
 	"context"
 	"fmt"
 	"testing"
 
-	"github.com/kiln-build/kiln/internal/farmtest"
-	"github.com/kiln-build/kiln/internal/proctest"
+	"github.com/kiln-build/kiln/internal/testsupport/farmtest"
+	"github.com/kiln-build/kiln/internal/testsupport/proctest"
 )
 
 // A build that runs past its platform's timeout plus the grace, while its

@@ -1,4 +1,4 @@
-// Package farmproc holds the tests that run kiln's programs as real
+// Package e2e holds the tests that run kiln's programs as real
 // processes against a private PostgreSQL: kiln, kiln-splitter,
 // kiln-builder, kiln-janitor and kiln-web built from this tree, each
 // logging in with its own role (by trust, or with its own Kerberos keytab
@@ -8,4 +8,4 @@
 // pipeline under Kerberos, kiln watch and kiln log -f following a real
 // build, and a job's page in headless chromium.
 // The package has no code of its own; see its _test.go files.
-package farmproc
+package e2e

@@ -1,4 +1,4 @@
-package farmproc
+package e2e
 
 import (
 	"os/exec"
@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kiln-build/kiln/internal/proctest"
+	"github.com/kiln-build/kiln/internal/testsupport/proctest"
 )
 
 // kilnAdmin runs the kiln command as an admin role.

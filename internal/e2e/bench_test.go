@@ -1,4 +1,4 @@
-package farmproc
+package e2e
 
 import (
 	"fmt"
@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kiln-build/kiln/internal/proctest"
+	"github.com/kiln-build/kiln/internal/testsupport/proctest"
 )
 
 // BenchmarkKillToRebuild measures, over 20 kills, the time from killing a
@@ -16,7 +16,7 @@ import (
 // ends are database clock readings: clock_timestamp() right after the kill
 // and the second attempt's started_at. Figures are reported, not asserted:
 //
-//	.ci/with-cluster go test ./internal/farmproc -run '^$' -bench KillToRebuild -benchtime 1x
+//	.ci/with-cluster go test ./internal/e2e -run '^$' -bench KillToRebuild -benchtime 1x
 func BenchmarkKillToRebuild(b *testing.B) {
 	const kills = 20
 	f := newFarm(b)

@@ -3,7 +3,7 @@ package farmtest
 import (
 	"testing"
 
-	"github.com/kiln-build/kiln/internal/pgtest"
+	"github.com/kiln-build/kiln/internal/testsupport/pgtest"
 )
 
 // Farm is a seeded farm: who submitted what and the ids of jobs and tasks

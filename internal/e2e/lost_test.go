@@ -1,4 +1,4 @@
-package farmproc
+package e2e
 
 import (
 	"reflect"
@@ -6,7 +6,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/kiln-build/kiln/internal/proctest"
+	"github.com/kiln-build/kiln/internal/testsupport/proctest"
 )
 
 // A builder killed with SIGKILL in the middle of a build: the janitor takes

@@ -1,4 +1,4 @@
-package farmproc
+package e2e
 
 import (
 	"fmt"
@@ -17,7 +17,7 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "kiln-farmproc-bin-")
+	dir, err := os.MkdirTemp("", "kiln-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

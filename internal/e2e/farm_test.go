@@ -1,4 +1,4 @@
-package farmproc
+package e2e
 
 import (
 	"bytes"
@@ -17,9 +17,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/kiln-build/kiln/internal/farmtest"
-	"github.com/kiln-build/kiln/internal/pgtest"
-	"github.com/kiln-build/kiln/internal/testpkg"
+	"github.com/kiln-build/kiln/internal/testsupport/farmtest"
+	"github.com/kiln-build/kiln/internal/testsupport/pgtest"
+	"github.com/kiln-build/kiln/internal/testsupport/testpkg"
 )
 
 // platform is the one platform of these tests, built with rpmbuild.

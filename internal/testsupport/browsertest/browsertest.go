@@ -1,5 +1,5 @@
 // Package browsertest starts headless chromium for the tests that look at
-// kiln-web's pages in a real browser (internal/web, internal/farmproc).
+// kiln-web's pages in a real browser (internal/web, internal/e2e).
 package browsertest
 
 import (
