@@ -1,4 +1,5 @@
-// Command kiln-bench runs kiln's benchmarks (the Go benchmarks next to the
+// Command kiln-bench is a development tool, not part of a farm: it runs
+// kiln's benchmarks (the Go benchmarks next to the
 // code they measure) with the settings docs/performance.md reports, and
 // prints one table: each figure with how it was measured. It runs `go
 // test` in the source tree, so it is run from the repository's root
@@ -35,7 +36,7 @@ func main() {
 func app() *cli.App {
 	return &cli.App{
 		Name:  "kiln-bench",
-		Usage: "run kiln's benchmarks and print each figure with how it was measured (run inside .ci/with-cluster: make bench)",
+		Usage: "development tool: run kiln's benchmarks and print each figure with how it was measured (run inside .ci/with-cluster: make bench)",
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "latency-jobs", Usage: "jobs submitted one by one for the submit-to-start latency", Value: 500},
 			&cli.IntFlag{Name: "jobs", Usage: "jobs seeded for the query latencies (4 tasks each)", Value: 1000000},

@@ -1,4 +1,5 @@
-// Command kiln-soak runs kiln under faults on the private cluster of
+// Command kiln-soak is a development tool, not part of a farm (make install
+// leaves it out): it runs kiln under faults on the private cluster of
 // .ci/with-cluster and checks that nothing is lost: real builders, splitter
 // and janitor; builders killed and paused; PostgreSQL restarted; jobs
 // cancelled. It exits 1 when a check fails. See docs/reliability.md.
@@ -30,7 +31,7 @@ func app() *cli.App {
 	self, _ := os.Executable()
 	return &cli.App{
 		Name:  "kiln-soak",
-		Usage: "run kiln under faults (killed and paused builders, a database restart, cancels) and check nothing is lost",
+		Usage: "development tool: run kiln under faults (killed and paused builders, a database restart, cancels) and check nothing is lost",
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "tasks", Usage: "tasks to submit, at least", Value: 1000},
 			&cli.IntFlag{Name: "builders", Usage: "kiln-builder processes", Value: 4},
