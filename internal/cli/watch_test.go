@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kiln-build/kiln/internal/testsupport/farmtest"
 	"github.com/kiln-build/kiln/internal/report"
+	"github.com/kiln-build/kiln/internal/testsupport/farmtest"
 )
 
 // started runs kiln in the background; the returned function waits for it

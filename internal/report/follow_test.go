@@ -10,9 +10,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/kiln-build/kiln/internal/report"
 	"github.com/kiln-build/kiln/internal/testsupport/farmtest"
 	"github.com/kiln-build/kiln/internal/testsupport/pgtest"
-	"github.com/kiln-build/kiln/internal/report"
 )
 
 // follower is a FollowJob running in the background as a role of its own

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kiln-build/kiln/internal/testsupport/farmtest"
 	"github.com/kiln-build/kiln/internal/report"
+	"github.com/kiln-build/kiln/internal/testsupport/farmtest"
 )
 
 func TestWebQueries(t *testing.T) {
