@@ -11,6 +11,8 @@ import (
 	"path"
 	"strings"
 	"time"
+
+	"github.com/kiln-build/kiln/internal/termtext"
 )
 
 //go:embed templates/*.html
@@ -38,12 +40,15 @@ var funcs = template.FuncMap{
 		}
 		return seconds(*f)
 	},
+	// Text from builds and people (reasons, notes, names) with control
+	// characters shown escaped (termtext); html/template then escapes HTML.
 	"str": func(s *string) string {
 		if s == nil {
 			return ""
 		}
-		return *s
+		return termtext.Plain(*s)
 	},
+	"text": termtext.Plain,
 	"size": func(n int64) string {
 		switch {
 		case n >= 1<<30:
@@ -55,7 +60,7 @@ var funcs = template.FuncMap{
 		}
 		return fmt.Sprintf("%d B", n)
 	},
-	"join":     strings.Join,
+	"join":     func(s []string, sep string) string { return termtext.Plain(strings.Join(s, sep)) },
 	"status":   func(s string) string { return strings.ReplaceAll(s, "_", " ") },
 	"final":    func(s string) bool { return isFinal(s) },
 	"artifact": artifactURL,
