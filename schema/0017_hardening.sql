@@ -14,13 +14,19 @@
 --    operators). The bodies name kiln's and River's objects schema-
 --    qualified, so nothing they use can resolve to pg_temp.
 --
---    Left without SET, on purpose: the SQL-language helpers whose bodies are
---    SQL-standard (RETURN ... / BEGIN ATOMIC), which PostgreSQL parses when
---    the function is created and stores resolved (prosqlbody); calling them
---    looks up no name at all. They are inlined into the row-level security
---    policies and CHECK constraints that use them, which a SET clause would
---    prevent (docs/security.md has the figures). schema/search_path_test.go
---    enumerates every function and knows each exception and why.
+--    Left without SET, on purpose: the five SQL-language helpers with
+--    SQL-standard bodies (RETURN ...), which PostgreSQL parses when the
+--    function is created and stores resolved to object ids (prosqlbody): a
+--    call looks up no name at all, whatever the caller's search_path, so a
+--    SET would only add a configuration change and a search-path
+--    recomputation to every call, and they are called for every row a
+--    policy or CHECK constraint looks at. (Inlining is not at stake:
+--    PostgreSQL inlines none of them, SET or not: valid_name and
+--    safe_file_name are STRICT with bodies that are not, and the other
+--    three hold EXISTS subqueries. The comment in 0005 expected otherwise.)
+--    None is SECURITY DEFINER. schema/search_path_test.go
+--    enumerates every function and knows each exception and why;
+--    docs/security.md has the measurement.
 --
 -- 2. Private data. Every event that names a task names its job too (the
 --    event trigger takes it from the task), and people read an event only

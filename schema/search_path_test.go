@@ -17,15 +17,14 @@ import (
 // would run its CHECK as the function's owner).
 const safePath = "search_path=pg_catalog, kiln, pg_temp"
 
-// inlined are the functions that run without SET search_path, and why:
-// each is a SQL-language function with a SQL-standard body (RETURN ... or
-// BEGIN ATOMIC), which PostgreSQL parses when the function is created and
-// stores resolved to object ids (pg_proc.prosqlbody), so a call looks up
-// no name whatever the caller's search_path; and the planner inlines it
-// into the policy or constraint that calls it, which a SET clause would
-// prevent (docs/security.md has the measurement). None is SECURITY
-// DEFINER. Anything else without safePath fails the test.
-var inlined = map[string]string{
+// preparsed are the functions that run without SET search_path, and why:
+// each is a SQL-language function with a SQL-standard body (RETURN ...),
+// which PostgreSQL parses when the function is created and stores resolved
+// to object ids (pg_proc.prosqlbody), so a call looks up no name whatever
+// the caller's search_path, and a SET would only add its cost to every
+// row of the policy or constraint that calls it (docs/security.md). None
+// is SECURITY DEFINER. Anything else without safePath fails the test.
+var preparsed = map[string]string{
 	"kiln.valid_name(text)":                                "in CHECK constraints on names (platform, bucket, builder)",
 	"kiln.safe_file_name(text)":                            "in CHECK constraints on file names (package, package_file, artifact)",
 	"kiln.bucket_readable(text)":                           "in the job_read policy, evaluated for every job a person reads",
@@ -36,7 +35,7 @@ var inlined = map[string]string{
 // TestEveryFunctionHasASafeSearchPath enumerates every function in schema
 // kiln, and every SECURITY DEFINER function anywhere outside the system
 // schemas, and fails for one whose search_path does not end in pg_temp
-// (unless it is one of the inlined helpers above, whose properties are
+// (unless it is one of the preparsed helpers above, whose properties are
 // checked instead). Functions added by later migrations are covered
 // without changing this test.
 func TestEveryFunctionHasASafeSearchPath(t *testing.T) {
@@ -95,7 +94,7 @@ func TestEveryFunctionHasASafeSearchPath(t *testing.T) {
 				paths = append(paths, c)
 			}
 		}
-		if why, ok := inlined[name]; ok {
+		if why, ok := preparsed[name]; ok {
 			if f.lang != "sql" || !f.sqlBody || f.secdef || len(paths) > 0 {
 				t.Errorf("%s is kept without SET search_path (%s), so it must be LANGUAGE sql with a SQL-standard body, not SECURITY DEFINER and without SET: language %s, standard body %v, security definer %v, config %v",
 					name, why, f.lang, f.sqlBody, f.secdef, f.config)
@@ -112,9 +111,9 @@ func TestEveryFunctionHasASafeSearchPath(t *testing.T) {
 			}
 		}
 	}
-	for name := range inlined {
+	for name := range preparsed {
 		if !seen[name] {
-			t.Errorf("inlined names %s, which the database does not have", name)
+			t.Errorf("preparsed names %s, which the database does not have", name)
 		}
 	}
 }
