@@ -56,10 +56,20 @@ ALTER FUNCTION kiln.web_set_builder_enabled(name, text, boolean) SET search_path
 ALTER FUNCTION kiln.blob_stamp() SET search_path = pg_catalog, kiln, pg_temp;
 ALTER FUNCTION kiln.blob_chunk_guard() SET search_path = pg_catalog, kiln, pg_temp;
 ALTER FUNCTION kiln.blob_stored_here(bytea) SET search_path = pg_catalog, kiln, pg_temp;
--- Its body reads pg_roles unqualified; with pg_catalog first that is
--- pg_catalog.pg_roles, never a temporary view of the same name (a builder
--- could otherwise pose as the owner and skip the task protocol).
+-- Its body read pg_roles unqualified, so a builder with a temporary view
+-- named pg_roles could pose as the owner and skip the task protocol. The
+-- guard is rewritten from its current definition with that one name
+-- qualified, rather than re-created from a copy here, so that whatever an
+-- earlier migration made of the guard stays as it is.
 ALTER FUNCTION kiln.task_transition_guard() SET search_path = pg_catalog, kiln, pg_temp;
+DO $$
+DECLARE
+    def text := pg_catalog.pg_get_functiondef('kiln.task_transition_guard()'::pg_catalog.regprocedure);
+BEGIN
+    IF pg_catalog.strpos(def, 'FROM pg_roles ') > 0 THEN
+        EXECUTE pg_catalog.replace(def, 'FROM pg_roles ', 'FROM pg_catalog.pg_roles ');
+    END IF;
+END $$;
 
 ------------------------------------------------------------------------------
 -- Events: the job of every event about a task, readable only with the job

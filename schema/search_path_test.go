@@ -84,6 +84,18 @@ func TestEveryFunctionHasASafeSearchPath(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Every relation a body names after FROM, JOIN, UPDATE or INTO is
+	// schema-qualified: the names of kiln's, River's and the catalog's
+	// relations must not appear bare there.
+	var relations []string
+	if err := db.Pool.QueryRow(ctx, `
+		SELECT array_agg(DISTINCT c.relname::text) FROM pg_catalog.pg_class c
+		JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname IN ('pg_catalog', 'kiln', 'river') AND c.relkind IN ('r', 'v', 'm', 'p', 'f', 'S')`).Scan(&relations); err != nil {
+		t.Fatal(err)
+	}
+	bare := regexp.MustCompile(`(?i)\b(?:FROM|JOIN|UPDATE|INTO)\s+([a-z_][a-z0-9_]*)\b([^.]|$)`)
+
 	seen := map[string]bool{}
 	for _, f := range fns {
 		name := strings.ReplaceAll(f.name, " ", "")
@@ -103,6 +115,11 @@ func TestEveryFunctionHasASafeSearchPath(t *testing.T) {
 		}
 		if !slices.Equal(paths, []string{safePath}) {
 			t.Errorf("%s runs with %v; every function must be SET %s (pg_temp last; docs/security.md)", name, f.config, strings.Replace(safePath, "=", " = ", 1))
+		}
+		for _, m := range bare.FindAllStringSubmatch(f.src, -1) {
+			if slices.Contains(relations, strings.ToLower(m[1])) {
+				t.Errorf("%s names relation %s without its schema", name, m[1])
+			}
 		}
 		for _, rel := range offPath {
 			re := regexp.MustCompile(`(^|[^.\w"])` + regexp.QuoteMeta(rel) + `\b`)
