@@ -52,7 +52,7 @@ END $$;
 -- What no kiln role needs and a read-only role must not have (docs/security.md).
 -- PostgreSQL grants both to PUBLIC by default; revoking needs the superuser
 -- (the DBA runs this file as postgres; `kiln admin roles apply` as an admin
--- with CREATEROLE only warns that these were left as they are):
+-- with CREATEROLE leaves them as they are, with a warning):
 --   * TEMP on the database: temporary tables, views, types and functions.
 --     No kiln process (nor River or pgx) creates temporary objects, and
 --     without them a session cannot put anything in front of the names a
