@@ -48,3 +48,37 @@ DO $$ BEGIN
     EXECUTE format('GRANT CREATE, CONNECT ON DATABASE %I TO kiln_owner', current_database());
     EXECUTE format('GRANT CONNECT ON DATABASE %I TO kiln_reader, kiln_submitter, kiln_splitter, kiln_builder, kiln_janitor, kiln_admin, kiln_web', current_database());
 END $$;
+
+-- What no kiln role needs and a read-only role must not have (docs/security.md).
+-- PostgreSQL grants both to PUBLIC by default; revoking needs the superuser
+-- (the DBA runs this file as postgres; `kiln admin roles apply` as an admin
+-- with CREATEROLE leaves them as they are, with a warning):
+--   * TEMP on the database: temporary tables, views, types and functions.
+--     No kiln process (nor River or pgx) creates temporary objects, and
+--     without them a session cannot put anything in front of the names a
+--     function looks up (every kiln function also names pg_temp last in its
+--     search_path, so this is the second of two walls).
+--   * The server-side large-object functions that create or write one. A
+--     large object is storage outside every table, grant and row-level
+--     policy: a reader could store bytes with lo_from_bytea.
+-- NOTIFY cannot be revoked in PostgreSQL; every kiln listener treats a
+-- payload as a hint to re-read with its own rights (docs/security.md).
+DO $$
+DECLARE
+    f regprocedure;
+BEGIN
+    IF NOT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+        RAISE WARNING 'roles/00-groups.sql: % is not a superuser: TEMP and the large-object functions are left as they are; run this file as the superuser (docs/security.md)', current_user;
+        RETURN;
+    END IF;
+    EXECUTE format('REVOKE TEMPORARY ON DATABASE %I FROM PUBLIC', current_database());
+    FOR f IN
+        SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+        WHERE p.pronamespace = 'pg_catalog'::regnamespace
+          AND p.proname IN ('lo_from_bytea', 'lo_create', 'lo_creat', 'lo_import', 'lo_put', 'lowrite', 'lo_open',
+                            'lo_truncate', 'lo_truncate64', 'lo_unlink', 'lo_export', 'lo_get', 'loread',
+                            'lo_lseek', 'lo_lseek64', 'lo_tell', 'lo_tell64', 'lo_close')
+    LOOP
+        EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);
+    END LOOP;
+END $$;

@@ -78,6 +78,40 @@ var matrix = map[string]map[string]string{
 	"river.river_notification_id_seq": {},
 }
 
+// functions is the table in roles/README.md ("Functions"), as data: for
+// every function of schema kiln that can be called (not trigger functions,
+// which PostgreSQL runs only as triggers), the group roles that may EXECUTE
+// it; "*" for every role (PUBLIC: functions that run with the caller's
+// rights and row-level security, used inside policies and constraints).
+// A function added by a migration fails TestFunctionMatrix until it is
+// entered here and in the README.
+var functions = map[string][]string{
+	"kiln.valid_name(text)":                                {"*"},
+	"kiln.safe_file_name(text)":                            {"*"},
+	"kiln.bucket_readable(text)":                           {"*"},
+	"kiln.blob_readable(bytea)":                            {"*"},
+	"kiln.own_validate_river_job(text,text,jsonb,boolean)": {"*"},
+	"kiln.own_builders()":                                  {"*"},
+	"kiln.job_status_from_tasks(bigint)":                   {"*"},
+	"kiln.cancel_job(bigint)":                              {"submitter", "admin"},
+	"kiln.cancel_task(bigint)":                             {"submitter", "admin"},
+	"kiln.blob_stored_here(bytea)":                         {"submitter", "admin"},
+	"kiln.refresh_job_status(bigint)":                      {"janitor"},
+	"kiln.lock_job(bigint)":                                {"builder", "janitor"},
+	"kiln.cancel_job_for(bigint,name,text)":                {},
+	"kiln.cancel_task_for(bigint,name,text)":               {},
+	"kiln.web_check_person(name,name)":                     {"web"},
+	"kiln.web_cancel_job(name,bigint)":                     {"web"},
+	"kiln.web_cancel_task(name,bigint)":                    {"web"},
+	"kiln.web_resubmit(name,bigint,text)":                  {"web"},
+	"kiln.web_set_builder_enabled(name,text,boolean)":      {"web"},
+}
+
+// largeObjectFunctions are PostgreSQL's server-side large-object functions:
+// no kiln role may call any of them (roles/00-groups.sql).
+var largeObjectFunctions = []string{"lo_from_bytea", "lo_create", "lo_creat", "lo_import", "lo_export", "lo_put", "lo_get",
+	"lo_open", "lo_close", "lowrite", "loread", "lo_lseek", "lo_lseek64", "lo_tell", "lo_tell64", "lo_truncate", "lo_truncate64", "lo_unlink"}
+
 var groupRoles = []string{"reader", "submitter", "splitter", "builder", "janitor", "admin", "web"}
 
 // perm is one parsed matrix entry.
@@ -315,4 +349,140 @@ func createLogin(t *testing.T, dbURL, name string, groups ...string) {
 		defer conn.Close(ctx)
 		_, _ = conn.Exec(ctx, "DROP ROLE IF EXISTS "+name)
 	})
+}
+
+// TestFunctionMatrix checks EXECUTE on every callable function of schema
+// kiln for every group role against functions, both ways: a role listed
+// holds it, and a role not listed is refused when it calls the function
+// (as the attacker would, with NULL arguments). It also checks that no
+// role may create temporary objects or call a large-object function, and
+// that NOTIFY, which PostgreSQL cannot refuse, works for every role: the
+// listeners treat its payload as a hint (docs/security.md).
+func TestFunctionMatrix(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	rows, err := db.Pool.Query(ctx, `
+		SELECT replace(p.oid::regprocedure::text, ' ', ''), p.oid::regproc::text,
+		       coalesce(array_agg(format_type(a.t, NULL) ORDER BY a.n) FILTER (WHERE a.t IS NOT NULL), '{}')
+		FROM pg_catalog.pg_proc p
+		LEFT JOIN LATERAL unnest(p.proargtypes::oid[]) WITH ORDINALITY AS a(t, n) ON true
+		WHERE p.pronamespace = 'kiln'::regnamespace AND p.prorettype <> 'trigger'::regtype
+		GROUP BY p.oid ORDER BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type fn struct {
+		sig, name string
+		args      []string
+	}
+	var fns []fn
+	for rows.Next() {
+		var f fn
+		if err := rows.Scan(&f.sig, &f.name, &f.args); err != nil {
+			t.Fatal(err)
+		}
+		fns = append(fns, f)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	var inDB []string
+	for _, f := range fns {
+		inDB = append(inDB, f.sig)
+		if _, ok := functions[f.sig]; !ok {
+			t.Errorf("%s is not in the function matrix: add it to roles/README.md and to functions in roles/grants_test.go", f.sig)
+		}
+	}
+	for sig := range functions {
+		if !slices.Contains(inDB, sig) {
+			t.Errorf("the function matrix names %s, which the database does not have", sig)
+		}
+	}
+
+	for _, group := range groupRoles {
+		t.Run(group, func(t *testing.T) {
+			t.Parallel()
+			login := krbtest.Unique("fm_" + group + "_")
+			createLogin(t, db.URL, login, "kiln_"+group)
+			conn, err := pgx.Connect(ctx, db.URLAs(login))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(ctx)
+			tx, err := conn.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback(ctx) //nolint:errcheck
+			for _, f := range fns {
+				allowed, ok := functions[f.sig]
+				if !ok {
+					continue
+				}
+				want := slices.Contains(allowed, "*") || slices.Contains(allowed, group)
+				var has bool
+				if err := tx.QueryRow(ctx, "SELECT has_function_privilege($1::regprocedure, 'EXECUTE')", f.sig).Scan(&has); err != nil {
+					t.Fatal(err)
+				}
+				if has != want {
+					t.Errorf("%s: EXECUTE on %s is %v, want %v", group, f.sig, has, want)
+				}
+				if want {
+					continue
+				}
+				args := make([]string, len(f.args))
+				for i, a := range f.args {
+					args[i] = "NULL::" + a
+				}
+				call := fmt.Sprintf("SELECT %s(%s)", f.name, strings.Join(args, ", "))
+				if err := probe(ctx, tx, call); !isDenied(err) {
+					t.Errorf("%s may not call %s, but: %s: %v", group, f.sig, call, err)
+				}
+			}
+			// No temporary objects, no large objects.
+			var temp bool
+			if err := tx.QueryRow(ctx, "SELECT has_database_privilege(current_database(), 'TEMPORARY')").Scan(&temp); err != nil || temp {
+				t.Errorf("%s may create temporary objects (%v); roles/00-groups.sql revokes TEMP from PUBLIC", group, err)
+			}
+			if err := probe(ctx, tx, "CREATE TEMP TABLE probe (a int)"); !isDenied(err) {
+				t.Errorf("%s creating a temporary table: %v", group, err)
+			}
+			lo, err := tx.Query(ctx, `SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p
+				WHERE p.pronamespace = 'pg_catalog'::regnamespace AND p.proname = ANY ($1) AND has_function_privilege(p.oid, 'EXECUTE')`, largeObjectFunctions)
+			if err != nil {
+				t.Fatal(err)
+			}
+			callable, err := pgx.CollectRows(lo, pgx.RowTo[string])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(callable) > 0 {
+				t.Errorf("%s may call large-object functions %v; roles/00-groups.sql revokes them from PUBLIC", group, callable)
+			}
+			// NOTIFY: cannot be revoked; covered by the hint rule.
+			if err := probe(ctx, tx, `NOTIFY kiln_job, '{"job": 1}'`); err != nil {
+				t.Errorf("%s: NOTIFY: %v (if PostgreSQL can now refuse it, refuse it and update docs/security.md)", group, err)
+			}
+		})
+	}
+}
+
+// probe runs sql in a savepoint of tx, rolled back afterwards, and returns
+// its error.
+func probe(ctx context.Context, tx pgx.Tx, sql string) error {
+	if _, err := tx.Exec(ctx, "SAVEPOINT probe"); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, sql)
+	if _, rbErr := tx.Exec(ctx, "ROLLBACK TO SAVEPOINT probe"); rbErr != nil {
+		return rbErr
+	}
+	return err
+}
+
+// isDenied reports whether err is PostgreSQL's permission denied.
+func isDenied(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "42501"
 }

@@ -1,7 +1,8 @@
 -- kiln_web: the web interface (kiln-web). Member of kiln_reader: its pages
 -- read what a reader reads (row-level security hides private buckets from
 -- it, as from any reader), and it LISTENs for kiln_job, kiln_task and
--- kiln_log, which needs no grant. It changes nothing directly: actions that
+-- kiln_log, which needs no grant (any role may also NOTIFY there, so the
+-- live updates take a payload as a hint and read again; docs/security.md). It changes nothing directly: actions that
 -- people take in the browser (after Kerberos/SPNEGO login) go through the
 -- kiln.web_* functions, which check the person's own rights (docs/web.md).
 -- Start from nothing, so that applying this file again also withdraws what

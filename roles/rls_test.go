@@ -3,6 +3,7 @@ package roles_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -70,6 +71,19 @@ func (f *farm) refused(role, want, sql string, args ...any) {
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) || pgErr.Code != "42501" || !strings.Contains(pgErr.Message, want) {
 		f.t.Errorf("as %s: %s: want permission denied (%q), got %v", role, sql, want, err)
+	}
+}
+
+// missing runs sql with id as role and fails the test unless it is answered
+// as for a what that does not exist (no_data_found, "does not exist or is
+// not yours").
+func (f *farm) missing(role, what, sql string, id int64) {
+	f.t.Helper()
+	_, err := f.conn(role).Exec(context.Background(), sql, id)
+	var pgErr *pgconn.PgError
+	want := fmt.Sprintf("%s %d does not exist or is not yours", what, id)
+	if !errors.As(err, &pgErr) || pgErr.Code != "P0002" || pgErr.Message != want {
+		f.t.Errorf("as %s: %s: want %q (P0002), got %v", role, sql, want, err)
 	}
 }
 
@@ -173,8 +187,9 @@ func TestPersonCancelsOnlyOwnJobs(t *testing.T) {
 	job := f.submit(alice, "public")
 	task := f.task(splitter, job)
 
-	f.refused(bob, "only its submitter or an admin", `SELECT kiln.cancel_job($1)`, job)
-	f.refused(bob, "only its submitter or an admin", `SELECT kiln.cancel_task($1)`, task)
+	// Someone else's job is answered as one that does not exist.
+	f.missing(bob, "job", `SELECT kiln.cancel_job($1)`, job)
+	f.missing(bob, "task", `SELECT kiln.cancel_task($1)`, task)
 	// Around the functions: no grant to change jobs or tasks at all.
 	f.refused(bob, "permission denied", `UPDATE kiln.job SET status = 'cancelled', finished_at = now() WHERE id = $1`, job)
 	f.refused(bob, "permission denied", `UPDATE kiln.task SET status = 'cancelled', finished_at = now() WHERE id = $1`, task)

@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	kcli "github.com/kiln-build/kiln/internal/cli"
+	"github.com/kiln-build/kiln/internal/termtext"
 )
 
 func main() {
@@ -20,7 +21,8 @@ func main() {
 		return
 	}
 	if msg := err.Error(); msg != "" {
-		fmt.Fprintln(os.Stderr, "kiln:", msg)
+		// The message may carry text from builds and other people.
+		fmt.Fprintln(os.Stderr, "kiln:", termtext.Terminal(msg))
 	}
 	os.Exit(kcli.ExitCode(err))
 }

@@ -3,6 +3,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/kiln-build/kiln/internal/dbconn"
+	"github.com/kiln-build/kiln/internal/termtext"
 )
 
 // Version is set at build time (-ldflags "-X .../internal/cli.Version=...").
@@ -103,23 +105,76 @@ func withDB(fn func(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error
 
 // printJSON writes v as indented JSON.
 func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
 	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	_, err := w.Write(jsonControls(b.Bytes()))
+	return err
 }
 
+// printJSONLine writes v as JSON on one line.
+func printJSONLine(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(jsonControls(b), '\n'))
+	return err
+}
+
+// jsonControls escapes in JSON text what encoding/json leaves raw but a
+// terminal may act on: DEL and the C1 controls (U+007F to U+009F), as
+// \u00XX, which is the same JSON. They occur only inside strings. (Other
+// controls encoding/json escapes itself, and it replaces invalid UTF-8.)
+func jsonControls(b []byte) []byte {
+	if !bytes.ContainsFunc(b, func(r rune) bool { return r >= 0x7f && r <= 0x9f }) {
+		return b
+	}
+	var out bytes.Buffer
+	for _, r := range string(b) {
+		if r >= 0x7f && r <= 0x9f {
+			fmt.Fprintf(&out, `\u%04x`, r)
+			continue
+		}
+		out.WriteRune(r)
+	}
+	return out.Bytes()
+}
+
+// stdout is where a command prints. Everything printed goes through
+// termtext, so that text from builds and other people (logs, reasons,
+// notes, names) cannot drive the terminal: control characters and escape
+// sequences other than colours are shown escaped (docs/security.md).
 func stdout(c *cli.Context) io.Writer {
 	if c.App.Writer != nil {
-		return c.App.Writer
+		return termtext.NewWriter(c.App.Writer)
 	}
-	return os.Stdout
+	return termtext.NewWriter(os.Stdout)
 }
 
+// stderr is where a command prints messages, through termtext as stdout.
 func stderr(c *cli.Context) io.Writer {
+	return termtext.NewWriter(rawStderr(c))
+}
+
+// rawStderr is stderr without escaping, for kiln's own progress line only.
+func rawStderr(c *cli.Context) io.Writer {
 	if c.App.ErrWriter != nil {
 		return c.App.ErrWriter
 	}
 	return os.Stderr
+}
+
+// unwrap returns the writer beneath a termtext.Writer (to ask whether it is
+// a terminal).
+func unwrap(w io.Writer) io.Writer {
+	if u, ok := w.(interface{ Unwrap() io.Writer }); ok {
+		return u.Unwrap()
+	}
+	return w
 }
 
 func usageError(format string, args ...any) error {

@@ -28,12 +28,7 @@ func useColor(c *cli.Context, w io.Writer) bool {
 	if os.Getenv("TERM") == "dumb" {
 		return false
 	}
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	return isTerminal(w)
 }
 
 // painter colours statuses, or not.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kiln-build/kiln/internal/report"
 	"github.com/kiln-build/kiln/internal/submit"
+	"github.com/kiln-build/kiln/internal/termtext"
 )
 
 // progressMin is the smallest file whose upload shows progress.
@@ -58,7 +59,7 @@ func runSubmit(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 		Key:       c.String("key"),
 		Files:     c.Args().Slice(),
 	}
-	errw := stderr(c)
+	errw := rawStderr(c)
 	if !c.Bool("quiet") && isTerminal(errw) {
 		req.Progress = progressPrinter(errw, time.Now)
 	}
@@ -95,7 +96,7 @@ func runSubmit(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 
 // isTerminal reports whether w is a character device (a terminal).
 func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
+	f, ok := unwrap(w).(*os.File)
 	if !ok {
 		return false
 	}
@@ -124,7 +125,7 @@ func progressPrinter(w io.Writer, now func() time.Time) func(submit.Progress) {
 			return
 		}
 		last, stage = t, p.File+p.Phase
-		fmt.Fprintf(w, "\r%s: %s %3d%% of %d MiB\x1b[K", p.File, p.Phase, p.Done*100/p.Total, p.Total>>20)
+		fmt.Fprintf(w, "\r%s: %s %3d%% of %d MiB\x1b[K", termtext.Terminal(p.File), p.Phase, p.Done*100/p.Total, p.Total>>20)
 		if done {
 			fmt.Fprintln(w)
 		}

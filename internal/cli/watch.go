@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -51,7 +50,6 @@ func runWatch(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 	}
 	w := stdout(c)
 	asJSON := c.Bool("json")
-	enc := json.NewEncoder(w)
 	p := painter(useColor(c, w))
 	seen := map[int64]report.Task{}
 	jobStatus := ""
@@ -60,7 +58,7 @@ func runWatch(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 		if j.Status != jobStatus {
 			jobStatus = j.Status
 			if asJSON {
-				if err := enc.Encode(watchEvent{At: now, JobID: j.ID, Status: j.Status, Reason: j.Reason}); err != nil {
+				if err := printJSONLine(w, watchEvent{At: now, JobID: j.ID, Status: j.Status, Reason: j.Reason}); err != nil {
 					return err
 				}
 			} else {
@@ -74,7 +72,7 @@ func runWatch(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 				continue
 			}
 			if asJSON {
-				if err := enc.Encode(watchEvent{At: now, JobID: j.ID, TaskID: t.ID, Platform: t.Platform, Status: t.Status,
+				if err := printJSONLine(w, watchEvent{At: now, JobID: j.ID, TaskID: t.ID, Platform: t.Platform, Status: t.Status,
 					Builder: t.Builder, Attempt: t.Attempt, Reason: t.Reason}); err != nil {
 					return err
 				}
@@ -99,7 +97,7 @@ func runWatch(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 		return err
 	}
 	if asJSON {
-		if err := enc.Encode(j); err != nil {
+		if err := printJSONLine(w, j); err != nil {
 			return err
 		}
 	} else {
@@ -253,7 +251,7 @@ func (p *logPrinter) print(chunks []report.LogChunk) error {
 	for _, ch := range chunks {
 		var err error
 		if p.json {
-			err = json.NewEncoder(p.w).Encode(ch)
+			err = printJSONLine(p.w, ch)
 		} else {
 			_, err = io.WriteString(p.w, ch.Data)
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/kiln-build/kiln/internal/report"
+	"github.com/kiln-build/kiln/internal/termtext"
 )
 
 // Live updates. One connection per server LISTENs on the channels the
@@ -347,7 +348,7 @@ func (s *Server) sendLog(ctx context.Context, st *stream, t report.Task, attempt
 		return seq, err
 	}
 	for _, c := range chunks {
-		if err := st.send("log", logEvent{Task: t.ID, Attempt: attempt, Seq: c.Seq, Platform: t.Platform, Text: c.Data}); err != nil {
+		if err := st.send("log", logEvent{Task: t.ID, Attempt: attempt, Seq: c.Seq, Platform: t.Platform, Text: termtext.Plain(c.Data)}); err != nil {
 			return seq, err
 		}
 		seq = c.Seq

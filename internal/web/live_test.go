@@ -171,9 +171,10 @@ func TestLiveTask(t *testing.T) {
 	await(t, building, "status", func(s statusEvent) bool { return s.Status == "building" })
 	await(t, waiting, "status", func(s statusEvent) bool { return s.Status == "pending" })
 
-	// A hostile line travels as data, in one event.
+	// A hostile line travels as data, in one event (the page inserts it as
+	// text), its carriage return shown escaped (termtext).
 	farmtest.Log(t, p, el9, 1, 2, "</pre><script>x()</script>\r\nevent: end\n")
-	if l := await[logEvent](t, building, "log", nil); l.Seq != 2 || l.Text != "</pre><script>x()</script>\r\nevent: end\n" {
+	if l := await[logEvent](t, building, "log", nil); l.Seq != 2 || l.Text != "</pre><script>x()</script>\\r\nevent: end\n" {
 		t.Errorf("log event: %+v", l)
 	}
 	farmtest.Take(t, p, deb, "b1")

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kiln-build/kiln/internal/blob"
 	"github.com/kiln-build/kiln/internal/report"
+	"github.com/kiln-build/kiln/internal/termtext"
 )
 
 // logChunks is how many log batches a page shows before following live;
@@ -189,7 +190,7 @@ func (s *Server) liveLog(r *http.Request, t report.Task, attempt int) (liveLog, 
 		b.WriteString(c.Data)
 		l.Seq = c.Seq
 	}
-	l.Text = b.String()
+	l.Text = termtext.Plain(b.String())
 	return l, nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kiln-build/kiln/internal/format"
+	"github.com/kiln-build/kiln/internal/termtext"
 )
 
 //go:embed templates/*.html
@@ -40,14 +41,17 @@ var funcs = template.FuncMap{
 		}
 		return format.Duration(*f)
 	},
+	// Text from builds and people (reasons, notes, names) with control
+	// characters shown escaped (termtext); html/template then escapes HTML.
 	"str": func(s *string) string {
 		if s == nil {
 			return ""
 		}
-		return *s
+		return termtext.Plain(*s)
 	},
+	"text":     termtext.Plain,
 	"size":     format.Size,
-	"join":     strings.Join,
+	"join":     func(s []string, sep string) string { return termtext.Plain(strings.Join(s, sep)) },
 	"status":   func(s string) string { return strings.ReplaceAll(s, "_", " ") },
 	"final":    func(s string) bool { return isFinal(s) },
 	"artifact": artifactURL,

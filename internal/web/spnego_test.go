@@ -115,7 +115,7 @@ func TestSPNEGO(t *testing.T) {
 	}
 
 	bob := person(t, k, f.Bob, spn)
-	if code, body := cancel(bob.Client, login(bob)); code != http.StatusForbidden || !strings.Contains(body, "only its submitter or an admin") {
+	if code, body := cancel(bob.Client, login(bob)); code != http.StatusNotFound || !strings.Contains(body, "does not exist or is not yours") {
 		t.Errorf("bob cancelling alice's job: %d\n%s", code, body)
 	}
 	if s := status(); s != "building" {

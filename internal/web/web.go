@@ -32,6 +32,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/kiln-build/kiln/internal/report"
+	"github.com/kiln-build/kiln/internal/termtext"
 	"github.com/kiln-build/kiln/schema"
 )
 
@@ -238,7 +239,7 @@ func statusOf(err error) int {
 func message(err error) string {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && statusOf(err) != http.StatusInternalServerError {
-		return pgErr.Message
+		return termtext.Plain(pgErr.Message)
 	}
 	if statusOf(err) == http.StatusInternalServerError {
 		return "internal error; the server's log has the details"
