@@ -351,23 +351,19 @@ func LinkRiverJob(ctx context.Context, tx pgx.Tx, taskID, riverJobID int64) (ok 
 
 // CancelJob is step 9 for a whole job, as session_user (its submitter or an
 // admin): its unfinished tasks, their open attempts and their waiting River
-// jobs are cancelled. It returns the job's status after.
-func CancelJob(ctx context.Context, db DB, jobID int64) (string, error) {
-	var status string
-	if err := db.QueryRow(ctx, "SELECT kiln.cancel_job($1)", jobID).Scan(&status); err != nil {
-		return "", err
-	}
-	return status, nil
+// jobs are cancelled. It returns the job's status after. Errors are
+// PostgreSQL's own, unwrapped, for the caller to explain.
+func CancelJob(ctx context.Context, db DB, jobID int64) (status string, err error) {
+	err = db.QueryRow(ctx, "SELECT kiln.cancel_job($1)", jobID).Scan(&status)
+	return status, err
 }
 
 // CancelTask is step 9 for one task, as session_user (the job's submitter or
-// an admin). It returns the task's job.
-func CancelTask(ctx context.Context, db DB, taskID int64) (jobID int64, err error) {
-	var status string
-	if err := db.QueryRow(ctx, "SELECT kiln.cancel_task($1), (SELECT job_id FROM kiln.task WHERE id = $1)", taskID).Scan(&status, &jobID); err != nil {
-		return 0, err
-	}
-	return jobID, nil
+// an admin). It returns the task's status after (cancelled) and its job.
+// Errors are PostgreSQL's own, unwrapped, for the caller to explain.
+func CancelTask(ctx context.Context, db DB, taskID int64) (status string, jobID int64, err error) {
+	err = db.QueryRow(ctx, "SELECT kiln.cancel_task($1), (SELECT job_id FROM kiln.task WHERE id = $1)", taskID).Scan(&status, &jobID)
+	return status, jobID, err
 }
 
 // SetMaxLost sets how many times a task may be lost and still be requeued
