@@ -218,11 +218,13 @@ BEGIN
     INSERT INTO kiln.artifact (task_id, attempt, kind, file_name, blob_sha256, size)
     SELECT p_task_id, p_attempt, a.kind, a.name, a.sha256, a.size
       FROM unnest(p_artifact_kinds, p_artifact_names, p_artifact_sha256s, p_artifact_sizes) AS a(kind, name, sha256, size);
-    UPDATE kiln.task SET status = p_status, builder = NULL, finished_at = pg_catalog.now(), reason = p_reason
-     WHERE id = p_task_id;
+    -- The attempt ends first, then the task (and with it the job): the
+    -- history reads in that order.
     UPDATE kiln.attempt a SET status = p_status, finished_at = pg_catalog.now(), reason = p_reason, build_info = p_build_info,
            log_truncated = a.log_truncated OR coalesce(p_log_truncated, false)
      WHERE a.task_id = p_task_id AND a.attempt = p_attempt;
+    UPDATE kiln.task SET status = p_status, builder = NULL, finished_at = pg_catalog.now(), reason = p_reason
+     WHERE id = p_task_id;
     RETURN true;
 END $$;
 COMMENT ON FUNCTION kiln.task_finish(text, bigint, integer, text, text, jsonb, boolean, text[], text[], bytea[], bigint[]) IS 'Protocol step 4: one of session_user''s builders ends the attempt it holds as succeeded, failed or timed_out, with its artifacts (kinds, names, sha256s and sizes pairwise; the blobs must be stored) and build info. False, and nothing written, when the attempt is not held.';

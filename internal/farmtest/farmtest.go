@@ -156,8 +156,8 @@ func Split(t testing.TB, pool *pgxpool.Pool, jobID int64, platforms ...string) [
 			return err
 		}
 		for _, p := range platforms {
-			var id int64
-			if err := tx.QueryRow(ctx, `INSERT INTO kiln.task (job_id, platform) VALUES ($1, $2) RETURNING id`, jobID, p).Scan(&id); err != nil {
+			id, err := task.Create(ctx, tx, jobID, p)
+			if err != nil {
 				return err
 			}
 			ids = append(ids, id)
@@ -192,8 +192,7 @@ func Enqueue(t testing.TB, pool *pgxpool.Pool, taskID int64) int64 {
 			return err
 		}
 		id = res.Job.ID
-		_, err = tx.Exec(ctx, `UPDATE kiln.task SET river_job_id = $2 WHERE id = $1`, taskID, id)
-		return err
+		return task.SetRiverJob(ctx, tx, taskID, id)
 	})
 	return id
 }
@@ -208,12 +207,12 @@ func Invalidate(t testing.TB, pool *pgxpool.Pool, jobID int64, reason string) {
 // task is created skipped.
 func Skip(t testing.TB, pool *pgxpool.Pool, jobID int64, platform, reason string) int64 {
 	t.Helper()
-	ctx := t.Context()
 	var id int64
-	if err := pool.QueryRow(ctx, `INSERT INTO kiln.task (job_id, platform, status, reason, finished_at)
-		VALUES ($1, $2, 'skipped', $3, now()) RETURNING id`, jobID, platform, reason).Scan(&id); err != nil {
-		t.Fatalf("skipping task: %v", err)
-	}
+	inTx(t, pool, func(tx pgx.Tx) error {
+		var err error
+		id, err = task.CreateSkipped(t.Context(), tx, jobID, platform, reason)
+		return err
+	})
 	return id
 }
 

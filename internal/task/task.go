@@ -83,6 +83,37 @@ type Taken struct {
 	Timeout time.Duration
 }
 
+// Create makes the pending task of job on platform (the splitter; its
+// River job follows with SetRiverJob in the same transaction).
+func Create(ctx context.Context, tx pgx.Tx, jobID int64, platform string) (int64, error) {
+	var id int64
+	if err := tx.QueryRow(ctx, `INSERT INTO kiln.task (job_id, platform) VALUES ($1, $2) RETURNING id`, jobID, platform).Scan(&id); err != nil {
+		return 0, fmt.Errorf("creating the task of job %d on %s: %w", jobID, platform, err)
+	}
+	return id, nil
+}
+
+// CreateSkipped makes the task of job on a platform its packages exclude,
+// skipped from the start with the reason (the splitter).
+func CreateSkipped(ctx context.Context, tx pgx.Tx, jobID int64, platform, reason string) (int64, error) {
+	var id int64
+	if err := tx.QueryRow(ctx, `INSERT INTO kiln.task (job_id, platform, status, reason, finished_at)
+		VALUES ($1, $2, 'skipped', $3, now()) RETURNING id`, jobID, platform, reason).Scan(&id); err != nil {
+		return 0, fmt.Errorf("creating the skipped task of job %d on %s: %w", jobID, platform, err)
+	}
+	return id, nil
+}
+
+// SetRiverJob records the River job, inserted in tx, that carries a new
+// task to its builders (the splitter, whose role may set only that column;
+// the transition guard refuses any other change).
+func SetRiverJob(ctx context.Context, tx pgx.Tx, taskID, riverJobID int64) error {
+	if _, err := tx.Exec(ctx, `UPDATE kiln.task SET river_job_id = $2 WHERE id = $1`, taskID, riverJobID); err != nil {
+		return fmt.Errorf("recording the River job of task %d: %w", taskID, err)
+	}
+	return nil
+}
+
 // Take is step 1: builder takes the pending task of job on platform. It
 // returns ErrDisabled when the builder has been disabled.
 func Take(ctx context.Context, db DB, builder string, taskID, jobID int64, platform string) (Taken, error) {
