@@ -345,8 +345,6 @@ func ptr[T any](v T) *T { return &v }
 // (pgx does not scan intervals into time.Duration).
 type seconds float64
 
-func (s seconds) duration() time.Duration { return time.Duration(float64(s) * float64(time.Second)) }
-
 // secs turns a duration into the seconds make_interval takes.
 func secs(d time.Duration) float64 { return d.Seconds() }
 
