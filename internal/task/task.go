@@ -1,11 +1,13 @@
-// Package task is the task protocol: how builders, the janitor, the test
-// farm and people's cancels change tasks and attempts. Every step is one
-// function here, and every function calls one of the protocol's SQL
-// functions (schema/0016_task_protocol.sql), which check the caller's right
-// to make the step (a builder holds the attempt; the janitor is a member of
+// Package task is the task protocol: how the splitter, builders, the
+// janitor, the test farm and people's cancels create and change tasks and
+// attempts. Every step is one function here. Those of builders and the
+// janitor call one of the protocol's SQL functions
+// (schema/0016_task_protocol.sql), which check the caller's right to make
+// the step (a builder holds the attempt; the janitor is a member of
 // kiln_janitor), take the locks in the protocol's order (job, then task)
-// and make the change, River job included, in the caller's transaction.
-// Nothing else in kiln writes kiln.task or kiln.attempt; docs/protocol.md
+// and make the change, River job included, in the caller's transaction;
+// their roles may not write the tables themselves. Nothing else in kiln's
+// daemons and commands writes kiln.task or kiln.attempt; docs/protocol.md
 // states the rules.
 package task
 
