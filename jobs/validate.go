@@ -12,6 +12,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/kiln-build/kiln/internal/split"
+	"github.com/kiln-build/kiln/internal/task"
 )
 
 // SplitterFetchCooldown is the least time between two fetches of the
@@ -85,7 +86,7 @@ func (w *ValidateWorker) Work(ctx context.Context, job *river.Job[ValidateArgs])
 				return fmt.Errorf("enqueueing the tasks of job %d: %w", id, err)
 			}
 			for i, r := range res {
-				if err := split.SetRiverJob(ctx, tx, pending[i].TaskID, r.Job.ID); err != nil {
+				if err := task.SetRiverJob(ctx, tx, pending[i].TaskID, r.Job.ID); err != nil {
 					return err
 				}
 			}

@@ -87,7 +87,8 @@ func TestPeopleTouchOnlyTheirOwnValidateRiverJobs(t *testing.T) {
 }
 
 // TestTasksMoveOnlyAlongTheProtocol: the farm's roles cannot skip steps of
-// the task protocol, even on rows their policies let them change.
+// the task protocol. Builders and the janitor have no UPDATE on tasks at
+// all; the splitter may insert only waiting (or skipped) tasks.
 func TestTasksMoveOnlyAlongTheProtocol(t *testing.T) {
 	t.Parallel()
 	f := newFarm(t)
@@ -98,32 +99,34 @@ func TestTasksMoveOnlyAlongTheProtocol(t *testing.T) {
 	job := f.submit(alice, "public")
 	t1 := f.task(splitter, job)
 
-	// A builder cannot finish a task it never took, nor take it skipping
-	// attempts; the janitor and the splitter cannot end a waiting task.
-	const refusal = "is not a move"
-	f.refused(b1, refusal, `UPDATE kiln.task SET status = 'succeeded', finished_at = now() WHERE id = $1`, t1)
-	f.refused(b1, refusal, `UPDATE kiln.task SET status = 'building', builder = 'one', attempt = attempt + 5, started_at = now(), heartbeat_at = now() WHERE id = $1`, t1)
-	f.refused(janitor, refusal, `UPDATE kiln.task SET status = 'failed', finished_at = now(), reason = 'x' WHERE id = $1`, t1)
-	f.refused(janitor, refusal, `UPDATE kiln.task SET status = 'building', builder = 'one', attempt = 1, started_at = now(), heartbeat_at = now() WHERE id = $1`, t1)
-	f.refused(splitter, refusal, `INSERT INTO kiln.task (job_id, platform, status, finished_at) VALUES ($1, 'p1', 'succeeded', now())`, f.submit(alice, "public"))
-
-	// The protocol's own moves work.
-	if n := f.exec(b1, take, t1, "one"); n != 1 {
-		t.Fatalf("take: %d rows", n)
+	// No direct move at all for builders and the janitor; the splitter
+	// cannot create a task in a later state.
+	const denied = "permission denied"
+	for _, role := range []string{b1, janitor} {
+		f.refused(role, denied, `UPDATE kiln.task SET status = 'succeeded', finished_at = now() WHERE id = $1`, t1)
+		f.refused(role, denied, `UPDATE kiln.task SET status = 'building', builder = 'one', attempt = attempt + 5, started_at = now(), heartbeat_at = now() WHERE id = $1`, t1)
+		f.refused(role, denied, `UPDATE kiln.task SET heartbeat_at = now() WHERE id = $1`, t1)
 	}
-	f.exec(b1, `UPDATE kiln.task SET heartbeat_at = now() WHERE id = $1 AND attempt = 1 AND builder = 'one'`, t1)
-	// A builder does not move its task to another attempt. (It may end its
-	// own task as lost: a restarted builder does so for a task its crashed
-	// run left that was lost too often, docs/builder.md.)
-	f.refused(b1, refusal, `UPDATE kiln.task SET attempt = 7 WHERE id = $1`, t1)
-	f.refused(b1, refusal, `UPDATE kiln.task SET status = 'lost', attempt = 9, builder = NULL, finished_at = now(), reason = 'x' WHERE id = $1`, t1)
-	f.refused(janitor, refusal, `UPDATE kiln.task SET status = 'succeeded', builder = NULL, finished_at = now() WHERE id = $1`, t1)
-	f.exec(b1, `UPDATE kiln.task SET status = 'failed', builder = NULL, finished_at = now(), reason = 'broken' WHERE id = $1`, t1)
+	f.refused(splitter, "is not a move", `INSERT INTO kiln.task (job_id, platform, status, finished_at) VALUES ($1, 'p1', 'succeeded', now())`, f.submit(alice, "public"))
 
+	// The protocol's own moves work, once each.
+	if n := f.take(b1, "one", t1); n != 1 {
+		t.Fatalf("take: attempt %d", n)
+	}
+	if n := f.int(b1, `SELECT count(*) FROM kiln.task_heartbeat('one', ARRAY[$1::bigint], '{1}')`, t1); n != 0 {
+		t.Fatalf("heartbeat of a held attempt: %d fenced", n)
+	}
+	// A finish names a final status a builder may give.
+	f.refusedCode(b1, "22023", `SELECT kiln.task_finish('one', $1, 1, 'lost', 'x', NULL, false, '{}', '{}', '{}', '{}')`, t1)
+	f.refusedCode(b1, "22023", `SELECT kiln.task_finish('one', $1, 1, 'pending', 'x', NULL, false, '{}', '{}', '{}', '{}')`, t1)
+	if !f.finish(b1, "one", t1, 1, "failed") {
+		t.Fatal("finishing a held attempt was refused")
+	}
 	// Nothing leaves a final state.
-	f.refused(janitor, refusal, `UPDATE kiln.task SET status = 'pending', finished_at = NULL, reason = NULL WHERE id = $1`, t1)
-	f.refused(janitor, refusal, `UPDATE kiln.task SET status = 'timed_out', reason = 'x' WHERE id = $1`, t1)
-	if n := f.exec(b1, take, t1, "one"); n != 0 {
+	if f.finish(b1, "one", t1, 1, "succeeded") {
+		t.Error("a finished attempt was finished again")
+	}
+	if n := f.take(b1, "one", t1); n != 0 {
 		t.Fatalf("a finished task was taken again")
 	}
 	// The splitter records validation only on jobs still waiting for it.
@@ -133,20 +136,19 @@ func TestTasksMoveOnlyAlongTheProtocol(t *testing.T) {
 }
 
 // TestOnlyTheJanitorWritesEventsAndOnlyItsOwn: events are history; besides
-// the triggers, only the janitor writes them (janitor.* ones) and builders
-// (builder.* ones).
+// the triggers and the task protocol's functions, only the janitor writes
+// them (janitor.* ones).
 func TestOnlyTheJanitorWritesEventsAndOnlyItsOwn(t *testing.T) {
 	t.Parallel()
 	f := newFarm(t)
 	alice := f.login("alice_", "kiln_submitter")
 	janitor := f.login("janitor_", "kiln_janitor")
 	job := f.submit(alice, "public")
-	for _, group := range []string{"kiln_submitter", "kiln_splitter", "kiln_admin"} {
+	for _, group := range []string{"kiln_submitter", "kiln_splitter", "kiln_admin", "kiln_builder"} {
 		f.refused(f.login("ev_", group), "permission denied", `INSERT INTO kiln.event (kind, job_id, new_status) VALUES ('job.status', $1, 'succeeded')`, job)
 	}
-	builder := f.login("ev_", "kiln_builder")
-	f.refused(builder, "row-level security", `INSERT INTO kiln.event (kind, job_id, new_status) VALUES ('job.status', $1, 'succeeded')`, job)
-	f.exec(builder, `INSERT INTO kiln.event (kind, job_id) VALUES ('builder.recover', $1)`, job)
+	// A builder's builder.recover events are written by kiln.task_recover.
+	f.refused(f.login("ev_", "kiln_builder"), "permission denied", `INSERT INTO kiln.event (kind, job_id) VALUES ('builder.recover', $1)`, job)
 	f.refused(janitor, "row-level security", `INSERT INTO kiln.event (kind, job_id, new_status) VALUES ('job.status', $1, 'succeeded')`, job)
 	f.exec(janitor, `INSERT INTO kiln.event (kind, job_id) VALUES ('janitor.recompute', $1)`, job)
 }

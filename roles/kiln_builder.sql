@@ -4,29 +4,31 @@
 -- it no longer grants (kiln admin roles apply).
 REVOKE ALL ON ALL TABLES IN SCHEMA kiln, river FROM kiln_builder;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA kiln, river FROM kiln_builder;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA kiln FROM kiln_builder;
 GRANT USAGE ON SCHEMA kiln, river TO kiln_builder;
 
 GRANT SELECT ON kiln.platform, kiln.job, kiln.package, kiln.package_file, kiln.blob, kiln.blob_chunk,
                 kiln.task, kiln.attempt, kiln.builder, kiln.builder_platform TO kiln_builder;
--- Registration and heartbeat.
+-- Registration and heartbeat of its own builder rows (row-level security).
 GRANT INSERT (name, host, slots, version, state, heartbeat_at, started_at) ON kiln.builder TO kiln_builder;
 GRANT UPDATE (host, slots, version, state, draining, heartbeat_at, started_at) ON kiln.builder TO kiln_builder;
 GRANT INSERT, DELETE ON kiln.builder_platform TO kiln_builder;
--- Taking, heart-beating and finishing tasks; the job row is locked first
--- (docs/protocol.md) through kiln.lock_job, since SELECT ... FOR UPDATE would
--- need UPDATE on kiln.job.
-GRANT EXECUTE ON FUNCTION kiln.lock_job(bigint) TO kiln_builder;
-GRANT UPDATE (status, attempt, builder, heartbeat_at, started_at, finished_at, reason) ON kiln.task TO kiln_builder;
--- A restarted builder gives back the tasks its crashed run left, counted as
--- lost (docs/builder.md).
-GRANT UPDATE (lost_count) ON kiln.task TO kiln_builder;
-GRANT INSERT (task_id, attempt, builder, status, started_at) ON kiln.attempt TO kiln_builder;
-GRANT UPDATE (status, finished_at, reason, build_info, log_bytes, log_truncated) ON kiln.attempt TO kiln_builder;
--- Results: logs, artifacts and their bytes.
-GRANT INSERT (task_id, attempt, seq, data) ON kiln.log_chunk TO kiln_builder;
-GRANT INSERT (task_id, attempt, kind, file_name, blob_sha256, size) ON kiln.artifact TO kiln_builder;
--- A builder vouches (verified_at) only for the bytes it stores itself, in
--- the transaction that stores them; it never marks other blobs verified.
+-- Tasks, attempts, logs and artifacts change only through the task protocol
+-- (docs/protocol.md, schema/0016_task_protocol.sql): no INSERT or UPDATE on
+-- kiln.task, kiln.attempt, kiln.log_chunk or kiln.artifact. Each function
+-- checks that the builder named is one of this role's and that it holds the
+-- attempt; attempts are created only by kiln.task_take.
+GRANT EXECUTE ON FUNCTION
+    kiln.task_take(text, bigint, bigint, text),
+    kiln.task_heartbeat(text, bigint[], integer[]),
+    kiln.task_log(text, bigint, integer, integer, text, boolean),
+    kiln.task_finish(text, bigint, integer, text, text, jsonb, boolean, text[], text[], bytea[], bigint[]),
+    kiln.task_give_back(text, bigint, integer),
+    kiln.task_recover(text, bigint, integer)
+TO kiln_builder;
+-- The bytes of artifacts, stored before kiln.task_finish names them. A
+-- builder vouches (verified_at) only for the bytes it stores itself, in the
+-- transaction that stores them; it never marks other blobs verified.
 GRANT INSERT (sha256, size, chunk_size, content_sha256, verified_at) ON kiln.blob TO kiln_builder;
 GRANT INSERT (sha256, seq, data) ON kiln.blob_chunk TO kiln_builder;
 
@@ -37,6 +39,3 @@ GRANT INSERT (sha256, seq, data) ON kiln.blob_chunk TO kiln_builder;
 -- no INSERT on river_job.
 GRANT SELECT, UPDATE, DELETE ON river.river_job TO kiln_builder;
 GRANT SELECT, INSERT, UPDATE, DELETE ON river.river_leader, river.river_queue TO kiln_builder;
--- Events: only builder.* (builder.recover, when a restarted builder gives
--- back the tasks its crashed run left); row-level security checks the kind.
-GRANT INSERT ON kiln.event TO kiln_builder;

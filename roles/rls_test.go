@@ -87,6 +87,17 @@ func (f *farm) missing(role, what, sql string, id int64) {
 	}
 }
 
+// refusedCode runs sql as role and fails the test unless it fails with
+// SQLSTATE code.
+func (f *farm) refusedCode(role, code, sql string, args ...any) {
+	f.t.Helper()
+	_, err := f.conn(role).Exec(context.Background(), sql, args...)
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != code {
+		f.t.Errorf("as %s: %s: want SQLSTATE %s, got %v", role, sql, code, err)
+	}
+}
+
 func (f *farm) int(role, sql string, args ...any) int64 {
 	f.t.Helper()
 	var n int64
@@ -120,8 +131,20 @@ func (f *farm) register(role, name string) {
 	f.exec(role, `INSERT INTO kiln.builder_platform (builder, platform) VALUES ($1, 'p1')`, name)
 }
 
-const take = `UPDATE kiln.task SET status = 'building', builder = $2, attempt = attempt + 1, started_at = now(), heartbeat_at = now(), reason = NULL
-	WHERE id = $1 AND status = 'pending'`
+// take takes task for builder through the task protocol, as role, and
+// returns the attempt (0 when the task was not pending).
+func (f *farm) take(role, builder string, task int64) int64 {
+	f.t.Helper()
+	return f.int(role, `SELECT coalesce(attempt, 0) FROM kiln.task_take($1, $2, (SELECT job_id FROM kiln.task WHERE id = $2), 'p1')`, builder, task)
+}
+
+// finish ends an attempt through the task protocol, as role, with no
+// artifacts, and reports whether it was accepted.
+func (f *farm) finish(role, builder string, task, attempt int64, status string) bool {
+	f.t.Helper()
+	return f.int(role, `SELECT kiln.task_finish($1, $2, $3, $4, 'x', NULL, false, '{}', '{}', '{}', '{}')::int`,
+		builder, task, attempt, status) == 1
+}
 
 func TestBuilderTouchesOnlyItsOwnTasks(t *testing.T) {
 	t.Parallel()
@@ -134,47 +157,50 @@ func TestBuilderTouchesOnlyItsOwnTasks(t *testing.T) {
 	job := f.submit(alice, "public")
 	t1, t2 := f.task(splitter, job), f.task(splitter, f.submit(alice, "public"))
 
-	// b1 takes t1 for its own builder and records the attempt.
-	if n := f.exec(b1, take, t1, "one"); n != 1 {
-		t.Fatalf("taking a pending task: %d rows", n)
+	// b1 takes t1 for its own builder; the take records the attempt.
+	if n := f.take(b1, "one", t1); n != 1 {
+		t.Fatalf("taking a pending task: attempt %d", n)
 	}
-	f.exec(b1, `INSERT INTO kiln.attempt (task_id, attempt, builder) VALUES ($1, 1, 'one')`, t1)
 
-	// b2 can neither heartbeat, finish nor give back b1's task: the rows
-	// are not there for it.
-	for _, sql := range []string{
-		`UPDATE kiln.task SET heartbeat_at = now() WHERE id = $1`,
-		`UPDATE kiln.task SET status = 'failed', builder = NULL, finished_at = now(), reason = 'x' WHERE id = $1`,
-		`UPDATE kiln.task SET status = 'pending', builder = NULL WHERE id = $1`,
-		`UPDATE kiln.attempt SET status = 'failed', finished_at = now() WHERE task_id = $1`,
-	} {
-		if n := f.exec(b2, sql, t1); n != 0 {
-			t.Errorf("as another builder: %s changed %d rows", sql, n)
-		}
+	// b2 can neither heartbeat, log into, finish nor give back b1's
+	// attempt, in its own builder's name or in b1's.
+	if n := f.int(b2, `SELECT count(*) FROM kiln.task_heartbeat('two', ARRAY[$1::bigint], '{1}')`, t1); n != 1 {
+		t.Errorf("another builder's heartbeat of b1's attempt was not refused")
 	}
-	// Nor write into b1's attempt, nor claim b1's builder for a task.
-	f.refused(b2, "row-level security", `INSERT INTO kiln.log_chunk (task_id, attempt, seq, data) VALUES ($1, 1, 0, 'x')`, t1)
-	f.refused(b2, "row-level security", `INSERT INTO kiln.artifact (task_id, attempt, kind, file_name, size) VALUES ($1, 1, 'log', 'x', 0)`, t1)
-	f.refused(b2, "row-level security", take, t2, "one")
-	f.refused(b2, "row-level security", `INSERT INTO kiln.attempt (task_id, attempt, builder) VALUES ($1, 1, 'one')`, t2)
+	if f.int(b2, `SELECT kiln.task_log('two', $1, 1, 0, 'x', false)::int`, t1) != 0 {
+		t.Errorf("another builder logged into b1's attempt")
+	}
+	if f.finish(b2, "two", t1, 1, "failed") {
+		t.Errorf("another builder finished b1's attempt")
+	}
+	if f.int(b2, `SELECT kiln.task_give_back('two', $1, 1)::int`, t1) != 0 {
+		t.Errorf("another builder gave back b1's attempt")
+	}
+	const notOwn = "is not one of the builders"
+	f.refused(b2, notOwn, `SELECT kiln.task_heartbeat('one', ARRAY[$1::bigint], '{1}')`, t1)
+	f.refused(b2, notOwn, `SELECT kiln.task_log('one', $1, 1, 0, 'x', false)`, t1)
+	f.refused(b2, notOwn, `SELECT kiln.task_finish('one', $1, 1, 'failed', 'x', NULL, false, '{}', '{}', '{}', '{}')`, t1)
+	f.refused(b2, notOwn, `SELECT kiln.task_give_back('one', $1, 1)`, t1)
+	f.refused(b2, notOwn, `SELECT kiln.task_recover('one', $1, 1)`, t1)
+	f.refused(b2, notOwn, `SELECT kiln.task_take('one', $1, (SELECT job_id FROM kiln.task WHERE id = $1), 'p1')`, t2)
 	f.refused(b2, "row-level security", `INSERT INTO kiln.builder_platform (builder, platform) VALUES ('one', 'p1')`)
 	if n := f.exec(b2, `UPDATE kiln.builder SET heartbeat_at = now() WHERE name = 'one'`); n != 0 {
 		t.Errorf("another builder heart-beat builder one: %d rows", n)
 	}
 	// b1 writes its log and finishes its own task; the job follows.
-	f.exec(b1, `INSERT INTO kiln.log_chunk (task_id, attempt, seq, data) VALUES ($1, 1, 0, 'built')`, t1)
-	f.exec(b1, `UPDATE kiln.attempt SET status = 'succeeded', finished_at = now() WHERE task_id = $1 AND attempt = 1`, t1)
-	if n := f.exec(b1, `UPDATE kiln.task SET status = 'succeeded', builder = NULL, finished_at = now()
-		WHERE id = $1 AND attempt = 1 AND builder = 'one' AND status = 'building'`, t1); n != 1 {
-		t.Fatalf("finishing its own task: %d rows", n)
+	if f.int(b1, `SELECT kiln.task_log('one', $1, 1, 0, 'built', false)::int`, t1) != 1 {
+		t.Fatal("b1's log batch was refused")
+	}
+	if !f.finish(b1, "one", t1, 1, "succeeded") {
+		t.Fatal("b1's finish of its own attempt was refused")
 	}
 	var status string
 	if err := f.conn(alice).QueryRow(context.Background(), "SELECT status FROM kiln.job WHERE id = $1", job).Scan(&status); err != nil || status != "succeeded" {
 		t.Fatalf("job status %q (%v), want succeeded", status, err)
 	}
 	// b2 still takes the other pending task for its own builder.
-	if n := f.exec(b2, take, t2, "two"); n != 1 {
-		t.Fatalf("second builder taking a pending task: %d rows", n)
+	if n := f.take(b2, "two", t2); n != 1 {
+		t.Fatalf("second builder taking a pending task: attempt %d", n)
 	}
 }
 

@@ -46,7 +46,6 @@ func app() *cli.App {
 			&cli.StringFlag{Name: "db", Usage: "PostgreSQL connection string or URL (default: libpq's PG* environment variables)", EnvVars: []string{"KILN_DB"}},
 			&cli.BoolFlag{Name: "once", Usage: "do one full round (upkeep and retention) and exit, for cron", EnvVars: []string{"KILN_JANITOR_ONCE"}},
 			&cli.DurationFlag{Name: "horizon", Usage: "a building task or builder without a heartbeat for this long is lost", Value: def.Horizon, EnvVars: []string{"KILN_JANITOR_HORIZON"}},
-			&cli.IntFlag{Name: "max-lost", Usage: "a task lost more often than this ends as lost instead of being requeued", Value: def.MaxLost, EnvVars: []string{"KILN_JANITOR_MAX_LOST"}},
 			&cli.DurationFlag{Name: "timeout-grace", Usage: "a build running longer than its platform's timeout plus this is ended as timed_out", Value: def.TimeoutGrace, EnvVars: []string{"KILN_JANITOR_TIMEOUT_GRACE"}},
 			&cli.DurationFlag{Name: "retention", Usage: "logs and artifacts of jobs finished longer ago are pruned, unless the bucket sets its own retention", Value: def.Retention, EnvVars: []string{"KILN_JANITOR_RETENTION"}},
 			&cli.DurationFlag{Name: "blob-grace", Usage: "unreferenced blobs older than this are removed", Value: def.BlobGrace, EnvVars: []string{"KILN_JANITOR_BLOB_GRACE"}},
@@ -75,7 +74,6 @@ func run(c *cli.Context) error {
 	}
 	cfg := janitor.Config{
 		Horizon:         c.Duration("horizon"),
-		MaxLost:         c.Int("max-lost"),
 		TimeoutGrace:    c.Duration("timeout-grace"),
 		Retention:       c.Duration("retention"),
 		BlobGrace:       c.Duration("blob-grace"),

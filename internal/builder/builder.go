@@ -25,6 +25,7 @@ import (
 	"github.com/kiln-build/kiln/internal/backend"
 	"github.com/kiln-build/kiln/internal/daemon"
 	"github.com/kiln-build/kiln/internal/sandbox"
+	"github.com/kiln-build/kiln/internal/task"
 )
 
 // Config configures a builder.
@@ -61,20 +62,12 @@ type Config struct {
 	Bwrap string
 	// Backend holds backend settings (the mock program).
 	Backend backend.Options
-	// MaxLost is how often a task may be lost before it ends as lost (3
-	// when 0), for the tasks a crashed earlier run left (recover.go). Keep
-	// it equal to kiln-janitor's --max-lost.
-	MaxLost int
 	// Logger receives the daemon's logs (slog.Default when nil).
 	Logger *slog.Logger
 }
 
 // DefaultLogLimit is the default cap on the log stored for one attempt.
 const DefaultLogLimit = 32 << 20
-
-// DefaultMaxLost is how often a task may be lost before it ends as lost,
-// as for kiln-janitor.
-const DefaultMaxLost = 3
 
 // DefaultGrace is how long builds may run on after SIGTERM unless set.
 const DefaultGrace = 30 * time.Second
@@ -201,12 +194,6 @@ func checkConfig(cfg *Config) error {
 	}
 	if cfg.BuildUser == "" {
 		cfg.BuildUser = "kiln-build"
-	}
-	if cfg.MaxLost < 0 {
-		return errors.New("max-lost must not be negative")
-	}
-	if cfg.MaxLost == 0 {
-		cfg.MaxLost = DefaultMaxLost
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -533,25 +520,28 @@ func (b *Builder) heartbeat(ctx context.Context) error {
 	case !errors.Is(err, pgx.ErrNoRows):
 		return fmt.Errorf("builder heartbeat: %w", err)
 	}
-	for _, r := range b.snapshot() {
-		if err := b.heartbeatTask(cctx, r); err != nil {
-			return err
-		}
-	}
-	return nil
+	return b.heartbeatTasks(cctx, b.snapshot())
 }
 
-// heartbeatTask is protocol step 2 for one attempt: zero rows means it was
-// fenced off, and its build is killed.
-func (b *Builder) heartbeatTask(ctx context.Context, r *attemptRun) error {
-	tag, err := b.db.Exec(ctx, `UPDATE kiln.task SET heartbeat_at = now()
-		WHERE id = $1 AND attempt = $2 AND builder = $3 AND status = 'building'`, r.task, r.attempt, b.cfg.Name)
-	if err != nil {
-		return fmt.Errorf("task %d heartbeat: %w", r.task, err)
+// heartbeatTasks is protocol step 2 (task.Heartbeat) for the attempts
+// given, in one statement: the builds of those it no longer holds (fenced
+// off: cancelled, timed out, declared lost) are killed.
+func (b *Builder) heartbeatTasks(ctx context.Context, runs []*attemptRun) error {
+	held := make([]task.Held, len(runs))
+	for i, r := range runs {
+		held[i] = task.Held{Task: r.task, Attempt: r.attempt}
 	}
-	if tag.RowsAffected() == 0 && !r.ending.Load() {
-		b.log.Info("attempt fenced off; stopping its build", "task", r.task, "attempt", r.attempt)
-		r.cancel(errFenced)
+	fenced, err := task.Heartbeat(ctx, b.db, b.cfg.Name, held)
+	if err != nil {
+		return err
+	}
+	for _, id := range fenced {
+		for _, r := range runs {
+			if r.task == id && !r.ending.Load() {
+				b.log.Info("attempt fenced off; stopping its build", "task", r.task, "attempt", r.attempt)
+				r.cancel(errFenced)
+			}
+		}
 	}
 	return nil
 }
@@ -595,32 +585,41 @@ func (b *Builder) listen(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		var msg struct {
-			Task    int64  `json:"task"`
-			Status  string `json:"status"`
-			Builder string `json:"builder"`
-		}
-		if json.Unmarshal([]byte(n.Payload), &msg) != nil {
-			continue
-		}
-		if n.Channel == "kiln_builder" {
-			if msg.Builder == b.cfg.Name {
-				if err := b.refreshEnabled(ctx); err != nil {
-					b.log.Warn("reading the builder's row after a change", "err", err)
-				}
+		b.onNotify(ctx, n.Channel, n.Payload)
+	}
+}
+
+// onNotify handles one notification. A payload is only a hint (anyone may
+// NOTIFY kiln_task or kiln_builder with anything): what it names is read
+// again from the database, and only the database's answer changes anything.
+func (b *Builder) onNotify(ctx context.Context, channel, payload string) {
+	var msg struct {
+		Task    int64  `json:"task"`
+		Status  string `json:"status"`
+		Builder string `json:"builder"`
+	}
+	if json.Unmarshal([]byte(payload), &msg) != nil {
+		return
+	}
+	if channel == "kiln_builder" {
+		if msg.Builder == b.cfg.Name {
+			if err := b.refreshEnabled(ctx); err != nil {
+				b.log.Warn("reading the builder's row after a change", "err", err)
 			}
-			continue
 		}
-		if msg.Status == "building" {
-			continue
-		}
-		b.mu.Lock()
-		r := b.running[msg.Task]
-		b.mu.Unlock()
-		if r != nil {
-			if err := b.heartbeatTask(ctx, r); err != nil {
-				b.log.Warn("checking a changed task", "task", msg.Task, "err", err)
-			}
+		return
+	}
+	if task.Status(msg.Status) == task.Building {
+		return
+	}
+	// The heartbeat asks the database whether the attempt is still held;
+	// only a refusal stops the build.
+	b.mu.Lock()
+	r := b.running[msg.Task]
+	b.mu.Unlock()
+	if r != nil {
+		if err := b.heartbeatTasks(ctx, []*attemptRun{r}); err != nil {
+			b.log.Warn("checking a changed task", "task", msg.Task, "err", err)
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
+	"github.com/kiln-build/kiln/internal/task"
 	"github.com/kiln-build/kiln/jobs"
 	"github.com/kiln-build/kiln/schema"
 )
@@ -145,7 +146,7 @@ func (b *Builder) refreshEnabled(ctx context.Context) error {
 }
 
 // errDisabled means the take found the builder disabled.
-var errDisabled = errors.New("the builder is disabled")
+var errDisabled = task.ErrDisabled
 
 // runFeeds runs the builder's feeds until ctx ends or the current feed's
 // River client stops on its own: one feed while the builder is enabled,

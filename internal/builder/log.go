@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/kiln-build/kiln/internal/task"
 )
 
 // liveLog is an attempt's build log. Output goes to a local file (stored as
@@ -130,20 +130,12 @@ func (l *liveLog) flush(ctx context.Context, final bool) error {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	// Protocol step 3: stored only while the attempt is current.
-	var one int
-	err := l.b.db.QueryRow(cctx, `WITH ins AS (
-			INSERT INTO kiln.log_chunk (task_id, attempt, seq, data)
-			SELECT $1, $2, $4, $5
-			 WHERE EXISTS (SELECT 1 FROM kiln.task WHERE id = $1 AND attempt = $2 AND builder = $3 AND status = 'building')
-			RETURNING 1)
-		UPDATE kiln.attempt SET log_bytes = log_bytes + $6, log_truncated = $7
-		 WHERE task_id = $1 AND attempt = $2 AND EXISTS (SELECT 1 FROM ins)
-		RETURNING 1`, l.task, l.attempt, l.b.cfg.Name, seq, text, len(text), truncated).Scan(&one)
+	err := task.Log(cctx, l.b.db, l.b.attempt(l.task, l.attempt), seq, text, truncated)
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {
-	case errors.Is(err, pgx.ErrNoRows):
+	case errors.Is(err, errStale):
 		l.isFenced = true
 		l.pending = nil
 		go l.onFenced()

@@ -5,12 +5,14 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/kiln-build/kiln/internal/testsupport/farmtest"
 	"github.com/kiln-build/kiln/internal/testsupport/proctest"
 	"github.com/kiln-build/kiln/internal/testsupport/testpkg"
 	"github.com/kiln-build/kiln/jobs"
@@ -40,8 +42,7 @@ func TestStaleFinishChangesNothing(t *testing.T) {
 		t.Fatalf("take: %d %v", n, err)
 	}
 	// The janitor declares attempt 1 lost; attempt 2 starts.
-	f.exec(t, "UPDATE kiln.attempt SET status = 'lost', finished_at = now(), reason = 'lost' WHERE task_id = $1 AND attempt = 1", task)
-	f.exec(t, "UPDATE kiln.task SET status = 'pending', builder = NULL WHERE id = $1", task)
+	farmtest.Lose(t, f.db.Pool, task)
 	if n, _, _, err := b.take(ctx, a); err != nil || n != 2 {
 		t.Fatalf("second take: %d %v", n, err)
 	}
@@ -85,7 +86,7 @@ func TestStaleFinishChangesNothing(t *testing.T) {
 		t.Fatalf("a stale attempt stored %d log chunks", chunks)
 	}
 	hbCtx, cancel := context.WithCancelCause(ctx)
-	if err := b.heartbeatTask(ctx, &attemptRun{task: task, attempt: 1, cancel: cancel}); err != nil {
+	if err := b.heartbeatTasks(ctx, []*attemptRun{{task: task, attempt: 1, cancel: cancel}}); err != nil {
 		t.Fatal(err)
 	}
 	if !errors.Is(context.Cause(hbCtx), errFenced) {
@@ -185,5 +186,54 @@ func TestSurvivesLostConnections(t *testing.T) {
 	_, next := f.submit(t, "el9-x86_64", "retry", quick)
 	if st := f.waitStatus(t, next, "succeeded", "failed", "timed_out"); st != "succeeded" {
 		t.Fatalf("next task %s", st)
+	}
+}
+
+// Anyone may NOTIFY kiln_task with any payload. A forged "cancelled" for a
+// task the builder is building makes it ask the database, which says the
+// attempt is still held: the build goes on. Only a real cancel stops it.
+func TestForgedNotifyDoesNotStopABuild(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFarm(t)
+	f.platform(t, "bench", "x86_64", "rpm", "noop", time.Hour, "")
+	_, pool := f.builderPool(t, 1)
+	b, err := New(ctx, pool, testConfig(t, "bench"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(t.TempDir(), "x-1-1.src.rpm")
+	os.WriteFile(src, []byte("not really an SRPM"), 0o644)
+	job, task := f.submit(t, "bench", "retry", src)
+	if n, _, _, err := b.take(ctx, jobs.BuildArgs{TaskID: task, JobID: job, Platform: "bench"}); err != nil || n != 1 {
+		t.Fatalf("take: %d %v", n, err)
+	}
+	buildCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	b.running[task] = &attemptRun{task: task, attempt: 1, cancel: cancel}
+
+	// The forged payload, sent by another builder's role as any session could.
+	other, otherPool := f.builderPool(t, 1)
+	payload := fmt.Sprintf(`{"job": %d, "task": %d, "status": "cancelled"}`, job, task)
+	if _, err := otherPool.Exec(ctx, "SELECT pg_notify('kiln_task', $1)", payload); err != nil {
+		t.Fatalf("NOTIFY as %s: %v", other, err)
+	}
+	b.onNotify(ctx, "kiln_task", payload)
+	b.onNotify(ctx, "kiln_task", fmt.Sprintf(`{"task": %d, "status": "lost"}`, task))
+	if cause := context.Cause(buildCtx); cause != nil {
+		t.Fatalf("a forged NOTIFY stopped the build: %v", cause)
+	}
+	if status, attempt, _ := f.taskStatus(t, task); status != "building" || attempt != 1 {
+		t.Fatalf("after a forged NOTIFY: task %s attempt %d", status, attempt)
+	}
+
+	// A real cancel, told by the same payload, stops it.
+	f.exec(t, "SELECT kiln.cancel_job($1)", job)
+	b.onNotify(ctx, "kiln_task", payload)
+	if !errors.Is(context.Cause(buildCtx), errFenced) {
+		t.Fatalf("a real cancel did not stop the build: %v", context.Cause(buildCtx))
 	}
 }

@@ -2,15 +2,10 @@ package builder
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
-	"github.com/kiln-build/kiln/jobs"
-	"github.com/kiln-build/kiln/schema"
+	"github.com/kiln-build/kiln/internal/task"
 )
 
 // A builder that starts may find tasks still building in its name: a
@@ -101,133 +96,29 @@ func (b *Builder) unlockName() {
 	}
 }
 
-// leftTask is a task a previous run left building.
-type leftTask struct {
-	ID      int64
-	JobID   int64
-	Attempt int
-}
-
 // recoverTasks gives back the tasks a previous run of this builder left
-// building, each in one transaction fenced by its attempt. It is called
-// only while holding the name's lock, before the builder takes any task.
+// building (task.Recover), each in its own transaction fenced by its
+// attempt. It is called only while holding the name's lock, before the
+// builder takes any task.
 func (b *Builder) recoverTasks(ctx context.Context) error {
-	rows, err := b.db.Query(ctx, `SELECT id, job_id, attempt FROM kiln.task
-		WHERE builder = $1 AND status = 'building' ORDER BY id`, b.cfg.Name)
-	if err != nil {
-		return fmt.Errorf("finding tasks left by a previous run: %w", err)
-	}
-	left, err := pgx.CollectRows(rows, pgx.RowToStructByPos[leftTask])
-	if err != nil {
-		return fmt.Errorf("finding tasks left by a previous run: %w", err)
-	}
-	for _, t := range left {
-		err := retry(ctx, b.log, "giving back a task left by a previous run", func(ctx context.Context) error {
-			return b.recoverTask(ctx, t)
-		})
-		if err != nil && !errors.Is(err, errStale) {
-			return err
-		}
-	}
-	return nil
-}
-
-// riverInsertChannel is the channel River's clients LISTEN on for new
-// work in a queue.
-const riverInsertChannel = schema.RiverSchema + ".river_insert"
-
-func (b *Builder) recoverTask(ctx context.Context, t leftTask) error {
-	tx, err := b.db.Begin(ctx)
+	left, err := task.LeftBuilding(ctx, b.db, b.cfg.Name)
 	if err != nil {
 		return err
 	}
-	defer tx.Rollback(ctx) //nolint:errcheck
-	if _, err := tx.Exec(ctx, "SELECT kiln.lock_job($1)", t.JobID); err != nil {
-		return fmt.Errorf("locking job %d: %w", t.JobID, err)
-	}
-	var (
-		lostCount int
-		riverJob  *int64
-	)
-	err = tx.QueryRow(ctx, `SELECT lost_count, river_job_id FROM kiln.task
-		WHERE id = $1 AND attempt = $2 AND builder = $3 AND status = 'building' FOR UPDATE`,
-		t.ID, t.Attempt, b.cfg.Name).Scan(&lostCount, &riverJob)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return errStale // the janitor or a cancel was quicker
-	}
-	if err != nil {
-		return fmt.Errorf("re-reading task %d: %w", t.ID, err)
-	}
-	lost := lostCount + 1
-	why := fmt.Sprintf("builder %s restarted: the build of attempt %d died with its previous run", b.cfg.Name, t.Attempt)
-	if _, err := tx.Exec(ctx, `UPDATE kiln.attempt SET status = 'lost', finished_at = now(), reason = $3
-		WHERE task_id = $1 AND attempt = $2 AND status = 'building'`, t.ID, t.Attempt, why); err != nil {
-		return fmt.Errorf("closing attempt %d of task %d: %w", t.Attempt, t.ID, err)
-	}
-	detail := map[string]any{"reason": why, "lost_count": lost, "max_lost": b.cfg.MaxLost, "river_job_id": riverJob}
-	newStatus := "pending"
-	if lost > b.cfg.MaxLost {
-		newStatus = "lost"
-		reason := fmt.Sprintf("lost %d times (more than %d); last time %s", lost, b.cfg.MaxLost, why)
-		detail["reason"] = reason
-		if _, err := tx.Exec(ctx, `UPDATE kiln.task SET status = 'lost', builder = NULL, lost_count = $2,
-			finished_at = now(), reason = $3 WHERE id = $1`, t.ID, lost, reason); err != nil {
-			return fmt.Errorf("ending task %d as lost: %w", t.ID, err)
-		}
-		tag, err := tx.Exec(ctx, `UPDATE river.river_job SET state = 'cancelled', finalized_at = now()
-			WHERE id = $1 AND state NOT IN ('cancelled', 'completed', 'discarded')`, riverJob)
-		if err != nil {
-			return fmt.Errorf("cancelling the River job of task %d: %w", t.ID, err)
-		}
-		detail["river_job_cancelled"] = tag.RowsAffected() > 0
-	} else {
-		if _, err := tx.Exec(ctx, `UPDATE kiln.task SET status = 'pending', builder = NULL, lost_count = $2, reason = $3
-			WHERE id = $1`, t.ID, lost, why); err != nil {
-			return fmt.Errorf("putting task %d back to pending: %w", t.ID, err)
-		}
-		how, err := makeAvailable(ctx, tx, t.ID, riverJob)
-		if err != nil {
+	for _, a := range left {
+		var loss task.Loss
+		err := retry(ctx, b.log, "giving back a task left by a previous run", func(ctx context.Context) error {
+			loss, err = task.Recover(ctx, b.db, a)
 			return err
+		})
+		switch {
+		case errors.Is(err, errStale): // the janitor or a cancel was quicker
+		case err != nil:
+			return err
+		default:
+			b.log.Info("gave back a task left building by a previous run", "task", a.Task, "attempt", a.Number,
+				"status", loss.Status, "lost_count", loss.LostCount, "river_job", loss.RiverJob)
 		}
-		detail["river_job"] = how
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO kiln.event (kind, job_id, task_id, attempt, builder, old_status, new_status, detail)
-		VALUES ('builder.recover', $1, $2, $3, $4, 'building', $5, $6)`,
-		t.JobID, t.ID, t.Attempt, b.cfg.Name, newStatus, detail); err != nil {
-		return fmt.Errorf("recording the recovery of task %d: %w", t.ID, err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("giving back task %d: %w", t.ID, err)
-	}
-	b.log.Info("gave back a task left building by a previous run", "task", t.ID, "attempt", t.Attempt,
-		"status", newStatus, "lost_count", lost)
 	return nil
-}
-
-// makeAvailable makes a task's River job available again at once and wakes
-// the builders of its queue, as the janitor does. A River job that no
-// longer exists (River deletes finished ones after a while) cannot be
-// re-inserted by a builder, which may not insert River jobs: the janitor's
-// consistency check gives the pending task a new one at its next round.
-func makeAvailable(ctx context.Context, tx pgx.Tx, task int64, riverJob *int64) (string, error) {
-	if riverJob == nil {
-		return "missing", nil
-	}
-	var queue string
-	err := tx.QueryRow(ctx, `UPDATE river.river_job
-		SET state = 'available', scheduled_at = now(), finalized_at = NULL,
-		    max_attempts = greatest(max_attempts, attempt + 1)
-		WHERE id = $1 AND kind = $2 AND args->>'task_id' = $3::bigint::text
-		RETURNING queue`, *riverJob, jobs.BuildArgs{}.Kind(), task).Scan(&queue)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return "missing", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("making River job %d available: %w", *riverJob, err)
-	}
-	payload, _ := json.Marshal(map[string]string{"queue": queue})
-	if _, err := tx.Exec(ctx, "SELECT pg_notify($1, $2)", riverInsertChannel, string(payload)); err != nil {
-		return "", fmt.Errorf("waking builders of queue %s: %w", queue, err)
-	}
-	return "made_available", nil
 }

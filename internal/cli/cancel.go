@@ -15,6 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/kiln-build/kiln/internal/report"
+	"github.com/kiln-build/kiln/internal/task"
 	"github.com/kiln-build/kiln/jobs"
 	"github.com/kiln-build/kiln/schema"
 )
@@ -76,11 +77,11 @@ func runCancel(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 		var err error
 		if t.task {
 			r.TaskID = t.id
-			err = db.QueryRow(ctx, "SELECT kiln.cancel_task($1), (SELECT job_id FROM kiln.task WHERE id = $1)", t.id).Scan(&r.Status, &r.JobID)
+			r.Status, r.JobID, err = task.CancelTask(ctx, db, t.id)
 			err = explainDB(err, "cancelling task "+taskRef(t.id))
 		} else {
 			r.JobID = t.id
-			err = db.QueryRow(ctx, "SELECT kiln.cancel_job($1)", t.id).Scan(&r.Status)
+			r.Status, err = task.CancelJob(ctx, db, t.id)
 			err = explainDB(err, fmt.Sprintf("cancelling job %d", t.id))
 		}
 		if err != nil {

@@ -90,7 +90,7 @@ func TestShow(t *testing.T) {
 		fmt.Sprintf("job %d  succeeded  submitted by %s to bucket devel", id, f.Alice),
 		fmt.Sprintf("http://localhost:8080/jobs/%d", id),
 		"hello-1.0-1.src.rpm", "lib-3-1.src.rpm",
-		fmt.Sprintf("t%d", el9), "TASK  ATTEMPT  BUILDER", "builder stopped heart-beating", "hello-1.0-1.x86_64.rpm", "hello_1.0-1_amd64.deb", "build.log")
+		fmt.Sprintf("t%d", el9), "TASK  ATTEMPT  BUILDER", "went silent", "hello-1.0-1.x86_64.rpm", "hello_1.0-1_amd64.deb", "build.log")
 	if !regexp.MustCompile(fmt.Sprintf(`t%d\s+el9-x86_64\s+succeeded\s+-\s+2\s`, el9)).MatchString(out) {
 		t.Errorf("task row of t%d:\n%s", el9, out)
 	}

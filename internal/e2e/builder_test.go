@@ -71,7 +71,7 @@ func TestDisabledBuilderTakesNoNewTasks(t *testing.T) {
 
 // A builder restarted after a crash gives back at once the tasks its
 // previous run left building (no janitor runs here): attempt lost, task
-// built again, or ended as lost past --max-lost. A second daemon started
+// built again, or ended as lost past the database's max_lost. A second daemon started
 // with the name of a live one leaves that one's tasks alone.
 func TestRestartedBuilderGivesBackItsTasks(t *testing.T) {
 	t.Parallel()
@@ -84,8 +84,9 @@ func TestRestartedBuilderGivesBackItsTasks(t *testing.T) {
 	_, doomed := f.submit(t, hangingFirstAttempt(t, "kiln-doomed", marker))
 	f.waitBuilding(t, again, 1, "ra", "SLEEPING-NOW")
 	f.waitBuilding(t, doomed, 1, "ra", "SLEEPING-NOW")
-	// doomed was lost once before; with --max-lost 1 this loss ends it.
+	// doomed was lost once before; with max_lost 1 this loss ends it.
 	f.exec(t, `UPDATE kiln.task SET lost_count = 1 WHERE id = $1`, doomed)
+	f.exec(t, `SELECT kiln.set_max_lost(1)`)
 
 	// A second daemon with the same name: it cannot get the name's lock
 	// and so gives back nothing of the live one's.
@@ -101,7 +102,7 @@ func TestRestartedBuilderGivesBackItsTasks(t *testing.T) {
 
 	a.kill(t)
 	proctest.NoLeftovers(t, "sleep "+marker)
-	f.startBuilderIn(t, "ra", role, work, "--max-lost", "1")
+	f.startBuilderIn(t, "ra", role, work)
 
 	if got := f.waitTask(t, again, "succeeded", "failed", "timed_out", "lost"); got.Status != "succeeded" || got.LostCount != 1 {
 		t.Fatalf("task %+v; want succeeded after one loss", got)

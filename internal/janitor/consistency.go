@@ -33,12 +33,14 @@ func (j *Janitor) repairPendingWithoutRiverJob(ctx context.Context, c *Counts) e
 		if _, err := lockJob(ctx, tx, cand.JobID); err != nil {
 			return err
 		}
+		// The job's lock keeps the task as it is read here: every change
+		// of a task's status locks its job first (docs/protocol.md).
 		t := taskRow{ID: cand.TaskID, JobID: cand.JobID}
 		var oldState *string
 		err := tx.QueryRow(ctx, `SELECT t.river_job_id, t.platform, j.priority,
 				(SELECT r.state::text FROM river.river_job r WHERE r.id = t.river_job_id)
 			FROM kiln.task t JOIN kiln.job j ON j.id = t.job_id
-			WHERE t.id = $2 AND `+orphaned+` FOR UPDATE OF t`, secs(j.cfg.Horizon), cand.TaskID).
+			WHERE t.id = $2 AND `+orphaned, secs(j.cfg.Horizon), cand.TaskID).
 			Scan(&t.RiverJobID, &t.Platform, &t.Priority, &oldState)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
@@ -52,14 +54,7 @@ func (j *Janitor) repairPendingWithoutRiverJob(ctx context.Context, c *Counts) e
 		if err != nil {
 			return err
 		}
-		id, err := j.insertBuildJob(ctx, tx, t)
-		if err != nil {
-			return err
-		}
-		if err := record(ctx, tx, event{Kind: "janitor.repair_river", JobID: &t.JobID, TaskID: &t.ID,
-			Detail: map[string]any{"action": "inserted", "river_job_id": id, "old_river_job_id": t.RiverJobID,
-				"old_river_job_state": oldState, "old_river_job_cancelled": oldCancelled,
-				"reason": "pending task had no live River job"}}); err != nil {
+		if err := j.giveRiverJob(ctx, tx, t, oldState, &oldCancelled, "pending task had no live River job"); err != nil {
 			return err
 		}
 		d.RiverJobsInserted++

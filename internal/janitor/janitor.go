@@ -34,9 +34,6 @@ type Config struct {
 	// Horizon is how long a building task (and a builder) may go without a
 	// heartbeat before it is declared lost (offline).
 	Horizon time.Duration
-	// MaxLost is how many times a task may be lost and still be requeued;
-	// the next loss ends it as lost.
-	MaxLost int
 	// TimeoutGrace is added to a platform's timeout before the janitor ends
 	// a build the builder should have ended itself.
 	TimeoutGrace time.Duration
@@ -68,7 +65,6 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Horizon:         60 * time.Second,
-		MaxLost:         3,
 		TimeoutGrace:    10 * time.Minute,
 		Retention:       30 * 24 * time.Hour,
 		BlobGrace:       24 * time.Hour,
@@ -84,8 +80,6 @@ func (c Config) Check() error {
 	switch {
 	case c.Horizon <= 0:
 		return errors.New("the heartbeat horizon must be positive")
-	case c.MaxLost < 0:
-		return errors.New("the number of losses allowed must not be negative")
 	case c.TimeoutGrace < 0:
 		return errors.New("the timeout grace must not be negative")
 	case c.Retention <= 0:
@@ -350,8 +344,6 @@ func ptr[T any](v T) *T { return &v }
 // seconds is a length of time as PostgreSQL's extract(epoch ...) gives it
 // (pgx does not scan intervals into time.Duration).
 type seconds float64
-
-func (s seconds) duration() time.Duration { return time.Duration(float64(s) * float64(time.Second)) }
 
 // secs turns a duration into the seconds make_interval takes.
 func secs(d time.Duration) float64 { return d.Seconds() }

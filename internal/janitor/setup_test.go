@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
+	"github.com/kiln-build/kiln/internal/task"
 	"github.com/kiln-build/kiln/internal/testsupport/pgtest"
 	"github.com/kiln-build/kiln/jobs"
 	"github.com/kiln-build/kiln/schema"
@@ -134,15 +136,19 @@ func (b *bundle) take(t *testing.T, taskID int64, builder string) int32 {
 			attempted_by = array_append(attempted_by, $2) WHERE id = $1 AND state = 'available'`, riverJob, builder); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(b.ctx, `SELECT 1 FROM kiln.job WHERE id = $1 FOR UPDATE`, jobID); err != nil {
+		// As the builder's own role: the protocol checks who takes.
+		var role string
+		if err := tx.QueryRow(b.ctx, `SELECT role FROM kiln.builder WHERE name = $1`, builder).Scan(&role); err != nil {
 			return err
 		}
-		if err := tx.QueryRow(b.ctx, `UPDATE kiln.task SET status = 'building', builder = $2, attempt = attempt + 1,
-			started_at = now(), heartbeat_at = now(), reason = NULL
-			WHERE id = $1 AND status = 'pending' RETURNING attempt`, taskID, builder).Scan(&attempt); err != nil {
+		if _, err := tx.Exec(b.ctx, "SET LOCAL SESSION AUTHORIZATION "+pgx.Identifier{role}.Sanitize()); err != nil {
 			return err
 		}
-		_, err := tx.Exec(b.ctx, `INSERT INTO kiln.attempt (task_id, attempt, builder) VALUES ($1, $2, $3)`, taskID, attempt, builder)
+		taken, err := task.Take(b.ctx, tx, builder, taskID, jobID, platform)
+		if err == nil && taken.Attempt == 0 {
+			err = fmt.Errorf("task %d is not pending", taskID)
+		}
+		attempt = int32(taken.Attempt)
 		return err
 	})
 	if err != nil {

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/kiln-build/kiln/internal/task"
 )
 
 // candidate is a task found by a round's first, lock-free look. It is acted
@@ -42,137 +44,53 @@ func (j *Janitor) forEach(ctx context.Context, c *Counts, what string, cs []cand
 }
 
 // endRunaway ends tasks building longer than their platform's timeout plus
-// the grace, whether or not their builder still heart-beats: attempt and
-// task become timed_out, the River job is cancelled. The builder finds its
-// next heartbeat refused and kills the build.
+// the grace, whether or not their builder still heart-beats (task.TimeOut):
+// attempt and task become timed_out, the River job is cancelled. The
+// builder finds its next heartbeat refused and kills the build.
 func (j *Janitor) endRunaway(ctx context.Context, c *Counts) error {
-	const overdue = `t.status = 'building' AND t.started_at < now() - p.timeout - make_interval(secs => $1)`
 	cs, err := j.candidates(ctx, `SELECT t.id, t.job_id FROM kiln.task t JOIN kiln.platform p ON p.name = t.platform
-		WHERE `+overdue+` ORDER BY t.started_at LIMIT $2`, secs(j.cfg.TimeoutGrace), j.cfg.Batch)
+		WHERE t.status = 'building' AND t.started_at < now() - p.timeout - make_interval(secs => $1)
+		ORDER BY t.started_at LIMIT $2`, secs(j.cfg.TimeoutGrace), j.cfg.Batch)
 	if err != nil {
 		return fmt.Errorf("finding runaway builds: %w", err)
 	}
 	return j.forEach(ctx, c, "ending a runaway build", cs, func(tx pgx.Tx, cand candidate, d *Counts) error {
-		if _, err := lockJob(ctx, tx, cand.JobID); err != nil {
-			return err
-		}
-		var (
-			attempt  int32
-			builder  string
-			riverJob *int64
-			timeout  seconds
-			ran      seconds
-		)
-		err := tx.QueryRow(ctx, `SELECT t.attempt, t.builder, t.river_job_id,
-				extract(epoch FROM p.timeout)::float8, extract(epoch FROM now() - t.started_at)::float8
-			FROM kiln.task t JOIN kiln.platform p ON p.name = t.platform
-			WHERE t.id = $2 AND `+overdue+` FOR UPDATE OF t`, secs(j.cfg.TimeoutGrace), cand.TaskID).
-			Scan(&attempt, &builder, &riverJob, &timeout, &ran)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil // finished or taken care of meanwhile
-		}
-		if err != nil {
-			return fmt.Errorf("re-reading task: %w", err)
-		}
-		reason := fmt.Sprintf("ran %s, past the platform timeout %s plus grace %s; ended by the janitor",
-			ran.duration().Round(time.Second), timeout.duration(), j.cfg.TimeoutGrace)
-		if _, err := tx.Exec(ctx, `UPDATE kiln.attempt SET status = 'timed_out', finished_at = now(), reason = $3
-			WHERE task_id = $1 AND attempt = $2 AND status = 'building'`, cand.TaskID, attempt, reason); err != nil {
-			return fmt.Errorf("closing attempt %d: %w", attempt, err)
-		}
-		if _, err := tx.Exec(ctx, `UPDATE kiln.task SET status = 'timed_out', builder = NULL, finished_at = now(), reason = $2
-			WHERE id = $1`, cand.TaskID, reason); err != nil {
-			return fmt.Errorf("ending task: %w", err)
-		}
-		cancelled, err := cancelRiverJob(ctx, tx, riverJob)
-		if err != nil {
-			return err
-		}
-		if err := record(ctx, tx, event{Kind: "janitor.timeout", JobID: &cand.JobID, TaskID: &cand.TaskID,
-			Attempt: &attempt, Builder: &builder, OldStatus: ptr("building"), NewStatus: ptr("timed_out"),
-			Detail: map[string]any{"reason": reason, "ran_seconds": int64(ran),
-				"river_job_id": riverJob, "river_job_cancelled": cancelled}}); err != nil {
-			return err
+		if _, ok, err := task.TimeOut(ctx, tx, cand.TaskID, j.cfg.TimeoutGrace); err != nil || !ok {
+			return err // an error, or finished or taken care of meanwhile
 		}
 		d.TimedOut++
 		return nil
 	})
 }
 
-// takeBackLost takes tasks from builders that stopped heart-beating: the
-// attempt is closed as lost, and the task goes back to pending with its
-// River job available again, or ends as lost when it was lost too often.
+// takeBackLost takes tasks from builders that stopped heart-beating
+// (task.TakeBackLost): the attempt is closed as lost, and the task goes
+// back to pending with its River job available again (or a new one), or
+// ends as lost when it was lost more often than the database's max_lost.
 // This does not wait for River's rescue of stuck River jobs, which is set
 // beyond the longest build.
 func (j *Janitor) takeBackLost(ctx context.Context, c *Counts) error {
-	const silent = `t.status = 'building' AND t.heartbeat_at < now() - make_interval(secs => $1)`
-	cs, err := j.candidates(ctx, `SELECT t.id, t.job_id FROM kiln.task t WHERE `+silent+`
+	cs, err := j.candidates(ctx, `SELECT t.id, t.job_id FROM kiln.task t
+		WHERE t.status = 'building' AND t.heartbeat_at < now() - make_interval(secs => $1)
 		ORDER BY t.heartbeat_at LIMIT $2`, secs(j.cfg.Horizon), j.cfg.Batch)
 	if err != nil {
 		return fmt.Errorf("finding lost tasks: %w", err)
 	}
 	return j.forEach(ctx, c, "taking back a lost task", cs, func(tx pgx.Tx, cand candidate, d *Counts) error {
-		if _, err := lockJob(ctx, tx, cand.JobID); err != nil {
-			return err
+		s, ok, err := task.TakeBackLost(ctx, tx, cand.TaskID, j.cfg.Horizon)
+		if err != nil || !ok {
+			return err // an error, or it heart-beat, finished, or another janitor took it
 		}
-		var (
-			t        taskRow
-			lastBeat seconds
-		)
-		err := tx.QueryRow(ctx, `SELECT t.attempt, t.builder, t.lost_count, t.river_job_id, t.platform, j.priority,
-				extract(epoch FROM now() - t.heartbeat_at)::float8
-			FROM kiln.task t JOIN kiln.job j ON j.id = t.job_id
-			WHERE t.id = $2 AND `+silent+` FOR UPDATE OF t`, secs(j.cfg.Horizon), cand.TaskID).
-			Scan(&t.Attempt, &t.Builder, &t.LostCount, &t.RiverJobID, &t.Platform, &t.Priority, &lastBeat)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil // it heart-beat, finished, or another janitor took it
-		}
-		if err != nil {
-			return fmt.Errorf("re-reading task: %w", err)
-		}
-		t.ID, t.JobID = cand.TaskID, cand.JobID
-		lost := t.LostCount + 1
-		why := fmt.Sprintf("builder %s went silent: no heartbeat for %s (horizon %s)",
-			t.Builder, lastBeat.duration().Round(time.Second), j.cfg.Horizon)
-		if _, err := tx.Exec(ctx, `UPDATE kiln.attempt SET status = 'lost', finished_at = now(), reason = $3
-			WHERE task_id = $1 AND attempt = $2 AND status = 'building'`, t.ID, t.Attempt, why); err != nil {
-			return fmt.Errorf("closing attempt %d: %w", t.Attempt, err)
-		}
-		detail := map[string]any{"reason": why, "lost_count": lost, "max_lost": j.cfg.MaxLost,
-			"silent_seconds": int64(lastBeat)}
-		if lost > j.cfg.MaxLost {
-			reason := fmt.Sprintf("lost %d times (more than %d); last time %s", lost, j.cfg.MaxLost, why)
-			if _, err := tx.Exec(ctx, `UPDATE kiln.task SET status = 'lost', builder = NULL, lost_count = $2,
-				finished_at = now(), reason = $3 WHERE id = $1`, t.ID, lost, reason); err != nil {
-				return fmt.Errorf("ending task as lost: %w", err)
-			}
-			cancelled, err := cancelRiverJob(ctx, tx, t.RiverJobID)
-			if err != nil {
-				return err
-			}
-			detail["reason"], detail["river_job_id"], detail["river_job_cancelled"] = reason, t.RiverJobID, cancelled
-			if err := record(ctx, tx, event{Kind: "janitor.lost", JobID: &t.JobID, TaskID: &t.ID, Attempt: &t.Attempt,
-				Builder: &t.Builder, OldStatus: ptr("building"), NewStatus: ptr("lost"), Detail: detail}); err != nil {
-				return err
-			}
+		if !s.Requeued() {
 			d.Lost++
 			return nil
 		}
-		if _, err := tx.Exec(ctx, `UPDATE kiln.task SET status = 'pending', builder = NULL, lost_count = $2, reason = $3
-			WHERE id = $1`, t.ID, lost, why); err != nil {
-			return fmt.Errorf("putting task back to pending: %w", err)
-		}
-		how, riverJob, err := j.makeAvailable(ctx, tx, t)
-		if err != nil {
-			return err
-		}
-		if how == riverJobInserted {
+		if s.NeedsRiverJob() {
+			t := taskRow{ID: cand.TaskID, JobID: cand.JobID, RiverJobID: s.RiverJobID, Platform: s.Platform, Priority: s.Priority}
+			if err := j.giveRiverJob(ctx, tx, t, nil, nil, "requeued task had no River job"); err != nil {
+				return err
+			}
 			d.RiverJobsInserted++
-		}
-		detail["river_job_id"], detail["river_job"] = riverJob, string(how)
-		if err := record(ctx, tx, event{Kind: "janitor.requeue", JobID: &t.JobID, TaskID: &t.ID, Attempt: &t.Attempt,
-			Builder: &t.Builder, OldStatus: ptr("building"), NewStatus: ptr("pending"), Detail: detail}); err != nil {
-			return err
 		}
 		d.Requeued++
 		return nil

@@ -2,12 +2,16 @@ package janitor
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/kiln-build/kiln/internal/task"
 )
 
 func TestLostTaskIsRequeuedWithHistory(t *testing.T) {
@@ -99,9 +103,8 @@ func TestLostTaskIsRequeuedWithHistory(t *testing.T) {
 
 func TestTaskLostTooOftenEndsLost(t *testing.T) {
 	t.Parallel()
-	cfg := testConfig()
-	cfg.MaxLost = 2
-	b := setup(t, cfg)
+	b := setup(t, testConfig())
+	b.exec(t, `SELECT kiln.set_max_lost(2)`)
 	jobID, taskID, riverJob := b.submitTask(t, 2)
 	for i := 1; i <= 3; i++ {
 		builder := []string{"b1", "b2"}[i%2]
@@ -199,41 +202,24 @@ func TestStaleBuilderWritesAreRefused(t *testing.T) {
 	b.take(t, taskID, "b2")
 
 	ctx := context.Background()
-	heartbeat := `UPDATE kiln.task SET heartbeat_at = now() WHERE id = $1 AND attempt = $2 AND builder = $3 AND status = 'building'`
-	logInsert := `INSERT INTO kiln.log_chunk (task_id, attempt, seq, data)
-		SELECT $1, $2, $3, $4
-		 WHERE EXISTS (SELECT 1 FROM kiln.task WHERE id = $1 AND attempt = $2 AND builder = $5 AND status = 'building')`
-	finish := func(pool interface {
-		Begin(context.Context) (pgx.Tx, error)
-	}, attempt int32, builder string) (bool, error) {
-		tx, err := pool.Begin(ctx)
-		if err != nil {
-			return false, err
-		}
-		defer tx.Rollback(ctx) //nolint:errcheck
-		if _, err := tx.Exec(ctx, `UPDATE kiln.attempt SET status = 'succeeded', finished_at = now() WHERE task_id = $1 AND attempt = $2`, taskID, attempt); err != nil {
-			return false, err
-		}
-		tag, err := tx.Exec(ctx, `UPDATE kiln.task SET status = 'succeeded', builder = NULL, finished_at = now(), reason = NULL
-			WHERE id = $1 AND attempt = $2 AND builder = $3 AND status = 'building'`, taskID, attempt, builder)
-		if err != nil {
-			return false, err
-		}
-		if tag.RowsAffected() == 0 {
-			return false, nil // stale: roll everything back
-		}
-		return true, tx.Commit(ctx)
+	heartbeat := func(pool *pgxpool.Pool, attempt int, builder string) ([]int64, error) {
+		return task.Heartbeat(ctx, pool, builder, []task.Held{{Task: taskID, Attempt: attempt}})
+	}
+	finish := func(pool *pgxpool.Pool, attempt int, builder string) error {
+		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+			return task.Finish(ctx, tx, task.Attempt{Task: taskID, Number: attempt, Builder: builder}, task.Result{Status: task.Succeeded})
+		})
 	}
 
 	// The stale builder b1, attempt 1.
-	if tag, err := b1.Exec(ctx, heartbeat, taskID, 1, "b1"); err != nil || tag.RowsAffected() != 0 {
-		t.Fatalf("stale heartbeat: %v rows, %v", tag.RowsAffected(), err)
+	if fenced, err := heartbeat(b1, 1, "b1"); err != nil || len(fenced) != 1 {
+		t.Fatalf("stale heartbeat: fenced %v, %v", fenced, err)
 	}
-	if tag, err := b1.Exec(ctx, logInsert, taskID, 1, 0, "late line\n", "b1"); err != nil || tag.RowsAffected() != 0 {
-		t.Fatalf("stale log insert: %v rows, %v", tag.RowsAffected(), err)
+	if err := task.Log(ctx, b1, task.Attempt{Task: taskID, Number: 1, Builder: "b1"}, 0, "late line\n", false); !errors.Is(err, task.ErrStale) {
+		t.Fatalf("stale log: %v", err)
 	}
-	if ok, err := finish(b1, 1, "b1"); err != nil || ok {
-		t.Fatalf("stale finish: accepted=%v, %v", ok, err)
+	if err := finish(b1, 1, "b1"); !errors.Is(err, task.ErrStale) {
+		t.Fatalf("stale finish: %v", err)
 	}
 	var status, a1, a2 string
 	var holder *string
@@ -246,14 +232,14 @@ func TestStaleBuilderWritesAreRefused(t *testing.T) {
 	}
 
 	// The current builder b2, attempt 2: the same writes work.
-	if tag, err := b2.Exec(ctx, heartbeat, taskID, 2, "b2"); err != nil || tag.RowsAffected() != 1 {
-		t.Fatalf("current heartbeat: %v rows, %v", tag.RowsAffected(), err)
+	if fenced, err := heartbeat(b2, 2, "b2"); err != nil || len(fenced) != 0 {
+		t.Fatalf("current heartbeat: fenced %v, %v", fenced, err)
 	}
-	if tag, err := b2.Exec(ctx, logInsert, taskID, 2, 0, "line\n", "b2"); err != nil || tag.RowsAffected() != 1 {
-		t.Fatalf("current log insert: %v rows, %v", tag.RowsAffected(), err)
+	if err := task.Log(ctx, b2, task.Attempt{Task: taskID, Number: 2, Builder: "b2"}, 0, "line\n", false); err != nil {
+		t.Fatalf("current log: %v", err)
 	}
-	if ok, err := finish(b2, 2, "b2"); err != nil || !ok {
-		t.Fatalf("current finish: accepted=%v, %v", ok, err)
+	if err := finish(b2, 2, "b2"); err != nil {
+		t.Fatalf("current finish: %v", err)
 	}
 	var jobStatus string
 	b.scan(t, `SELECT t.status, j.status FROM kiln.task t JOIN kiln.job j ON j.id = t.job_id WHERE t.id = $1`, []any{taskID}, &status, &jobStatus)

@@ -22,6 +22,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/kiln-build/kiln/internal/task"
 )
 
 // DB is what the queries need: a pool, a connection or a transaction.
@@ -49,10 +50,8 @@ func JobFinal(status string) bool {
 	return false
 }
 
-// TaskFinal reports whether a task status is final.
-func TaskFinal(status string) bool {
-	return status != "pending" && status != "building"
-}
+// TaskFinal reports whether a task status is final (task.Status.Final).
+func TaskFinal(status string) bool { return task.Status(status).Final() }
 
 // notFoundError says what was not found; it matches ErrNotFound.
 type notFoundError struct{ msg string }

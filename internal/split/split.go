@@ -25,6 +25,7 @@ import (
 	"github.com/kiln-build/kiln/internal/blob"
 	"github.com/kiln-build/kiln/internal/names"
 	"github.com/kiln-build/kiln/internal/srcpkg"
+	"github.com/kiln-build/kiln/internal/task"
 )
 
 // DefaultMaxFileSize is the largest file (an SRPM, a .dsc or a file it
@@ -405,7 +406,7 @@ type Pending struct {
 // packages' reasons; for a valid one what was learned of the packages and
 // its tasks (skipped ones with their reason). It first locks the job and
 // writes nothing unless the job is still submitted. It returns the pending
-// tasks, which need a River job each (SetRiverJob) in the same transaction.
+// tasks, which need a River job each (task.SetRiverJob) in the same transaction.
 func Apply(ctx context.Context, tx pgx.Tx, v *Verdict) ([]Pending, error) {
 	if v.Done {
 		return nil, nil
@@ -447,30 +448,18 @@ func Apply(ctx context.Context, tx pgx.Tx, v *Verdict) ([]Pending, error) {
 	var pending []Pending
 	for _, t := range v.Tasks {
 		if t.SkipReason != "" {
-			_, err := tx.Exec(ctx, `INSERT INTO kiln.task (job_id, platform, status, reason, finished_at)
-				VALUES ($1, $2, 'skipped', $3, now())`, v.JobID, t.Platform, t.SkipReason)
-			if err != nil {
-				return nil, fmt.Errorf("creating the skipped task of job %d on %s: %w", v.JobID, t.Platform, err)
+			if _, err := task.CreateSkipped(ctx, tx, v.JobID, t.Platform, t.SkipReason); err != nil {
+				return nil, err
 			}
 			continue
 		}
-		var id int64
-		err := tx.QueryRow(ctx, `INSERT INTO kiln.task (job_id, platform) VALUES ($1, $2) RETURNING id`,
-			v.JobID, t.Platform).Scan(&id)
+		id, err := task.Create(ctx, tx, v.JobID, t.Platform)
 		if err != nil {
-			return nil, fmt.Errorf("creating the task of job %d on %s: %w", v.JobID, t.Platform, err)
+			return nil, err
 		}
 		pending = append(pending, Pending{TaskID: id, Platform: t.Platform})
 	}
 	return pending, nil
-}
-
-// SetRiverJob records the River job that carries a task to its builders.
-func SetRiverJob(ctx context.Context, tx pgx.Tx, taskID, riverJobID int64) error {
-	if _, err := tx.Exec(ctx, `UPDATE kiln.task SET river_job_id = $2 WHERE id = $1`, taskID, riverJobID); err != nil {
-		return fmt.Errorf("recording the River job of task %d: %w", taskID, err)
-	}
-	return nil
 }
 
 func nullIfEmpty(s string) *string {

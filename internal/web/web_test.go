@@ -216,7 +216,7 @@ func TestJobPage(t *testing.T) {
 		"hello-1.0-1.src.rpm", "lib-3-1.src.rpm", j.Packages[0].SHA256, "hello 1.0-1",
 		fmt.Sprintf(`href="/artifacts/%d/hello-1.0-1.x86_64.rpm"`, rpm.ID), *rpm.SHA256,
 		fmt.Sprintf(`href="/tasks/%d?attempt=1">#1</a> b2 <span class="st st-lost">lost</span>`, el9.ID),
-		"builder stopped heart-beating", fmt.Sprintf(`href="/tasks/%d?attempt=2">#2</a> b1 <span class="st st-succeeded">`, el9.ID))
+		"went silent", fmt.Sprintf(`href="/tasks/%d?attempt=2">#2</a> b1 <span class="st st-succeeded">`, el9.ID))
 	lacks(t, "finished job", page, "data-events", "Cancel job")
 
 	page = b.get(t, fmt.Sprintf("/jobs/%d", f.Jobs["building"]), http.StatusOK)

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -25,6 +26,7 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/kiln-build/kiln/internal/blob"
+	"github.com/kiln-build/kiln/internal/task"
 	"github.com/kiln-build/kiln/internal/testsupport/pgtest"
 	"github.com/kiln-build/kiln/jobs"
 	"github.com/kiln-build/kiln/schema"
@@ -154,8 +156,8 @@ func Split(t testing.TB, pool *pgxpool.Pool, jobID int64, platforms ...string) [
 			return err
 		}
 		for _, p := range platforms {
-			var id int64
-			if err := tx.QueryRow(ctx, `INSERT INTO kiln.task (job_id, platform) VALUES ($1, $2) RETURNING id`, jobID, p).Scan(&id); err != nil {
+			id, err := task.Create(ctx, tx, jobID, p)
+			if err != nil {
 				return err
 			}
 			ids = append(ids, id)
@@ -190,8 +192,7 @@ func Enqueue(t testing.TB, pool *pgxpool.Pool, taskID int64) int64 {
 			return err
 		}
 		id = res.Job.ID
-		_, err = tx.Exec(ctx, `UPDATE kiln.task SET river_job_id = $2 WHERE id = $1`, taskID, id)
-		return err
+		return task.SetRiverJob(ctx, tx, taskID, id)
 	})
 	return id
 }
@@ -206,54 +207,58 @@ func Invalidate(t testing.TB, pool *pgxpool.Pool, jobID int64, reason string) {
 // task is created skipped.
 func Skip(t testing.TB, pool *pgxpool.Pool, jobID int64, platform, reason string) int64 {
 	t.Helper()
-	ctx := t.Context()
 	var id int64
-	if err := pool.QueryRow(ctx, `INSERT INTO kiln.task (job_id, platform, status, reason, finished_at)
-		VALUES ($1, $2, 'skipped', $3, now()) RETURNING id`, jobID, platform, reason).Scan(&id); err != nil {
-		t.Fatalf("skipping task: %v", err)
-	}
+	inTx(t, pool, func(tx pgx.Tx) error {
+		var err error
+		id, err = task.CreateSkipped(t.Context(), tx, jobID, platform, reason)
+		return err
+	})
 	return id
 }
 
-// Take does what a builder does when it takes a pending task (docs/protocol.md)
-// and returns the attempt number.
+// Take takes a pending task for builder through the task protocol
+// (task.Take), as a builder does, and returns the attempt number. The
+// builder must be registered by the pool's role (Builder does that).
 func Take(t testing.TB, pool *pgxpool.Pool, taskID int64, builder string) int {
 	t.Helper()
 	ctx := t.Context()
 	var attempt int
 	inTx(t, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT 1 FROM kiln.job WHERE id = (SELECT job_id FROM kiln.task WHERE id = $1) FOR UPDATE`, taskID); err != nil {
-			return err
+		var jobID int64
+		var platform string
+		if err := tx.QueryRow(ctx, `SELECT job_id, platform FROM kiln.task WHERE id = $1`, taskID).Scan(&jobID, &platform); err != nil {
+			return fmt.Errorf("task %d: %w", taskID, err)
 		}
-		if err := tx.QueryRow(ctx, `UPDATE kiln.task SET status = 'building', builder = $2, attempt = attempt + 1,
-			started_at = now(), heartbeat_at = now(), reason = NULL
-			WHERE id = $1 AND status = 'pending' RETURNING attempt`, taskID, builder).Scan(&attempt); err != nil {
-			return fmt.Errorf("task %d is not pending: %w", taskID, err)
+		taken, err := task.Take(ctx, tx, builder, taskID, jobID, platform)
+		if err == nil && taken.Attempt == 0 {
+			err = fmt.Errorf("task %d is not pending", taskID)
 		}
-		_, err := tx.Exec(ctx, `INSERT INTO kiln.attempt (task_id, attempt, builder) VALUES ($1, $2, $3)`, taskID, attempt, builder)
+		attempt = taken.Attempt
 		return err
 	})
 	return attempt
 }
 
-// Log stores one batch of log lines of an attempt, as a builder does.
+// held names the attempt as its builder holds it.
+func held(t testing.TB, pool *pgxpool.Pool, taskID int64, attempt int) task.Attempt {
+	t.Helper()
+	var builder *string
+	if err := pool.QueryRow(t.Context(), `SELECT builder FROM kiln.task WHERE id = $1`, taskID).Scan(&builder); err != nil {
+		t.Fatalf("task %d: %v", taskID, err)
+	}
+	if builder == nil {
+		t.Fatalf("attempt %d of task %d is not building", attempt, taskID)
+	}
+	return task.Attempt{Task: taskID, Number: attempt, Builder: *builder}
+}
+
+// Log stores one batch of log lines of an attempt, as a builder does
+// (task.Log).
 func Log(t testing.TB, pool *pgxpool.Pool, taskID int64, attempt, seq int, text string) {
 	t.Helper()
-	ctx := t.Context()
-	inTx(t, pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `INSERT INTO kiln.log_chunk (task_id, attempt, seq, data)
-			SELECT $1, $2, $3, $4 WHERE EXISTS (SELECT 1 FROM kiln.task WHERE id = $1 AND attempt = $2 AND status = 'building')`,
-			taskID, attempt, seq, text)
-		if err == nil && tag.RowsAffected() == 0 {
-			err = fmt.Errorf("attempt %d of task %d is not building", attempt, taskID)
-		}
-		if err != nil {
-			return err
-		}
-		_, err = tx.Exec(ctx, `UPDATE kiln.attempt SET log_bytes = log_bytes + octet_length($3) WHERE task_id = $1 AND attempt = $2`,
-			taskID, attempt, text)
-		return err
-	})
+	if err := task.Log(t.Context(), pool, held(t, pool, taskID, attempt), seq, text, false); err != nil {
+		t.Fatalf("attempt %d of task %d: %v", attempt, taskID, err)
+	}
 }
 
 // Artifact is a file a builder stores when it finishes.
@@ -263,69 +268,48 @@ type Artifact struct {
 	Data []byte
 }
 
-// Finish does what a builder does at the end of an attempt: stores the
-// artifacts (blobs first) and sets the attempt's and the task's final status
-// (succeeded, failed or timed_out), in one transaction.
+// Finish does what a builder does at the end of an attempt (task.Finish):
+// stores the artifacts' bytes and ends the attempt and the task as status
+// (succeeded, failed or timed_out) with its artifacts, in one transaction.
 func Finish(t testing.TB, pool *pgxpool.Pool, taskID int64, attempt int, status, reason string, artifacts ...Artifact) {
 	t.Helper()
 	ctx := t.Context()
-	var why *string
-	if reason != "" {
-		why = &reason
-	}
+	a := held(t, pool, taskID, attempt)
 	inTx(t, pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT 1 FROM kiln.job WHERE id = (SELECT job_id FROM kiln.task WHERE id = $1) FOR UPDATE`, taskID); err != nil {
-			return err
-		}
-		for _, a := range artifacts {
-			info, err := blob.Put(ctx, tx, bytes.NewReader(a.Data), true)
+		r := task.Result{Status: task.Status(status), Reason: reason}
+		for _, f := range artifacts {
+			info, err := blob.Put(ctx, tx, bytes.NewReader(f.Data), true)
 			if err != nil {
 				return err
 			}
-			if _, err := tx.Exec(ctx, `INSERT INTO kiln.artifact (task_id, attempt, kind, file_name, blob_sha256, size) VALUES ($1, $2, $3, $4, $5, $6)`,
-				taskID, attempt, a.Kind, a.Name, info.Sum[:], info.Size); err != nil {
-				return err
-			}
+			r.Artifacts = append(r.Artifacts, task.Artifact{Kind: f.Kind, Name: f.Name, SHA256: info.Sum[:], Size: info.Size})
 		}
-		if _, err := tx.Exec(ctx, `UPDATE kiln.attempt SET status = $3, finished_at = now(), reason = $4 WHERE task_id = $1 AND attempt = $2`,
-			taskID, attempt, status, why); err != nil {
-			return err
-		}
-		tag, err := tx.Exec(ctx, `UPDATE kiln.task SET status = $3, builder = NULL, finished_at = now(), reason = $4
-			WHERE id = $1 AND attempt = $2 AND status = 'building'`, taskID, attempt, status, why)
-		if err == nil && tag.RowsAffected() == 0 {
-			err = fmt.Errorf("attempt %d of task %d is not building", attempt, taskID)
-		}
-		return err
+		return task.Finish(ctx, tx, a, r)
 	})
 }
 
-// Lose does what the janitor does with a task whose builder went silent:
-// the attempt is lost, the task waits again, the builder is offline.
+// Lose does what the janitor does with a task whose builder went silent
+// (task.TakeBackLost): the attempt is lost, the task waits again (or ends
+// as lost past max_lost), the builder is offline. The task's heartbeat is
+// first moved an hour back, as if that long had passed.
 func Lose(t testing.TB, pool *pgxpool.Pool, taskID int64) {
 	t.Helper()
 	ctx := t.Context()
 	inTx(t, pool, func(tx pgx.Tx) error {
 		var builder string
-		if err := tx.QueryRow(ctx, `SELECT builder FROM kiln.task WHERE id = $1 AND status = 'building'`, taskID).Scan(&builder); err != nil {
+		if err := tx.QueryRow(ctx, `UPDATE kiln.task SET heartbeat_at = now() - interval '1 hour'
+			WHERE id = $1 AND status = 'building' RETURNING builder`, taskID).Scan(&builder); err != nil {
 			return fmt.Errorf("task %d is not building: %w", taskID, err)
 		}
-		if _, err := tx.Exec(ctx, `SELECT 1 FROM kiln.job WHERE id = (SELECT job_id FROM kiln.task WHERE id = $1) FOR UPDATE`, taskID); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `UPDATE kiln.attempt a SET status = 'lost', finished_at = now(), reason = 'builder stopped heart-beating'
-			FROM kiln.task t WHERE t.id = $1 AND a.task_id = t.id AND a.attempt = t.attempt`, taskID); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `UPDATE kiln.task SET status = 'pending', builder = NULL, lost_count = lost_count + 1 WHERE id = $1`, taskID); err != nil {
-			return err
+		if _, ok, err := task.TakeBackLost(ctx, tx, taskID, time.Minute); err != nil || !ok {
+			return fmt.Errorf("taking back task %d: %v", taskID, err)
 		}
 		_, err := tx.Exec(ctx, `UPDATE kiln.builder SET state = 'offline' WHERE name = $1`, builder)
 		return err
 	})
 }
 
-// Cancel cancels a job as role, through kiln.cancel_job.
+// Cancel cancels a job as role (task.CancelJob).
 func Cancel(t testing.TB, pool *pgxpool.Pool, role string, jobID int64) {
 	t.Helper()
 	ctx := t.Context()
@@ -333,7 +317,7 @@ func Cancel(t testing.TB, pool *pgxpool.Pool, role string, jobID int64) {
 		if _, err := tx.Exec(ctx, "SET LOCAL SESSION AUTHORIZATION "+pgx.Identifier{role}.Sanitize()); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, "SELECT kiln.cancel_job($1)", jobID)
+		_, err := task.CancelJob(ctx, tx, jobID)
 		return err
 	})
 }

@@ -1,0 +1,411 @@
+// Package task is the task protocol: how the splitter, builders, the
+// janitor, the test farm and people's cancels create and change tasks and
+// attempts. Every step is one function here. Those of builders and the
+// janitor call one of the protocol's SQL functions
+// (schema/0016_task_protocol.sql), which check the caller's right to make
+// the step (a builder holds the attempt; the janitor is a member of
+// kiln_janitor), take the locks in the protocol's order (job, then task)
+// and make the change, River job included, in the caller's transaction;
+// their roles may not write the tables themselves. Nothing else in kiln's
+// daemons and commands writes kiln.task or kiln.attempt; docs/protocol.md
+// states the rules.
+package task
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// DB is what the steps need of a connection: a pgx.Tx, or a pool or a
+// connection for steps that are one statement.
+type DB interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// Status is the status of a task (kiln.task.status) or of an attempt
+// (kiln.attempt.status, which also has Returned).
+type Status string
+
+// The statuses.
+const (
+	Pending   Status = "pending"
+	Building  Status = "building"
+	Succeeded Status = "succeeded"
+	Failed    Status = "failed"
+	TimedOut  Status = "timed_out"
+	Cancelled Status = "cancelled"
+	Skipped   Status = "skipped"
+	Lost      Status = "lost"
+	// Returned is for attempts only: given back on shutdown, not counted
+	// as lost.
+	Returned Status = "returned"
+)
+
+// Final reports whether nothing changes a task (or attempt) in this status
+// any more.
+func (s Status) Final() bool {
+	switch s {
+	case Succeeded, Failed, TimedOut, Cancelled, Skipped, Lost, Returned:
+		return true
+	}
+	return false
+}
+
+// ErrStale means the step was refused, with nothing written, because the
+// caller no longer holds the attempt (it was cancelled, timed out or
+// declared lost).
+var ErrStale = errors.New("the attempt is no longer current (cancelled, timed out or declared lost)")
+
+// ErrDisabled means a take found the builder disabled.
+var ErrDisabled = errors.New("the builder is disabled")
+
+// Attempt names one attempt of a task held by a builder.
+type Attempt struct {
+	Task    int64
+	Number  int
+	Builder string
+}
+
+// Taken is what a take returns.
+type Taken struct {
+	// Attempt is the new attempt's number; 0 when the task was no longer
+	// pending (cancelled, finished or taken meanwhile) or its job or
+	// platform is gone: there is nothing to build.
+	Attempt int
+	// Policy is the job's build policy.
+	Policy string
+	// Timeout is the platform's current timeout.
+	Timeout time.Duration
+}
+
+// Create makes the pending task of job on platform (the splitter; its
+// River job follows with SetRiverJob in the same transaction).
+func Create(ctx context.Context, tx pgx.Tx, jobID int64, platform string) (int64, error) {
+	var id int64
+	if err := tx.QueryRow(ctx, `INSERT INTO kiln.task (job_id, platform) VALUES ($1, $2) RETURNING id`, jobID, platform).Scan(&id); err != nil {
+		return 0, fmt.Errorf("creating the task of job %d on %s: %w", jobID, platform, err)
+	}
+	return id, nil
+}
+
+// CreateSkipped makes the task of job on a platform its packages exclude,
+// skipped from the start with the reason (the splitter).
+func CreateSkipped(ctx context.Context, tx pgx.Tx, jobID int64, platform, reason string) (int64, error) {
+	var id int64
+	if err := tx.QueryRow(ctx, `INSERT INTO kiln.task (job_id, platform, status, reason, finished_at)
+		VALUES ($1, $2, 'skipped', $3, now()) RETURNING id`, jobID, platform, reason).Scan(&id); err != nil {
+		return 0, fmt.Errorf("creating the skipped task of job %d on %s: %w", jobID, platform, err)
+	}
+	return id, nil
+}
+
+// SetRiverJob records the River job, inserted in tx, that carries a new
+// task to its builders (the splitter, whose role may set only that column;
+// the transition guard refuses any other change).
+func SetRiverJob(ctx context.Context, tx pgx.Tx, taskID, riverJobID int64) error {
+	if _, err := tx.Exec(ctx, `UPDATE kiln.task SET river_job_id = $2 WHERE id = $1`, taskID, riverJobID); err != nil {
+		return fmt.Errorf("recording the River job of task %d: %w", taskID, err)
+	}
+	return nil
+}
+
+// Take is step 1: builder takes the pending task of job on platform. It
+// returns ErrDisabled when the builder has been disabled.
+func Take(ctx context.Context, db DB, builder string, taskID, jobID int64, platform string) (Taken, error) {
+	var (
+		outcome string
+		attempt *int32
+		policy  *string
+		seconds *float64
+	)
+	if err := db.QueryRow(ctx, `SELECT outcome, attempt, policy, timeout_seconds FROM kiln.task_take($1, $2, $3, $4)`,
+		builder, taskID, jobID, platform).Scan(&outcome, &attempt, &policy, &seconds); err != nil {
+		return Taken{}, fmt.Errorf("taking task %d: %w", taskID, err)
+	}
+	switch outcome {
+	case "taken":
+		return Taken{Attempt: int(*attempt), Policy: *policy, Timeout: time.Duration(*seconds * float64(time.Second))}, nil
+	case "disabled":
+		return Taken{}, ErrDisabled
+	default: // not_pending, gone
+		return Taken{}, nil
+	}
+}
+
+// Held is one attempt a builder holds, for Heartbeat.
+type Held struct {
+	Task    int64
+	Attempt int
+}
+
+// Heartbeat is step 2 for every attempt builder holds, in one statement. It
+// returns the tasks whose attempt builder no longer holds: their builds must
+// stop.
+func Heartbeat(ctx context.Context, db DB, builder string, held []Held) ([]int64, error) {
+	if len(held) == 0 {
+		return nil, nil
+	}
+	tasks, attempts := make([]int64, len(held)), make([]int32, len(held))
+	for i, h := range held {
+		tasks[i], attempts[i] = h.Task, int32(h.Attempt)
+	}
+	rows, err := db.Query(ctx, `SELECT kiln.task_heartbeat($1, $2, $3)`, builder, tasks, attempts)
+	if err != nil {
+		return nil, fmt.Errorf("task heartbeat: %w", err)
+	}
+	fenced, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("task heartbeat: %w", err)
+	}
+	return fenced, nil
+}
+
+// Log is step 3: one batch of log text of an attempt, whole lines. truncated
+// says the log reached its limit. It returns ErrStale when the attempt is
+// not held.
+func Log(ctx context.Context, db DB, a Attempt, seq int, text string, truncated bool) error {
+	var stored bool
+	if err := db.QueryRow(ctx, `SELECT kiln.task_log($1, $2, $3, $4, $5, $6)`,
+		a.Builder, a.Task, a.Number, seq, text, truncated).Scan(&stored); err != nil {
+		return fmt.Errorf("storing log of task %d attempt %d: %w", a.Task, a.Number, err)
+	}
+	if !stored {
+		return ErrStale
+	}
+	return nil
+}
+
+// IsHeld reports whether the attempt is still held: a cheap early check
+// before a finish stores bytes. Finish checks again under the locks.
+func IsHeld(ctx context.Context, db DB, a Attempt) (bool, error) {
+	var held bool
+	if err := db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM kiln.task
+		WHERE id = $1 AND attempt = $2 AND builder = $3 AND status = 'building')`, a.Task, a.Number, a.Builder).Scan(&held); err != nil {
+		return false, fmt.Errorf("checking attempt %d of task %d: %w", a.Number, a.Task, err)
+	}
+	return held, nil
+}
+
+// Artifact is a file an attempt produced, its bytes already stored as a
+// blob (internal/blob) in the finishing transaction.
+type Artifact struct {
+	Kind   string // package, log, buildinfo or other
+	Name   string
+	SHA256 []byte
+	Size   int64
+}
+
+// Result is how an attempt ends.
+type Result struct {
+	Status       Status // Succeeded, Failed or TimedOut
+	Reason       string // why it did not succeed ("" for none)
+	BuildInfo    []byte // the build-info record (JSON), or nil
+	LogTruncated bool
+	Artifacts    []Artifact
+}
+
+// Finish is step 4: the attempt ends with its result and artifacts. It
+// returns ErrStale, and the caller must roll tx back, when the attempt is
+// not held.
+func Finish(ctx context.Context, tx pgx.Tx, a Attempt, r Result) error {
+	kinds, names, sums, sizes := make([]string, len(r.Artifacts)), make([]string, len(r.Artifacts)),
+		make([][]byte, len(r.Artifacts)), make([]int64, len(r.Artifacts))
+	for i, f := range r.Artifacts {
+		kinds[i], names[i], sums[i], sizes[i] = f.Kind, f.Name, f.SHA256, f.Size
+	}
+	var reason *string
+	if r.Reason != "" {
+		reason = &r.Reason
+	}
+	var info any
+	if r.BuildInfo != nil {
+		info = string(r.BuildInfo)
+	}
+	var done bool
+	if err := tx.QueryRow(ctx, `SELECT kiln.task_finish($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11)`,
+		a.Builder, a.Task, a.Number, string(r.Status), reason, info, r.LogTruncated, kinds, names, sums, sizes).Scan(&done); err != nil {
+		return fmt.Errorf("finishing task %d attempt %d: %w", a.Task, a.Number, err)
+	}
+	if !done {
+		return ErrStale
+	}
+	return nil
+}
+
+// GiveBack is step 5: the builder shuts down and gives the attempt back; the
+// task waits again, the attempt is returned and not counted as lost. The
+// caller's River worker snoozes the River job so that it is available again
+// at once. ErrStale when the attempt is not held.
+func GiveBack(ctx context.Context, db DB, a Attempt) error {
+	var done bool
+	if err := db.QueryRow(ctx, `SELECT kiln.task_give_back($1, $2, $3)`, a.Builder, a.Task, a.Number).Scan(&done); err != nil {
+		return fmt.Errorf("giving back task %d attempt %d: %w", a.Task, a.Number, err)
+	}
+	if !done {
+		return ErrStale
+	}
+	return nil
+}
+
+// Loss is what became of a task whose attempt was lost.
+type Loss struct {
+	// Status is Pending (requeued) or Lost (lost more often than the
+	// database's max_lost: ended).
+	Status Status
+	// LostCount is the task's losses, this one included.
+	LostCount int
+	// RiverJob says what became of its River job: made_available,
+	// missing (a pending task that needs a new one: see LinkRiverJob),
+	// cancelled or not_cancelled.
+	RiverJob string
+}
+
+// Requeued reports whether the task waits again.
+func (l Loss) Requeued() bool { return l.Status == Pending }
+
+// NeedsRiverJob reports whether the task waits again without a River job.
+func (l Loss) NeedsRiverJob() bool { return l.Status == Pending && l.RiverJob == "missing" }
+
+// Recover is step 6: a restarted builder gives back an attempt its crashed
+// previous run left building. The attempt is lost; the task is requeued, or
+// ended as lost past max_lost. ErrStale when the attempt is not held (the
+// janitor or a cancel was quicker).
+func Recover(ctx context.Context, db DB, a Attempt) (Loss, error) {
+	var (
+		l       Loss
+		outcome *string
+		count   *int32
+		river   *string
+	)
+	if err := db.QueryRow(ctx, `SELECT outcome, lost_count, river_job FROM kiln.task_recover($1, $2, $3)`,
+		a.Builder, a.Task, a.Number).Scan(&outcome, &count, &river); err != nil {
+		return l, fmt.Errorf("giving back task %d attempt %d: %w", a.Task, a.Number, err)
+	}
+	if outcome == nil {
+		return l, ErrStale
+	}
+	return Loss{Status: Status(*outcome), LostCount: int(*count), RiverJob: *river}, nil
+}
+
+// LeftBuilding returns the attempts still building in builder's name: at
+// the start of a builder, those its crashed previous run left.
+func LeftBuilding(ctx context.Context, db DB, builder string) ([]Attempt, error) {
+	rows, err := db.Query(ctx, `SELECT id, attempt, builder FROM kiln.task
+		WHERE builder = $1 AND status = 'building' ORDER BY id`, builder)
+	if err != nil {
+		return nil, fmt.Errorf("finding tasks building in the name of %s: %w", builder, err)
+	}
+	left, err := pgx.CollectRows(rows, pgx.RowToStructByPos[Attempt])
+	if err != nil {
+		return nil, fmt.Errorf("finding tasks building in the name of %s: %w", builder, err)
+	}
+	return left, nil
+}
+
+// Silent is a task taken back from a silent builder.
+type Silent struct {
+	Loss
+	Attempt    int
+	Builder    string
+	RiverJobID *int64
+	Platform   string
+	Priority   int16
+}
+
+// TakeBackLost is step 7 (the janitor): a task building without a heartbeat
+// for longer than horizon is taken back from its builder, re-checked under
+// the locks. ok is false when there was nothing to do (it heart-beat,
+// finished, or another janitor took it).
+func TakeBackLost(ctx context.Context, tx pgx.Tx, taskID int64, horizon time.Duration) (s Silent, ok bool, err error) {
+	var (
+		outcome, builder, river, platform *string
+		attempt, count                    *int32
+		priority                          *int16
+	)
+	if err := tx.QueryRow(ctx, `SELECT outcome, attempt, builder, lost_count, river_job, river_job_id, platform, priority
+		FROM kiln.task_take_back_lost($1, make_interval(secs => $2))`, taskID, horizon.Seconds()).
+		Scan(&outcome, &attempt, &builder, &count, &river, &s.RiverJobID, &platform, &priority); err != nil {
+		return s, false, fmt.Errorf("taking back task %d: %w", taskID, err)
+	}
+	if outcome == nil {
+		return s, false, nil
+	}
+	s.Loss = Loss{Status: Status(*outcome), LostCount: int(*count), RiverJob: *river}
+	s.Attempt, s.Builder, s.Platform, s.Priority = int(*attempt), *builder, *platform, *priority
+	return s, true, nil
+}
+
+// Runaway is a build ended by TimeOut.
+type Runaway struct {
+	Attempt           int
+	Builder           string
+	RiverJobID        *int64
+	RiverJobCancelled bool
+}
+
+// TimeOut is step 8 (the janitor): a build running longer than its
+// platform's timeout plus grace ends as timed_out, re-checked under the
+// locks; its builder finds itself fenced off at its next heartbeat. ok is
+// false when there was nothing to do.
+func TimeOut(ctx context.Context, tx pgx.Tx, taskID int64, grace time.Duration) (r Runaway, ok bool, err error) {
+	var (
+		attempt   *int32
+		builder   *string
+		cancelled *bool
+	)
+	if err := tx.QueryRow(ctx, `SELECT ended, attempt, builder, river_job_id, river_job_cancelled
+		FROM kiln.task_time_out($1, make_interval(secs => $2))`, taskID, grace.Seconds()).
+		Scan(&ok, &attempt, &builder, &r.RiverJobID, &cancelled); err != nil {
+		return r, false, fmt.Errorf("timing out task %d: %w", taskID, err)
+	}
+	if !ok {
+		return r, false, nil
+	}
+	r.Attempt, r.Builder, r.RiverJobCancelled = int(*attempt), *builder, *cancelled
+	return r, true, nil
+}
+
+// LinkRiverJob records riverJobID, a build River job of the pending task
+// just inserted in tx by River's client, as the task's River job (the
+// janitor). ok is false when the task is no longer pending.
+func LinkRiverJob(ctx context.Context, tx pgx.Tx, taskID, riverJobID int64) (ok bool, err error) {
+	if err := tx.QueryRow(ctx, `SELECT kiln.task_link_river_job($1, $2)`, taskID, riverJobID).Scan(&ok); err != nil {
+		return false, fmt.Errorf("recording River job %d on task %d: %w", riverJobID, taskID, err)
+	}
+	return ok, nil
+}
+
+// CancelJob is step 9 for a whole job, as session_user (its submitter or an
+// admin): its unfinished tasks, their open attempts and their waiting River
+// jobs are cancelled. It returns the job's status after. Errors are
+// PostgreSQL's own, unwrapped, for the caller to explain.
+func CancelJob(ctx context.Context, db DB, jobID int64) (status string, err error) {
+	err = db.QueryRow(ctx, "SELECT kiln.cancel_job($1)", jobID).Scan(&status)
+	return status, err
+}
+
+// CancelTask is step 9 for one task, as session_user (the job's submitter or
+// an admin). It returns the task's status after (cancelled) and its job.
+// Errors are PostgreSQL's own, unwrapped, for the caller to explain.
+func CancelTask(ctx context.Context, db DB, taskID int64) (status string, jobID int64, err error) {
+	err = db.QueryRow(ctx, "SELECT kiln.cancel_task($1), (SELECT job_id FROM kiln.task WHERE id = $1)", taskID).Scan(&status, &jobID)
+	return status, jobID, err
+}
+
+// SetMaxLost sets how many times a task may be lost and still be requeued
+// (kiln.protocol_setting.max_lost; a kiln_admin member only) and returns
+// the old value.
+func SetMaxLost(ctx context.Context, db DB, n int) (int, error) {
+	var old int
+	if err := db.QueryRow(ctx, "SELECT kiln.set_max_lost($1)", n).Scan(&old); err != nil {
+		return 0, fmt.Errorf("setting max_lost: %w", err)
+	}
+	return old, nil
+}

@@ -1,0 +1,296 @@
+package roles_test
+
+import (
+	"context"
+	"testing"
+)
+
+// The tests in this file are the security findings about builders, each
+// replayed by a hostile builder: a session logged in as a builder role
+// (member of kiln_builder) with its own registered builder, trying to reach
+// what another builder holds or what no builder holds. Since migration 0016
+// builders and the janitor change tasks and attempts only through the task
+// protocol's functions (kiln.task_*), which check the caller's hold.
+
+// attackFarm is a farm with a person's job of two pending tasks and two
+// builder roles, each with its own builder ("one" for b1, "two" for b2).
+type attackFarm struct {
+	*farm
+	alice, b1, b2 string
+	job, t1, t2   int64
+}
+
+func newAttackFarm(t *testing.T) *attackFarm {
+	t.Helper()
+	f := &attackFarm{farm: newFarm(t)}
+	f.alice = f.login("alice_", "kiln_submitter")
+	splitter := f.login("splitter_", "kiln_splitter")
+	f.b1, f.b2 = f.login("builder_a", "kiln_builder"), f.login("builder_b", "kiln_builder")
+	f.register(f.b1, "one")
+	f.register(f.b2, "two")
+	f.job = f.submit(f.alice, "public")
+	f.t1 = f.task(splitter, f.job)
+	f.t2 = f.task(splitter, f.submit(f.alice, "public"))
+	return f
+}
+
+// storeBlob stores bytes as role, as a builder stores an artifact's bytes,
+// and returns their sha256.
+func (f *attackFarm) storeBlob(role, content string) []byte {
+	f.t.Helper()
+	var sum []byte
+	if err := f.conn(role).QueryRow(context.Background(), `INSERT INTO kiln.blob (sha256, size, chunk_size, content_sha256, verified_at)
+		VALUES (sha256($1::bytea), octet_length($1::bytea), 1, sha256($1::bytea), now()) RETURNING sha256`, content).Scan(&sum); err != nil {
+		f.t.Fatalf("storing a blob as %s: %v", role, err)
+	}
+	return sum
+}
+
+// Finding: a temporary view named pg_roles saying rolsuper = true shadowed
+// pg_catalog.pg_roles inside the transition guard, and a builder moved a
+// building task to skipped with attempt 0.
+func TestAttackTempPgRolesDoesNotShadowTheGuard(t *testing.T) {
+	t.Parallel()
+	f := newAttackFarm(t)
+	splitter := f.login("splitter_", "kiln_splitter")
+	if n := f.take(f.b1, "one", f.t1); n != 1 {
+		t.Fatalf("take: attempt %d", n)
+	}
+	for _, role := range []string{f.b1, splitter} {
+		f.exec(role, `CREATE TEMP VIEW pg_roles AS SELECT current_user::name AS rolname, true AS rolsuper`)
+	}
+	// The builder's replay: no UPDATE on tasks at all any more.
+	f.refused(f.b1, "permission denied", `UPDATE kiln.task SET status = 'skipped', attempt = 0, builder = NULL,
+		finished_at = now(), reason = 'x' WHERE id = $1`, f.t1)
+	// The guard itself, reached by the one role that still writes tasks:
+	// the shadow does not make it think the splitter is a superuser.
+	f.refused(splitter, "is not a move", `INSERT INTO kiln.task (job_id, platform, status, finished_at)
+		VALUES ($1, 'p1', 'succeeded', now())`, f.submit(f.alice, "public"))
+	// Nor do the protocol's functions see the shadow: the take of a
+	// building task is still refused, the hold still checked.
+	if n := f.take(f.b1, "one", f.t1); n != 0 {
+		t.Errorf("a building task was taken again under the shadow")
+	}
+	if f.finish(f.b2, "two", f.t1, 1, "succeeded") {
+		t.Errorf("another builder finished the attempt under the shadow")
+	}
+	var status string
+	var attempt int
+	if err := f.conn("postgres").QueryRow(context.Background(), `SELECT status, attempt FROM kiln.task WHERE id = $1`, f.t1).Scan(&status, &attempt); err != nil {
+		t.Fatal(err)
+	}
+	if status != "building" || attempt != 1 {
+		t.Fatalf("task %s attempt %d after the attack; want building attempt 1", status, attempt)
+	}
+}
+
+// Finding: a builder inserted attempts, log rows and artifacts for a task
+// that another builder had built.
+func TestAttackWritesIntoAnotherBuildersTask(t *testing.T) {
+	t.Parallel()
+	f := newAttackFarm(t)
+	if n := f.take(f.b1, "one", f.t1); n != 1 {
+		t.Fatalf("take: attempt %d", n)
+	}
+	if !f.finish(f.b1, "one", f.t1, 1, "succeeded") {
+		t.Fatal("b1's finish was refused")
+	}
+	sum := f.storeBlob(f.b2, "forged package")
+
+	// Directly: no INSERT on any of the tables.
+	const denied = "permission denied"
+	f.refused(f.b2, denied, `INSERT INTO kiln.attempt (task_id, attempt, builder) VALUES ($1, 2, 'two')`, f.t1)
+	f.refused(f.b2, denied, `INSERT INTO kiln.log_chunk (task_id, attempt, seq, data) VALUES ($1, 1, 99, 'forged')`, f.t1)
+	f.refused(f.b2, denied, `INSERT INTO kiln.artifact (task_id, attempt, kind, file_name, blob_sha256, size)
+		VALUES ($1, 1, 'package', 'evil.rpm', $2, 14)`, f.t1, sum)
+	// Through the functions, in its own builder's name or in b1's.
+	if f.int(f.b2, `SELECT kiln.task_log('two', $1, 1, 99, 'forged', false)::int`, f.t1) != 0 {
+		t.Error("b2 logged into b1's finished attempt")
+	}
+	if f.int(f.b2, `SELECT kiln.task_finish('two', $1, 1, 'succeeded', NULL, NULL, false,
+		'{package}', '{evil.rpm}', ARRAY[$2::bytea], '{14}')::int`, f.t1, sum) != 0 {
+		t.Error("b2 added an artifact to b1's finished attempt")
+	}
+	f.refused(f.b2, "is not one of the builders", `SELECT kiln.task_log('one', $1, 1, 99, 'forged', false)`, f.t1)
+	// b1 itself cannot add to its attempt once it is finished.
+	if f.int(f.b1, `SELECT kiln.task_log('one', $1, 1, 99, 'late', false)::int`, f.t1) != 0 {
+		t.Error("b1 logged into its finished attempt")
+	}
+	if n := f.int("postgres", `SELECT (SELECT count(*) FROM kiln.attempt WHERE task_id = $1) * 100
+		+ (SELECT count(*) FROM kiln.log_chunk WHERE task_id = $1) * 10 + (SELECT count(*) FROM kiln.artifact WHERE task_id = $1)`, f.t1); n != 100 {
+		t.Fatalf("task has attempts*100+logs*10+artifacts = %d, want one attempt and nothing else", n)
+	}
+}
+
+// Finding: a builder marked the attempt of a cancelled task succeeded and
+// added an artifact to it, which kiln download then served.
+func TestAttackFinishesACancelledTask(t *testing.T) {
+	t.Parallel()
+	f := newAttackFarm(t)
+	if n := f.take(f.b1, "one", f.t1); n != 1 {
+		t.Fatalf("take: attempt %d", n)
+	}
+	f.exec(f.alice, `SELECT kiln.cancel_job($1)`, f.job)
+	sum := f.storeBlob(f.b1, "package of a cancelled build")
+
+	// The attempt's own builder, and another.
+	const denied = "permission denied"
+	for _, role := range []string{f.b1, f.b2} {
+		f.refused(role, denied, `UPDATE kiln.attempt SET status = 'succeeded' WHERE task_id = $1 AND attempt = 1`, f.t1)
+		f.refused(role, denied, `UPDATE kiln.task SET status = 'succeeded' WHERE id = $1`, f.t1)
+		f.refused(role, denied, `INSERT INTO kiln.artifact (task_id, attempt, kind, file_name, blob_sha256, size)
+			VALUES ($1, 1, 'package', 'x.rpm', $2, 28)`, f.t1, sum)
+	}
+	if f.int(f.b1, `SELECT kiln.task_finish('one', $1, 1, 'succeeded', NULL, NULL, false,
+		'{package}', '{x.rpm}', ARRAY[$2::bytea], '{28}')::int`, f.t1, sum) != 0 {
+		t.Error("the cancelled attempt was finished")
+	}
+	var task, attempt string
+	var artifacts int
+	if err := f.conn("postgres").QueryRow(context.Background(), `SELECT t.status, a.status, (SELECT count(*) FROM kiln.artifact WHERE task_id = t.id)
+		FROM kiln.task t JOIN kiln.attempt a ON a.task_id = t.id AND a.attempt = 1 WHERE t.id = $1`, f.t1).Scan(&task, &attempt, &artifacts); err != nil {
+		t.Fatal(err)
+	}
+	if task != "cancelled" || attempt != "cancelled" || artifacts != 0 {
+		t.Fatalf("after the attack: task %s, attempt %s, %d artifacts; want cancelled, cancelled, none", task, attempt, artifacts)
+	}
+}
+
+// An artifact names bytes that are stored, with their true size: a finish
+// cannot point at a blob that is not there or lie about its size.
+func TestAttackArtifactMustNameStoredBytes(t *testing.T) {
+	t.Parallel()
+	f := newAttackFarm(t)
+	if n := f.take(f.b1, "one", f.t1); n != 1 {
+		t.Fatalf("take: attempt %d", n)
+	}
+	sum := f.storeBlob(f.b1, "twelve bytes")
+	f.refusedCode(f.b1, "23503", `SELECT kiln.task_finish('one', $1, 1, 'succeeded', NULL, NULL, false,
+		'{package}', '{x.rpm}', ARRAY[$2::bytea], '{999}')`, f.t1, sum)
+	f.refusedCode(f.b1, "23503", `SELECT kiln.task_finish('one', $1, 1, 'succeeded', NULL, NULL, false,
+		'{package}', '{x.rpm}', ARRAY[sha256('never stored')], '{12}')`, f.t1)
+	if f.int(f.b1, `SELECT kiln.task_finish('one', $1, 1, 'succeeded', NULL, NULL, false,
+		'{package}', '{x.rpm}', ARRAY[$2::bytea], '{12}')::int`, f.t1, sum) != 1 {
+		t.Fatal("a true artifact was refused")
+	}
+}
+
+// Finding: a builder "squatted" an attempt number on a pending task, so the
+// rightful take failed on the primary key.
+func TestAttackSquatsAnAttemptNumber(t *testing.T) {
+	t.Parallel()
+	f := newAttackFarm(t)
+	for _, n := range []int{1, 2} {
+		f.refused(f.b2, "permission denied", `INSERT INTO kiln.attempt (task_id, attempt, builder) VALUES ($1, $2, 'two')`, f.t2, n)
+	}
+	// No function makes an attempt but the take of a pending task; the
+	// squatter's own take is a take, and the next one is refused.
+	if n := f.take(f.b1, "one", f.t2); n != 1 {
+		t.Fatalf("the rightful take: attempt %d, want 1", n)
+	}
+	if n := f.take(f.b2, "two", f.t2); n != 0 {
+		t.Fatalf("a second take of a building task: attempt %d", n)
+	}
+	if n := f.int("postgres", `SELECT count(*) FROM kiln.attempt WHERE task_id = $1 AND builder = 'one'`, f.t2); n != 1 {
+		t.Fatalf("%d attempts of b1", n)
+	}
+}
+
+// Finding: a builder set another task's lost_count to 999.
+func TestAttackSetsLostCount(t *testing.T) {
+	t.Parallel()
+	f := newAttackFarm(t)
+	if n := f.take(f.b1, "one", f.t1); n != 1 {
+		t.Fatalf("take: attempt %d", n)
+	}
+	for _, id := range []int64{f.t1, f.t2} {
+		f.refused(f.b2, "permission denied", `UPDATE kiln.task SET lost_count = 999 WHERE id = $1`, id)
+	}
+	// The one step that counts a loss for a builder, kiln.task_recover,
+	// works only on an attempt of the caller's own builder.
+	f.refused(f.b2, "is not one of the builders", `SELECT kiln.task_recover('one', $1, 1)`, f.t1)
+	if n := f.int(f.b2, `SELECT count(*) FROM kiln.task_recover('two', $1, 1) WHERE outcome IS NOT NULL`, f.t1); n != 0 {
+		t.Fatal("b2 recovered b1's attempt")
+	}
+	if n := f.int("postgres", `SELECT sum(lost_count) FROM kiln.task WHERE id IN ($1, $2)`, f.t1, f.t2); n != 0 {
+		t.Fatalf("lost_count moved to %d", n)
+	}
+}
+
+// The janitor cannot make a builder's moves (take, heartbeat, log, finish,
+// give back, recover), nor change tasks and attempts directly; builders and
+// people cannot make the janitor's.
+func TestAttackJanitorAndBuilderStayInTheirSteps(t *testing.T) {
+	t.Parallel()
+	f := newAttackFarm(t)
+	janitor := f.login("janitor_", "kiln_janitor")
+	if n := f.take(f.b1, "one", f.t1); n != 1 {
+		t.Fatalf("take: attempt %d", n)
+	}
+	const denied = "permission denied"
+	for _, sql := range []string{
+		`SELECT kiln.task_take('one', $1, 1, 'p1')`,
+		`SELECT kiln.task_heartbeat('one', ARRAY[$1::bigint], '{1}')`,
+		`SELECT kiln.task_log('one', $1, 1, 0, 'x', false)`,
+		`SELECT kiln.task_finish('one', $1, 1, 'failed', 'x', NULL, false, '{}', '{}', '{}', '{}')`,
+		`SELECT kiln.task_give_back('one', $1, 1)`,
+		`SELECT kiln.task_recover('one', $1, 1)`,
+		`UPDATE kiln.task SET status = 'pending', builder = NULL WHERE id = $1`,
+		`UPDATE kiln.attempt SET status = 'lost', finished_at = now() WHERE task_id = $1`,
+	} {
+		f.refused(janitor, denied, sql, f.t1)
+	}
+	for _, role := range []string{f.b1, f.alice} {
+		f.refused(role, denied, `SELECT kiln.task_take_back_lost($1, '0 s')`, f.t1)
+		f.refused(role, denied, `SELECT kiln.task_time_out($1, '0 s')`, f.t1)
+		f.refused(role, denied, `SELECT kiln.task_link_river_job($1, 1)`, f.t1)
+		f.refused(role, denied, `SELECT kiln.set_max_lost(999)`)
+	}
+	f.refused(janitor, denied, `SELECT kiln.set_max_lost(999)`)
+	// The internal pieces are nobody's.
+	for _, role := range []string{f.b1, janitor, f.alice} {
+		f.refused(role, denied, `SELECT kiln.task_lose(t, 'x', 'janitor.requeue', 'janitor.lost', '{}') FROM kiln.task t WHERE t.id = $1`, f.t1)
+		f.refused(role, denied, `SELECT kiln.task_check_builder('one')`)
+	}
+	// The janitor's own step works: the attempt is taken back.
+	f.exec("postgres", `UPDATE kiln.task SET heartbeat_at = now() - interval '1 hour' WHERE id = $1`, f.t1)
+	if n := f.int(janitor, `SELECT count(*) FROM kiln.task_take_back_lost($1, '1 min') WHERE outcome = 'pending'`, f.t1); n != 1 {
+		t.Fatal("the janitor could not take back a silent attempt")
+	}
+}
+
+// Which group roles may execute which protocol function: builders their
+// steps, the janitor its steps, admins the limit; nobody else anything.
+func TestProtocolFunctionGrants(t *testing.T) {
+	t.Parallel()
+	f := newFarm(t)
+	builderSteps := []string{
+		"kiln.task_take(text, bigint, bigint, text)",
+		"kiln.task_heartbeat(text, bigint[], integer[])",
+		"kiln.task_log(text, bigint, integer, integer, text, boolean)",
+		"kiln.task_finish(text, bigint, integer, text, text, jsonb, boolean, text[], text[], bytea[], bigint[])",
+		"kiln.task_give_back(text, bigint, integer)",
+		"kiln.task_recover(text, bigint, integer)",
+	}
+	janitorSteps := []string{
+		"kiln.task_take_back_lost(bigint, interval)",
+		"kiln.task_time_out(bigint, interval)",
+		"kiln.task_link_river_job(bigint, bigint)",
+	}
+	internal := []string{"kiln.task_lose(kiln.task, text, text, text, jsonb)", "kiln.task_check_builder(text)", "kiln.task_check_janitor()"}
+	may := map[string][]string{"kiln_builder": builderSteps, "kiln_janitor": janitorSteps, "kiln_admin": {"kiln.set_max_lost(integer)"}}
+	all := append(append(append([]string{"kiln.set_max_lost(integer)"}, builderSteps...), janitorSteps...), internal...)
+	for _, group := range groupRoles {
+		g := "kiln_" + group
+		login := f.login("fn_"+group+"_", g)
+		for _, fn := range all {
+			want := false
+			for _, m := range may[g] {
+				want = want || m == fn
+			}
+			if got := f.int(login, `SELECT has_function_privilege($1, $2, 'EXECUTE')::int`, login, fn) == 1; got != want {
+				t.Errorf("%s (a member of %s) may execute %s: %v, want %v", login, g, fn, got, want)
+			}
+		}
+	}
+}
