@@ -2,7 +2,10 @@ package roles_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // The tests in this file are the security findings about builders, each
@@ -56,6 +59,10 @@ func TestAttackTempPgRolesDoesNotShadowTheGuard(t *testing.T) {
 	if n := f.take(f.b1, "one", f.t1); n != 1 {
 		t.Fatalf("take: attempt %d", n)
 	}
+	// TEMP is revoked from everyone (roles/00-groups.sql); grant it back
+	// here so that this wall is tested on its own.
+	f.exec("postgres", fmt.Sprintf("GRANT TEMPORARY ON DATABASE %s TO %s, %s",
+		pgx.Identifier{f.db.Name}.Sanitize(), f.b1, splitter))
 	for _, role := range []string{f.b1, splitter} {
 		f.exec(role, `CREATE TEMP VIEW pg_roles AS SELECT current_user::name AS rolname, true AS rolsuper`)
 	}

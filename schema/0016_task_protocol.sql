@@ -118,7 +118,7 @@ BEGIN
     UPDATE kiln.task t SET status = 'building', builder = p_builder, attempt = t.attempt + 1,
            started_at = pg_catalog.now(), heartbeat_at = pg_catalog.now(), reason = NULL
      WHERE t.id = p_task_id AND t.job_id = p_job_id AND t.platform = p_platform AND t.status = 'pending'
-    RETURNING t.attempt INTO attempt;
+    RETURNING t.attempt INTO task_take.attempt;
     IF NOT FOUND THEN
         outcome := 'not_pending';
         RETURN;
@@ -183,7 +183,7 @@ CREATE FUNCTION kiln.task_finish(p_builder text, p_task_id bigint, p_attempt int
 RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, kiln, pg_temp AS $$
 DECLARE
-    job bigint;
+    v_job bigint;
     bad text;
 BEGIN
     PERFORM kiln.task_check_builder(p_builder);
@@ -196,11 +196,11 @@ BEGIN
        OR pg_catalog.cardinality(p_artifact_kinds) IS DISTINCT FROM pg_catalog.cardinality(p_artifact_sizes) THEN
         RAISE EXCEPTION 'task_finish: the artifact arrays differ in length' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    SELECT t.job_id INTO job FROM kiln.task t WHERE t.id = p_task_id;
+    SELECT t.job_id INTO v_job FROM kiln.task t WHERE t.id = p_task_id;
     IF NOT FOUND THEN
         RETURN false;
     END IF;
-    PERFORM 1 FROM kiln.job j WHERE j.id = job FOR UPDATE;
+    PERFORM 1 FROM kiln.job j WHERE j.id = v_job FOR UPDATE;
     PERFORM 1 FROM kiln.task t
      WHERE t.id = p_task_id AND t.attempt = p_attempt AND t.builder = p_builder AND t.status = 'building'
        FOR UPDATE;
@@ -235,14 +235,14 @@ COMMENT ON FUNCTION kiln.task_finish(text, bigint, integer, text, text, jsonb, b
 CREATE FUNCTION kiln.task_give_back(p_builder text, p_task_id bigint, p_attempt integer) RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, kiln, pg_temp AS $$
 DECLARE
-    job bigint;
+    v_job bigint;
 BEGIN
     PERFORM kiln.task_check_builder(p_builder);
-    SELECT t.job_id INTO job FROM kiln.task t WHERE t.id = p_task_id;
+    SELECT t.job_id INTO v_job FROM kiln.task t WHERE t.id = p_task_id;
     IF NOT FOUND THEN
         RETURN false;
     END IF;
-    PERFORM 1 FROM kiln.job j WHERE j.id = job FOR UPDATE;
+    PERFORM 1 FROM kiln.job j WHERE j.id = v_job FOR UPDATE;
     UPDATE kiln.task t SET status = 'pending', builder = NULL, started_at = NULL, heartbeat_at = NULL
      WHERE t.id = p_task_id AND t.attempt = p_attempt AND t.builder = p_builder AND t.status = 'building';
     IF NOT FOUND THEN
@@ -264,7 +264,7 @@ COMMENT ON FUNCTION kiln.task_give_back(text, bigint, integer) IS 'Protocol step
 -- checked that the attempt is current. Writes an event of kind p_requeued
 -- or p_ended, as the task is requeued or ended.
 CREATE FUNCTION kiln.task_lose(p_task kiln.task, p_why text, p_requeued text, p_ended text, p_detail jsonb,
-    OUT outcome text, OUT lost_count integer, OUT river_job text)
+    OUT outcome text, OUT lost_count integer, OUT river_job_state text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, kiln, pg_temp AS $$
 DECLARE
     max_lost integer;
@@ -288,8 +288,8 @@ BEGIN
          WHERE t.id = p_task.id;
         UPDATE river.river_job r SET state = 'cancelled', finalized_at = pg_catalog.now()
          WHERE r.id = p_task.river_job_id AND r.state NOT IN ('cancelled', 'completed', 'discarded');
-        river_job := CASE WHEN FOUND THEN 'cancelled' ELSE 'not_cancelled' END;
-        detail := detail || pg_catalog.jsonb_build_object('reason', ended_why, 'river_job_cancelled', river_job = 'cancelled');
+        river_job_state := CASE WHEN FOUND THEN 'cancelled' ELSE 'not_cancelled' END;
+        detail := detail || pg_catalog.jsonb_build_object('reason', ended_why, 'river_job_cancelled', river_job_state = 'cancelled');
     ELSE
         outcome := 'pending';
         UPDATE kiln.task t SET status = 'pending', builder = NULL, lost_count = losses, reason = p_why
@@ -302,12 +302,12 @@ BEGIN
          WHERE r.id = p_task.river_job_id AND r.kind = 'build' AND r.args ->> 'task_id' = p_task.id::text
         RETURNING r.queue INTO queue;
         IF FOUND THEN
-            river_job := 'made_available';
+            river_job_state := 'made_available';
             PERFORM pg_catalog.pg_notify('river.river_insert', pg_catalog.json_build_object('queue', queue)::text);
         ELSE
-            river_job := 'missing';
+            river_job_state := 'missing';
         END IF;
-        detail := detail || pg_catalog.jsonb_build_object('river_job', river_job);
+        detail := detail || pg_catalog.jsonb_build_object('river_job', river_job_state);
     END IF;
     INSERT INTO kiln.event (kind, job_id, task_id, attempt, builder, old_status, new_status, detail)
     VALUES (CASE outcome WHEN 'lost' THEN p_ended ELSE p_requeued END, p_task.job_id, p_task.id, p_task.attempt, p_task.builder, 'building', outcome, detail);
@@ -318,7 +318,7 @@ REVOKE EXECUTE ON FUNCTION kiln.task_lose(kiln.task, text, text, text, jsonb) FR
 -- Step 6, recover: a restarted builder gives back what its crashed run
 -- left building (docs/builder.md), as the janitor would for a silent one.
 CREATE FUNCTION kiln.task_recover(p_builder text, p_task_id bigint, p_attempt integer,
-    OUT outcome text, OUT lost_count integer, OUT river_job text)
+    OUT outcome text, OUT lost_count integer, OUT river_job_state text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, kiln, pg_temp AS $$
 DECLARE
     t kiln.task%ROWTYPE;
@@ -337,7 +337,7 @@ BEGIN
         RETURN; -- the janitor or a cancel was quicker
     END IF;
     why := pg_catalog.format('builder %s restarted: the build of attempt %s died with its previous run', p_builder, p_attempt);
-    SELECT l.outcome, l.lost_count, l.river_job INTO outcome, lost_count, river_job
+    SELECT l.outcome, l.lost_count, l.river_job_state INTO outcome, lost_count, river_job_state
       FROM kiln.task_lose(t, why, 'builder.recover', 'builder.recover', '{}') l;
 END $$;
 COMMENT ON FUNCTION kiln.task_recover(text, bigint, integer) IS 'Protocol step 6: one of session_user''s builders, restarted, gives back an attempt its crashed previous run left: lost, and the task requeued or ended as lost past max_lost (builder.recover event). outcome is pending, lost, or NULL when the attempt was no longer held.';
@@ -350,7 +350,7 @@ COMMENT ON FUNCTION kiln.task_recover(text, bigint, integer) IS 'Protocol step 6
 -- re-checked under the locks. outcome: pending (requeued), lost (ended), or
 -- NULL (it heart-beat, finished, or another janitor took it).
 CREATE FUNCTION kiln.task_take_back_lost(p_task_id bigint, p_horizon interval,
-    OUT outcome text, OUT attempt integer, OUT builder text, OUT lost_count integer, OUT river_job text,
+    OUT outcome text, OUT attempt integer, OUT builder text, OUT lost_count integer, OUT river_job_state text,
     OUT river_job_id bigint, OUT platform text, OUT priority smallint)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, kiln, pg_temp AS $$
 DECLARE
@@ -372,7 +372,7 @@ BEGIN
     END IF;
     silent := pg_catalog.date_trunc('second', pg_catalog.now() - t.heartbeat_at);
     why := pg_catalog.format('builder %s went silent: it stopped heart-beating %s ago (horizon %s)', t.builder, silent, p_horizon);
-    SELECT l.outcome, l.lost_count, l.river_job INTO outcome, lost_count, river_job
+    SELECT l.outcome, l.lost_count, l.river_job_state INTO outcome, lost_count, river_job_state
       FROM kiln.task_lose(t, why, 'janitor.requeue', 'janitor.lost',
                           pg_catalog.jsonb_build_object('silent_seconds', extract(epoch FROM silent)::bigint)) l;
     attempt := t.attempt;
@@ -381,7 +381,7 @@ BEGIN
     platform := t.platform;
     SELECT j.priority INTO priority FROM kiln.job j WHERE j.id = t.job_id;
 END $$;
-COMMENT ON FUNCTION kiln.task_take_back_lost(bigint, interval) IS 'Protocol step 7 (kiln_janitor members): takes a task back from a builder silent for longer than p_horizon, re-checked under the job''s and the task''s lock: requeued (janitor.requeue) or, past max_lost, ended as lost (janitor.lost). river_job missing means the task needs a new River job (kiln.task_link_river_job).';
+COMMENT ON FUNCTION kiln.task_take_back_lost(bigint, interval) IS 'Protocol step 7 (kiln_janitor members): takes a task back from a builder silent for longer than p_horizon, re-checked under the job''s and the task''s lock: requeued (janitor.requeue) or, past max_lost, ended as lost (janitor.lost). river_job_state missing means the task needs a new River job (kiln.task_link_river_job).';
 
 -- Step 8, time out a runaway build: building longer than its platform's
 -- timeout plus p_grace, whether or not its builder heart-beats.

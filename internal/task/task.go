@@ -284,7 +284,7 @@ func Recover(ctx context.Context, db DB, a Attempt) (Loss, error) {
 		count   *int32
 		river   *string
 	)
-	if err := db.QueryRow(ctx, `SELECT outcome, lost_count, river_job FROM kiln.task_recover($1, $2, $3)`,
+	if err := db.QueryRow(ctx, `SELECT outcome, lost_count, river_job_state FROM kiln.task_recover($1, $2, $3)`,
 		a.Builder, a.Task, a.Number).Scan(&outcome, &count, &river); err != nil {
 		return l, fmt.Errorf("giving back task %d attempt %d: %w", a.Task, a.Number, err)
 	}
@@ -329,7 +329,7 @@ func TakeBackLost(ctx context.Context, tx pgx.Tx, taskID int64, horizon time.Dur
 		attempt, count                    *int32
 		priority                          *int16
 	)
-	if err := tx.QueryRow(ctx, `SELECT outcome, attempt, builder, lost_count, river_job, river_job_id, platform, priority
+	if err := tx.QueryRow(ctx, `SELECT outcome, attempt, builder, lost_count, river_job_state, river_job_id, platform, priority
 		FROM kiln.task_take_back_lost($1, make_interval(secs => $2))`, taskID, horizon.Seconds()).
 		Scan(&outcome, &attempt, &builder, &count, &river, &s.RiverJobID, &platform, &priority); err != nil {
 		return s, false, fmt.Errorf("taking back task %d: %w", taskID, err)
