@@ -17,18 +17,15 @@ import (
 )
 
 // setup copies the source package at src (with the files next to it) into a
-// fresh package directory the build user owns and returns a sandbox for it.
+// fresh package directory of a work directory and returns a sandbox for it
+// (as a build uid of its own when the test runs as root).
 func setup(t *testing.T, src string, withSiblings bool) (*sandbox.Sandbox, Request) {
 	t.Helper()
-	work := t.TempDir()
-	for _, p := range []string{work, filepath.Dir(work)} {
-		if err := os.Chmod(p, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	top := t.TempDir()
+	work := filepath.Join(top, "build")
 	dir := filepath.Join(work, "p0")
-	repo := filepath.Join(work, "repo")
-	for _, d := range []string{dir, repo} {
+	repo := filepath.Join(top, "repo")
+	for _, d := range []string{work, filepath.Join(work, "tmp"), dir, repo} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -46,16 +43,30 @@ func setup(t *testing.T, src string, withSiblings bool) (*sandbox.Sandbox, Reque
 			t.Fatal(err)
 		}
 	}
-	u, err := sandbox.LookupUser("kiln-build")
-	if err != nil {
-		t.Fatal(err)
+	sb := &sandbox.Sandbox{Work: work, ReadOnly: []string{repo}, Limits: sandbox.Limits{Processes: sandbox.DefaultProcesses}}
+	if os.Geteuid() == 0 {
+		sb.ID = &sandbox.ID{UID: testUID, GID: testUID}
+		for _, d := range []string{top, filepath.Dir(top)} {
+			if err := os.Chmod(d, 0o711); err != nil {
+				t.Fatal(err)
+			}
+		}
+		err := filepath.WalkDir(work, func(p string, _ os.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			return os.Lchown(p, testUID, testUID)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := u.Chown(work); err != nil {
-		t.Fatal(err)
-	}
-	return &sandbox.Sandbox{Writable: work, User: u},
-		Request{Source: filepath.Join(dir, filepath.Base(src)), Dir: dir, Repo: repo}
+	return sb, Request{Source: filepath.Join(dir, filepath.Base(src)), Dir: dir, Repo: repo}
 }
+
+// testUID is the host uid builds of these tests run as when they run as
+// root (a test's own files are all it owns).
+const testUID = 1_000_065_000
 
 func TestRpmbuild(t *testing.T) {
 	t.Parallel()

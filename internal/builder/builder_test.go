@@ -301,6 +301,7 @@ func TestSandboxedBuild(t *testing.T) {
 	script := `if bash -c 'exec 3<>/dev/tcp/127.0.0.1/` + port + `'; then echo NET-REACHED; else echo NET-BLOCKED; fi
 if cat ` + keytab + `; then echo KEYTAB-READ; else echo KEYTAB-HIDDEN; fi
 echo BUILD-UID=$(id -u)
+echo UID-MAP=$(cat /proc/self/uid_map)
 echo hi > kiln-probe.txt`
 	srpm := testpkg.SRPM(t, testpkg.Spec{Name: "kiln-probe", Build: script})
 	_, task := f.submit(t, "el9-x86_64", "retry", srpm)
@@ -318,8 +319,11 @@ echo hi > kiln-probe.txt`
 	if !strings.Contains(log, "KEYTAB-HIDDEN") || strings.Contains(log, "SECRET-KEY-MATERIAL") {
 		t.Fatalf("the build read the keytab:\n%s", log)
 	}
-	if os.Geteuid() == 0 && strings.Contains(log, "BUILD-UID=0\n") {
-		t.Fatalf("the build ran as root:\n%s", log)
+	// Root inside its own user namespace, mapped to one unprivileged uid:
+	// "0 <host uid> 1".
+	if !strings.Contains(log, "BUILD-UID=0\n") || !strings.Contains(log, "UID-MAP=0 ") || strings.Contains(log, "UID-MAP=0 0 ") ||
+		!strings.Contains(log, " 1\n") {
+		t.Fatalf("the build does not run as root of its own user namespace mapped to an unprivileged uid:\n%s", log)
 	}
 }
 

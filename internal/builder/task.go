@@ -186,7 +186,7 @@ func (b *Builder) finish(ctx context.Context, a jobs.BuildArgs, attempt int, inf
 		return errStale
 	}
 	for _, f := range files {
-		blobInfo, err := blob.PutFile(ctx, tx, f.path, true)
+		blobInfo, err := f.store(ctx, tx)
 		if err != nil {
 			return fmt.Errorf("storing %s: %w", f.name, err)
 		}
