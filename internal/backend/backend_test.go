@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -133,6 +134,60 @@ func TestDpkg(t *testing.T) {
 	}
 	if !strings.Contains(log.String(), "DPKG-RAN-BUILD") || !strings.Contains(log.String(), "dpkg-buildpackage") {
 		t.Fatalf("log lacks dpkg-buildpackage's output:\n%s", log.String())
+	}
+}
+
+// TestDpkgDebhelper builds debhelper packages (dh $@, debhelper-compat 13,
+// Rules-Requires-Root: binary-targets, so dh_fixperms chowns to root under
+// fakeroot): a test package and the demo's own sample. Both failed in
+// dh_fixperms ("chown: changing ownership of 'debian/...': Invalid
+// argument") while builds were not root of their own user namespace.
+func TestDpkgDebhelper(t *testing.T) {
+	t.Parallel()
+	demo := t.TempDir()
+	if out, err := exec.Command("cp", "-r", "../../docs/demo/hello-deb", filepath.Join(demo, "kiln-hello-1.0")).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	cmd := exec.Command("dpkg-source", "-b", "kiln-hello-1.0")
+	cmd.Dir = demo
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("dpkg-source -b: %v %s", err, out)
+	}
+	os.RemoveAll(filepath.Join(demo, "kiln-hello-1.0"))
+	for name, c := range map[string]struct{ dsc, deb, file string }{
+		"testpkg": {testpkg.DSC(t, testpkg.Deb{Name: "kiln-dh", Version: "1.0"}), "kiln-dh_1.0_all.deb", "./usr/share/kiln-dh/hello.txt"},
+		"demo":    {filepath.Join(demo, "kiln-hello_1.0.dsc"), "kiln-hello_1.0_all.deb", "./usr/bin/kiln-hello"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			sb, req := setup(t, c.dsc, true)
+			var log bytes.Buffer
+			req.Log = &log
+			b, _ := New(Platform{Backend: "dpkg"}, Options{})
+			out, err := b.Build(context.Background(), sb, req)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, log.String())
+			}
+			for _, want := range []string{"dh_fixperms", "dh_builddeb"} {
+				if !strings.Contains(log.String(), want) {
+					t.Fatalf("log lacks %s:\n%s", want, log.String())
+				}
+			}
+			var deb string
+			for _, o := range out {
+				if filepath.Base(o.Path) == c.deb {
+					deb = o.Path
+				}
+			}
+			if deb == "" {
+				t.Fatalf("no %s among %+v", c.deb, out)
+			}
+			// Files in the package belong to root, as dh_fixperms made them.
+			list, err := exec.Command("dpkg-deb", "-c", deb).CombinedOutput()
+			if err != nil || !strings.Contains(string(list), "root/root") || !strings.Contains(string(list), c.file) {
+				t.Fatalf("dpkg-deb -c: %v\n%s", err, list)
+			}
+		})
 	}
 }
 

@@ -43,6 +43,26 @@ func OpenRoot(path string) (*Root, error) {
 	return &Root{f: os.NewFile(uintptr(fd), path), path: filepath.Clean(path)}, nil
 }
 
+// OpenPath opens the directory at the absolute path, refusing a symbolic
+// link in any of its components: for a directory below a work directory
+// whose own path holds none (the builder resolves its work directory once).
+func OpenPath(path string) (*Root, error) {
+	if !filepath.IsAbs(path) {
+		return nil, fmt.Errorf("open %s: an absolute path is expected", path)
+	}
+	fd, err := unix.Openat2(unix.AT_FDCWD, path, &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	if err != nil {
+		if errors.Is(err, unix.ELOOP) {
+			err = fmt.Errorf("%w (a symbolic link in the path is refused)", err)
+		}
+		return nil, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	return &Root{f: os.NewFile(uintptr(fd), path), path: filepath.Clean(path)}, nil
+}
+
 // Path is the directory's path as it was opened.
 func (r *Root) Path() string { return r.path }
 
@@ -185,6 +205,9 @@ type Entry struct {
 	Nlink uint64
 }
 
+// SkipDir, returned by a Walk function for a directory, skips its contents.
+var SkipDir = fs.SkipDir
+
 // Walk calls fn for every entry below the root, depth first in directory
 // order, never following a symbolic link: directories are entered through
 // descriptors opened beneath the root. Entries that vanish during the walk
@@ -213,7 +236,11 @@ func (r *Root) walk(prefix string, fn func(Entry) error) error {
 			}
 			e := Entry{Path: filepath.Join(prefix, name), Mode: fileMode(st.Mode), Size: st.Size, Blocks: st.Blocks,
 				Dev: st.Dev, Ino: st.Ino, Nlink: st.Nlink}
-			if err := fn(e); err != nil {
+			err := fn(e)
+			if errors.Is(err, SkipDir) && e.Mode.IsDir() {
+				continue
+			}
+			if err != nil {
 				return err
 			}
 			if !e.Mode.IsDir() {
