@@ -12,5 +12,5 @@ ALTER TABLE kiln.platform
         CONSTRAINT platform_max_disk_valid CHECK (max_disk >= 1024 * 1024);
 
 COMMENT ON COLUMN kiln.platform.max_processes IS 'Most processes and threads one build may run at once (RLIMIT_NPROC in the build''s own user namespace, and counted by the builder). NULL: 1024.';
-COMMENT ON COLUMN kiln.platform.max_memory IS 'Most resident anonymous memory, in bytes, the processes of one build may use together, measured every second by the builder. NULL: 8 GiB.';
+COMMENT ON COLUMN kiln.platform.max_memory IS 'Most resident anonymous memory, in bytes, the processes of one build may use together, measured four times a second by the builder. NULL: 8 GiB.';
 COMMENT ON COLUMN kiln.platform.max_disk IS 'Most disk space, in bytes, one build may use in its work directory (its private /tmp included), measured while it runs; also the largest single file it may write. NULL: 20 GiB.';

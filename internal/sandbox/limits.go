@@ -27,10 +27,11 @@ const (
 type Limits struct {
 	// Processes is the most processes and threads the build may run at
 	// once: RLIMIT_NPROC inside its user namespace (fork fails past it),
-	// and the build is killed when it reaches it.
+	// and the build is killed when it is seen at the limit (counted four
+	// times a second), as a fork bomb or a make that retries is.
 	Processes int
 	// Memory is the most resident anonymous memory (RssAnon) its
-	// processes may use together, in bytes, measured every second.
+	// processes may use together, in bytes, measured four times a second.
 	Memory int64
 	// Disk is the most disk space its work directory (the private /tmp
 	// included) may use, in bytes, measured every second and when each
@@ -47,8 +48,12 @@ type Limits struct {
 // file system: 64 MiB, or a tenth of the file system when that is less.
 const DefaultReserve = 64 << 20
 
-// watchInterval is how often the limits are measured.
-const watchInterval = time.Second
+// watchInterval is how often processes and memory are measured; the disk
+// every diskEvery rounds (walking a large tree costs more).
+const (
+	watchInterval = 250 * time.Millisecond
+	diskEvery     = 4
+)
 
 // LimitError is a build killed because it passed a limit.
 type LimitError struct {
@@ -99,6 +104,7 @@ func Bytes(n int64) string {
 type watch struct {
 	limits Limits
 	work   string
+	rounds int
 }
 
 func (w *watch) active() bool {
@@ -115,6 +121,10 @@ func (w *watch) check(pid int) *LimitError {
 		if w.limits.Memory > 0 && mem > w.limits.Memory {
 			return &LimitError{Limit: "memory", Max: w.limits.Memory, Used: mem}
 		}
+	}
+	w.rounds++
+	if w.rounds%diskEvery != 0 {
+		return nil
 	}
 	return w.checkDisk()
 }
