@@ -33,7 +33,17 @@ type Command struct {
 	Env []string
 	// Output receives standard output and standard error.
 	Output io.Writer
+	// Unprivileged runs the command as BuildUID in its user namespace
+	// rather than as root (both are the same host uid): for tools that
+	// chown files to their recorded owners when they run as root, which
+	// fails for owners the namespace does not map (rpm installing an SRPM
+	// whose files belong to mockbuild).
+	Unprivileged bool
 }
+
+// BuildUID is the uid (and gid) inside the build's user namespace of a
+// command run Unprivileged.
+const BuildUID = 1000
 
 // Runner runs commands of a build.
 type Runner interface {
@@ -89,10 +99,14 @@ func (s *Sandbox) Args(c Command) []string {
 	if bwrap == "" {
 		bwrap = "bwrap"
 	}
+	// uid 0 inside, so fakeroot and dh_fixperms can chown to root; it is
+	// the unprivileged host uid outside.
+	uid := "0"
+	if c.Unprivileged {
+		uid = strconv.Itoa(BuildUID)
+	}
 	args := []string{bwrap,
-		// uid 0 inside, so fakeroot, dh_fixperms and rpmbuild's %attr can
-		// chown to root; it is the unprivileged host uid outside.
-		"--unshare-user", "--uid", "0", "--gid", "0", "--disable-userns",
+		"--unshare-user", "--uid", uid, "--gid", uid, "--disable-userns",
 		"--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
 		"--hostname", "kiln-build", "--new-session", "--die-with-parent",
 	}
@@ -148,7 +162,11 @@ func visible(path string) bool {
 // so is whatever the command left running when it exits. A passed limit is
 // returned as a *LimitError.
 func (s *Sandbox) Run(ctx context.Context, c Command) error {
-	env := append(baseEnv(s.Work, "root"), c.Env...)
+	user := "root"
+	if c.Unprivileged {
+		user = "build"
+	}
+	env := append(baseEnv(s.Work, user), c.Env...)
 	var cred *syscall.Credential
 	if s.ID != nil {
 		cred = &syscall.Credential{Uid: s.ID.UID, Gid: s.ID.GID, Groups: []uint32{}}

@@ -103,16 +103,20 @@ func TestSeesOnlyItsWorkDir(t *testing.T) {
 	other := newSandbox(t) // another build's work directory, on the same host
 	os.WriteFile(filepath.Join(other.Work, "live.log"), []byte("SECRET-OTHER-BUILD"), 0o644)
 	// A secret in /etc, hidden by name (as /etc/krb5.keytab is by default).
-	etcSecret := fmt.Sprintf("/etc/kiln-sandbox-test-%d", rand.IntN(1_000_000))
-	os.WriteFile(etcSecret, []byte("SECRET-ETC"), 0o644)
-	t.Cleanup(func() { os.Remove(etcSecret) })
+	etcSecret, etcContent := fmt.Sprintf("/etc/kiln-sandbox-test-%d", rand.IntN(1_000_000)), "SECRET-ETC"
+	if os.Geteuid() == 0 {
+		os.WriteFile(etcSecret, []byte(etcContent), 0o644)
+		t.Cleanup(func() { os.Remove(etcSecret) })
+	} else {
+		etcSecret, etcContent = keytab, "SECRET-KEYTAB" // only root can write to /etc
+	}
 
 	s := newSandbox(t)
 	s.Hide = []string{etcSecret}
 	script := fmt.Sprintf("cat %s %s/live.log %s; ls /root /home /run /srv /var/lib/postgresql; ls %s",
 		keytab, other.Work, etcSecret, filepath.Dir(other.Work))
 	if out, _ := runScript(t, &Plain{Home: s.Work}, s.Work, script); !strings.Contains(out, "SECRET-KEYTAB") ||
-		!strings.Contains(out, "SECRET-OTHER-BUILD") || !strings.Contains(out, "SECRET-ETC") {
+		!strings.Contains(out, "SECRET-OTHER-BUILD") || !strings.Contains(out, etcContent) {
 		t.Fatalf("outside the sandbox the files should be readable: %s", out)
 	}
 	out, _ := runScript(t, s, s.Work, script)
@@ -175,6 +179,29 @@ func TestRootInItsOwnUserNamespace(t *testing.T) {
 	}
 	if out, err := runScript(t, s, s.Work, "unshare --user true"); err == nil {
 		t.Fatalf("the build made a user namespace of its own: %s", out)
+	}
+}
+
+// TestUnprivilegedCommand: a command run Unprivileged is an ordinary uid
+// inside, the same host uid outside.
+func TestUnprivilegedCommand(t *testing.T) {
+	t.Parallel()
+	s := newSandbox(t)
+	var out bytes.Buffer
+	err := s.Run(context.Background(), Command{Dir: s.Work, Args: []string{"sh", "-c", "id -u; touch f"}, Output: &out, Unprivileged: true})
+	if err != nil || out.String() != fmt.Sprintf("%d\n", BuildUID) {
+		t.Fatalf("%v %q", err, out.String())
+	}
+	fi, err := os.Stat(filepath.Join(s.Work, "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := uint32(os.Geteuid())
+	if s.ID != nil {
+		want = s.ID.UID
+	}
+	if got := fi.Sys().(*syscall.Stat_t).Uid; got != want {
+		t.Fatalf("host uid %d, want %d", got, want)
 	}
 }
 
