@@ -268,6 +268,45 @@ func (r *Root) walk(prefix string, fn func(Entry) error) error {
 	}
 }
 
+// Unlock gives the owner read, write and search permission on every
+// directory below the root, through descriptors, so that a tree a build
+// left (with directories it made unreadable to itself and so to a builder
+// of the same uid) can be removed. Directories the caller does not own are
+// left as they are.
+func (r *Root) Unlock() error {
+	fd, err := unix.Openat2(int(r.f.Fd()), ".", &unix.OpenHow{Flags: unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC, Resolve: resolve})
+	if err != nil {
+		return &fs.PathError{Op: "open", Path: r.path, Err: err}
+	}
+	dir := os.NewFile(uintptr(fd), r.path)
+	defer dir.Close()
+	names, err := dir.Readdirnames(-1)
+	if err != nil {
+		return &fs.PathError{Op: "readdir", Path: r.path, Err: err}
+	}
+	for _, name := range names {
+		var st unix.Stat_t
+		if unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW) != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			continue
+		}
+		if st.Mode&0o700 != 0o700 {
+			// Known to be a directory, not a link, and nothing of the build
+			// runs any more to swap it.
+			_ = unix.Fchmodat(fd, name, st.Mode&0o7777|0o700, 0)
+		}
+		sub, err := r.OpenDir(name)
+		if err != nil {
+			continue
+		}
+		err = sub.Unlock()
+		sub.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Usage is the disk space the tree below the root occupies, in bytes: the
 // allocated blocks of every entry, hard links counted once.
 func (r *Root) Usage() (int64, error) {

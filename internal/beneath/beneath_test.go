@@ -152,3 +152,31 @@ func TestWalkAndUsage(t *testing.T) {
 		t.Fatalf("usage %d, want a little over 1 MiB", used)
 	}
 }
+
+// TestUnlock: directories a build made unreadable to itself are opened up
+// so that the tree can be removed; links are not followed.
+func TestUnlock(t *testing.T) {
+	t.Parallel()
+	r, secret := setup(t)
+	os.Chmod(secret, 0o500)
+	locked := filepath.Join(r.Path(), "real", "locked")
+	if err := os.MkdirAll(filepath.Join(locked, "inner"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(filepath.Join(locked, "inner"), 0)
+	os.Chmod(locked, 0)
+	if err := r.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{locked, filepath.Join(locked, "inner")} {
+		if fi, err := os.Stat(d); err != nil || fi.Mode().Perm()&0o700 != 0o700 {
+			t.Fatalf("%s still locked: %v %v", d, fi.Mode(), err)
+		}
+	}
+	if fi, _ := os.Stat(secret); fi.Mode().Perm() != 0o500 {
+		t.Fatalf("the directory behind a link changed mode: %v", fi.Mode())
+	}
+	if err := os.RemoveAll(r.Path()); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -146,7 +146,11 @@ func (b *Builder) runAttempt(ctx context.Context, a jobs.BuildArgs, plat *platfo
 		defer b.ids.Put(got)
 	}
 	top := filepath.Join(b.cfg.WorkDir, fmt.Sprintf("task-%d-%d", a.TaskID, attempt))
-	defer os.RemoveAll(top)
+	defer func() {
+		if err := removeTree(top); err != nil {
+			log.Warn("removing the attempt's directory", "err", err)
+		}
+	}()
 	live, err := newLiveLog(b, a.TaskID, attempt, filepath.Join(b.cfg.WorkDir, fmt.Sprintf("task-%d-%d.log", a.TaskID, attempt)),
 		func() { cancel(errFenced) })
 	if err != nil {
@@ -186,7 +190,7 @@ func (b *Builder) runAttempt(ctx context.Context, a jobs.BuildArgs, plat *platfo
 	// The build's own files go now: a build that filled the disk leaves
 	// room for the end of the log.
 	if dirs != nil {
-		if err := os.RemoveAll(dirs.build); err != nil {
+		if err := removeTree(dirs.build); err != nil {
 			log.Warn("removing the build's work directory", "err", err)
 		}
 	}
@@ -243,6 +247,25 @@ func (b *Builder) runAttempt(ctx context.Context, a jobs.BuildArgs, plat *platfo
 	}
 	log.Info("finished", "status", info.Status, "reason", info.Reason)
 	return nil
+}
+
+// removeTree removes a directory a build may have written into. A build
+// running as the builder's own uid may have made directories unreadable
+// to it: they are opened up first (never following a link).
+func removeTree(dir string) error {
+	if os.RemoveAll(dir) == nil {
+		return nil
+	}
+	root, err := beneath.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	err = root.Unlock()
+	root.Close()
+	if err != nil {
+		return err
+	}
+	return os.RemoveAll(dir)
 }
 
 // buildUser says whom builds run as, for the log and the build-info record.

@@ -451,7 +451,7 @@ func (b *Builder) prepareWorkDir(ctx context.Context) error {
 	}
 	old, _ := filepath.Glob(filepath.Join(b.cfg.WorkDir, "task-*"))
 	for _, d := range old {
-		if err := os.RemoveAll(d); err != nil {
+		if err := removeTree(d); err != nil {
 			return fmt.Errorf("removing %s left by an earlier run: %w", d, err)
 		}
 	}
@@ -466,7 +466,7 @@ func (b *Builder) prepareWorkDir(ctx context.Context) error {
 	dirs, err := makeAttemptDirs(filepath.Join(b.cfg.WorkDir, "task-selftest"), id)
 	if dirs != nil {
 		defer dirs.close()
-		defer os.RemoveAll(dirs.top)
+		defer removeTree(dirs.top) //nolint:errcheck
 	}
 	if err != nil {
 		return fmt.Errorf("work directory: %w", err)
