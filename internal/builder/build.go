@@ -274,9 +274,9 @@ func buildUser(plat *platform, id *sandbox.ID) string {
 	case plat.backend.SelfIsolating():
 		return "the builder's own user (the backend isolates builds itself)"
 	case id == nil:
-		return "root in a user namespace of its own, the builder's uid outside"
+		return fmt.Sprintf("a user namespace of its own (root inside; uid %d for rpmbuild), the builder's uid outside", sandbox.BuildUID)
 	}
-	return fmt.Sprintf("root in a user namespace of its own, uid %d outside", id.UID)
+	return fmt.Sprintf("a user namespace of its own (root inside; uid %d for rpmbuild), uid %d outside", sandbox.BuildUID, id.UID)
 }
 
 // fetch writes the job's source packages into src/p<seq>/: the pristine
