@@ -5,6 +5,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	kcli "github.com/kiln-build/kiln/internal/cli"
 	"github.com/kiln-build/kiln/internal/daemon"
 	"github.com/kiln-build/kiln/internal/dbconn"
+	"github.com/kiln-build/kiln/internal/sandbox"
 )
 
 func main() {
@@ -57,7 +59,8 @@ func app() *cli.App {
 			&cli.DurationFlag{Name: "heartbeat", Usage: "heartbeat interval", EnvVars: []string{"KILN_BUILDER_HEARTBEAT"}, Value: 5 * time.Second},
 			&cli.Int64Flag{Name: "log-limit", Usage: "bytes of log stored per attempt; later output is dropped with a note", EnvVars: []string{"KILN_BUILDER_LOG_LIMIT"}, Value: builder.DefaultLogLimit},
 			&cli.StringSliceFlag{Name: "hide", Usage: "path builds must not see (repeat; default: /etc/kiln, the keytabs and the credential cache)", EnvVars: []string{"KILN_BUILDER_HIDE"}},
-			&cli.StringFlag{Name: "build-user", Usage: "account builds run as when the builder runs as root", EnvVars: []string{"KILN_BUILDER_USER"}, Value: "kiln-build"},
+			&cli.StringFlag{Name: "build-uids", Usage: "FIRST-LAST: host uids builds run as when the builder runs as root, one per running build (default 1000000000-1000065535)", EnvVars: []string{"KILN_BUILDER_BUILD_UIDS"}},
+			&cli.StringFlag{Name: "uid-lock-dir", Usage: "where the builders of this host claim build uids (root only)", EnvVars: []string{"KILN_BUILDER_UID_LOCK_DIR"}, Value: sandbox.DefaultLockDir},
 			&cli.StringFlag{Name: "bwrap", Usage: "bubblewrap program", EnvVars: []string{"KILN_BUILDER_BWRAP"}, Value: "bwrap"},
 			&cli.StringFlag{Name: "mock", Usage: "mock program (backend mock)", EnvVars: []string{"KILN_BUILDER_MOCK"}, Value: "mock"},
 			&cli.StringFlag{Name: "sbuild", Usage: "sbuild program (backend sbuild)", EnvVars: []string{"KILN_BUILDER_SBUILD"}, Value: "sbuild"},
@@ -89,20 +92,25 @@ func run(c *cli.Context) error {
 	if kt := c.String("krb-keytab"); kt != "" {
 		hide = append(hide, strings.TrimPrefix(kt, "FILE:")) // the builder's own keytab is never visible to builds
 	}
+	uids, err := parseUIDs(c.String("build-uids"))
+	if err != nil {
+		return err
+	}
 	b, err := builder.New(ctx, db, builder.Config{
-		Name:      c.String("name"),
-		Platforms: c.StringSlice("platform"),
-		Slots:     slots,
-		WorkDir:   c.String("workdir"),
-		Version:   kcli.Version,
-		Grace:     c.Duration("grace"),
-		Heartbeat: c.Duration("heartbeat"),
-		LogLimit:  c.Int64("log-limit"),
-		Hide:      hide,
-		BuildUser: c.String("build-user"),
-		Bwrap:     c.String("bwrap"),
-		Backend:   backend.Options{Mock: c.String("mock"), Sbuild: c.String("sbuild"), Createrepo: c.String("createrepo")},
-		Logger:    log,
+		Name:       c.String("name"),
+		Platforms:  c.StringSlice("platform"),
+		Slots:      slots,
+		WorkDir:    c.String("workdir"),
+		Version:    kcli.Version,
+		Grace:      c.Duration("grace"),
+		Heartbeat:  c.Duration("heartbeat"),
+		LogLimit:   c.Int64("log-limit"),
+		Hide:       hide,
+		BuildUIDs:  uids,
+		UIDLockDir: c.String("uid-lock-dir"),
+		Bwrap:      c.String("bwrap"),
+		Backend:    backend.Options{Mock: c.String("mock"), Sbuild: c.String("sbuild"), Createrepo: c.String("createrepo")},
+		Logger:     log,
 	})
 	if err != nil {
 		return err
@@ -111,4 +119,18 @@ func run(c *cli.Context) error {
 		return err
 	}
 	return b.Run(ctx)
+}
+
+// parseUIDs reads --build-uids, FIRST-LAST (empty: the default range).
+func parseUIDs(s string) (builder.UIDRange, error) {
+	if s == "" {
+		return builder.UIDRange{}, nil
+	}
+	a, b, ok := strings.Cut(s, "-")
+	first, err1 := strconv.ParseUint(a, 10, 32)
+	last, err2 := strconv.ParseUint(b, 10, 32)
+	if !ok || err1 != nil || err2 != nil || first == 0 || last < first || last >= 1<<32-1 {
+		return builder.UIDRange{}, fmt.Errorf("--build-uids must be FIRST-LAST, two uids above 0 with FIRST <= LAST, not %q", s)
+	}
+	return builder.UIDRange{First: uint32(first), Count: uint32(last - first + 1)}, nil
 }

@@ -10,7 +10,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
@@ -18,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kiln-build/kiln/internal/beneath"
 	"github.com/kiln-build/kiln/internal/sandbox"
 )
 
@@ -134,20 +134,25 @@ func toolVersion(ctx context.Context, prog string, args ...string) string {
 	return strings.TrimSpace(line)
 }
 
-// collect returns the files below dir whose names match one of the
-// patterns, as outputs of the pattern's kind, sorted by path.
+// collect returns the regular files below dir whose names match one of
+// the patterns, as outputs of the pattern's kind, sorted by path. It never
+// follows a symbolic link (dir's own path must hold none): a build cannot
+// make it list or return anything outside its work directory.
 func collect(dir string, kinds map[string]string) ([]Output, error) {
+	root, err := beneath.OpenPath(dir)
+	if err != nil {
+		return nil, fmt.Errorf("collecting results in %s: %w", dir, err)
+	}
+	defer root.Close()
 	var out []Output
-	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if !d.Type().IsRegular() {
+	err = root.Walk(func(e beneath.Entry) error {
+		if !e.Mode.IsRegular() {
 			return nil
 		}
+		name := filepath.Base(e.Path)
 		for pattern, kind := range kinds {
-			if ok, _ := filepath.Match(pattern, d.Name()); ok {
-				out = append(out, Output{Path: path, Kind: kind})
+			if ok, _ := filepath.Match(pattern, name); ok {
+				out = append(out, Output{Path: filepath.Join(dir, e.Path), Kind: kind})
 				break
 			}
 		}
@@ -158,6 +163,27 @@ func collect(dir string, kinds map[string]string) ([]Output, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
 	return out, nil
+}
+
+// list returns the regular files directly in dir (never following a
+// symbolic link, in dir's path or in it).
+func list(dir string) ([]string, error) {
+	root, err := beneath.OpenPath(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	var names []string
+	err = root.Walk(func(e beneath.Entry) error {
+		if e.Mode.IsDir() {
+			return beneath.SkipDir
+		}
+		if e.Mode.IsRegular() {
+			names = append(names, e.Path)
+		}
+		return nil
+	})
+	return names, err
 }
 
 // noop builds nothing and succeeds. With the setting {"sleep": "500ms"} (a

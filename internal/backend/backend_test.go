@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,18 +18,15 @@ import (
 )
 
 // setup copies the source package at src (with the files next to it) into a
-// fresh package directory the build user owns and returns a sandbox for it.
+// fresh package directory of a work directory and returns a sandbox for it
+// (as a build uid of its own when the test runs as root).
 func setup(t *testing.T, src string, withSiblings bool) (*sandbox.Sandbox, Request) {
 	t.Helper()
-	work := t.TempDir()
-	for _, p := range []string{work, filepath.Dir(work)} {
-		if err := os.Chmod(p, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	top := t.TempDir()
+	work := filepath.Join(top, "build")
 	dir := filepath.Join(work, "p0")
-	repo := filepath.Join(work, "repo")
-	for _, d := range []string{dir, repo} {
+	repo := filepath.Join(top, "repo")
+	for _, d := range []string{work, filepath.Join(work, "tmp"), dir, repo} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -46,16 +44,30 @@ func setup(t *testing.T, src string, withSiblings bool) (*sandbox.Sandbox, Reque
 			t.Fatal(err)
 		}
 	}
-	u, err := sandbox.LookupUser("kiln-build")
-	if err != nil {
-		t.Fatal(err)
+	sb := &sandbox.Sandbox{Work: work, ReadOnly: []string{repo}, Limits: sandbox.Limits{Processes: sandbox.DefaultProcesses}}
+	if os.Geteuid() == 0 {
+		sb.ID = &sandbox.ID{UID: testUID, GID: testUID}
+		for _, d := range []string{top, filepath.Dir(top)} {
+			if err := os.Chmod(d, 0o711); err != nil {
+				t.Fatal(err)
+			}
+		}
+		err := filepath.WalkDir(work, func(p string, _ os.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			return os.Lchown(p, testUID, testUID)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := u.Chown(work); err != nil {
-		t.Fatal(err)
-	}
-	return &sandbox.Sandbox{Writable: work, User: u},
-		Request{Source: filepath.Join(dir, filepath.Base(src)), Dir: dir, Repo: repo}
+	return sb, Request{Source: filepath.Join(dir, filepath.Base(src)), Dir: dir, Repo: repo}
 }
+
+// testUID is the host uid builds of these tests run as when they run as
+// root (a test's own files are all it owns).
+const testUID = 1_000_065_000
 
 func TestRpmbuild(t *testing.T) {
 	t.Parallel()
@@ -122,6 +134,60 @@ func TestDpkg(t *testing.T) {
 	}
 	if !strings.Contains(log.String(), "DPKG-RAN-BUILD") || !strings.Contains(log.String(), "dpkg-buildpackage") {
 		t.Fatalf("log lacks dpkg-buildpackage's output:\n%s", log.String())
+	}
+}
+
+// TestDpkgDebhelper builds debhelper packages (dh $@, debhelper-compat 13,
+// Rules-Requires-Root: binary-targets, so dh_fixperms chowns to root under
+// fakeroot): a test package and the demo's own sample. Both failed in
+// dh_fixperms ("chown: changing ownership of 'debian/...': Invalid
+// argument") while builds were not root of their own user namespace.
+func TestDpkgDebhelper(t *testing.T) {
+	t.Parallel()
+	demo := t.TempDir()
+	if out, err := exec.Command("cp", "-r", "../../docs/demo/hello-deb", filepath.Join(demo, "kiln-hello-1.0")).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	cmd := exec.Command("dpkg-source", "-b", "kiln-hello-1.0")
+	cmd.Dir = demo
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("dpkg-source -b: %v %s", err, out)
+	}
+	os.RemoveAll(filepath.Join(demo, "kiln-hello-1.0"))
+	for name, c := range map[string]struct{ dsc, deb, file string }{
+		"testpkg": {testpkg.DSC(t, testpkg.Deb{Name: "kiln-dh", Version: "1.0"}), "kiln-dh_1.0_all.deb", "./usr/share/kiln-dh/hello.txt"},
+		"demo":    {filepath.Join(demo, "kiln-hello_1.0.dsc"), "kiln-hello_1.0_all.deb", "./usr/bin/kiln-hello"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			sb, req := setup(t, c.dsc, true)
+			var log bytes.Buffer
+			req.Log = &log
+			b, _ := New(Platform{Backend: "dpkg"}, Options{})
+			out, err := b.Build(context.Background(), sb, req)
+			if err != nil {
+				t.Fatalf("%v\n%s", err, log.String())
+			}
+			for _, want := range []string{"dh_fixperms", "dh_builddeb"} {
+				if !strings.Contains(log.String(), want) {
+					t.Fatalf("log lacks %s:\n%s", want, log.String())
+				}
+			}
+			var deb string
+			for _, o := range out {
+				if filepath.Base(o.Path) == c.deb {
+					deb = o.Path
+				}
+			}
+			if deb == "" {
+				t.Fatalf("no %s among %+v", c.deb, out)
+			}
+			// Files in the package belong to root, as dh_fixperms made them.
+			list, err := exec.Command("dpkg-deb", "-c", deb).CombinedOutput()
+			if err != nil || !strings.Contains(string(list), "root/root") || !strings.Contains(string(list), c.file) {
+				t.Fatalf("dpkg-deb -c: %v\n%s", err, list)
+			}
+		})
 	}
 }
 

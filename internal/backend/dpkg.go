@@ -3,7 +3,6 @@ package backend
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/kiln-build/kiln/internal/sandbox"
@@ -43,21 +42,18 @@ func (dpkg) Build(ctx context.Context, r sandbox.Runner, req Request) ([]Output,
 		}
 	}
 	// dpkg-buildpackage leaves its results next to the source directory.
-	entries, err := os.ReadDir(req.Dir)
+	names, err := list(req.Dir)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("collecting results in %s: %w", req.Dir, err)
 	}
 	var out []Output
 	kinds := map[string]string{"*.deb": KindPackage, "*.udeb": KindPackage, "*.ddeb": KindPackage,
 		"*.buildinfo": KindBuildInfo, "*.changes": KindOther}
 	built := 0
-	for _, e := range entries {
-		if !e.Type().IsRegular() {
-			continue
-		}
+	for _, name := range names {
 		for pattern, kind := range kinds {
-			if ok, _ := filepath.Match(pattern, e.Name()); ok {
-				out = append(out, Output{Path: filepath.Join(req.Dir, e.Name()), Kind: kind})
+			if ok, _ := filepath.Match(pattern, name); ok {
+				out = append(out, Output{Path: filepath.Join(req.Dir, name), Kind: kind})
 				if kind == KindPackage {
 					built++
 				}

@@ -36,8 +36,10 @@ func (rpmbuild) Build(ctx context.Context, r sandbox.Runner, req Request) ([]Out
 		"--define", "_tmppath /tmp",
 		"--define", "_kiln_repo " + req.Repo,
 		req.Source}
+	// Not root in its user namespace: rpm, as root, chowns the SRPM's
+	// files to their recorded owner, which the namespace does not map.
 	err := r.Run(ctx, sandbox.Command{
-		Dir: req.Dir, Args: args, Output: req.Log,
+		Dir: req.Dir, Args: args, Output: req.Log, Unprivileged: true,
 		Env: []string{"KILN_REPO=" + req.Repo},
 	})
 	if err != nil {

@@ -1,6 +1,7 @@
 package builder
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kiln-build/kiln/internal/backend"
+	"github.com/kiln-build/kiln/internal/beneath"
 	"github.com/kiln-build/kiln/internal/blob"
 	"github.com/kiln-build/kiln/internal/sandbox"
 	"github.com/kiln-build/kiln/jobs"
@@ -42,9 +44,80 @@ type packageResult struct {
 	Seconds   float64  `json:"seconds"`
 }
 
-// artifactFile is a file to store as an artifact.
+// artifactFile is a file to store as an artifact: the bytes in data, or
+// the file open opens. Nothing of it is read through a path a build could
+// have written: outputs are copies the builder made (through descriptors
+// opened beneath the build's work directory) into a directory no build
+// sees, the log is the builder's own file, the build-info record is in
+// memory.
 type artifactFile struct {
-	path, name, kind string
+	name, kind string
+	open       func() (*os.File, error)
+	data       []byte
+}
+
+// store stores the artifact's bytes as a verified blob.
+func (f artifactFile) store(ctx context.Context, db blob.DB) (blob.Info, error) {
+	if f.open == nil {
+		return blob.Put(ctx, db, bytes.NewReader(f.data), true)
+	}
+	file, err := f.open()
+	if err != nil {
+		return blob.Info{}, err
+	}
+	defer file.Close()
+	return blob.Put(ctx, db, file, true)
+}
+
+// attemptDirs are the directories of one attempt, below the builder's work
+// directory:
+//
+//	task-T-A/        the attempt (0711: bubblewrap, as the build uid, passes through)
+//	task-T-A/src/    the sources as fetched, never seen by a build (0700)
+//	task-T-A/out/    copies of the results, never seen by a build (0700)
+//	task-T-A/repo/   the packages built so far, read-only in the sandbox
+//	task-T-A/build/  the build's work directory, writable, owned by its uid
+//	task-T-A/build/tmp/  its private /tmp
+type attemptDirs struct {
+	top, src, out, repo, build string
+	// outRoot is out/ opened; outputs are stored from it.
+	outRoot *beneath.Root
+}
+
+// makeAttemptDirs makes the directories of an attempt; build/ and its tmp/
+// are given to id (the build's host uid when the builder is root).
+func makeAttemptDirs(top string, id *sandbox.ID) (*attemptDirs, error) {
+	d := &attemptDirs{top: top, src: filepath.Join(top, "src"), out: filepath.Join(top, "out"),
+		repo: filepath.Join(top, "repo"), build: filepath.Join(top, "build")}
+	if err := os.Mkdir(top, 0o711); err != nil {
+		return nil, err
+	}
+	for dir, mode := range map[string]os.FileMode{d.src: 0o700, d.out: 0o700, d.repo: 0o755} {
+		if err := os.Mkdir(dir, mode); err != nil {
+			return nil, err
+		}
+	}
+	// Made and given away before any build ran: nothing below is a
+	// build's yet.
+	for _, dir := range []string{d.build, filepath.Join(d.build, "tmp")} {
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return nil, err
+		}
+		if id != nil {
+			if err := os.Chown(dir, int(id.UID), int(id.GID)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	var err error
+	d.outRoot, err = beneath.OpenRoot(d.out)
+	return d, err
+}
+
+func (d *attemptDirs) close() {
+	if d.outRoot != nil {
+		d.outRoot.Close()
+	}
 }
 
 // runAttempt builds a taken attempt and finishes it, gives it back, or
@@ -64,8 +137,20 @@ func (b *Builder) runAttempt(ctx context.Context, a jobs.BuildArgs, plat *platfo
 		b.mu.Unlock()
 	}()
 
-	dir := filepath.Join(b.cfg.WorkDir, fmt.Sprintf("task-%d-%d", a.TaskID, attempt))
-	defer os.RemoveAll(dir)
+	// A root builder gives each build a host uid of its own; it goes back
+	// to the pool once the attempt's files are gone.
+	var id *sandbox.ID
+	if b.ids != nil {
+		got := b.ids.Get()
+		id = &got
+		defer b.ids.Put(got)
+	}
+	top := filepath.Join(b.cfg.WorkDir, fmt.Sprintf("task-%d-%d", a.TaskID, attempt))
+	defer func() {
+		if err := removeTree(top); err != nil {
+			log.Warn("removing the attempt's directory", "err", err)
+		}
+	}()
 	live, err := newLiveLog(b, a.TaskID, attempt, filepath.Join(b.cfg.WorkDir, fmt.Sprintf("task-%d-%d.log", a.TaskID, attempt)),
 		func() { cancel(errFenced) })
 	if err != nil {
@@ -75,24 +160,39 @@ func (b *Builder) runAttempt(ctx context.Context, a jobs.BuildArgs, plat *platfo
 
 	info := &buildInfo{
 		Builder: b.cfg.Name, Host: b.cfg.Host, Version: b.cfg.Version, Platform: plat.name, Arch: plat.arch,
-		Backend: plat.backend.Name(), Tools: plat.versions, BuildUser: userName(b.user), Policy: policy,
+		Backend: plat.backend.Name(), Tools: plat.versions, BuildUser: buildUser(plat, id), Policy: policy,
 		Job: a.JobID, Task: a.TaskID, Attempt: attempt, StartedAt: time.Now().UTC(),
 	}
 	fmt.Fprintf(live, "kiln-builder %s (%s) on %s: task %d attempt %d, job %d, platform %s, backend %s, policy %s\n",
 		b.cfg.Name, b.cfg.Version, b.cfg.Host, a.TaskID, attempt, a.JobID, plat.name, plat.backend.Name(), policy)
+	if !plat.backend.SelfIsolating() {
+		fmt.Fprintf(live, "kiln: sandbox: builds as %s; limits: %d processes, %s of memory, %s of disk\n",
+			buildUser(plat, id), plat.limits.Processes, sandbox.Bytes(plat.limits.Memory), sandbox.Bytes(plat.limits.Disk))
+	}
 
 	timed, cancelTimeout := context.WithTimeoutCause(buildCtx, timeout, errTimedOut)
 	defer cancelTimeout()
 	var outputs []artifactFile
-	pkgs, err := b.fetch(timed, a.JobID, dir)
+	dirs, err := makeAttemptDirs(top, id)
+	if dirs != nil {
+		defer dirs.close()
+	}
+	var pkgs []*sourcePackage
 	if err == nil {
-		err = b.user.Chown(dir)
+		pkgs, err = b.fetch(timed, a.JobID, dirs.src)
 	}
 	if err != nil {
 		fmt.Fprintf(live, "kiln: fetching the sources failed: %v\n", err)
 		info.Status, info.Reason = "failed", "fetching the sources: "+err.Error()
 	} else {
-		outputs = b.buildAll(timed, live, plat, policy, dir, pkgs, info)
+		outputs = b.buildAll(timed, live, plat, policy, dirs, id, pkgs, info)
+	}
+	// The build's own files go now: a build that filled the disk leaves
+	// room for the end of the log.
+	if dirs != nil {
+		if err := removeTree(dirs.build); err != nil {
+			log.Warn("removing the build's work directory", "err", err)
+		}
 	}
 
 	// Why did it end?
@@ -124,18 +224,16 @@ func (b *Builder) runAttempt(ctx context.Context, a jobs.BuildArgs, plat *platfo
 		return nil
 	}
 
-	infoPath := filepath.Join(b.cfg.WorkDir, fmt.Sprintf("task-%d-%d.buildinfo.json", a.TaskID, attempt))
-	defer os.Remove(infoPath)
+	// The build-info record stays in memory: no write to a disk a build
+	// may have filled stands between the build and its result.
 	body, err := json.MarshalIndent(info, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encoding build info: %w", err)
 	}
-	if err := os.WriteFile(infoPath, append(body, '\n'), 0o644); err != nil {
-		return fmt.Errorf("writing build info: %w", err)
-	}
+	logPath := live.path
 	outputs = append(outputs,
-		artifactFile{path: live.path, name: "build.log", kind: backend.KindLog},
-		artifactFile{path: infoPath, name: "kiln-buildinfo.json", kind: backend.KindBuildInfo})
+		artifactFile{name: "build.log", kind: backend.KindLog, open: func() (*os.File, error) { return os.Open(logPath) }},
+		artifactFile{name: "kiln-buildinfo.json", kind: backend.KindBuildInfo, data: append(body, '\n')})
 	// The build is over: its result is stored even when ctx ends now.
 	err = retry(context.WithoutCancel(ctx), log, "finishing", func(ctx context.Context) error {
 		return b.finish(ctx, a, attempt, info, body, outputs, live)
@@ -151,8 +249,40 @@ func (b *Builder) runAttempt(ctx context.Context, a jobs.BuildArgs, plat *platfo
 	return nil
 }
 
-// fetch writes the job's source packages into dir/p<seq>/.
-func (b *Builder) fetch(ctx context.Context, job int64, dir string) ([]*sourcePackage, error) {
+// removeTree removes a directory a build may have written into. A build
+// running as the builder's own uid may have made directories unreadable
+// to it: they are opened up first (never following a link).
+func removeTree(dir string) error {
+	if os.RemoveAll(dir) == nil {
+		return nil
+	}
+	root, err := beneath.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	err = root.Unlock()
+	root.Close()
+	if err != nil {
+		return err
+	}
+	return os.RemoveAll(dir)
+}
+
+// buildUser says whom builds run as, for the log and the build-info record.
+func buildUser(plat *platform, id *sandbox.ID) string {
+	switch {
+	case plat.backend.SelfIsolating():
+		return "the builder's own user (the backend isolates builds itself)"
+	case id == nil:
+		return fmt.Sprintf("a user namespace of its own (root inside; uid %d for rpmbuild), the builder's uid outside", sandbox.BuildUID)
+	}
+	return fmt.Sprintf("a user namespace of its own (root inside; uid %d for rpmbuild), uid %d outside", sandbox.BuildUID, id.UID)
+}
+
+// fetch writes the job's source packages into src/p<seq>/: the pristine
+// copy, which no build ever sees; every try of a package builds a fresh
+// copy of it.
+func (b *Builder) fetch(ctx context.Context, job int64, src string) ([]*sourcePackage, error) {
 	var pkgs []*sourcePackage
 	err := retry(ctx, b.log, "fetching sources", func(cctx context.Context) error {
 		var err error
@@ -165,19 +295,12 @@ func (b *Builder) fetch(ctx context.Context, job int64, dir string) ([]*sourcePa
 	if len(pkgs) == 0 {
 		return nil, fmt.Errorf("job %d has no packages", job)
 	}
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		return nil, err
-	}
-	if err := os.Mkdir(filepath.Join(dir, "repo"), 0o755); err != nil {
-		return nil, err
-	}
 	for _, p := range pkgs {
-		p.dir = filepath.Join(dir, fmt.Sprintf("p%d", p.Seq))
-		if err := os.Mkdir(p.dir, 0o755); err != nil {
+		p.dir = filepath.Join(src, fmt.Sprintf("p%d", p.Seq))
+		if err := os.Mkdir(p.dir, 0o700); err != nil {
 			return nil, err
 		}
-		want := append([]sourceFile{{name: p.FileName, sum: p.sum}}, p.files...)
-		for _, f := range want {
+		for _, f := range p.sourceFiles() {
 			err := retry(ctx, b.log, "fetching sources", func(cctx context.Context) error {
 				path := filepath.Join(p.dir, f.name)
 				os.Remove(path)
@@ -189,6 +312,11 @@ func (b *Builder) fetch(ctx context.Context, job int64, dir string) ([]*sourcePa
 		}
 	}
 	return pkgs, nil
+}
+
+// sourceFiles are the package's files: the SRPM or .dsc and the rest.
+func (p *sourcePackage) sourceFiles() []sourceFile {
+	return append([]sourceFile{{name: p.FileName, sum: p.sum}}, p.files...)
 }
 
 func (b *Builder) readPackages(ctx context.Context, job int64) ([]*sourcePackage, error) {
@@ -221,15 +349,18 @@ func (b *Builder) readPackages(ctx context.Context, job int64) ([]*sourcePackage
 
 // buildAll builds the packages in seq order. Under policy retry, packages
 // that failed are tried again in further passes while a pass builds at least
-// one more; under immediate, the first failure ends the build. Results of
-// built packages go into the local repository dir/repo for later ones. It
-// fills info and returns the files to store.
-func (b *Builder) buildAll(ctx context.Context, live io.Writer, plat *platform, policy, dir string,
-	pkgs []*sourcePackage, info *buildInfo) []artifactFile {
-	repo := filepath.Join(dir, "repo")
-	var runner sandbox.Runner = b.sandbox(dir)
+// one more; under immediate, the first failure ends the build. A build that
+// passes a limit of the platform ends the attempt at once. Each try builds
+// a fresh copy of the package's pristine sources in the work directory;
+// its results are copied out (through descriptors opened beneath the work
+// directory, symbolic links refused) before the next build runs, and its
+// packages go into the local repository for later ones. It fills info and
+// returns the files to store.
+func (b *Builder) buildAll(ctx context.Context, live io.Writer, plat *platform, policy string, dirs *attemptDirs,
+	id *sandbox.ID, pkgs []*sourcePackage, info *buildInfo) []artifactFile {
+	var runner sandbox.Runner = b.sandbox(dirs, id, plat.limits)
 	if plat.backend.SelfIsolating() {
-		runner = &sandbox.Plain{Home: dir}
+		runner = &sandbox.Plain{Home: dirs.build}
 	}
 	results := make([]packageResult, len(pkgs))
 	for i, p := range pkgs {
@@ -241,6 +372,7 @@ func (b *Builder) buildAll(ctx context.Context, live io.Writer, plat *platform, 
 	for i := range pkgs {
 		pending[i] = i
 	}
+	var limit *sandbox.LimitError
 	stop := false
 	for pass := 1; len(pending) > 0 && !stop; pass++ {
 		info.Passes = pass
@@ -254,47 +386,28 @@ func (b *Builder) buildAll(ctx context.Context, live io.Writer, plat *platform, 
 			r := &results[i]
 			r.Tries++
 			fmt.Fprintf(live, "\n=== kiln: building %s (package %d of %d, pass %d) ===\n", p.FileName, i+1, len(pkgs), pass)
-			pkgDir := p.dir
-			if r.Tries > 1 {
-				// A fresh copy of the sources for another try.
-				var err error
-				if pkgDir, err = retryDir(p, r.Tries, b.user); err != nil {
-					fmt.Fprintf(live, "kiln: preparing another try: %v\n", err)
-					failed = append(failed, i)
-					continue
-				}
-			}
 			start := time.Now()
-			out, err := plat.backend.Build(ctx, runner, backend.Request{
-				Source: filepath.Join(pkgDir, p.FileName), Dir: pkgDir, Repo: repo, Log: live,
-			})
+			out, err := b.buildOne(ctx, runner, plat, dirs, id, p, r.Tries, live)
 			r.Seconds += time.Since(start).Seconds()
+			var built []artifactFile
+			if err == nil {
+				built, err = collectOutputs(dirs, out, names, live)
+			}
 			if err != nil {
 				r.Status, r.Error = "failed", err.Error()
 				fmt.Fprintf(live, "=== kiln: %s failed: %v ===\n", p.FileName, err)
 				failed = append(failed, i)
-				if policy == "immediate" {
+				if errors.As(err, &limit) || policy == "immediate" {
 					stop = true
 					break
 				}
 				continue
 			}
 			r.Status, r.Error = "succeeded", ""
-			for _, o := range out {
-				name := filepath.Base(o.Path)
-				if names[name] {
-					fmt.Fprintf(live, "kiln: %s made %s again; the earlier file is kept\n", p.FileName, name)
-					continue
-				}
-				names[name] = true
-				files = append(files, artifactFile{path: o.Path, name: name, kind: o.Kind})
-				r.Artifacts = append(r.Artifacts, name)
-				if o.Kind == backend.KindPackage {
-					if err := linkInto(o.Path, filepath.Join(repo, name)); err != nil {
-						fmt.Fprintf(live, "kiln: adding %s to the local repository: %v\n", name, err)
-					}
-				}
+			for _, f := range built {
+				r.Artifacts = append(r.Artifacts, f.name)
 			}
+			files = append(files, built...)
 			fmt.Fprintf(live, "=== kiln: %s built: %s ===\n", p.FileName, strings.Join(r.Artifacts, ", "))
 		}
 		progress := len(failed) < len(pending)
@@ -305,7 +418,116 @@ func (b *Builder) buildAll(ctx context.Context, live io.Writer, plat *platform, 
 	}
 	info.Packages = results
 	info.Status, info.Reason = outcome(results, policy)
+	if limit != nil {
+		info.Reason = limit.Describe("platform " + plat.name)
+	}
 	return files
+}
+
+// buildOne builds try n of package p: a fresh copy of its pristine sources
+// in the work directory, built by the platform's backend.
+func (b *Builder) buildOne(ctx context.Context, runner sandbox.Runner, plat *platform, dirs *attemptDirs, id *sandbox.ID,
+	p *sourcePackage, n int, live io.Writer) ([]backend.Output, error) {
+	name := fmt.Sprintf("p%d", p.Seq)
+	if n > 1 {
+		name = fmt.Sprintf("p%d.try%d", p.Seq, n)
+	}
+	pkgDir, err := copySources(dirs.build, name, p, id)
+	if err != nil {
+		return nil, fmt.Errorf("preparing the sources: %w", err)
+	}
+	return plat.backend.Build(ctx, runner, backend.Request{
+		Source: filepath.Join(pkgDir, p.FileName), Dir: pkgDir, Repo: dirs.repo, Log: live,
+	})
+}
+
+// copySources makes the directory name in the work directory build and
+// copies the package's pristine sources into it, for id. Everything goes
+// through descriptors: the directory is made beneath build (which earlier
+// builds wrote into), and only what the builder just made is given to id.
+func copySources(build, name string, p *sourcePackage, id *sandbox.ID) (string, error) {
+	root, err := beneath.OpenRoot(build)
+	if err != nil {
+		return "", err
+	}
+	defer root.Close()
+	dir, err := root.Mkdir(name, 0o755)
+	if err != nil {
+		return "", err
+	}
+	defer dir.Close()
+	if id != nil {
+		if err := dir.Chown(int(id.UID), int(id.GID)); err != nil {
+			return "", err
+		}
+	}
+	pristine, err := beneath.OpenRoot(p.dir)
+	if err != nil {
+		return "", err
+	}
+	defer pristine.Close()
+	for _, f := range p.sourceFiles() {
+		if _, err := pristine.CopyFile(f.name, dir, f.name, 0o644); err != nil {
+			return "", err
+		}
+		if id != nil {
+			if err := chownIn(dir, f.name, id); err != nil {
+				return "", err
+			}
+		}
+	}
+	return dir.Path(), nil
+}
+
+// chownIn gives the file name, which the builder just made in dir, to id.
+func chownIn(dir *beneath.Root, name string, id *sandbox.ID) error {
+	f, err := dir.Open(name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Chown(int(id.UID), int(id.GID))
+}
+
+// collectOutputs copies a build's outputs out of its work directory into
+// out/ (and its packages into the local repository), refusing a symbolic
+// link anywhere in an output's path and anything but a regular file. A
+// name made again by a later package keeps the earlier file.
+func collectOutputs(dirs *attemptDirs, outs []backend.Output, names map[string]bool, live io.Writer) ([]artifactFile, error) {
+	build, err := beneath.OpenRoot(dirs.build)
+	if err != nil {
+		return nil, err
+	}
+	defer build.Close()
+	var files []artifactFile
+	undo := func() {
+		for _, f := range files {
+			delete(names, f.name)
+			os.Remove(filepath.Join(dirs.out, f.name))
+			os.Remove(filepath.Join(dirs.repo, f.name))
+		}
+	}
+	for _, o := range outs {
+		name := filepath.Base(o.Path)
+		if names[name] {
+			fmt.Fprintf(live, "kiln: %s was made again; the earlier file is kept\n", name)
+			continue
+		}
+		if _, err := build.CopyFile(o.Path, dirs.outRoot, name, 0o644); err != nil {
+			os.Remove(filepath.Join(dirs.out, name))
+			undo()
+			return nil, fmt.Errorf("result %s refused: %w", name, err)
+		}
+		names[name] = true
+		files = append(files, artifactFile{name: name, kind: o.Kind, open: func() (*os.File, error) { return dirs.outRoot.Open(name) }})
+		if o.Kind == backend.KindPackage {
+			if err := os.Link(filepath.Join(dirs.out, name), filepath.Join(dirs.repo, name)); err != nil {
+				undo()
+				return nil, fmt.Errorf("adding %s to the local repository: %w", name, err)
+			}
+		}
+	}
+	return files, nil
 }
 
 // outcome is the task's status and reason from its packages' results.
@@ -327,43 +549,4 @@ func outcome(results []packageResult, policy string) (string, string) {
 		reason += fmt.Sprintf("; not built (policy %s): %s", policy, strings.Join(notBuilt, ", "))
 	}
 	return "failed", reason
-}
-
-// retryDir makes a fresh directory with the package's sources for try n.
-func retryDir(p *sourcePackage, n int, u *sandbox.User) (string, error) {
-	dir := fmt.Sprintf("%s.try%d", p.dir, n)
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		return "", err
-	}
-	names := []string{p.FileName}
-	for _, f := range p.files {
-		names = append(names, f.name)
-	}
-	for _, n := range names {
-		if err := linkInto(filepath.Join(p.dir, n), filepath.Join(dir, n)); err != nil {
-			return "", err
-		}
-	}
-	return dir, u.Chown(dir)
-}
-
-// linkInto hard-links src to dst, copying when linking is not possible.
-func linkInto(src, dst string) error {
-	if err := os.Link(src, dst); err == nil {
-		return nil
-	}
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }

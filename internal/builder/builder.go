@@ -7,6 +7,7 @@
 package builder
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -52,18 +53,31 @@ type Config struct {
 	LogFlush time.Duration
 	// LogLimit caps the log stored per attempt (DefaultLogLimit when 0).
 	LogLimit int64
-	// Hide lists paths builds must not see (the keytab, the configuration);
-	// the work directory's other attempts are always hidden.
+	// Hide lists paths below the system directories builds see (/usr,
+	// /etc, ...) that they must not (the keytab, the configuration), besides
+	// sandbox.DefaultHide. Everything else of the host (other work
+	// directories, /root, /home, /var, /run) is absent from builds anyway.
 	Hide []string
-	// BuildUser is the account builds run as when the builder runs as root
-	// ("kiln-build" when empty; nobody when that account does not exist).
-	BuildUser string
+	// BuildUIDs is the range of host uids builds run as when the builder
+	// runs as root, one per running build, claimed with lock files in
+	// UIDLockDir so that no two builders of a host share one
+	// (sandbox.DefaultIDFirst and DefaultIDCount when Count is 0). A builder
+	// that is not root maps its builds to its own uid and needs none.
+	BuildUIDs UIDRange
+	// UIDLockDir is where the builders of a host claim build uids
+	// (sandbox.DefaultLockDir when empty).
+	UIDLockDir string
 	// Bwrap is the bubblewrap program ("bwrap" when empty).
 	Bwrap string
 	// Backend holds backend settings (the mock program).
 	Backend backend.Options
 	// Logger receives the daemon's logs (slog.Default when nil).
 	Logger *slog.Logger
+}
+
+// UIDRange is a range of host uids: First, First+1, ..., First+Count-1.
+type UIDRange struct {
+	First, Count uint32
 }
 
 // DefaultLogLimit is the default cap on the log stored for one attempt.
@@ -79,6 +93,7 @@ type platform struct {
 	backend  backend.Backend
 	timeout  time.Duration
 	versions map[string]string
+	limits   sandbox.Limits
 }
 
 // attemptRun is a build in progress.
@@ -93,10 +108,12 @@ type attemptRun struct {
 
 // Builder is a running builder daemon.
 type Builder struct {
-	cfg  Config
-	db   *pgxpool.Pool
-	log  *slog.Logger
-	user *sandbox.User
+	cfg Config
+	db  *pgxpool.Pool
+	log *slog.Logger
+	// ids hands out build uids when the builder runs as root (nil
+	// otherwise: builds map to the builder's own uid).
+	ids *sandbox.IDPool
 
 	// slots caps the builds across queues: River's MaxWorkers is per queue.
 	slots    chan struct{}
@@ -133,15 +150,10 @@ func New(ctx context.Context, db *pgxpool.Pool, cfg Config) (*Builder, error) {
 	if err := checkConfig(&cfg); err != nil {
 		return nil, err
 	}
-	user, err := sandbox.LookupUser(cfg.BuildUser)
-	if err != nil {
-		return nil, err
-	}
 	b := &Builder{
 		cfg:       cfg,
 		db:        db,
 		log:       cfg.Logger,
-		user:      user,
 		slots:     make(chan struct{}, cfg.Slots),
 		stopping:  make(chan struct{}),
 		platforms: map[string]*platform{},
@@ -156,6 +168,13 @@ func New(ctx context.Context, db *pgxpool.Pool, cfg Config) (*Builder, error) {
 		}
 		pl.versions = pl.backend.Versions(ctx)
 		b.platforms[p] = pl
+	}
+	if os.Geteuid() == 0 {
+		ids, err := sandbox.ClaimIDs(cfg.UIDLockDir, cfg.BuildUIDs.First, cfg.BuildUIDs.Count, cfg.Slots)
+		if err != nil {
+			return nil, err
+		}
+		b.ids = ids
 	}
 	return b, nil
 }
@@ -173,6 +192,16 @@ func checkConfig(cfg *Config) error {
 	if cfg.WorkDir == "" || !filepath.IsAbs(cfg.WorkDir) {
 		return fmt.Errorf("the work directory must be an absolute path, not %q", cfg.WorkDir)
 	}
+	// Build output is opened beneath the work directory with symbolic
+	// links refused, so its own path must hold none.
+	if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
+		return fmt.Errorf("work directory: %w", err)
+	}
+	wd, err := filepath.EvalSymlinks(cfg.WorkDir)
+	if err != nil {
+		return fmt.Errorf("work directory: %w", err)
+	}
+	cfg.WorkDir = wd
 	if cfg.Host == "" {
 		h, err := os.Hostname()
 		if err != nil {
@@ -192,9 +221,10 @@ func checkConfig(cfg *Config) error {
 	if cfg.Grace < 0 {
 		return errors.New("the shutdown grace must not be negative")
 	}
-	if cfg.BuildUser == "" {
-		cfg.BuildUser = "kiln-build"
+	if cfg.BuildUIDs.Count == 0 {
+		cfg.BuildUIDs = UIDRange{First: sandbox.DefaultIDFirst, Count: sandbox.DefaultIDCount}
 	}
+	cfg.UIDLockDir = cmp.Or(cfg.UIDLockDir, sandbox.DefaultLockDir)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -208,9 +238,13 @@ func (b *Builder) loadPlatform(ctx context.Context, name string) (*platform, err
 		backName string
 		settings map[string]any
 		timeout  float64
+		procs    *int32
+		mem      *int64
+		disk     *int64
 	)
-	err := b.db.QueryRow(ctx, `SELECT name, arch, backend, backend_settings, extract(epoch FROM timeout)::float8
-		FROM kiln.platform WHERE name = $1`, name).Scan(&p.name, &p.arch, &backName, &settings, &timeout)
+	err := b.db.QueryRow(ctx, `SELECT name, arch, backend, backend_settings, extract(epoch FROM timeout)::float8,
+			max_processes, max_memory, max_disk
+		FROM kiln.platform WHERE name = $1`, name).Scan(&p.name, &p.arch, &backName, &settings, &timeout, &procs, &mem, &disk)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("platform %q does not exist (kiln admin platform list)", name)
 	}
@@ -218,6 +252,16 @@ func (b *Builder) loadPlatform(ctx context.Context, name string) (*platform, err
 		return nil, fmt.Errorf("reading platform %s: %w", name, err)
 	}
 	p.timeout = time.Duration(timeout * float64(time.Second))
+	p.limits = sandbox.Limits{Processes: sandbox.DefaultProcesses, Memory: sandbox.DefaultMemory, Disk: sandbox.DefaultDisk}
+	if procs != nil {
+		p.limits.Processes = int(*procs)
+	}
+	if mem != nil {
+		p.limits.Memory = *mem
+	}
+	if disk != nil {
+		p.limits.Disk = *disk
+	}
 	p.backend, err = backend.New(backend.Platform{Backend: backName, Arch: p.arch, Settings: settings}, b.cfg.Backend)
 	if err != nil {
 		return nil, fmt.Errorf("platform %s: %w", name, err)
@@ -279,7 +323,7 @@ func (b *Builder) Run(ctx context.Context) error {
 	wg.Go(func() { daemon.Watchdog(loops, b.log, b.Alive) })
 
 	b.log.Info("builder ready", "name", b.cfg.Name, "platforms", b.cfg.Platforms, "slots", b.cfg.Slots,
-		"build_user", userName(b.user), "enabled", b.enabled.Load())
+		"build_uids", b.ids != nil, "enabled", b.enabled.Load())
 	_ = daemon.Notify("READY=1")
 	if first != nil {
 		b.status("building " + strings.Join(b.cfg.Platforms, ", "))
@@ -293,19 +337,15 @@ func (b *Builder) Run(ctx context.Context) error {
 	stopLoops()
 	wg.Wait()
 	b.markOffline()
+	if b.ids != nil {
+		b.ids.Close()
+	}
 	b.log.Info("builder stopped")
 	return nil
 }
 
 // status tells systemd what the builder does.
 func (b *Builder) status(s string) { _ = daemon.Notify("STATUS=" + s) }
-
-func userName(u *sandbox.User) string {
-	if u == nil {
-		return "(the builder's own)"
-	}
-	return u.Name
-}
 
 // shutdown stops every feed, waits up to the grace period for running
 // builds and then gives back those that still run.
@@ -398,7 +438,7 @@ func (b *Builder) prepareWorkDir(ctx context.Context) error {
 	}
 	old, _ := filepath.Glob(filepath.Join(b.cfg.WorkDir, "task-*"))
 	for _, d := range old {
-		if err := os.RemoveAll(d); err != nil {
+		if err := removeTree(d); err != nil {
 			return fmt.Errorf("removing %s left by an earlier run: %w", d, err)
 		}
 	}
@@ -409,29 +449,43 @@ func (b *Builder) prepareWorkDir(ctx context.Context) error {
 	if !sandboxed {
 		return nil
 	}
-	dir := filepath.Join(b.cfg.WorkDir, "task-selftest")
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		return fmt.Errorf("work directory: %w", err)
+	id := b.selftestID()
+	dirs, err := makeAttemptDirs(filepath.Join(b.cfg.WorkDir, "task-selftest"), id)
+	if dirs != nil {
+		defer dirs.close()
+		defer removeTree(dirs.top) //nolint:errcheck
 	}
-	defer os.RemoveAll(dir)
-	if err := b.user.Chown(dir); err != nil {
+	if err != nil {
 		return fmt.Errorf("work directory: %w", err)
 	}
 	var out strings.Builder
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	err := b.sandbox(dir).Run(cctx, sandbox.Command{Dir: dir, Args: []string{"touch", "ok"}, Output: &out})
+	sb := b.sandbox(dirs, id, sandbox.Limits{Processes: sandbox.DefaultProcesses})
+	err = sb.Run(cctx, sandbox.Command{Dir: dirs.build, Args: []string{"touch", "ok"}, Output: &out})
 	if err != nil {
-		return fmt.Errorf("a sandboxed command cannot run in %s (is bubblewrap installed, and can build user %s reach the directory?): %w: %s",
-			b.cfg.WorkDir, userName(b.user), err, strings.TrimSpace(out.String()))
+		return fmt.Errorf("a sandboxed command cannot run in %s (is bubblewrap installed, may unprivileged users make user namespaces, and can the build uid reach the directory?): %w: %s",
+			b.cfg.WorkDir, err, strings.TrimSpace(out.String()))
 	}
 	return nil
 }
 
-// sandbox returns the sandbox for an attempt directory.
-func (b *Builder) sandbox(dir string) *sandbox.Sandbox {
-	hide := append([]string{b.cfg.WorkDir}, b.cfg.Hide...)
-	return &sandbox.Sandbox{Bwrap: b.cfg.Bwrap, Writable: dir, Hide: hide, User: b.user}
+// selftestID is the build uid of the start-up check: one of the pool's,
+// not in use yet.
+func (b *Builder) selftestID() *sandbox.ID {
+	if b.ids == nil {
+		return nil
+	}
+	id := b.ids.Get()
+	b.ids.Put(id)
+	return &id
+}
+
+// sandbox returns the sandbox of an attempt: its work directory writable,
+// its local repository read-only, as id, within limits.
+func (b *Builder) sandbox(dirs *attemptDirs, id *sandbox.ID, limits sandbox.Limits) *sandbox.Sandbox {
+	return &sandbox.Sandbox{Bwrap: b.cfg.Bwrap, Work: dirs.build, ReadOnly: []string{dirs.repo},
+		Hide: b.cfg.Hide, ID: id, Limits: limits}
 }
 
 // RescueMargin is how far past the longest platform timeout River's

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-build/kiln/internal/sandbox"
 	"github.com/kiln-build/kiln/internal/testsupport/proctest"
 	"github.com/kiln-build/kiln/internal/testsupport/testpkg"
 )
@@ -318,8 +320,14 @@ echo hi > kiln-probe.txt`
 	if !strings.Contains(log, "KEYTAB-HIDDEN") || strings.Contains(log, "SECRET-KEY-MATERIAL") {
 		t.Fatalf("the build read the keytab:\n%s", log)
 	}
-	if os.Geteuid() == 0 && strings.Contains(log, "BUILD-UID=0\n") {
-		t.Fatalf("the build ran as root:\n%s", log)
+	// An ordinary uid of its own user namespace (rpmbuild runs
+	// Unprivileged; sandbox's tests check the host uid of its files), an
+	// unprivileged uid of its own outside when the builder is root.
+	if !strings.Contains(log, fmt.Sprintf("BUILD-UID=%d\n", sandbox.BuildUID)) {
+		t.Fatalf("the build does not run as uid %d of its own user namespace:\n%s", sandbox.BuildUID, log)
+	}
+	if info := f.buildInfo(t, task, 1); os.Geteuid() == 0 && !strings.Contains(info.BuildUser, "uid 1000") {
+		t.Fatalf("build user %q, want a uid of the build range", info.BuildUser)
 	}
 }
 

@@ -152,7 +152,7 @@ func (b *Builder) finish(ctx context.Context, a jobs.BuildArgs, attempt int, inf
 	}
 	res := task.Result{Status: task.Status(info.Status), Reason: info.Reason, BuildInfo: infoJSON}
 	for _, f := range files {
-		blobInfo, err := blob.PutFile(ctx, tx, f.path, true)
+		blobInfo, err := f.store(ctx, tx)
 		if err != nil {
 			return fmt.Errorf("storing %s: %w", f.name, err)
 		}

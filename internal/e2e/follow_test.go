@@ -55,28 +55,30 @@ func (f *farm) taskOf(t testing.TB, job int64) int64 {
 
 // gate is a file a build waits for before it goes on, so that a test sees
 // what it must see while the build is certainly still running, with no
-// reliance on timing. It lives under /var/tmp: a build sees the host's
-// files read-only, except /tmp, which is its own.
-type gate string
+// reliance on timing. A build sees nothing of the host but its own work
+// directory, so the gate is a file named name that open puts into the
+// work directory of every build of the test's builders (below the test's
+// t.TempDir, matched by glob); the build waits for it in $HOME, its work
+// directory.
+type gate struct{ name, glob string }
 
 func newGate(t testing.TB) gate {
 	t.Helper()
-	dir, err := os.MkdirTemp("/var/tmp", "kiln-gate-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	// Builds run as the unprivileged build user.
-	if err := os.Chmod(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return gate(filepath.Join(dir, "open"))
+	// t.TempDir makes os.TempDir()/<test name><random>/<nnn>/.
+	return gate{name: "kiln-gate-" + strconv.Itoa(os.Getpid()),
+		glob: filepath.Join(os.TempDir(), t.Name()+"*", "*", "work", "task-*", "build")}
 }
 
 func (g gate) open(t testing.TB) {
 	t.Helper()
-	if err := os.WriteFile(string(g), nil, 0o644); err != nil {
-		t.Fatal(err)
+	dirs, _ := filepath.Glob(g.glob)
+	if len(dirs) == 0 {
+		t.Fatalf("no build's work directory matches %s", g.glob)
+	}
+	for _, d := range dirs {
+		if err := os.WriteFile(filepath.Join(d, g.name), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
@@ -87,7 +89,7 @@ func gatedSRPM(t testing.TB, name string, g gate) string {
 	return testpkg.SRPM(t, testpkg.Spec{Name: name, Build: `set +x
 echo "line 1: configuring ` + name + `"
 echo "line 2: compiling ` + name + `.c"
-while [ ! -e ` + string(g) + ` ]; do sleep 0.1; done
+while [ ! -e "$HOME/` + g.name + `" ]; do sleep 0.1; done
 for i in 3 4 5; do echo "line $i: linking step $i"; sleep 0.2; done
 echo built ` + name + ` > ` + name + `.txt`})
 }

@@ -1,9 +1,11 @@
-// Package sandbox runs build commands isolated from the builder: under
-// bubblewrap with no network, a read-only root file system, one writable
-// work directory and the builder's credentials out of sight, as an
-// unprivileged user when the builder runs as root, and always in a process
-// group of their own so that a timeout, a cancel or a shutdown kills every
-// process the build started.
+// Package sandbox runs build commands isolated from the builder and from
+// each other: under bubblewrap in a user namespace of their own (uid 0
+// inside, mapped to one unprivileged host uid), with no network, their own
+// /proc, /dev and PID namespace, only the system directories they need
+// (read-only) and their own work directory (writable, with a private /tmp
+// inside it), within limits on processes, memory and disk, and always in a
+// process group of their own so that a timeout, a cancel, a shutdown or a
+// limit kills every process the build started.
 package sandbox
 
 import (
@@ -13,7 +15,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/user"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -21,8 +23,8 @@ import (
 
 // Command is one command of a build.
 type Command struct {
-	// Dir is the working directory; it must lie inside the writable work
-	// directory when the command runs sandboxed.
+	// Dir is the working directory; it must lie inside the work directory
+	// when the command runs sandboxed.
 	Dir string
 	// Args is the program and its arguments.
 	Args []string
@@ -31,90 +33,64 @@ type Command struct {
 	Env []string
 	// Output receives standard output and standard error.
 	Output io.Writer
+	// Unprivileged runs the command as BuildUID in its user namespace
+	// rather than as root (both are the same host uid): for tools that
+	// chown files to their recorded owners when they run as root, which
+	// fails for owners the namespace does not map (rpm installing an SRPM
+	// whose files belong to mockbuild).
+	Unprivileged bool
 }
+
+// BuildUID is the uid (and gid) inside the build's user namespace of a
+// command run Unprivileged.
+const BuildUID = 1000
 
 // Runner runs commands of a build.
 type Runner interface {
 	Run(ctx context.Context, c Command) error
 }
 
-// User is the unprivileged account builds run as.
-type User struct {
-	Name     string
-	UID, GID uint32
-}
+// SystemPaths are the host paths a build sees, read-only: the programs,
+// libraries and configuration it builds with, and the package databases
+// that dpkg-checkbuilddeps and rpmbuild check build dependencies against.
+// Symbolic links among them (/bin -> usr/bin) are recreated as links.
+// Nothing else of the host is there: no /home, /root, /srv, /run, /var
+// (but the package databases), no other build's work directory.
+var SystemPaths = []string{"/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+	"/var/lib/dpkg", "/var/lib/rpm"}
 
-// LookupUser finds the account to build as. It returns nil when the builder
-// does not run as root: builds then run as the builder's own user (bubblewrap
-// still keeps them away from what it hides). As root, name is used when it
-// exists and nobody otherwise.
-func LookupUser(name string) (*User, error) {
-	if os.Geteuid() != 0 {
-		return nil, nil
-	}
-	for _, n := range []string{name, "nobody"} {
-		if n == "" {
-			continue
-		}
-		u, err := user.Lookup(n)
-		if err != nil {
-			continue
-		}
-		uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
-		gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
-		if err1 != nil || err2 != nil || uid == 0 {
-			return nil, fmt.Errorf("build user %s: unusable uid %s/gid %s", n, u.Uid, u.Gid)
-		}
-		return &User{Name: n, UID: uint32(uid), GID: uint32(gid)}, nil
-	}
-	return nil, fmt.Errorf("the builder runs as root but neither build user %q nor nobody exists (create it: useradd --system --no-create-home %s)", name, name)
-}
-
-// Chown gives the tree at dir to u (nothing to do when u is nil).
-func (u *User) Chown(dir string) error {
-	if u == nil {
-		return nil
-	}
-	return walkChown(dir, int(u.UID), int(u.GID))
-}
-
-func walkChown(path string, uid, gid int) error {
-	if err := os.Lchown(path, uid, gid); err != nil {
-		return err
-	}
-	fi, err := os.Lstat(path)
-	if err != nil {
-		return err
-	}
-	if !fi.IsDir() {
-		return nil
-	}
-	entries, err := os.ReadDir(path)
-	if err != nil {
-		return err
-	}
-	for _, e := range entries {
-		if err := walkChown(path+"/"+e.Name(), uid, gid); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+// DefaultHide are paths below SystemPaths that builds never see: secrets a
+// host keeps in /etc.
+var DefaultHide = []string{"/etc/krb5.keytab", "/etc/kiln", "/etc/shadow", "/etc/shadow-", "/etc/gshadow",
+	"/etc/gshadow-", "/etc/ssh", "/etc/ssl/private", "/etc/sudoers", "/etc/sudoers.d"}
 
 // Sandbox runs commands under bubblewrap.
 type Sandbox struct {
 	// Bwrap is the bubblewrap program ("bwrap" on PATH when empty).
 	Bwrap string
-	// Writable is the only directory the build may write to (besides a
-	// private /tmp); it is bound at the same path inside.
-	Writable string
-	// Hide lists paths the build must not see: a directory is covered by an
-	// empty tmpfs, a file by /dev/null. Paths that do not exist are skipped.
-	// Hide the builder's keytab, its configuration and its work directory
-	// root (other builds); Writable is bound after, so it stays visible.
+	// Work is the build's work directory, the only place it may write,
+	// bound at the same path inside; Work/tmp (made by the caller) is its
+	// /tmp and /var/tmp, so what it writes there counts as work directory.
+	Work string
+	// ReadOnly are further directories bound read-only at their own path
+	// (the local repository of packages built earlier in the task).
+	ReadOnly []string
+	// Hide lists paths below SystemPaths the build must not see, besides
+	// DefaultHide: a directory is covered by an empty read-only tmpfs, a
+	// file by /dev/null. Paths that do not exist are skipped.
 	Hide []string
-	// User runs the build as this account; nil keeps the builder's user.
-	User *User
+	// ID is the host uid and gid the build's user namespace maps to; it is
+	// needed when the builder runs as root (builds never run as host root).
+	// nil: the builder's own uid, for a builder that is not root.
+	ID *ID
+	// Limits bound what the build may use (no bound where zero).
+	Limits Limits
+}
+
+// ID is a host uid and gid a build runs as (uid and gid 0 inside its user
+// namespace).
+type ID struct {
+	UID, GID uint32
 }
 
 // Args returns the bubblewrap command line that runs c.
@@ -123,64 +99,105 @@ func (s *Sandbox) Args(c Command) []string {
 	if bwrap == "" {
 		bwrap = "bwrap"
 	}
-	args := []string{bwrap,
-		"--ro-bind", "/", "/",
-		"--dev", "/dev",
-		"--proc", "/proc",
-		"--tmpfs", "/tmp",
-		"--tmpfs", "/run",
-		"--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-		"--hostname", "kiln-build",
-		"--die-with-parent",
+	// uid 0 inside, so fakeroot and dh_fixperms can chown to root; it is
+	// the unprivileged host uid outside.
+	uid := "0"
+	if c.Unprivileged {
+		uid = strconv.Itoa(BuildUID)
 	}
-	for _, h := range s.Hide {
-		fi, err := os.Stat(h)
+	args := []string{bwrap,
+		"--unshare-user", "--uid", uid, "--gid", uid, "--disable-userns",
+		"--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+		"--hostname", "kiln-build", "--new-session", "--die-with-parent",
+	}
+	for _, p := range SystemPaths {
+		fi, err := os.Lstat(p)
 		switch {
 		case err != nil:
 			continue
+		case fi.Mode()&os.ModeSymlink != 0:
+			if target, err := os.Readlink(p); err == nil {
+				args = append(args, "--symlink", target, p)
+			}
 		case fi.IsDir():
-			args = append(args, "--tmpfs", h)
+			args = append(args, "--ro-bind", p, p)
+		}
+	}
+	args = append(args, "--dev", "/dev", "--proc", "/proc")
+	for _, h := range append(append([]string{}, DefaultHide...), s.Hide...) {
+		fi, err := os.Stat(h)
+		switch {
+		case err != nil || !visible(h):
+			continue
+		case fi.IsDir():
+			args = append(args, "--tmpfs", h, "--remount-ro", h)
 		default:
 			args = append(args, "--ro-bind", "/dev/null", h)
 		}
 	}
-	args = append(args, "--bind", s.Writable, s.Writable, "--chdir", c.Dir, "--")
-	return append(args, c.Args...)
+	tmp := filepath.Join(s.Work, "tmp")
+	args = append(args, "--bind", tmp, "/tmp", "--bind", tmp, "/var/tmp", "--bind", s.Work, s.Work)
+	for _, d := range s.ReadOnly {
+		args = append(args, "--ro-bind", d, d)
+	}
+	// The root itself (bubblewrap's tmpfs) is read-only: nothing but the
+	// work directory takes writes.
+	args = append(args, "--remount-ro", "/", "--chdir", c.Dir, "--")
+	return append(append(args, s.Limits.prlimit()...), c.Args...)
 }
 
-// Run runs c under bubblewrap and waits for it. When ctx ends first, the
-// whole process group is killed; so is whatever the command left running
-// when it exits.
+// visible reports whether path lies below one of SystemPaths (only those
+// need hiding).
+func visible(path string) bool {
+	for _, p := range SystemPaths {
+		if path == p || len(path) > len(p) && path[:len(p)] == p && path[len(p)] == '/' {
+			return true
+		}
+	}
+	return false
+}
+
+// Run runs c under bubblewrap and waits for it, watching its limits. When
+// ctx ends first, or a limit is passed, the whole process group is killed;
+// so is whatever the command left running when it exits. A passed limit is
+// returned as a *LimitError.
 func (s *Sandbox) Run(ctx context.Context, c Command) error {
-	env := append(baseEnv(s.Writable, s.User), c.Env...)
-	return run(ctx, s.Args(c), c.Dir, env, c.Output, s.User)
+	user := "root"
+	if c.Unprivileged {
+		user = "build"
+	}
+	env := append(baseEnv(s.Work, user), c.Env...)
+	var cred *syscall.Credential
+	if s.ID != nil {
+		cred = &syscall.Credential{Uid: s.ID.UID, Gid: s.ID.GID, Groups: []uint32{}}
+	}
+	return run(ctx, s.Args(c), c.Dir, env, c.Output, cred, &watch{limits: s.Limits, work: s.Work})
 }
 
-// Plain runs commands without bubblewrap, in their own process group. It is
-// for backends that isolate builds themselves (mock).
+// Plain runs commands without bubblewrap, in their own process group, as
+// the builder's own user. It is for backends that isolate builds
+// themselves (mock, sbuild).
 type Plain struct {
 	// Home is HOME for the commands.
 	Home string
-	// User runs the commands as this account; nil keeps the builder's user.
-	User *User
 }
 
 // Run runs c and waits for it, killing its process group when ctx ends
 // and when it exits.
 func (p *Plain) Run(ctx context.Context, c Command) error {
-	env := append(baseEnv(p.Home, p.User), c.Env...)
-	return run(ctx, c.Args, c.Dir, env, c.Output, p.User)
+	env := append(baseEnv(p.Home, ""), c.Env...)
+	return run(ctx, c.Args, c.Dir, env, c.Output, nil, nil)
 }
 
-func baseEnv(home string, u *User) []string {
+func baseEnv(home, user string) []string {
 	env := []string{
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 		"HOME=" + home,
 		"LANG=C.UTF-8",
 		"TMPDIR=/tmp",
 	}
-	if u != nil {
-		env = append(env, "USER="+u.Name, "LOGNAME="+u.Name)
+	if user != "" {
+		env = append(env, "USER="+user, "LOGNAME="+user)
 	}
 	return env
 }
@@ -188,7 +205,7 @@ func baseEnv(home string, u *User) []string {
 // ErrKilled is the error of a command killed because its context ended.
 var ErrKilled = errors.New("killed")
 
-func run(ctx context.Context, args []string, dir string, env []string, out io.Writer, u *User) error {
+func run(ctx context.Context, args []string, dir string, env []string, out io.Writer, cred *syscall.Credential, w *watch) error {
 	if len(args) == 0 {
 		return errors.New("no command to run")
 	}
@@ -200,10 +217,7 @@ func run(ctx context.Context, args []string, dir string, env []string, out io.Wr
 	cmd.Env = env
 	cmd.Stdout = out
 	cmd.Stderr = out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if u != nil {
-		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: u.UID, Gid: u.GID, Groups: []uint32{}}
-	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: cred}
 	// Output pipes stay open while any process holds them; after the
 	// command exits and its group is killed, stop reading soon.
 	cmd.WaitDelay = 5 * time.Second
@@ -211,28 +225,73 @@ func run(ctx context.Context, args []string, dir string, env []string, out io.Wr
 		return fmt.Errorf("starting %s: %w", args[0], err)
 	}
 	pgid := cmd.Process.Pid
+	kill := func() { _ = syscall.Kill(-pgid, syscall.SIGKILL) }
 	done := make(chan struct{})
 	watcher := make(chan struct{})
 	killed := false
+	var limit *LimitError
 	go func() {
 		defer close(watcher)
-		select {
-		case <-ctx.Done():
-			killed = true
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-		case <-done:
+		var tick <-chan time.Time
+		if w.active() {
+			t := time.NewTicker(watchInterval)
+			defer t.Stop()
+			tick = t.C
+		}
+		for {
+			select {
+			case <-ctx.Done():
+				killed = true
+				kill()
+				return
+			case <-done:
+				return
+			case <-tick:
+				if limit = w.check(pgid); limit != nil {
+					kill()
+					return
+				}
+			}
 		}
 	}()
 	err := cmd.Wait()
 	close(done)
 	<-watcher
 	// Whatever the command left behind in its group goes with it.
-	_ = syscall.Kill(-pgid, syscall.SIGKILL)
-	if killed {
-		return fmt.Errorf("%s: %w (%w)", args[0], ErrKilled, context.Cause(ctx))
+	kill()
+	if limit == nil && !killed && w.active() {
+		// A writer stopped by RLIMIT_FSIZE, or a build that finished
+		// past its disk limit, fails on the disk limit too.
+		limit = w.checkDisk()
 	}
-	if err != nil {
+	switch {
+	case limit != nil:
+		return fmt.Errorf("%s: %w", args[0], limit)
+	case killed:
+		return fmt.Errorf("%s: %w (%w)", args[0], ErrKilled, context.Cause(ctx))
+	case err != nil:
 		return fmt.Errorf("%s: %w", args[0], err)
 	}
 	return nil
+}
+
+// prlimit is the prlimit(1) command that sets the build's rlimits inside
+// its user namespace, so that RLIMIT_NPROC counts this build's processes
+// only (the kernel counts per user namespace and uid).
+func (l Limits) prlimit() []string {
+	if l.Processes <= 0 && l.Disk <= 0 {
+		return nil
+	}
+	args := []string{"prlimit", "--core=0"}
+	if l.Processes > 0 {
+		n := strconv.Itoa(l.Processes)
+		args = append(args, "--nproc="+n+":"+n)
+	}
+	if l.Disk > 0 {
+		// One byte more than the limit, so that a single file that hits it
+		// is measured as past the limit.
+		n := strconv.FormatInt(l.Disk+1, 10)
+		args = append(args, "--fsize="+n+":"+n)
+	}
+	return append(args, "--")
 }

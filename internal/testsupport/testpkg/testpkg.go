@@ -91,12 +91,14 @@ cp %s.txt %%{buildroot}/usr/share/%s/ 2>/dev/null || echo %s > %%{buildroot}/usr
 	return matches[0]
 }
 
-// Deb describes a tiny Debian source package (format 3.0 (native)).
+// Deb describes a tiny Debian source package (format 3.0 (native)) built
+// with debhelper (`dh $@`, debhelper-compat 13), as nearly all of Debian is.
 type Deb struct {
 	Name, Version string
 	// Architecture of the binary package: "all" (default), "any", or a list.
 	Architecture string
-	// Build is shell run by debian/rules build (default: nothing).
+	// Build is shell run by debian/rules build, in override_dh_auto_build
+	// (default: nothing).
 	Build string
 }
 
@@ -119,20 +121,22 @@ func DSC(t testing.TB, d Deb) string {
 		"debian/source/format": "3.0 (native)\n",
 		"debian/changelog": fmt.Sprintf("%s (%s) unstable; urgency=medium\n\n  * Test package.\n\n -- kiln tests <kiln@example.org>  Mon, 01 Jan 2024 00:00:00 +0000\n",
 			d.Name, d.Version),
-		"debian/control": fmt.Sprintf("Source: %s\nSection: misc\nPriority: optional\nMaintainer: kiln tests <kiln@example.org>\nStandards-Version: 4.6.2\n\nPackage: %s\nArchitecture: %s\nDescription: kiln test package\n A package made by kiln's tests.\n",
+		"debian/control": fmt.Sprintf("Source: %s\nSection: misc\nPriority: optional\nMaintainer: kiln tests <kiln@example.org>\nBuild-Depends: debhelper-compat (= 13)\nStandards-Version: 4.6.2\nRules-Requires-Root: binary-targets\n\nPackage: %s\nArchitecture: %s\nDescription: kiln test package\n A package made by kiln's tests.\n",
 			d.Name, d.Name, d.Architecture),
+		// Rules-Requires-Root: binary-targets makes dh_fixperms chown to
+		// root under fakeroot, the step that failed in the sandbox before
+		// builds were root in a user namespace of their own.
 		"debian/rules": fmt.Sprintf(`#!/usr/bin/make -f
-build build-arch build-indep:
+%%:
+	dh $@
+
+override_dh_auto_build:
 	%s
-binary binary-arch binary-indep: build
-	rm -rf debian/tmp
-	install -d debian/tmp/DEBIAN debian/tmp/usr/share/%s
-	echo built %s > debian/tmp/usr/share/%s/hello.txt
-	dpkg-gencontrol -Pdebian/tmp
-	dpkg-deb --build debian/tmp ..
-clean:
-	rm -rf debian/tmp debian/files
-`, d.Build, d.Name, d.Name, d.Name),
+
+override_dh_auto_install:
+	install -d debian/%s/usr/share/%s
+	echo built %s > debian/%s/usr/share/%s/hello.txt
+`, d.Build, d.Name, d.Name, d.Name, d.Name, d.Name),
 		"README": "kiln test package\n",
 	}
 	for name, body := range files {
