@@ -293,9 +293,8 @@ BEGIN
     day := date_trunc('day', clock_timestamp(), 'UTC');
     total := kiln.quota_charge(who, 'bytes_per_day', day, n);
     IF total > lim THEN
-        PERFORM kiln.quota_refuse(who, 'bytes_per_day', format('%s stored since %s and %s more would make %s bytes (limit %s bytes, %s); resets at %s',
-            pg_size_pretty(total - n), kiln.quota_time(day), pg_size_pretty(n), total, lim, pg_size_pretty(lim),
-            kiln.quota_time(day + interval '1 day')));
+        PERFORM kiln.quota_refuse(who, 'bytes_per_day', format('storing %s more would make %s bytes since %s (limit %s bytes, %s); resets at %s',
+            pg_size_pretty(n), total, kiln.quota_time(day), lim, pg_size_pretty(lim), kiln.quota_time(day + interval '1 day')));
     END IF;
     RETURN NEW;
 END $$;
