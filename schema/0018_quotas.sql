@@ -65,7 +65,8 @@ COMMENT ON COLUMN kiln.quota.set_at IS 'When the row was last changed (set by a 
 
 -- The built-in defaults, for a busy real person (docs/quotas.md says why
 -- each): what the migration starts with and what kiln admin quota reset
--- restores.
+-- restores. (set_by and set_at are placeholders: kiln.quota_guard stamps
+-- the real ones.)
 CREATE FUNCTION kiln.quota_builtin() RETURNS kiln.quota
 LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, kiln, pg_temp
 RETURN ROW('public'::name, 500, 20::bigint * 1024 * 1024 * 1024, 64 * 1024, 1000, 5, 8 * 1024,
@@ -212,8 +213,8 @@ BEGIN
     RAISE EXCEPTION 'quota "%" exceeded for %: %', title, p_person, p_message
         USING ERRCODE = 'KL001',
               DETAIL = 'quota=' || p_quota,
-              HINT = 'quotas are explained in docs/quotas.md; a kiln admin may raise yours (kiln admin quota set '
-                     || p_person || ' --' || replace(p_quota, '_', '-') || ' N)';
+              HINT = 'quotas are explained in docs/quotas.md; a kiln admin may raise yours (kiln admin quota set --'
+                     || replace(p_quota, '_', '-') || ' N ' || p_person || ')';
 END $$;
 COMMENT ON FUNCTION kiln.quota_refuse(name, text, text) IS 'Raises SQLSTATE KL001: quota "<title>" exceeded for <person>: <message>, with DETAIL quota=<column of kiln.quota> and a HINT naming the admin command.';
 
