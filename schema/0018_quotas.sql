@@ -213,8 +213,8 @@ BEGIN
     RAISE EXCEPTION 'quota "%" exceeded for %: %', title, p_person, p_message
         USING ERRCODE = 'KL001',
               DETAIL = 'quota=' || p_quota,
-              HINT = 'quotas are explained in docs/quotas.md; a kiln admin may raise yours (kiln admin quota set --'
-                     || replace(p_quota, '_', '-') || ' N ' || p_person || ')';
+              HINT = 'a kiln admin may raise it: kiln admin quota set --' || replace(p_quota, '_', '-') || ' N '
+                     || p_person || '; see docs/quotas.md';
 END $$;
 COMMENT ON FUNCTION kiln.quota_refuse(name, text, text) IS 'Raises SQLSTATE KL001: quota "<title>" exceeded for <person>: <message>, with DETAIL quota=<column of kiln.quota> and a HINT naming the admin command.';
 
