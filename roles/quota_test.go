@@ -186,8 +186,12 @@ func TestQuotaBytesPerDay(t *testing.T) {
 
 	huge := randomBytes(100<<20, 2)
 	_, err = f.put(alice, huge, false)
-	overQuota(t, err, "bytes_per_day", "storing 256 kB more would make 42205184 bytes since")
+	overQuota(t, err, "bytes_per_day", "storing a blob of 100 MB would make 136314880 bytes since")
 	overQuota(t, err, "bytes_per_day", "(limit 41943040 bytes, 40 MB); resets at ")
+	// Refused when the blob row is stored, before any chunk is sent.
+	if strings.Contains(err.Error(), "storing chunks") {
+		t.Errorf("refused only once chunks were sent: %v", err)
+	}
 	if used := f.bytesToday(alice); used != 30<<20 {
 		t.Fatalf("the refused upload was counted: %d bytes", used)
 	}
@@ -197,6 +201,31 @@ func TestQuotaBytesPerDay(t *testing.T) {
 	// What is left still fits.
 	if _, err := f.put(alice, randomBytes(10<<20, 3), false); err != nil {
 		t.Fatalf("the last 10 MiB: %v", err)
+	}
+
+	// Declaring a small blob and storing more in its chunks does not get
+	// round the count: chunks stay within the declared size and layout.
+	f.exec("postgres", `UPDATE kiln.quota SET bytes_per_day = NULL WHERE person = $1`, alice)
+	ctx := context.Background()
+	for _, chunks := range []string{
+		`(0, repeat('x', 2000))`,                         // one chunk past the size
+		`(0, repeat('x', 1000)), (1, repeat('x', 1000))`, // two within the size, the second past it
+		`(5000, 'x')`, // a chunk numbered past the end
+	} {
+		err := pgx.BeginFunc(ctx, f.conn(alice), func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `INSERT INTO kiln.blob (sha256, size, chunk_size) VALUES (sha256($1::bytea), 1500, 1000)`, chunks); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `INSERT INTO kiln.blob_chunk (sha256, seq, data) SELECT sha256($1::bytea), s, convert_to(d, 'UTF8') FROM (VALUES `+chunks+`) c (s, d)`, chunks)
+			return err
+		})
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "23514" || !strings.Contains(pgErr.Message, "past the blob's declared size of 1500 bytes") {
+			t.Errorf("chunks %s of a 1500-byte blob: %v", chunks, err)
+		}
+	}
+	if n := f.int("postgres", `SELECT count(*) FROM kiln.blob WHERE created_by = $1`, alice); n != 2 {
+		t.Fatalf("alice has %d blobs, want 2", n)
 	}
 }
 

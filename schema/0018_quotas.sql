@@ -7,8 +7,9 @@
 --
 --   jobs per hour                kiln.job inserts (kiln submit, kiln resubmit,
 --                                and kiln.web_resubmit for the person)
---   bytes per day                bytes of new blob chunks a person stores
---                                (reused, deduplicated blobs cost nothing)
+--   bytes per day                sizes of the blobs a person stores (reused,
+--                                deduplicated blobs cost nothing; chunks
+--                                cannot hold more than the size declared)
 --   options size                 bytes of a job's options (JSON text)
 --   platforms in a list          entries of a job's platform list
 --   validate River jobs per job  validate River jobs inserted for one job
@@ -52,10 +53,10 @@ CREATE TABLE kiln.quota (
         AND options_bytes IS NOT NULL AND platforms_per_job IS NOT NULL AND validate_river_jobs_per_job IS NOT NULL
         AND river_job_bytes IS NOT NULL))
 );
-COMMENT ON TABLE kiln.quota IS 'Per-person quotas. The row of person public holds the defaults; a row per person overrides the limits it sets (NULL: the default). Enforced by triggers on kiln.job, kiln.blob_chunk and river.river_job (docs/quotas.md); admins change them with kiln admin quota.';
+COMMENT ON TABLE kiln.quota IS 'Per-person quotas. The row of person public holds the defaults; a row per person overrides the limits it sets (NULL: the default). Enforced by triggers on kiln.job, kiln.blob, kiln.blob_chunk and river.river_job (docs/quotas.md); admins change them with kiln admin quota.';
 COMMENT ON COLUMN kiln.quota.person IS 'The person''s login role, or public for the defaults everyone has.';
 COMMENT ON COLUMN kiln.quota.jobs_per_hour IS 'Most jobs the person may submit in one clock hour (UTC); resubmits count.';
-COMMENT ON COLUMN kiln.quota.bytes_per_day IS 'Most bytes of new blob chunks the person may store in one UTC day; bytes already stored and reused cost nothing.';
+COMMENT ON COLUMN kiln.quota.bytes_per_day IS 'Most bytes of blobs (their declared sizes) the person may store in one UTC day; blobs already stored and reused cost nothing.';
 COMMENT ON COLUMN kiln.quota.options_bytes IS 'Largest options object of a job, in bytes of its JSON text.';
 COMMENT ON COLUMN kiln.quota.platforms_per_job IS 'Most entries in a job''s platform list (names, all, !name).';
 COMMENT ON COLUMN kiln.quota.validate_river_jobs_per_job IS 'Most validate River jobs the person (or kiln-web for them) may insert for one job; a submit needs one.';
@@ -148,7 +149,7 @@ COMMENT ON TABLE kiln.quota_usage IS 'What each person used of a counted quota i
 COMMENT ON COLUMN kiln.quota_usage.person IS 'The person''s login role.';
 COMMENT ON COLUMN kiln.quota_usage.quota IS 'jobs_per_hour or bytes_per_day (a column of kiln.quota).';
 COMMENT ON COLUMN kiln.quota_usage.window_start IS 'Start of the window: a whole hour (jobs) or midnight UTC (bytes). It resets when the next one starts.';
-COMMENT ON COLUMN kiln.quota_usage.used IS 'Jobs submitted, or bytes of blob chunks stored, in the window.';
+COMMENT ON COLUMN kiln.quota_usage.used IS 'Jobs submitted, or bytes of blobs stored, in the window.';
 
 CREATE TABLE kiln.quota_river_jobs (
     job_id              bigint PRIMARY KEY REFERENCES kiln.job (id) ON DELETE CASCADE,
@@ -273,35 +274,61 @@ CREATE TRIGGER job_quota_person BEFORE UPDATE OF submitter ON kiln.job
 -- Blobs: bytes stored per day
 ------------------------------------------------------------------------------
 
--- Charged per chunk, as it is stored: the bytes a person really adds. A
--- blob that is already stored and reused (blob.Put's deduplication) writes
--- no chunks and costs nothing; a blob nobody references costs what it
--- stores, like any other. Chunks go only into blobs stored by the same
--- transaction (kiln.blob_chunk_guard), so they are the session's own.
-CREATE FUNCTION kiln.blob_chunk_quota() RETURNS trigger
+-- A blob is charged its declared size when its row is stored, once per
+-- blob: a blob already stored and reused (blob.Put's deduplication) stores
+-- no row and costs nothing; a blob nobody references costs its size like
+-- any other; an upload past the day's bytes is refused before any chunk is
+-- sent. After the insert, so that blob.Put's INSERT ... ON CONFLICT DO
+-- NOTHING is charged only when it stores the row.
+CREATE FUNCTION kiln.blob_quota() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, kiln, pg_temp AS $$
 DECLARE
     who name := session_user;
     lim bigint;
-    n bigint := octet_length(NEW.data);
     day timestamptz;
     total bigint;
 BEGIN
-    IF n = 0 OR NOT kiln.quota_applies(who) THEN
-        RETURN NEW;
+    IF NEW.size = 0 OR NOT kiln.quota_applies(who) THEN
+        RETURN NULL;
     END IF;
     lim := (kiln.quota_limits(who)).bytes_per_day;
     day := date_trunc('day', clock_timestamp(), 'UTC');
-    total := kiln.quota_charge(who, 'bytes_per_day', day, n);
+    total := kiln.quota_charge(who, 'bytes_per_day', day, NEW.size);
     IF total > lim THEN
-        PERFORM kiln.quota_refuse(who, 'bytes_per_day', format('storing %s more would make %s bytes since %s (limit %s bytes, %s); resets at %s',
-            pg_size_pretty(n), total, kiln.quota_time(day), lim, pg_size_pretty(lim), kiln.quota_time(day + interval '1 day')));
+        PERFORM kiln.quota_refuse(who, 'bytes_per_day', format('storing a blob of %s would make %s bytes since %s (limit %s bytes, %s); resets at %s',
+            pg_size_pretty(NEW.size), total, kiln.quota_time(day), lim, pg_size_pretty(lim), kiln.quota_time(day + interval '1 day')));
+    END IF;
+    RETURN NULL;
+END $$;
+COMMENT ON FUNCTION kiln.blob_quota() IS 'After a person stores a blob row: charges its declared size to bytes_per_day of the current UTC day and refuses it past the limit.';
+CREATE TRIGGER blob_quota AFTER INSERT ON kiln.blob
+    FOR EACH ROW EXECUTE FUNCTION kiln.blob_quota();
+
+-- What a person's chunks hold cannot exceed the size the blob declared (and
+-- was charged): chunk seq holds at most chunk_size bytes and none past
+-- size, so however the chunks are numbered they add up to size at most.
+-- Runs after kiln.blob_chunk_guard (trigger names sort), which made sure
+-- the blob is the session's own, stored in the same transaction.
+CREATE FUNCTION kiln.blob_chunk_within_size() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, kiln, pg_temp AS $$
+DECLARE
+    b kiln.blob%ROWTYPE;
+BEGIN
+    IF NOT kiln.quota_applies(session_user) THEN
+        RETURN NEW;
+    END IF;
+    SELECT * INTO b FROM kiln.blob WHERE sha256 = NEW.sha256;
+    IF octet_length(NEW.data) > b.chunk_size OR NEW.seq::bigint * b.chunk_size + octet_length(NEW.data) > b.size THEN
+        RAISE EXCEPTION 'chunk % of blob % (% bytes) goes past the blob''s declared size of % bytes in chunks of %',
+            NEW.seq, encode(NEW.sha256, 'hex'), octet_length(NEW.data), b.size, b.chunk_size
+            USING ERRCODE = 'check_violation',
+                  HINT = 'a blob''s declared size is what counts against the quota bytes per day (docs/quotas.md)';
     END IF;
     RETURN NEW;
 END $$;
-COMMENT ON FUNCTION kiln.blob_chunk_quota() IS 'Before a person stores a blob chunk: charges its bytes to bytes_per_day of the current UTC day and refuses the chunk past the limit.';
-CREATE TRIGGER blob_chunk_quota BEFORE INSERT ON kiln.blob_chunk
-    FOR EACH ROW EXECUTE FUNCTION kiln.blob_chunk_quota();
+COMMENT ON FUNCTION kiln.blob_chunk_within_size() IS 'Before a person stores a blob chunk: refuses one longer than the blob''s chunk_size or reaching past its declared size, so a person stores no more bytes than were charged to bytes_per_day.';
+CREATE TRIGGER blob_chunk_within_size BEFORE INSERT ON kiln.blob_chunk
+    FOR EACH ROW EXECUTE FUNCTION kiln.blob_chunk_within_size();
 
 ------------------------------------------------------------------------------
 -- River jobs: how many validate River jobs per job, how large

@@ -173,7 +173,7 @@ func TestSubmitRefusedByQuota(t *testing.T) {
 	}
 	_, err := run(t, db.URLAs(alice), "submit", "--bucket", "devel", "--platform", "el9-x86_64", big)
 	day := time.Now().UTC().Truncate(24 * time.Hour)
-	want := fmt.Sprintf(`submit refused: quota "bytes per day" exceeded for %s: storing 256 kB more would make `, alice)
+	want := fmt.Sprintf(`submit refused: quota "bytes per day" exceeded for %s: storing a blob of 352 kB would make `, alice)
 	if err == nil || !strings.HasPrefix(err.Error(), want) || ExitCode(err) != ExitState ||
 		!strings.Contains(err.Error(), "resets at "+day.Add(24*time.Hour).Format("2006-01-02")+" 00:00 UTC (") ||
 		!strings.Contains(err.Error(), "kiln admin quota set --bytes-per-day N "+alice) {
