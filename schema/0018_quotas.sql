@@ -135,6 +135,31 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION kiln.quota_applies(name) IS 'True when quotas limit role p_role: a member of kiln_submitter (so also an admin) that is neither a superuser nor a member of a daemon group (kiln_builder, kiln_splitter, kiln_janitor, kiln_web).';
 
+-- The limits of a role if quotas limit it, in one query (the triggers'
+-- path): kiln.quota_applies and kiln.quota_limits together.
+CREATE FUNCTION kiln.quota_for(p_role name) RETURNS kiln.quota
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, kiln, pg_temp AS $$
+DECLARE
+    q kiln.quota;
+BEGIN
+    SELECT p_role, coalesce(o.jobs_per_hour, d.jobs_per_hour), coalesce(o.bytes_per_day, d.bytes_per_day),
+           coalesce(o.options_bytes, d.options_bytes), coalesce(o.platforms_per_job, d.platforms_per_job),
+           coalesce(o.validate_river_jobs_per_job, d.validate_river_jobs_per_job),
+           coalesce(o.river_job_bytes, d.river_job_bytes), coalesce(o.set_by, d.set_by), coalesce(o.set_at, d.set_at)
+    INTO q
+    FROM pg_catalog.pg_roles r
+    JOIN kiln.quota d ON d.person = 'public'
+    LEFT JOIN kiln.quota o ON o.person = r.rolname
+    WHERE r.rolname = p_role AND NOT r.rolsuper
+      AND pg_catalog.pg_has_role(r.oid, 'kiln_submitter', 'MEMBER')
+      AND NOT pg_catalog.pg_has_role(r.oid, 'kiln_builder', 'MEMBER')
+      AND NOT pg_catalog.pg_has_role(r.oid, 'kiln_splitter', 'MEMBER')
+      AND NOT pg_catalog.pg_has_role(r.oid, 'kiln_janitor', 'MEMBER')
+      AND NOT pg_catalog.pg_has_role(r.oid, 'kiln_web', 'MEMBER');
+    RETURN q;
+END $$;
+COMMENT ON FUNCTION kiln.quota_for(name) IS 'The quotas that limit role p_role (as kiln.quota_limits), or a row of NULLs when quotas do not limit it (kiln.quota_applies is false).';
+
 CREATE FUNCTION kiln.quota_web_session() RETURNS boolean
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, kiln, pg_temp AS $$
 BEGIN
@@ -243,10 +268,10 @@ BEGIN
     -- On insert the person is the session's; kiln.web_resubmit inserts as
     -- kiln-web and then hands the job to the person (UPDATE OF submitter).
     who := CASE WHEN TG_OP = 'INSERT' THEN session_user ELSE NEW.submitter END;
-    IF NOT kiln.quota_applies(who) THEN
+    lim := kiln.quota_for(who);
+    IF lim.person IS NULL THEN
         RETURN NEW;
     END IF;
-    lim := kiln.quota_limits(who);
     n := octet_length(NEW.options::text);
     IF n > lim.options_bytes THEN
         PERFORM kiln.quota_refuse(who, 'options_bytes', format('options of %s bytes (limit %s); a limit on each job, make the options smaller', n, lim.options_bytes));
@@ -297,10 +322,13 @@ DECLARE
     day timestamptz;
     total bigint;
 BEGIN
-    IF NEW.size = 0 OR NOT kiln.quota_applies(who) THEN
+    IF NEW.size = 0 THEN
         RETURN NULL;
     END IF;
-    lim := (kiln.quota_limits(who)).bytes_per_day;
+    lim := (kiln.quota_for(who)).bytes_per_day;
+    IF lim IS NULL THEN
+        RETURN NULL;
+    END IF;
     day := date_trunc('day', clock_timestamp(), 'UTC');
     total := kiln.quota_charge(who, 'bytes_per_day', day, NEW.size);
     IF total > lim THEN
@@ -358,17 +386,14 @@ BEGIN
     IF jsonb_typeof(NEW.args -> 'job_id') = 'number' THEN
         job := (NEW.args ->> 'job_id')::bigint;
     END IF;
-    IF kiln.quota_applies(session_user) THEN
-        who := session_user;
-    ELSIF kiln.quota_web_session() AND job IS NOT NULL THEN
-        SELECT j.submitter INTO who FROM kiln.job j WHERE j.id = job;
-        IF who IS NULL OR NOT kiln.quota_applies(who) THEN
-            RETURN NULL;
-        END IF;
-    ELSE
+    lim := kiln.quota_for(session_user);
+    IF lim.person IS NULL AND kiln.quota_web_session() AND job IS NOT NULL THEN
+        lim := kiln.quota_for((SELECT j.submitter FROM kiln.job j WHERE j.id = job));
+    END IF;
+    IF lim.person IS NULL THEN
         RETURN NULL;
     END IF;
-    lim := kiln.quota_limits(who);
+    who := lim.person;
     n := octet_length(NEW::text);
     IF n > lim.river_job_bytes THEN
         PERFORM kiln.quota_refuse(who, 'river_job_bytes', format('a River job of %s bytes (limit %s); a limit on each River job', n, lim.river_job_bytes));

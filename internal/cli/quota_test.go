@@ -148,6 +148,11 @@ func TestAdminQuota(t *testing.T) {
 // when it resets, exits 6, and leaves nothing behind.
 func TestSubmitRefusedByQuota(t *testing.T) {
 	t.Parallel()
+	// The hour's window must not turn between the submit that fills it
+	// and the one it refuses.
+	if now := time.Now(); now.Truncate(time.Hour).Add(time.Hour).Sub(now) < 15*time.Second {
+		time.Sleep(now.Truncate(time.Hour).Add(time.Hour).Sub(now) + time.Second)
+	}
 	db, alice := submitterDB(t)
 	ctx := context.Background()
 	if _, err := db.Pool.Exec(ctx, "INSERT INTO kiln.quota (person, jobs_per_hour, bytes_per_day) VALUES ($1, 1, 64 << 10)", alice); err != nil {
@@ -190,7 +195,17 @@ func TestSubmitRefusedByQuota(t *testing.T) {
 	if err == nil || !strings.HasPrefix(err.Error(), want) || ExitCode(err) != ExitState || !strings.Contains(err.Error(), "(limit 1); resets at ") {
 		t.Fatalf("submit past the jobs of the hour: %v (exit %d)", err, ExitCode(err))
 	}
+	// kiln resubmit is refused the same way.
+	var first int64
+	if err := db.Pool.QueryRow(ctx, `SELECT min(id) FROM kiln.job`).Scan(&first); err != nil {
+		t.Fatal(err)
+	}
+	_, err = run(t, db.URLAs(alice), "resubmit", fmt.Sprint(first))
+	want = fmt.Sprintf(`resubmitting job %d refused: quota "jobs per hour" exceeded for %s: 1 jobs since `, first, alice)
+	if err == nil || !strings.HasPrefix(err.Error(), want) || ExitCode(err) != ExitState {
+		t.Fatalf("resubmit past the jobs of the hour: %v (exit %d)", err, ExitCode(err))
+	}
 	if j, b := counts(); j != jobs || b != blobs {
-		t.Fatalf("the refused submit left %d jobs and %d blobs behind", j-jobs, b-blobs)
+		t.Fatalf("the refused submits left %d jobs and %d blobs behind", j-jobs, b-blobs)
 	}
 }
