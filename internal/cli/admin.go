@@ -440,11 +440,11 @@ func yesNo(b bool) string {
 func quotaCommand() *cli.Command {
 	var setFlags []cli.Flag
 	for _, q := range admin.Quotas {
-		usage := "limit of " + q.Title
+		usage := q.Title + ": a whole number"
 		if q.Bytes {
-			usage += " in bytes (or with KiB, MiB, GiB, TiB)"
+			usage += " of bytes, or with KiB, MiB, GiB, TiB"
 		}
-		setFlags = append(setFlags, &cli.StringFlag{Name: q.Flag(), Usage: usage + "; default drops the person's own"})
+		setFlags = append(setFlags, &cli.StringFlag{Name: q.Flag(), Usage: usage + "; default drops the person's own limit"})
 	}
 	return &cli.Command{
 		Name:  "quota",
