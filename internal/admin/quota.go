@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -184,8 +185,10 @@ func SetQuotas(ctx context.Context, db *pgxpool.Pool, person string, limits map[
 		cols = append(cols, q.Column)
 		sets = append(sets, fmt.Sprintf("%s = $%d", q.Column, len(args)))
 	}
-	if len(cols) != len(limits) {
-		return fmt.Errorf("unknown quota among %v", limits)
+	for col := range limits {
+		if !slices.ContainsFunc(Quotas, func(q Quota) bool { return q.Column == col }) {
+			return fmt.Errorf("%q is not a quota (kiln admin quota show lists them)", col)
+		}
 	}
 	return pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
 		if person == Defaults {
