@@ -16,3 +16,5 @@ GRANT INSERT (person, jobs_per_hour, bytes_per_day, options_bytes, platforms_per
       UPDATE (jobs_per_hour, bytes_per_day, options_bytes, platforms_per_job, validate_river_jobs_per_job, river_job_bytes)
       ON kiln.quota TO kiln_admin;
 GRANT SELECT ON kiln.quota_usage, kiln.quota_river_jobs TO kiln_admin;
+-- kiln admin quota reset (without PERSON) restores these.
+GRANT EXECUTE ON FUNCTION kiln.quota_builtin() TO kiln_admin;

@@ -358,8 +358,15 @@ func TestQuotaAdminOverride(t *testing.T) {
 		`DELETE FROM kiln.quota_usage`,
 		`SELECT kiln.quota_charge(session_user, 'jobs_per_hour', now() + interval '1 day', 0)`,
 		`SELECT kiln.quota_lock('bob')`,
+		`SELECT kiln.quota_refuse('bob', 'jobs_per_hour', 'x')`,
+		`SELECT kiln.quota_for('bob')`,
+		`SELECT kiln.quota_builtin()`,
 	} {
 		f.refused(alice, "permission denied", sql)
+	}
+	// Anyone may ask what applies to a person.
+	if n := f.int(alice, `SELECT (kiln.quota_limits($1)).jobs_per_hour`, bob); n != 500 {
+		t.Fatalf("bob's jobs per hour as alice reads them: %d", n)
 	}
 	// Only the defaults row stays, whoever asks.
 	f.refused(adm, "cannot be removed", `DELETE FROM kiln.quota WHERE person = 'public'`)

@@ -415,6 +415,10 @@ COMMENT ON FUNCTION kiln.river_job_quota() IS 'After a person (or kiln-web for a
 CREATE TRIGGER river_job_quota AFTER INSERT ON river.river_job
     FOR EACH ROW WHEN (NEW.kind = 'validate') EXECUTE FUNCTION kiln.river_job_quota();
 
--- The charging functions are the triggers' alone; reading limits is free.
+-- The functions are the triggers' (which run as the owner), except
+-- kiln.quota_limits, which reads kiln.quota with the caller's rights, for
+-- anyone who may read it (kiln admin quota show), and kiln.quota_builtin,
+-- which admins use to reset the defaults (roles/kiln_admin.sql).
 REVOKE EXECUTE ON FUNCTION kiln.quota_charge(name, text, timestamptz, bigint), kiln.quota_lock(name),
-    kiln.quota_refuse(name, text, text) FROM PUBLIC;
+    kiln.quota_refuse(name, text, text), kiln.quota_applies(name), kiln.quota_for(name),
+    kiln.quota_web_session(), kiln.quota_time(timestamptz), kiln.quota_builtin() FROM PUBLIC;
