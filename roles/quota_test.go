@@ -356,7 +356,7 @@ func TestQuotaAdminOverride(t *testing.T) {
 		`INSERT INTO kiln.quota_usage (person, quota, window_start, used) VALUES (session_user, 'jobs_per_hour', 'epoch', 0)`,
 		`UPDATE kiln.quota_usage SET used = 0`,
 		`DELETE FROM kiln.quota_usage`,
-		`SELECT kiln.quota_charge(session_user, 'jobs_per_hour', now() + interval '1 day', 0)`,
+		`SELECT kiln.quota_charge(session_user, 'jobs_per_hour', -1000)`,
 		`SELECT kiln.quota_lock('bob')`,
 		`SELECT kiln.quota_refuse('bob', 'jobs_per_hour', 'x')`,
 		`SELECT kiln.quota_for('bob')`,

@@ -204,32 +204,31 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION kiln.quota_lock(name) IS 'Takes the transaction-scoped advisory lock (1802596212, hashtext(person)) that orders all quota charges of one person.';
 
--- Adds p_amount to the person's use of p_quota in the window starting at
--- p_window and returns the new total.
-CREATE FUNCTION kiln.quota_charge(p_person name, p_quota text, p_window timestamptz, p_amount bigint) RETURNS bigint
+-- Adds p_amount to the person's use of p_quota (jobs_per_hour or
+-- bytes_per_day) in the current window and returns the window's new total,
+-- with its start and end as messages give them.
+CREATE FUNCTION kiln.quota_charge(p_person name, p_quota text, p_amount bigint,
+                                  OUT total bigint, OUT since text, OUT resets text)
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, kiln, pg_temp AS $$
 DECLARE
-    total bigint;
+    unit text := CASE p_quota WHEN 'jobs_per_hour' THEN 'hour' ELSE 'day' END;
+    w timestamptz;
 BEGIN
+    w := date_trunc(unit, clock_timestamp(), 'UTC');
     PERFORM kiln.quota_lock(p_person);
     INSERT INTO kiln.quota_usage AS u (person, quota, window_start, used)
-    VALUES (p_person, p_quota, p_window, p_amount)
+    VALUES (p_person, p_quota, w, p_amount)
     ON CONFLICT (person, quota, window_start) DO UPDATE SET used = u.used + EXCLUDED.used
     RETURNING u.used INTO total;
     IF total = p_amount THEN
         -- The window's first charge: forget this person's windows older than a week.
         DELETE FROM kiln.quota_usage
-        WHERE person = p_person AND quota = p_quota AND window_start < p_window - interval '7 days';
+        WHERE person = p_person AND quota = p_quota AND window_start < w - interval '7 days';
     END IF;
-    RETURN total;
+    since := to_char(w AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') || ' UTC';
+    resets := to_char((w + ('1 ' || unit)::interval) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') || ' UTC';
 END $$;
-COMMENT ON FUNCTION kiln.quota_charge(name, text, timestamptz, bigint) IS 'Under the person''s quota lock, adds p_amount to kiln.quota_usage for (p_person, p_quota, p_window) and returns the window''s new total. Called only by the quota triggers; executable by no role directly.';
-
--- A time of day in UTC, as quota messages give it.
-CREATE FUNCTION kiln.quota_time(p_at timestamptz) RETURNS text
-LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, kiln, pg_temp
-RETURN pg_catalog.to_char(p_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') || ' UTC';
-COMMENT ON FUNCTION kiln.quota_time(timestamptz) IS 'p_at as quota messages show it: YYYY-MM-DD HH24:MI UTC.';
+COMMENT ON FUNCTION kiln.quota_charge(name, text, bigint) IS 'Under the person''s quota lock, adds p_amount to kiln.quota_usage for p_person and p_quota in the current window (the clock hour for jobs_per_hour, the UTC day for bytes_per_day); returns the window''s new total, its start (since) and its end (resets) as YYYY-MM-DD HH24:MI UTC. Called only by the quota triggers; executable by no role directly.';
 
 -- Raises the quota refusal: SQLSTATE KL001, the message, a DETAIL that
 -- names the quota's column (quota=...) for programs, and a hint.
@@ -263,7 +262,8 @@ DECLARE
     who name;
     lim kiln.quota;
     n bigint;
-    hour timestamptz;
+    since text;
+    resets text;
 BEGIN
     -- On insert the person is the session's; kiln.web_resubmit inserts as
     -- kiln-web and then hands the job to the person (UPDATE OF submitter).
@@ -290,11 +290,10 @@ BEGIN
         RAISE EXCEPTION 'bucket name of % bytes; bucket names have at most 50 characters', octet_length(NEW.bucket)
             USING ERRCODE = 'check_violation';
     END IF;
-    hour := date_trunc('hour', clock_timestamp(), 'UTC');
-    n := kiln.quota_charge(who, 'jobs_per_hour', hour, 1);
+    SELECT c.total, c.since, c.resets INTO n, since, resets FROM kiln.quota_charge(who, 'jobs_per_hour', 1) c;
     IF n > lim.jobs_per_hour THEN
         PERFORM kiln.quota_refuse(who, 'jobs_per_hour', format('%s jobs since %s (limit %s); resets at %s',
-            n - 1, kiln.quota_time(hour), lim.jobs_per_hour, kiln.quota_time(hour + interval '1 hour')));
+            n - 1, since, lim.jobs_per_hour, resets));
     END IF;
     RETURN NEW;
 END $$;
@@ -319,8 +318,9 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, kiln, pg_temp AS
 DECLARE
     who name := session_user;
     lim bigint;
-    day timestamptz;
     total bigint;
+    since text;
+    resets text;
 BEGIN
     IF NEW.size = 0 THEN
         RETURN NULL;
@@ -329,11 +329,10 @@ BEGIN
     IF lim IS NULL THEN
         RETURN NULL;
     END IF;
-    day := date_trunc('day', clock_timestamp(), 'UTC');
-    total := kiln.quota_charge(who, 'bytes_per_day', day, NEW.size);
+    SELECT c.total, c.since, c.resets INTO total, since, resets FROM kiln.quota_charge(who, 'bytes_per_day', NEW.size) c;
     IF total > lim THEN
         PERFORM kiln.quota_refuse(who, 'bytes_per_day', format('storing a blob of %s would make %s bytes since %s (limit %s bytes, %s); resets at %s',
-            pg_size_pretty(NEW.size), total, kiln.quota_time(day), lim, pg_size_pretty(lim), kiln.quota_time(day + interval '1 day')));
+            pg_size_pretty(NEW.size), total, since, lim, pg_size_pretty(lim), resets));
     END IF;
     RETURN NULL;
 END $$;
@@ -419,6 +418,6 @@ CREATE TRIGGER river_job_quota AFTER INSERT ON river.river_job
 -- kiln.quota_limits, which reads kiln.quota with the caller's rights, for
 -- anyone who may read it (kiln admin quota show), and kiln.quota_builtin,
 -- which admins use to reset the defaults (roles/kiln_admin.sql).
-REVOKE EXECUTE ON FUNCTION kiln.quota_charge(name, text, timestamptz, bigint), kiln.quota_lock(name),
+REVOKE EXECUTE ON FUNCTION kiln.quota_charge(name, text, bigint), kiln.quota_lock(name),
     kiln.quota_refuse(name, text, text), kiln.quota_applies(name), kiln.quota_for(name),
-    kiln.quota_web_session(), kiln.quota_time(timestamptz), kiln.quota_builtin() FROM PUBLIC;
+    kiln.quota_web_session(), kiln.quota_builtin() FROM PUBLIC;
