@@ -403,6 +403,17 @@ func constraintCases(job, task int64) []constraintCase {
 		{"log chunk needs attempt", "INSERT INTO kiln.log_chunk (task_id, attempt, seq, data) VALUES (" + tk + ", 9, 0, 'x')", "23503", "log_chunk_task_id_attempt_fkey"},
 		{"duplicate log chunk", "INSERT INTO kiln.log_chunk (task_id, attempt, seq, data) VALUES (" + tk + ", 1, 0, 'x')", "23505", "log_chunk_pkey"},
 
+		// Quotas (0018).
+		{"quota limit negative", "INSERT INTO kiln.quota (person, jobs_per_hour) VALUES ('alice', -1)", "23514", "quota_limits_nonnegative"},
+		{"quota defaults incomplete", "UPDATE kiln.quota SET bytes_per_day = NULL WHERE person = 'public'", "23514", "quota_defaults_complete"},
+		{"duplicate quota", "INSERT INTO kiln.quota SELECT * FROM kiln.quota_builtin()", "23505", "quota_pkey"},
+		{"quota usage kind", "INSERT INTO kiln.quota_usage (person, quota, window_start, used) VALUES ('alice', 'options_bytes', now(), 1)", "23514", "quota_usage_quota_valid"},
+		{"quota usage negative", "INSERT INTO kiln.quota_usage (person, quota, window_start, used) VALUES ('alice', 'jobs_per_hour', now(), -1)", "23514", "quota_usage_used_nonnegative"},
+		{"duplicate quota usage", "INSERT INTO kiln.quota_usage (person, quota, window_start, used) VALUES ('alice', 'jobs_per_hour', 'epoch', 1), ('alice', 'jobs_per_hour', 'epoch', 2)", "23505", "quota_usage_pkey"},
+		{"quota River jobs count", "INSERT INTO kiln.quota_river_jobs (job_id, validate_river_jobs) VALUES (" + j + ", 0)", "23514", "quota_river_jobs_count_positive"},
+		{"quota River jobs need a job", "INSERT INTO kiln.quota_river_jobs (job_id, validate_river_jobs) VALUES (-1, 1)", "23503", "quota_river_jobs_job_id_fkey"},
+		{"duplicate quota River jobs", "INSERT INTO kiln.quota_river_jobs (job_id, validate_river_jobs) VALUES (" + j + ", 1), (" + j + ", 2)", "23505", "quota_river_jobs_pkey"},
+
 		// Events and migrations.
 		{"event kind", "INSERT INTO kiln.event (kind) VALUES ('Not A Kind')", "23514", "event_kind_valid"},
 		{"event detail", "INSERT INTO kiln.event (kind, detail) VALUES ('test.detail', '\"text\"')", "23514", "event_detail_object"},
