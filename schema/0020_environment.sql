@@ -41,14 +41,14 @@ CREATE INDEX environment_blob_idx ON kiln.environment (blob_sha256);
 
 CREATE TABLE kiln.platform_environment (
     platform    text PRIMARY KEY REFERENCES kiln.platform (name),
-    environment bigint NOT NULL REFERENCES kiln.environment (id),
+    environment bigint REFERENCES kiln.environment (id),
     spec        jsonb NOT NULL CONSTRAINT platform_environment_spec_object CHECK (jsonb_typeof(spec) = 'object'),
     max_age     interval NOT NULL DEFAULT '7 days' CONSTRAINT platform_environment_max_age_positive CHECK (max_age > '0'::interval)
 );
-COMMENT ON TABLE kiln.platform_environment IS 'The environment each platform builds in now, and what its next refresh is made from.';
+COMMENT ON TABLE kiln.platform_environment IS 'Which platforms build in an environment: the one they use now, and what the next one is made from (an admin sets it with kiln admin environment create; a builder of the platform makes it, in an environment River job).';
 COMMENT ON COLUMN kiln.platform_environment.platform IS 'The platform.';
-COMMENT ON COLUMN kiln.platform_environment.environment IS 'Its current environment.';
-COMMENT ON COLUMN kiln.platform_environment.spec IS 'The spec of the current environment, which a refresh makes again.';
+COMMENT ON COLUMN kiln.platform_environment.environment IS 'Its current environment; NULL until a builder has made the first one.';
+COMMENT ON COLUMN kiln.platform_environment.spec IS 'What the next environment (the first, or a refresh) is made from: {"dist", "arch", "mirror", "components": [...], "packages": [...]}.';
 COMMENT ON COLUMN kiln.platform_environment.max_age IS 'Age at which the janitor schedules a refresh (a week unless set).';
 
 -- A builder installs an environment it made: the blob must be one it stored
@@ -83,7 +83,7 @@ BEGIN
     SELECT environment INTO v_old FROM kiln.platform_environment WHERE platform = p_platform;
     UPDATE kiln.environment SET retired_at = now() WHERE id = v_old;
     INSERT INTO kiln.platform_environment (platform, environment, spec) VALUES (p_platform, v_id, p_spec)
-    ON CONFLICT (platform) DO UPDATE SET environment = EXCLUDED.environment, spec = EXCLUDED.spec;
+    ON CONFLICT (platform) DO UPDATE SET environment = EXCLUDED.environment;
     INSERT INTO kiln.event (kind, builder, detail)
     VALUES ('environment.install', p_builder, jsonb_build_object('platform', p_platform, 'environment', v_id,
                                                                  'sha256', encode(p_sha256, 'hex'), 'replaces', v_old));
@@ -92,3 +92,15 @@ END $$;
 COMMENT ON FUNCTION kiln.environment_install(text, text, bytea, jsonb, jsonb) IS 'Records an environment builder p_builder (registered by session_user, building p_platform) made from the verified blob p_sha256 it stored, and makes it the platform''s current environment; the previous one is retired, not removed. Returns the new environment''s id.';
 REVOKE EXECUTE ON FUNCTION kiln.environment_install(text, text, bytea, jsonb, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION kiln.environment_install(text, text, bytea, jsonb, jsonb) TO kiln_builder;
+
+-- Admins queue the environment River job of an sbuild platform that has an
+-- environment spec (kiln admin environment create|refresh), and nothing
+-- else. River inserts unique jobs with ON CONFLICT ... DO UPDATE SET kind =
+-- kind, hence the UPDATE policy, which admits environment jobs only.
+CREATE POLICY river_job_environment_admin ON river.river_job FOR INSERT TO kiln_admin
+    WITH CHECK (kind = 'environment' AND queue = 'build-' || (args ->> 'platform')
+                AND EXISTS (SELECT 1 FROM kiln.platform_environment pe WHERE pe.platform = args ->> 'platform'));
+CREATE POLICY river_job_environment_admin_unique ON river.river_job FOR UPDATE TO kiln_admin
+    USING (kind = 'environment') WITH CHECK (kind = 'environment');
+COMMENT ON POLICY river_job_environment_admin ON river.river_job IS 'An admin enqueues only the environment River job of a platform with an environment spec, in that platform''s build queue.';
+COMMENT ON POLICY river_job_environment_admin_unique ON river.river_job IS 'River''s unique insert touches the waiting environment job it would duplicate (DO UPDATE SET kind = kind); nothing else of River''s is an admin''s to change.';

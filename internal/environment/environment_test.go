@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,14 +14,20 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	urfave "github.com/urfave/cli/v2"
 
 	"github.com/kiln-build/kiln/internal/backend"
 	"github.com/kiln-build/kiln/internal/blob"
+	kilncli "github.com/kiln-build/kiln/internal/cli"
 	"github.com/kiln-build/kiln/internal/environment"
 	"github.com/kiln-build/kiln/internal/environment/envtest"
 	"github.com/kiln-build/kiln/internal/farmtest"
 	"github.com/kiln-build/kiln/internal/pgtest"
 	"github.com/kiln-build/kiln/internal/sandbox"
+	"github.com/kiln-build/kiln/jobs"
+	"github.com/kiln-build/kiln/schema"
 )
 
 func as(t *testing.T, db *pgtest.DB, role string) *pgxpool.Pool {
@@ -73,7 +80,7 @@ func small(t *testing.T, content string) environment.Made {
 		t.Fatal(err)
 	}
 	return environment.Made{Path: p, Sum: sha256.Sum256([]byte(content)), Size: int64(len(content)),
-		Spec: environment.Spec{Dist: "bookworm", Arch: "amd64", Mirror: "http://deb.debian.org/debian", Components: []string{"main"}},
+		Spec:     environment.Spec{Dist: "bookworm", Arch: "amd64", Mirror: "http://deb.debian.org/debian", Components: []string{"main"}},
 		Packages: map[string]string{"base-files": "12.4+deb12u5"}}
 }
 
@@ -325,21 +332,35 @@ func TestLifecycle(t *testing.T) {
 		o, err := b.Build(context.Background(), r, backend.Request{Source: filepath.Join(pkg, "kiln-life_1.0.dsc"), Dir: pkg, Log: &log})
 		done <- built{o, err, log.String()}
 	}()
-	refreshDir := filepath.Join(r.Home, "refresh")
-	if err := os.Mkdir(refreshDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := u.Chown(refreshDir); err != nil {
-		t.Fatal(err)
+	// The refresh: an admin asks for it, and the maker works the River
+	// job (jobs.EnvironmentWorker with an environment.Maker, as a builder
+	// does) while the build runs.
+	adminURL := db.URLAs(farmtest.Person(t, db, "admin", "kiln_admin"))
+	if out, err := kiln(t, adminURL, "admin", "environment", "refresh", "bookworm-amd64"); err != nil || !strings.Contains(out, "queued") {
+		t.Fatalf("kiln admin environment refresh: %v\n%s", err, out)
 	}
 	var mmlog bytes.Buffer
-	refreshed, err := environment.Create(ctx, r, spec, refreshDir, &mmlog)
-	if err != nil {
-		t.Fatalf("%v\n%s", err, mmlog.String())
-	}
-	newer, err := environment.Install(ctx, maker, "maker", "bookworm-amd64", refreshed)
+	workers := river.NewWorkers()
+	river.AddWorker(workers, &jobs.EnvironmentWorker{Maker: &environment.Maker{DB: maker, Builder: "maker", Runner: r, User: u, WorkDir: r.Home, Log: &mmlog}})
+	client, err := river.NewClient(riverpgxv5.New(maker), &river.Config{
+		Schema: schema.RiverSchema, Queues: map[string]river.QueueConfig{jobs.BuildQueue("bookworm-amd64"): {MaxWorkers: 1}},
+		Workers: workers, LeaderElectionDisabled: true, ReindexerSchedule: river.NeverSchedule(), FetchPollInterval: 100 * time.Millisecond,
+	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	events, cancelEvents := client.Subscribe(river.EventKindJobCompleted, river.EventKindJobFailed)
+	defer cancelEvents()
+	if err := client.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer client.Stop(context.Background()) //nolint:errcheck
+	if ev := <-events; ev.Kind != river.EventKindJobCompleted || ev.Job.Kind != "environment" {
+		t.Fatalf("the environment River job: %s %s %v\n%s", ev.Kind, ev.Job.Kind, ev.Job.Errors, mmlog.String())
+	}
+	newer, err := environment.Current(ctx, maker, "bookworm-amd64")
+	if err != nil || newer.ID == old.ID || newer.Builder != "maker" {
+		t.Fatalf("after the refresh job the platform uses %+v, %v", newer, err)
 	}
 	res := <-done
 	if res.err != nil {
@@ -347,9 +368,6 @@ func TestLifecycle(t *testing.T) {
 	}
 	if !strings.Contains(res.log, "Status: successful") {
 		t.Fatalf("the build's log:\n%s", res.log)
-	}
-	if cur, err := environment.Current(ctx, user, "bookworm-amd64"); err != nil || cur.ID != newer.ID {
-		t.Fatalf("after the refresh the platform uses %+v (%v), want environment %d", cur.ID, err, newer.ID)
 	}
 	if o, err := environment.Get(ctx, user, old.ID); err != nil || o.Retired.IsZero() {
 		t.Fatalf("the old environment after the refresh: %+v, %v", o, err)
@@ -366,5 +384,98 @@ func TestLifecycle(t *testing.T) {
 	removed, err := cache.Evict()
 	if err != nil || len(removed) != 1 || removed[0] != old.Sum {
 		t.Fatalf("evicted %v (%v), want the old environment", removed, err)
+	}
+
+	// The admin's view: both listed, the old one removable, the current
+	// one not.
+	listing, err := kiln(t, adminURL, "admin", "environment", "list", "bookworm-amd64")
+	if err != nil || !strings.Contains(listing, "current") || !strings.Contains(listing, "retired") {
+		t.Fatalf("kiln admin environment list: %v\n%s", err, listing)
+	}
+	shown, err := kiln(t, adminURL, "admin", "environment", "show", fmt.Sprint(newer.ID))
+	if err != nil || !strings.Contains(shown, newer.Sum.String()) || !strings.Contains(shown, "  build-essential ") {
+		t.Fatalf("kiln admin environment show: %v\n%s", err, shown)
+	}
+	if out, err := kiln(t, adminURL, "admin", "environment", "rm", fmt.Sprint(newer.ID)); err == nil || !strings.Contains(err.Error(), "current environment") {
+		t.Fatalf("removing the current environment: %v\n%s", err, out)
+	}
+	if out, err := kiln(t, adminURL, "admin", "environment", "rm", fmt.Sprint(old.ID)); err != nil {
+		t.Fatalf("removing the old environment: %v\n%s", err, out)
+	}
+}
+
+// kiln runs the kiln CLI against dbURL.
+func kiln(t *testing.T, dbURL string, args ...string) (string, error) {
+	t.Helper()
+	app := kilncli.App()
+	var out bytes.Buffer
+	app.Writer, app.ErrWriter = &out, &out
+	app.ExitErrHandler = func(*urfave.Context, error) {}
+	err := app.RunContext(t.Context(), append([]string{"kiln", "--db", dbURL}, args...))
+	return out.String(), err
+}
+
+// kiln admin environment create records the spec and queues one River job
+// in the platform's build queue; bad input is refused with a reason.
+func TestAdminEnvironmentCreate(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	db := pgtest.New(t)
+	sbuildPlatform(t, db, "bookworm-amd64")
+	farmtest.Platform(t, db.Pool, "plain-amd64", "amd64")
+	adminRole := farmtest.Person(t, db, "admin", "kiln_admin")
+	adminURL := db.URLAs(adminRole)
+	for _, c := range []struct {
+		args []string
+		err  string
+	}{
+		{[]string{"plain-amd64"}, "only sbuild platforms"},
+		{[]string{"nowhere"}, "does not exist"},
+		{[]string{"--mirror", "ftp://example.org/debian", "bookworm-amd64"}, "not an http, https or file URL"},
+		{[]string{"--package", "../evil", "bookworm-amd64"}, "not a package name"},
+		{[]string{"--dist", "-x", "bookworm-amd64"}, "not a suite name"},
+	} {
+		out, err := kiln(t, adminURL, append([]string{"admin", "environment", "create"}, c.args...)...)
+		if err == nil || !strings.Contains(err.Error(), c.err) {
+			t.Errorf("create %v: %v (%s), want an error containing %q", c.args, err, out, c.err)
+		}
+	}
+	out, err := kiln(t, adminURL, "admin", "environment", "create", "--package", "dose-distcheck", "--max-age", "48h", "bookworm-amd64")
+	if err != nil || !strings.Contains(out, "queued: a builder of bookworm-amd64 makes its bookworm/amd64 environment") {
+		t.Fatalf("create: %v\n%s", err, out)
+	}
+	if _, err := kiln(t, adminURL, "admin", "environment", "refresh", "bookworm-amd64"); err == nil || !strings.Contains(err.Error(), "already being made") {
+		t.Fatalf("a second request while one waits: %v", err)
+	}
+	var spec, queue, args string
+	var maxAge float64
+	if err := db.Pool.QueryRow(ctx, `SELECT pe.spec::text, extract(epoch FROM pe.max_age), j.queue, j.args::text
+		FROM kiln.platform_environment pe, river.river_job j WHERE j.kind = 'environment'`).Scan(&spec, &maxAge, &queue, &args); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(spec, `"packages": ["dose-distcheck"]`) || !strings.Contains(spec, `"dist": "bookworm"`) || maxAge != 48*3600 ||
+		queue != "build-bookworm-amd64" || args != `{"platform": "bookworm-amd64"}` {
+		t.Fatalf("spec %s, max age %v, River job %s %s", spec, maxAge, queue, args)
+	}
+	if _, err := kiln(t, adminURL, "admin", "environment", "refresh", "plain-amd64"); err == nil || !strings.Contains(err.Error(), "no environment to refresh") {
+		t.Fatalf("refreshing a platform without an environment: %v", err)
+	}
+	// Admins queue nothing else: no other kind, no other queue, no
+	// platform without a spec.
+	admin := as(t, db, adminRole)
+	for _, c := range [][3]string{
+		{"build", "build-bookworm-amd64", `{"platform": "bookworm-amd64", "task_id": 1}`},
+		{"environment", "build-plain-amd64", `{"platform": "bookworm-amd64"}`},
+		{"environment", "build-plain-amd64", `{"platform": "plain-amd64"}`},
+	} {
+		_, err := admin.Exec(ctx, `INSERT INTO river.river_job (kind, queue, args, max_attempts, state) VALUES ($1, $2, $3, 1, 'available')`, c[0], c[1], c[2])
+		wantCode(t, err, "42501", "an admin inserting River job "+c[0]+" in "+c[1])
+	}
+	_, err = admin.Exec(ctx, `UPDATE river.river_job SET kind = 'build' WHERE kind = 'environment'`)
+	wantCode(t, err, "42501", "an admin changing the environment job's kind")
+	// People who are not admins cannot queue it.
+	alice := db.URLAs(farmtest.Person(t, db, "alice", "kiln_submitter"))
+	if _, err := kiln(t, alice, "admin", "environment", "create", "bookworm-amd64"); err == nil {
+		t.Fatal("a submitter queued an environment job")
 	}
 }
