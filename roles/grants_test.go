@@ -52,18 +52,22 @@ var matrix = map[string]map[string]string{
 		"janitor": "S U(status,finished_at,reason)", "admin": "S", "web": "S"},
 	"kiln.artifact": {"reader": "S", "submitter": "S", "builder": "I(task_id,attempt,kind,file_name,blob_sha256,size)",
 		"janitor": "S U(blob_sha256,pruned_at)", "admin": "S", "web": "S"},
-	"kiln.log_chunk":        {"reader": "S", "submitter": "S", "builder": "I(task_id,attempt,seq,data)", "janitor": "S D", "admin": "S", "web": "S"},
-	"kiln.event":            {"reader": "S", "submitter": "S", "builder": "I", "janitor": "S I", "admin": "S", "web": "S"},
+	"kiln.log_chunk":   {"reader": "S", "submitter": "S", "builder": "I(task_id,attempt,seq,data)", "janitor": "S D", "admin": "S", "web": "S"},
+	"kiln.event":       {"reader": "S", "submitter": "S", "builder": "I", "janitor": "S I", "admin": "S", "web": "S"},
+	"kiln.environment": {"reader": "S", "submitter": "S", "builder": "S", "janitor": "S", "admin": "S D", "web": "S"},
+	"kiln.platform_environment": {"reader": "S", "submitter": "S", "builder": "S", "janitor": "S",
+		"admin": "S I(platform,spec,max_age) U(spec,max_age)", "web": "S"},
 	"kiln.schema_migration": {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
 	"kiln.queue_depth":      {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
 	"kiln.builder_status":   {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
 	"kiln.job_summary":      {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
 	"kiln.build_duration":   {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
 	// Identity sequences are used by INSERT without any grant.
-	"kiln.job_id_seq":      {},
-	"kiln.task_id_seq":     {},
-	"kiln.artifact_id_seq": {},
-	"kiln.event_id_seq":    {},
+	"kiln.job_id_seq":         {},
+	"kiln.task_id_seq":        {},
+	"kiln.artifact_id_seq":    {},
+	"kiln.event_id_seq":       {},
+	"kiln.environment_id_seq": {},
 	// River: an insert-only client (submitter) inserts River jobs, with
 	// UPDATE of kind for River's upsert (row-level security lets a person
 	// insert only validate River jobs and update none); working clients (splitter, janitor)

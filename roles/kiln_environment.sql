@@ -8,12 +8,10 @@
 -- migration).
 GRANT SELECT ON kiln.environment, kiln.platform_environment TO kiln_builder;
 -- Admins list and remove environments (a platform's current one is kept by
--- its foreign key), say what a platform's next environment is made from,
--- and queue the environment River job that has a builder of the platform
--- make it (kiln admin environment create|refresh).
+-- its foreign key) and say what a platform's next environment is made from.
+-- They queue the environment River job that has a builder of the platform
+-- make it (kiln admin environment create|refresh) with the River grants
+-- they hold as submitters; row-level security (schema/0020_environment.sql)
+-- admits that River job kind for admins.
 GRANT SELECT, DELETE ON kiln.environment TO kiln_admin;
 GRANT SELECT, INSERT (platform, spec, max_age), UPDATE (spec, max_age) ON kiln.platform_environment TO kiln_admin;
--- (Row-level security, schema/0020_environment.sql, admits environment
--- River jobs only; UPDATE (kind) is for River's unique insert.)
-GRANT INSERT, UPDATE (kind) ON river.river_job TO kiln_admin;
-GRANT USAGE ON SEQUENCE river.river_job_id_seq TO kiln_admin;
