@@ -56,16 +56,20 @@ var matrix = map[string]map[string]string{
 		"admin": "S D I(person,jobs_per_hour,bytes_per_day,options_bytes,platforms_per_job,validate_river_jobs_per_job,river_job_bytes) U(jobs_per_hour,bytes_per_day,options_bytes,platforms_per_job,validate_river_jobs_per_job,river_job_bytes)"},
 	"kiln.quota_usage":      {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
 	"kiln.quota_river_jobs": {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
+	"kiln.environment":      {"reader": "S", "submitter": "S", "builder": "S", "janitor": "S", "admin": "S D", "web": "S"},
+	"kiln.platform_environment": {"reader": "S", "submitter": "S", "builder": "S", "janitor": "S",
+		"admin": "S I(platform,spec,max_age) U(spec,max_age)", "web": "S"},
 	"kiln.schema_migration": {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
 	"kiln.queue_depth":      {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
 	"kiln.builder_status":   {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
 	"kiln.job_summary":      {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
 	"kiln.build_duration":   {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
 	// Identity sequences are used by INSERT without any grant.
-	"kiln.job_id_seq":      {},
-	"kiln.task_id_seq":     {},
-	"kiln.artifact_id_seq": {},
-	"kiln.event_id_seq":    {},
+	"kiln.job_id_seq":         {},
+	"kiln.task_id_seq":        {},
+	"kiln.artifact_id_seq":    {},
+	"kiln.event_id_seq":       {},
+	"kiln.environment_id_seq": {},
 	// River: an insert-only client (submitter) inserts River jobs, with
 	// UPDATE of kind for River's upsert (row-level security lets a person
 	// insert only validate River jobs and update none); working clients (splitter, janitor)

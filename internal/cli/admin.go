@@ -147,6 +147,7 @@ func adminCommand() *cli.Command {
 					{Name: "apply", Usage: "create the group roles and apply every role's grants (idempotent; after migrate)", Action: withDB(runRolesApply)},
 				},
 			},
+			environmentCommand(),
 		},
 	}
 }
