@@ -18,6 +18,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/kiln-build/kiln/internal/environment"
+	"github.com/kiln-build/kiln/internal/format"
 	"github.com/kiln-build/kiln/internal/report"
 	"github.com/kiln-build/kiln/jobs"
 	"github.com/kiln-build/kiln/schema"
@@ -203,7 +204,7 @@ func runEnvironmentList(ctx context.Context, c *cli.Context, db *pgxpool.Pool) e
 		if !e.Retired.IsZero() {
 			state = "retired"
 		}
-		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%.1f MiB\t%d\t%s\n", e.ID, e.Platform, state, age(time.Since(e.Created).Seconds()),
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%.1f MiB\t%d\t%s\n", e.ID, e.Platform, state, format.Duration(time.Since(e.Created).Seconds()),
 			float64(e.Size)/(1<<20), len(e.Packages), e.Sum.String()[:16])
 	}
 	return w.Flush()
