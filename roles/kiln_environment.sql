@@ -7,6 +7,9 @@
 -- install new ones only through kiln.environment_install (granted in the
 -- migration).
 GRANT SELECT ON kiln.environment, kiln.platform_environment TO kiln_builder;
+-- Again here: kiln_builder.sql, applied before this file, revokes every
+-- function from kiln_builder, the migration's grant too.
+GRANT EXECUTE ON FUNCTION kiln.environment_install(text, text, bytea, jsonb, jsonb) TO kiln_builder;
 -- Admins list and remove environments (a platform's current one is kept by
 -- its foreign key) and say what a platform's next environment is made from.
 -- They queue the environment River job that has a builder of the platform

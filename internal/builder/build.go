@@ -496,6 +496,9 @@ func (b *Builder) buildAll(ctx context.Context, live io.Writer, plat *platform, 
 			done++
 			for _, f := range built {
 				r.Artifacts = append(r.Artifacts, f.name)
+				if f.kind == backend.KindBuildInfo && strings.HasSuffix(f.name, ".buildinfo") {
+					r.BuildDepends = installedBuildDepends(f)
+				}
 			}
 			files = append(files, built...)
 			fmt.Fprintf(live, "=== kiln: %s built: %s ===\n", p.FileName, strings.Join(r.Artifacts, ", "))
@@ -662,4 +665,37 @@ func unsatisfiableDetail(msg string) string {
 		return msg[i+len(marker):]
 	}
 	return msg
+}
+
+// installedBuildDepends reads the Installed-Build-Depends field of a
+// Debian .buildinfo file (the builder's own copy in out/): package name to
+// version. It is nil when the file has no such field or cannot be read.
+func installedBuildDepends(f artifactFile) map[string]string {
+	file, err := f.open()
+	if err != nil {
+		return nil
+	}
+	defer file.Close()
+	data, err := io.ReadAll(io.LimitReader(file, 4<<20))
+	if err != nil {
+		return nil
+	}
+	var deps map[string]string
+	in := false
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "Installed-Build-Depends:") {
+			in, deps = true, map[string]string{}
+			line = strings.TrimPrefix(line, "Installed-Build-Depends:")
+		} else if !in || (line != "" && line[0] != ' ' && line[0] != '\t') {
+			in = false
+			continue
+		}
+		// " name (= version),"
+		entry := strings.TrimSuffix(strings.TrimSpace(line), ",")
+		name, version, ok := strings.Cut(entry, " (= ")
+		if ok && strings.HasSuffix(version, ")") {
+			deps[name] = strings.TrimSuffix(version, ")")
+		}
+	}
+	return deps
 }
