@@ -46,6 +46,8 @@ type packageResult struct {
 	// dependencies could not be installed at all.
 	Stage         string `json:"stage,omitempty"`
 	Unsatisfiable bool   `json:"unsatisfiable,omitempty"`
+	// Missing is what could not be installed, and why, when Unsatisfiable.
+	Missing string `json:"missing,omitempty"`
 	// BuildDepends are the packages and versions installed to build it
 	// (Installed-Build-Depends of its .buildinfo, for Debian packages).
 	BuildDepends map[string]string `json:"installed_build_depends,omitempty"`
@@ -472,10 +474,13 @@ func (b *Builder) buildAll(ctx context.Context, live io.Writer, plat *platform, 
 				built, err = collectOutputs(dirs, out, names, live)
 			}
 			if err != nil {
-				r.Status, r.Error, r.Stage, r.Unsatisfiable = "failed", err.Error(), "", false
+				r.Status, r.Error, r.Stage, r.Unsatisfiable, r.Missing = "failed", err.Error(), "", false, ""
 				var se *backend.StageError
 				if errors.As(err, &se) {
 					r.Stage, r.Unsatisfiable = se.Stage, se.Unsatisfiable
+					if se.Unsatisfiable {
+						r.Missing = se.Detail
+					}
 				}
 				fmt.Fprintf(live, "=== kiln: %s failed: %v ===\n", p.FileName, err)
 				// A failure whose stage the backend named is tried again
@@ -492,7 +497,7 @@ func (b *Builder) buildAll(ctx context.Context, live io.Writer, plat *platform, 
 				}
 				continue
 			}
-			r.Status, r.Error, r.Stage, r.Unsatisfiable = "succeeded", "", "", false
+			r.Status, r.Error, r.Stage, r.Unsatisfiable, r.Missing = "succeeded", "", "", false, ""
 			done++
 			for _, f := range built {
 				r.Artifacts = append(r.Artifacts, f.name)
@@ -631,7 +636,7 @@ func outcome(results []packageResult, policy string) (status, reason, stage stri
 	for _, r := range results {
 		switch {
 		case r.Status == "failed" && r.Unsatisfiable:
-			unsat = append(unsat, r.FileName+" ("+unsatisfiableDetail(r.Error)+")")
+			unsat = append(unsat, r.FileName+" ("+r.Missing+")")
 		case r.Status == "failed":
 			failed = append(failed, r.FileName)
 		case r.Status == "not_built":
@@ -655,16 +660,6 @@ func outcome(results []packageResult, policy string) (status, reason, stage stri
 		parts = append(parts, fmt.Sprintf("not built (policy %s): %s", policy, strings.Join(notBuilt, ", ")))
 	}
 	return "failed", strings.Join(parts, "; "), stage, len(unsat) > 0 && len(failed) == 0
-}
-
-// unsatisfiableDetail is what a package's error says could not be
-// installed: the text after "unsatisfiable build dependencies: ".
-func unsatisfiableDetail(msg string) string {
-	const marker = "unsatisfiable build dependencies: "
-	if i := strings.Index(msg, marker); i >= 0 {
-		return msg[i+len(marker):]
-	}
-	return msg
 }
 
 // installedBuildDepends reads the Installed-Build-Depends field of a
