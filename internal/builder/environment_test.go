@@ -124,3 +124,26 @@ func TestDpkgUnsatisfiable(t *testing.T) {
 		t.Fatalf("build info %+v", info)
 	}
 }
+
+// The host rpmbuild backend reports BuildRequires the host lacks as the
+// unsatisfiable outcome naming them.
+func TestRpmbuildUnsatisfiable(t *testing.T) {
+	t.Parallel()
+	f := newFarm(t)
+	f.platform(t, "el9-x86_64", "x86_64", "rpm", "rpmbuild", time.Hour, "")
+	_, pool := f.builderPool(t, 1)
+	srpm := testpkg.SRPM(t, testpkg.Spec{Name: "kiln-wants", BuildRequires: []string{"kiln-no-such-package >= 2"}})
+	_, task := f.submit(t, "el9-x86_64", "retry", srpm)
+	start(t, pool, testConfig(t, "el9-x86_64"))
+	if st := f.waitStatus(t, task, "succeeded", "failed", "timed_out"); st != "failed" {
+		t.Fatalf("task %s\n%s", st, f.logOf(t, task, 1))
+	}
+	_, _, reason := f.taskStatus(t, task)
+	if !strings.Contains(reason, "unsatisfiable build dependencies: kiln-wants-1.0-1.src.rpm (kiln-no-such-package >= 2 is needed by kiln-wants-1.0-1") {
+		t.Fatalf("reason %q\n%s", reason, f.logOf(t, task, 1))
+	}
+	info := f.buildInfo(t, task, 1)
+	if !info.Unsatisfiable || info.Stage != backend.StageBuildDeps {
+		t.Fatalf("build info %+v", info)
+	}
+}
