@@ -165,6 +165,8 @@ func (s *Server) routes() {
 	page("GET /api/queue", s.apiQueue)
 	page("GET /api/health", s.apiHealth)
 
+	m.HandleFunc("GET /repos/{bucket}/key.asc", s.repoKey)
+	m.HandleFunc("GET /repos/{rest...}", s.repoFile)
 	m.HandleFunc("GET /healthz", s.healthz)
 	m.HandleFunc("GET /metrics", s.serveMetrics)
 	m.Handle("GET /static/", http.StripPrefix("/static/", staticHandler()))

@@ -1,0 +1,221 @@
+package repo_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/kiln-build/kiln/internal/repo"
+	"github.com/kiln-build/kiln/internal/testsupport/farmtest"
+	"github.com/kiln-build/kiln/internal/testsupport/pgtest"
+	"github.com/kiln-build/kiln/internal/web"
+)
+
+// farm is a test database with a deb and an rpm platform, bucket devel, a
+// person, a publisher (its own login role and keyring) and kiln-web.
+type farm struct {
+	db        *pgtest.DB
+	person    string
+	publisher *repo.Publisher
+	web       *httptest.Server
+	webPool   *pgxpool.Pool
+}
+
+func setup(t *testing.T) *farm {
+	t.Helper()
+	db := pgtest.New(t)
+	farmtest.Platform(t, db.Pool, "bookworm-amd64", "amd64")
+	farmtest.Platform(t, db.Pool, "el9-x86_64", "x86_64")
+	farmtest.Bucket(t, db.Pool, "devel")
+	farmtest.Builder(t, db.Pool, "b1", 4, true, "bookworm-amd64", "el9-x86_64")
+	f := &farm{db: db, person: farmtest.Person(t, db, "alice", "kiln_submitter")}
+	pub := farmtest.Person(t, db, "pub", "kiln_publisher")
+	f.publisher = &repo.Publisher{DB: pool(t, db.URLAs(pub)), Keys: repo.Keyring{Home: gnupgHome(t)}, WorkDir: t.TempDir()}
+	webRole := farmtest.Person(t, db, "web", "kiln_web")
+	f.webPool = pool(t, db.URLAs(webRole))
+	srv, err := web.New(web.Config{DB: f.webPool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.web = httptest.NewServer(srv.Handler())
+	t.Cleanup(f.web.Close)
+	return f
+}
+
+func pool(t *testing.T, url string) *pgxpool.Pool {
+	t.Helper()
+	p, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+// gnupgHome is a short private directory: gpg-agent's socket path must fit
+// in a sockaddr_un.
+func gnupgHome(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "kg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		exec.Command("gpgconf", "--homedir", dir, "--kill", "all").Run() //nolint:errcheck
+		os.RemoveAll(dir)
+	})
+	return dir
+}
+
+// deb builds a real binary package with dpkg-deb: /usr/bin/NAME prints
+// "NAME VERSION".
+func deb(t *testing.T, name, version, arch string) []byte {
+	t.Helper()
+	root := t.TempDir()
+	must(t, os.MkdirAll(filepath.Join(root, "DEBIAN"), 0o755))
+	must(t, os.MkdirAll(filepath.Join(root, "usr/bin"), 0o755))
+	must(t, os.WriteFile(filepath.Join(root, "DEBIAN/control"), []byte(fmt.Sprintf(
+		"Package: %s\nVersion: %s\nArchitecture: %s\nMaintainer: kiln tests <kiln@example.org>\nDescription: kiln test package\n A package made by kiln's tests.\n",
+		name, version, arch)), 0o644))
+	must(t, os.WriteFile(filepath.Join(root, "usr/bin", name), []byte("#!/bin/sh\necho "+name+" "+version+"\n"), 0o755))
+	out := filepath.Join(t.TempDir(), "p.deb")
+	if b, err := exec.Command("dpkg-deb", "--root-owner-group", "--build", root, out).CombinedOutput(); err != nil {
+		t.Fatalf("dpkg-deb: %v: %s", err, b)
+	}
+	data, err := os.ReadFile(out)
+	must(t, err)
+	return data
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// job submits a job as the person and lets builder b1 finish a task on
+// each platform with status and the artifacts given for it.
+func (f *farm) job(t *testing.T, bucket string, results map[string][]farmtest.Artifact, status map[string]string) int64 {
+	t.Helper()
+	var platforms []string
+	for p := range results {
+		platforms = append(platforms, p)
+	}
+	id := farmtest.Submit(t, f.db.Pool, f.person, bucket, platforms, farmtest.File{Name: "hello_1.0.dsc", Data: []byte("Format: 3.0 (native)\n")})
+	tasks := farmtest.Split(t, f.db.Pool, id, platforms...)
+	for i, tk := range tasks {
+		a := farmtest.Take(t, f.db.Pool, tk, "b1")
+		st, reason := "succeeded", ""
+		if s := status[platforms[i]]; s != "" {
+			st, reason = s, "it broke"
+		}
+		farmtest.Finish(t, f.db.Pool, tk, a, st, reason, results[platforms[i]]...)
+	}
+	return id
+}
+
+func (f *farm) publish(t *testing.T) []repo.Result {
+	t.Helper()
+	res, err := f.publisher.PublishPending(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func (f *farm) get(t *testing.T, path string) (int, []byte) {
+	t.Helper()
+	resp, err := http.Get(f.web.URL + path)
+	must(t, err)
+	defer resp.Body.Close()
+	var b bytes.Buffer
+	b.ReadFrom(resp.Body) //nolint:errcheck
+	return resp.StatusCode, b.Bytes()
+}
+
+// apt is apt-get with a state of its own: only kiln's repository as source,
+// trusting only the bucket's key (signed-by), signature checks on.
+type apt struct {
+	dir, target string
+}
+
+func newApt(t *testing.T, sourceURL, suite string, key []byte) *apt {
+	t.Helper()
+	a := &apt{dir: t.TempDir()}
+	a.target = filepath.Join(a.dir, "target")
+	for _, d := range []string{"state/lists/partial", "cache/archives/partial", "empty", "target/var/lib/dpkg/updates", "target/var/lib/dpkg/info", "target/usr/bin"} {
+		must(t, os.MkdirAll(filepath.Join(a.dir, d), 0o755))
+	}
+	must(t, os.WriteFile(filepath.Join(a.dir, "target/var/lib/dpkg/status"), nil, 0o644))
+	must(t, os.WriteFile(filepath.Join(a.dir, "key.asc"), key, 0o644))
+	must(t, os.WriteFile(filepath.Join(a.dir, "sources.list"),
+		[]byte(fmt.Sprintf("deb [signed-by=%s] %s %s main\n", filepath.Join(a.dir, "key.asc"), sourceURL, suite)), 0o644))
+	return a
+}
+
+func (a *apt) run(args ...string) (string, error) {
+	base := []string{
+		"-o", "Dir::State=" + filepath.Join(a.dir, "state"),
+		"-o", "Dir::State::status=" + filepath.Join(a.target, "var/lib/dpkg/status"),
+		"-o", "Dir::Cache=" + filepath.Join(a.dir, "cache"),
+		"-o", "Dir::Etc::SourceList=" + filepath.Join(a.dir, "sources.list"),
+		"-o", "Dir::Etc::SourceParts=" + filepath.Join(a.dir, "empty"),
+		"-o", "Dir::Etc::Parts=" + filepath.Join(a.dir, "empty"),
+		"-o", "Dir::Etc::Preferences=/dev/null",
+		"-o", "Dir::Etc::PreferencesParts=" + filepath.Join(a.dir, "empty"),
+		"-o", "Dir::Etc::TrustedParts=" + filepath.Join(a.dir, "empty"),
+		"-o", "APT::Architecture=amd64",
+		"-o", "Acquire::Languages=none",
+		"-o", "Debug::NoLocking=1",
+		"-o", "DPkg::Options::=--root=" + a.target,
+		"-o", "DPkg::Options::=--force-not-root",
+		"-o", "DPkg::Options::=--log=/dev/null",
+		"-o", "DPkg::Chroot-Directory=/",
+		"-o", "APT::Sandbox::User=root",
+		"-q", "-y",
+	}
+	cmd := exec.Command("apt-get", append(base, args...)...)
+	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func TestAptInstallsPublishedPackage(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	f.job(t, "devel", map[string][]farmtest.Artifact{
+		"bookworm-amd64": {{Kind: "package", Name: "hello-kiln_1.0_amd64.deb", Data: deb(t, "hello-kiln", "1.0", "amd64")}},
+	}, nil)
+	res := f.publish(t)
+	if len(res) != 1 || res[0].Snapshot != 1 || res[0].Packages != 1 {
+		var o string
+		f.db.Pool.QueryRow(context.Background(), "SELECT string_agg(outcome, '; ') FROM kiln.publication_request").Scan(&o) //nolint:errcheck
+		t.Logf("outcomes: %s", o)
+		t.Fatalf("publication: %+v", res)
+	}
+	code, key := f.get(t, "/repos/devel/key.asc")
+	if code != 200 {
+		t.Fatalf("key.asc: %d", code)
+	}
+	a := newApt(t, f.web.URL+"/repos/devel/bookworm-amd64", "devel", key)
+	if out, err := a.run("update"); err != nil || strings.Contains(out, "W:") {
+		t.Fatalf("apt-get update: %v\n%s", err, out)
+	}
+	if out, err := a.run("install", "hello-kiln"); err != nil {
+		t.Fatalf("apt-get install: %v\n%s", err, out)
+	}
+	out, err := exec.Command(filepath.Join(a.target, "usr/bin/hello-kiln")).CombinedOutput()
+	if err != nil || string(out) != "hello-kiln 1.0\n" {
+		t.Fatalf("installed program: %v %q", err, out)
+	}
+}
