@@ -3,6 +3,8 @@ package repo_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -218,4 +220,16 @@ func TestAptInstallsPublishedPackage(t *testing.T) {
 	if err != nil || string(out) != "hello-kiln 1.0\n" {
 		t.Fatalf("installed program: %v %q", err, out)
 	}
+}
+
+func httptestServer(t *testing.T, h http.Handler) string {
+	t.Helper()
+	s := httptest.NewServer(h)
+	t.Cleanup(s.Close)
+	return s.URL
+}
+
+func sha256hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
 }
