@@ -23,17 +23,17 @@ import (
 // A role absent from an object's entry may do nothing with it.
 // Row-level security (which rows) is tested in rls_test.go.
 var matrix = map[string]map[string]string{
-	"kiln.platform":     {"reader": "S", "submitter": "S", "splitter": "S", "builder": "S", "janitor": "S", "admin": "SIUD", "web": "S"},
-	"kiln.bucket":       {"reader": "S", "submitter": "S", "splitter": "S", "janitor": "S", "admin": "SIUD", "web": "S"},
-	"kiln.bucket_grant": {"reader": "S", "submitter": "S", "splitter": "S", "janitor": "S", "admin": "SIUD", "web": "S"},
+	"kiln.platform":     {"reader": "S", "submitter": "S", "splitter": "S", "builder": "S", "janitor": "S", "admin": "SIUD", "web": "S", "publisher": "S"},
+	"kiln.bucket":       {"reader": "S", "submitter": "S", "splitter": "S", "janitor": "S", "admin": "SIUD", "web": "S", "publisher": "S"},
+	"kiln.bucket_grant": {"reader": "S", "submitter": "S", "splitter": "S", "janitor": "S", "admin": "SIUD", "web": "S", "publisher": "S"},
 	"kiln.blob": {"reader": "S", "submitter": "S I(sha256,size,chunk_size,content_sha256)", "splitter": "S U(verified_at)",
 		"builder": "S I(sha256,size,chunk_size,content_sha256,verified_at)", "janitor": "S D",
-		"admin": "S I(sha256,size,chunk_size,content_sha256)", "web": "S"},
+		"admin": "S I(sha256,size,chunk_size,content_sha256)", "web": "S", "publisher": "S I(sha256,size,chunk_size,verified_at)"},
 	"kiln.blob_chunk": {"reader": "S", "submitter": "S I(sha256,seq,data)", "splitter": "S", "builder": "S I(sha256,seq,data)",
-		"janitor": "S D", "admin": "S I(sha256,seq,data)", "web": "S"},
+		"janitor": "S D", "admin": "S I(sha256,seq,data)", "web": "S", "publisher": "S I(sha256,seq,data)"},
 	"kiln.job": {"reader": "S", "submitter": "S I(bucket,platforms,priority,policy,note,options,submission_key,resubmit_of)",
 		"splitter": "S U(status,reason,validated_at,finished_at)", "builder": "S", "janitor": "S U(status,reason,validated_at,finished_at) D",
-		"admin": "S I(bucket,platforms,priority,policy,note,options,submission_key,resubmit_of)", "web": "S"},
+		"admin": "S I(bucket,platforms,priority,policy,note,options,submission_key,resubmit_of)", "web": "S", "publisher": "S"},
 	"kiln.package": {"reader": "S", "submitter": "S I(job_id,seq,file_name,format,blob_sha256,size)",
 		"splitter": "S U(name,epoch,version,release,exclusive_arch,exclude_arch,reason)", "builder": "S", "janitor": "S",
 		"admin": "S I(job_id,seq,file_name,format,blob_sha256,size)", "web": "S"},
@@ -46,12 +46,12 @@ var matrix = map[string]map[string]string{
 	"kiln.task": {"reader": "S", "submitter": "S", "splitter": "S I(job_id,platform,status,reason,finished_at,river_job_id) U(river_job_id)",
 		"builder": "S U(status,attempt,lost_count,builder,heartbeat_at,started_at,finished_at,reason)",
 		"janitor": "S U(status,attempt,lost_count,builder,heartbeat_at,started_at,finished_at,reason,river_job_id)",
-		"admin":   "S", "web": "S"},
+		"admin":   "S", "web": "S", "publisher": "S"},
 	"kiln.attempt": {"reader": "S", "submitter": "S",
 		"builder": "S I(task_id,attempt,builder,status,started_at) U(status,finished_at,reason,build_info,log_bytes,log_truncated)",
 		"janitor": "S U(status,finished_at,reason)", "admin": "S", "web": "S"},
 	"kiln.artifact": {"reader": "S", "submitter": "S", "builder": "I(task_id,attempt,kind,file_name,blob_sha256,size)",
-		"janitor": "S U(blob_sha256,pruned_at)", "admin": "S", "web": "S"},
+		"janitor": "S U(blob_sha256,pruned_at)", "admin": "S", "web": "S", "publisher": "S"},
 	"kiln.log_chunk":        {"reader": "S", "submitter": "S", "builder": "I(task_id,attempt,seq,data)", "janitor": "S D", "admin": "S", "web": "S"},
 	"kiln.event":            {"reader": "S", "submitter": "S", "builder": "I", "janitor": "S I", "admin": "S", "web": "S"},
 	"kiln.schema_migration": {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
@@ -59,6 +59,19 @@ var matrix = map[string]map[string]string{
 	"kiln.builder_status":   {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
 	"kiln.job_summary":      {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
 	"kiln.build_duration":   {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
+	// Repositories (schema/0021_repository.sql): the publisher writes them;
+	// everyone reads (row-level security hides private buckets).
+	"kiln.binary_package":             {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S", "publisher": "SID"},
+	"kiln.bucket_key":                 {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S", "publisher": "S I U(active,retired_at)"},
+	"kiln.bucket_publication":         {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S", "publisher": "S I U(current_snapshot,published_at)"},
+	"kiln.publication_request":        {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S", "publisher": "S I(bucket,kind) U(done_at,snapshot_id,outcome)"},
+	"kiln.repo_token":                 {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
+	"kiln.snapshot":                   {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S", "publisher": "SID"},
+	"kiln.snapshot_file":              {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S", "publisher": "SID"},
+	"kiln.repository_package":         {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
+	"kiln.repository_summary":         {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
+	"kiln.publication_request_id_seq": {"publisher": "N"},
+	"kiln.snapshot_id_seq":            {},
 	// Identity sequences are used by INSERT without any grant.
 	"kiln.job_id_seq":      {},
 	"kiln.task_id_seq":     {},
@@ -78,7 +91,7 @@ var matrix = map[string]map[string]string{
 	"river.river_notification_id_seq": {},
 }
 
-var groupRoles = []string{"reader", "submitter", "splitter", "builder", "janitor", "admin", "web"}
+var groupRoles = []string{"reader", "submitter", "splitter", "builder", "janitor", "admin", "web", "publisher"}
 
 // perm is one parsed matrix entry.
 type perm struct {
