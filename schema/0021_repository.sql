@@ -139,9 +139,11 @@ COMMENT ON COLUMN kiln.bucket_publication.published_at IS 'When current_snapshot
 CREATE TABLE kiln.publication_request (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     bucket       text NOT NULL REFERENCES kiln.bucket (name) ON DELETE CASCADE,
-    kind         text NOT NULL CONSTRAINT publication_request_kind_valid CHECK (kind IN ('job', 'promote', 'rollback', 'rebuild')),
+    kind         text NOT NULL CONSTRAINT publication_request_kind_valid CHECK (kind IN ('job', 'promote', 'rollback', 'rebuild', 'remove')),
     job_id       bigint,
     snapshot_seq integer,
+    package_name text CONSTRAINT publication_request_package_name_valid CHECK (package_name ~ '^[A-Za-z0-9][A-Za-z0-9+._-]{0,199}$'),
+    platform     text REFERENCES kiln.platform (name),
     requested_by name NOT NULL DEFAULT session_user,
     requested_at timestamptz NOT NULL DEFAULT now(),
     done_at      timestamptz,
@@ -149,12 +151,15 @@ CREATE TABLE kiln.publication_request (
     outcome      text,
     CONSTRAINT publication_request_job CHECK ((job_id IS NOT NULL) = (kind IN ('job', 'promote'))),
     CONSTRAINT publication_request_seq CHECK ((snapshot_seq IS NOT NULL) = (kind = 'rollback')),
+    CONSTRAINT publication_request_remove CHECK ((package_name IS NOT NULL) = (kind = 'remove') AND (platform IS NULL OR kind = 'remove')),
     CONSTRAINT publication_request_done CHECK ((done_at IS NULL) = (outcome IS NULL))
 );
 COMMENT ON TABLE kiln.publication_request IS 'Work for kiln-publisher: a finished job to publish into its bucket, a promotion of a job into another bucket, a rollback, a rebuild of the metadata (after a key rotation). The publisher takes every pending request of a bucket at once (coalescing) and marks them done in the publication''s transaction.';
 COMMENT ON COLUMN kiln.publication_request.id IS 'Request number.';
 COMMENT ON COLUMN kiln.publication_request.bucket IS 'The bucket to publish into.';
-COMMENT ON COLUMN kiln.publication_request.kind IS 'job (a job of this bucket ended), promote (copy a job''s published packages here), rollback (serve snapshot_seq again), rebuild (regenerate and re-sign the metadata).';
+COMMENT ON COLUMN kiln.publication_request.kind IS 'job (a job of this bucket ended), promote (copy a job''s published packages here), rollback (serve snapshot_seq again), rebuild (regenerate and re-sign the metadata), remove (take a binary package out).';
+COMMENT ON COLUMN kiln.publication_request.package_name IS 'For remove: the binary package name to take out.';
+COMMENT ON COLUMN kiln.publication_request.platform IS 'For remove: only from this platform''s repository; NULL for every repository of the bucket.';
 COMMENT ON COLUMN kiln.publication_request.job_id IS 'For job and promote: the job.';
 COMMENT ON COLUMN kiln.publication_request.snapshot_seq IS 'For rollback: the bucket snapshot to serve again.';
 COMMENT ON COLUMN kiln.publication_request.requested_by IS 'Role that asked (session_user; the job trigger runs as the role that finished the job).';
@@ -264,6 +269,23 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION kiln.rollback_bucket(text, integer) IS 'kiln repo rollback: queues a publication that serves the bucket''s snapshot p_seq again (as a new snapshot with the same files, re-signed). session_user needs a grant on the bucket. Returns the request id.';
 REVOKE EXECUTE ON FUNCTION kiln.rollback_bucket(text, integer) FROM PUBLIC;
+
+CREATE FUNCTION kiln.remove_package(p_bucket text, p_name text, p_platform text) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, kiln, pg_temp AS $$
+DECLARE
+    v_id bigint;
+BEGIN
+    IF NOT kiln.may_publish_to(session_user, p_bucket) THEN
+        RAISE EXCEPTION '% may not remove packages from bucket % (it needs a grant on the bucket)', session_user, p_bucket
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    INSERT INTO kiln.publication_request (bucket, kind, package_name, platform) VALUES (p_bucket, 'remove', p_name, p_platform)
+        RETURNING id INTO v_id;
+    PERFORM pg_notify('kiln_publish', json_build_object('bucket', p_bucket)::text);
+    RETURN v_id;
+END $$;
+COMMENT ON FUNCTION kiln.remove_package(text, text, text) IS 'kiln repo rm: queues the removal of binary package p_name from the bucket''s repositories (only p_platform''s when not NULL). session_user needs a grant on the bucket. Returns the request id.';
+REVOKE EXECUTE ON FUNCTION kiln.remove_package(text, text, text) FROM PUBLIC;
 
 ------------------------------------------------------------------------------
 -- Private buckets: per-person tokens for apt and dnf

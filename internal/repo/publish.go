@@ -72,12 +72,14 @@ func (p *Publisher) PublishPending(ctx context.Context) ([]Result, error) {
 }
 
 type request struct {
-	id    int64
-	kind  string
-	job   *int64
-	seq   *int32
-	note  string
-	added int
+	id       int64
+	kind     string
+	job      *int64
+	seq      *int32
+	pkg      *string
+	platform *string
+	note     string
+	added    int
 }
 
 // repoView is one repository (platform) of a bucket as it is being
@@ -116,7 +118,7 @@ func (p *Publisher) Publish(ctx context.Context, bucket string) (Result, error) 
 	if limit <= 0 {
 		limit = DefaultMaxRequests
 	}
-	rows, err := tx.Query(ctx, `SELECT id, kind, job_id, snapshot_seq FROM kiln.publication_request
+	rows, err := tx.Query(ctx, `SELECT id, kind, job_id, snapshot_seq, package_name, platform FROM kiln.publication_request
 		WHERE bucket = $1 AND done_at IS NULL ORDER BY id LIMIT $2`, bucket, limit)
 	if err != nil {
 		return res, fmt.Errorf("reading requests of %s: %w", bucket, err)
@@ -124,7 +126,7 @@ func (p *Publisher) Publish(ctx context.Context, bucket string) (Result, error) 
 	var reqs []*request
 	for rows.Next() {
 		r := &request{}
-		if err := rows.Scan(&r.id, &r.kind, &r.job, &r.seq); err != nil {
+		if err := rows.Scan(&r.id, &r.kind, &r.job, &r.seq, &r.pkg, &r.platform); err != nil {
 			rows.Close()
 			return res, fmt.Errorf("reading requests of %s: %w", bucket, err)
 		}
@@ -159,6 +161,21 @@ func (p *Publisher) Publish(ctx context.Context, bucket string) (Result, error) 
 				v.changed = true
 			}
 			r.note = fmt.Sprintf("rolled back to snapshot %d", *r.seq)
+		case "remove":
+			n := 0
+			for _, v := range views {
+				if r.platform != nil && *r.platform != v.platform {
+					continue
+				}
+				for k, e := range v.entries {
+					if e.Name == *r.pkg {
+						delete(v.entries, k)
+						v.changed = true
+						n++
+					}
+				}
+			}
+			r.note = fmt.Sprintf("removed %d packages named %s", n, *r.pkg)
 		case "rebuild":
 			for _, v := range views {
 				v.changed = true
