@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"time"
 )
 
 // Keyring is the publisher host's GnuPG home holding the buckets' secret
@@ -50,9 +51,9 @@ func (k Keyring) Check() error {
 // Generate makes a new signing key for bucket and returns its fingerprint
 // and armored public key.
 func (k Keyring) Generate(ctx context.Context, bucket string) (fingerprint, public string, err error) {
-	uid := fmt.Sprintf("kiln bucket %s <kiln-%s@repository.invalid>", bucket, bucket)
-	// Each generation gets a distinct user id (a counter would need state):
-	// the fingerprint is what names the key everywhere else.
+	// gpg refuses a second key with the same user id, so the creation time
+	// is part of it; the fingerprint is what names the key everywhere else.
+	uid := fmt.Sprintf("kiln bucket %s (%s) <kiln-%s@repository.invalid>", bucket, time.Now().UTC().Format("2006-01-02T15:04:05.000Z"), bucket)
 	out, err := k.gpg(ctx, nil, "--status-fd", "1", "--quick-generate-key", uid, "ed25519", "sign", "never")
 	if err != nil {
 		return "", "", err
