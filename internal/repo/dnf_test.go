@@ -61,3 +61,44 @@ func TestDnfReadsPublishedRepository(t *testing.T) {
 		t.Fatalf("dnf downloaded nothing:\n%s", out)
 	}
 }
+
+// With sign_packages the RPMs themselves are signed with the bucket's key:
+// rpm -K passes against key.asc.
+func TestSignedPackagesPassRpmK(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	_, err := f.db.Pool.Exec(t.Context(), `UPDATE kiln.bucket SET sign_packages = true WHERE name = 'devel'`)
+	must(t, err)
+	f.job(t, "devel", map[string][]farmtest.Artifact{
+		"el9-x86_64": {{Kind: "package", Name: "signed-1.0-1.noarch.rpm", Data: rpmPackage(t, "signed", "1.0")}},
+	}, nil)
+	f.publish(t)
+	code, data := f.get(t, "/repos/devel/el9-x86_64/Packages/s/signed-1.0-1.noarch.rpm")
+	if code != 200 {
+		t.Fatalf("package: %d (%s)", code, outcomes(t, f))
+	}
+	_, key := f.get(t, "/repos/devel/key.asc")
+	dir := t.TempDir()
+	rpmFile, keyFile := filepath.Join(dir, "p.rpm"), filepath.Join(dir, "key.asc")
+	must(t, os.WriteFile(rpmFile, data, 0o644))
+	must(t, os.WriteFile(keyFile, key, 0o644))
+	db := filepath.Join(dir, "rpmdb")
+	if out, err := exec.Command("rpm", "--dbpath", db, "--import", keyFile).CombinedOutput(); err != nil {
+		t.Fatalf("rpm --import: %v\n%s", err, out)
+	}
+	out, err := exec.Command("rpm", "--dbpath", db, "-K", rpmFile).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "signatures OK") {
+		t.Fatalf("rpm -K: %v\n%s", err, out)
+	}
+	// Without the key, the check fails: the signature is really there.
+	out, err = exec.Command("rpm", "--dbpath", filepath.Join(dir, "empty"), "-K", rpmFile).CombinedOutput()
+	if err == nil {
+		t.Fatalf("rpm -K passed without the key:\n%s", out)
+	}
+}
+
+func outcomes(t *testing.T, f *farm) string {
+	var o string
+	f.db.Pool.QueryRow(t.Context(), "SELECT string_agg(outcome, '; ') FROM kiln.publication_request").Scan(&o) //nolint:errcheck
+	return o
+}

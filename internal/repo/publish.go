@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -111,7 +112,8 @@ func (p *Publisher) Publish(ctx context.Context, bucket string) (Result, error) 
 	}
 	var policy string
 	var keep int32
-	if err := tx.QueryRow(ctx, `SELECT publish_policy, keep_snapshots FROM kiln.bucket WHERE name = $1`, bucket).Scan(&policy, &keep); err != nil {
+	var signPackages bool
+	if err := tx.QueryRow(ctx, `SELECT publish_policy, keep_snapshots, sign_packages FROM kiln.bucket WHERE name = $1`, bucket).Scan(&policy, &keep, &signPackages); err != nil {
 		return res, fmt.Errorf("reading bucket %s: %w", bucket, err)
 	}
 	limit := p.MaxRequests
@@ -186,6 +188,9 @@ func (p *Publisher) Publish(ctx context.Context, bucket string) (Result, error) 
 			var why string
 			if r.kind == "job" {
 				adds, why, err = p.jobPackages(ctx, tx, *r.job, policy)
+				if err == nil && signPackages {
+					adds, err = p.signPackages(ctx, tx, bucket, adds)
+				}
 			} else {
 				adds, why, err = p.promotedPackages(ctx, tx, *r.job)
 			}
@@ -432,6 +437,60 @@ func (p *Publisher) binaryPackage(ctx context.Context, tx pgx.Tx, sum blob.Sum, 
 		return pkg, 0, fmt.Errorf("recording package %s: %w", sum, err)
 	}
 	return pkg, st.Size(), nil
+}
+
+// signPackages signs the RPMs among adds with the bucket's key (rpmsign):
+// the signed file is a new blob, published in place of the unsigned one, so
+// a promotion later copies the signed bytes. Debian packages are left as
+// they are (APT trusts them through the signed Release).
+func (p *Publisher) signPackages(ctx context.Context, tx pgx.Tx, bucket string, adds []Entry) ([]Entry, error) {
+	fpr, err := p.signingKey(ctx, tx, bucket)
+	if err != nil {
+		return nil, err
+	}
+	for i, e := range adds {
+		if e.Format != "rpm" {
+			continue
+		}
+		info, err := p.signRPM(ctx, tx, e, fpr)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO kiln.binary_package (sha256, format, name, version, arch, source, stanza)
+			VALUES ($1, $2, $3, $4, $5, $6, '') ON CONFLICT (sha256) DO NOTHING`, info.Sum[:], e.Format, e.Name, e.Version, e.Arch, e.Source); err != nil {
+			return nil, fmt.Errorf("recording signed %s: %w", e.Name, err)
+		}
+		adds[i].Sum, adds[i].Size = info.Sum, info.Size
+	}
+	return adds, nil
+}
+
+// signRPM stores a copy of e signed with rpmsign.
+func (p *Publisher) signRPM(ctx context.Context, tx pgx.Tx, e Entry, fpr string) (blob.Info, error) {
+	dir, err := os.MkdirTemp(p.WorkDir, "sign-")
+	if err != nil {
+		return blob.Info{}, err
+	}
+	defer os.RemoveAll(dir)
+	path := filepath.Join(dir, "package.rpm")
+	if err := blob.WriteFile(ctx, tx, e.Sum, path); err != nil {
+		return blob.Info{}, fmt.Errorf("signing %s: %w", e.Name, err)
+	}
+	// rpm runs gpg by absolute path (Debian's rpm names gpg2, which
+	// Debian does not ship).
+	gpg, err := exec.LookPath("gpg")
+	if err != nil {
+		return blob.Info{}, fmt.Errorf("signing %s: %w", e.Name, err)
+	}
+	if _, err := run(ctx, "rpmsign", "--define", "_gpg_name "+fpr, "--define", "_gpg_path "+p.Keys.Home,
+		"--define", "__gpg "+gpg, "--addsign", path); err != nil {
+		return blob.Info{}, fmt.Errorf("signing %s: %w", e.Name, err)
+	}
+	info, err := blob.PutFile(ctx, tx, path, true)
+	if err != nil {
+		return blob.Info{}, fmt.Errorf("storing signed %s: %w", e.Name, err)
+	}
+	return info, nil
 }
 
 // signingKey returns the fingerprint of the bucket's active key, making
