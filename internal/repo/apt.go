@@ -70,7 +70,7 @@ type aptSigner interface {
 func APTMetadata(ctx context.Context, s aptSigner, fingerprint, suite, arch string, es []Entry, now time.Time) ([]File, error) {
 	plain := PackagesIndex(es)
 	var gz bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
+	zw, _ := gzip.NewWriterLevel(&gz, gzip.DefaultCompression)
 	zw.Write(plain) //nolint:errcheck // writes to a bytes.Buffer do not fail
 	if err := zw.Close(); err != nil {
 		return nil, err
@@ -108,7 +108,7 @@ func APTMetadata(ctx context.Context, s aptSigner, fingerprint, suite, arch stri
 }
 
 func xzCompress(ctx context.Context, data []byte) ([]byte, error) {
-	cmd := exec.CommandContext(ctx, "xz", "--compress", "--stdout", "-6", "--threads=1")
+	cmd := exec.CommandContext(ctx, "xz", "--compress", "--stdout", "-1", "--threads=1")
 	cmd.Stdin = bytes.NewReader(data)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb

@@ -15,7 +15,7 @@ import (
 	"github.com/kiln-build/kiln/internal/testsupport/farmtest"
 )
 
-func kiln(t *testing.T, url string, args ...string) (string, error) {
+func kiln(t testing.TB, url string, args ...string) (string, error) {
 	t.Helper()
 	app := kilncli.App()
 	var out bytes.Buffer

@@ -11,7 +11,7 @@ import (
 )
 
 // rpmPackage builds a real noarch binary RPM with rpmbuild.
-func rpmPackage(t *testing.T, name, version string) []byte {
+func rpmPackage(t testing.TB, name, version string) []byte {
 	t.Helper()
 	top := t.TempDir()
 	spec := filepath.Join(top, name+".spec")
@@ -97,7 +97,7 @@ func TestSignedPackagesPassRpmK(t *testing.T) {
 	}
 }
 
-func outcomes(t *testing.T, f *farm) string {
+func outcomes(t testing.TB, f *farm) string {
 	var o string
 	f.db.Pool.QueryRow(t.Context(), "SELECT string_agg(outcome, '; ') FROM kiln.publication_request").Scan(&o) //nolint:errcheck
 	return o

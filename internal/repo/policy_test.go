@@ -14,7 +14,7 @@ import (
 	"github.com/kiln-build/kiln/internal/testsupport/farmtest"
 )
 
-func debArtifact(t *testing.T, name, version string) map[string][]farmtest.Artifact {
+func debArtifact(t testing.TB, name, version string) map[string][]farmtest.Artifact {
 	return map[string][]farmtest.Artifact{"bookworm-amd64": {{Kind: "package", Name: name + "_" + version + "_amd64.deb", Data: deb(t, name, version, "amd64")}}}
 }
 
@@ -182,7 +182,7 @@ func TestConcurrentPublishesStayConsistent(t *testing.T) {
 
 // checkRelease checks that every file the served Release lists has the
 // listed SHA-256 and size.
-func checkRelease(t *testing.T, f *farm, prefix string) {
+func checkRelease(t testing.TB, f *farm, prefix string) {
 	t.Helper()
 	base := "/repos/devel/" + prefix + "bookworm-amd64/dists/devel/"
 	code, rel := f.get(t, base+"Release")

@@ -32,7 +32,7 @@ type farm struct {
 	webPool   *pgxpool.Pool
 }
 
-func setup(t *testing.T) *farm {
+func setup(t testing.TB) *farm {
 	t.Helper()
 	db := pgtest.New(t)
 	farmtest.Platform(t, db.Pool, "bookworm-amd64", "amd64")
@@ -53,7 +53,7 @@ func setup(t *testing.T) *farm {
 	return f
 }
 
-func pool(t *testing.T, url string) *pgxpool.Pool {
+func pool(t testing.TB, url string) *pgxpool.Pool {
 	t.Helper()
 	p, err := pgxpool.New(context.Background(), url)
 	if err != nil {
@@ -65,7 +65,7 @@ func pool(t *testing.T, url string) *pgxpool.Pool {
 
 // gnupgHome is a short private directory: gpg-agent's socket path must fit
 // in a sockaddr_un.
-func gnupgHome(t *testing.T) string {
+func gnupgHome(t testing.TB) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "kg")
 	if err != nil {
@@ -80,7 +80,7 @@ func gnupgHome(t *testing.T) string {
 
 // deb builds a real binary package with dpkg-deb: /usr/bin/NAME prints
 // "NAME VERSION".
-func deb(t *testing.T, name, version, arch string) []byte {
+func deb(t testing.TB, name, version, arch string) []byte {
 	t.Helper()
 	root := t.TempDir()
 	must(t, os.MkdirAll(filepath.Join(root, "DEBIAN"), 0o755))
@@ -98,7 +98,7 @@ func deb(t *testing.T, name, version, arch string) []byte {
 	return data
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
@@ -107,7 +107,7 @@ func must(t *testing.T, err error) {
 
 // job submits a job as the person and lets builder b1 finish a task on
 // each platform with status and the artifacts given for it.
-func (f *farm) job(t *testing.T, bucket string, results map[string][]farmtest.Artifact, status map[string]string) int64 {
+func (f *farm) job(t testing.TB, bucket string, results map[string][]farmtest.Artifact, status map[string]string) int64 {
 	t.Helper()
 	var platforms []string
 	for p := range results {
@@ -126,7 +126,7 @@ func (f *farm) job(t *testing.T, bucket string, results map[string][]farmtest.Ar
 	return id
 }
 
-func (f *farm) publish(t *testing.T) []repo.Result {
+func (f *farm) publish(t testing.TB) []repo.Result {
 	t.Helper()
 	res, err := f.publisher.PublishPending(context.Background())
 	if err != nil {
@@ -135,7 +135,7 @@ func (f *farm) publish(t *testing.T) []repo.Result {
 	return res
 }
 
-func (f *farm) get(t *testing.T, path string) (int, []byte) {
+func (f *farm) get(t testing.TB, path string) (int, []byte) {
 	t.Helper()
 	resp, err := http.Get(f.web.URL + path)
 	must(t, err)
@@ -151,7 +151,7 @@ type apt struct {
 	dir, target string
 }
 
-func newApt(t *testing.T, sourceURL, suite string, key []byte) *apt {
+func newApt(t testing.TB, sourceURL, suite string, key []byte) *apt {
 	t.Helper()
 	a := &apt{dir: t.TempDir()}
 	a.target = filepath.Join(a.dir, "target")
@@ -222,7 +222,7 @@ func TestAptInstallsPublishedPackage(t *testing.T) {
 	}
 }
 
-func httptestServer(t *testing.T, h http.Handler) string {
+func httptestServer(t testing.TB, h http.Handler) string {
 	t.Helper()
 	s := httptest.NewServer(h)
 	t.Cleanup(s.Close)
