@@ -19,7 +19,8 @@ GRANT INSERT (sha256, size, chunk_size, verified_at) ON kiln.blob TO kiln_publis
 GRANT INSERT (sha256, seq, data) ON kiln.blob_chunk TO kiln_publisher;
 -- Repositories: parsed packages, snapshots, the served pointer, its work.
 GRANT SELECT, INSERT, DELETE ON kiln.binary_package TO kiln_publisher;
-GRANT SELECT, INSERT, DELETE ON kiln.snapshot, kiln.snapshot_file TO kiln_publisher;
+GRANT SELECT, INSERT, DELETE ON kiln.snapshot TO kiln_publisher;
+GRANT SELECT, INSERT, UPDATE (until_seq), DELETE ON kiln.repository_file TO kiln_publisher;
 GRANT SELECT, INSERT, UPDATE (current_snapshot, published_at) ON kiln.bucket_publication TO kiln_publisher;
 GRANT SELECT, UPDATE (done_at, snapshot_id, outcome) ON kiln.publication_request TO kiln_publisher;
 GRANT INSERT (bucket, kind) ON kiln.publication_request TO kiln_publisher;

@@ -91,7 +91,7 @@ CREATE TABLE kiln.snapshot (
     note       text NOT NULL DEFAULT '',
     CONSTRAINT snapshot_seq_unique UNIQUE (bucket, seq)
 );
-COMMENT ON TABLE kiln.snapshot IS 'One immutable publication of a bucket: every repository (one per platform) as a manifest of files in kiln.snapshot_file. Served at /repos/BUCKET/snapshots/SEQ/.';
+COMMENT ON TABLE kiln.snapshot IS 'One immutable publication of a bucket: every repository (one per platform) as a manifest of files in kiln.repository_file. Served at /repos/BUCKET/snapshots/SEQ/.';
 COMMENT ON COLUMN kiln.snapshot.id IS 'Snapshot number (global).';
 COMMENT ON COLUMN kiln.snapshot.bucket IS 'The bucket.';
 COMMENT ON COLUMN kiln.snapshot.seq IS 'Number of the snapshot within its bucket, from 1: the N of /repos/BUCKET/snapshots/N/.';
@@ -99,28 +99,40 @@ COMMENT ON COLUMN kiln.snapshot.created_at IS 'When it was published.';
 COMMENT ON COLUMN kiln.snapshot.created_by IS 'Role that published it (session_user: the publisher).';
 COMMENT ON COLUMN kiln.snapshot.note IS 'What the publication added (jobs, promotions), for people.';
 
-CREATE TABLE kiln.snapshot_file (
-    snapshot_id bigint NOT NULL REFERENCES kiln.snapshot (id) ON DELETE CASCADE,
+CREATE TABLE kiln.repository_file (
+    bucket      text NOT NULL REFERENCES kiln.bucket (name) ON DELETE CASCADE,
     platform    text NOT NULL REFERENCES kiln.platform (name),
-    path        text NOT NULL CONSTRAINT snapshot_file_path_safe CHECK (kiln.safe_repo_path(path)),
+    path        text NOT NULL CONSTRAINT repository_file_path_safe CHECK (kiln.safe_repo_path(path)),
+    from_seq    integer NOT NULL,
+    until_seq   integer,
     blob_sha256 bytea NOT NULL REFERENCES kiln.blob (sha256),
-    size        bigint NOT NULL CONSTRAINT snapshot_file_size_nonnegative CHECK (size >= 0),
+    size        bigint NOT NULL CONSTRAINT repository_file_size_nonnegative CHECK (size >= 0),
     package     bytea REFERENCES kiln.binary_package (sha256),
     job_id      bigint,
-    PRIMARY KEY (snapshot_id, platform, path),
-    CONSTRAINT snapshot_file_package_is_blob CHECK (package IS NULL OR package = blob_sha256)
+    PRIMARY KEY (bucket, platform, path, from_seq),
+    CONSTRAINT repository_file_lifetime CHECK (from_seq >= 1 AND (until_seq IS NULL OR until_seq > from_seq)),
+    CONSTRAINT repository_file_package_is_blob CHECK (package IS NULL OR package = blob_sha256)
 );
-COMMENT ON TABLE kiln.snapshot_file IS 'The manifest of a snapshot: every file of every repository of the bucket, by path under /repos/BUCKET/PLATFORM/.';
-COMMENT ON COLUMN kiln.snapshot_file.snapshot_id IS 'The snapshot.';
-COMMENT ON COLUMN kiln.snapshot_file.platform IS 'The repository (one per platform).';
-COMMENT ON COLUMN kiln.snapshot_file.path IS 'Path inside the repository, such as dists/devel/InRelease or pool/main/h/hello/hello_1.0_amd64.deb. Made by the publisher from validated package fields, never from a build''s file name.';
-COMMENT ON COLUMN kiln.snapshot_file.blob_sha256 IS 'The content (also the ETag it is served with).';
-COMMENT ON COLUMN kiln.snapshot_file.size IS 'Size in bytes.';
-COMMENT ON COLUMN kiln.snapshot_file.package IS 'For a package file: the binary package (the snapshot''s package list); NULL for metadata.';
-COMMENT ON COLUMN kiln.snapshot_file.job_id IS 'For a package file: the job that built it (kept when promoted). Not a foreign key: jobs may be deleted while their packages stay published.';
+COMMENT ON TABLE kiln.repository_file IS 'The manifests of a bucket''s snapshots, stored as lifetimes: a file of a repository (platform) is in every snapshot from from_seq up to, not including, until_seq. Adding a package to a big repository adds a few rows instead of copying the manifest.';
+COMMENT ON COLUMN kiln.repository_file.bucket IS 'The bucket.';
+COMMENT ON COLUMN kiln.repository_file.platform IS 'The repository (one per platform).';
+COMMENT ON COLUMN kiln.repository_file.path IS 'Path inside the repository, such as dists/devel/InRelease or pool/main/h/hello/hello_1.0_amd64.deb. Made by the publisher from validated package fields, never from a build''s file name.';
+COMMENT ON COLUMN kiln.repository_file.from_seq IS 'The first snapshot (kiln.snapshot.seq) that has the file. Not a foreign key: retention removes old snapshot rows while files they introduced live on.';
+COMMENT ON COLUMN kiln.repository_file.until_seq IS 'The first snapshot that no longer has it (replaced or removed); NULL while the newest snapshot has it.';
+COMMENT ON COLUMN kiln.repository_file.blob_sha256 IS 'The content (also the ETag it is served with).';
+COMMENT ON COLUMN kiln.repository_file.size IS 'Size in bytes.';
+COMMENT ON COLUMN kiln.repository_file.package IS 'For a package file: the binary package (the snapshot''s package list); NULL for metadata.';
+COMMENT ON COLUMN kiln.repository_file.job_id IS 'For a package file: the job that built it (kept when promoted). Not a foreign key: jobs may be deleted while their packages stay published.';
 
-CREATE INDEX snapshot_file_blob_idx ON kiln.snapshot_file (blob_sha256);
-CREATE INDEX snapshot_file_job_idx ON kiln.snapshot_file (job_id) WHERE job_id IS NOT NULL;
+CREATE UNIQUE INDEX repository_file_newest_idx ON kiln.repository_file (bucket, platform, path) WHERE until_seq IS NULL;
+CREATE INDEX repository_file_blob_idx ON kiln.repository_file (blob_sha256);
+CREATE INDEX repository_file_job_idx ON kiln.repository_file (job_id) WHERE job_id IS NOT NULL;
+
+CREATE FUNCTION kiln.snapshot_files(p_bucket text, p_seq integer) RETURNS SETOF kiln.repository_file
+LANGUAGE sql STABLE SET search_path = pg_catalog, kiln, pg_temp
+AS $$ SELECT f.* FROM kiln.repository_file f
+      WHERE f.bucket = p_bucket AND f.from_seq <= p_seq AND (f.until_seq IS NULL OR f.until_seq > p_seq) $$;
+COMMENT ON FUNCTION kiln.snapshot_files(text, integer) IS 'The files of snapshot p_seq of a bucket (under the caller''s rights: row-level security applies).';
 
 CREATE TABLE kiln.bucket_publication (
     bucket           text PRIMARY KEY REFERENCES kiln.bucket (name) ON DELETE CASCADE,
@@ -129,7 +141,7 @@ CREATE TABLE kiln.bucket_publication (
 );
 COMMENT ON TABLE kiln.bucket_publication IS 'The served snapshot of each bucket. The publisher locks this row for the length of a publication, so publications of one bucket never interleave, and moves current_snapshot in the same transaction that writes the snapshot.';
 COMMENT ON COLUMN kiln.bucket_publication.bucket IS 'The bucket.';
-COMMENT ON COLUMN kiln.bucket_publication.current_snapshot IS 'The snapshot served at /repos/BUCKET/; NULL before the first publication. A rollback moves it to an older snapshot.';
+COMMENT ON COLUMN kiln.bucket_publication.current_snapshot IS 'The snapshot served at /repos/BUCKET/: always the bucket''s newest (a rollback publishes a new snapshot with an older one''s packages); NULL before the first publication.';
 COMMENT ON COLUMN kiln.bucket_publication.published_at IS 'When current_snapshot last moved.';
 
 ------------------------------------------------------------------------------
@@ -221,9 +233,8 @@ BEGIN
         RAISE EXCEPTION '% may not promote into bucket % (it needs a grant on the bucket)', p_person, p_bucket
             USING ERRCODE = 'insufficient_privilege';
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM kiln.snapshot_file f
-                   JOIN kiln.bucket_publication p ON p.current_snapshot = f.snapshot_id
-                   WHERE p.bucket = v_from AND f.job_id = p_job_id) THEN
+    IF NOT EXISTS (SELECT 1 FROM kiln.repository_file f
+                   WHERE f.bucket = v_from AND f.job_id = p_job_id AND f.until_seq IS NULL) THEN
         RAISE EXCEPTION 'job % has no packages published in bucket %', p_job_id, v_from
             USING ERRCODE = 'object_not_in_prerequisite_state';
     END IF;
@@ -341,13 +352,12 @@ BEGIN
     END IF;
     RETURN QUERY
         SELECT f.blob_sha256, f.size, bl.chunk_size
-        FROM kiln.snapshot s
-        JOIN kiln.snapshot_file f ON f.snapshot_id = s.id
+        FROM kiln.repository_file f
         JOIN kiln.blob bl ON bl.sha256 = f.blob_sha256
-        WHERE s.bucket = p_bucket AND f.platform = p_platform AND f.path = p_path
-          AND CASE WHEN p_seq IS NULL
-                   THEN s.id = (SELECT p.current_snapshot FROM kiln.bucket_publication p WHERE p.bucket = p_bucket)
-                   ELSE s.seq = p_seq END;
+        WHERE f.bucket = p_bucket AND f.platform = p_platform AND f.path = p_path
+          AND CASE WHEN p_seq IS NULL THEN f.until_seq IS NULL
+                   ELSE f.from_seq <= p_seq AND (f.until_seq IS NULL OR f.until_seq > p_seq)
+                        AND EXISTS (SELECT 1 FROM kiln.snapshot s WHERE s.bucket = p_bucket AND s.seq = p_seq) END;
 END $$;
 COMMENT ON FUNCTION kiln.web_repo_file(name, text, text, integer, text, text) IS 'For kiln-web serving a private bucket''s repository: the blob of one file of the current snapshot (p_seq NULL) or of snapshot p_seq, if the person (p_person, logged in; or the owner of p_token) may read the bucket. No rows otherwise. Public buckets are read under row-level security without it.';
 REVOKE EXECUTE ON FUNCTION kiln.web_repo_file(name, text, text, integer, text, text) FROM PUBLIC;
@@ -372,14 +382,13 @@ COMMENT ON POLICY snapshot_read ON kiln.snapshot IS 'People read the snapshots o
 COMMENT ON POLICY snapshot_read_farm ON kiln.snapshot IS 'The janitor and admins read every snapshot.';
 COMMENT ON POLICY snapshot_publish ON kiln.snapshot IS 'The publisher writes snapshots in its own name.';
 
-ALTER TABLE kiln.snapshot_file ENABLE ROW LEVEL SECURITY;
-CREATE POLICY snapshot_file_read ON kiln.snapshot_file FOR SELECT TO kiln_reader
-    USING (EXISTS (SELECT 1 FROM kiln.snapshot s WHERE s.id = snapshot_id));
-CREATE POLICY snapshot_file_read_farm ON kiln.snapshot_file FOR SELECT TO kiln_janitor, kiln_admin USING (true);
-CREATE POLICY snapshot_file_publish ON kiln.snapshot_file TO kiln_publisher USING (true);
-COMMENT ON POLICY snapshot_file_read ON kiln.snapshot_file IS 'People read the files of the snapshots they may read.';
-COMMENT ON POLICY snapshot_file_read_farm ON kiln.snapshot_file IS 'The janitor and admins read every snapshot file.';
-COMMENT ON POLICY snapshot_file_publish ON kiln.snapshot_file IS 'The publisher writes snapshot manifests.';
+ALTER TABLE kiln.repository_file ENABLE ROW LEVEL SECURITY;
+CREATE POLICY repository_file_read ON kiln.repository_file FOR SELECT TO kiln_reader USING (kiln.bucket_readable(bucket));
+CREATE POLICY repository_file_read_farm ON kiln.repository_file FOR SELECT TO kiln_janitor, kiln_admin USING (true);
+CREATE POLICY repository_file_publish ON kiln.repository_file TO kiln_publisher USING (true);
+COMMENT ON POLICY repository_file_read ON kiln.repository_file IS 'People read the files of buckets whose jobs they may read.';
+COMMENT ON POLICY repository_file_read_farm ON kiln.repository_file IS 'The janitor and admins read every repository file.';
+COMMENT ON POLICY repository_file_publish ON kiln.repository_file IS 'The publisher writes the manifests.';
 
 ALTER TABLE kiln.bucket_publication ENABLE ROW LEVEL SECURITY;
 CREATE POLICY bucket_publication_read ON kiln.bucket_publication FOR SELECT TO kiln_reader USING (kiln.bucket_readable(bucket));
@@ -405,7 +414,7 @@ COMMENT ON POLICY artifact_read_publisher ON kiln.artifact IS 'The publisher rea
 
 -- Blobs of published files are readable with the snapshot that uses them.
 CREATE POLICY blob_read_published ON kiln.blob FOR SELECT TO kiln_reader
-    USING (EXISTS (SELECT 1 FROM kiln.snapshot_file f WHERE f.blob_sha256 = blob.sha256));
+    USING (EXISTS (SELECT 1 FROM kiln.repository_file f WHERE f.blob_sha256 = blob.sha256));
 CREATE POLICY blob_read_publisher ON kiln.blob FOR SELECT TO kiln_publisher USING (true);
 CREATE POLICY blob_store_publisher ON kiln.blob FOR INSERT TO kiln_publisher WITH CHECK (created_by = session_user);
 COMMENT ON POLICY blob_read_published ON kiln.blob IS 'A blob is readable with any snapshot file (that the reader may read) that uses it.';
@@ -425,7 +434,7 @@ SELECT s.bucket, f.platform, bp.name, bp.version, bp.arch, bp.source, f.path, f.
        encode(f.blob_sha256, 'hex') AS sha256, f.job_id, s.seq AS snapshot_seq
 FROM kiln.bucket_publication p
 JOIN kiln.snapshot s ON s.id = p.current_snapshot
-JOIN kiln.snapshot_file f ON f.snapshot_id = s.id
+JOIN kiln.repository_file f ON f.bucket = s.bucket AND f.until_seq IS NULL
 JOIN kiln.binary_package bp ON bp.sha256 = f.package;
 COMMENT ON VIEW kiln.repository_package IS 'What each bucket serves now: one row per binary package in the current snapshot of every repository (bucket, platform).';
 
@@ -434,7 +443,7 @@ SELECT s.bucket, f.platform, count(f.package) AS packages, sum(f.size) FILTER (W
        s.seq AS snapshot_seq, s.created_at AS published_at
 FROM kiln.bucket_publication p
 JOIN kiln.snapshot s ON s.id = p.current_snapshot
-JOIN kiln.snapshot_file f ON f.snapshot_id = s.id
+JOIN kiln.repository_file f ON f.bucket = s.bucket AND f.until_seq IS NULL
 GROUP BY s.bucket, f.platform, s.seq, s.created_at;
 COMMENT ON VIEW kiln.repository_summary IS 'Per bucket and platform: how many binary packages the current snapshot serves, their total size, and which snapshot it is.';
 COMMENT ON COLUMN kiln.repository_package.bucket IS 'The bucket.';

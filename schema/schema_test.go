@@ -294,7 +294,7 @@ func constraintCases(job, task int64) []constraintCase {
 	fpr, armored := strings.Repeat("AB", 20), "'-----BEGIN PGP PUBLIC KEY BLOCK-----x'"
 	bp := "INSERT INTO kiln.binary_package (sha256, format, name, version, arch, source) VALUES (sha256('x'), "
 	snap := "INSERT INTO kiln.snapshot (bucket, seq) VALUES ('devel', 1); "
-	file := "INSERT INTO kiln.snapshot_file (snapshot_id, platform, path, blob_sha256, size, package) VALUES ((SELECT max(id) FROM kiln.snapshot), 'el9-x86_64', "
+	file := "INSERT INTO kiln.repository_file (bucket, from_seq, platform, path, blob_sha256, size, package) VALUES ('devel', 1, 'el9-x86_64', "
 	req := "INSERT INTO kiln.publication_request (bucket, kind, job_id, snapshot_seq) VALUES ("
 	return []constraintCase{
 		// Platforms, buckets, builders.
@@ -427,15 +427,17 @@ func constraintCases(job, task int64) []constraintCase {
 		{"snapshot needs bucket", "INSERT INTO kiln.snapshot (bucket, seq) VALUES ('nope', 1)", "23503", "snapshot_bucket_fkey"},
 		{"duplicate snapshot seq", snap + snap, "23505", "snapshot_seq_unique"},
 		{"duplicate snapshot id", snap + "INSERT INTO kiln.snapshot (id, bucket, seq) OVERRIDING SYSTEM VALUE SELECT id, 'devel', 2 FROM kiln.snapshot", "23505", "snapshot_pkey"},
-		{"snapshot file path traversal", snap + file + "'dists/../../etc/passwd', sha256('x'), 1, NULL)", "23514", "snapshot_file_path_safe"},
-		{"snapshot file absolute path", snap + file + "'/etc/passwd', sha256('x'), 1, NULL)", "23514", "snapshot_file_path_safe"},
-		{"snapshot file size", snap + file + "'a', sha256('x'), -1, NULL)", "23514", "snapshot_file_size_nonnegative"},
-		{"snapshot file needs snapshot", "INSERT INTO kiln.snapshot_file (snapshot_id, platform, path, blob_sha256, size) VALUES (-1, 'el9-x86_64', 'a', sha256('x'), 1)", "23503", "snapshot_file_snapshot_id_fkey"},
-		{"snapshot file needs platform", snap + "INSERT INTO kiln.snapshot_file (snapshot_id, platform, path, blob_sha256, size) SELECT id, 'nope', 'a', sha256('x'), 1 FROM kiln.snapshot", "23503", "snapshot_file_platform_fkey"},
-		{"snapshot file needs blob", snap + file + "'a', sha256('nope'), 1, NULL)", "23503", "snapshot_file_blob_sha256_fkey"},
-		{"snapshot file needs package", snap + file + "'a', sha256('x'), 1, sha256('x'))", "23503", "snapshot_file_package_fkey"},
-		{"snapshot file package is its blob", bp + "'deb', 'a', '1', 'amd64', 'a'); " + snap + file + "'a', sha256('y'), 1, sha256('x'))", "23514", "snapshot_file_package_is_blob"},
-		{"duplicate snapshot file", snap + file + "'a', sha256('x'), 1, NULL); " + file + "'a', sha256('x'), 1, NULL)", "23505", "snapshot_file_pkey"},
+		{"snapshot file path traversal", snap + file + "'dists/../../etc/passwd', sha256('x'), 1, NULL)", "23514", "repository_file_path_safe"},
+		{"snapshot file absolute path", snap + file + "'/etc/passwd', sha256('x'), 1, NULL)", "23514", "repository_file_path_safe"},
+		{"snapshot file size", snap + file + "'a', sha256('x'), -1, NULL)", "23514", "repository_file_size_nonnegative"},
+		{"repository file needs bucket", "INSERT INTO kiln.repository_file (bucket, from_seq, platform, path, blob_sha256, size) VALUES ('nope', 1, 'el9-x86_64', 'a', sha256('x'), 1)", "23503", "repository_file_bucket_fkey"},
+		{"repository file needs platform", "INSERT INTO kiln.repository_file (bucket, from_seq, platform, path, blob_sha256, size) VALUES ('devel', 1, 'nope', 'a', sha256('x'), 1)", "23503", "repository_file_platform_fkey"},
+		{"repository file lifetime", "INSERT INTO kiln.repository_file (bucket, from_seq, until_seq, platform, path, blob_sha256, size) VALUES ('devel', 2, 2, 'el9-x86_64', 'a', sha256('x'), 1)", "23514", "repository_file_lifetime"},
+		{"repository file from 0", "INSERT INTO kiln.repository_file (bucket, from_seq, platform, path, blob_sha256, size) VALUES ('devel', 0, 'el9-x86_64', 'a', sha256('x'), 1)", "23514", "repository_file_lifetime"},
+		{"snapshot file needs blob", snap + file + "'a', sha256('nope'), 1, NULL)", "23503", "repository_file_blob_sha256_fkey"},
+		{"snapshot file needs package", snap + file + "'a', sha256('x'), 1, sha256('x'))", "23503", "repository_file_package_fkey"},
+		{"snapshot file package is its blob", bp + "'deb', 'a', '1', 'amd64', 'a'); " + snap + file + "'a', sha256('y'), 1, sha256('x'))", "23514", "repository_file_package_is_blob"},
+		{"duplicate snapshot file", snap + file + "'a', sha256('x'), 1, NULL); " + file + "'a', sha256('x'), 1, NULL)", "23505", "repository_file_pkey"},
 		{"publication needs bucket", "INSERT INTO kiln.bucket_publication (bucket) VALUES ('nope')", "23503", "bucket_publication_bucket_fkey"},
 		{"publication needs snapshot", "INSERT INTO kiln.bucket_publication (bucket, current_snapshot) VALUES ('devel', -1)", "23503", "bucket_publication_current_snapshot_fkey"},
 		{"duplicate publication", "INSERT INTO kiln.bucket_publication (bucket) VALUES ('devel'); INSERT INTO kiln.bucket_publication (bucket) VALUES ('devel')", "23505", "bucket_publication_pkey"},

@@ -155,7 +155,7 @@ func runRepoSnapshots(ctx context.Context, c *cli.Context, db *pgxpool.Pool) err
 		return err
 	}
 	rows, err := db.Query(ctx, `SELECT s.seq, s.created_at,
-		       (SELECT count(*) FROM kiln.snapshot_file f WHERE f.snapshot_id = s.id AND f.package IS NOT NULL),
+		       (SELECT count(*) FROM kiln.snapshot_files(s.bucket, s.seq) f WHERE f.package IS NOT NULL),
 		       coalesce(s.id = (SELECT current_snapshot FROM kiln.bucket_publication p WHERE p.bucket = s.bucket), false), s.note
 		FROM kiln.snapshot s WHERE s.bucket = $1 ORDER BY s.seq DESC`, c.Args().First())
 	if err != nil {

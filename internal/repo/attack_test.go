@@ -26,7 +26,7 @@ func TestRepositoryAttacks(t *testing.T) {
 			for _, sql := range []string{
 				`INSERT INTO kiln.snapshot (bucket, seq) VALUES ('devel', 99)`,
 				`UPDATE kiln.bucket_publication SET current_snapshot = NULL`,
-				`DELETE FROM kiln.snapshot_file`,
+				`DELETE FROM kiln.repository_file`,
 				`INSERT INTO kiln.bucket_key (bucket, fingerprint, public_key) VALUES ('devel', repeat('AB', 20), '-----BEGIN PGP PUBLIC KEY BLOCK-----')`,
 				`UPDATE kiln.publication_request SET done_at = now(), outcome = 'x'`,
 				`INSERT INTO kiln.publication_request (bucket, kind) VALUES ('devel', 'rebuild')`,
@@ -82,7 +82,7 @@ func TestRepositoryAttacks(t *testing.T) {
 		}
 		// The web's role itself sees no row of it.
 		var n int
-		must(t, f.webPool.QueryRow(ctx, `SELECT count(*) FROM kiln.snapshot_file f JOIN kiln.snapshot s ON s.id = f.snapshot_id WHERE s.bucket = 'secret'`).Scan(&n))
+		must(t, f.webPool.QueryRow(ctx, `SELECT count(*) FROM kiln.repository_file WHERE bucket = 'secret'`).Scan(&n))
 		if n != 0 {
 			t.Fatalf("kiln_web sees %d files of a private bucket", n)
 		}

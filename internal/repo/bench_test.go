@@ -33,8 +33,8 @@ func seed(b testing.TB, f *farm, n int) {
 			       format(E'Package: seed%%s\nVersion: 1.0\nArchitecture: amd64\nMaintainer: kiln bench <kiln@example.org>\nInstalled-Size: 10\nSection: misc\nPriority: optional\nDescription: seeded package %%s\n A package the benchmark seeded, with a description\n of a few lines like most packages have.\n', i, i)
 			FROM generate_series(1, %[1]d) i;
 		WITH s AS (INSERT INTO kiln.snapshot (bucket, seq) VALUES ('devel', 1) RETURNING id),
-		     f AS (INSERT INTO kiln.snapshot_file (snapshot_id, platform, path, blob_sha256, size, package)
-			SELECT s.id, 'bookworm-amd64', format('pool/main/s/seed%%s/seed%%s_1.0_amd64.deb', i, i),
+		     f AS (INSERT INTO kiln.repository_file (bucket, from_seq, platform, path, blob_sha256, size, package)
+			SELECT 'devel', 1, 'bookworm-amd64', format('pool/main/s/seed%%s/seed%%s_1.0_amd64.deb', i, i),
 			       sha256(convert_to('seed' || i, 'UTF8')), 1000, sha256(convert_to('seed' || i, 'UTF8'))
 			FROM s, generate_series(1, %[1]d) i)
 		INSERT INTO kiln.bucket_publication (bucket, current_snapshot) SELECT 'devel', id FROM s`, n))

@@ -6,6 +6,7 @@
 package repo
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -144,21 +145,33 @@ func (p *Publisher) Publish(ctx context.Context, bucket string) (Result, error) 
 
 	views := map[string]*repoView{}
 	if current != nil {
-		if views, err = p.loadSnapshot(ctx, tx, *current); err != nil {
+		if views, err = p.loadSnapshot(ctx, tx, bucket, 0); err != nil {
 			return res, err
 		}
 	}
 	for _, r := range reqs {
 		switch r.kind {
 		case "rollback":
-			var id int64
-			if err := tx.QueryRow(ctx, `SELECT id FROM kiln.snapshot WHERE bucket = $1 AND seq = $2`, bucket, *r.seq).Scan(&id); err != nil {
+			var exists bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM kiln.snapshot WHERE bucket = $1 AND seq = $2)`, bucket, *r.seq).Scan(&exists); err != nil {
+				return res, fmt.Errorf("rollback of %s: %w", bucket, err)
+			}
+			if !exists {
 				r.note = fmt.Sprintf("no snapshot %d to roll back to", *r.seq)
 				continue
 			}
-			if views, err = p.loadSnapshot(ctx, tx, id); err != nil {
+			target, err := p.loadSnapshot(ctx, tx, bucket, int(*r.seq))
+			if err != nil {
 				return res, err
 			}
+			// Repositories the target did not have become empty ones.
+			for name, v := range views {
+				if _, ok := target[name]; !ok {
+					v.entries = map[string]Entry{}
+					target[name] = v
+				}
+			}
+			views = target
 			for _, v := range views {
 				v.changed = true
 			}
@@ -221,7 +234,7 @@ func (p *Publisher) Publish(ctx context.Context, bucket string) (Result, error) 
 	}
 	var snapID *int64
 	if changed {
-		id, seq, err := p.writeSnapshot(ctx, tx, bucket, current, views, reqs)
+		id, seq, err := p.writeSnapshot(ctx, tx, bucket, views, reqs)
 		if err != nil {
 			return res, err
 		}
@@ -229,7 +242,7 @@ func (p *Publisher) Publish(ctx context.Context, bucket string) (Result, error) 
 		if _, err := tx.Exec(ctx, `UPDATE kiln.bucket_publication SET current_snapshot = $2, published_at = now() WHERE bucket = $1`, bucket, id); err != nil {
 			return res, fmt.Errorf("serving snapshot %d of %s: %w", seq, bucket, err)
 		}
-		if err := prune(ctx, tx, bucket, id, keep); err != nil {
+		if err := prune(ctx, tx, bucket, seq, keep); err != nil {
 			return res, err
 		}
 	}
@@ -292,15 +305,21 @@ func (p *Publisher) view(ctx context.Context, tx pgx.Tx, views map[string]*repoV
 	return v, nil
 }
 
-func (p *Publisher) loadSnapshot(ctx context.Context, tx pgx.Tx, id int64) (map[string]*repoView, error) {
+// loadSnapshot reads the repositories of snapshot seq of bucket (0: the
+// served one, the newest).
+func (p *Publisher) loadSnapshot(ctx context.Context, tx pgx.Tx, bucket string, seq int) (map[string]*repoView, error) {
 	views := map[string]*repoView{}
-	rows, err := tx.Query(ctx, `SELECT DISTINCT f.platform FROM kiln.snapshot_file f WHERE f.snapshot_id = $1`, id)
+	alive, args := `f.until_seq IS NULL`, []any{bucket}
+	if seq > 0 {
+		alive, args = `f.from_seq <= $2 AND (f.until_seq IS NULL OR f.until_seq > $2)`, []any{bucket, seq}
+	}
+	rows, err := tx.Query(ctx, `SELECT DISTINCT f.platform FROM kiln.repository_file f WHERE f.bucket = $1 AND `+alive, args...)
 	if err != nil {
-		return nil, fmt.Errorf("reading snapshot %d: %w", id, err)
+		return nil, fmt.Errorf("reading snapshot %d of %s: %w", seq, bucket, err)
 	}
 	platforms, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return nil, fmt.Errorf("reading snapshot %d: %w", id, err)
+		return nil, fmt.Errorf("reading snapshot %d of %s: %w", seq, bucket, err)
 	}
 	for _, pl := range platforms {
 		if _, err := p.view(ctx, tx, views, pl); err != nil {
@@ -308,17 +327,17 @@ func (p *Publisher) loadSnapshot(ctx context.Context, tx pgx.Tx, id int64) (map[
 		}
 	}
 	rows, err = tx.Query(ctx, `SELECT f.platform, f.blob_sha256, f.size, coalesce(f.job_id, 0), bp.format, bp.name, bp.version, bp.arch, bp.source, bp.stanza
-		FROM kiln.snapshot_file f JOIN kiln.binary_package bp ON bp.sha256 = f.package
-		WHERE f.snapshot_id = $1`, id)
+		FROM kiln.repository_file f JOIN kiln.binary_package bp ON bp.sha256 = f.package
+		WHERE f.bucket = $1 AND `+alive, args...)
 	if err != nil {
-		return nil, fmt.Errorf("reading snapshot %d: %w", id, err)
+		return nil, fmt.Errorf("reading snapshot %d of %s: %w", seq, bucket, err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var e Entry
 		var sum []byte
 		if err := rows.Scan(&e.repoPlatform, &sum, &e.Size, &e.JobID, &e.Format, &e.Name, &e.Version, &e.Arch, &e.Source, &e.Stanza); err != nil {
-			return nil, fmt.Errorf("reading snapshot %d: %w", id, err)
+			return nil, fmt.Errorf("reading snapshot %d of %s: %w", seq, bucket, err)
 		}
 		copy(e.Sum[:], sum)
 		views[e.repoPlatform].entries[e.Name+"/"+e.Arch] = e
@@ -378,8 +397,7 @@ func (p *Publisher) jobPackages(ctx context.Context, tx pgx.Tx, jobID int64, pol
 func (p *Publisher) promotedPackages(ctx context.Context, tx pgx.Tx, jobID int64) ([]Entry, string, error) {
 	rows, err := tx.Query(ctx, `SELECT f.platform, f.blob_sha256, f.size, bp.format, bp.name, bp.version, bp.arch, bp.source, bp.stanza
 		FROM kiln.job j
-		JOIN kiln.bucket_publication pub ON pub.bucket = j.bucket
-		JOIN kiln.snapshot_file f ON f.snapshot_id = pub.current_snapshot AND f.job_id = j.id
+		JOIN kiln.repository_file f ON f.bucket = j.bucket AND f.job_id = j.id AND f.until_seq IS NULL
 		JOIN kiln.binary_package bp ON bp.sha256 = f.package
 		WHERE j.id = $1`, jobID)
 	if err != nil {
@@ -517,10 +535,12 @@ func (p *Publisher) signingKey(ctx context.Context, tx pgx.Tx, bucket string) (s
 	return fpr, nil
 }
 
-// writeSnapshot stores the next snapshot of bucket: the files of unchanged
-// repositories are copied from the current snapshot; changed ones get their
-// package list and freshly made, signed metadata.
-func (p *Publisher) writeSnapshot(ctx context.Context, tx pgx.Tx, bucket string, current *int64, views map[string]*repoView, reqs []*request) (int64, int, error) {
+// writeSnapshot stores the next snapshot of bucket. Only what changed is
+// written: in each changed repository the files that are new or have new
+// content start living at the new snapshot, and those that went or changed
+// stop; unchanged repositories and files are left alone, so the cost does
+// not grow with the size of the bucket's manifest.
+func (p *Publisher) writeSnapshot(ctx context.Context, tx pgx.Tx, bucket string, views map[string]*repoView, reqs []*request) (int64, int, error) {
 	fpr, err := p.signingKey(ctx, tx, bucket)
 	if err != nil {
 		return 0, 0, err
@@ -551,12 +571,7 @@ func (p *Publisher) writeSnapshot(ctx context.Context, tx pgx.Tx, bucket string,
 	now := time.Now()
 	for _, name := range names {
 		v := views[name]
-		if !v.changed && current != nil {
-			if _, err := tx.Exec(ctx, `INSERT INTO kiln.snapshot_file (snapshot_id, platform, path, blob_sha256, size, package, job_id)
-				SELECT $1, platform, path, blob_sha256, size, package, job_id FROM kiln.snapshot_file WHERE snapshot_id = $2 AND platform = $3`,
-				id, *current, name); err != nil {
-				return 0, 0, fmt.Errorf("snapshot %d of %s, %s: %w", seq, bucket, name, err)
-			}
+		if !v.changed {
 			continue
 		}
 		entries := make([]Entry, 0, len(v.entries))
@@ -573,66 +588,106 @@ func (p *Publisher) writeSnapshot(ctx context.Context, tx pgx.Tx, bucket string,
 		if err != nil {
 			return 0, 0, fmt.Errorf("metadata of %s/%s: %w", bucket, name, err)
 		}
-		if err := insertFiles(ctx, tx, id, name, entries, meta); err != nil {
+		if err := writeFiles(ctx, tx, bucket, name, seq, entries, meta); err != nil {
 			return 0, 0, fmt.Errorf("snapshot %d of %s, %s: %w", seq, bucket, name, err)
 		}
 	}
 	return id, seq, nil
 }
 
-func insertFiles(ctx context.Context, tx pgx.Tx, id int64, platform string, entries []Entry, meta []File) error {
-	paths := make([]string, 0, len(entries)+len(meta))
-	sums := make([][]byte, 0, len(entries)+len(meta))
-	sizes := make([]int64, 0, len(entries)+len(meta))
-	pkgs := make([][]byte, 0, len(entries)+len(meta))
-	jobs := make([]int64, 0, len(entries)+len(meta))
+// stored is a file as the manifest has it.
+type stored struct {
+	sum  [32]byte
+	size int64
+	pkg  bool
+	job  int64
+}
+
+// writeFiles brings the newest manifest of one repository to entries plus
+// meta, as of snapshot seq.
+func writeFiles(ctx context.Context, tx pgx.Tx, bucket, platform string, seq int, entries []Entry, meta []File) error {
+	want := make(map[string]stored, len(entries)+len(meta))
 	for _, e := range entries {
-		paths = append(paths, e.Path())
-		sums = append(sums, e.Sum[:])
-		sizes = append(sizes, e.Size)
-		pkgs = append(pkgs, e.Sum[:])
-		jobs = append(jobs, e.JobID)
+		want[e.Path()] = stored{sum: e.Sum, size: e.Size, pkg: true, job: e.JobID}
 	}
 	for _, f := range meta {
-		info, err := blob.Put(ctx, tx, strings.NewReader(string(f.Data)), true)
+		info, err := blob.Put(ctx, tx, bytes.NewReader(f.Data), true)
 		if err != nil {
 			return fmt.Errorf("storing %s: %w", f.Path, err)
 		}
-		paths = append(paths, f.Path)
-		sums = append(sums, info.Sum[:])
-		sizes = append(sizes, info.Size)
-		pkgs = append(pkgs, nil)
-		jobs = append(jobs, 0)
+		want[f.Path] = stored{sum: info.Sum, size: info.Size}
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO kiln.snapshot_file (snapshot_id, platform, path, blob_sha256, size, package, job_id)
-		SELECT $1, $2, t.path, t.sum, t.size, t.pkg, nullif(t.job, 0)
-		FROM unnest($3::text[], $4::bytea[], $5::bigint[], $6::bytea[], $7::bigint[]) AS t(path, sum, size, pkg, job)`,
-		id, platform, paths, sums, sizes, pkgs, jobs)
+	rows, err := tx.Query(ctx, `SELECT path, blob_sha256 FROM kiln.repository_file
+		WHERE bucket = $1 AND platform = $2 AND until_seq IS NULL`, bucket, platform)
+	if err != nil {
+		return err
+	}
+	have := map[string][32]byte{}
+	for rows.Next() {
+		var path string
+		var sum []byte
+		if err := rows.Scan(&path, &sum); err != nil {
+			rows.Close()
+			return err
+		}
+		have[path] = [32]byte(sum)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	var gone []string
+	for path, sum := range have {
+		if w, ok := want[path]; !ok || w.sum != sum {
+			gone = append(gone, path)
+		}
+	}
+	var paths []string
+	var sums, pkgs [][]byte
+	var sizes, jobs []int64
+	for path, w := range want {
+		if sum, ok := have[path]; ok && sum == w.sum {
+			continue
+		}
+		paths = append(paths, path)
+		sums = append(sums, w.sum[:])
+		sizes = append(sizes, w.size)
+		jobs = append(jobs, w.job)
+		if w.pkg {
+			pkgs = append(pkgs, w.sum[:])
+		} else {
+			pkgs = append(pkgs, nil)
+		}
+	}
+	if _, err := tx.Exec(ctx, `UPDATE kiln.repository_file SET until_seq = $3
+		WHERE bucket = $1 AND platform = $2 AND until_seq IS NULL AND path = ANY($4)`, bucket, platform, seq, gone); err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO kiln.repository_file (bucket, platform, path, from_seq, blob_sha256, size, package, job_id)
+		SELECT $1, $2, t.path, $3, t.sum, t.size, t.pkg, nullif(t.job, 0)
+		FROM unnest($4::text[], $5::bytea[], $6::bigint[], $7::bytea[], $8::bigint[]) AS t(path, sum, size, pkg, job)`,
+		bucket, platform, seq, paths, sums, sizes, pkgs, jobs)
 	return err
 }
 
-// prune removes the bucket's snapshots beyond the keep latest (never the
-// served one) and the parsed packages only they used; the janitor removes
-// the blobs nothing refers to any more.
-func prune(ctx context.Context, tx pgx.Tx, bucket string, served int64, keep int32) error {
-	rows, err := tx.Query(ctx, `SELECT id FROM kiln.snapshot WHERE bucket = $1 AND id <> $2 ORDER BY seq DESC OFFSET $3`, bucket, served, keep-1)
-	if err != nil {
-		return fmt.Errorf("pruning %s: %w", bucket, err)
-	}
-	old, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	if err != nil || len(old) == 0 {
-		return err
+// prune removes the bucket's snapshots beyond the keep newest, the files
+// only they had, and the parsed packages nothing refers to any more; the
+// janitor removes the blobs nothing refers to.
+func prune(ctx context.Context, tx pgx.Tx, bucket string, newest int, keep int32) error {
+	oldest := newest - int(keep) + 1
+	if oldest <= 1 {
+		return nil
 	}
 	var pkgs [][]byte
-	if err := tx.QueryRow(ctx, `SELECT coalesce(array_agg(DISTINCT package), '{}') FROM kiln.snapshot_file
-		WHERE snapshot_id = ANY($1) AND package IS NOT NULL`, old).Scan(&pkgs); err != nil {
+	if err := tx.QueryRow(ctx, `WITH gone AS (
+			DELETE FROM kiln.repository_file WHERE bucket = $1 AND until_seq <= $2 RETURNING package)
+		SELECT coalesce(array_agg(DISTINCT package) FILTER (WHERE package IS NOT NULL), '{}') FROM gone`, bucket, oldest).Scan(&pkgs); err != nil {
 		return fmt.Errorf("pruning %s: %w", bucket, err)
 	}
-	if _, err := tx.Exec(ctx, `DELETE FROM kiln.snapshot WHERE id = ANY($1)`, old); err != nil {
+	if _, err := tx.Exec(ctx, `DELETE FROM kiln.snapshot WHERE bucket = $1 AND seq < $2`, bucket, oldest); err != nil {
 		return fmt.Errorf("pruning %s: %w", bucket, err)
 	}
 	if _, err := tx.Exec(ctx, `DELETE FROM kiln.binary_package bp WHERE bp.sha256 = ANY($1)
-		AND NOT EXISTS (SELECT 1 FROM kiln.snapshot_file f WHERE f.blob_sha256 = bp.sha256)`, pkgs); err != nil {
+		AND NOT EXISTS (SELECT 1 FROM kiln.repository_file f WHERE f.blob_sha256 = bp.sha256)`, pkgs); err != nil {
 		return fmt.Errorf("pruning %s: %w", bucket, err)
 	}
 	return nil

@@ -87,20 +87,22 @@ type Querier interface {
 // Lookup finds a file under the session's own rights (row-level security
 // hides private buckets it may not read).
 func Lookup(ctx context.Context, db Querier, a Address) (Stored, error) {
-	var seq *int
-	if a.Seq > 0 {
-		seq = &a.Seq
-	}
 	var st Stored
 	var sum []byte
-	err := db.QueryRow(ctx, `SELECT f.blob_sha256, f.size, b.chunk_size
-		FROM kiln.snapshot s
-		JOIN kiln.snapshot_file f ON f.snapshot_id = s.id
-		JOIN kiln.blob b ON b.sha256 = f.blob_sha256
-		WHERE s.bucket = $1 AND f.platform = $3 AND f.path = $4
-		  AND CASE WHEN $2::integer IS NULL
-		           THEN s.id = (SELECT p.current_snapshot FROM kiln.bucket_publication p WHERE p.bucket = $1)
-		           ELSE s.seq = $2 END`, a.Bucket, seq, a.Platform, a.Path).Scan(&sum, &st.Size, &st.ChunkSize)
+	var err error
+	if a.Seq == 0 {
+		err = db.QueryRow(ctx, `SELECT f.blob_sha256, f.size, b.chunk_size
+			FROM kiln.repository_file f JOIN kiln.blob b ON b.sha256 = f.blob_sha256
+			WHERE f.bucket = $1 AND f.platform = $2 AND f.path = $3 AND f.until_seq IS NULL`,
+			a.Bucket, a.Platform, a.Path).Scan(&sum, &st.Size, &st.ChunkSize)
+	} else {
+		err = db.QueryRow(ctx, `SELECT f.blob_sha256, f.size, b.chunk_size
+			FROM kiln.snapshot s
+			JOIN kiln.repository_file f ON f.bucket = s.bucket AND f.from_seq <= s.seq AND (f.until_seq IS NULL OR f.until_seq > s.seq)
+			JOIN kiln.blob b ON b.sha256 = f.blob_sha256
+			WHERE s.bucket = $1 AND s.seq = $2 AND f.platform = $3 AND f.path = $4`,
+			a.Bucket, a.Seq, a.Platform, a.Path).Scan(&sum, &st.Size, &st.ChunkSize)
+	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		return st, ErrNotFound
 	}
@@ -182,8 +184,7 @@ func (r *Reader) Seek(offset int64, whence int) (int64, error) {
 // any web server or mirror can serve it: DIR/PLATFORM/PATH, plus key.asc.
 func Export(ctx context.Context, db blob.DB, bucket, dir string) (int, error) {
 	rows, err := db.Query(ctx, `SELECT f.platform, f.path, f.blob_sha256
-		FROM kiln.bucket_publication p JOIN kiln.snapshot_file f ON f.snapshot_id = p.current_snapshot
-		WHERE p.bucket = $1 ORDER BY 1, 2`, bucket)
+		FROM kiln.repository_file f WHERE f.bucket = $1 AND f.until_seq IS NULL ORDER BY 1, 2`, bucket)
 	if err != nil {
 		return 0, fmt.Errorf("reading bucket %s: %w", bucket, err)
 	}
