@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os/exec"
 	"sort"
@@ -69,16 +70,26 @@ type aptSigner interface {
 // signed with fingerprint.
 func APTMetadata(ctx context.Context, s aptSigner, fingerprint, suite, arch string, es []Entry, now time.Time) ([]File, error) {
 	plain := PackagesIndex(es)
+	// xz runs while gzip compresses here: the two compressions are most of
+	// the time a big repository's publication takes.
+	type result struct {
+		data []byte
+		err  error
+	}
+	xzDone := make(chan result, 1)
+	go func() {
+		data, err := xzCompress(ctx, plain)
+		xzDone <- result{data, err}
+	}()
 	var gz bytes.Buffer
 	zw, _ := gzip.NewWriterLevel(&gz, gzip.DefaultCompression)
 	zw.Write(plain) //nolint:errcheck // writes to a bytes.Buffer do not fail
-	if err := zw.Close(); err != nil {
+	zerr := zw.Close()
+	x := <-xzDone
+	if err := errors.Join(zerr, x.err); err != nil {
 		return nil, err
 	}
-	xz, err := xzCompress(ctx, plain)
-	if err != nil {
-		return nil, err
-	}
+	xz := x.data
 	dir := "main/binary-" + arch
 	indexes := []File{{dir + "/Packages", plain}, {dir + "/Packages.gz", gz.Bytes()}, {dir + "/Packages.xz", xz}}
 

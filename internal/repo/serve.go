@@ -116,13 +116,43 @@ func Lookup(ctx context.Context, db Querier, a Address) (Stored, error) {
 // ChunkFunc returns chunk n of a stored file.
 type ChunkFunc func(ctx context.Context, n int64) ([]byte, error)
 
+// readAhead is how many chunks PublicChunks fetches per query: a query
+// costs about as much as streaming a chunk, so fetching several at once
+// keeps a download close to what the connection can carry.
+const readAhead = 8
+
 // PublicChunks reads chunks straight from kiln.blob_chunk under the
-// session's rights.
-func PublicChunks(db Querier, sum blob.Sum) ChunkFunc {
+// session's rights, readAhead at a time.
+func PublicChunks(db blob.DB, sum blob.Sum) ChunkFunc {
+	ahead := map[int64][]byte{}
 	return func(ctx context.Context, n int64) ([]byte, error) {
-		var data []byte
-		err := db.QueryRow(ctx, `SELECT data FROM kiln.blob_chunk WHERE sha256 = $1 AND seq = $2`, sum[:], n).Scan(&data)
-		return data, err
+		if data, ok := ahead[n]; ok {
+			delete(ahead, n)
+			return data, nil
+		}
+		clear(ahead)
+		rows, err := db.Query(ctx, `SELECT seq, data FROM kiln.blob_chunk WHERE sha256 = $1 AND seq >= $2 AND seq < $3`, sum[:], n, n+readAhead)
+		if err != nil {
+			return nil, err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var seq int64
+			var data []byte
+			if err := rows.Scan(&seq, &data); err != nil {
+				return nil, err
+			}
+			ahead[seq] = data
+		}
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		data, ok := ahead[n]
+		if !ok {
+			return nil, fmt.Errorf("chunk %d of %s is missing: %w", n, sum, blob.ErrCorrupt)
+		}
+		delete(ahead, n)
+		return data, nil
 	}
 }
 
