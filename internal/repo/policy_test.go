@@ -3,6 +3,7 @@ package repo_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -255,4 +256,35 @@ func TestPublisherKilledMidPublication(t *testing.T) {
 		t.Fatalf("the next run did not publish:\n%s", now)
 	}
 	checkRelease(t, f, "")
+}
+
+// Retention keeps the bucket's keep_snapshots newest snapshots: older ones
+// are no longer addressable, and packages only they had are forgotten.
+func TestRetentionPrunesOldSnapshots(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	_, err := f.db.Pool.Exec(ctx, `UPDATE kiln.bucket SET keep_snapshots = 2 WHERE name = 'devel'`)
+	must(t, err)
+	for _, v := range []string{"1.0", "1.1", "1.2", "1.3"} {
+		f.job(t, "devel", debArtifact(t, "hello-kiln", v), nil)
+		f.publish(t)
+	}
+	for seq, kept := range map[int]bool{1: false, 2: false, 3: true, 4: true} {
+		if code, _ := f.get(t, fmt.Sprintf("/repos/devel/snapshots/%d/bookworm-amd64/dists/devel/Release", seq)); (code == 200) != kept {
+			t.Errorf("snapshot %d: %d, kept %v", seq, code, kept)
+		}
+	}
+	var versions []string
+	rows, err := f.db.Pool.Query(ctx, `SELECT version FROM kiln.binary_package ORDER BY version`)
+	must(t, err)
+	for rows.Next() {
+		var v string
+		must(t, rows.Scan(&v))
+		versions = append(versions, v)
+	}
+	if strings.Join(versions, " ") != "1.2 1.3" {
+		t.Fatalf("parsed packages kept: %v, want 1.2 1.3", versions)
+	}
+	checkRelease(t, f, "snapshots/3/")
 }
