@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -108,4 +109,23 @@ func (s *Server) repoKey(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/pgp-keys")
 	w.Header().Set("Cache-Control", "public, max-age=300")
 	w.Write([]byte(key)) //nolint:errcheck
+}
+
+// promoteJob handles POST /jobs/{id}/promote (form field to): the
+// logged-in person promotes the job's published packages into bucket to,
+// through kiln.web_promote, which checks their grant on it.
+func (s *Server) promoteJob(w http.ResponseWriter, r *http.Request, person string) {
+	id, err := pathID(r, "id")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	to := r.FormValue("to")
+	var req int64
+	if err := s.db.QueryRow(r.Context(), "SELECT kiln.web_promote($1, $2, $3)", person, id, to).Scan(&req); err != nil {
+		s.fail(w, r, fmt.Errorf("promoting job %d into %s: %w", id, to, err))
+		return
+	}
+	s.log.Info("job promoted", "job", id, "to", to, "person", person, "request", req)
+	http.Redirect(w, r, fmt.Sprintf("/jobs/%d", id), http.StatusSeeOther)
 }

@@ -150,6 +150,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /jobs/{id}/cancel", s.action(s.cancelJob))
 	m.HandleFunc("POST /jobs/{id}/resubmit", s.action(s.resubmit))
 	m.HandleFunc("POST /tasks/{id}/cancel", s.action(s.cancelTask))
+	m.HandleFunc("POST /jobs/{id}/promote", s.action(s.promoteJob))
 	m.HandleFunc("POST /builders/{name}/enable", s.action(s.enableBuilder(true)))
 	m.HandleFunc("POST /builders/{name}/disable", s.action(s.enableBuilder(false)))
 	m.HandleFunc("GET /login", s.login)
