@@ -33,7 +33,7 @@ func TestTamperedMetadataIsRefused(t *testing.T) {
 			proxy := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				resp, err := http.Get(f.web.URL + r.URL.Path)
 				if err != nil {
-					http.Error(w, err.Error(), 502)
+					http.Error(w, err.Error(), http.StatusBadGateway)
 					return
 				}
 				defer resp.Body.Close()
