@@ -139,7 +139,7 @@ func suites(c *cli.Context) []suite {
 			rows: []row{
 				{bench: "BenchmarkVisibleToApt", what: "task success to package visible to apt (bucket of 10,000 packages)", figure: p5099,
 					how: "a running publisher (repo.Serve, woken by NOTIFY kiln_publish) and kiln-web; a job's task finishes with a real .deb; " +
-						"measured until kiln-web serves a Packages naming it, 20 rounds; apt-get update then sees the last one"},
+						"measured until kiln-web serves the package file (the same commit serves its Packages entry, checked each round), 20 rounds; apt-get update then sees the last one"},
 				{bench: "BenchmarkRegenerate/packages=100", what: "publish one package into 100", figure: func(m metrics) string { return ms(m, "p50", "max") },
 					how: "one job's .deb published (parse, Packages/.gz/.xz, Release signed twice, manifest rows, commit), 5 rounds; bucket seeded in SQL"},
 				{bench: "BenchmarkRegenerate/packages=1000", what: "publish one package into 1,000", figure: func(m metrics) string { return ms(m, "p50", "max") }, how: "as above"},
