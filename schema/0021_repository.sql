@@ -25,7 +25,7 @@ COMMENT ON COLUMN kiln.bucket.sign_packages IS 'When true the publisher also sig
 COMMENT ON COLUMN kiln.bucket.keep_snapshots IS 'How many of the bucket''s latest snapshots retention keeps (the current one is always kept).';
 
 CREATE FUNCTION kiln.safe_repo_path(p text) RETURNS boolean
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE SET search_path = pg_catalog, kiln, pg_temp
 RETURN p ~ '^[A-Za-z0-9_+~][A-Za-z0-9_.+~=-]*(/[A-Za-z0-9_+~][A-Za-z0-9_.+~=-]*)*$'
    AND octet_length(p) <= 1000
    AND position('..' IN p) = 0;
