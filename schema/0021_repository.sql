@@ -230,7 +230,7 @@ BEGIN
         RAISE EXCEPTION 'job % is already in bucket %', p_job_id, p_bucket USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF NOT kiln.may_publish_to(p_person, p_bucket) THEN
-        RAISE EXCEPTION '% may not promote into bucket % (it needs a grant on the bucket)', p_person, p_bucket
+        RAISE EXCEPTION '% may not promote to bucket % (it needs a grant on the bucket)', p_person, p_bucket
             USING ERRCODE = 'insufficient_privilege';
     END IF;
     IF NOT EXISTS (SELECT 1 FROM kiln.repository_file f
@@ -287,7 +287,7 @@ DECLARE
     v_id bigint;
 BEGIN
     IF NOT kiln.may_publish_to(session_user, p_bucket) THEN
-        RAISE EXCEPTION '% may not remove packages from bucket % (it needs a grant on the bucket)', session_user, p_bucket
+        RAISE EXCEPTION '% may not remove packages of bucket % (it needs a grant on the bucket)', session_user, p_bucket
             USING ERRCODE = 'insufficient_privilege';
     END IF;
     INSERT INTO kiln.publication_request (bucket, kind, package_name, platform) VALUES (p_bucket, 'remove', p_name, p_platform)
@@ -340,13 +340,13 @@ BEGIN
             RETURN;
         END IF;
     END IF;
-    IF v_person IS NULL OR NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = v_person AND rolcanlogin AND NOT rolsuper)
+    IF v_person IS NULL OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = v_person AND rolcanlogin AND NOT rolsuper)
        OR pg_has_role(v_person, 'kiln_web', 'MEMBER') THEN
         RETURN;
     END IF;
     IF EXISTS (SELECT 1 FROM kiln.bucket b WHERE b.name = p_bucket AND b.private)
        AND NOT pg_has_role(v_person, 'kiln_admin', 'MEMBER')
-       AND NOT EXISTS (SELECT 1 FROM kiln.bucket_grant g JOIN pg_roles r ON r.rolname = g.grantee
+       AND NOT EXISTS (SELECT 1 FROM kiln.bucket_grant g JOIN pg_catalog.pg_roles r ON r.rolname = g.grantee
                        WHERE g.bucket = p_bucket AND pg_has_role(v_person, r.oid, 'MEMBER')) THEN
         RETURN;
     END IF;
