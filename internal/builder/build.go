@@ -16,7 +16,7 @@ import (
 	"github.com/kiln-build/kiln/internal/beneath"
 	"github.com/kiln-build/kiln/internal/blob"
 	"github.com/kiln-build/kiln/internal/sandbox"
-	"github.com/kiln-build/kiln/jobs"
+	"github.com/kiln-build/kiln/riverjob"
 )
 
 // sourcePackage is one package of the job, as fetched into the work dir.
@@ -122,7 +122,7 @@ func (d *attemptDirs) close() {
 
 // runAttempt builds a taken attempt and finishes it, gives it back, or
 // abandons it when it was fenced off.
-func (b *Builder) runAttempt(ctx context.Context, a jobs.BuildArgs, plat *platform, attempt int, policy string, timeout time.Duration) error {
+func (b *Builder) runAttempt(ctx context.Context, a riverjob.BuildArgs, plat *platform, attempt int, policy string, timeout time.Duration) error {
 	log := b.log.With("task", a.TaskID, "attempt", attempt, "job", a.JobID, "platform", a.Platform)
 	log.Info("building")
 	buildCtx, cancel := context.WithCancelCause(ctx)
