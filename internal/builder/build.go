@@ -122,7 +122,7 @@ func (d *attemptDirs) close() {
 
 // runAttempt builds a taken attempt and finishes it, gives it back, or
 // abandons it when it was fenced off.
-func (b *Builder) runAttempt(ctx context.Context, a riverjob.BuildArgs, plat *platform, attempt int, policy string, timeout time.Duration) error {
+func (b *Builder) runAttempt(ctx context.Context, a riverjob.BuildArgs, plat *loadedPlatform, attempt int, policy string, timeout time.Duration) error {
 	log := b.log.With("task", a.TaskID, "attempt", attempt, "job", a.JobID, "platform", a.Platform)
 	log.Info("building")
 	buildCtx, cancel := context.WithCancelCause(ctx)
@@ -269,7 +269,7 @@ func removeTree(dir string) error {
 }
 
 // buildUser says whom builds run as, for the log and the build-info record.
-func buildUser(plat *platform, id *sandbox.ID) string {
+func buildUser(plat *loadedPlatform, id *sandbox.ID) string {
 	switch {
 	case plat.backend.SelfIsolating():
 		return "the builder's own user (the backend isolates builds itself)"
@@ -356,7 +356,7 @@ func (b *Builder) readPackages(ctx context.Context, job int64) ([]*sourcePackage
 // directory, symbolic links refused) before the next build runs, and its
 // packages go into the local repository for later ones. It fills info and
 // returns the files to store.
-func (b *Builder) buildAll(ctx context.Context, live io.Writer, plat *platform, policy string, dirs *attemptDirs,
+func (b *Builder) buildAll(ctx context.Context, live io.Writer, plat *loadedPlatform, policy string, dirs *attemptDirs,
 	id *sandbox.ID, pkgs []*sourcePackage, info *buildInfo) []artifactFile {
 	var runner sandbox.Runner = b.sandbox(dirs, id, plat.limits)
 	if plat.backend.SelfIsolating() {
@@ -426,7 +426,7 @@ func (b *Builder) buildAll(ctx context.Context, live io.Writer, plat *platform, 
 
 // buildOne builds try n of package p: a fresh copy of its pristine sources
 // in the work directory, built by the platform's backend.
-func (b *Builder) buildOne(ctx context.Context, runner sandbox.Runner, plat *platform, dirs *attemptDirs, id *sandbox.ID,
+func (b *Builder) buildOne(ctx context.Context, runner sandbox.Runner, plat *loadedPlatform, dirs *attemptDirs, id *sandbox.ID,
 	p *sourcePackage, n int, live io.Writer) ([]backend.Output, error) {
 	name := fmt.Sprintf("p%d", p.Seq)
 	if n > 1 {

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 
+	"github.com/kiln-build/kiln/internal/platform"
 	"github.com/kiln-build/kiln/internal/task"
 	"github.com/kiln-build/kiln/riverjob"
 )
@@ -56,16 +57,16 @@ func (b *Builder) newFeed(ctx context.Context) (*feed, error) {
 	f := &feed{quit: make(chan struct{}), done: make(chan struct{})}
 	// River must never rescue a build that still runs: its horizon lies
 	// beyond the longest timeout of any platform.
-	var longest float64
-	if err := b.db.QueryRow(ctx, "SELECT coalesce(extract(epoch FROM max(timeout)), 0)::float8 FROM kiln.platform").Scan(&longest); err != nil {
-		return nil, fmt.Errorf("reading platform timeouts: %w", err)
+	longest, err := platform.LongestTimeout(ctx, b.db)
+	if err != nil {
+		return nil, err
 	}
 	client, err := riverjob.NewBuilderClient(b.db, riverjob.BuilderConfig{
 		ID:          fmt.Sprintf("kiln-builder.%s.%s", b.cfg.Name, time.Now().UTC().Format("20060102T150405.000000")),
 		Platforms:   b.cfg.Platforms,
 		Slots:       b.cfg.Slots,
 		Builder:     feedWorker{b: b, f: f},
-		RescueAfter: time.Duration(longest*float64(time.Second)) + RescueMargin,
+		RescueAfter: longest + RescueMargin,
 		Logger:      b.log.With("component", "river"),
 	})
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/kiln-build/kiln/internal/daemon"
+	kplatform "github.com/kiln-build/kiln/internal/platform"
 	"github.com/kiln-build/kiln/riverjob"
 )
 
@@ -81,12 +82,12 @@ func Serve(ctx context.Context, pool *pgxpool.Pool, jan *Janitor, s Schedule, lo
 // running: its rescue must come after the longest platform timeout plus the
 // grace (docs/protocol.md).
 func warnIfRescueTooSoon(ctx context.Context, log *slog.Logger, pool *pgxpool.Pool, s Schedule) {
-	var longest float64
-	if err := pool.QueryRow(ctx, `SELECT coalesce(extract(epoch FROM max(timeout)), 0)::float8 FROM kiln.platform`).Scan(&longest); err != nil {
+	longest, err := kplatform.LongestTimeout(ctx, pool)
+	if err != nil {
 		log.Warn("reading platform timeouts", "err", err)
 		return
 	}
-	if need := time.Duration(longest*float64(time.Second)) + s.Grace; need >= s.RescueAfter {
+	if need := longest + s.Grace; need >= s.RescueAfter {
 		log.Warn("--river-rescue-after is not beyond the longest platform timeout plus grace; River may rescue running builds",
 			"river_rescue_after", s.RescueAfter, "longest_timeout_plus_grace", need)
 	}
