@@ -50,7 +50,6 @@ func app() *cli.App {
 		Usage:   "build kiln tasks of some platforms on this host",
 		Version: kcli.Version,
 		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "db", Usage: "PostgreSQL connection string or URL (default: libpq's PG* environment variables)", EnvVars: []string{"KILN_DB"}},
 			&cli.StringFlag{Name: "name", Usage: "builder name (lower case, digits, - and _)", EnvVars: []string{"KILN_BUILDER_NAME"}, Required: true},
 			&cli.StringSliceFlag{Name: "platform", Usage: "platform to build (repeat for several)", EnvVars: []string{"KILN_BUILDER_PLATFORMS"}, Required: true},
 			&cli.IntFlag{Name: "slots", Usage: "most tasks built at once", EnvVars: []string{"KILN_BUILDER_SLOTS"}, Value: 1},
@@ -65,22 +64,22 @@ func app() *cli.App {
 			&cli.StringFlag{Name: "mock", Usage: "mock program (backend mock)", EnvVars: []string{"KILN_BUILDER_MOCK"}, Value: "mock"},
 			&cli.StringFlag{Name: "sbuild", Usage: "sbuild program (backend sbuild)", EnvVars: []string{"KILN_BUILDER_SBUILD"}, Value: "sbuild"},
 			&cli.StringFlag{Name: "createrepo", Usage: "createrepo_c program (backend mock)", EnvVars: []string{"KILN_BUILDER_CREATEREPO"}, Value: "createrepo_c"},
-			&cli.StringFlag{Name: "health-addr", Usage: "address for GET /healthz (empty: none)", EnvVars: []string{"KILN_BUILDER_HEALTH_ADDR"}},
-			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", EnvVars: []string{"KILN_LOG_LEVEL"}, Value: "info"},
-		}, dbconn.KerberosFlags()...),
+			daemon.HealthFlag("builder"),
+		}, daemon.Flags()...),
 		Action: run,
 	}
 }
 
 func run(c *cli.Context) error {
-	log, err := daemon.Logger(c.String("log-level"))
+	slots := c.Int("slots")
+	common, err := daemon.Common(c, int32(2*slots+6))
 	if err != nil {
 		return err
 	}
+	log := common.Logger
 	ctx, stop := daemon.SignalContext(c.Context)
 	defer stop()
-	slots := c.Int("slots")
-	db, err := dbconn.Open(ctx, dbconn.WithFlags(c, dbconn.Config{URL: c.String("db"), AppName: "kiln-builder", MaxConns: int32(2*slots + 6)}))
+	db, err := dbconn.Open(ctx, common.DB)
 	if err != nil {
 		return err
 	}
@@ -115,7 +114,7 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := daemon.ServeHealth(ctx, log, c.String("health-addr"), b.Health); err != nil {
+	if err := daemon.ServeHealth(ctx, log, common.HealthAddr, b.Health); err != nil {
 		return err
 	}
 	return b.Run(ctx)

@@ -16,8 +16,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	kcli "github.com/kiln-build/kiln/internal/cli"
 	"github.com/kiln-build/kiln/internal/daemon"
-	"github.com/kiln-build/kiln/internal/dbconn"
 	"github.com/kiln-build/kiln/internal/janitor"
 )
 
@@ -33,10 +33,10 @@ func main() {
 func app() *cli.App {
 	def := janitor.DefaultConfig()
 	return &cli.App{
-		Name:  "kiln-janitor",
-		Usage: "requeue tasks of silent builders, end runaway builds, repair and prune the kiln build farm",
+		Name:    "kiln-janitor",
+		Usage:   "requeue tasks of silent builders, end runaway builds, repair and prune the kiln build farm",
+		Version: kcli.Version,
 		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "db", Usage: "PostgreSQL connection string or URL (default: libpq's PG* environment variables)", EnvVars: []string{"KILN_DB"}},
 			&cli.BoolFlag{Name: "once", Usage: "do one full round (upkeep and retention) and exit, for cron", EnvVars: []string{"KILN_JANITOR_ONCE"}},
 			&cli.DurationFlag{Name: "horizon", Usage: "a building task or builder without a heartbeat for this long is lost", Value: def.Horizon, EnvVars: []string{"KILN_JANITOR_HORIZON"}},
 			&cli.DurationFlag{Name: "timeout-grace", Usage: "a build running longer than its platform's timeout plus this is ended as timed_out", Value: def.TimeoutGrace, EnvVars: []string{"KILN_JANITOR_TIMEOUT_GRACE"}},
@@ -50,9 +50,8 @@ func app() *cli.App {
 			&cli.DurationFlag{Name: "interval", Usage: "time between upkeep rounds (lost, runaway, offline, consistency)", Value: 15 * time.Second, EnvVars: []string{"KILN_JANITOR_INTERVAL"}},
 			&cli.DurationFlag{Name: "prune-interval", Usage: "time between retention rounds", Value: 10 * time.Minute, EnvVars: []string{"KILN_JANITOR_PRUNE_INTERVAL"}},
 			&cli.DurationFlag{Name: "river-rescue-after", Usage: "River rescues River jobs running longer than this; keep it beyond the longest platform timeout plus the grace", Value: 24 * time.Hour, EnvVars: []string{"KILN_JANITOR_RIVER_RESCUE_AFTER"}},
-			&cli.StringFlag{Name: "health-addr", Usage: "serve GET /healthz on this address (empty: off)", EnvVars: []string{"KILN_JANITOR_HEALTH_ADDR"}},
-			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info", EnvVars: []string{"KILN_LOG_LEVEL"}},
-		}, dbconn.KerberosFlags()...),
+			daemon.HealthFlag("janitor"),
+		}, daemon.Flags()...),
 		Action: run,
 	}
 }
@@ -61,7 +60,7 @@ func run(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %v", c.Args().Slice())
 	}
-	log, err := daemon.Logger(c.String("log-level"))
+	common, err := daemon.Common(c, 0)
 	if err != nil {
 		return err
 	}
@@ -76,28 +75,13 @@ func run(c *cli.Context) error {
 		MaxRevalidate:   c.Int("max-revalidate"),
 		Batch:           c.Int("batch"),
 	}
-	if err := cfg.Check(); err != nil {
-		return err
-	}
-	ctx := c.Context
-	pool, err := dbconn.Open(ctx, dbconn.WithFlags(c, dbconn.Config{URL: c.String("db"), AppName: "kiln-janitor"}))
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	jan, err := janitor.New(pool, cfg, log)
-	if err != nil {
-		return err
-	}
-	if c.Bool("once") {
-		_, err := jan.Round(ctx, janitor.All)
-		return err
-	}
-	return janitor.Serve(ctx, pool, jan, janitor.Schedule{
-		Upkeep:      c.Duration("interval"),
-		Prune:       c.Duration("prune-interval"),
-		RescueAfter: c.Duration("river-rescue-after"),
-		Grace:       cfg.TimeoutGrace,
-		HealthAddr:  c.String("health-addr"),
-	}, log)
+	return janitor.Run(c.Context, janitor.RunConfig{
+		DB: common.DB, Janitor: cfg, Once: c.Bool("once"), Logger: common.Logger,
+		Schedule: janitor.Schedule{
+			Upkeep:      c.Duration("interval"),
+			Prune:       c.Duration("prune-interval"),
+			RescueAfter: c.Duration("river-rescue-after"),
+			HealthAddr:  common.HealthAddr,
+		},
+	})
 }

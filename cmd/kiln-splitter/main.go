@@ -14,25 +14,24 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	kcli "github.com/kiln-build/kiln/internal/cli"
 	"github.com/kiln-build/kiln/internal/daemon"
-	"github.com/kiln-build/kiln/internal/dbconn"
 	"github.com/kiln-build/kiln/internal/split"
 )
 
 func main() {
 	app := &cli.App{
-		Name:  "kiln-splitter",
-		Usage: "validate submitted kiln jobs and split them into tasks",
+		Name:    "kiln-splitter",
+		Usage:   "validate submitted kiln jobs and split them into tasks",
+		Version: kcli.Version,
 		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "db", Usage: "PostgreSQL connection string or URL (default: libpq's PG* environment variables)", EnvVars: []string{"KILN_DB"}},
 			&cli.IntFlag{Name: "workers", Usage: "jobs validated at once", Value: 4, EnvVars: []string{"KILN_SPLITTER_WORKERS"}},
 			&cli.StringFlag{Name: "max-file-size", Usage: "largest file a job may contain (bytes, or with K, M, G suffix)", Value: "2G", EnvVars: []string{"KILN_MAX_FILE_SIZE"}},
 			&cli.BoolFlag{Name: "once", Usage: "process the waiting jobs, then exit (for cron)", EnvVars: []string{"KILN_SPLITTER_ONCE"}},
-			&cli.StringFlag{Name: "health-addr", Usage: "serve GET /healthz on this address (empty: none)", EnvVars: []string{"KILN_HEALTH_ADDR"}},
-			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info", EnvVars: []string{"KILN_LOG_LEVEL"}},
-		}, dbconn.KerberosFlags()...),
+			daemon.HealthFlag("splitter"),
+		}, daemon.Flags()...),
 		Action: func(c *cli.Context) error {
-			log, err := daemon.Logger(c.String("log-level"))
+			common, err := daemon.Common(c, int32(c.Int("workers")*2+4))
 			if err != nil {
 				return err
 			}
@@ -43,8 +42,8 @@ func main() {
 			ctx, stop := daemon.SignalContext(c.Context)
 			defer stop()
 			return split.Run(ctx, split.Config{
-				DB:      dbconn.WithFlags(c, dbconn.Config{URL: c.String("db"), AppName: "kiln-splitter", MaxConns: int32(c.Int("workers")*2 + 4)}),
-				Workers: c.Int("workers"), MaxFileSize: size, Once: c.Bool("once"), HealthAddr: c.String("health-addr"), Logger: log,
+				DB: common.DB, HealthAddr: common.HealthAddr, Logger: common.Logger,
+				Workers: c.Int("workers"), MaxFileSize: size, Once: c.Bool("once"),
 			})
 		},
 	}

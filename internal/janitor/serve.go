@@ -9,17 +9,52 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/kiln-build/kiln/internal/daemon"
+	"github.com/kiln-build/kiln/internal/dbconn"
 	kplatform "github.com/kiln-build/kiln/internal/platform"
 	"github.com/kiln-build/kiln/riverjob"
 )
+
+// RunConfig is how kiln-janitor runs.
+type RunConfig struct {
+	// DB is the connection, as a member of kiln_janitor.
+	DB      dbconn.Config
+	Janitor Config
+	// Once does one full round (upkeep and retention) and returns, for
+	// cron; otherwise the daemon runs its rounds by Schedule.
+	Once     bool
+	Schedule Schedule
+	Logger   *slog.Logger
+}
+
+// Run connects and runs the janitor until ctx ends (with Once, for one
+// round).
+func Run(ctx context.Context, rc RunConfig) error {
+	if err := rc.Janitor.Check(); err != nil {
+		return err
+	}
+	pool, err := dbconn.Open(ctx, rc.DB)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	jan, err := New(pool, rc.Janitor, rc.Logger)
+	if err != nil {
+		return err
+	}
+	if rc.Once {
+		_, err := jan.Round(ctx, All)
+		return err
+	}
+	return serve(ctx, pool, jan, rc.Schedule, rc.Logger)
+}
 
 // Schedule is how the daemon runs its rounds.
 type Schedule struct {
 	// Upkeep and Prune are the periods of the upkeep and retention rounds.
 	Upkeep, Prune time.Duration
-	// RescueAfter is when River rescues a River job still running; Grace
-	// is Config.TimeoutGrace, against which RescueAfter is checked.
-	RescueAfter, Grace time.Duration
+	// RescueAfter is when River rescues a River job still running: beyond
+	// the longest platform timeout plus Config.TimeoutGrace.
+	RescueAfter time.Duration
 	// HealthAddr serves GET /healthz when not empty.
 	HealthAddr string
 }
@@ -34,15 +69,15 @@ func (s Schedule) check() error {
 	return nil
 }
 
-// Serve runs jan as kiln-janitor's daemon until ctx ends: a River client
+// serve runs jan as kiln-janitor's daemon until ctx ends: a River client
 // (riverjob.NewJanitorClient) works queue janitor, and while it is River's
 // leader it enqueues the periodic rounds and runs River's maintenance
 // (scheduling, rescue, cleaning).
-func Serve(ctx context.Context, pool *pgxpool.Pool, jan *Janitor, s Schedule, log *slog.Logger) error {
+func serve(ctx context.Context, pool *pgxpool.Pool, jan *Janitor, s Schedule, log *slog.Logger) error {
 	if err := s.check(); err != nil {
 		return err
 	}
-	warnIfRescueTooSoon(ctx, log, pool, s)
+	warnIfRescueTooSoon(ctx, log, pool, s, jan.cfg.TimeoutGrace)
 	client, err := riverjob.NewJanitorClient(pool, riverjob.JanitorConfig{
 		Janitor: jan, UpkeepEvery: s.Upkeep, PruneEvery: s.Prune, RescueAfter: s.RescueAfter, Logger: log,
 	})
@@ -81,13 +116,13 @@ func Serve(ctx context.Context, pool *pgxpool.Pool, jan *Janitor, s Schedule, lo
 // warnIfRescueTooSoon warns when River could rescue a build that is still
 // running: its rescue must come after the longest platform timeout plus the
 // grace (docs/protocol.md).
-func warnIfRescueTooSoon(ctx context.Context, log *slog.Logger, pool *pgxpool.Pool, s Schedule) {
+func warnIfRescueTooSoon(ctx context.Context, log *slog.Logger, pool *pgxpool.Pool, s Schedule, grace time.Duration) {
 	longest, err := kplatform.LongestTimeout(ctx, pool)
 	if err != nil {
 		log.Warn("reading platform timeouts", "err", err)
 		return
 	}
-	if need := longest + s.Grace; need >= s.RescueAfter {
+	if need := longest + grace; need >= s.RescueAfter {
 		log.Warn("--river-rescue-after is not beyond the longest platform timeout plus grace; River may rescue running builds",
 			"river_rescue_after", s.RescueAfter, "longest_timeout_plus_grace", need)
 	}
