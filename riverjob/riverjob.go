@@ -41,6 +41,7 @@ const (
 	KindBuild         = "build"
 	KindJanitorUpkeep = "janitor_upkeep"
 	KindJanitorPrune  = "janitor_prune"
+	KindEnvironment   = "environment"
 )
 
 // ValidateArgs asks the splitter to validate a submitted job and split it

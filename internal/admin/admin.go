@@ -222,7 +222,7 @@ func explain(err error, what, name string) error {
 		case "23503":
 			return fmt.Errorf("%s %q does not exist: %w", what, name, err)
 		case "42501":
-			return fmt.Errorf("permission denied for %s %q: your database role needs kiln_admin (%s)", what, name, pgErr.Message)
+			return fmt.Errorf("permission denied for %s %q: your database role needs kiln_admin (%s)%.0w", what, name, pgErr.Message, err)
 		}
 	}
 	return fmt.Errorf("%s %q: %w", what, name, err)
