@@ -9,7 +9,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
-	"github.com/kiln-build/kiln/jobs"
+	"github.com/kiln-build/kiln/riverjob"
 )
 
 // TestPeopleTouchOnlyTheirOwnValidateRiverJobs: River's insert (INSERT ...
@@ -46,18 +46,18 @@ func TestPeopleTouchOnlyTheirOwnValidateRiverJobs(t *testing.T) {
 		return id, err
 	}
 	aliceJob, bobJob, admJob := f.submit(alice, "public"), f.submit(bob, "public"), f.submit(adm, "public")
-	aliceRJ, err := insert(alice, aliceJob, jobs.ValidateArgs{JobID: aliceJob})
+	aliceRJ, err := insert(alice, aliceJob, riverjob.ValidateArgs{JobID: aliceJob})
 	if err != nil {
 		t.Fatalf("alice inserting her validate River job: %v", err)
 	}
-	if _, err := insert(adm, admJob, jobs.ValidateArgs{JobID: admJob}); err != nil {
+	if _, err := insert(adm, admJob, riverjob.ValidateArgs{JobID: admJob}); err != nil {
 		t.Fatalf("an admin inserting the validate River job of their job: %v", err)
 	}
 	// Not for someone else's job, not another kind or queue.
-	if _, err := insert(bob, aliceJob, jobs.ValidateArgs{JobID: aliceJob}); err == nil {
+	if _, err := insert(bob, aliceJob, riverjob.ValidateArgs{JobID: aliceJob}); err == nil {
 		t.Error("bob inserted a validate River job for alice's job")
 	}
-	if _, err := insert(bob, bobJob, jobs.BuildArgs{TaskID: 1, JobID: bobJob, Platform: "p1"}); err == nil {
+	if _, err := insert(bob, bobJob, riverjob.BuildArgs{TaskID: 1, JobID: bobJob, Platform: "p1"}); err == nil {
 		t.Error("bob inserted a build River job")
 	}
 	f.refused(bob, "row-level security", `INSERT INTO river.river_job (args, kind, max_attempts, queue, state)

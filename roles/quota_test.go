@@ -19,7 +19,7 @@ import (
 
 	"github.com/kiln-build/kiln/internal/blob"
 	"github.com/kiln-build/kiln/internal/krb/krbtest"
-	"github.com/kiln-build/kiln/jobs"
+	"github.com/kiln-build/kiln/riverjob"
 )
 
 // The attacks of the quota finding, each made as a person's own SQL session
@@ -254,11 +254,11 @@ func TestQuotaRiverJobs(t *testing.T) {
 	alice := f.login("alice_", "kiln_submitter")
 	job := f.submit(alice, "public")
 	for i := 0; i < 5; i++ {
-		if err := f.riverInsert(alice, jobs.ValidateArgs{JobID: job}); err != nil {
+		if err := f.riverInsert(alice, riverjob.ValidateArgs{JobID: job}); err != nil {
 			t.Fatalf("validate River job %d of 5: %v", i+1, err)
 		}
 	}
-	err := f.riverInsert(alice, jobs.ValidateArgs{JobID: job})
+	err := f.riverInsert(alice, riverjob.ValidateArgs{JobID: job})
 	overQuota(t, err, "validate_river_jobs_per_job", fmt.Sprintf("job %d already has 5 validate River jobs (limit 5)", job))
 	_, err = f.conn(alice).Exec(context.Background(), `INSERT INTO river.river_job (args, kind, max_attempts, queue, state)
 		VALUES (jsonb_build_object('job_id', $1::bigint, 'pad', repeat('x', 100000)), 'validate', 1, 'incoming', 'available')`, f.submit(alice, "public"))
@@ -410,12 +410,12 @@ func TestQuotaDaemonsUnlimited(t *testing.T) {
 
 	job := f.submit(alice, "public")
 	for _, role := range []string{splitter, splitter, janitor, janitor, "postgres"} {
-		if err := f.riverInsert(role, jobs.ValidateArgs{JobID: job}); err != nil {
+		if err := f.riverInsert(role, riverjob.ValidateArgs{JobID: job}); err != nil {
 			t.Fatalf("%s inserting a validate River job: %v", role, err)
 		}
 	}
 	for i := 0; i < 20; i++ {
-		if err := f.riverInsert(splitter, jobs.BuildArgs{TaskID: int64(i), JobID: job, Platform: "p1"}); err != nil {
+		if err := f.riverInsert(splitter, riverjob.BuildArgs{TaskID: int64(i), JobID: job, Platform: "p1"}); err != nil {
 			t.Fatalf("the splitter inserting build River job %d: %v", i, err)
 		}
 	}
@@ -423,7 +423,7 @@ func TestQuotaDaemonsUnlimited(t *testing.T) {
 		t.Fatalf("%d usage rows counted for daemons or superusers", n)
 	}
 	// The person's own validate River job is the one that is too large now.
-	overQuota(t, f.riverInsert(alice, jobs.ValidateArgs{JobID: job}), "river_job_bytes", "(limit 100)")
+	overQuota(t, f.riverInsert(alice, riverjob.ValidateArgs{JobID: job}), "river_job_bytes", "(limit 100)")
 }
 
 // kiln-web resubmitting for a person counts against that person's jobs,

@@ -51,7 +51,6 @@ func app() *cli.App {
 		Usage:   "build kiln tasks of some platforms on this host",
 		Version: kcli.Version,
 		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "db", Usage: "PostgreSQL connection string or URL (default: libpq's PG* environment variables)", EnvVars: []string{"KILN_DB"}},
 			&cli.StringFlag{Name: "name", Usage: "builder name (lower case, digits, - and _)", EnvVars: []string{"KILN_BUILDER_NAME"}, Required: true},
 			&cli.StringSliceFlag{Name: "platform", Usage: "platform to build (repeat for several)", EnvVars: []string{"KILN_BUILDER_PLATFORMS"}, Required: true},
 			&cli.IntFlag{Name: "slots", Usage: "most tasks built at once", EnvVars: []string{"KILN_BUILDER_SLOTS"}, Value: 1},
@@ -69,22 +68,22 @@ func app() *cli.App {
 			&cli.StringFlag{Name: "environment-cache", Usage: "directory caching sbuild platforms' build environments (readable by the build user)", EnvVars: []string{"KILN_BUILDER_ENVIRONMENT_CACHE"}, Value: "/var/cache/kiln-builder/environments"},
 			&cli.IntFlag{Name: "environment-keep", Usage: "most environment tarballs kept in the cache (least recently used go first)", EnvVars: []string{"KILN_BUILDER_ENVIRONMENT_KEEP"}, Value: 4},
 			&cli.StringFlag{Name: "build-user", Usage: "account sbuild and mmdebstrap run as when the builder runs as root (needs subordinate uid and gid ranges)", EnvVars: []string{"KILN_BUILDER_BUILD_USER"}, Value: builder.DefaultBuildUser},
-			&cli.StringFlag{Name: "health-addr", Usage: "address for GET /healthz (empty: none)", EnvVars: []string{"KILN_BUILDER_HEALTH_ADDR"}},
-			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", EnvVars: []string{"KILN_LOG_LEVEL"}, Value: "info"},
-		}, dbconn.KerberosFlags()...),
+			daemon.HealthFlag("builder"),
+		}, daemon.Flags()...),
 		Action: run,
 	}
 }
 
 func run(c *cli.Context) error {
-	log, err := daemon.Logger(c.String("log-level"))
+	slots := c.Int("slots")
+	common, err := daemon.Common(c, int32(2*slots+6))
 	if err != nil {
 		return err
 	}
+	log := common.Logger
 	ctx, stop := daemon.SignalContext(c.Context)
 	defer stop()
-	slots := c.Int("slots")
-	db, err := dbconn.Open(ctx, dbconn.WithFlags(c, dbconn.Config{URL: c.String("db"), AppName: "kiln-builder", MaxConns: int32(2*slots + 6)}))
+	db, err := dbconn.Open(ctx, common.DB)
 	if err != nil {
 		return err
 	}
@@ -121,7 +120,7 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := daemon.ServeHealth(ctx, log, c.String("health-addr"), b.Health); err != nil {
+	if err := daemon.ServeHealth(ctx, log, common.HealthAddr, b.Health); err != nil {
 		return err
 	}
 	return b.Run(ctx)

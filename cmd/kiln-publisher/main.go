@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/urfave/cli/v2"
 
+	kcli "github.com/kiln-build/kiln/internal/cli"
 	"github.com/kiln-build/kiln/internal/daemon"
 	"github.com/kiln-build/kiln/internal/dbconn"
 	"github.com/kiln-build/kiln/internal/repo"
@@ -32,18 +33,17 @@ func main() {
 
 func app() *cli.App {
 	return &cli.App{
-		Name:  "kiln-publisher",
-		Usage: "publish finished jobs into their buckets' signed APT and rpm-md repositories",
+		Name:    "kiln-publisher",
+		Usage:   "publish finished jobs into their buckets' signed APT and rpm-md repositories",
+		Version: kcli.Version,
 		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "db", Usage: "PostgreSQL connection string or URL (default: libpq's PG* environment variables)", EnvVars: []string{"KILN_DB"}},
 			&cli.StringFlag{Name: "gnupghome", Usage: "GnuPG home holding the buckets' secret signing keys (mode 0700, like a keytab)", Value: "/var/lib/kiln-publisher/gnupg", EnvVars: []string{"KILN_PUBLISHER_GNUPGHOME"}},
 			&cli.StringFlag{Name: "workdir", Usage: "directory for the rpm-md trees createrepo_c updates and for scratch files", Value: "/var/lib/kiln-publisher/work", EnvVars: []string{"KILN_PUBLISHER_WORKDIR"}},
 			&cli.BoolFlag{Name: "once", Usage: "publish what is pending and exit", EnvVars: []string{"KILN_PUBLISHER_ONCE"}},
 			&cli.DurationFlag{Name: "poll", Usage: "look for pending requests this often even without a notification", Value: 30 * time.Second, EnvVars: []string{"KILN_PUBLISHER_POLL"}},
 			&cli.DurationFlag{Name: "coalesce", Usage: "after a notification, wait this long for more before publishing", Value: 500 * time.Millisecond, EnvVars: []string{"KILN_PUBLISHER_COALESCE"}},
-			&cli.StringFlag{Name: "health-addr", Usage: "serve GET /healthz on this address (empty: off)", EnvVars: []string{"KILN_PUBLISHER_HEALTH_ADDR"}},
-			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info", EnvVars: []string{"KILN_LOG_LEVEL"}},
-		}, dbconn.KerberosFlags()...),
+			daemon.HealthFlag("publisher"),
+		}, daemon.Flags()...),
 		Commands: []*cli.Command{{
 			Name:      "rotate-key",
 			Usage:     "make a new signing key for a bucket, retire the old one and re-sign its repositories",
@@ -55,10 +55,11 @@ func app() *cli.App {
 }
 
 func open(c *cli.Context) (*repo.Publisher, *pgxpool.Pool, *slog.Logger, error) {
-	log, err := daemon.Logger(c.String("log-level"))
+	common, err := daemon.Common(c, 0)
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	log := common.Logger
 	keys := repo.Keyring{Home: c.String("gnupghome")}
 	if err := keys.Check(); err != nil {
 		return nil, nil, nil, err
@@ -66,7 +67,7 @@ func open(c *cli.Context) (*repo.Publisher, *pgxpool.Pool, *slog.Logger, error) 
 	if err := os.MkdirAll(c.String("workdir"), 0o700); err != nil {
 		return nil, nil, nil, fmt.Errorf("work directory: %w", err)
 	}
-	pool, err := dbconn.Open(c.Context, dbconn.WithFlags(c, dbconn.Config{URL: c.String("db"), AppName: "kiln-publisher"}))
+	pool, err := dbconn.Open(c.Context, common.DB)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/kiln-build/kiln/internal/dbconn"
+	"github.com/kiln-build/kiln/internal/split"
 	"github.com/kiln-build/kiln/internal/submit"
 	"github.com/kiln-build/kiln/internal/testsupport/pgtest"
 	"github.com/kiln-build/kiln/internal/testsupport/testpkg"
@@ -53,7 +54,7 @@ func TestOnce(t *testing.T) {
 	}
 
 	log := slog.New(slog.DiscardHandler)
-	if err := run(ctx, log, config{db: dbconn.Config{URL: db.URLAs(splitter)}, workers: 2, maxFileSize: 1 << 20, once: true}); err != nil {
+	if err := split.Run(ctx, split.Config{DB: dbconn.Config{URL: db.URLAs(splitter)}, Workers: 2, MaxFileSize: 1 << 20, Once: true, Logger: log}); err != nil {
 		t.Fatalf("kiln-splitter --once: %v", err)
 	}
 	var got []string

@@ -16,6 +16,7 @@ import (
 	"github.com/jcmturner/gokrb5/v8/keytab"
 	"github.com/urfave/cli/v2"
 
+	kcli "github.com/kiln-build/kiln/internal/cli"
 	"github.com/kiln-build/kiln/internal/daemon"
 	"github.com/kiln-build/kiln/internal/dbconn"
 	"github.com/kiln-build/kiln/internal/web"
@@ -23,11 +24,11 @@ import (
 
 func main() {
 	app := &cli.App{
-		Name:  "kiln-web",
-		Usage: "kiln's web interface",
+		Name:    "kiln-web",
+		Usage:   "kiln's web interface",
+		Version: kcli.Version,
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8080", Usage: "address to serve on", EnvVars: []string{"KILN_WEB_LISTEN"}},
-			&cli.StringFlag{Name: "db", Usage: "PostgreSQL connection string or URL of the web's login role (default: libpq's PG* variables)", EnvVars: []string{"KILN_DB"}},
 			&cli.IntFlag{Name: "max-conns", Value: 10, Usage: "most database connections for pages", EnvVars: []string{"KILN_WEB_MAX_CONNS"}},
 			&cli.StringFlag{Name: "keytab", Usage: "keytab of the HTTP service principal, for logging people in with Kerberos (none: no login, no actions)", EnvVars: []string{"KILN_WEB_KEYTAB"}},
 			&cli.StringFlag{Name: "service-principal", Usage: "keytab entry to use, such as HTTP/kiln.example.org (default: any that matches)", EnvVars: []string{"KILN_WEB_PRINCIPAL"}},
@@ -35,8 +36,7 @@ func main() {
 			&cli.BoolFlag{Name: "require-auth", Usage: "require a login for reading too", EnvVars: []string{"KILN_WEB_REQUIRE_AUTH"}},
 			&cli.StringFlag{Name: "public-url", Usage: "address people use, such as https://kiln.example.org (for the Origin check behind a proxy)", EnvVars: []string{"KILN_WEB_URL"}},
 			&cli.StringFlag{Name: "session-key-file", Usage: "file with at least 32 secret bytes signing logins (default: random, logins end on restart)", EnvVars: []string{"KILN_WEB_SESSION_KEY_FILE"}},
-			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", EnvVars: []string{"KILN_LOG_LEVEL"}},
-		}, dbconn.KerberosFlags()...),
+		}, daemon.Flags()...),
 		Action: run,
 	}
 	if err := app.Run(os.Args); err != nil {
@@ -46,10 +46,11 @@ func main() {
 }
 
 func run(c *cli.Context) error {
-	log, err := daemon.Logger(c.String("log-level"))
+	common, err := daemon.Common(c, int32(c.Int("max-conns")))
 	if err != nil {
 		return err
 	}
+	log := common.Logger
 	ctx, stop := daemon.SignalContext(c.Context)
 	defer stop()
 
@@ -68,7 +69,7 @@ func run(c *cli.Context) error {
 			return fmt.Errorf("session key %s has %d bytes; it needs at least 32 (head -c 32 /dev/urandom > %s)", p, len(cfg.SessionKey), p)
 		}
 	}
-	if cfg.DB, err = dbconn.Open(ctx, dbconn.WithFlags(c, dbconn.Config{URL: c.String("db"), AppName: "kiln-web", MaxConns: int32(c.Int("max-conns"))})); err != nil {
+	if cfg.DB, err = dbconn.Open(ctx, common.DB); err != nil {
 		return err
 	}
 	defer cfg.DB.Close()

@@ -14,20 +14,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/kiln-build/kiln/internal/names"
+	"github.com/kiln-build/kiln/internal/platform"
 )
-
-// Platform is a build target.
-type Platform struct {
-	Name            string         `json:"name"`
-	Arch            string         `json:"arch"`
-	PackageFormat   string         `json:"package_format"`
-	Backend         string         `json:"backend"`
-	BackendSettings map[string]any `json:"backend_settings"`
-	Timeout         time.Duration  `json:"-"`
-	TimeoutSeconds  float64        `json:"timeout_seconds"`
-	Active          bool           `json:"active"`
-	Description     string         `json:"description"`
-}
 
 // Backends maps each backend to the package format it builds ("" for any).
 var Backends = map[string]string{"rpmbuild": "rpm", "mock": "rpm", "dpkg": "deb", "sbuild": "deb", "noop": ""}
@@ -35,7 +23,7 @@ var Backends = map[string]string{"rpmbuild": "rpm", "mock": "rpm", "dpkg": "deb"
 // DefaultTimeout is a platform's build timeout unless set.
 const DefaultTimeout = 2 * time.Hour
 
-func checkPlatform(p Platform) error {
+func checkPlatform(p platform.Platform) error {
 	if err := names.CheckName("platform", p.Name); err != nil {
 		return err
 	}
@@ -59,7 +47,7 @@ func checkPlatform(p Platform) error {
 }
 
 // AddPlatform creates a platform.
-func AddPlatform(ctx context.Context, db *pgxpool.Pool, p Platform) error {
+func AddPlatform(ctx context.Context, db *pgxpool.Pool, p platform.Platform) error {
 	if err := checkPlatform(p); err != nil {
 		return err
 	}
@@ -73,21 +61,6 @@ func AddPlatform(ctx context.Context, db *pgxpool.Pool, p Platform) error {
 		VALUES ($1, $2, $3, $4, $5, make_interval(secs => $6), $7, $8)`,
 		p.Name, p.Arch, p.PackageFormat, p.Backend, p.BackendSettings, p.Timeout.Seconds(), p.Active, p.Description)
 	return explain(err, "platform", p.Name)
-}
-
-// ListPlatforms returns every platform by name.
-func ListPlatforms(ctx context.Context, db *pgxpool.Pool) ([]Platform, error) {
-	rows, err := db.Query(ctx, `SELECT name, arch, package_format, backend, backend_settings,
-		extract(epoch FROM timeout)::float8, active, description FROM kiln.platform ORDER BY name`)
-	if err != nil {
-		return nil, fmt.Errorf("listing platforms: %w", err)
-	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Platform, error) {
-		var p Platform
-		err := r.Scan(&p.Name, &p.Arch, &p.PackageFormat, &p.Backend, &p.BackendSettings, &p.TimeoutSeconds, &p.Active, &p.Description)
-		p.Timeout = time.Duration(p.TimeoutSeconds * float64(time.Second))
-		return p, err
-	})
 }
 
 // SetPlatformActive enables or disables a platform for new jobs.
@@ -119,17 +92,10 @@ func SetPlatform(ctx context.Context, db *pgxpool.Pool, name string, c PlatformC
 		return fmt.Errorf("starting transaction: %w", err)
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck
-	var p Platform
-	var secs float64
-	err = tx.QueryRow(ctx, `SELECT name, arch, package_format, backend, backend_settings, extract(epoch FROM timeout)::float8, active, description
-		FROM kiln.platform WHERE name = $1 FOR UPDATE`, name).Scan(&p.Name, &p.Arch, &p.PackageFormat, &p.Backend, &p.BackendSettings, &secs, &p.Active, &p.Description)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("platform %q does not exist (see kiln admin platform list)", name)
-	}
+	p, err := platform.Get(ctx, tx, name, true)
 	if err != nil {
-		return explain(err, "platform", name)
+		return err
 	}
-	p.Timeout = time.Duration(secs * float64(time.Second))
 	if c.Arch != nil {
 		p.Arch = *c.Arch
 	}

@@ -22,7 +22,6 @@ import (
 	"github.com/kiln-build/kiln/internal/split"
 	"github.com/kiln-build/kiln/internal/submit"
 	"github.com/kiln-build/kiln/internal/testsupport/testpkg"
-	"github.com/kiln-build/kiln/jobs"
 	"github.com/kiln-build/kiln/schema"
 )
 
@@ -80,7 +79,7 @@ func BenchmarkSubmitToStart(b *testing.B) {
 			b.Fatal(err)
 		}
 		splitPool := f.loginPool(b, "kiln_splitter", 8)
-		splitter, err := jobs.NewSplitterClient(splitPool, split.New(splitPool, split.DefaultMaxFileSize), discardLogger(), 2)
+		splitter, err := split.NewRiverClient(splitPool, split.New(splitPool, split.DefaultMaxFileSize), discardLogger(), 2)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -17,7 +17,7 @@ import (
 	"github.com/kiln-build/kiln/internal/blob"
 	"github.com/kiln-build/kiln/internal/environment"
 	"github.com/kiln-build/kiln/internal/sandbox"
-	"github.com/kiln-build/kiln/jobs"
+	"github.com/kiln-build/kiln/riverjob"
 )
 
 // sourcePackage is one package of the job, as fetched into the work dir.
@@ -133,7 +133,7 @@ func (d *attemptDirs) close() {
 
 // runAttempt builds a taken attempt and finishes it, gives it back, or
 // abandons it when it was fenced off.
-func (b *Builder) runAttempt(ctx context.Context, a jobs.BuildArgs, plat *platform, attempt int, policy string, timeout time.Duration) error {
+func (b *Builder) runAttempt(ctx context.Context, a riverjob.BuildArgs, plat *loadedPlatform, attempt int, policy string, timeout time.Duration) error {
 	log := b.log.With("task", a.TaskID, "attempt", attempt, "job", a.JobID, "platform", a.Platform)
 	log.Info("building")
 	buildCtx, cancel := context.WithCancelCause(ctx)
@@ -280,7 +280,7 @@ func (b *Builder) runAttempt(ctx context.Context, a jobs.BuildArgs, plat *platfo
 // tarball is fetched into the builder's cache when it is not there yet.
 // The environment goes into info; release lets the cache evict the tarball
 // again.
-func (b *Builder) inEnvironment(ctx context.Context, plat *platform, info *buildInfo, live io.Writer) (*platform, func(), error) {
+func (b *Builder) inEnvironment(ctx context.Context, plat *loadedPlatform, info *buildInfo, live io.Writer) (*loadedPlatform, func(), error) {
 	if plat.backName != "sbuild" {
 		return plat, func() {}, nil
 	}
@@ -343,7 +343,7 @@ func removeTree(dir string) error {
 }
 
 // buildUser says whom builds run as, for the log and the build-info record.
-func buildUser(plat *platform, id *sandbox.ID) string {
+func buildUser(plat *loadedPlatform, id *sandbox.ID) string {
 	switch {
 	case plat.backend.SelfIsolating():
 		return "the builder's own user (the backend isolates builds itself)"
@@ -431,7 +431,7 @@ func (b *Builder) readPackages(ctx context.Context, job int64) ([]*sourcePackage
 // directory, symbolic links refused) before the next build runs, and its
 // packages go into the local repository for later ones. It fills info and
 // returns the files to store.
-func (b *Builder) buildAll(ctx context.Context, live io.Writer, plat *platform, policy string, dirs *attemptDirs,
+func (b *Builder) buildAll(ctx context.Context, live io.Writer, plat *loadedPlatform, policy string, dirs *attemptDirs,
 	id *sandbox.ID, pkgs []*sourcePackage, info *buildInfo) []artifactFile {
 	var runner sandbox.Runner = b.sandbox(dirs, id, plat.limits)
 	if plat.backend.SelfIsolating() {
@@ -524,7 +524,7 @@ func (b *Builder) buildAll(ctx context.Context, live io.Writer, plat *platform, 
 
 // buildOne builds try n of package p: a fresh copy of its pristine sources
 // in the work directory, built by the platform's backend.
-func (b *Builder) buildOne(ctx context.Context, runner sandbox.Runner, plat *platform, dirs *attemptDirs, id *sandbox.ID,
+func (b *Builder) buildOne(ctx context.Context, runner sandbox.Runner, plat *loadedPlatform, dirs *attemptDirs, id *sandbox.ID,
 	p *sourcePackage, n int, live io.Writer) ([]backend.Output, error) {
 	name := fmt.Sprintf("p%d", p.Seq)
 	if n > 1 {

@@ -26,6 +26,7 @@ import (
 	"github.com/kiln-build/kiln/internal/backend"
 	"github.com/kiln-build/kiln/internal/daemon"
 	"github.com/kiln-build/kiln/internal/environment"
+	"github.com/kiln-build/kiln/internal/platform"
 	"github.com/kiln-build/kiln/internal/sandbox"
 	"github.com/kiln-build/kiln/internal/task"
 )
@@ -100,8 +101,9 @@ const DefaultBuildUser = "kiln-build"
 // DefaultGrace is how long builds may run on after SIGTERM unless set.
 const DefaultGrace = 30 * time.Second
 
-// platform is what the builder needs of a kiln.platform row.
-type platform struct {
+// loadedPlatform is a platform as a builder has loaded it (platform.Platform),
+// with its backend made and its build tools' versions found.
+type loadedPlatform struct {
 	name    string
 	arch    string
 	backend backend.Backend
@@ -141,7 +143,7 @@ type Builder struct {
 	stopping chan struct{}
 
 	mu        sync.Mutex
-	platforms map[string]*platform
+	platforms map[string]*loadedPlatform
 	running   map[int64]*attemptRun
 
 	lastTick atomic.Int64 // unix nanoseconds of the heartbeat loop's last round
@@ -177,7 +179,7 @@ func New(ctx context.Context, db *pgxpool.Pool, cfg Config) (*Builder, error) {
 		log:       cfg.Logger,
 		slots:     make(chan struct{}, cfg.Slots),
 		stopping:  make(chan struct{}),
-		platforms: map[string]*platform{},
+		platforms: map[string]*loadedPlatform{},
 		running:   map[int64]*attemptRun{},
 
 		enabledChanged: make(chan struct{}, 1),
@@ -267,38 +269,14 @@ func checkConfig(cfg *Config) error {
 }
 
 // loadPlatform reads a platform and sets up its backend.
-func (b *Builder) loadPlatform(ctx context.Context, name string) (*platform, error) {
-	var (
-		p        platform
-		backName string
-		settings map[string]any
-		timeout  float64
-		procs    *int32
-		mem      *int64
-		disk     *int64
-	)
-	err := b.db.QueryRow(ctx, `SELECT name, arch, backend, backend_settings, extract(epoch FROM timeout)::float8,
-			max_processes, max_memory, max_disk
-		FROM kiln.platform WHERE name = $1`, name).Scan(&p.name, &p.arch, &backName, &settings, &timeout, &procs, &mem, &disk)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("platform %q does not exist (kiln admin platform list)", name)
-	}
+func (b *Builder) loadPlatform(ctx context.Context, name string) (*loadedPlatform, error) {
+	row, err := platform.Get(ctx, b.db, name, false)
 	if err != nil {
-		return nil, fmt.Errorf("reading platform %s: %w", name, err)
+		return nil, err
 	}
-	p.timeout = time.Duration(timeout * float64(time.Second))
-	p.limits = sandbox.Limits{Processes: sandbox.DefaultProcesses, Memory: sandbox.DefaultMemory, Disk: sandbox.DefaultDisk}
-	if procs != nil {
-		p.limits.Processes = int(*procs)
-	}
-	if mem != nil {
-		p.limits.Memory = *mem
-	}
-	if disk != nil {
-		p.limits.Disk = *disk
-	}
-	p.backName, p.settings = backName, settings
-	p.backend, err = backend.New(backend.Platform{Backend: backName, Arch: p.arch, Settings: settings}, b.cfg.Backend)
+	p := loadedPlatform{name: row.Name, arch: row.Arch, timeout: row.Timeout, limits: row.Limits(),
+		backName: row.Backend, settings: row.BackendSettings}
+	p.backend, err = backend.New(backend.Platform{Backend: row.Backend, Arch: row.Arch, Settings: row.BackendSettings}, b.cfg.Backend)
 	if err != nil {
 		return nil, fmt.Errorf("platform %s: %w", name, err)
 	}
@@ -306,7 +284,7 @@ func (b *Builder) loadPlatform(ctx context.Context, name string) (*platform, err
 }
 
 // platform returns a platform's settings as last read.
-func (b *Builder) platform(name string) *platform {
+func (b *Builder) platform(name string) *loadedPlatform {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.platforms[name]

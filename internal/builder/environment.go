@@ -12,7 +12,7 @@ import (
 	"github.com/kiln-build/kiln/internal/sandbox"
 )
 
-// environmentMaker is the jobs.EnvironmentMaker of one feed: it makes a
+// environmentMaker is the riverjob.EnvironmentMaker of one feed: it makes a
 // platform's next environment (environment.Maker) in one of the builder's
 // slots, so an environment River job counts as a build while it runs.
 type environmentMaker struct {
@@ -20,7 +20,7 @@ type environmentMaker struct {
 	f *feed
 }
 
-// MakeEnvironment implements jobs.EnvironmentMaker.
+// MakeEnvironment implements riverjob.EnvironmentMaker.
 func (m environmentMaker) MakeEnvironment(ctx context.Context, platform string) error {
 	b := m.b
 	if b.platform(platform) == nil {

@@ -21,7 +21,7 @@ import (
 	"github.com/kiln-build/kiln/internal/blob"
 	"github.com/kiln-build/kiln/internal/dbconn"
 	"github.com/kiln-build/kiln/internal/testsupport/pgtest"
-	"github.com/kiln-build/kiln/jobs"
+	"github.com/kiln-build/kiln/riverjob"
 	"github.com/kiln-build/kiln/schema"
 )
 
@@ -129,7 +129,7 @@ func (f *farm) submit(t testing.TB, platform, policy string, sources ...string) 
 	if err := tx.QueryRow(ctx, "INSERT INTO kiln.task (job_id, platform) VALUES ($1, $2) RETURNING id", job, platform).Scan(&task); err != nil {
 		t.Fatal(err)
 	}
-	res, err := f.inserter.InsertTx(ctx, tx, jobs.BuildArgs{TaskID: task, JobID: job, Platform: platform}, &river.InsertOpts{Priority: 2})
+	res, err := f.inserter.InsertTx(ctx, tx, riverjob.BuildArgs{TaskID: task, JobID: job, Platform: platform}, &river.InsertOpts{Priority: 2})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,11 +10,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
+	"github.com/kiln-build/kiln/internal/platform"
 	"github.com/kiln-build/kiln/internal/task"
-	"github.com/kiln-build/kiln/jobs"
-	"github.com/kiln-build/kiln/schema"
+	"github.com/kiln-build/kiln/riverjob"
 )
 
 // A feed is one River client working the builder's queues: it is how the
@@ -39,57 +38,40 @@ type feed struct {
 	stopOnce sync.Once
 }
 
-// feedWorker is the jobs.TaskBuilder of one feed.
+// feedWorker is the riverjob.TaskBuilder of one feed.
 type feedWorker struct {
 	b *Builder
 	f *feed
 }
 
-// BuildTimeout implements jobs.TaskBuilder.
+// BuildTimeout implements riverjob.TaskBuilder.
 func (w feedWorker) BuildTimeout(platform string) time.Duration { return w.b.BuildTimeout(platform) }
 
-// BuildTask implements jobs.TaskBuilder.
-func (w feedWorker) BuildTask(ctx context.Context, a jobs.BuildArgs) error {
+// BuildTask implements riverjob.TaskBuilder.
+func (w feedWorker) BuildTask(ctx context.Context, a riverjob.BuildArgs) error {
 	return w.b.buildTask(ctx, a, w.f.quit)
 }
 
 // newFeed makes a feed whose River client works the platforms' queues.
 func (b *Builder) newFeed(ctx context.Context) (*feed, error) {
 	f := &feed{quit: make(chan struct{}), done: make(chan struct{})}
-	workers := river.NewWorkers()
-	if err := river.AddWorkerSafely(workers, &jobs.BuildWorker{Builder: feedWorker{b: b, f: f}}); err != nil {
-		return nil, err
-	}
-	if err := river.AddWorkerSafely(workers, &jobs.EnvironmentWorker{Maker: environmentMaker{b: b, f: f}}); err != nil {
-		return nil, err
-	}
-	queues := map[string]river.QueueConfig{}
-	for _, p := range b.cfg.Platforms {
-		queues[jobs.BuildQueue(p)] = river.QueueConfig{MaxWorkers: b.cfg.Slots}
-	}
 	// River must never rescue a build that still runs: its horizon lies
 	// beyond the longest timeout of any platform.
-	var longest float64
-	if err := b.db.QueryRow(ctx, "SELECT coalesce(extract(epoch FROM max(timeout)), 0)::float8 FROM kiln.platform").Scan(&longest); err != nil {
-		return nil, fmt.Errorf("reading platform timeouts: %w", err)
+	longest, err := platform.LongestTimeout(ctx, b.db)
+	if err != nil {
+		return nil, err
 	}
-	client, err := river.NewClient(riverpgxv5.New(b.db), &river.Config{
-		// Named after the builder, so River's attempted_by says who
-		// fetched a River job.
-		ID:                   fmt.Sprintf("kiln-builder.%s.%s", b.cfg.Name, time.Now().UTC().Format("20060102T150405.000000")),
-		Schema:               schema.RiverSchema,
-		Queues:               queues,
-		Workers:              workers,
-		Logger:               b.log.With("component", "river"),
-		RescueStuckJobsAfter: time.Duration(longest*float64(time.Second)) + RescueMargin,
-		// REINDEX needs the tables' owner; the builder role is not.
-		ReindexerSchedule: river.NeverSchedule(),
-		// River's leader runs the periodic jobs; kiln-janitor must be it
-		// (docs/janitor.md), so builders never stand for election.
-		LeaderElectionDisabled: true,
+	client, err := riverjob.NewBuilderClient(b.db, riverjob.BuilderConfig{
+		ID:           fmt.Sprintf("kiln-builder.%s.%s", b.cfg.Name, time.Now().UTC().Format("20060102T150405.000000")),
+		Platforms:    b.cfg.Platforms,
+		Slots:        b.cfg.Slots,
+		Builder:      feedWorker{b: b, f: f},
+		Environments: environmentMaker{b: b, f: f},
+		RescueAfter:  longest + RescueMargin,
+		Logger:       b.log.With("component", "river"),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("making the River client: %w", err)
+		return nil, err
 	}
 	f.client = client
 	return f, nil

@@ -15,7 +15,7 @@ import (
 	"github.com/kiln-build/kiln/internal/testsupport/farmtest"
 	"github.com/kiln-build/kiln/internal/testsupport/proctest"
 	"github.com/kiln-build/kiln/internal/testsupport/testpkg"
-	"github.com/kiln-build/kiln/jobs"
+	"github.com/kiln-build/kiln/riverjob"
 )
 
 // A builder whose attempt was declared lost and replaced cannot finish it,
@@ -37,7 +37,7 @@ func TestStaleFinishChangesNothing(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "x-1-1.src.rpm")
 	os.WriteFile(src, []byte("not really an SRPM"), 0o644)
 	job, task := f.submit(t, "bench", "retry", src)
-	a := jobs.BuildArgs{TaskID: task, JobID: job, Platform: "bench"}
+	a := riverjob.BuildArgs{TaskID: task, JobID: job, Platform: "bench"}
 	if n, _, _, err := b.take(ctx, a); err != nil || n != 1 {
 		t.Fatalf("take: %d %v", n, err)
 	}
@@ -208,7 +208,7 @@ func TestForgedNotifyDoesNotStopABuild(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "x-1-1.src.rpm")
 	os.WriteFile(src, []byte("not really an SRPM"), 0o644)
 	job, task := f.submit(t, "bench", "retry", src)
-	if n, _, _, err := b.take(ctx, jobs.BuildArgs{TaskID: task, JobID: job, Platform: "bench"}); err != nil || n != 1 {
+	if n, _, _, err := b.take(ctx, riverjob.BuildArgs{TaskID: task, JobID: job, Platform: "bench"}); err != nil || n != 1 {
 		t.Fatalf("take: %d %v", n, err)
 	}
 	buildCtx, cancel := context.WithCancelCause(ctx)

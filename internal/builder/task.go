@@ -12,7 +12,7 @@ import (
 
 	"github.com/kiln-build/kiln/internal/blob"
 	"github.com/kiln-build/kiln/internal/task"
-	"github.com/kiln-build/kiln/jobs"
+	"github.com/kiln-build/kiln/riverjob"
 )
 
 // buildInfo is the attempt's build-info record (kiln.attempt.build_info and
@@ -48,7 +48,7 @@ type buildInfo struct {
 // take is protocol step 1 (task.Take). It returns the attempt number, 0
 // when the task is no longer pending, the job's policy and the platform's
 // current timeout; errDisabled when the builder has been disabled.
-func (b *Builder) take(ctx context.Context, a jobs.BuildArgs) (attempt int, policy string, timeout time.Duration, err error) {
+func (b *Builder) take(ctx context.Context, a riverjob.BuildArgs) (attempt int, policy string, timeout time.Duration, err error) {
 	t, err := task.Take(ctx, b.db, b.cfg.Name, a.TaskID, a.JobID, a.Platform)
 	if err != nil {
 		return 0, "", 0, err
@@ -61,7 +61,7 @@ func (b *Builder) take(ctx context.Context, a jobs.BuildArgs) (attempt int, poli
 // (or gives it back on shutdown). A River job that is not taken because the
 // builder stops or its feed stopped (the builder was disabled) goes back to
 // its queue at once: JobSnooze(0) spends no River attempt.
-func (b *Builder) buildTask(ctx context.Context, a jobs.BuildArgs, quit <-chan struct{}) error {
+func (b *Builder) buildTask(ctx context.Context, a riverjob.BuildArgs, quit <-chan struct{}) error {
 	plat := b.platform(a.Platform)
 	if plat == nil {
 		return river.JobCancel(fmt.Errorf("builder %s does not build platform %q", b.cfg.Name, a.Platform))
@@ -124,7 +124,7 @@ func retry(ctx context.Context, log *slog.Logger, what string, fn func(context.C
 }
 
 // fail finishes an attempt that could not even start building.
-func (b *Builder) fail(ctx context.Context, log *slog.Logger, a jobs.BuildArgs, attempt int, reason string) error {
+func (b *Builder) fail(ctx context.Context, log *slog.Logger, a riverjob.BuildArgs, attempt int, reason string) error {
 	info := &buildInfo{Builder: b.cfg.Name, Job: a.JobID, Task: a.TaskID, Attempt: attempt, Status: "failed", Reason: reason,
 		StartedAt: time.Now().UTC(), FinishedAt: time.Now().UTC()}
 	body, _ := json.Marshal(info)
@@ -140,7 +140,7 @@ func (b *Builder) fail(ctx context.Context, log *slog.Logger, a jobs.BuildArgs, 
 // finish is protocol step 4 (task.Finish): artifacts, build info and final
 // status in one transaction, refused (errStale, nothing stored) when the
 // attempt is not current.
-func (b *Builder) finish(ctx context.Context, a jobs.BuildArgs, attempt int, info *buildInfo, infoJSON []byte,
+func (b *Builder) finish(ctx context.Context, a riverjob.BuildArgs, attempt int, info *buildInfo, infoJSON []byte,
 	files []artifactFile, live *liveLog) error {
 	tx, err := b.db.Begin(ctx)
 	if err != nil {
@@ -186,7 +186,7 @@ func (b *Builder) attempt(taskID int64, number int) task.Attempt {
 // pending without counting as lost, the attempt is recorded as returned,
 // and the River job is made available again at once (JobSnooze(0) does not
 // spend a River attempt).
-func (b *Builder) giveBack(ctx context.Context, log *slog.Logger, a jobs.BuildArgs, attempt int) error {
+func (b *Builder) giveBack(ctx context.Context, log *slog.Logger, a riverjob.BuildArgs, attempt int) error {
 	err := retry(context.WithoutCancel(ctx), log, "giving back", func(ctx context.Context) error {
 		return task.GiveBack(ctx, b.db, b.attempt(a.TaskID, attempt))
 	})

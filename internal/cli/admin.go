@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/kiln-build/kiln/internal/admin"
+	"github.com/kiln-build/kiln/internal/platform"
 	"github.com/kiln-build/kiln/internal/report"
 	"github.com/kiln-build/kiln/schema"
 )
@@ -260,7 +261,7 @@ func runPlatformAdd(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error
 			return usageError("platform %s: give --format rpm or deb", name)
 		}
 	}
-	p := admin.Platform{
+	p := platform.Platform{
 		Name: name, Arch: c.String("arch"), Backend: c.String("backend"), PackageFormat: format,
 		BackendSettings: settings, Timeout: c.Duration("timeout"), Active: !c.Bool("inactive"),
 		Description: c.String("description"),
@@ -273,7 +274,7 @@ func runPlatformAdd(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error
 }
 
 func runPlatformList(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
-	ps, err := admin.ListPlatforms(ctx, db)
+	ps, err := platform.List(ctx, db)
 	if err != nil {
 		return err
 	}

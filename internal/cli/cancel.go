@@ -10,14 +10,11 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/urfave/cli/v2"
 
 	"github.com/kiln-build/kiln/internal/report"
 	"github.com/kiln-build/kiln/internal/task"
-	"github.com/kiln-build/kiln/jobs"
-	"github.com/kiln-build/kiln/schema"
+	"github.com/kiln-build/kiln/riverjob"
 )
 
 func cancelCommand() *cli.Command {
@@ -146,9 +143,9 @@ func runResubmit(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 // one transaction. platforms replaces the old job's platform selection when
 // not empty. It returns the new job's id.
 func Resubmit(ctx context.Context, db *pgxpool.Pool, old int64, platforms []string) (int64, error) {
-	client, err := river.NewClient(riverpgxv5.New(db), &river.Config{Schema: schema.RiverSchema})
+	client, err := riverjob.NewInserter(db, nil)
 	if err != nil {
-		return 0, fmt.Errorf("creating the River client: %w", err)
+		return 0, err
 	}
 	key := make([]byte, 12)
 	if _, err := rand.Read(key); err != nil {
@@ -177,7 +174,7 @@ func Resubmit(ctx context.Context, db *pgxpool.Pool, old int64, platforms []stri
 			SELECT $2, seq, file_name, blob_sha256, size FROM kiln.package_file WHERE job_id = $1`, old, newID); err != nil {
 			return explainDB(err, "copying the package files")
 		}
-		if _, err := client.InsertTx(ctx, tx, jobs.ValidateArgs{JobID: newID}, nil); err != nil {
+		if _, err := client.InsertTx(ctx, tx, riverjob.ValidateArgs{JobID: newID}, nil); err != nil {
 			return explainDB(err, "queueing the new job for validation")
 		}
 		return nil

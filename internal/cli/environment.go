@@ -13,15 +13,12 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/urfave/cli/v2"
 
 	"github.com/kiln-build/kiln/internal/environment"
 	"github.com/kiln-build/kiln/internal/format"
 	"github.com/kiln-build/kiln/internal/report"
-	"github.com/kiln-build/kiln/jobs"
-	"github.com/kiln-build/kiln/schema"
+	"github.com/kiln-build/kiln/riverjob"
 )
 
 // environmentCommand is `kiln admin environment`: the clean build
@@ -136,15 +133,15 @@ func runEnvironmentRefresh(ctx context.Context, c *cli.Context, db *pgxpool.Pool
 // queueEnvironment runs first and queues the environment River job for
 // platform in one transaction.
 func queueEnvironment(ctx context.Context, db *pgxpool.Pool, platform string, first func(pgx.Tx) error) error {
-	client, err := river.NewClient(riverpgxv5.New(db), &river.Config{Schema: schema.RiverSchema})
+	client, err := riverjob.NewInserter(db, nil)
 	if err != nil {
-		return fmt.Errorf("creating the River client: %w", err)
+		return err
 	}
 	return pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
 		if err := first(tx); err != nil {
 			return err
 		}
-		res, err := client.InsertTx(ctx, tx, jobs.EnvironmentArgs{Platform: platform}, nil)
+		res, err := client.InsertTx(ctx, tx, riverjob.EnvironmentArgs{Platform: platform}, nil)
 		if err != nil {
 			return explainDB(err, "queueing the environment job")
 		}

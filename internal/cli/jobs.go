@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/kiln-build/kiln/internal/format"
 	"github.com/kiln-build/kiln/internal/report"
+	"github.com/kiln-build/kiln/internal/task"
 )
 
 func jobsCommand() *cli.Command {
@@ -26,7 +26,7 @@ func jobsCommand() *cli.Command {
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "mine", Usage: "only your jobs"},
 			&cli.StringFlag{Name: "user", Usage: "only the jobs of this database role"},
-			&cli.StringSliceFlag{Name: "status", Usage: "only jobs in this status (repeatable, or comma-separated): " + strings.Join(report.JobStatuses, ", ")},
+			&cli.StringSliceFlag{Name: "status", Usage: "only jobs in this status (repeatable, or comma-separated): " + task.JobStatusNames()},
 			&cli.StringFlag{Name: "bucket", Usage: "only jobs for this bucket"},
 			&cli.StringFlag{Name: "platform", Usage: "only jobs with a task on this platform"},
 			&cli.StringFlag{Name: "since", Usage: "only jobs submitted since then (36h, 7d, 2w, 2025-05-01, RFC 3339)"},
@@ -54,8 +54,8 @@ func runJobs(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 		}
 	}
 	for _, s := range f.Status {
-		if !slices.Contains(report.JobStatuses, s) {
-			return usageError("--status %s: not a job status (use %s)", s, strings.Join(report.JobStatuses, ", "))
+		if _, err := task.ParseJobStatus(s); err != nil {
+			return usageError("--status %s: not a job status (use %s)", s, task.JobStatusNames())
 		}
 	}
 	if f.Limit < 1 || f.Limit > report.MaxLimit {
@@ -84,18 +84,19 @@ func runJobs(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "JOB\tSUBMITTER\tBUCKET\tSTATUS\tAGE\tPACKAGES\tTASKS")
 	for _, j := range list.Jobs {
-		var platforms, statuses []string
+		var platforms []string
+		var statuses []task.Status
 		for _, t := range j.Tasks {
 			platforms = append(platforms, t.Platform)
 			statuses = append(statuses, t.Status)
 		}
 		tasks := joinTasks(p, platforms, statuses)
-		if len(j.Tasks) == 0 && j.Status == "submitted" {
+		if len(j.Tasks) == 0 && j.Status == task.JobSubmitted {
 			tasks = "(waiting for validation)"
-		} else if j.Status == "invalid" {
+		} else if j.Status == task.JobInvalid {
 			tasks = "(" + clip(orDash(j.Reason), 60) + ")"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, j.Submitter, j.Bucket, p.status(j.Status, j.Status),
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", j.ID, j.Submitter, j.Bucket, paintStatus(p, j.Status),
 			format.Duration(j.AgeSeconds), clip(strings.Join(j.Packages, ","), 40), tasks)
 	}
 	if err := tw.Flush(); err != nil {
@@ -172,7 +173,7 @@ func runShow(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(w, "\nlog of %s (%s, %s, attempt %d), last %d lines (kiln log %s for all):\n", taskRef(t.ID), t.Platform, p.status(t.Status, t.Status), t.Attempt, len(lines), taskRef(t.ID))
+		fmt.Fprintf(w, "\nlog of %s (%s, %s, attempt %d), last %d lines (kiln log %s for all):\n", taskRef(t.ID), t.Platform, paintStatus(p, t.Status), t.Attempt, len(lines), taskRef(t.ID))
 		for _, l := range lines {
 			fmt.Fprintln(w, "  "+l)
 		}
@@ -182,7 +183,7 @@ func runShow(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 
 // printJob writes a job's header, packages, tasks, attempts and artifacts.
 func printJob(w io.Writer, p painter, j *report.Job, webURL string) {
-	fmt.Fprintf(w, "job %d  %s  submitted by %s to bucket %s, priority %d\n", j.ID, p.status(j.Status, j.Status), j.Submitter, j.Bucket, j.Priority)
+	fmt.Fprintf(w, "job %d  %s  submitted by %s to bucket %s, priority %d\n", j.ID, paintStatus(p, j.Status), j.Submitter, j.Bucket, j.Priority)
 	fmt.Fprintf(w, "submitted %s", when(&j.SubmittedAt))
 	if j.StartedAt != nil {
 		fmt.Fprintf(w, ", started %s", when(j.StartedAt))
@@ -237,7 +238,7 @@ func printJob(w io.Writer, p painter, j *report.Job, webURL string) {
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TASK\tPLATFORM\tSTATUS\tBUILDER\tATTEMPT\tWAITED\tDURATION\tREASON")
 	for _, t := range j.Tasks {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", taskRef(t.ID), t.Platform, p.status(t.Status, t.Status), orDash(t.Builder),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", taskRef(t.ID), t.Platform, paintStatus(p, t.Status), orDash(t.Builder),
 			t.Attempt, ageOf(t.WaitSeconds), ageOf(t.DurationSeconds), orDash(t.Reason))
 	}
 	tw.Flush()
@@ -249,7 +250,7 @@ func printJob(w io.Writer, p painter, j *report.Job, webURL string) {
 		}
 		for _, a := range t.Attempts {
 			history = append(history, fmt.Sprintf("%s\t%d\t%s\t%s\t%s\t%s\t%s\n", taskRef(t.ID), a.Attempt, a.Builder,
-				p.status(a.Status, a.Status), when(&a.StartedAt), format.Duration(a.DurationSeconds), orDash(a.Reason)))
+				paintStatus(p, a.Status), when(&a.StartedAt), format.Duration(a.DurationSeconds), orDash(a.Reason)))
 		}
 	}
 	if len(history) > 0 {

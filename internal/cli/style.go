@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kiln-build/kiln/internal/format"
+	"github.com/kiln-build/kiln/internal/task"
 	"github.com/urfave/cli/v2"
 )
 
@@ -54,8 +55,11 @@ func (p painter) status(s, shown string) string {
 	return "\x1b[" + code + "m" + shown + "\x1b[0m"
 }
 
+// paintStatus returns the status s coloured by itself.
+func paintStatus[S ~string](p painter, s S) string { return p.status(string(s), string(s)) }
+
 // shortStatus is a task status as the jobs listing shows it at a glance.
-var shortStatus = map[string]string{
+var shortStatus = map[task.Status]string{
 	"pending": "wait", "building": "build", "succeeded": "ok", "failed": "FAIL", "timed_out": "TIMEOUT",
 	"cancelled": "cancel", "skipped": "skip", "lost": "LOST",
 }
@@ -97,14 +101,14 @@ func when(t *time.Time) string {
 }
 
 // joinTasks formats the per-platform status of a job at a glance.
-func joinTasks(p painter, platforms []string, statuses []string) string {
+func joinTasks(p painter, platforms []string, statuses []task.Status) string {
 	parts := make([]string, len(platforms))
 	for i := range platforms {
 		short := shortStatus[statuses[i]]
 		if short == "" {
-			short = statuses[i]
+			short = string(statuses[i])
 		}
-		parts[i] = platforms[i] + ":" + p.status(statuses[i], short)
+		parts[i] = platforms[i] + ":" + p.status(string(statuses[i]), short)
 	}
 	return strings.Join(parts, " ")
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kiln-build/kiln/internal/report"
 	"github.com/kiln-build/kiln/internal/submit"
+	"github.com/kiln-build/kiln/internal/task"
 	"github.com/kiln-build/kiln/internal/termtext"
 )
 
@@ -82,7 +83,7 @@ func runSubmit(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 	if !c.Bool("wait") {
 		return nil
 	}
-	last := ""
+	var last task.JobStatus
 	j, err := followJob(ctx, c, db, res.JobID, func(j *report.Job) error {
 		if j.Status != last {
 			last = j.Status
@@ -93,7 +94,7 @@ func runSubmit(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 	if err != nil {
 		return err
 	}
-	if j.Status != "succeeded" {
+	if j.Status != task.JobSucceeded {
 		return cli.Exit(fmt.Sprintf("job %d %s%s", j.ID, j.Status, reasonSuffix(j.Reason)), ExitFailure)
 	}
 	return nil

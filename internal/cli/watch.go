@@ -13,6 +13,7 @@ import (
 
 	"github.com/kiln-build/kiln/internal/format"
 	"github.com/kiln-build/kiln/internal/report"
+	"github.com/kiln-build/kiln/internal/task"
 )
 
 // ExitInterrupted is the exit status after Ctrl-C (128 + SIGINT).
@@ -52,17 +53,17 @@ func runWatch(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 	asJSON := c.Bool("json")
 	p := painter(useColor(c, w))
 	seen := map[int64]report.Task{}
-	jobStatus := ""
+	var jobStatus task.JobStatus
 	emit := func(j *report.Job) error {
 		now := time.Now()
 		if j.Status != jobStatus {
 			jobStatus = j.Status
 			if asJSON {
-				if err := printJSONLine(w, watchEvent{At: now, JobID: j.ID, Status: j.Status, Reason: j.Reason}); err != nil {
+				if err := printJSONLine(w, watchEvent{At: now, JobID: j.ID, Status: string(j.Status), Reason: j.Reason}); err != nil {
 					return err
 				}
 			} else {
-				fmt.Fprintf(w, "%s  job %d %s\n", now.Format("15:04:05"), j.ID, p.status(j.Status, j.Status))
+				fmt.Fprintf(w, "%s  job %d %s\n", now.Format("15:04:05"), j.ID, paintStatus(p, j.Status))
 			}
 		}
 		for _, t := range j.Tasks {
@@ -72,20 +73,20 @@ func runWatch(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 				continue
 			}
 			if asJSON {
-				if err := printJSONLine(w, watchEvent{At: now, JobID: j.ID, TaskID: t.ID, Platform: t.Platform, Status: t.Status,
+				if err := printJSONLine(w, watchEvent{At: now, JobID: j.ID, TaskID: t.ID, Platform: t.Platform, Status: string(t.Status),
 					Builder: t.Builder, Attempt: t.Attempt, Reason: t.Reason}); err != nil {
 					return err
 				}
 				continue
 			}
-			line := fmt.Sprintf("%s  %s %s %s", now.Format("15:04:05"), taskRef(t.ID), t.Platform, p.status(t.Status, t.Status))
+			line := fmt.Sprintf("%s  %s %s %s", now.Format("15:04:05"), taskRef(t.ID), t.Platform, paintStatus(p, t.Status))
 			switch {
-			case t.Status == "building":
+			case t.Status == task.Building:
 				line += fmt.Sprintf(" on %s (attempt %d)", orDash(t.Builder), t.Attempt)
 			case t.Reason != nil:
 				line += ": " + *t.Reason
 			}
-			if report.TaskFinal(t.Status) && t.DurationSeconds != nil {
+			if t.Status.Final() && t.DurationSeconds != nil {
 				line += fmt.Sprintf(" after %s", format.Duration(*t.DurationSeconds))
 			}
 			fmt.Fprintln(w, line)
@@ -104,7 +105,7 @@ func runWatch(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 		fmt.Fprintln(w)
 		printJob(w, p, j, settingsOf(c).get("web-url"))
 	}
-	if j.Status != "succeeded" {
+	if j.Status != task.JobSucceeded {
 		return cli.Exit(fmt.Sprintf("job %d %s", j.ID, j.Status), ExitFailure)
 	}
 	return nil
@@ -218,7 +219,7 @@ func followLog(c *cli.Context, db *pgxpool.Pool, id int64, out *logPrinter) erro
 	if err != nil {
 		return followError(ctx, err, "kiln show JOB lists a job's tasks")
 	}
-	if t.Status != "succeeded" {
+	if t.Status != task.Succeeded {
 		return cli.Exit(fmt.Sprintf("task %s %s%s", taskRef(id), t.Status, reasonSuffix(t.Reason)), ExitFailure)
 	}
 	return nil

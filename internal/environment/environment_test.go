@@ -26,7 +26,7 @@ import (
 	"github.com/kiln-build/kiln/internal/sandbox"
 	"github.com/kiln-build/kiln/internal/testsupport/farmtest"
 	"github.com/kiln-build/kiln/internal/testsupport/pgtest"
-	"github.com/kiln-build/kiln/jobs"
+	"github.com/kiln-build/kiln/riverjob"
 	"github.com/kiln-build/kiln/schema"
 )
 
@@ -331,7 +331,7 @@ func TestLifecycle(t *testing.T) {
 		done <- built{o, err, log.String()}
 	}()
 	// The refresh: an admin asks for it, and the maker works the River
-	// job (jobs.EnvironmentWorker with an environment.Maker, as a builder
+	// job (riverjob.EnvironmentWorker with an environment.Maker, as a builder
 	// does) while the build runs.
 	adminURL := db.URLAs(farmtest.Person(t, db, "admin", "kiln_admin"))
 	if out, err := kiln(t, adminURL, "admin", "environment", "refresh", "bookworm-amd64"); err != nil || !strings.Contains(out, "queued") {
@@ -339,9 +339,9 @@ func TestLifecycle(t *testing.T) {
 	}
 	var mmlog bytes.Buffer
 	workers := river.NewWorkers()
-	river.AddWorker(workers, &jobs.EnvironmentWorker{Maker: &environment.Maker{DB: maker, Builder: "maker", Runner: r, User: u, WorkDir: r.Home, Log: &mmlog}})
+	river.AddWorker(workers, &riverjob.EnvironmentWorker{Maker: &environment.Maker{DB: maker, Builder: "maker", Runner: r, User: u, WorkDir: r.Home, Log: &mmlog}})
 	client, err := river.NewClient(riverpgxv5.New(maker), &river.Config{
-		Schema: schema.RiverSchema, Queues: map[string]river.QueueConfig{jobs.BuildQueue("bookworm-amd64"): {MaxWorkers: 1}},
+		Schema: schema.RiverSchema, Queues: map[string]river.QueueConfig{riverjob.BuildQueue("bookworm-amd64"): {MaxWorkers: 1}},
 		Workers: workers, LeaderElectionDisabled: true, ReindexerSchedule: river.NeverSchedule(), FetchPollInterval: 100 * time.Millisecond,
 	})
 	if err != nil {

@@ -15,7 +15,7 @@ import (
 )
 
 // Maker makes a platform's next environment on a builder and installs it:
-// the work of an environment River job (jobs.EnvironmentWorker).
+// the work of an environment River job (riverjob.EnvironmentWorker).
 type Maker struct {
 	// DB is the builder's connection (its role registered Builder).
 	DB blob.DB

@@ -7,7 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/kiln-build/kiln/jobs"
+	"github.com/kiln-build/kiln/riverjob"
 )
 
 // waitingRiverStates are the River job states in which a River job still
@@ -77,7 +77,7 @@ func (j *Janitor) cancelRiverJobsOfFinished(ctx context.Context, c *Counts) erro
 		WHERE r.kind = $1 AND (t.id IS NULL OR t.finished_at IS NOT NULL)
 		  AND (r.state IN `+waitingRiverStates+`
 		       OR (r.state = 'running' AND coalesce(t.finished_at, r.attempted_at) < now() - make_interval(secs => $3)))
-		ORDER BY r.id LIMIT $2`, jobs.BuildArgs{}.Kind(), j.cfg.Batch, secs(j.cfg.Horizon))
+		ORDER BY r.id LIMIT $2`, riverjob.BuildArgs{}.Kind(), j.cfg.Batch, secs(j.cfg.Horizon))
 	if err != nil {
 		return fmt.Errorf("finding River jobs of finished tasks: %w", err)
 	}
@@ -95,9 +95,8 @@ func (j *Janitor) cancelRiverJobsOfFinished(ctx context.Context, c *Counts) erro
 	var errs []error
 	for _, s := range strays {
 		err := j.inTx(ctx, c, func(tx pgx.Tx, d *Counts) error {
-			tag, err := tx.Exec(ctx, `UPDATE river.river_job SET state = 'cancelled', finalized_at = now()
-				WHERE id = $1 AND state = $2`, s.RiverJobID, s.State)
-			if err != nil || tag.RowsAffected() == 0 {
+			ok, err := riverjob.CancelInStateTx(ctx, tx, s.RiverJobID, s.State)
+			if err != nil || !ok {
 				return err // an error, or a builder or another janitor got there first
 			}
 			status := "missing"
@@ -226,9 +225,8 @@ func (j *Janitor) revalidate(ctx context.Context, tx pgx.Tx, jobID int64, stuck 
 	}
 	// A validate River job stuck in running is cancelled, so that it cannot
 	// come back to life next to the new one.
-	if _, err := tx.Exec(ctx, `UPDATE river.river_job SET state = 'cancelled', finalized_at = now()
-		WHERE kind = 'validate' AND args->>'job_id' = $1::bigint::text AND state = 'running'`, jobID); err != nil {
-		return fmt.Errorf("cancelling its stuck validate River job: %w", err)
+	if err := riverjob.CancelRunningValidateTx(ctx, tx, jobID); err != nil {
+		return err
 	}
 	detail := map[string]any{"tries": tries, "old_river_job_state": lastState, "last_error": lastE}
 	if tries >= j.cfg.MaxRevalidate {
@@ -243,7 +241,7 @@ func (j *Janitor) revalidate(ctx context.Context, tx pgx.Tx, jobID int64, stuck 
 		detail["action"], detail["reason"] = "invalidated", reason
 		d.JobsInvalidated++
 	} else {
-		res, err := j.river.InsertTx(ctx, tx, jobs.ValidateArgs{JobID: jobID}, nil)
+		res, err := j.river.InsertTx(ctx, tx, riverjob.ValidateArgs{JobID: jobID}, nil)
 		if err != nil {
 			return fmt.Errorf("inserting a validate River job: %w", err)
 		}

@@ -22,10 +22,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/kiln-build/kiln/riverjob"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
-
-	"github.com/kiln-build/kiln/schema"
 )
 
 // Config holds the janitor's limits. The zero value is not useful; start
@@ -155,9 +153,9 @@ func New(db *pgxpool.Pool, cfg Config, log *slog.Logger) (*Janitor, error) {
 	}
 	// An insert-only River client: it never starts, it only inserts build
 	// River jobs for pending tasks that lost theirs.
-	rc, err := river.NewClient(riverpgxv5.New(db), &river.Config{Schema: schema.RiverSchema, Logger: log})
+	rc, err := riverjob.NewInserter(db, log)
 	if err != nil {
-		return nil, fmt.Errorf("creating River client for inserts: %w", err)
+		return nil, err
 	}
 	return &Janitor{db: db, cfg: cfg, log: log, river: rc}, nil
 }
@@ -350,13 +348,13 @@ type seconds float64
 // secs turns a duration into the seconds make_interval takes.
 func secs(d time.Duration) float64 { return d.Seconds() }
 
-// Upkeep runs one upkeep round (jobs.Janitor).
+// Upkeep runs one upkeep round (riverjob.Janitor).
 func (j *Janitor) Upkeep(ctx context.Context) error {
 	_, err := j.Round(ctx, Upkeep)
 	return err
 }
 
-// Prune runs one retention round (jobs.Janitor).
+// Prune runs one retention round (riverjob.Janitor).
 func (j *Janitor) Prune(ctx context.Context) error {
 	_, err := j.Round(ctx, Retention)
 	return err

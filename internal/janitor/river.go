@@ -8,7 +8,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/kiln-build/kiln/internal/task"
-	"github.com/kiln-build/kiln/jobs"
+	"github.com/kiln-build/kiln/riverjob"
 )
 
 // taskRow is what giving a task a River job needs to know of it.
@@ -25,7 +25,7 @@ type taskRow struct {
 // (task.LinkRiverJob) and writes a janitor.repair_river event. oldState is
 // the state of the River job it replaces, if any.
 func (j *Janitor) giveRiverJob(ctx context.Context, tx pgx.Tx, t taskRow, oldState *string, oldCancelled *bool, why string) error {
-	res, err := j.river.InsertTx(ctx, tx, jobs.BuildArgs{TaskID: t.ID, JobID: t.JobID, Platform: t.Platform},
+	res, err := j.river.InsertTx(ctx, tx, riverjob.BuildArgs{TaskID: t.ID, JobID: t.JobID, Platform: t.Platform},
 		&river.InsertOpts{Priority: int(t.Priority)})
 	if err != nil {
 		return fmt.Errorf("inserting a build River job: %w", err)
@@ -52,10 +52,5 @@ func cancelRiverJob(ctx context.Context, tx pgx.Tx, id *int64) (bool, error) {
 	if id == nil {
 		return false, nil
 	}
-	tag, err := tx.Exec(ctx, `UPDATE river.river_job SET state = 'cancelled', finalized_at = now()
-		WHERE id = $1 AND state NOT IN ('cancelled', 'completed', 'discarded')`, *id)
-	if err != nil {
-		return false, fmt.Errorf("cancelling River job %d: %w", *id, err)
-	}
-	return tag.RowsAffected() > 0, nil
+	return riverjob.CancelTx(ctx, tx, *id)
 }

@@ -17,7 +17,7 @@ import (
 
 	"github.com/kiln-build/kiln/internal/task"
 	"github.com/kiln-build/kiln/internal/testsupport/pgtest"
-	"github.com/kiln-build/kiln/jobs"
+	"github.com/kiln-build/kiln/riverjob"
 	"github.com/kiln-build/kiln/schema"
 )
 
@@ -114,7 +114,7 @@ func (b *bundle) submitTask(t *testing.T, priority int) (jobID, taskID, riverJob
 	b.scan(t, `INSERT INTO kiln.job (bucket, platforms, priority, submission_key) VALUES ('devel', '{all}', $1, gen_random_uuid()::text) RETURNING id`,
 		[]any{priority}, &jobID)
 	b.scan(t, `INSERT INTO kiln.task (job_id, platform) VALUES ($1, $2) RETURNING id`, []any{jobID, platform}, &taskID)
-	res, err := b.river.Insert(b.ctx, jobs.BuildArgs{TaskID: taskID, JobID: jobID, Platform: platform}, &river.InsertOpts{Priority: priority})
+	res, err := b.river.Insert(b.ctx, riverjob.BuildArgs{TaskID: taskID, JobID: jobID, Platform: platform}, &river.InsertOpts{Priority: priority})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kiln-build/kiln/jobs"
+	"github.com/kiln-build/kiln/riverjob"
 )
 
 // submitted plays kiln submit for a job submitted age ago (a Postgres
@@ -13,7 +13,7 @@ func (b *bundle) submitted(t *testing.T, age string) (jobID, riverJobID int64) {
 	t.Helper()
 	b.scan(t, `INSERT INTO kiln.job (bucket, submission_key, submitted_at) VALUES ('devel', gen_random_uuid()::text, now() - $1::interval)
 		RETURNING id`, []any{age}, &jobID)
-	res, err := b.river.Insert(b.ctx, jobs.ValidateArgs{JobID: jobID}, nil)
+	res, err := b.river.Insert(b.ctx, riverjob.ValidateArgs{JobID: jobID}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

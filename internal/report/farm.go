@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/kiln-build/kiln/internal/platform"
 )
 
 // Builder is one builder daemon as listings show it.
@@ -46,17 +47,13 @@ func ListBuilders(ctx context.Context, db DB) ([]Builder, error) {
 	return out, nil
 }
 
-// Platform is a build platform with its current load.
+// Platform is a build platform with its current load. Its backend
+// settings are not read: they are the administrators' (kiln admin platform
+// list shows them).
 type Platform struct {
-	Name           string  `json:"name"`
-	Arch           string  `json:"arch"`
-	PackageFormat  string  `json:"package_format"`
-	Backend        string  `json:"backend"`
-	TimeoutSeconds float64 `json:"timeout_seconds"`
-	Active         bool    `json:"active"`
-	Description    string  `json:"description"`
-	Pending        int     `json:"pending"`
-	Building       int     `json:"building"`
+	platform.Platform
+	Pending  int `json:"pending"`
+	Building int `json:"building"`
 	// OldestWaitSeconds is how long the oldest pending task has waited;
 	// null when none waits.
 	OldestWaitSeconds *float64 `json:"oldest_wait_seconds"`
@@ -75,8 +72,8 @@ type Platform struct {
 // kiln.queue_depth).
 func ListPlatforms(ctx context.Context, db DB) ([]Platform, error) {
 	rows, err := db.Query(ctx, `SELECT p.name, p.arch, p.package_format, p.backend, extract(epoch FROM p.timeout)::float8,
-		p.active, p.description, q.pending, q.building, extract(epoch FROM q.oldest_wait)::float8,
-		q.builders_online, q.slots_online,
+		p.active, p.description, p.max_processes, p.max_memory, p.max_disk,
+		q.pending, q.building, extract(epoch FROM q.oldest_wait)::float8, q.builders_online, q.slots_online,
 		e.id, encode(e.blob_sha256, 'hex'), e.size, extract(epoch FROM now() - e.created_at)::float8, e.packages
 		FROM kiln.platform p JOIN kiln.queue_depth q ON q.platform = p.name
 		LEFT JOIN kiln.platform_environment pe ON pe.platform = p.name
@@ -85,7 +82,15 @@ func ListPlatforms(ctx context.Context, db DB) ([]Platform, error) {
 	if err != nil {
 		return nil, wrap(err, "listing platforms")
 	}
-	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[Platform])
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Platform, error) {
+		var p Platform
+		err := r.Scan(&p.Name, &p.Arch, &p.PackageFormat, &p.Backend, &p.TimeoutSeconds, &p.Active, &p.Description,
+			&p.MaxProcesses, &p.MaxMemory, &p.MaxDisk,
+			&p.Pending, &p.Building, &p.OldestWaitSeconds, &p.BuildersOnline, &p.SlotsOnline,
+			&p.EnvironmentID, &p.EnvironmentSHA256, &p.EnvironmentSize, &p.EnvironmentAgeSeconds, &p.EnvironmentPackages)
+		p.Timeout = time.Duration(p.TimeoutSeconds * float64(time.Second))
+		return p, err
+	})
 	if err != nil {
 		return nil, wrap(err, "listing platforms")
 	}

@@ -64,7 +64,7 @@ func FollowJob(ctx context.Context, db *pgxpool.Pool, id int64, f Follow) (*Job,
 						return err
 					}
 				}
-				if JobFinal(j.Status) {
+				if j.Status.Final() {
 					return nil
 				}
 				if _, err := waitFor(ctx, conn, func(n notice) bool { return n.Job == id }); err != nil {
@@ -138,7 +138,7 @@ func FollowLog(ctx context.Context, db *pgxpool.Pool, id int64, f LogFollow) (*T
 					}
 					continue
 				}
-				if TaskFinal(t.Status) {
+				if t.Status.Final() {
 					return nil
 				}
 				n, err := waitFor(ctx, conn, func(n notice) bool { return n.Task == id })

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/kiln-build/kiln/internal/report"
+	"github.com/kiln-build/kiln/internal/task"
 	"github.com/kiln-build/kiln/internal/testsupport/farmtest"
 	"github.com/kiln-build/kiln/internal/testsupport/pgtest"
 )
@@ -48,7 +49,7 @@ func follow(t *testing.T, f *farmtest.Farm, job int64, giveUp time.Duration) *fo
 }
 
 // next waits for the follower to see the job in status.
-func (fl *follower) next(t *testing.T, status string) *report.Job {
+func (fl *follower) next(t *testing.T, status task.JobStatus) *report.Job {
 	t.Helper()
 	for {
 		select {
@@ -97,7 +98,7 @@ func TestFollowJob(t *testing.T) {
 	// Every snapshot agrees with itself: a job is final only with every
 	// task final.
 	for _, tk := range fl.last.Tasks {
-		if !report.TaskFinal(tk.Status) {
+		if !tk.Status.Final() {
 			t.Errorf("final job with task %d %s", tk.ID, tk.Status)
 		}
 	}

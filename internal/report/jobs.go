@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/kiln-build/kiln/internal/task"
 )
 
 // DefaultLimit is how many jobs ListJobs returns when Filter.Limit is 0;
@@ -84,23 +84,23 @@ func sinceDuration(s string) (time.Duration, bool) {
 
 // TaskBrief is a task as a job listing shows it.
 type TaskBrief struct {
-	ID       int64  `json:"id"`
-	Platform string `json:"platform"`
-	Status   string `json:"status"`
+	ID       int64       `json:"id"`
+	Platform string      `json:"platform"`
+	Status   task.Status `json:"status"`
 }
 
 // JobSummary is one job in a listing.
 type JobSummary struct {
-	ID          int64       `json:"id"`
-	Submitter   string      `json:"submitter"`
-	Bucket      string      `json:"bucket"`
-	Status      string      `json:"status"`
-	Priority    int         `json:"priority"`
-	Packages    []string    `json:"packages"`
-	Tasks       []TaskBrief `json:"tasks"`
-	SubmittedAt time.Time   `json:"submitted_at"`
-	StartedAt   *time.Time  `json:"started_at"`
-	FinishedAt  *time.Time  `json:"finished_at"`
+	ID          int64          `json:"id"`
+	Submitter   string         `json:"submitter"`
+	Bucket      string         `json:"bucket"`
+	Status      task.JobStatus `json:"status"`
+	Priority    int            `json:"priority"`
+	Packages    []string       `json:"packages"`
+	Tasks       []TaskBrief    `json:"tasks"`
+	SubmittedAt time.Time      `json:"submitted_at"`
+	StartedAt   *time.Time     `json:"started_at"`
+	FinishedAt  *time.Time     `json:"finished_at"`
 	// AgeSeconds is the time since submission.
 	AgeSeconds float64 `json:"age_seconds"`
 	// DurationSeconds is the time from submission to the end (or to now
@@ -161,8 +161,8 @@ func ListJobs(ctx context.Context, db DB, f Filter) (JobList, error) {
 		where = append(where, "j.status = ANY("+arg(f.Status)+"::text[])")
 	}
 	for _, s := range f.Status {
-		if !slices.Contains(JobStatuses, s) {
-			return JobList{}, fmt.Errorf("unknown job status %q (known: %s)", s, strings.Join(JobStatuses, ", "))
+		if _, err := task.ParseJobStatus(s); err != nil {
+			return JobList{}, err
 		}
 	}
 	if f.Bucket != "" {
@@ -241,7 +241,7 @@ type Job struct {
 	ID            int64          `json:"id"`
 	Submitter     string         `json:"submitter"`
 	Bucket        string         `json:"bucket"`
-	Status        string         `json:"status"`
+	Status        task.JobStatus `json:"status"`
 	Priority      int            `json:"priority"`
 	Policy        string         `json:"policy"`
 	Platforms     []string       `json:"platforms_requested"`

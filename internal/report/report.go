@@ -22,7 +22,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/kiln-build/kiln/internal/task"
 )
 
 // DB is what the queries need: a pool, a connection or a transaction.
@@ -34,24 +33,6 @@ type DB interface {
 // ErrNotFound is wrapped by errors for a job, task or platform that does not
 // exist.
 var ErrNotFound = errors.New("not found")
-
-// JobStatuses are the statuses a job can have, in the order of its life.
-var JobStatuses = []string{"submitted", "invalid", "queued", "building", "succeeded", "failed", "partially_failed", "cancelled"}
-
-// TaskStatuses are the statuses a task can have.
-var TaskStatuses = []string{"pending", "building", "succeeded", "failed", "timed_out", "cancelled", "skipped", "lost"}
-
-// JobFinal reports whether a job status is final (the job will not change).
-func JobFinal(status string) bool {
-	switch status {
-	case "invalid", "succeeded", "failed", "partially_failed", "cancelled":
-		return true
-	}
-	return false
-}
-
-// TaskFinal reports whether a task status is final (task.Status.Final).
-func TaskFinal(status string) bool { return task.Status(status).Final() }
 
 // notFoundError says what was not found; it matches ErrNotFound.
 type notFoundError struct{ msg string }

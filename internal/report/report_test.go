@@ -51,8 +51,8 @@ func TestListJobs(t *testing.T) {
 		t.Fatalf("all jobs: %v next %d, want %v", ids(all.Jobs), all.NextBefore, want)
 	}
 	for _, j := range all.Jobs {
-		if J[j.Status] != j.ID {
-			t.Errorf("job %d has status %s, seeded as %d", j.ID, j.Status, J[j.Status])
+		if J[string(j.Status)] != j.ID {
+			t.Errorf("job %d has status %s, seeded as %d", j.ID, j.Status, J[string(j.Status)])
 		}
 	}
 	succ := all.Jobs[3]

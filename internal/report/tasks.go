@@ -6,16 +6,17 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/kiln-build/kiln/internal/task"
 )
 
 // Task is a job on one platform, with its attempts and artifacts.
 type Task struct {
-	ID        int64   `json:"id"`
-	JobID     int64   `json:"job_id"`
-	Submitter string  `json:"submitter"`
-	Platform  string  `json:"platform"`
-	Status    string  `json:"status"`
-	Builder   *string `json:"builder"`
+	ID        int64       `json:"id"`
+	JobID     int64       `json:"job_id"`
+	Submitter string      `json:"submitter"`
+	Platform  string      `json:"platform"`
+	Status    task.Status `json:"status"`
+	Builder   *string     `json:"builder"`
 	// Attempt is the number of the current (or last) attempt, 0 before the
 	// first.
 	Attempt     int        `json:"attempt"`
@@ -38,15 +39,15 @@ type Task struct {
 
 // Attempt is one try of a task by one builder.
 type Attempt struct {
-	Attempt         int        `json:"attempt"`
-	Builder         string     `json:"builder"`
-	Status          string     `json:"status"`
-	StartedAt       time.Time  `json:"started_at"`
-	FinishedAt      *time.Time `json:"finished_at"`
-	DurationSeconds float64    `json:"duration_seconds"`
-	Reason          *string    `json:"reason"`
-	LogBytes        int64      `json:"log_bytes"`
-	LogTruncated    bool       `json:"log_truncated"`
+	Attempt         int         `json:"attempt"`
+	Builder         string      `json:"builder"`
+	Status          task.Status `json:"status"`
+	StartedAt       time.Time   `json:"started_at"`
+	FinishedAt      *time.Time  `json:"finished_at"`
+	DurationSeconds float64     `json:"duration_seconds"`
+	Reason          *string     `json:"reason"`
+	LogBytes        int64       `json:"log_bytes"`
+	LogTruncated    bool        `json:"log_truncated"`
 }
 
 // Artifact is a file a task attempt produced.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/kiln-build/kiln/internal/task"
 )
 
 // This file holds the queries only the web interface uses so far: a
@@ -14,15 +15,15 @@ import (
 
 // BuilderAttempt is one attempt a builder made, as its page lists them.
 type BuilderAttempt struct {
-	TaskID          int64      `json:"task_id"`
-	JobID           int64      `json:"job_id"`
-	Platform        string     `json:"platform"`
-	Attempt         int        `json:"attempt"`
-	Status          string     `json:"status"`
-	StartedAt       time.Time  `json:"started_at"`
-	FinishedAt      *time.Time `json:"finished_at"`
-	DurationSeconds float64    `json:"duration_seconds"`
-	Reason          *string    `json:"reason"`
+	TaskID          int64       `json:"task_id"`
+	JobID           int64       `json:"job_id"`
+	Platform        string      `json:"platform"`
+	Attempt         int         `json:"attempt"`
+	Status          task.Status `json:"status"`
+	StartedAt       time.Time   `json:"started_at"`
+	FinishedAt      *time.Time  `json:"finished_at"`
+	DurationSeconds float64     `json:"duration_seconds"`
+	Reason          *string     `json:"reason"`
 }
 
 // BuilderAttempts returns the most recent attempts of a builder, newest
@@ -77,11 +78,11 @@ type Counts struct {
 func GetCounts(ctx context.Context, db DB, window time.Duration) (*Counts, error) {
 	c := &Counts{Jobs: map[string]int{}, JobsFinished: map[string]int{}, Tasks: map[string]int{"pending": 0, "building": 0},
 		Builders: map[string]int{"online": 0, "offline": 0}}
-	for _, s := range JobStatuses {
-		if JobFinal(s) {
-			c.JobsFinished[s] = 0
+	for _, s := range task.JobStatuses() {
+		if s.Final() {
+			c.JobsFinished[string(s)] = 0
 		} else {
-			c.Jobs[s] = 0
+			c.Jobs[string(s)] = 0
 		}
 	}
 	for _, q := range []struct {

@@ -6,15 +6,8 @@ import (
 	"strings"
 
 	"github.com/kiln-build/kiln/internal/names"
+	"github.com/kiln-build/kiln/internal/platform"
 )
-
-// Platform is what resolving a platform selection needs to know of one.
-type Platform struct {
-	Name   string
-	Arch   string
-	Format string // package format it builds: rpm or deb
-	Active bool
-}
 
 // ArchRule is one package's architecture constraints.
 type ArchRule struct {
@@ -50,12 +43,12 @@ var formatOf = map[string]struct{ platform, plural string }{
 // skipped when any package's architecture rules exclude the platform's
 // architecture; when that leaves nothing to build, the selection is an
 // error too. format is the job's package format (srpm or dsc).
-func Resolve(selection []string, platforms []Platform, format string, rules []ArchRule) ([]Task, error) {
+func Resolve(selection []string, platforms []platform.Platform, format string, rules []ArchRule) ([]Task, error) {
 	want, ok := formatOf[format]
 	if !ok {
 		return nil, fmt.Errorf("unknown package format %q", format)
 	}
-	byName := make(map[string]Platform, len(platforms))
+	byName := make(map[string]platform.Platform, len(platforms))
 	for _, p := range platforms {
 		byName[p.Name] = p
 	}
@@ -64,7 +57,7 @@ func Resolve(selection []string, platforms []Platform, format string, rules []Ar
 	positive := false
 	addAll := func() {
 		for _, p := range platforms {
-			if p.Active && p.Format == want.platform {
+			if p.Active && p.PackageFormat == want.platform {
 				chosen[p.Name] = true
 			}
 		}
@@ -98,8 +91,8 @@ func Resolve(selection []string, platforms []Platform, format string, rules []Ar
 		if !p.Active {
 			return nil, fmt.Errorf("platform %s is inactive", name)
 		}
-		if p.Format != want.platform {
-			return nil, fmt.Errorf("platform %s builds %s packages, not %s", name, p.Format, want.plural)
+		if p.PackageFormat != want.platform {
+			return nil, fmt.Errorf("platform %s builds %s packages, not %s", name, p.PackageFormat, want.plural)
 		}
 		chosen[name] = true
 	}

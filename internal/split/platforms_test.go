@@ -3,17 +3,19 @@ package split
 import (
 	"reflect"
 	"testing"
+
+	"github.com/kiln-build/kiln/internal/platform"
 )
 
 func TestResolve(t *testing.T) {
 	t.Parallel()
-	platforms := []Platform{
-		{Name: "bookworm-amd64", Arch: "amd64", Format: "deb", Active: true},
-		{Name: "bookworm-arm64", Arch: "arm64", Format: "deb", Active: true},
-		{Name: "el8-x86_64", Arch: "x86_64", Format: "rpm", Active: false},
-		{Name: "el9-aarch64", Arch: "aarch64", Format: "rpm", Active: true},
-		{Name: "el9-ppc64le", Arch: "ppc64le", Format: "rpm", Active: true},
-		{Name: "el9-x86_64", Arch: "x86_64", Format: "rpm", Active: true},
+	platforms := []platform.Platform{
+		{Name: "bookworm-amd64", Arch: "amd64", PackageFormat: "deb", Active: true},
+		{Name: "bookworm-arm64", Arch: "arm64", PackageFormat: "deb", Active: true},
+		{Name: "el8-x86_64", Arch: "x86_64", PackageFormat: "rpm", Active: false},
+		{Name: "el9-aarch64", Arch: "aarch64", PackageFormat: "rpm", Active: true},
+		{Name: "el9-ppc64le", Arch: "ppc64le", PackageFormat: "rpm", Active: true},
+		{Name: "el9-x86_64", Arch: "x86_64", PackageFormat: "rpm", Active: true},
 	}
 	x86only := []ArchRule{{Package: "a.src.rpm", Field: "ExclusiveArch", Exclusive: []string{"x86_64"}}}
 	noPPC := []ArchRule{{Package: "b.src.rpm", Field: "ExclusiveArch", Exclude: []string{"ppc64le"}}}
@@ -29,7 +31,7 @@ func TestResolve(t *testing.T) {
 		selection []string
 		format    string
 		rules     []ArchRule
-		platforms []Platform // nil: all of the above
+		platforms []platform.Platform // nil: all of the above
 		want      []Task
 		err       string
 	}{

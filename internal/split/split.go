@@ -24,6 +24,7 @@ import (
 
 	"github.com/kiln-build/kiln/internal/blob"
 	"github.com/kiln-build/kiln/internal/names"
+	"github.com/kiln-build/kiln/internal/platform"
 	"github.com/kiln-build/kiln/internal/srcpkg"
 	"github.com/kiln-build/kiln/internal/task"
 )
@@ -193,7 +194,7 @@ func (s *Splitter) Check(ctx context.Context, id int64) (*Verdict, error) {
 		rules = append(rules, ArchRule{Package: p.FileName, Exclusive: p.ExclusiveArch, Field: field, Exclude: p.ExcludeArch})
 	}
 
-	platforms, err := s.loadPlatforms(ctx)
+	platforms, err := platform.List(ctx, s.db)
 	if err != nil {
 		return nil, err
 	}
@@ -266,22 +267,6 @@ func (s *Splitter) loadPackages(ctx context.Context, id int64) ([]*storedPackage
 		return nil, fmt.Errorf("reading package files of job %d: %w", id, err)
 	}
 	return pkgs, nil
-}
-
-func (s *Splitter) loadPlatforms(ctx context.Context) ([]Platform, error) {
-	rows, err := s.db.Query(ctx, `SELECT name, arch, package_format, active FROM kiln.platform ORDER BY name`)
-	if err != nil {
-		return nil, fmt.Errorf("reading platforms: %w", err)
-	}
-	ps, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Platform, error) {
-		var p Platform
-		err := r.Scan(&p.Name, &p.Arch, &p.Format, &p.Active)
-		return p, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("reading platforms: %w", err)
-	}
-	return ps, nil
 }
 
 // checkPackage checks one package and fills in what it learns; it returns

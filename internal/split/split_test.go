@@ -25,7 +25,7 @@ import (
 	"github.com/kiln-build/kiln/internal/submit"
 	"github.com/kiln-build/kiln/internal/testsupport/pgtest"
 	"github.com/kiln-build/kiln/internal/testsupport/testpkg"
-	"github.com/kiln-build/kiln/jobs"
+	"github.com/kiln-build/kiln/riverjob"
 )
 
 // bundle is one test's farm: a database with platforms and buckets, a
@@ -100,7 +100,7 @@ func (b *bundle) submit(t *testing.T, req submit.Request) int64 {
 // it, connected as the splitter role.
 func (b *bundle) startSplitter(t testing.TB) *river.Client[pgx.Tx] {
 	t.Helper()
-	rc, err := jobs.NewSplitterClient(b.asSplit, split.New(b.asSplit, b.maxSize), slog.New(slog.DiscardHandler), 2)
+	rc, err := split.NewRiverClient(b.asSplit, split.New(b.asSplit, b.maxSize), slog.New(slog.DiscardHandler), 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +243,7 @@ func TestSubmitValidateSplit(t *testing.T) {
 
 	// Validating again (a retried River job) creates nothing twice.
 	client, _ := river.NewClient(riverpgxv5.New(b.db.Pool), &river.Config{Schema: "river"})
-	if _, err := client.Insert(ctx, jobs.ValidateArgs{JobID: id}, nil); err != nil {
+	if _, err := client.Insert(ctx, riverjob.ValidateArgs{JobID: id}, nil); err != nil {
 		t.Fatal(err)
 	}
 	b.validate(t)
@@ -428,7 +428,7 @@ func (b *bundle) rawSubmit(t *testing.T, bucket string, pkgs ...rawPackage) int6
 		}
 	}
 	rc, _ := river.NewClient(riverpgxv5.New(b.asAlice), &river.Config{Schema: "river"})
-	if _, err := rc.InsertTx(ctx, tx, jobs.ValidateArgs{JobID: id}, nil); err != nil {
+	if _, err := rc.InsertTx(ctx, tx, riverjob.ValidateArgs{JobID: id}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := tx.Commit(ctx); err != nil {

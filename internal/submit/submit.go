@@ -19,17 +19,15 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/kiln-build/kiln/internal/blob"
 	"github.com/kiln-build/kiln/internal/names"
 	"github.com/kiln-build/kiln/internal/srcpkg"
-	"github.com/kiln-build/kiln/jobs"
+	"github.com/kiln-build/kiln/riverjob"
 )
 
 // Request is one submission.
@@ -91,12 +89,9 @@ type Client struct {
 
 // New returns a Client submitting through db.
 func New(db *pgxpool.Pool) (*Client, error) {
-	// FetchCooldown also spaces out this client's insert notifications
-	// (River's default: at most one per 100 ms per queue); every submit
-	// should wake the splitter at once.
-	rc, err := river.NewClient(riverpgxv5.New(db), &river.Config{Schema: "river", FetchCooldown: time.Millisecond})
+	rc, err := riverjob.NewInserter(db, nil)
 	if err != nil {
-		return nil, fmt.Errorf("setting up the River client: %w", err)
+		return nil, err
 	}
 	return &Client{db: db, river: rc}, nil
 }
@@ -208,7 +203,7 @@ func (c *Client) submit(ctx context.Context, req Request) (Result, error) {
 			}
 		}
 	}
-	if _, err := c.river.InsertTx(ctx, tx, jobs.ValidateArgs{JobID: res.JobID}, nil); err != nil {
+	if _, err := c.river.InsertTx(ctx, tx, riverjob.ValidateArgs{JobID: res.JobID}, nil); err != nil {
 		return res, fmt.Errorf("enqueueing validation: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {

@@ -29,35 +29,6 @@ type DB interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-// Status is the status of a task (kiln.task.status) or of an attempt
-// (kiln.attempt.status, which also has Returned).
-type Status string
-
-// The statuses.
-const (
-	Pending   Status = "pending"
-	Building  Status = "building"
-	Succeeded Status = "succeeded"
-	Failed    Status = "failed"
-	TimedOut  Status = "timed_out"
-	Cancelled Status = "cancelled"
-	Skipped   Status = "skipped"
-	Lost      Status = "lost"
-	// Returned is for attempts only: given back on shutdown, not counted
-	// as lost.
-	Returned Status = "returned"
-)
-
-// Final reports whether nothing changes a task (or attempt) in this status
-// any more.
-func (s Status) Final() bool {
-	switch s {
-	case Succeeded, Failed, TimedOut, Cancelled, Skipped, Lost, Returned:
-		return true
-	}
-	return false
-}
-
 // ErrStale means the step was refused, with nothing written, because the
 // caller no longer holds the attempt (it was cancelled, timed out or
 // declared lost).

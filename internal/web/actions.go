@@ -9,7 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/kiln-build/kiln/jobs"
+	"github.com/kiln-build/kiln/riverjob"
 )
 
 // The actions run the kiln.web_* functions (schema/0008_web.sql) with the
@@ -62,7 +62,7 @@ func (s *Server) resubmit(w http.ResponseWriter, r *http.Request, person string)
 			fmt.Sprintf("web.resubmit.%d.%s", id, hex.EncodeToString(key))).Scan(&newID); err != nil {
 			return err
 		}
-		if _, err := s.river.InsertTx(r.Context(), tx, jobs.ValidateArgs{JobID: newID}, nil); err != nil {
+		if _, err := s.river.InsertTx(r.Context(), tx, riverjob.ValidateArgs{JobID: newID}, nil); err != nil {
 			return fmt.Errorf("queueing job %d for validation: %w", newID, err)
 		}
 		return nil

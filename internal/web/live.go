@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/kiln-build/kiln/internal/report"
+	"github.com/kiln-build/kiln/internal/task"
 	"github.com/kiln-build/kiln/internal/termtext"
 )
 
@@ -269,7 +270,8 @@ func (s *Server) jobEvents(w http.ResponseWriter, r *http.Request) {
 
 	v := view{Person: s.person(r), Login: s.cfg.Keytab != nil, CSRF: s.csrfToken(w, r)}
 	follow := parseFollow(r.URL.Query()["log"])
-	var lastStatus, lastTasks string
+	var lastStatus task.JobStatus
+	var lastTasks string
 	var st *stream
 	for {
 		j, err := report.GetJob(ctx, s.db, id)
@@ -300,7 +302,7 @@ func (s *Server) jobEvents(w http.ResponseWriter, r *http.Request) {
 			lastTasks = html
 		}
 		if j.Status != lastStatus {
-			if st.send("status", statusEvent{j.Status, report.JobFinal(j.Status)}) != nil {
+			if st.send("status", statusEvent{string(j.Status), j.Status.Final()}) != nil {
 				return
 			}
 			lastStatus = j.Status
@@ -310,7 +312,7 @@ func (s *Server) jobEvents(w http.ResponseWriter, r *http.Request) {
 			if t.Attempt > 0 {
 				current[logKey{t.ID, t.Attempt}] = t
 			}
-			if t.Status == "building" {
+			if t.Status == task.Building {
 				if _, ok := follow[logKey{t.ID, t.Attempt}]; !ok {
 					follow[logKey{t.ID, t.Attempt}] = -1
 				}
@@ -325,12 +327,12 @@ func (s *Server) jobEvents(w http.ResponseWriter, r *http.Request) {
 			if follow[k], err = s.sendLog(ctx, st, t, k.attempt, seq); err != nil {
 				return
 			}
-			if t.Status != "building" {
+			if t.Status != task.Building {
 				delete(follow, k) // finished: its last lines are out
 			}
 		}
-		if report.JobFinal(j.Status) {
-			_ = st.send("end", statusEvent{j.Status, true})
+		if j.Status.Final() {
+			_ = st.send("end", statusEvent{string(j.Status), true})
 			_ = st.flush()
 			return
 		}
@@ -376,7 +378,7 @@ func (s *Server) taskEvents(w http.ResponseWriter, r *http.Request) {
 	sub := s.hub.subscribe(func(n notice) bool { return n.Task == id })
 	defer s.hub.unsubscribe(sub)
 	var st *stream
-	lastStatus := ""
+	var lastStatus task.Status
 	for {
 		t, err := report.GetTask(ctx, s.db, id)
 		if err != nil {
@@ -392,18 +394,18 @@ func (s *Server) taskEvents(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if t.Attempt != attempt {
-			_ = st.send("reload", statusEvent{t.Status, report.TaskFinal(t.Status)})
+			_ = st.send("reload", statusEvent{string(t.Status), t.Status.Final()})
 			_ = st.flush()
 			return
 		}
 		if t.Status != lastStatus {
-			if st.send("status", statusEvent{t.Status, report.TaskFinal(t.Status)}) != nil {
+			if st.send("status", statusEvent{string(t.Status), t.Status.Final()}) != nil {
 				return
 			}
 			lastStatus = t.Status
 		}
-		if report.TaskFinal(t.Status) {
-			_ = st.send("end", statusEvent{t.Status, true})
+		if t.Status.Final() {
+			_ = st.send("end", statusEvent{string(t.Status), true})
 			_ = st.flush()
 			return
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kiln-build/kiln/internal/blob"
 	"github.com/kiln-build/kiln/internal/report"
+	"github.com/kiln-build/kiln/internal/task"
 	"github.com/kiln-build/kiln/internal/termtext"
 )
 
@@ -83,8 +84,8 @@ func jobFilter(q url.Values, now time.Time) (report.Filter, error) {
 		}
 	}
 	for _, st := range f.Status {
-		if !slices.Contains(report.JobStatuses, st) {
-			return f, fmt.Errorf("unknown job status %q (known: %s): %w", st, strings.Join(report.JobStatuses, ", "), errBadRequest)
+		if _, err := task.ParseJobStatus(st); err != nil {
+			return f, fmt.Errorf("%w: %w", err, errBadRequest)
 		}
 	}
 	if v := q.Get("since"); v != "" {
@@ -137,7 +138,7 @@ func jobsPage(q url.Values, before int64) string {
 type jobListData struct {
 	List      report.JobList
 	Q         url.Values
-	Statuses  []string
+	Statuses  []task.JobStatus
 	Platforms []report.Platform
 	Next      string // URL of the next (older) page, "" on the last
 	First     string // URL of the first page when not on it
@@ -150,7 +151,7 @@ func (s *Server) jobList(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	d := jobListData{Q: q, Statuses: report.JobStatuses}
+	d := jobListData{Q: q, Statuses: task.JobStatuses()}
 	if d.List, err = report.ListJobs(r.Context(), s.db, f); err != nil {
 		s.fail(w, r, err)
 		return
@@ -268,7 +269,7 @@ func (s *Server) taskPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := taskData{Task: t, Viewed: viewed}
-	d.Live = d.Viewed == t.Attempt && t.Status == "building"
+	d.Live = d.Viewed == t.Attempt && t.Status == task.Building
 	if d.Viewed > 0 {
 		if d.Log, err = s.liveLog(r, *t, d.Viewed); err != nil {
 			s.fail(w, r, err)

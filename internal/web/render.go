@@ -52,17 +52,9 @@ var funcs = template.FuncMap{
 	"text":     termtext.Plain,
 	"size":     format.Size,
 	"join":     func(s []string, sep string) string { return termtext.Plain(strings.Join(s, sep)) },
-	"status":   func(s string) string { return strings.ReplaceAll(s, "_", " ") },
-	"final":    func(s string) bool { return isFinal(s) },
+	"status":   func(s any) string { return strings.ReplaceAll(fmt.Sprint(s), "_", " ") },
+	"final":    func(s interface{ Final() bool }) bool { return s.Final() },
 	"artifact": artifactURL,
-}
-
-func isFinal(status string) bool {
-	switch status {
-	case "pending", "building", "submitted", "queued":
-		return false
-	}
-	return true
 }
 
 func parsePages() (pages, error) {

@@ -29,11 +29,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jcmturner/gokrb5/v8/keytab"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/kiln-build/kiln/internal/report"
 	"github.com/kiln-build/kiln/internal/termtext"
-	"github.com/kiln-build/kiln/schema"
+	"github.com/kiln-build/kiln/riverjob"
 )
 
 // Config configures a Server.
@@ -116,9 +115,9 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	rc, err := river.NewClient(riverpgxv5.New(cfg.DB), &river.Config{Schema: schema.RiverSchema})
+	rc, err := riverjob.NewInserter(cfg.DB, cfg.Logger)
 	if err != nil {
-		return nil, fmt.Errorf("web: creating the River client: %w", err)
+		return nil, fmt.Errorf("web: %w", err)
 	}
 	s := &Server{cfg: cfg, db: cfg.DB, log: cfg.Logger, pages: p, river: rc, hub: newHub(cfg.DB, cfg.Logger)}
 	s.routes()

@@ -23,13 +23,11 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
 	"github.com/kiln-build/kiln/internal/blob"
 	"github.com/kiln-build/kiln/internal/task"
 	"github.com/kiln-build/kiln/internal/testsupport/pgtest"
-	"github.com/kiln-build/kiln/jobs"
-	"github.com/kiln-build/kiln/schema"
+	"github.com/kiln-build/kiln/riverjob"
 )
 
 // Person creates a login role named prefix_<db suffix> that is a member of
@@ -174,13 +172,13 @@ func Split(t testing.TB, pool *pgxpool.Pool, jobID int64, platforms ...string) [
 func Enqueue(t testing.TB, pool *pgxpool.Pool, taskID int64) int64 {
 	t.Helper()
 	ctx := t.Context()
-	inserter, err := river.NewClient(riverpgxv5.New(pool), &river.Config{Schema: schema.RiverSchema})
+	inserter, err := riverjob.NewInserter(pool, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var id int64
 	inTx(t, pool, func(tx pgx.Tx) error {
-		var args jobs.BuildArgs
+		var args riverjob.BuildArgs
 		var priority int
 		if err := tx.QueryRow(ctx, `SELECT t.job_id, t.platform, j.priority FROM kiln.task t JOIN kiln.job j ON j.id = t.job_id
 			WHERE t.id = $1`, taskID).Scan(&args.JobID, &args.Platform, &priority); err != nil {

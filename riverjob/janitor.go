@@ -1,4 +1,4 @@
-package jobs
+package riverjob
 
 import (
 	"context"
@@ -20,7 +20,7 @@ type Janitor interface {
 type JanitorUpkeepArgs struct{}
 
 // Kind implements river.JobArgs.
-func (JanitorUpkeepArgs) Kind() string { return "janitor_upkeep" }
+func (JanitorUpkeepArgs) Kind() string { return KindJanitorUpkeep }
 
 // InsertOpts implements river.JobArgsWithInsertOpts.
 func (JanitorUpkeepArgs) InsertOpts() river.InsertOpts { return janitorInsertOpts() }
@@ -30,7 +30,7 @@ func (JanitorUpkeepArgs) InsertOpts() river.InsertOpts { return janitorInsertOpt
 type JanitorPruneArgs struct{}
 
 // Kind implements river.JobArgs.
-func (JanitorPruneArgs) Kind() string { return "janitor_prune" }
+func (JanitorPruneArgs) Kind() string { return KindJanitorPrune }
 
 // InsertOpts implements river.JobArgsWithInsertOpts.
 func (JanitorPruneArgs) InsertOpts() river.InsertOpts { return janitorInsertOpts() }
@@ -92,10 +92,10 @@ func JanitorPeriodicJobs(upkeepEvery, pruneEvery time.Duration) []*river.Periodi
 	return []*river.PeriodicJob{
 		river.NewPeriodicJob(river.PeriodicInterval(upkeepEvery),
 			func() (river.JobArgs, *river.InsertOpts) { return JanitorUpkeepArgs{}, once(upkeepEvery) },
-			&river.PeriodicJobOpts{ID: "janitor_upkeep", RunOnStart: true}),
+			&river.PeriodicJobOpts{ID: KindJanitorUpkeep, RunOnStart: true}),
 		river.NewPeriodicJob(river.PeriodicInterval(pruneEvery),
 			func() (river.JobArgs, *river.InsertOpts) { return JanitorPruneArgs{}, once(pruneEvery) },
-			&river.PeriodicJobOpts{ID: "janitor_prune", RunOnStart: true}),
+			&river.PeriodicJobOpts{ID: KindJanitorPrune, RunOnStart: true}),
 	}
 }
 

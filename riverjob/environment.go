@@ -1,4 +1,4 @@
-package jobs
+package riverjob
 
 import (
 	"context"
@@ -16,7 +16,7 @@ type EnvironmentArgs struct {
 }
 
 // Kind implements river.JobArgs.
-func (EnvironmentArgs) Kind() string { return "environment" }
+func (EnvironmentArgs) Kind() string { return KindEnvironment }
 
 // InsertOpts implements river.JobArgsWithInsertOpts. It goes to the
 // platform's build queue, so only builders of the platform take it; at most

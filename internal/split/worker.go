@@ -1,49 +1,25 @@
-package jobs
+package split
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
-	"github.com/kiln-build/kiln/internal/split"
 	"github.com/kiln-build/kiln/internal/task"
+	"github.com/kiln-build/kiln/riverjob"
 )
 
-// SplitterFetchCooldown is the least time between two fetches of the
-// splitter's River client (River's default is 100 ms): queue incoming sees
-// few River jobs, and each waits for a person, so it fetches eagerly.
-const SplitterFetchCooldown = 10 * time.Millisecond
-
-// NewSplitterClient returns the River client kiln-splitter runs: it works
-// queue incoming with the validate worker (at most workers at once) and
-// inserts build River jobs for the builders.
-func NewSplitterClient(db *pgxpool.Pool, s *split.Splitter, log *slog.Logger, workers int) (*river.Client[pgx.Tx], error) {
+// NewRiverClient returns the River client kiln-splitter runs: the validate
+// worker on queue incoming, at most workers validations at once.
+func NewRiverClient(db *pgxpool.Pool, s *Splitter, log *slog.Logger, workers int) (*riverjob.Client, error) {
 	ws := river.NewWorkers()
 	river.AddWorker(ws, &ValidateWorker{DB: db, Splitter: s, Log: log})
-	rc, err := river.NewClient(riverpgxv5.New(db), &river.Config{
-		Schema:        "river",
-		Queues:        map[string]river.QueueConfig{QueueIncoming: {MaxWorkers: workers}},
-		Workers:       ws,
-		Logger:        log,
-		FetchCooldown: SplitterFetchCooldown,
-		// Reindexing needs to own the tables; the splitter does not.
-		ReindexerIndexNames: []string{},
-		// It inserts build River jobs, which builders work.
-		SkipUnknownJobCheck: true,
-		// River's leader runs the periodic jobs; kiln-janitor must be it
-		// (docs/janitor.md), so the splitter never stands for election.
-		LeaderElectionDisabled: true,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("setting up the River client: %w", err)
-	}
-	return rc, nil
+	return riverjob.NewSplitterClient(db, ws, workers, log)
 }
 
 // ValidateWorker validates a submitted job and splits it into tasks (the
@@ -52,14 +28,14 @@ func NewSplitterClient(db *pgxpool.Pool, s *split.Splitter, log *slog.Logger, wo
 // retried validate River job finds the job no longer submitted and does
 // nothing.
 type ValidateWorker struct {
-	river.WorkerDefaults[ValidateArgs]
+	river.WorkerDefaults[riverjob.ValidateArgs]
 	DB       *pgxpool.Pool
-	Splitter *split.Splitter
+	Splitter *Splitter
 	Log      *slog.Logger
 }
 
 // Work implements river.Worker.
-func (w *ValidateWorker) Work(ctx context.Context, job *river.Job[ValidateArgs]) error {
+func (w *ValidateWorker) Work(ctx context.Context, job *river.Job[riverjob.ValidateArgs]) error {
 	id := job.Args.JobID
 	v, err := w.Splitter.Check(ctx, id)
 	if err != nil {
@@ -68,7 +44,7 @@ func (w *ValidateWorker) Work(ctx context.Context, job *river.Job[ValidateArgs])
 	client := river.ClientFromContext[pgx.Tx](ctx)
 	var tasks int
 	err = pgx.BeginFunc(ctx, w.DB, func(tx pgx.Tx) error {
-		pending, err := split.Apply(ctx, tx, v)
+		pending, err := Apply(ctx, tx, v)
 		if err != nil {
 			return err
 		}
@@ -77,7 +53,7 @@ func (w *ValidateWorker) Work(ctx context.Context, job *river.Job[ValidateArgs])
 			params := make([]river.InsertManyParams, len(pending))
 			for i, p := range pending {
 				params[i] = river.InsertManyParams{
-					Args:       BuildArgs{TaskID: p.TaskID, JobID: id, Platform: p.Platform},
+					Args:       riverjob.BuildArgs{TaskID: p.TaskID, JobID: id, Platform: p.Platform},
 					InsertOpts: &river.InsertOpts{Priority: v.Priority},
 				}
 			}
