@@ -164,11 +164,17 @@ func runShow(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 	}
 	p := painter(useColor(c, w))
 	printJob(w, p, j, settingsOf(c).get("web-url"))
+	return printLogTails(ctx, w, p, db, j, c.Int("lines"))
+}
+
+// printLogTails writes the last n lines of the log of each of the job's
+// failed, timed-out and lost tasks.
+func printLogTails(ctx context.Context, w io.Writer, p painter, db *pgxpool.Pool, j *report.Job, n int) error {
 	for _, t := range j.Tasks {
-		if t.Status != "failed" && t.Status != "timed_out" && t.Status != "lost" || t.Attempt == 0 || c.Int("lines") <= 0 {
+		if t.Status != "failed" && t.Status != "timed_out" && t.Status != "lost" || t.Attempt == 0 || n <= 0 {
 			continue
 		}
-		lines, err := report.LogTail(ctx, db, t.ID, t.Attempt, c.Int("lines"))
+		lines, err := report.LogTail(ctx, db, t.ID, t.Attempt, n)
 		if err != nil {
 			return err
 		}

@@ -47,6 +47,12 @@ func runSubmit(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 	if _, err := submit.ParsePlatforms(platforms); err != nil {
 		return usageError("submit: %v", err)
 	}
+	if p := c.Int("priority"); p < 1 || p > 4 {
+		return usageError("submit: --priority %d: use 1 (most urgent) to 4", p)
+	}
+	if _, err := submit.Find(c.Args().Slice()); err != nil {
+		return usageError("submit: %v", err)
+	}
 	client, err := submit.New(db)
 	if err != nil {
 		return err
@@ -89,6 +95,16 @@ func runSubmit(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 		return err
 	}
 	if j.Status != "succeeded" {
+		// What failed and why, so that following up needs no search.
+		for _, t := range j.Tasks {
+			if t.Status != "succeeded" && t.Status != "skipped" {
+				fmt.Fprintf(w, "%s %s %s%s\n", taskRef(t.ID), t.Platform, t.Status, reasonSuffix(t.Reason))
+			}
+		}
+		if err := printLogTails(ctx, w, painter(useColor(c, w)), db, j, 10); err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "kiln show %d shows the job\n", j.ID)
 		return cli.Exit(fmt.Sprintf("job %d %s%s", j.ID, j.Status, reasonSuffix(j.Reason)), ExitFailure)
 	}
 	return nil

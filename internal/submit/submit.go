@@ -117,7 +117,7 @@ func (c *Client) Submit(ctx context.Context, req Request) (Result, error) {
 	res, err := c.submit(ctx, req)
 	if err != nil && ctx.Err() != nil {
 		// pgx reports an interrupted upload as a closed connection.
-		return res, fmt.Errorf("submit interrupted: %w (%v)", ctx.Err(), err)
+		return res, fmt.Errorf("submit interrupted, nothing was submitted: %w", ctx.Err())
 	}
 	return res, err
 }
@@ -155,8 +155,13 @@ func (c *Client) submit(ctx context.Context, req Request) (Result, error) {
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
 
-	if id, ok, err := existing(ctx, tx, res.Key); err != nil || ok {
+	if id, ok, err := existing(ctx, tx, res.Key); err != nil {
+		return res, err
+	} else if ok {
 		res.JobID, res.Existing = id, ok
+		return res, sameFiles(ctx, tx, id, res.Key, pkgs)
+	}
+	if err := Precheck(ctx, tx, req.Bucket, platforms, pkgs); err != nil {
 		return res, err
 	}
 
