@@ -25,15 +25,15 @@ var reservedPrefixes = []string{"builder_", "splitter_", "janitor_", "web_", "ki
 // CheckPersonName reports why name cannot be a person's login role.
 func CheckPersonName(name string) error {
 	if !personName.MatchString(name) {
-		return fmt.Errorf("person %q: use a lower-case login name (letters, digits, _; at most 63), as the Kerberos principal name@REALM has it", name)
+		return kinded(ErrInvalid, "person %q: use a lower-case login name (letters, digits, _; at most 63), as the Kerberos principal name@REALM has it", name)
 	}
 	for _, p := range reservedPrefixes {
 		if strings.HasPrefix(name, p) {
-			return fmt.Errorf("person %q: names starting with %s are kept for daemons and system roles", name, p)
+			return kinded(ErrInvalid, "person %q: names starting with %s are kept for daemons and system roles", name, p)
 		}
 	}
 	if name == "postgres" {
-		return fmt.Errorf("person %q: that is the superuser's name", name)
+		return kinded(ErrInvalid, "person %q: that is the superuser's name", name)
 	}
 	return nil
 }
@@ -75,11 +75,14 @@ func DaemonRole(process, host string) (string, error) {
 		found = found || p == process
 	}
 	if !found {
-		return "", fmt.Errorf("unknown process %q (known: %s)", process, strings.Join(Processes, ", "))
+		return "", kinded(ErrInvalid, "unknown process %q (known: %s)", process, strings.Join(Processes, ", "))
 	}
-	short := strings.ToLower(strings.SplitN(host, ".", 2)[0])
+	short := strings.SplitN(host, ".", 2)[0]
+	if short != strings.ToLower(short) {
+		return "", kinded(ErrInvalid, "host %q: write it in lower case (%s), as its Kerberos principal has it", host, strings.ToLower(host))
+	}
 	if !hostLabel.MatchString(short) {
-		return "", fmt.Errorf("host %q: its first label must be letters, digits and inner hyphens (at most 42)", host)
+		return "", kinded(ErrInvalid, "host %q: its first label must be letters, digits and inner hyphens (at most 42)", host)
 	}
 	return process + "_" + short, nil
 }
@@ -101,9 +104,9 @@ func createLogin(ctx context.Context, tx pgx.Tx, name, group string) error {
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {
 		case "42710":
-			return fmt.Errorf("database role %q already exists (see \\du in psql)", name)
+			return because(err, ErrExists, "database role %q already exists (see \\du in psql)", name)
 		case "42501":
-			return fmt.Errorf("creating role %q: your login may not create roles: run this as the postgres superuser or as a login with CREATEROLE (ALTER ROLE you CREATEROLE): %w", name, err)
+			return because(err, ErrPermission, "creating role %q: your login may not create roles: run this as the postgres superuser or as a login with CREATEROLE (ALTER ROLE you CREATEROLE)", name)
 		case "42704":
 			return fmt.Errorf("creating role %q: group role %s is missing: run kiln admin roles apply first: %w", name, group, err)
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/kiln-build/kiln/internal/admin"
 	"github.com/kiln-build/kiln/internal/blob"
 	"github.com/kiln-build/kiln/internal/report"
 	"github.com/kiln-build/kiln/internal/submit"
@@ -31,6 +32,9 @@ func classify(err error) int {
 	var pgErr *pgconn.PgError
 	var refused *submit.RefusedError
 	switch {
+	case strings.HasPrefix(err.Error(), "Required flag"):
+		// urfave/cli's missing required option (its type is unexported).
+		return ExitUsage
 	case errors.Is(err, context.Canceled):
 		// Ctrl-C (cmd/kiln cancels the context on SIGINT and SIGTERM).
 		return ExitInterrupted
@@ -38,6 +42,14 @@ func classify(err error) int {
 		return ExitConnect
 	case errors.As(err, &refused):
 		return refusedExit[refused.Kind]
+	case errors.Is(err, admin.ErrNotFound):
+		return ExitNotFound
+	case errors.Is(err, admin.ErrPermission):
+		return ExitPermission
+	case errors.Is(err, admin.ErrInvalid):
+		return ExitUsage
+	case errors.Is(err, admin.ErrExists):
+		return ExitState
 	case errors.Is(err, report.ErrNotFound):
 		return ExitNotFound
 	case errors.Is(err, errIntegrity), errors.Is(err, blob.ErrCorrupt):

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/urfave/cli/v2"
 
+	"github.com/kiln-build/kiln/internal/names"
 	"github.com/kiln-build/kiln/internal/report"
 	"github.com/kiln-build/kiln/internal/submit"
 	"github.com/kiln-build/kiln/internal/termtext"
@@ -49,6 +50,14 @@ func runSubmit(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 	}
 	if p := c.Int("priority"); p < 1 || p > 4 {
 		return usageError("submit: --priority %d: use 1 (most urgent) to 4", p)
+	}
+	if err := names.CheckName("bucket", c.String("bucket")); err != nil {
+		return usageError("submit: --bucket: %v", err)
+	}
+	if k := c.String("key"); k != "" {
+		if err := submit.CheckKey(k); err != nil {
+			return usageError("submit: --key: %v", err)
+		}
 	}
 	if _, err := submit.Find(c.Args().Slice()); err != nil {
 		return usageError("submit: %v", err)

@@ -103,6 +103,14 @@ func New(db *pgxpool.Pool) (*Client, error) {
 
 var keyPattern = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,100}$`)
 
+// CheckKey checks a submission key's form.
+func CheckKey(key string) error {
+	if !keyPattern.MatchString(key) {
+		return fmt.Errorf("submission key %q: use 1 to 100 letters, digits, '_', '.', ':' or '-'", key)
+	}
+	return nil
+}
+
 // NewKey returns a fresh random submission key.
 func NewKey() string {
 	b := make([]byte, 16)
@@ -127,8 +135,8 @@ func (c *Client) submit(ctx context.Context, req Request) (Result, error) {
 	if res.Key == "" {
 		res.Key = NewKey()
 	}
-	if !keyPattern.MatchString(res.Key) {
-		return res, fmt.Errorf("submission key %q: use 1 to 100 letters, digits, '_', '.', ':' or '-'", res.Key)
+	if err := CheckKey(res.Key); err != nil {
+		return res, err
 	}
 	if err := names.CheckName("bucket", req.Bucket); err != nil {
 		return res, err
