@@ -91,7 +91,7 @@ func TestShow(t *testing.T) {
 		fmt.Sprintf("http://localhost:8080/jobs/%d", id),
 		"hello-1.0-1.src.rpm", "lib-3-1.src.rpm",
 		fmt.Sprintf("t%d", el9), "TASK  ATTEMPT  BUILDER", "went silent", "hello-1.0-1.x86_64.rpm", "hello_1.0-1_amd64.deb", "build.log")
-	if !regexp.MustCompile(fmt.Sprintf(`t%d\s+el9-x86_64\s+succeeded\s+-\s+2\s`, el9)).MatchString(out) {
+	if !regexp.MustCompile(fmt.Sprintf(`t%d\s+el9-x86_64\s+succeeded\s+b1\s+2\s`, el9)).MatchString(out) {
 		t.Errorf("task row of t%d:\n%s", el9, out)
 	}
 	if !regexp.MustCompile(fmt.Sprintf(`t%d\s+1\s+b2\s+lost`, el9)).MatchString(out) {

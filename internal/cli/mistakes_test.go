@@ -129,6 +129,14 @@ func TestMistakes(t *testing.T) {
 	if len(mistakes) < 40 {
 		t.Fatalf("only %d mistakes", len(mistakes))
 	}
+	blobs := func() (n int) {
+		t.Helper()
+		if err := db.Pool.QueryRow(t.Context(), "SELECT count(*) FROM kiln.blob").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := blobs()
 	for _, m := range mistakes {
 		url := alice
 		if m.as != "" {
@@ -147,6 +155,10 @@ func TestMistakes(t *testing.T) {
 		if strings.Contains(out, "SQLSTATE") {
 			t.Errorf("%s: kiln %s: a raw database error:\n%s", m.name, strings.Join(m.args, " "), out)
 		}
+	}
+	// Refused submissions were refused before their upload.
+	if after := blobs(); after != before {
+		t.Errorf("the mistakes stored %d blobs", after-before)
 	}
 }
 
