@@ -1,9 +1,12 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -156,6 +159,29 @@ func TestMistakes(t *testing.T) {
 			t.Errorf("%s: kiln %s: a raw database error:\n%s", m.name, strings.Join(m.args, " "), out)
 		}
 	}
+	// The mistakes exercise every code of docs/cli.md's table from 2 to
+	// 7, and the table documents every code they end with.
+	doc, err := os.ReadFile("../../docs/cli.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[int]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^\| (\d+) \| `).FindAllStringSubmatch(string(doc), -1) {
+		n, _ := strconv.Atoi(m[1])
+		documented[n] = true
+	}
+	used := map[int]bool{}
+	for _, m := range mistakes {
+		used[m.code] = true
+		if !documented[m.code] {
+			t.Errorf("%s: exit %d is not in docs/cli.md's table", m.name, m.code)
+		}
+	}
+	for code := ExitUsage; code <= ExitIntegrity; code++ {
+		if !documented[code] || !used[code] {
+			t.Errorf("exit %d: documented %v, exercised %v", code, documented[code], used[code])
+		}
+	}
 	// Refused submissions were refused before their upload.
 	if after := blobs(); after != before {
 		t.Errorf("the mistakes stored %d blobs", after-before)
@@ -178,4 +204,24 @@ func kilnLine(t *testing.T, dbURL string, args ...string) (string, int) {
 		out.Write([]byte("error: " + err.Error() + "\n"))
 	}
 	return out.String(), ExitCode(err)
+}
+
+// TestInterruptedSubmitExit: Ctrl-C during a submit (its context
+// cancelled) exits 130, saying "context canceled" once.
+func TestInterruptedSubmitExit(t *testing.T) {
+	_, alice := seed(t)
+	data := make([]byte, 32<<20)
+	for i := range data {
+		data[i] = byte(i * 7919 >> 3)
+	}
+	big := testpkg.SRPM(t, testpkg.Spec{Name: "big", Source: data})
+	ctx, cancel := context.WithCancel(t.Context())
+	var out syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- kilnTo(ctx, &out, alice, "submit", "--bucket", "devel", big) }()
+	cancel()
+	code := <-done
+	if code != ExitInterrupted || strings.Count(out.String(), "context canceled") > 1 {
+		t.Fatalf("exit %d, want %d:\n%s", code, ExitInterrupted, out.String())
+	}
 }
