@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/kiln-build/kiln/internal/admin"
+	fmtpkg "github.com/kiln-build/kiln/internal/format"
 	"github.com/kiln-build/kiln/internal/report"
 	"github.com/kiln-build/kiln/schema"
 )
@@ -264,7 +265,7 @@ func runPlatformAdd(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error
 	if err := admin.AddPlatform(ctx, db, p); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout(c), "added platform %s (%s, %s, backend %s, timeout %s)\n", p.Name, p.Arch, p.PackageFormat, p.Backend, p.Timeout)
+	fmt.Fprintf(stdout(c), "added platform %s (%s, %s, backend %s, timeout %s)\n", p.Name, p.Arch, p.PackageFormat, p.Backend, fmtpkg.Duration(p.Timeout.Seconds()))
 	return nil
 }
 
@@ -279,7 +280,7 @@ func runPlatformList(ctx context.Context, c *cli.Context, db *pgxpool.Pool) erro
 	tw := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PLATFORM\tARCH\tFORMAT\tBACKEND\tTIMEOUT\tACTIVE\tDESCRIPTION")
 	for _, p := range ps {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.Arch, p.PackageFormat, p.Backend, p.Timeout, yesNo(p.Active), p.Description)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.Arch, p.PackageFormat, p.Backend, fmtpkg.Duration(p.Timeout.Seconds()), yesNo(p.Active), p.Description)
 	}
 	return tw.Flush()
 }

@@ -219,15 +219,9 @@ func printJob(w io.Writer, p painter, j *report.Job, webURL string) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PACKAGE\tFORMAT\tNAME\tVERSION\tSIZE\tPROBLEM")
 	for _, pk := range j.Packages {
-		version := "-"
-		if pk.Version != nil {
-			version = *pk.Version
-			if pk.Release != nil {
-				version += "-" + *pk.Release
-			}
-			if pk.Epoch != nil && *pk.Epoch != 0 {
-				version = fmt.Sprintf("%d:%s", *pk.Epoch, version)
-			}
+		version := format.Version(pk.Epoch, pk.Version, pk.Release)
+		if version == "" {
+			version = "-"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", pk.FileName, pk.Format, orDash(pk.Name), version, format.Size(pk.Size), orDash(pk.Reason))
 	}

@@ -51,6 +51,7 @@ var funcs = template.FuncMap{
 	},
 	"text":     termtext.Plain,
 	"size":     format.Size,
+	"version":  format.Version,
 	"join":     func(s []string, sep string) string { return termtext.Plain(strings.Join(s, sep)) },
 	"status":   func(s string) string { return strings.ReplaceAll(s, "_", " ") },
 	"final":    func(s string) bool { return isFinal(s) },
