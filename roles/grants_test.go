@@ -52,16 +52,24 @@ var matrix = map[string]map[string]string{
 	"kiln.log_chunk":        {"reader": "S", "submitter": "S", "janitor": "S D", "admin": "S", "web": "S"},
 	"kiln.event":            {"reader": "S", "submitter": "S", "janitor": "S I", "admin": "S", "web": "S"},
 	"kiln.protocol_setting": {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
+	"kiln.quota": {"reader": "S", "submitter": "S", "janitor": "S", "web": "S",
+		"admin": "S D I(person,jobs_per_hour,bytes_per_day,options_bytes,platforms_per_job,validate_river_jobs_per_job,river_job_bytes) U(jobs_per_hour,bytes_per_day,options_bytes,platforms_per_job,validate_river_jobs_per_job,river_job_bytes)"},
+	"kiln.quota_usage":      {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
+	"kiln.quota_river_jobs": {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
+	"kiln.environment":      {"reader": "S", "submitter": "S", "builder": "S", "janitor": "S", "admin": "S D", "web": "S"},
+	"kiln.platform_environment": {"reader": "S", "submitter": "S", "builder": "S", "janitor": "S",
+		"admin": "S I(platform,spec,max_age) U(spec,max_age)", "web": "S"},
 	"kiln.schema_migration": {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
 	"kiln.queue_depth":      {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
 	"kiln.builder_status":   {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
 	"kiln.job_summary":      {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
 	"kiln.build_duration":   {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
 	// Identity sequences are used by INSERT without any grant.
-	"kiln.job_id_seq":      {},
-	"kiln.task_id_seq":     {},
-	"kiln.artifact_id_seq": {},
-	"kiln.event_id_seq":    {},
+	"kiln.job_id_seq":         {},
+	"kiln.task_id_seq":        {},
+	"kiln.artifact_id_seq":    {},
+	"kiln.event_id_seq":       {},
+	"kiln.environment_id_seq": {},
 	// River: an insert-only client (submitter) inserts River jobs, with
 	// UPDATE of kind for River's upsert (row-level security lets a person
 	// insert only validate River jobs and update none); working clients (splitter, janitor)
@@ -116,6 +124,14 @@ var functions = map[string][]string{
 	"kiln.web_cancel_task(name,bigint)":                                                            {"web"},
 	"kiln.web_resubmit(name,bigint,text)":                                                          {"web"},
 	"kiln.web_set_builder_enabled(name,text,boolean)":                                              {"web"},
+	"kiln.quota_limits(name)":                                                                      {"*"},
+	"kiln.quota_builtin()":                                                                         {"admin"},
+	"kiln.quota_for(name)":                                                                         {},
+	"kiln.quota_applies(name)":                                                                     {},
+	"kiln.quota_web_session()":                                                                     {},
+	"kiln.quota_charge(name,text,bigint)":                                                          {},
+	"kiln.quota_lock(name)":                                                                        {},
+	"kiln.quota_refuse(name,text,text)":                                                            {},
 }
 
 // largeObjectFunctions are PostgreSQL's server-side large-object functions:

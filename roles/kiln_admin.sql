@@ -8,3 +8,13 @@ GRANT USAGE ON SCHEMA kiln, river TO kiln_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON kiln.platform, kiln.bucket, kiln.bucket_grant TO kiln_admin;
 GRANT UPDATE (enabled, draining) ON kiln.builder TO kiln_admin;
 GRANT SELECT ON ALL TABLES IN SCHEMA river TO kiln_admin;
+-- Quotas (kiln admin quota show|set|reset, docs/quotas.md): the defaults
+-- (person public) and per-person overrides. A trigger stamps set_by and
+-- set_at and keeps the defaults row; what people used is read-only.
+GRANT SELECT, DELETE ON kiln.quota TO kiln_admin;
+GRANT INSERT (person, jobs_per_hour, bytes_per_day, options_bytes, platforms_per_job, validate_river_jobs_per_job, river_job_bytes),
+      UPDATE (jobs_per_hour, bytes_per_day, options_bytes, platforms_per_job, validate_river_jobs_per_job, river_job_bytes)
+      ON kiln.quota TO kiln_admin;
+GRANT SELECT ON kiln.quota_usage, kiln.quota_river_jobs TO kiln_admin;
+-- kiln admin quota reset (without PERSON) restores these.
+GRANT EXECUTE ON FUNCTION kiln.quota_builtin() TO kiln_admin;

@@ -290,6 +290,7 @@ func constraintCases(job, task int64) []constraintCase {
 	artifact := "INSERT INTO kiln.artifact (task_id, attempt, kind, file_name, blob_sha256, size, pruned_at) VALUES (" + tk + ", "
 	// A blob and its chunk must be stored in one transaction (blob_chunk_guard).
 	chunked := "INSERT INTO kiln.blob (sha256, size, chunk_size) VALUES (sha256('z'), 2, 1); "
+	env := "INSERT INTO kiln.environment (builder, platform, blob_sha256, size, spec, packages) VALUES ('b1', "
 	return []constraintCase{
 		// Platforms, buckets, builders.
 		{"platform name", "INSERT INTO kiln.platform (name, arch, package_format, backend) VALUES ('EL9 x86', 'x86_64', 'rpm', 'rpmbuild')", "23514", "platform_name_valid"},
@@ -402,6 +403,31 @@ func constraintCases(job, task int64) []constraintCase {
 		{"log chunk seq", "INSERT INTO kiln.log_chunk (task_id, attempt, seq, data) VALUES (" + tk + ", 1, -1, 'x')", "23514", "log_chunk_seq_nonnegative"},
 		{"log chunk needs attempt", "INSERT INTO kiln.log_chunk (task_id, attempt, seq, data) VALUES (" + tk + ", 9, 0, 'x')", "23503", "log_chunk_task_id_attempt_fkey"},
 		{"duplicate log chunk", "INSERT INTO kiln.log_chunk (task_id, attempt, seq, data) VALUES (" + tk + ", 1, 0, 'x')", "23505", "log_chunk_pkey"},
+
+		// Quotas (0018).
+		{"quota limit negative", "INSERT INTO kiln.quota (person, jobs_per_hour) VALUES ('alice', -1)", "23514", "quota_limits_nonnegative"},
+		{"quota defaults incomplete", "UPDATE kiln.quota SET bytes_per_day = NULL WHERE person = 'public'", "23514", "quota_defaults_complete"},
+		{"duplicate quota", "INSERT INTO kiln.quota SELECT * FROM kiln.quota_builtin()", "23505", "quota_pkey"},
+		{"quota usage kind", "INSERT INTO kiln.quota_usage (person, quota, window_start, used) VALUES ('alice', 'options_bytes', now(), 1)", "23514", "quota_usage_quota_valid"},
+		{"quota usage negative", "INSERT INTO kiln.quota_usage (person, quota, window_start, used) VALUES ('alice', 'jobs_per_hour', now(), -1)", "23514", "quota_usage_used_nonnegative"},
+		{"duplicate quota usage", "INSERT INTO kiln.quota_usage (person, quota, window_start, used) VALUES ('alice', 'jobs_per_hour', 'epoch', 1), ('alice', 'jobs_per_hour', 'epoch', 2)", "23505", "quota_usage_pkey"},
+		{"quota River jobs count", "INSERT INTO kiln.quota_river_jobs (job_id, validate_river_jobs) VALUES (" + j + ", 0)", "23514", "quota_river_jobs_count_positive"},
+		{"quota River jobs need a job", "INSERT INTO kiln.quota_river_jobs (job_id, validate_river_jobs) VALUES (-1, 1)", "23503", "quota_river_jobs_job_id_fkey"},
+		{"duplicate quota River jobs", "INSERT INTO kiln.quota_river_jobs (job_id, validate_river_jobs) VALUES (" + j + ", 1), (" + j + ", 2)", "23505", "quota_river_jobs_pkey"},
+		// Build environments (0020).
+		{"environment platform exists", env + "'nope', sha256('x'), 1, '{}', '{}')", "23503", "environment_platform_fkey"},
+		{"environment blob exists", env + "'el9-x86_64', sha256('nope'), 1, '{}', '{}')", "23503", "environment_blob_sha256_fkey"},
+		{"environment size", env + "'el9-x86_64', sha256('x'), -1, '{}', '{}')", "23514", "environment_size_nonnegative"},
+		{"environment spec", env + "'el9-x86_64', sha256('x'), 1, '[]', '{}')", "23514", "environment_spec_object"},
+		{"environment packages", env + "'el9-x86_64', sha256('x'), 1, '{}', '[]')", "23514", "environment_packages_object"},
+		{"duplicate environment id", env + "'el9-x86_64', sha256('x'), 1, '{}', '{}'); " +
+			"INSERT INTO kiln.environment (id, platform, blob_sha256, size, spec, builder) OVERRIDING SYSTEM VALUE " +
+			"SELECT min(id), platform, blob_sha256, size, spec, builder FROM kiln.environment GROUP BY 2, 3, 4, 5, 6", "23505", "environment_pkey"},
+		{"platform environment platform exists", "INSERT INTO kiln.platform_environment (platform, spec) VALUES ('nope', '{}')", "23503", "platform_environment_platform_fkey"},
+		{"platform environment exists", "INSERT INTO kiln.platform_environment (platform, environment, spec) VALUES ('el9-x86_64', 999999, '{}')", "23503", "platform_environment_environment_fkey"},
+		{"platform environment spec", "INSERT INTO kiln.platform_environment (platform, spec) VALUES ('el9-x86_64', '\"bookworm\"')", "23514", "platform_environment_spec_object"},
+		{"platform environment max age", "INSERT INTO kiln.platform_environment (platform, spec, max_age) VALUES ('el9-x86_64', '{}', '0')", "23514", "platform_environment_max_age_positive"},
+		{"duplicate platform environment", "INSERT INTO kiln.platform_environment (platform, spec) VALUES ('el9-x86_64', '{}'), ('el9-x86_64', '{}')", "23505", "platform_environment_pkey"},
 
 		// Events and migrations.
 		{"event kind", "INSERT INTO kiln.event (kind) VALUES ('Not A Kind')", "23514", "event_kind_valid"},

@@ -434,7 +434,7 @@ func TestSbuildSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := "sbuild --dist=bookworm-backports --arch=arm64 --chroot=/srv/chroots/bookworm-arm64.tar.zst --chroot-mode=unshare " +
-		"--build-dir=/w/p0/result --no-run-lintian --jobs=4 --run-lintian /w/p0/foo_1.0-1.dsc"
+		"--build-dir=/w/p0/result --no-run-lintian --no-run-piuparts --no-run-autopkgtest --bd-uninstallable-explainer=dose3 --no-apt-upgrade --no-apt-distupgrade --nolog --jobs=4 --run-lintian /w/p0/foo_1.0-1.dsc"
 	if strings.Join(got, " ") != want {
 		t.Fatalf("command\n%s\nwant\n%s", strings.Join(got, " "), want)
 	}
@@ -442,8 +442,8 @@ func TestSbuildSettings(t *testing.T) {
 	// Without the setting sbuild builds for the platform's architecture,
 	// and without either for sbuild's default (the host's).
 	for arch, want := range map[string]string{
-		"arm64": "sbuild --dist=trixie --arch=arm64 --build-dir=/w/p0/result --no-run-lintian /w/p0/foo_1.0-1.dsc",
-		"":      "sbuild --dist=trixie --build-dir=/w/p0/result --no-run-lintian /w/p0/foo_1.0-1.dsc",
+		"arm64": "sbuild --dist=trixie --arch=arm64 --build-dir=/w/p0/result --no-run-lintian --no-run-piuparts --no-run-autopkgtest --bd-uninstallable-explainer=dose3 --no-apt-upgrade --no-apt-distupgrade --nolog /w/p0/foo_1.0-1.dsc",
+		"":      "sbuild --dist=trixie --build-dir=/w/p0/result --no-run-lintian --no-run-piuparts --no-run-autopkgtest --bd-uninstallable-explainer=dose3 --no-apt-upgrade --no-apt-distupgrade --nolog /w/p0/foo_1.0-1.dsc",
 	} {
 		b, err := New(Platform{Backend: "sbuild", Arch: arch, Settings: map[string]any{"dist": "trixie"}}, Options{})
 		if err != nil {
@@ -500,7 +500,7 @@ func TestSbuildCommandsAndResults(t *testing.T) {
 	for _, o := range out {
 		got = append(got, o.Kind+":"+filepath.Base(o.Path))
 	}
-	want := "log:foo_1.0-1_amd64-2024-05-01T10:00:00Z.build buildinfo:foo_1.0-1_amd64.buildinfo other:foo_1.0-1_amd64.changes package:foo_1.0-1_amd64.deb"
+	want := "buildinfo:foo_1.0-1_amd64.buildinfo other:foo_1.0-1_amd64.changes package:foo_1.0-1_amd64.deb"
 	if strings.Join(got, " ") != want {
 		t.Fatalf("results %v, want %s", got, want)
 	}
@@ -525,8 +525,8 @@ func TestSbuildCommandsAndResults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantCalls := "sbuild --dist=bookworm --arch=amd64 --build-dir=" + req.Dir + "/result --no-run-lintian " + req.Source + "\n" +
-		"sbuild --dist=bookworm --arch=amd64 --build-dir=" + req2.Dir + "/result --no-run-lintian --extra-package=" + repo + " " + req2.Source + "\n"
+	wantCalls := "sbuild --dist=bookworm --arch=amd64 --build-dir=" + req.Dir + "/result --no-run-lintian --no-run-piuparts --no-run-autopkgtest --bd-uninstallable-explainer=dose3 --no-apt-upgrade --no-apt-distupgrade --nolog " + req.Source + "\n" +
+		"sbuild --dist=bookworm --arch=amd64 --build-dir=" + req2.Dir + "/result --no-run-lintian --no-run-piuparts --no-run-autopkgtest --bd-uninstallable-explainer=dose3 --no-apt-upgrade --no-apt-distupgrade --nolog --extra-package=" + repo + " " + req2.Source + "\n"
 	if string(calls) != wantCalls {
 		t.Fatalf("commands:\n%s\nwant:\n%s", calls, wantCalls)
 	}

@@ -1,12 +1,15 @@
 package backend
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 
 	"github.com/kiln-build/kiln/internal/sandbox"
 )
@@ -14,13 +17,25 @@ import (
 // sbuild builds a Debian source package in an sbuild chroot:
 //
 //	sbuild --dist=DIST [--arch=ARCH] [--chroot=CHROOT] [--chroot-mode=MODE]
-//	       --build-dir=DIR/result --no-run-lintian [--extra-package=REPO] [EXTRA...] DSC
+//	       --build-dir=DIR/result --no-run-lintian --no-run-piuparts --no-run-autopkgtest
+//	       --bd-uninstallable-explainer=dose3 --no-apt-upgrade --no-apt-distupgrade --nolog
+//	       [--extra-package=REPO] [EXTRA...] DSC
 //
 // sbuild installs the Build-Depends in its chroot, so later packages of a
 // task can build-depend on earlier ones: the local repository is offered
 // with --extra-package (sbuild adds every .deb of the directory to a
 // temporary archive). Like mock, sbuild isolates builds itself (schroot, or
-// its own unshare mode), so it runs outside bubblewrap.
+// its own unshare mode), so it runs outside bubblewrap. In unshare mode
+// (chroot_mode "unshare", chroot the path of an mmdebstrap tarball, see
+// internal/environment) it runs as the builder's unprivileged build user,
+// which needs subordinate uid and gid ranges; the build itself runs without
+// network (sbuild's default in that mode), while installing the build
+// dependencies uses the environment's mirror.
+//
+// The chroot is used as it is (no upgrades), so builds of one environment
+// start from the same packages. sbuild's log goes to the build's log
+// (--nolog), and its summary (Status, Fail-Stage) and dose3's explanation of
+// uninstallable build dependencies make a failure a *StageError.
 type sbuild struct {
 	prog string
 	// dist, arch, chroot and mode are the settings (arch by default the
@@ -128,7 +143,8 @@ func (s sbuild) command(req Request, result string) ([]string, error) {
 	if s.mode != "" {
 		args = append(args, "--chroot-mode="+s.mode)
 	}
-	args = append(args, "--build-dir="+result, "--no-run-lintian")
+	args = append(args, "--build-dir="+result, "--no-run-lintian", "--no-run-piuparts", "--no-run-autopkgtest",
+		"--bd-uninstallable-explainer=dose3", "--no-apt-upgrade", "--no-apt-distupgrade", "--nolog")
 	if req.Repo != "" {
 		debs, err := filepath.Glob(filepath.Join(req.Repo, "*.deb"))
 		if err != nil {
@@ -147,29 +163,161 @@ func (s sbuild) Build(ctx context.Context, r sandbox.Runner, req Request) ([]Out
 	if err := os.MkdirAll(result, 0o755); err != nil {
 		return nil, fmt.Errorf("making sbuild's build directory: %w", err)
 	}
+	// sbuild runs as the owner of the package's directory (the build user
+	// when the builder runs as root) and writes its results here.
+	if err := chownLike(result, req.Dir); err != nil {
+		return nil, fmt.Errorf("making sbuild's build directory: %w", err)
+	}
 	args, err := s.command(req, result)
 	if err != nil {
 		return nil, err
 	}
-	// In the result directory, so that a log sbuild writes to "." lands
-	// there too.
-	if err := r.Run(ctx, sandbox.Command{Dir: result, Args: args, Output: req.Log}); err != nil {
-		return nil, fmt.Errorf("sbuild %s: %w", filepath.Base(req.Source), err)
+	sum := &sbuildSummary{}
+	out := io.Writer(sum)
+	if req.Log != nil {
+		out = io.MultiWriter(req.Log, sum)
 	}
-	// sbuild writes its log as PKG_VERSION_ARCH-TIMESTAMP.build with a
-	// symbolic link PKG_VERSION_ARCH.build to it; collect takes regular
-	// files only, so the log is stored once.
-	out, err := collect(result, map[string]string{
+	// In the result directory, so that anything sbuild writes to "." lands
+	// there too.
+	if err := r.Run(ctx, sandbox.Command{Dir: result, Args: args, Output: out}); err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("sbuild %s: %w", filepath.Base(req.Source), err)
+		}
+		sum.flush()
+		return nil, fmt.Errorf("sbuild %s: %w", filepath.Base(req.Source), sum.stageError(err))
+	}
+	files, err := collect(result, map[string]string{
 		"*.deb": KindPackage, "*.udeb": KindPackage, "*.ddeb": KindPackage,
-		"*.buildinfo": KindBuildInfo, "*.changes": KindOther, "*.build": KindLog,
+		"*.buildinfo": KindBuildInfo, "*.changes": KindOther,
 	})
 	if err != nil {
-		return nil, err
+		return nil, &StageError{Stage: StageCollect, Err: err}
 	}
-	for _, o := range out {
+	for _, o := range files {
 		if o.Kind == KindPackage {
-			return out, nil
+			return files, nil
 		}
 	}
-	return nil, fmt.Errorf("sbuild %s succeeded but left no .deb in %s", filepath.Base(req.Source), result)
+	return nil, fmt.Errorf("sbuild %s: %w", filepath.Base(req.Source),
+		&StageError{Stage: StageCollect, Detail: "sbuild succeeded but left no .deb in " + result})
+}
+
+// chownLike gives dir the owner and group of like, when they differ.
+func chownLike(dir, like string) error {
+	want, err := os.Lstat(like)
+	if err != nil {
+		return err
+	}
+	have, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	w, h := want.Sys().(*syscall.Stat_t), have.Sys().(*syscall.Stat_t)
+	if w.Uid == h.Uid && w.Gid == h.Gid {
+		return nil
+	}
+	return os.Lchown(dir, int(w.Uid), int(w.Gid))
+}
+
+// sbuildStages maps sbuild's Fail-Stage values to kiln's stages; the ones
+// not named are sbuild setting up its chroot (StageEnvironment).
+var sbuildStages = map[string]string{
+	"fetch-src": StageFetch, "unpack": StageFetch, "check-unpacked-version": StageFetch,
+	"install-deps": StageBuildDeps, "explain-bd-uninstallable": StageBuildDeps, "run-build-deps-failed-commands": StageBuildDeps,
+	"build": StageBuild, "dpkg-buildpackage": StageBuild, "run-starting-build-commands": StageBuild, "run-build-failed-commands": StageBuild,
+	"post-build": StageCollect, "parse-changes": StageCollect, "source-only-changes": StageCollect,
+	"run-post-build-commands": StageCollect, "run-post-build-failed-commands": StageCollect, "run-finished-build-commands": StageCollect,
+}
+
+// sbuildSummary reads sbuild's output as it streams past: the summary's
+// last Status and Fail-Stage lines, and the unsatisfied dependencies and
+// conflicts of dose3's report.
+type sbuildSummary struct {
+	partial         []byte
+	status, stage   string
+	unsat           []string
+	seenUnsat       map[string]bool
+	longLineSkipped bool
+}
+
+// sbuildMaxLine bounds the partial line kept between writes; longer lines
+// are not summary lines and are skipped.
+const sbuildMaxLine = 4096
+
+func (s *sbuildSummary) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			if len(s.partial)+len(p) > sbuildMaxLine {
+				s.partial, s.longLineSkipped = s.partial[:0], true
+			} else {
+				s.partial = append(s.partial, p...)
+			}
+			break
+		}
+		if !s.longLineSkipped && len(s.partial)+i <= sbuildMaxLine {
+			s.line(string(append(s.partial, p[:i]...)))
+		}
+		s.partial, s.longLineSkipped = s.partial[:0], false
+		p = p[i+1:]
+	}
+	return n, nil
+}
+
+// flush reads a last line that did not end in a newline.
+func (s *sbuildSummary) flush() {
+	if len(s.partial) > 0 && !s.longLineSkipped {
+		s.line(string(s.partial))
+	}
+	s.partial = s.partial[:0]
+}
+
+func (s *sbuildSummary) line(l string) {
+	l = strings.TrimRight(l, "\r")
+	switch {
+	case strings.HasPrefix(l, "Status: "):
+		s.status = strings.TrimSpace(strings.TrimPrefix(l, "Status: "))
+	case strings.HasPrefix(l, "Fail-Stage: "):
+		s.stage = strings.TrimSpace(strings.TrimPrefix(l, "Fail-Stage: "))
+	default:
+		t := strings.TrimSpace(l)
+		for _, key := range []string{"unsat-dependency: ", "unsat-conflict: "} {
+			if v, ok := strings.CutPrefix(t, key); ok && len(s.unsat) < 20 {
+				v = strings.TrimSpace(v)
+				if key == "unsat-conflict: " {
+					v = "conflict " + v
+				}
+				if s.seenUnsat == nil {
+					s.seenUnsat = map[string]bool{}
+				}
+				if !s.seenUnsat[v] {
+					s.seenUnsat[v] = true
+					s.unsat = append(s.unsat, v)
+				}
+			}
+		}
+	}
+}
+
+// stageError says where the failed run err went wrong.
+func (s *sbuildSummary) stageError(err error) *StageError {
+	if s.stage == "" {
+		return &StageError{Stage: StageEnvironment, Detail: "sbuild stopped before its summary", Err: err}
+	}
+	stage, ok := sbuildStages[s.stage]
+	if !ok {
+		stage = StageEnvironment
+	}
+	e := &StageError{Stage: stage, Detail: "sbuild Fail-Stage " + s.stage, Err: err}
+	if s.status != "" {
+		e.Detail += ", Status " + s.status
+	}
+	// dose3 explains only when the build dependencies cannot be installed
+	// at all; sbuild runs it before anything of the package has run.
+	if stage == StageBuildDeps && len(s.unsat) > 0 {
+		e.Unsatisfiable = true
+		e.Detail = strings.Join(s.unsat, ", ")
+	}
+	return e
 }

@@ -83,8 +83,10 @@ func TestPlantedBlobIsNeverTrusted(t *testing.T) {
 	// Mallory plants garbage under the digest and uses it in a job of hers,
 	// so that it is visible to everyone.
 	inTx(t, mallory, func(tx pgx.Tx) error {
+		// One chunk of the declared size: a person's chunks may not reach
+		// past the size the blob declares (schema/0018_quotas.sql).
 		if _, err := tx.Exec(ctx, `INSERT INTO kiln.blob (sha256, size, chunk_size) VALUES ($1, $2, $3)`,
-			digest[:], len(data), blob.ChunkSize); err != nil {
+			digest[:], len(data), len(data)); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO kiln.blob_chunk (sha256, seq, data) VALUES ($1, 0, $2)`,

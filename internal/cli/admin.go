@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -22,7 +24,7 @@ var jsonFlag = &cli.BoolFlag{Name: "json", Usage: "print JSON (field names are s
 func adminCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "admin",
-		Usage: "run the farm: migrations, platforms, buckets, builders",
+		Usage: "run the farm: migrations, platforms, buckets, builders, people's quotas",
 		Subcommands: []*cli.Command{
 			{
 				Name:   "migrate",
@@ -138,6 +140,7 @@ func adminCommand() *cli.Command {
 					},
 				},
 			},
+			quotaCommand(),
 			{
 				Name:  "roles",
 				Usage: "the database roles and grants in roles/",
@@ -145,6 +148,7 @@ func adminCommand() *cli.Command {
 					{Name: "apply", Usage: "create the group roles and apply every role's grants (idempotent; after migrate)", Action: withDB(runRolesApply)},
 				},
 			},
+			environmentCommand(),
 		},
 	}
 }
@@ -432,4 +436,214 @@ func yesNo(b bool) string {
 		return "yes"
 	}
 	return "no"
+}
+
+// quotaCommand is kiln admin quota: the per-person quotas (docs/quotas.md).
+func quotaCommand() *cli.Command {
+	var setFlags []cli.Flag
+	for _, q := range admin.Quotas {
+		usage := q.Title + ": a whole number"
+		if q.Bytes {
+			usage += " of bytes, or with KiB, MiB, GiB, TiB"
+		}
+		setFlags = append(setFlags, &cli.StringFlag{Name: q.Flag(), Usage: usage + "; default drops the person's own limit"})
+	}
+	return &cli.Command{
+		Name:  "quota",
+		Usage: "people's quotas: jobs per hour, bytes per day, sizes (docs/quotas.md)",
+		Description: "Without PERSON the commands work on the defaults, which apply to everyone without limits of\n" +
+			"their own. A submit past a quota is refused with a message naming the quota and when it resets.",
+		Subcommands: []*cli.Command{
+			{
+				Name: "show", Usage: "show the defaults and who has quotas of their own, or one person's quotas and use",
+				ArgsUsage: "[PERSON]", Flags: []cli.Flag{jsonFlag}, Action: withDB(runQuotaShow),
+			},
+			{
+				Name: "set", Usage: "set limits of a person (or the defaults)", ArgsUsage: "[PERSON]",
+				Flags: setFlags, Action: withDB(runQuotaSet),
+			},
+			{
+				Name: "reset", Usage: "drop a person's own limits (or restore the built-in defaults)",
+				ArgsUsage: "[PERSON]", Action: withDB(runQuotaReset),
+			},
+		},
+	}
+}
+
+// quotaPerson is the PERSON argument of kiln admin quota, or the defaults.
+func quotaPerson(c *cli.Context) (string, error) {
+	switch c.NArg() {
+	case 0:
+		return admin.Defaults, nil
+	case 1:
+		return c.Args().First(), nil
+	}
+	return "", usageError("%s: expected at most one PERSON, got %d arguments", c.Command.FullName(), c.NArg())
+}
+
+// quotaShown is the output of kiln admin quota show --json without PERSON.
+type quotaShown struct {
+	Defaults  admin.PersonQuotas   `json:"defaults"`
+	Overrides []admin.PersonQuotas `json:"overrides"`
+}
+
+func runQuotaShow(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
+	person, err := quotaPerson(c)
+	if err != nil {
+		return err
+	}
+	pq, err := admin.ShowQuotas(ctx, db, person)
+	if err != nil {
+		return err
+	}
+	w := stdout(c)
+	if person != admin.Defaults {
+		if c.Bool("json") {
+			return printJSON(w, pq)
+		}
+		return printQuotas(w, pq)
+	}
+	shown := quotaShown{Defaults: pq, Overrides: []admin.PersonQuotas{}}
+	people, err := admin.QuotaOverrides(ctx, db)
+	if err != nil {
+		return err
+	}
+	for _, p := range people {
+		o, err := admin.ShowQuotas(ctx, db, p)
+		if err != nil {
+			return err
+		}
+		shown.Overrides = append(shown.Overrides, o)
+	}
+	if c.Bool("json") {
+		return printJSON(w, shown)
+	}
+	if err := printQuotas(w, pq); err != nil {
+		return err
+	}
+	if len(shown.Overrides) == 0 {
+		fmt.Fprintln(w, "\nnobody has quotas of their own")
+		return nil
+	}
+	fmt.Fprintln(w, "\nquotas of their own (- is the default):")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	head := []string{"PERSON"}
+	for _, q := range admin.Quotas {
+		head = append(head, strings.ToUpper(q.Title))
+	}
+	fmt.Fprintln(tw, strings.Join(head, "\t"))
+	for _, o := range shown.Overrides {
+		cells := []string{o.Person}
+		for _, l := range o.Limits {
+			cell := "-"
+			if l.Own {
+				cell = quotaValue(l)
+			}
+			cells = append(cells, cell)
+		}
+		fmt.Fprintln(tw, strings.Join(cells, "\t"))
+	}
+	return tw.Flush()
+}
+
+// printQuotas prints the limits of one person (or the defaults), with
+// what they used of the quotas counted over a window.
+func printQuotas(w io.Writer, pq admin.PersonQuotas) error {
+	if pq.Person == admin.Defaults {
+		fmt.Fprint(w, "default quotas")
+	} else {
+		fmt.Fprintf(w, "quotas of %s", pq.Person)
+	}
+	fmt.Fprintf(w, " (last set by %s at %s)\n", pq.SetBy, pq.SetAt.UTC().Format("2006-01-02 15:04 UTC"))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "QUOTA\tLIMIT\tFROM\tUSED\tRESETS")
+	for _, l := range pq.Limits {
+		from := "default"
+		if l.Own {
+			from = "own"
+		}
+		// Limits on each job or River job never reset; the counted ones
+		// at the end of their window.
+		used := "-"
+		resets := map[string]string{"jobs_per_hour": "each hour", "bytes_per_day": "each day, 00:00 UTC",
+			"river_job_bytes": "(each River job)"}[l.Quota]
+		if resets == "" {
+			resets = "(each job)"
+		}
+		if l.Used != nil {
+			used = quotaValue(admin.QuotaLimit{Quota: l.Quota, Limit: *l.Used})
+			resets = l.ResetsAt.UTC().Format("2006-01-02 15:04 UTC")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", l.Title, quotaValue(l), from, used, resets)
+	}
+	return tw.Flush()
+}
+
+// quotaValue shows a limit: sizes in bytes with their binary unit.
+func quotaValue(l admin.QuotaLimit) string {
+	for _, q := range admin.Quotas {
+		if q.Column == l.Quota && q.Bytes {
+			return fmt.Sprintf("%d (%s)", l.Limit, binarySize(l.Limit))
+		}
+	}
+	return strconv.FormatInt(l.Limit, 10)
+}
+
+// binarySize is n bytes in the largest binary unit that keeps one decimal.
+func binarySize(n int64) string {
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
+	v, i := float64(n), 0
+	for v >= 1024 && i < len(units)-1 {
+		v /= 1024
+		i++
+	}
+	if i == 0 {
+		return fmt.Sprintf("%d B", n)
+	}
+	return strings.TrimSuffix(fmt.Sprintf("%.1f", v), ".0") + " " + units[i]
+}
+
+func runQuotaSet(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
+	person, err := quotaPerson(c)
+	if err != nil {
+		return err
+	}
+	limits := map[string]*int64{}
+	for _, q := range admin.Quotas {
+		if !c.IsSet(q.Flag()) {
+			continue
+		}
+		v, err := admin.ParseQuotaValue(q, c.String(q.Flag()))
+		if err != nil {
+			return usageError("%v", err)
+		}
+		limits[q.Column] = v
+	}
+	if len(limits) == 0 {
+		return usageError("%s: give at least one quota to set (see --help)", c.Command.FullName())
+	}
+	if err := admin.SetQuotas(ctx, db, person, limits); err != nil {
+		return err
+	}
+	pq, err := admin.ShowQuotas(ctx, db, person)
+	if err != nil {
+		return err
+	}
+	return printQuotas(stdout(c), pq)
+}
+
+func runQuotaReset(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
+	person, err := quotaPerson(c)
+	if err != nil {
+		return err
+	}
+	if err := admin.ResetQuotas(ctx, db, person); err != nil {
+		return err
+	}
+	if person == admin.Defaults {
+		fmt.Fprintln(stdout(c), "default quotas are the built-in ones again")
+	} else {
+		fmt.Fprintf(stdout(c), "%s has the default quotas again\n", person)
+	}
+	return nil
 }

@@ -26,6 +26,10 @@ func (e *integrityError) Is(target error) bool {
 	return target == errIntegrity
 }
 
+// quotaCode is the SQLSTATE of a refusal for a person's quota
+// (schema/0018_quotas.sql, docs/quotas.md).
+const quotaCode = "KL001"
+
 // classify maps an error to its exit code (docs/cli.md).
 func classify(err error) int {
 	var ce *connectError
@@ -60,7 +64,7 @@ func classify(err error) int {
 			return ExitPermission
 		case pgErr.Code == "P0002":
 			return ExitNotFound
-		case pgErr.Code == "55000":
+		case pgErr.Code == "55000", pgErr.Code == quotaCode:
 			return ExitState
 		case strings.HasPrefix(pgErr.Code, "28"), strings.HasPrefix(pgErr.Code, "08"):
 			return ExitConnect
@@ -104,6 +108,10 @@ func explainDB(err error, doing string) error {
 			return &dbError{fmt.Sprintf("%s: %s (kiln jobs lists jobs)", doing, pgErr.Message), err}
 		case "55000":
 			return &dbError{fmt.Sprintf("%s: %s", doing, pgErr.Message), err}
+		case quotaCode:
+			// The message says which quota and when it resets; the
+			// hint who can raise it. Nothing else adds to that.
+			return &dbError{fmt.Sprintf("%s refused: %s (%s)", doing, pgErr.Message, pgErr.Hint), err}
 		}
 	}
 	return fmt.Errorf("%s: %w", doing, err)

@@ -2,11 +2,13 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/urfave/cli/v2"
 
@@ -79,6 +81,9 @@ func runSubmit(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 		req.Progress = progressPrinter(errw, time.Now)
 	}
 	res, err := client.Submit(ctx, req)
+	if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.Code == quotaCode {
+		return explainDB(err, "submit")
+	}
 	if err != nil {
 		return err
 	}

@@ -180,13 +180,20 @@ func (s *Sandbox) Run(ctx context.Context, c Command) error {
 type Plain struct {
 	// Home is HOME for the commands.
 	Home string
+	// User runs the commands as this account (see User); nil keeps the
+	// builder's own user.
+	User *User
 }
 
 // Run runs c and waits for it, killing its process group when ctx ends
 // and when it exits.
 func (p *Plain) Run(ctx context.Context, c Command) error {
-	env := append(baseEnv(p.Home, ""), c.Env...)
-	return run(ctx, c.Args, c.Dir, env, c.Output, nil, nil)
+	if p.User == nil {
+		return run(ctx, c.Args, c.Dir, append(baseEnv(p.Home, ""), c.Env...), c.Output, nil, nil)
+	}
+	env := append(baseEnv(p.Home, p.User.Name), c.Env...)
+	cred := &syscall.Credential{Uid: p.User.UID, Gid: p.User.GID, Groups: []uint32{}}
+	return run(ctx, c.Args, c.Dir, env, c.Output, cred, nil)
 }
 
 func baseEnv(home, user string) []string {

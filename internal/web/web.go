@@ -230,6 +230,8 @@ func statusOf(err error) int {
 			return http.StatusConflict
 		case "22023", "22P02", "23514":
 			return http.StatusBadRequest
+		case "KL001": // a quota (docs/quotas.md)
+			return http.StatusTooManyRequests
 		}
 	case errors.Is(err, context.Canceled):
 		return 499
@@ -242,6 +244,9 @@ func statusOf(err error) int {
 func message(err error) string {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && statusOf(err) != http.StatusInternalServerError {
+		if pgErr.Hint != "" {
+			return termtext.Plain(pgErr.Message + " (" + pgErr.Hint + ")")
+		}
 		return termtext.Plain(pgErr.Message)
 	}
 	if statusOf(err) == http.StatusInternalServerError {

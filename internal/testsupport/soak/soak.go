@@ -297,6 +297,9 @@ func (s *soak) setUp(ctx context.Context) error {
 		{"admin", "platform", "add", "--arch", "x86_64", "--backend", "rpmbuild", "--timeout", "10m", platformRPM},
 		{"admin", "bucket", "add", "--open", "devel"},
 		{"admin", "person", "add", "--bucket", "devel", s.person},
+		// One person submits every job within minutes: far more than the
+		// default quota of a real person's hour (docs/quotas.md).
+		{"admin", "quota", "set", "--jobs-per-hour", "1000000", s.person},
 		{"admin", "daemon-host", "add", "splitter", "s" + s.id},
 		{"admin", "daemon-host", "add", "janitor", "s" + s.id},
 	}
