@@ -75,6 +75,7 @@ func runSubmit(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 		Note:      c.String("note"),
 		Key:       c.String("key"),
 		Files:     c.Args().Slice(),
+		Check:     true,
 	}
 	errw := rawStderr(c)
 	if !c.Bool("quiet") && isTerminal(errw) {
