@@ -141,6 +141,7 @@ func adminCommand() *cli.Command {
 				},
 			},
 			quotaCommand(),
+			webURLCommand(),
 			{
 				Name:  "roles",
 				Usage: "the database roles and grants in roles/",

@@ -163,7 +163,7 @@ func runShow(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 		return printJSON(w, j)
 	}
 	p := painter(useColor(c, w))
-	printJob(w, p, j, settingsOf(c).get("web-url"))
+	printJob(w, p, j, webURL(ctx, c, db))
 	return printLogTails(ctx, w, p, db, j, c.Int("lines"))
 }
 

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/kiln-build/kiln/internal/testsupport/farmtest"
 	"github.com/kiln-build/kiln/internal/testsupport/testpkg"
 )
@@ -223,5 +225,45 @@ func TestInterruptedSubmitExit(t *testing.T) {
 	code := <-done
 	if code != ExitInterrupted || strings.Count(out.String(), "context canceled") > 1 {
 		t.Fatalf("exit %d, want %d:\n%s", code, ExitInterrupted, out.String())
+	}
+}
+
+// TestFarmWebURL: an admin sets the farm's web address once and every
+// client's links use it, unless the person set their own; nobody else may
+// set it, and the table refuses what is not an http(s) address even from
+// an admin writing SQL.
+func TestFarmWebURL(t *testing.T) {
+	f, alice := seed(t)
+	admin := f.DB.URLAs(f.Admin)
+	id := fmt.Sprint(f.Jobs["succeeded"])
+	must(t, alice, 0, []string{"show", id}, "http://localhost:8080/jobs/"+id)
+	must(t, admin, 0, []string{"admin", "web-url"}, "no web address set")
+	must(t, alice, ExitPermission, []string{"admin", "web-url", "https://evil.example.org"}, "permission denied")
+	must(t, admin, ExitUsage, []string{"admin", "web-url", "javascript:alert(1)"}, "not an http:// or https:// address")
+	must(t, admin, 0, []string{"admin", "web-url", "https://kiln.example.org/"}, "the farm's web address is https://kiln.example.org")
+	must(t, admin, 0, []string{"admin", "web-url"}, "https://kiln.example.org\n")
+	must(t, alice, 0, []string{"show", id}, "https://kiln.example.org/jobs/"+id)
+	must(t, alice, 0, []string{"--web-url", "https://mine.example.org", "show", id}, "https://mine.example.org/jobs/"+id)
+
+	pool, err := pgxpool.New(t.Context(), admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	for _, bad := range []string{"javascript:alert(1)", "https://a.example.org/\x1b]0;x\x07", "https://a b"} {
+		if _, err := pool.Exec(t.Context(), `UPDATE kiln.farm_setting SET value = $1 WHERE name = 'web_url'`, bad); err == nil {
+			t.Errorf("the table took web_url %q", bad)
+		}
+	}
+	if _, err := pool.Exec(t.Context(), `INSERT INTO kiln.farm_setting (name, value) VALUES ('db', 'x')`); err == nil {
+		t.Error("the table took an unknown setting")
+	}
+	alicePool, err := pgxpool.New(t.Context(), alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alicePool.Close()
+	if _, err := alicePool.Exec(t.Context(), `UPDATE kiln.farm_setting SET value = 'https://evil.example.org'`); err == nil {
+		t.Error("a person changed the farm's web address")
 	}
 }

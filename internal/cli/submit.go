@@ -94,7 +94,7 @@ func runSubmit(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 	} else {
 		fmt.Fprintf(w, "job %d submitted (key %s)\n", res.JobID, res.Key)
 	}
-	fmt.Fprintln(w, jobURL(settingsOf(c).get("web-url"), res.JobID))
+	fmt.Fprintln(w, jobURL(webURL(ctx, c, db), res.JobID))
 	if !c.Bool("wait") {
 		return nil
 	}

@@ -102,7 +102,7 @@ func runWatch(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 		}
 	} else {
 		fmt.Fprintln(w)
-		printJob(w, p, j, settingsOf(c).get("web-url"))
+		printJob(w, p, j, webURL(ctx, c, db))
 	}
 	if j.Status != "succeeded" {
 		return cli.Exit(fmt.Sprintf("job %d %s", j.ID, j.Status), ExitFailure)
