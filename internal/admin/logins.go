@@ -117,6 +117,20 @@ func createLogin(ctx context.Context, tx pgx.Tx, name, group string) error {
 	return nil
 }
 
+// CreateGroups creates the group roles the schema grants to
+// (roles/00-groups.sql), the first step of setting up a farm database:
+// migrations name them. It is idempotent.
+func CreateGroups(ctx context.Context, db *pgxpool.Pool) error {
+	if _, err := db.Exec(ctx, roles.Groups()); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "42501" {
+			return because(err, ErrPermission, "creating the group roles (roles/00-groups.sql): %s: run this as the postgres superuser or as a login with CREATEROLE", pgErr.Message)
+		}
+		return fmt.Errorf("creating the group roles (roles/00-groups.sql): %w", err)
+	}
+	return nil
+}
+
 // ApplyRoles applies the SQL in roles/ in one transaction: the group roles,
 // then every group's grants as kiln_owner (who owns the tables). It needs a
 // login that may create roles and switch to kiln_owner (an admin with
@@ -138,7 +152,7 @@ func ApplyRoles(ctx context.Context, db *pgxpool.Pool) error {
 		if _, err := tx.Exec(ctx, roles.Grants()); err != nil {
 			var pgErr *pgconn.PgError
 			if errors.As(err, &pgErr) && pgErr.Code == "42P01" {
-				return fmt.Errorf("applying grants: %s: run kiln admin migrate first", pgErr.Message)
+				return fmt.Errorf("applying grants: %s: the tables are not there yet: run kiln admin migrate first, or kiln admin setup for every step", pgErr.Message)
 			}
 			return fmt.Errorf("applying grants (roles/kiln_*.sql): %w", err)
 		}
