@@ -114,9 +114,7 @@ func sbuildRequest(t *testing.T, work, dsc, repo string, log io.Writer) Request 
 // owned gives the tree at dir to the build user of r.
 func owned(t *testing.T, r *sandbox.Plain, dir string) {
 	t.Helper()
-	if err := r.User.Chown(dir); err != nil {
-		t.Fatal(err)
-	}
+	envtest.GiveTree(t, r.User, dir)
 }
 
 // checksums reads the Checksums-Sha256 field of a .changes or .buildinfo
