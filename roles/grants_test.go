@@ -52,6 +52,7 @@ var matrix = map[string]map[string]string{
 	"kiln.log_chunk":        {"reader": "S", "submitter": "S", "janitor": "S D", "admin": "S", "web": "S"},
 	"kiln.event":            {"reader": "S", "submitter": "S", "janitor": "S I", "admin": "S", "web": "S"},
 	"kiln.protocol_setting": {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
+	"kiln.farm_setting":     {"reader": "S", "submitter": "S", "janitor": "S", "admin": "SIUD", "web": "S"},
 	"kiln.quota": {"reader": "S", "submitter": "S", "janitor": "S", "web": "S",
 		"admin": "S D I(person,jobs_per_hour,bytes_per_day,options_bytes,platforms_per_job,validate_river_jobs_per_job,river_job_bytes) U(jobs_per_hour,bytes_per_day,options_bytes,platforms_per_job,validate_river_jobs_per_job,river_job_bytes)"},
 	"kiln.quota_usage":      {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},

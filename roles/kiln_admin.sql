@@ -7,6 +7,8 @@ REVOKE ALL ON ALL SEQUENCES IN SCHEMA kiln, river FROM kiln_admin;
 GRANT USAGE ON SCHEMA kiln, river TO kiln_admin;
 GRANT SELECT, INSERT, UPDATE, DELETE ON kiln.platform, kiln.bucket, kiln.bucket_grant TO kiln_admin;
 GRANT UPDATE (enabled, draining) ON kiln.builder TO kiln_admin;
+-- The farm's settings (kiln admin web-url, schema/0022_newcomer.sql).
+GRANT SELECT, INSERT, UPDATE, DELETE ON kiln.farm_setting TO kiln_admin;
 GRANT SELECT ON ALL TABLES IN SCHEMA river TO kiln_admin;
 -- Quotas (kiln admin quota show|set|reset, docs/quotas.md): the defaults
 -- (person public) and per-person overrides. A trigger stamps set_by and

@@ -411,6 +411,9 @@ func constraintCases(job, task int64) []constraintCase {
 		{"duplicate log chunk", "INSERT INTO kiln.log_chunk (task_id, attempt, seq, data) VALUES (" + tk + ", 1, 0, 'x')", "23505", "log_chunk_pkey"},
 
 		// Quotas (0018).
+		{"unknown farm setting", "INSERT INTO kiln.farm_setting (name, value) VALUES ('db', 'x')", "23514", "farm_setting_name_known"},
+		{"web address not http", "INSERT INTO kiln.farm_setting (name, value) VALUES ('web_url', 'javascript:alert(1)')", "23514", "farm_setting_web_url_valid"},
+		{"duplicate farm setting", "INSERT INTO kiln.farm_setting (name, value) VALUES ('web_url', 'https://a.example.org'), ('web_url', 'https://b.example.org')", "23505", "farm_setting_pkey"},
 		{"quota limit negative", "INSERT INTO kiln.quota (person, jobs_per_hour) VALUES ('alice', -1)", "23514", "quota_limits_nonnegative"},
 		{"quota defaults incomplete", "UPDATE kiln.quota SET bytes_per_day = NULL WHERE person = 'public'", "23514", "quota_defaults_complete"},
 		{"duplicate quota", "INSERT INTO kiln.quota SELECT * FROM kiln.quota_builtin()", "23505", "quota_pkey"},

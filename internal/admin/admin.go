@@ -28,20 +28,20 @@ func checkPlatform(p platform.Platform) error {
 		return err
 	}
 	if p.Arch == "" {
-		return fmt.Errorf("platform %s: --arch is required (x86_64, aarch64, amd64, ...)", p.Name)
+		return kinded(ErrInvalid, "platform %s: --arch is required (x86_64, aarch64, amd64, ...)", p.Name)
 	}
 	format, ok := Backends[p.Backend]
 	if !ok {
-		return fmt.Errorf("platform %s: unknown backend %q (known: rpmbuild, dpkg, mock, sbuild, noop)", p.Name, p.Backend)
+		return kinded(ErrInvalid, "platform %s: unknown backend %q (known: rpmbuild, dpkg, mock, sbuild, noop)", p.Name, p.Backend)
 	}
 	if p.PackageFormat != "rpm" && p.PackageFormat != "deb" {
-		return fmt.Errorf("platform %s: package format %q is not rpm or deb", p.Name, p.PackageFormat)
+		return kinded(ErrInvalid, "platform %s: package format %q is not rpm or deb (--format rpm or --format deb)", p.Name, p.PackageFormat)
 	}
 	if format != "" && format != p.PackageFormat {
-		return fmt.Errorf("platform %s: backend %s builds %s packages, not %s", p.Name, p.Backend, format, p.PackageFormat)
+		return kinded(ErrInvalid, "platform %s: backend %s builds %s packages, not %s", p.Name, p.Backend, format, p.PackageFormat)
 	}
 	if p.Timeout < 0 {
-		return fmt.Errorf("platform %s: timeout must be positive", p.Name)
+		return kinded(ErrInvalid, "platform %s: --timeout must be positive (such as 2h)", p.Name)
 	}
 	return nil
 }
@@ -70,7 +70,7 @@ func SetPlatformActive(ctx context.Context, db *pgxpool.Pool, name string, activ
 		return explain(err, "platform", name)
 	}
 	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("platform %q does not exist (see kiln admin platform list)", name)
+		return kinded(ErrNotFound, "platform %q does not exist (kiln admin platform list shows the platforms)", name)
 	}
 	return nil
 }
@@ -93,6 +93,9 @@ func SetPlatform(ctx context.Context, db *pgxpool.Pool, name string, c PlatformC
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck
 	p, err := platform.Get(ctx, tx, name, true)
+	if errors.Is(err, platform.ErrNotFound) {
+		return kinded(ErrNotFound, "platform %q does not exist (kiln admin platform list shows the platforms)", name)
+	}
 	if err != nil {
 		return err
 	}
@@ -110,7 +113,7 @@ func SetPlatform(ctx context.Context, db *pgxpool.Pool, name string, c PlatformC
 	}
 	if c.Timeout != nil {
 		if *c.Timeout <= 0 {
-			return fmt.Errorf("platform %s: timeout must be positive", name)
+			return kinded(ErrInvalid, "platform %s: --timeout must be positive (such as 2h)", name)
 		}
 		p.Timeout = *c.Timeout
 	}
@@ -176,7 +179,7 @@ func GrantBucket(ctx context.Context, db *pgxpool.Pool, bucket, role string) err
 		return fmt.Errorf("looking up role %q: %w", role, err)
 	}
 	if !exists {
-		return fmt.Errorf("database role %q does not exist (add the person first: kiln admin person add %s)", role, role)
+		return kinded(ErrNotFound, "database role %q does not exist (add the person first: kiln admin person add %s)", role, role)
 	}
 	_, err := db.Exec(ctx, "INSERT INTO kiln.bucket_grant (bucket, grantee) VALUES ($1, $2) ON CONFLICT DO NOTHING", bucket, role)
 	return explain(err, "bucket", bucket)
@@ -189,7 +192,7 @@ func RevokeBucket(ctx context.Context, db *pgxpool.Pool, bucket, role string) er
 		return explain(err, "bucket", bucket)
 	}
 	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("%q has no grant on bucket %q", role, bucket)
+		return kinded(ErrNotFound, "%q has no grant on bucket %q (kiln admin bucket list shows the grants)", role, bucket)
 	}
 	return nil
 }
@@ -201,7 +204,7 @@ func SetBuilderEnabled(ctx context.Context, db *pgxpool.Pool, name string, enabl
 		return explain(err, "builder", name)
 	}
 	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("builder %q does not exist (see kiln admin builder list)", name)
+		return kinded(ErrNotFound, "builder %q does not exist (kiln admin builder list shows the builders)", name)
 	}
 	return nil
 }
@@ -216,13 +219,13 @@ func explain(err error, what, name string) error {
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {
 		case "23505":
-			return fmt.Errorf("%s %q already exists", what, name)
+			return because(err, ErrExists, "%s %q already exists", what, name)
 		case "23514":
-			return fmt.Errorf("%s %q: a value breaks rule %s: %w", what, name, pgErr.ConstraintName, err)
+			return because(err, ErrInvalid, "%s %q: a value breaks rule %s (%s)", what, name, pgErr.ConstraintName, pgErr.Message)
 		case "23503":
-			return fmt.Errorf("%s %q does not exist: %w", what, name, err)
+			return because(err, ErrNotFound, "%s %q does not exist (kiln admin %s list shows them)", what, name, what)
 		case "42501":
-			return fmt.Errorf("permission denied for %s %q: your database role needs kiln_admin (%s)%.0w", what, name, pgErr.Message, err)
+			return because(err, ErrPermission, "permission denied for %s %q: your database role needs kiln_admin (%s; ask a kiln admin)", what, name, pgErr.Message)
 		}
 	}
 	return fmt.Errorf("%s %q: %w", what, name, err)

@@ -25,15 +25,15 @@ var reservedPrefixes = []string{"builder_", "splitter_", "janitor_", "web_", "ki
 // CheckPersonName reports why name cannot be a person's login role.
 func CheckPersonName(name string) error {
 	if !personName.MatchString(name) {
-		return fmt.Errorf("person %q: use a lower-case login name (letters, digits, _; at most 63), as the Kerberos principal name@REALM has it", name)
+		return kinded(ErrInvalid, "person %q: use a lower-case login name (letters, digits, _; at most 63), as the Kerberos principal name@REALM has it", name)
 	}
 	for _, p := range reservedPrefixes {
 		if strings.HasPrefix(name, p) {
-			return fmt.Errorf("person %q: names starting with %s are kept for daemons and system roles", name, p)
+			return kinded(ErrInvalid, "person %q: names starting with %s are kept for daemons and system roles", name, p)
 		}
 	}
 	if name == "postgres" {
-		return fmt.Errorf("person %q: that is the superuser's name", name)
+		return kinded(ErrInvalid, "person %q: that is the superuser's name", name)
 	}
 	return nil
 }
@@ -75,11 +75,14 @@ func DaemonRole(process, host string) (string, error) {
 		found = found || p == process
 	}
 	if !found {
-		return "", fmt.Errorf("unknown process %q (known: %s)", process, strings.Join(Processes, ", "))
+		return "", kinded(ErrInvalid, "unknown process %q (known: %s)", process, strings.Join(Processes, ", "))
 	}
-	short := strings.ToLower(strings.SplitN(host, ".", 2)[0])
+	short := strings.SplitN(host, ".", 2)[0]
+	if short != strings.ToLower(short) {
+		return "", kinded(ErrInvalid, "host %q: write it in lower case (%s), as its Kerberos principal has it", host, strings.ToLower(host))
+	}
 	if !hostLabel.MatchString(short) {
-		return "", fmt.Errorf("host %q: its first label must be letters, digits and inner hyphens (at most 42)", host)
+		return "", kinded(ErrInvalid, "host %q: its first label must be letters, digits and inner hyphens (at most 42)", host)
 	}
 	return process + "_" + short, nil
 }
@@ -101,15 +104,29 @@ func createLogin(ctx context.Context, tx pgx.Tx, name, group string) error {
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {
 		case "42710":
-			return fmt.Errorf("database role %q already exists (see \\du in psql)", name)
+			return because(err, ErrExists, "database role %q already exists (see \\du in psql)", name)
 		case "42501":
-			return fmt.Errorf("creating role %q: your login may not create roles: run this as the postgres superuser or as a login with CREATEROLE (ALTER ROLE you CREATEROLE): %w", name, err)
+			return because(err, ErrPermission, "creating role %q: your login may not create roles: run this as the postgres superuser or as a login with CREATEROLE (ALTER ROLE you CREATEROLE)", name)
 		case "42704":
 			return fmt.Errorf("creating role %q: group role %s is missing: run kiln admin roles apply first: %w", name, group, err)
 		}
 	}
 	if err != nil {
 		return fmt.Errorf("creating role %q: %w", name, err)
+	}
+	return nil
+}
+
+// CreateGroups creates the group roles the schema grants to
+// (roles/00-groups.sql), the first step of setting up a farm database:
+// migrations name them. It is idempotent.
+func CreateGroups(ctx context.Context, db *pgxpool.Pool) error {
+	if _, err := db.Exec(ctx, roles.Groups()); err != nil {
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "42501" {
+			return because(err, ErrPermission, "creating the group roles (roles/00-groups.sql): %s: run this as the postgres superuser or as a login with CREATEROLE", pgErr.Message)
+		}
+		return fmt.Errorf("creating the group roles (roles/00-groups.sql): %w", err)
 	}
 	return nil
 }
@@ -135,7 +152,7 @@ func ApplyRoles(ctx context.Context, db *pgxpool.Pool) error {
 		if _, err := tx.Exec(ctx, roles.Grants()); err != nil {
 			var pgErr *pgconn.PgError
 			if errors.As(err, &pgErr) && pgErr.Code == "42P01" {
-				return fmt.Errorf("applying grants: %s: run kiln admin migrate first", pgErr.Message)
+				return fmt.Errorf("applying grants: %s: the tables are not there yet: run kiln admin migrate first, or kiln admin setup for every step", pgErr.Message)
 			}
 			return fmt.Errorf("applying grants (roles/kiln_*.sql): %w", err)
 		}

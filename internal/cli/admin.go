@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -10,10 +11,12 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/urfave/cli/v2"
 
 	"github.com/kiln-build/kiln/internal/admin"
+	fmtpkg "github.com/kiln-build/kiln/internal/format"
 	"github.com/kiln-build/kiln/internal/platform"
 	"github.com/kiln-build/kiln/internal/report"
 	"github.com/kiln-build/kiln/schema"
@@ -26,6 +29,11 @@ func adminCommand() *cli.Command {
 		Name:  "admin",
 		Usage: "run the farm: migrations, platforms, buckets, builders, people's quotas",
 		Subcommands: []*cli.Command{
+			{
+				Name:   "setup",
+				Usage:  "set up a farm database from nothing: group roles, migrations, grants (idempotent)",
+				Action: withDB(runSetup),
+			},
 			{
 				Name:   "migrate",
 				Usage:  "apply kiln's and River's schema migrations (idempotent)",
@@ -141,6 +149,7 @@ func adminCommand() *cli.Command {
 				},
 			},
 			quotaCommand(),
+			webURLCommand(),
 			{
 				Name:  "roles",
 				Usage: "the database roles and grants in roles/",
@@ -217,8 +226,31 @@ func oneArg(c *cli.Context, what string) (string, error) {
 	return c.Args().First(), nil
 }
 
+// runSetup sets up a farm database from nothing, each step in the order
+// it needs: the group roles the migrations grant to, the migrations, then
+// every role's grants on the tables they made.
+func runSetup(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
+	w := stdout(c)
+	if err := admin.CreateGroups(ctx, db); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "group roles are there (roles/00-groups.sql)")
+	if err := runMigrate(ctx, c, db); err != nil {
+		return err
+	}
+	if err := admin.ApplyRoles(ctx, db); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "grants applied (roles/*.sql); next: kiln admin person add, platform add, bucket add")
+	return nil
+}
+
 func runMigrate(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 	res, err := schema.Migrate(ctx, db)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42704" && strings.Contains(pgErr.Message, `role "kiln_`) {
+		return &dbError{fmt.Sprintf("migrating: %s: the group roles are not there yet: run kiln admin setup, which creates them first (or psql -f roles/00-groups.sql, then migrate again)", pgErr.Message), err}
+	}
 	if err != nil {
 		return err
 	}
@@ -269,7 +301,7 @@ func runPlatformAdd(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error
 	if err := admin.AddPlatform(ctx, db, p); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout(c), "added platform %s (%s, %s, backend %s, timeout %s)\n", p.Name, p.Arch, p.PackageFormat, p.Backend, p.Timeout)
+	fmt.Fprintf(stdout(c), "added platform %s (%s, %s, backend %s, timeout %s)\n", p.Name, p.Arch, p.PackageFormat, p.Backend, fmtpkg.Duration(p.Timeout.Seconds()))
 	return nil
 }
 
@@ -284,7 +316,7 @@ func runPlatformList(ctx context.Context, c *cli.Context, db *pgxpool.Pool) erro
 	tw := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PLATFORM\tARCH\tFORMAT\tBACKEND\tTIMEOUT\tACTIVE\tDESCRIPTION")
 	for _, p := range ps {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.Arch, p.PackageFormat, p.Backend, p.Timeout, yesNo(p.Active), p.Description)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, p.Arch, p.PackageFormat, p.Backend, fmtpkg.Duration(p.Timeout.Seconds()), yesNo(p.Active), p.Description)
 	}
 	return tw.Flush()
 }

@@ -130,7 +130,7 @@ func runResubmit(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 	if err != nil {
 		return err
 	}
-	r := resubmitted{JobID: newID, ResubmitOf: old, WebURL: jobURL(settingsOf(c).get("web-url"), newID)}
+	r := resubmitted{JobID: newID, ResubmitOf: old, WebURL: jobURL(webURL(ctx, c, db), newID)}
 	if c.Bool("json") {
 		return printJSON(stdout(c), r)
 	}

@@ -142,6 +142,12 @@ func evaluate(h *report.Health, th thresholds) (int, string) {
 		parts = append(parts, fmt.Sprintf("oldest queued task waited %s%s", format.Duration(queued), where))
 	}
 
+	if len(h.Stuck) > 0 {
+		// Their tasks wait for ever, however short the wait is so far.
+		raise(checkCritical)
+		parts = append(parts, "no usable builder (online, enabled, not draining) for "+strings.Join(h.Stuck, ", "))
+	}
+
 	raise(level(float64(h.BuildersOffline), float64(th.warnOffline), float64(th.critOffline)))
 	parts = append(parts, fmt.Sprintf("%d of %d builders offline", h.BuildersOffline, h.BuildersTotal))
 
@@ -165,6 +171,7 @@ func evaluate(h *report.Health, th thresholds) (int, string) {
 		fmt.Sprintf("validating=%d;;;0", h.Validating),
 		fmt.Sprintf("builders_offline=%d;%s;%s;0;%d", h.BuildersOffline, limit(float64(th.warnOffline)), limit(float64(th.critOffline)), h.BuildersTotal),
 		fmt.Sprintf("builders_online=%d;;;0;%d", h.BuildersOnline, h.BuildersTotal),
+		fmt.Sprintf("stuck_platforms=%d;;1;0", len(h.Stuck)),
 	}
 	if janitor >= 0 {
 		perf = append(perf, fmt.Sprintf("janitor_age=%.0fs;%s;%s;0", janitor, limit(th.warnJanitor.Seconds()), limit(th.critJanitor.Seconds())))

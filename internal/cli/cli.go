@@ -75,9 +75,23 @@ func onUsageError(_ *cli.Context, err error, _ bool) error {
 
 // setUsageErrors gives c and its subcommands onUsageError, unless one has
 // its own (kiln check).
+// ownArgs are the commands without arguments that refuse them with a
+// message of their own.
+var ownArgs = map[string]bool{"check": true, "jobs": true}
+
 func setUsageErrors(c *cli.Command) {
 	if c.OnUsageError == nil {
 		c.OnUsageError = onUsageError
+	}
+	// A command that takes no arguments refuses them rather than ignoring
+	// them (kiln check says so itself, in its plugin convention).
+	if action := c.Action; action != nil && c.ArgsUsage == "" && !ownArgs[c.Name] {
+		c.Action = func(ctx *cli.Context) error {
+			if ctx.NArg() > 0 {
+				return usageError("kiln %s takes no arguments, got %q (kiln %s --help shows its usage)", ctx.Command.FullName(), ctx.Args().First(), ctx.Command.FullName())
+			}
+			return action(ctx)
+		}
 	}
 	for _, s := range c.Subcommands {
 		setUsageErrors(s)

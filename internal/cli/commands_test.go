@@ -91,7 +91,7 @@ func TestShow(t *testing.T) {
 		fmt.Sprintf("http://localhost:8080/jobs/%d", id),
 		"hello-1.0-1.src.rpm", "lib-3-1.src.rpm",
 		fmt.Sprintf("t%d", el9), "TASK  ATTEMPT  BUILDER", "went silent", "hello-1.0-1.x86_64.rpm", "hello_1.0-1_amd64.deb", "build.log")
-	if !regexp.MustCompile(fmt.Sprintf(`t%d\s+el9-x86_64\s+succeeded\s+-\s+2\s`, el9)).MatchString(out) {
+	if !regexp.MustCompile(fmt.Sprintf(`t%d\s+el9-x86_64\s+succeeded\s+b1\s+2\s`, el9)).MatchString(out) {
 		t.Errorf("task row of t%d:\n%s", el9, out)
 	}
 	if !regexp.MustCompile(fmt.Sprintf(`t%d\s+1\s+b2\s+lost`, el9)).MatchString(out) {
@@ -349,6 +349,12 @@ func TestCheck(t *testing.T) {
 	if res.State != "OK" || res.Health == nil || res.Pending != 3 || res.BuildersOffline != 1 || !strings.HasPrefix(res.Summary, "KILN OK - ") {
 		t.Errorf("check --json: %+v", res)
 	}
+	// Every builder disabled while tasks of el9 and bookworm wait: critical at
+	// once, whatever the thresholds.
+	if _, err := f.DB.Pool.Exec(context.Background(), "UPDATE kiln.builder SET enabled = false"); err != nil {
+		t.Fatal(err)
+	}
+	must(t, url, 2, []string{"check", "--warn-offline", "0"}, "KILN CRITICAL", "no usable builder (online, enabled, not draining) for bookworm-amd64, el9-x86_64", "stuck_platforms=2;;1;0")
 	must(t, "postgres://nobody@127.0.0.1:1/none", 3, []string{"check"}, "KILN UNKNOWN - cannot reach PostgreSQL")
 }
 

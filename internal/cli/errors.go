@@ -1,14 +1,17 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/kiln-build/kiln/internal/admin"
 	"github.com/kiln-build/kiln/internal/blob"
 	"github.com/kiln-build/kiln/internal/report"
+	"github.com/kiln-build/kiln/internal/submit"
 )
 
 // errIntegrity marks refusing to write a file: bytes that do not match
@@ -31,9 +34,26 @@ const quotaCode = "KL001"
 func classify(err error) int {
 	var ce *connectError
 	var pgErr *pgconn.PgError
+	var refused *submit.RefusedError
 	switch {
+	case strings.HasPrefix(err.Error(), "Required flag"):
+		// urfave/cli's missing required option (its type is unexported).
+		return ExitUsage
+	case errors.Is(err, context.Canceled):
+		// Ctrl-C (cmd/kiln cancels the context on SIGINT and SIGTERM).
+		return ExitInterrupted
 	case errors.As(err, &ce):
 		return ExitConnect
+	case errors.As(err, &refused):
+		return refusedExit[refused.Kind]
+	case errors.Is(err, admin.ErrNotFound):
+		return ExitNotFound
+	case errors.Is(err, admin.ErrPermission):
+		return ExitPermission
+	case errors.Is(err, admin.ErrInvalid):
+		return ExitUsage
+	case errors.Is(err, admin.ErrExists):
+		return ExitState
 	case errors.Is(err, report.ErrNotFound):
 		return ExitNotFound
 	case errors.Is(err, errIntegrity), errors.Is(err, blob.ErrCorrupt):
@@ -53,6 +73,26 @@ func classify(err error) int {
 	return ExitError
 }
 
+// refusedExit is the exit status of each kind of submit.RefusedError.
+var refusedExit = map[string]int{
+	submit.Unknown:   ExitNotFound,
+	submit.Forbidden: ExitPermission,
+	submit.Unusable:  ExitState,
+	submit.Malformed: ExitUsage,
+	submit.Corrupt:   ExitIntegrity,
+}
+
+// dbError is a database error explained: it prints msg alone (not the
+// server's message again with its SQLSTATE) and unwraps to the error, so
+// classify still sees its code.
+type dbError struct {
+	msg string
+	err error
+}
+
+func (e *dbError) Error() string { return e.msg }
+func (e *dbError) Unwrap() error { return e.err }
+
 // explainDB turns a database error of doing into a message saying what to
 // do. It keeps the error wrapped, so classify still sees it.
 func explainDB(err error, doing string) error {
@@ -63,15 +103,15 @@ func explainDB(err error, doing string) error {
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {
 		case "42501":
-			return fmt.Errorf("%s: %s (ask a kiln admin if you should be allowed): %w", doing, pgErr.Message, err)
+			return &dbError{fmt.Sprintf("%s: %s (ask a kiln admin if you should be allowed)", doing, pgErr.Message), err}
 		case "P0002":
-			return fmt.Errorf("%s: %s (kiln jobs lists jobs): %w", doing, pgErr.Message, err)
+			return &dbError{fmt.Sprintf("%s: %s (kiln jobs lists jobs)", doing, pgErr.Message), err}
 		case "55000":
-			return fmt.Errorf("%s: %s: %w", doing, pgErr.Message, err)
+			return &dbError{fmt.Sprintf("%s: %s", doing, pgErr.Message), err}
 		case quotaCode:
 			// The message says which quota and when it resets; the
 			// hint who can raise it. Nothing else adds to that.
-			return fmt.Errorf("%s refused: %s (%s)%.0w", doing, pgErr.Message, pgErr.Hint, err)
+			return &dbError{fmt.Sprintf("%s refused: %s (%s)", doing, pgErr.Message, pgErr.Hint), err}
 		}
 	}
 	return fmt.Errorf("%s: %w", doing, err)

@@ -164,12 +164,18 @@ func runShow(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 		return printJSON(w, j)
 	}
 	p := painter(useColor(c, w))
-	printJob(w, p, j, settingsOf(c).get("web-url"))
+	printJob(w, p, j, webURL(ctx, c, db))
+	return printLogTails(ctx, w, p, db, j, c.Int("lines"))
+}
+
+// printLogTails writes the last n lines of the log of each of the job's
+// failed, timed-out and lost tasks.
+func printLogTails(ctx context.Context, w io.Writer, p painter, db *pgxpool.Pool, j *report.Job, n int) error {
 	for _, t := range j.Tasks {
-		if t.Status != "failed" && t.Status != "timed_out" && t.Status != "lost" || t.Attempt == 0 || c.Int("lines") <= 0 {
+		if t.Status != "failed" && t.Status != "timed_out" && t.Status != "lost" || t.Attempt == 0 || n <= 0 {
 			continue
 		}
-		lines, err := report.LogTail(ctx, db, t.ID, t.Attempt, c.Int("lines"))
+		lines, err := report.LogTail(ctx, db, t.ID, t.Attempt, n)
 		if err != nil {
 			return err
 		}
@@ -214,15 +220,9 @@ func printJob(w io.Writer, p painter, j *report.Job, webURL string) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PACKAGE\tFORMAT\tNAME\tVERSION\tSIZE\tPROBLEM")
 	for _, pk := range j.Packages {
-		version := "-"
-		if pk.Version != nil {
-			version = *pk.Version
-			if pk.Release != nil {
-				version += "-" + *pk.Release
-			}
-			if pk.Epoch != nil && *pk.Epoch != 0 {
-				version = fmt.Sprintf("%d:%s", *pk.Epoch, version)
-			}
+		version := format.Version(pk.Epoch, pk.Version, pk.Release)
+		if version == "" {
+			version = "-"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", pk.FileName, pk.Format, orDash(pk.Name), version, format.Size(pk.Size), orDash(pk.Reason))
 	}

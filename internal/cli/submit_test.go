@@ -7,7 +7,6 @@ import (
 	"math/rand"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -89,6 +88,10 @@ func TestSubmitCommandWait(t *testing.T) {
 	if !errors.As(err, &exit) || exit.ExitCode() != ExitFailure || err.Error() != "job 2 failed" {
 		t.Fatalf("kiln submit --wait of a failing job: %v\n%s", err, out)
 	}
+	// It says which task failed and why, and how to see more.
+	if !regexp.MustCompile(`(?m)^t\d+ el9-x86_64 failed: by the test$`).MatchString(out) || !strings.Contains(out, "kiln show 2 shows the job\n") {
+		t.Fatalf("kiln submit --wait of a failing job does not say what failed:\n%s", out)
+	}
 
 	_, err = run(t, db.URLAs(alice), "submit", "--bucket", "devel", "--platform", "el9,!ALL", srpm)
 	if !errors.As(err, &exit) || exit.ExitCode() != ExitUsage || err.Error() != "submit: !all would remove every platform" {
@@ -114,13 +117,9 @@ func TestSubmitKilledHalfway(t *testing.T) {
 	t.Parallel()
 	db, alice := submitterDB(t)
 	ctx := context.Background()
-	dir := t.TempDir()
-	big := filepath.Join(dir, "big-1.0-1.src.rpm")
 	data := make([]byte, 64<<20)
 	rand.New(rand.NewSource(2)).Read(data)
-	if err := os.WriteFile(big, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	big := testpkg.SRPM(t, testpkg.Spec{Name: "big", Source: data})
 	small := testpkg.SRPM(t, testpkg.Spec{Name: "hello"})
 	cmd := exec.Command(os.Args[0], "-test.run=^TestSubmitHelperProcess$")
 	cmd.Env = append(os.Environ(), "KILN_SUBMIT_HELPER=1",

@@ -58,12 +58,16 @@ func runWatch(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 		now := time.Now()
 		if j.Status != jobStatus {
 			jobStatus = j.Status
+			at := now
+			if j.FinishedAt != nil {
+				at = *j.FinishedAt // a finished job's end, not when watch saw it
+			}
 			if asJSON {
-				if err := printJSONLine(w, watchEvent{At: now, JobID: j.ID, Status: string(j.Status), Reason: j.Reason}); err != nil {
+				if err := printJSONLine(w, watchEvent{At: at, JobID: j.ID, Status: string(j.Status), Reason: j.Reason}); err != nil {
 					return err
 				}
 			} else {
-				fmt.Fprintf(w, "%s  job %d %s\n", now.Format("15:04:05"), j.ID, paintStatus(p, j.Status))
+				fmt.Fprintf(w, "%s  job %d %s\n", at.Local().Format("15:04:05"), j.ID, paintStatus(p, j.Status))
 			}
 		}
 		for _, t := range j.Tasks {
@@ -72,14 +76,15 @@ func runWatch(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 			if known && old.Status == t.Status && old.Attempt == t.Attempt {
 				continue
 			}
+			at := taskChangedAt(t, now)
 			if asJSON {
-				if err := printJSONLine(w, watchEvent{At: now, JobID: j.ID, TaskID: t.ID, Platform: t.Platform, Status: string(t.Status),
+				if err := printJSONLine(w, watchEvent{At: at, JobID: j.ID, TaskID: t.ID, Platform: t.Platform, Status: string(t.Status),
 					Builder: t.Builder, Attempt: t.Attempt, Reason: t.Reason}); err != nil {
 					return err
 				}
 				continue
 			}
-			line := fmt.Sprintf("%s  %s %s %s", now.Format("15:04:05"), taskRef(t.ID), t.Platform, paintStatus(p, t.Status))
+			line := fmt.Sprintf("%s  %s %s %s", at.Local().Format("15:04:05"), taskRef(t.ID), t.Platform, paintStatus(p, t.Status))
 			switch {
 			case t.Status == task.Building:
 				line += fmt.Sprintf(" on %s (attempt %d)", orDash(t.Builder), t.Attempt)
@@ -103,7 +108,7 @@ func runWatch(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 		}
 	} else {
 		fmt.Fprintln(w)
-		printJob(w, p, j, settingsOf(c).get("web-url"))
+		printJob(w, p, j, webURL(ctx, c, db))
 	}
 	if j.Status != task.JobSucceeded {
 		return cli.Exit(fmt.Sprintf("job %d %s", j.ID, j.Status), ExitFailure)
@@ -120,6 +125,19 @@ func followJob(ctx context.Context, c *cli.Context, db *pgxpool.Pool, id int64, 
 		return nil, followError(ctx, err, "kiln jobs lists jobs")
 	}
 	return j, nil
+}
+
+// taskChangedAt is when a task took on its status as far as the database
+// knows (its end, or the start of its attempt), else now: a job watched
+// after it finished shows when things happened, not when watch saw them.
+func taskChangedAt(t report.Task, now time.Time) time.Time {
+	switch {
+	case t.Status.Final() && t.FinishedAt != nil:
+		return *t.FinishedAt
+	case t.Status == task.Building && t.StartedAt != nil:
+		return *t.StartedAt
+	}
+	return now
 }
 
 // reconnecting says a lost connection on stderr while a follower makes it

@@ -102,6 +102,17 @@ func TestWatchSucceededAndJSON(t *testing.T) {
 	}
 	must(t, url, ExitFailure, []string{"watch", fmt.Sprint(f.Jobs["cancelled"])}, "cancelled")
 	must(t, url, ExitNotFound, []string{"watch", "999999"}, "does not exist")
+	// Its events carry when they happened, not when watch saw them.
+	if _, err := p.Exec(t.Context(), `UPDATE kiln.job SET finished_at = finished_at - interval '3 days' WHERE id = $1`, f.Jobs["succeeded"]); err != nil {
+		t.Fatal(err)
+	}
+	var old report.Job
+	mustJSON(t, url, &old, "show", fmt.Sprint(f.Jobs["succeeded"]))
+	line, _ := kiln(t, url, "watch", "--json", fmt.Sprint(f.Jobs["succeeded"]))
+	var first watchEvent
+	if err := json.NewDecoder(strings.NewReader(line)).Decode(&first); err != nil || old.FinishedAt == nil || !first.At.Equal(*old.FinishedAt) {
+		t.Errorf("watch of a job finished at %v stamped %v (%v):\n%s", old.FinishedAt, first.At, err, line)
+	}
 
 	job := farmtest.Submit(t, p, f.Bob, "devel", []string{farmtest.EL9}, farmtest.File{Name: "json-1-1.src.rpm", Data: []byte("json")})
 	ids := farmtest.Split(t, p, job, farmtest.EL9)

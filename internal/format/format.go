@@ -34,3 +34,21 @@ func Size(n int64) string {
 	}
 	return fmt.Sprintf("%d B", n)
 }
+
+// Version writes a package's version as its format does,
+// [epoch:]version[-release], leaving out a zero or missing epoch and a
+// missing or empty release (a Debian native package has none); "" when the
+// version is unknown.
+func Version(epoch *int, version, release *string) string {
+	if version == nil {
+		return ""
+	}
+	v := *version
+	if release != nil && *release != "" {
+		v += "-" + *release
+	}
+	if epoch != nil && *epoch != 0 {
+		v = fmt.Sprintf("%d:%s", *epoch, v)
+	}
+	return v
+}

@@ -28,3 +28,23 @@ func TestSize(t *testing.T) {
 		}
 	}
 }
+
+func TestVersion(t *testing.T) {
+	s := func(v string) *string { return &v }
+	one := 1
+	for _, tc := range []struct {
+		epoch            *int
+		version, release *string
+		want             string
+	}{
+		{nil, s("1.0"), s("1"), "1.0-1"},
+		{nil, s("1.0"), s(""), "1.0"},
+		{nil, s("1.0"), nil, "1.0"},
+		{&one, s("2.3"), s("4"), "1:2.3-4"},
+		{nil, nil, nil, ""},
+	} {
+		if got := Version(tc.epoch, tc.version, tc.release); got != tc.want {
+			t.Errorf("Version(%v, %v, %v) = %q, want %q", tc.epoch, tc.version, tc.release, got, tc.want)
+		}
+	}
+}

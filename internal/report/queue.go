@@ -238,6 +238,9 @@ type Health struct {
 	// kind janitor.round), null if it never ran.
 	JanitorLastRun    *time.Time `json:"janitor_last_run"`
 	JanitorAgeSeconds *float64   `json:"janitor_age_seconds"`
+	// Stuck are the active platforms whose pending tasks no builder can
+	// take: none builds them that is online, enabled and not draining.
+	Stuck []string `json:"stuck_platforms"`
 }
 
 // JanitorRoundKind is the kiln.event kind the janitor writes after each round.
@@ -257,11 +260,15 @@ func GetHealth(ctx context.Context, db DB) (*Health, error) {
 		(SELECT count(*) FROM kiln.builder),
 		(SELECT count(*) FROM kiln.builder WHERE state = 'online'),
 		(SELECT count(*) FROM kiln.builder WHERE state = 'offline' AND enabled),
-		j.at, extract(epoch FROM now() - j.at)::float8
+		j.at, extract(epoch FROM now() - j.at)::float8,
+		(SELECT coalesce(array_agg(p.name ORDER BY p.name), '{}') FROM kiln.platform p
+		  WHERE p.active AND EXISTS (SELECT 1 FROM kiln.task t WHERE t.platform = p.name AND t.status = 'pending')
+		    AND NOT EXISTS (SELECT 1 FROM kiln.builder_platform bp JOIN kiln.builder b ON b.name = bp.builder
+		                     WHERE bp.platform = p.name AND b.state = 'online' AND b.enabled AND NOT b.draining))
 		FROM (SELECT NULL) AS one
 		LEFT JOIN LATERAL (SELECT at FROM kiln.event WHERE kind = $1 ORDER BY id DESC LIMIT 1) j ON true`, JanitorRoundKind).Scan(
 		&h.Pending, &h.OldestPendingSeconds, &h.OldestPendingOn, &h.Validating, &h.OldestValidatingSeconds,
-		&h.BuildersTotal, &h.BuildersOnline, &h.BuildersOffline, &h.JanitorLastRun, &h.JanitorAgeSeconds)
+		&h.BuildersTotal, &h.BuildersOnline, &h.BuildersOffline, &h.JanitorLastRun, &h.JanitorAgeSeconds, &h.Stuck)
 	if err != nil {
 		return nil, wrap(err, "reading the farm's health")
 	}

@@ -129,7 +129,7 @@ func TestGetJob(t *testing.T) {
 		t.Errorf("package: %+v", p)
 	}
 	el9 := j.Tasks[1]
-	if el9.Platform != farmtest.EL9 || el9.Status != "succeeded" || el9.Attempt != 2 || el9.LostCount != 1 || el9.Builder != nil ||
+	if el9.Platform != farmtest.EL9 || el9.Status != "succeeded" || el9.Attempt != 2 || el9.LostCount != 1 || el9.Builder == nil || *el9.Builder != "b1" ||
 		el9.DurationSeconds == nil || el9.WaitSeconds == nil {
 		t.Fatalf("el9 task: %+v", el9)
 	}

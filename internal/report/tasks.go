@@ -122,6 +122,12 @@ func tasks(ctx context.Context, db DB, cond string, args ...any) ([]Task, error)
 		&a.DurationSeconds, &a.Reason, &a.LogBytes, &a.LogTruncated}, func() error {
 		t := byID[taskID]
 		t.Attempts = append(t.Attempts, a)
+		// A finished task no longer names a builder (kiln.task.builder
+		// is whose it is now); it was built by its current attempt's.
+		if t.Builder == nil && t.FinishedAt != nil && a.Attempt == t.Attempt && a.Builder != "" {
+			b := a.Builder
+			t.Builder = &b
+		}
 		return nil
 	})
 	if err != nil {

@@ -46,6 +46,11 @@ type Request struct {
 	Files []string
 	// Progress, if set, is told how reading each file advances.
 	Progress func(Progress)
+	// Check runs Precheck before anything is uploaded, refusing at once
+	// what the splitter would refuse after the upload (kiln submit sets
+	// it). Without it the splitter alone judges, as tests of the
+	// splitter need.
+	Check bool
 }
 
 // Progress reports how far the upload of one file has got. Every file is
@@ -98,6 +103,14 @@ func New(db *pgxpool.Pool) (*Client, error) {
 
 var keyPattern = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,100}$`)
 
+// CheckKey checks a submission key's form.
+func CheckKey(key string) error {
+	if !keyPattern.MatchString(key) {
+		return fmt.Errorf("submission key %q: use 1 to 100 letters, digits, '_', '.', ':' or '-'", key)
+	}
+	return nil
+}
+
 // NewKey returns a fresh random submission key.
 func NewKey() string {
 	b := make([]byte, 16)
@@ -112,7 +125,7 @@ func (c *Client) Submit(ctx context.Context, req Request) (Result, error) {
 	res, err := c.submit(ctx, req)
 	if err != nil && ctx.Err() != nil {
 		// pgx reports an interrupted upload as a closed connection.
-		return res, fmt.Errorf("submit interrupted: %w (%v)", ctx.Err(), err)
+		return res, fmt.Errorf("submit interrupted, nothing was submitted: %w", ctx.Err())
 	}
 	return res, err
 }
@@ -122,8 +135,8 @@ func (c *Client) submit(ctx context.Context, req Request) (Result, error) {
 	if res.Key == "" {
 		res.Key = NewKey()
 	}
-	if !keyPattern.MatchString(res.Key) {
-		return res, fmt.Errorf("submission key %q: use 1 to 100 letters, digits, '_', '.', ':' or '-'", res.Key)
+	if err := CheckKey(res.Key); err != nil {
+		return res, err
 	}
 	if err := names.CheckName("bucket", req.Bucket); err != nil {
 		return res, err
@@ -150,9 +163,16 @@ func (c *Client) submit(ctx context.Context, req Request) (Result, error) {
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck
 
-	if id, ok, err := existing(ctx, tx, res.Key); err != nil || ok {
-		res.JobID, res.Existing = id, ok
+	if id, ok, err := existing(ctx, tx, res.Key); err != nil {
 		return res, err
+	} else if ok {
+		res.JobID, res.Existing = id, ok
+		return res, sameFiles(ctx, tx, id, res.Key, pkgs)
+	}
+	if req.Check {
+		if err := Precheck(ctx, tx, req.Bucket, platforms, pkgs); err != nil {
+			return res, err
+		}
 	}
 
 	type stored struct {

@@ -27,7 +27,8 @@ func setup(t *testing.T) (*pgtest.DB, string, *pgxpool.Pool) {
 	alice := "alice_" + db.Name
 	ctx := context.Background()
 	if _, err := db.Pool.Exec(ctx, fmt.Sprintf(`CREATE ROLE %s LOGIN IN ROLE kiln_submitter;
-		INSERT INTO kiln.platform (name, arch, package_format, backend) VALUES ('el9-x86_64', 'x86_64', 'rpm', 'rpmbuild');
+		INSERT INTO kiln.platform (name, arch, package_format, backend) VALUES ('el9-x86_64', 'x86_64', 'rpm', 'rpmbuild'),
+			('bookworm-amd64', 'amd64', 'deb', 'dpkg');
 		INSERT INTO kiln.bucket (name, open) VALUES ('devel', true)`, alice)); err != nil {
 		t.Fatal(err)
 	}
@@ -67,10 +68,10 @@ func TestSubmitStoresJobPackagesAndValidateJob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srpm := testpkg.SRPM(t, testpkg.Spec{Name: "hello"})
+	hello := testpkg.DSC(t, testpkg.Deb{Name: "hello", Version: "1.0"})
 	dsc := testpkg.DSC(t, testpkg.Deb{Name: "greet", Version: "1.0"})
-	res, err := c.Submit(ctx, submit.Request{Bucket: "devel", Platforms: []string{"EL9-x86_64, !bookworm-amd64", "el9-x86_64"},
-		Priority: 1, Note: "a note", Files: []string{srpm, dsc}})
+	res, err := c.Submit(ctx, submit.Request{Bucket: "devel", Platforms: []string{"BOOKWORM-amd64, !el9-x86_64", "bookworm-amd64"},
+		Priority: 1, Note: "a note", Files: []string{hello, dsc}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +84,7 @@ func TestSubmitStoresJobPackagesAndValidateJob(t *testing.T) {
 		Scan(&submitter, &bucket, &platforms, &priority, &note, &status, &key); err != nil {
 		t.Fatal(err)
 	}
-	if submitter != alice || bucket != "devel" || !reflect.DeepEqual(platforms, []string{"el9-x86_64", "!bookworm-amd64"}) ||
+	if submitter != alice || bucket != "devel" || !reflect.DeepEqual(platforms, []string{"bookworm-amd64", "!el9-x86_64"}) ||
 		priority != 1 || note != "a note" || status != "submitted" || key != res.Key || res.Existing {
 		t.Fatalf("job: %s %s %v %d %q %s %s; result %+v", submitter, bucket, platforms, priority, note, status, key, res)
 	}
@@ -96,7 +97,7 @@ func TestSubmitStoresJobPackagesAndValidateJob(t *testing.T) {
 		rows.Scan(&s)
 		got = append(got, s)
 	}
-	want := []string{"0 hello-1.0-1.src.rpm srpm true ", "1 greet_1.0.dsc dsc true greet_1.0.tar.xz"}
+	want := []string{"0 hello_1.0.dsc dsc true hello_1.0.tar.xz", "1 greet_1.0.dsc dsc true greet_1.0.tar.xz"}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("packages %q, want %q", got, want)
 	}
@@ -104,7 +105,7 @@ func TestSubmitStoresJobPackagesAndValidateJob(t *testing.T) {
 		t.Fatalf("%d validate River jobs", n)
 	}
 	// The bytes arrived intact, and were not marked verified by the submitter.
-	if n := count(t, db, `SELECT count(*) FROM kiln.blob WHERE verified_at IS NULL AND created_by = $1`, alice); n != 3 {
+	if n := count(t, db, `SELECT count(*) FROM kiln.blob WHERE verified_at IS NULL AND created_by = $1`, alice); n != 4 {
 		t.Fatalf("%d unverified blobs of alice", n)
 	}
 }
@@ -164,17 +165,14 @@ func TestCancelledSubmitLeavesNothing(t *testing.T) {
 	db, _, pool := setup(t)
 	c, _ := submit.New(pool)
 	small := testpkg.SRPM(t, testpkg.Spec{Name: "hello"})
-	big := filepath.Join(t.TempDir(), "big-1.0-1.src.rpm")
 	data := make([]byte, 8<<20)
 	rand.New(rand.NewSource(1)).Read(data)
-	if err := os.WriteFile(big, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	big := testpkg.SRPM(t, testpkg.Spec{Name: "big", Source: data})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var seen []string
 	_, err := c.Submit(ctx, submit.Request{Bucket: "devel", Files: []string{small, big}, Progress: func(p submit.Progress) {
-		if p.File == "big-1.0-1.src.rpm" && p.Phase == "uploading" && p.Done > 3<<20 {
+		if p.File == filepath.Base(big) && p.Phase == "uploading" && p.Done > 3<<20 {
 			seen = append(seen, p.Phase)
 			cancel() // the first file is stored and the second half uploaded
 		}

@@ -400,3 +400,20 @@ func (s *Server) platformList(w http.ResponseWriter, r *http.Request) {
 	}
 	s.render(w, r, http.StatusOK, "platforms", "Platforms", "platforms", ps)
 }
+
+// queuePage shows every platform's queue with why it does not move, and
+// the pending tasks with their place in line and why they wait (what kiln
+// queue prints).
+func (s *Server) queuePage(w http.ResponseWriter, r *http.Request) {
+	q, err := report.GetQueue(r.Context(), s.db, report.QueueFilter{Submitter: r.URL.Query().Get("submitter"), Platform: r.URL.Query().Get("platform")})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "queue", "Queue", "queue", q)
+}
+
+// notFound is the styled page for an address that names nothing.
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
+	s.render(w, r, http.StatusNotFound, "error", "Not found", "", "There is no page at this address.")
+}

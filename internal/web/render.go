@@ -51,6 +51,7 @@ var funcs = template.FuncMap{
 	},
 	"text":     termtext.Plain,
 	"size":     format.Size,
+	"version":  format.Version,
 	"join":     func(s []string, sep string) string { return termtext.Plain(strings.Join(s, sep)) },
 	"status":   func(s any) string { return strings.ReplaceAll(fmt.Sprint(s), "_", " ") },
 	"final":    func(s interface{ Final() bool }) bool { return s.Final() },
@@ -149,7 +150,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(append(b, '\n'))
 }
 
-func staticHandler() http.Handler {
+// staticHandler serves the embedded files under static/; a directory or a
+// missing file is the styled 404 page (no listing).
+func (s *Server) staticHandler() http.Handler {
 	sub, err := fs.Sub(staticFS, "static")
 	if err != nil {
 		panic(err)
@@ -157,6 +160,10 @@ func staticHandler() http.Handler {
 	fsh := http.FileServerFS(sub)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		securityHeaders(w)
+		if st, err := fs.Stat(sub, r.URL.Path); err != nil || st.IsDir() {
+			s.notFound(w, r)
+			return
+		}
 		w.Header().Set("Cache-Control", "public, max-age=3600")
 		fsh.ServeHTTP(w, r)
 	})

@@ -146,6 +146,7 @@ func (s *Server) routes() {
 	page("GET /builders", s.builderList)
 	page("GET /builders/{name}", s.builderPage)
 	page("GET /platforms", s.platformList)
+	page("GET /queue", s.queuePage)
 
 	m.HandleFunc("POST /jobs/{id}/cancel", s.action(s.cancelJob))
 	m.HandleFunc("POST /jobs/{id}/resubmit", s.action(s.resubmit))
@@ -170,7 +171,9 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /repos/{rest...}", s.repoFile)
 	m.HandleFunc("GET /healthz", s.healthz)
 	m.HandleFunc("GET /metrics", s.serveMetrics)
-	m.Handle("GET /static/", http.StripPrefix("/static/", staticHandler()))
+	m.Handle("GET /static/", http.StripPrefix("/static/", s.staticHandler()))
+	// Everything else is the styled 404 page, not the mux's plain text.
+	page("/", s.notFound)
 	s.mux = m
 }
 

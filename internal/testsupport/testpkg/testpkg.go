@@ -21,6 +21,9 @@ type Spec struct {
 	Build string
 	// Noarch makes it BuildArch: noarch.
 	Noarch bool
+	// Source, if set, is the content of a source file (Source0: data.bin)
+	// the SRPM carries uncompressed, to make a large SRPM quickly.
+	Source []byte
 }
 
 // SRPM builds a source RPM for s in a temporary directory and returns its path.
@@ -45,6 +48,9 @@ func SRPM(t testing.TB, s Spec) string {
 	}
 	if len(s.ExcludeArch) > 0 {
 		fmt.Fprintf(&b, "ExcludeArch: %s\n", strings.Join(s.ExcludeArch, " "))
+	}
+	if s.Source != nil {
+		b.WriteString("Source0: data.bin\n%define _source_payload w0.ufdio\n")
 	}
 	for _, r := range s.BuildRequires {
 		fmt.Fprintf(&b, "BuildRequires: %s\n", r)
@@ -73,6 +79,11 @@ cp %s.txt %%{buildroot}/usr/share/%s/ 2>/dev/null || echo %s > %%{buildroot}/usr
 	top := t.TempDir()
 	for _, d := range []string{"SPECS", "SOURCES", "SRPMS", "BUILD", "RPMS"} {
 		if err := os.MkdirAll(filepath.Join(top, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s.Source != nil {
+		if err := os.WriteFile(filepath.Join(top, "SOURCES", "data.bin"), s.Source, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
