@@ -23,17 +23,17 @@ import (
 // A role absent from an object's entry may do nothing with it.
 // Row-level security (which rows) is tested in rls_test.go.
 var matrix = map[string]map[string]string{
-	"kiln.platform":     {"reader": "S", "submitter": "S", "splitter": "S", "builder": "S", "janitor": "S", "admin": "SIUD", "web": "S"},
-	"kiln.bucket":       {"reader": "S", "submitter": "S", "splitter": "S", "janitor": "S", "admin": "SIUD", "web": "S"},
-	"kiln.bucket_grant": {"reader": "S", "submitter": "S", "splitter": "S", "janitor": "S", "admin": "SIUD", "web": "S"},
+	"kiln.platform":     {"reader": "S", "submitter": "S", "splitter": "S", "builder": "S", "janitor": "S", "admin": "SIUD", "web": "S", "publisher": "S"},
+	"kiln.bucket":       {"reader": "S", "submitter": "S", "splitter": "S", "janitor": "S", "admin": "SIUD", "web": "S", "publisher": "S"},
+	"kiln.bucket_grant": {"reader": "S", "submitter": "S", "splitter": "S", "janitor": "S", "admin": "SIUD", "web": "S", "publisher": "S"},
 	"kiln.blob": {"reader": "S", "submitter": "S I(sha256,size,chunk_size,content_sha256)", "splitter": "S U(verified_at)",
 		"builder": "S I(sha256,size,chunk_size,content_sha256,verified_at)", "janitor": "S D",
-		"admin": "S I(sha256,size,chunk_size,content_sha256)", "web": "S"},
+		"admin": "S I(sha256,size,chunk_size,content_sha256)", "web": "S", "publisher": "S I(sha256,size,chunk_size,verified_at)"},
 	"kiln.blob_chunk": {"reader": "S", "submitter": "S I(sha256,seq,data)", "splitter": "S", "builder": "S I(sha256,seq,data)",
-		"janitor": "S D", "admin": "S I(sha256,seq,data)", "web": "S"},
+		"janitor": "S D", "admin": "S I(sha256,seq,data)", "web": "S", "publisher": "S I(sha256,seq,data)"},
 	"kiln.job": {"reader": "S", "submitter": "S I(bucket,platforms,priority,policy,note,options,submission_key,resubmit_of)",
 		"splitter": "S U(status,reason,validated_at,finished_at)", "builder": "S", "janitor": "S U(status,reason,validated_at,finished_at) D",
-		"admin": "S I(bucket,platforms,priority,policy,note,options,submission_key,resubmit_of)", "web": "S"},
+		"admin": "S I(bucket,platforms,priority,policy,note,options,submission_key,resubmit_of)", "web": "S", "publisher": "S"},
 	"kiln.package": {"reader": "S", "submitter": "S I(job_id,seq,file_name,format,blob_sha256,size)",
 		"splitter": "S U(name,epoch,version,release,exclusive_arch,exclude_arch,reason)", "builder": "S", "janitor": "S",
 		"admin": "S I(job_id,seq,file_name,format,blob_sha256,size)", "web": "S"},
@@ -44,11 +44,11 @@ var matrix = map[string]map[string]string{
 		"janitor": "S U(state)", "admin": "S U(enabled,draining)", "web": "S"},
 	"kiln.builder_platform": {"reader": "S", "submitter": "S", "builder": "SID", "janitor": "S", "admin": "S", "web": "S"},
 	"kiln.task": {"reader": "S", "submitter": "S", "splitter": "S I(job_id,platform,status,reason,finished_at,river_job_id) U(river_job_id)",
-		"builder": "S", "janitor": "S", "admin": "S", "web": "S"},
+		"builder": "S", "janitor": "S", "admin": "S", "web": "S", "publisher": "S"},
 	// Builders and the janitor change tasks, attempts, logs and artifacts
 	// only through the task protocol's functions (attack_builder_test.go).
 	"kiln.attempt":          {"reader": "S", "submitter": "S", "builder": "S", "janitor": "S", "admin": "S", "web": "S"},
-	"kiln.artifact":         {"reader": "S", "submitter": "S", "janitor": "S U(blob_sha256,pruned_at)", "admin": "S", "web": "S"},
+	"kiln.artifact":         {"reader": "S", "submitter": "S", "janitor": "S U(blob_sha256,pruned_at)", "admin": "S", "web": "S", "publisher": "S"},
 	"kiln.log_chunk":        {"reader": "S", "submitter": "S", "janitor": "S D", "admin": "S", "web": "S"},
 	"kiln.event":            {"reader": "S", "submitter": "S", "janitor": "S I", "admin": "S", "web": "S"},
 	"kiln.protocol_setting": {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
@@ -64,6 +64,19 @@ var matrix = map[string]map[string]string{
 	"kiln.builder_status":   {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
 	"kiln.job_summary":      {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
 	"kiln.build_duration":   {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
+	// Repositories (schema/0021_repository.sql): the publisher writes them;
+	// everyone reads (row-level security hides private buckets).
+	"kiln.binary_package":             {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S", "publisher": "SID"},
+	"kiln.bucket_key":                 {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S", "publisher": "S I U(active,retired_at)"},
+	"kiln.bucket_publication":         {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S", "publisher": "S I U(current_snapshot,published_at)"},
+	"kiln.publication_request":        {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S", "publisher": "S I(bucket,kind) U(done_at,snapshot_id,outcome)"},
+	"kiln.repo_token":                 {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
+	"kiln.snapshot":                   {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S", "publisher": "SID"},
+	"kiln.repository_file":            {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S", "publisher": "S I U(until_seq) D"},
+	"kiln.repository_package":         {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
+	"kiln.repository_summary":         {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
+	"kiln.publication_request_id_seq": {"publisher": "N"},
+	"kiln.snapshot_id_seq":            {},
 	// Identity sequences are used by INSERT without any grant.
 	"kiln.job_id_seq":         {},
 	"kiln.task_id_seq":        {},
@@ -117,6 +130,7 @@ var functions = map[string][]string{
 	"kiln.task_take_back_lost(bigint,interval)":                                                    {"janitor"},
 	"kiln.task_time_out(bigint,interval)":                                                          {"janitor"},
 	"kiln.task_link_river_job(bigint,bigint)":                                                      {"janitor"},
+	"kiln.environment_install(text,text,bytea,jsonb,jsonb)":                                        {"builder"},
 	"kiln.cancel_job_for(bigint,name,text)":                                                        {},
 	"kiln.cancel_task_for(bigint,name,text)":                                                       {},
 	"kiln.web_check_person(name,name)":                                                             {"web"},
@@ -132,6 +146,17 @@ var functions = map[string][]string{
 	"kiln.quota_charge(name,text,bigint)":                                                          {},
 	"kiln.quota_lock(name)":                                                                        {},
 	"kiln.quota_refuse(name,text,text)":                                                            {},
+	"kiln.safe_repo_path(text)":                                                                    {"*"},
+	"kiln.snapshot_files(text,integer)":                                                            {"*"},
+	"kiln.may_publish_to(name,text)":                                                               {},
+	"kiln.promote_for(name,bigint,text)":                                                           {},
+	"kiln.promote(bigint,text)":                                                                    {"submitter", "admin"},
+	"kiln.rollback_bucket(text,integer)":                                                           {"submitter", "admin"},
+	"kiln.remove_package(text,text,text)":                                                          {"submitter", "admin"},
+	"kiln.new_repo_token()":                                                                        {"submitter", "admin"},
+	"kiln.web_promote(name,bigint,text)":                                                           {"web"},
+	"kiln.web_repo_file(name,text,text,integer,text,text)":                                         {"web"},
+	"kiln.web_repo_chunk(name,text,text,integer,text,text,integer)":                                {"web"},
 }
 
 // largeObjectFunctions are PostgreSQL's server-side large-object functions:
@@ -139,7 +164,7 @@ var functions = map[string][]string{
 var largeObjectFunctions = []string{"lo_from_bytea", "lo_create", "lo_creat", "lo_import", "lo_export", "lo_put", "lo_get",
 	"lo_open", "lo_close", "lowrite", "loread", "lo_lseek", "lo_lseek64", "lo_tell", "lo_tell64", "lo_truncate", "lo_truncate64", "lo_unlink"}
 
-var groupRoles = []string{"reader", "submitter", "splitter", "builder", "janitor", "admin", "web"}
+var groupRoles = []string{"reader", "submitter", "splitter", "builder", "janitor", "admin", "web", "publisher"}
 
 // perm is one parsed matrix entry.
 type perm struct {

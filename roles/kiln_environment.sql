@@ -4,9 +4,10 @@
 -- SELECT ON ALL TABLES already covers kiln.environment and
 -- kiln.platform_environment.
 -- Builders read which environment to build in and fetch its blob; they
--- install new ones only through kiln.environment_install (granted in the
--- migration).
+-- install new ones only through kiln.environment_install (kiln_builder.sql
+-- revokes every function first, so the grant is here).
 GRANT SELECT ON kiln.environment, kiln.platform_environment TO kiln_builder;
+GRANT EXECUTE ON FUNCTION kiln.environment_install(text, text, bytea, jsonb, jsonb) TO kiln_builder;
 -- Admins list and remove environments (a platform's current one is kept by
 -- its foreign key) and say what a platform's next environment is made from.
 -- They queue the environment River job that has a builder of the platform

@@ -32,3 +32,8 @@ GRANT EXECUTE ON FUNCTION kiln.cancel_job(bigint), kiln.cancel_task(bigint) TO k
 GRANT SELECT, INSERT ON river.river_job TO kiln_submitter;
 GRANT UPDATE (kind) ON river.river_job TO kiln_submitter;
 GRANT USAGE ON SEQUENCE river.river_job_id_seq TO kiln_submitter;
+
+-- Repositories (docs/repositories.md): promotion and rollback need a grant on
+-- the target bucket (checked inside); tokens for apt and dnf are one's own.
+GRANT EXECUTE ON FUNCTION kiln.promote(bigint, text), kiln.rollback_bucket(text, integer),
+    kiln.remove_package(text, text, text), kiln.new_repo_token() TO kiln_submitter;

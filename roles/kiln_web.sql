@@ -18,3 +18,9 @@ GRANT EXECUTE ON FUNCTION kiln.web_check_person(name, name), kiln.web_cancel_job
 GRANT SELECT, INSERT ON river.river_job TO kiln_web;
 GRANT UPDATE (kind) ON river.river_job TO kiln_web;
 GRANT USAGE ON SEQUENCE river.river_job_id_seq TO kiln_web;
+-- Repositories (docs/repositories.md): public buckets are read under
+-- row-level security like any page; private ones and promotion through the
+-- functions that check the person (or their repository token).
+GRANT EXECUTE ON FUNCTION kiln.web_repo_file(name, text, text, integer, text, text),
+    kiln.web_repo_chunk(name, text, text, integer, text, text, integer),
+    kiln.web_promote(name, bigint, text) TO kiln_web;

@@ -291,6 +291,12 @@ func constraintCases(job, task int64) []constraintCase {
 	// A blob and its chunk must be stored in one transaction (blob_chunk_guard).
 	chunked := "INSERT INTO kiln.blob (sha256, size, chunk_size) VALUES (sha256('z'), 2, 1); "
 	env := "INSERT INTO kiln.environment (builder, platform, blob_sha256, size, spec, packages) VALUES ('b1', "
+	key := "INSERT INTO kiln.bucket_key (bucket, fingerprint, public_key) VALUES ("
+	fpr, armored := strings.Repeat("AB", 20), "'-----BEGIN PGP PUBLIC KEY BLOCK-----x'"
+	bp := "INSERT INTO kiln.binary_package (sha256, format, name, version, arch, source) VALUES (sha256('x'), "
+	snap := "INSERT INTO kiln.snapshot (bucket, seq) VALUES ('devel', 1); "
+	file := "INSERT INTO kiln.repository_file (bucket, from_seq, platform, path, blob_sha256, size, package) VALUES ('devel', 1, 'el9-x86_64', "
+	req := "INSERT INTO kiln.publication_request (bucket, kind, job_id, snapshot_seq) VALUES ("
 	return []constraintCase{
 		// Platforms, buckets, builders.
 		{"platform name", "INSERT INTO kiln.platform (name, arch, package_format, backend) VALUES ('EL9 x86', 'x86_64', 'rpm', 'rpmbuild')", "23514", "platform_name_valid"},
@@ -434,6 +440,51 @@ func constraintCases(job, task int64) []constraintCase {
 		{"event detail", "INSERT INTO kiln.event (kind, detail) VALUES ('test.detail', '\"text\"')", "23514", "event_detail_object"},
 		{"duplicate event id", "INSERT INTO kiln.event (id, kind) OVERRIDING SYSTEM VALUE SELECT min(id), 'test.again' FROM kiln.event", "23505", "event_pkey"},
 		{"migration applied twice", "INSERT INTO kiln.schema_migration (version, name) SELECT min(version), 'again.sql' FROM kiln.schema_migration", "23505", "schema_migration_pkey"},
+		// Repositories (0021).
+		{"bucket publish policy", "UPDATE kiln.bucket SET publish_policy = 'sometimes' WHERE name = 'devel'", "23514", "bucket_publish_policy_valid"},
+		{"bucket keep snapshots", "UPDATE kiln.bucket SET keep_snapshots = 0 WHERE name = 'devel'", "23514", "bucket_keep_snapshots_positive"},
+		{"key fingerprint", key + "'devel', 'not hex', " + armored + ")", "23514", "bucket_key_fingerprint_valid"},
+		{"key armored", key + "'devel', '" + fpr + "', 'binary junk')", "23514", "bucket_key_armored"},
+		{"key needs bucket", key + "'nope', '" + fpr + "', " + armored + ")", "23503", "bucket_key_bucket_fkey"},
+		{"duplicate key", key + "'devel', '" + fpr + "', " + armored + "); " + key + "'devel', '" + fpr + "', " + armored + ")", "23505", "bucket_key_pkey"},
+		{"retired key inactive", "INSERT INTO kiln.bucket_key (bucket, fingerprint, public_key, active, retired_at) VALUES ('devel', '" + fpr + "', " + armored + ", true, now())", "23514", "bucket_key_retired_inactive"},
+		{"binary package format", bp + "'apk', 'a', '1', 'amd64', 'a')", "23514", "binary_package_format_valid"},
+		{"binary package name", bp + "'deb', '../a', '1', 'amd64', 'a')", "23514", "binary_package_name_valid"},
+		{"binary package version", bp + "'deb', 'a', '1/../2', 'amd64', 'a')", "23514", "binary_package_version_valid"},
+		{"binary package arch", bp + "'deb', 'a', '1', 'AMD 64', 'a')", "23514", "binary_package_arch_valid"},
+		{"binary package source", bp + "'deb', 'a', '1', 'amd64', '/a')", "23514", "binary_package_source_valid"},
+		{"binary package needs blob", "INSERT INTO kiln.binary_package (sha256, format, name, version, arch, source) VALUES (sha256('nope'), 'deb', 'a', '1', 'amd64', 'a')", "23503", "binary_package_sha256_fkey"},
+		{"duplicate binary package", bp + "'deb', 'a', '1', 'amd64', 'a'); " + bp + "'deb', 'a', '1', 'amd64', 'a')", "23505", "binary_package_pkey"},
+		{"snapshot seq", "INSERT INTO kiln.snapshot (bucket, seq) VALUES ('devel', 0)", "23514", "snapshot_seq_positive"},
+		{"snapshot needs bucket", "INSERT INTO kiln.snapshot (bucket, seq) VALUES ('nope', 1)", "23503", "snapshot_bucket_fkey"},
+		{"duplicate snapshot seq", snap + snap, "23505", "snapshot_seq_unique"},
+		{"duplicate snapshot id", snap + "INSERT INTO kiln.snapshot (id, bucket, seq) OVERRIDING SYSTEM VALUE SELECT id, 'devel', 2 FROM kiln.snapshot", "23505", "snapshot_pkey"},
+		{"snapshot file path traversal", snap + file + "'dists/../../etc/passwd', sha256('x'), 1, NULL)", "23514", "repository_file_path_safe"},
+		{"snapshot file absolute path", snap + file + "'/etc/passwd', sha256('x'), 1, NULL)", "23514", "repository_file_path_safe"},
+		{"snapshot file size", snap + file + "'a', sha256('x'), -1, NULL)", "23514", "repository_file_size_nonnegative"},
+		{"repository file needs bucket", "INSERT INTO kiln.repository_file (bucket, from_seq, platform, path, blob_sha256, size) VALUES ('nope', 1, 'el9-x86_64', 'a', sha256('x'), 1)", "23503", "repository_file_bucket_fkey"},
+		{"repository file needs platform", "INSERT INTO kiln.repository_file (bucket, from_seq, platform, path, blob_sha256, size) VALUES ('devel', 1, 'nope', 'a', sha256('x'), 1)", "23503", "repository_file_platform_fkey"},
+		{"repository file lifetime", "INSERT INTO kiln.repository_file (bucket, from_seq, until_seq, platform, path, blob_sha256, size) VALUES ('devel', 2, 2, 'el9-x86_64', 'a', sha256('x'), 1)", "23514", "repository_file_lifetime"},
+		{"repository file from 0", "INSERT INTO kiln.repository_file (bucket, from_seq, platform, path, blob_sha256, size) VALUES ('devel', 0, 'el9-x86_64', 'a', sha256('x'), 1)", "23514", "repository_file_lifetime"},
+		{"snapshot file needs blob", snap + file + "'a', sha256('nope'), 1, NULL)", "23503", "repository_file_blob_sha256_fkey"},
+		{"snapshot file needs package", snap + file + "'a', sha256('x'), 1, sha256('x'))", "23503", "repository_file_package_fkey"},
+		{"snapshot file package is its blob", bp + "'deb', 'a', '1', 'amd64', 'a'); " + snap + file + "'a', sha256('y'), 1, sha256('x'))", "23514", "repository_file_package_is_blob"},
+		{"duplicate snapshot file", snap + file + "'a', sha256('x'), 1, NULL); " + file + "'a', sha256('x'), 1, NULL)", "23505", "repository_file_pkey"},
+		{"publication needs bucket", "INSERT INTO kiln.bucket_publication (bucket) VALUES ('nope')", "23503", "bucket_publication_bucket_fkey"},
+		{"publication needs snapshot", "INSERT INTO kiln.bucket_publication (bucket, current_snapshot) VALUES ('devel', -1)", "23503", "bucket_publication_current_snapshot_fkey"},
+		{"duplicate publication", "INSERT INTO kiln.bucket_publication (bucket) VALUES ('devel'); INSERT INTO kiln.bucket_publication (bucket) VALUES ('devel')", "23505", "bucket_publication_pkey"},
+		{"request kind", req + "'devel', 'delete', NULL, NULL)", "23514", "publication_request_kind_valid"},
+		{"request job", req + "'devel', 'promote', NULL, NULL)", "23514", "publication_request_job"},
+		{"request seq", req + "'devel', 'rollback', NULL, NULL)", "23514", "publication_request_seq"},
+		{"request remove names a package", req + "'devel', 'remove', NULL, NULL)", "23514", "publication_request_remove"},
+		{"request package name", "INSERT INTO kiln.publication_request (bucket, kind, package_name) VALUES ('devel', 'remove', '../x')", "23514", "publication_request_package_name_valid"},
+		{"request needs platform", "INSERT INTO kiln.publication_request (bucket, kind, package_name, platform) VALUES ('devel', 'remove', 'x', 'nope')", "23503", "publication_request_platform_fkey"},
+		{"request needs bucket", req + "'nope', 'rebuild', NULL, NULL)", "23503", "publication_request_bucket_fkey"},
+		{"request done has outcome", "INSERT INTO kiln.publication_request (bucket, kind, done_at) VALUES ('devel', 'rebuild', now())", "23514", "publication_request_done"},
+		{"request needs snapshot", "INSERT INTO kiln.publication_request (bucket, kind, snapshot_id) VALUES ('devel', 'rebuild', -1)", "23503", "publication_request_snapshot_id_fkey"},
+		{"duplicate request id", req + "'devel', 'rebuild', NULL, NULL); INSERT INTO kiln.publication_request (id, bucket, kind) OVERRIDING SYSTEM VALUE SELECT id, 'devel', 'rebuild' FROM kiln.publication_request", "23505", "publication_request_pkey"},
+		{"token length", "INSERT INTO kiln.repo_token (token_sha256) VALUES ('\\x00')", "23514", "repo_token_sha256_length"},
+		{"duplicate token", "INSERT INTO kiln.repo_token (token_sha256) VALUES (sha256('t')); INSERT INTO kiln.repo_token (token_sha256) VALUES (sha256('t'))", "23505", "repo_token_pkey"},
 	}
 }
 

@@ -135,6 +135,24 @@ func suites(c *cli.Context) []suite {
 			},
 		},
 		{
+			title: "repositories", pkg: "./internal/repo/", pattern: "^Benchmark(Regenerate|VisibleToApt|Serve)$", benchtime: "1x",
+			rows: []row{
+				{bench: "BenchmarkVisibleToApt", what: "task success to package visible to apt (bucket of 10,000 packages)", figure: p5099,
+					how: "a running publisher (repo.Serve, woken by NOTIFY kiln_publish) and kiln-web; a job's task finishes with a real .deb; " +
+						"measured until kiln-web serves the package file (the same commit serves its Packages entry, checked each round), 20 rounds; apt-get update then sees the last one"},
+				{bench: "BenchmarkRegenerate/packages=100", what: "publish one package into 100", figure: func(m metrics) string { return ms(m, "p50", "max") },
+					how: "one job's .deb published (parse, Packages/.gz/.xz, Release signed twice, manifest rows, commit), 5 rounds; bucket seeded in SQL"},
+				{bench: "BenchmarkRegenerate/packages=1000", what: "publish one package into 1,000", figure: func(m metrics) string { return ms(m, "p50", "max") }, how: "as above"},
+				{bench: "BenchmarkRegenerate/packages=10000", what: "publish one package into 10,000", figure: func(m metrics) string { return ms(m, "p50", "max") }, how: "as above"},
+				{bench: "BenchmarkServe", what: "serving a 50 MB package",
+					figure: func(m metrics) string {
+						return fmt.Sprintf("kiln-web %s MB/s, http.FileServer %s MB/s; ratio %s",
+							m.f("kiln-MB/s", "%.0f"), m.f("fileserver-MB/s", "%.0f"), m.f("ratio", "%.2f"))
+					},
+					how: "GET of the pool file from kiln-web's /repos (streamed from PostgreSQL) and of the same bytes from http.FileServer on disk, both over local TCP, 5 each, same run"},
+			},
+		},
+		{
 			title: "upload", pkg: "./internal/submit/", pattern: "^BenchmarkUploadVsCopy$", benchtime: "1x",
 			rows: []row{{bench: "BenchmarkUploadVsCopy", what: "submit upload vs plain COPY (200 MB)",
 				figure: func(m metrics) string {

@@ -54,6 +54,8 @@ func App() *cli.App {
 			manCommand(),
 			adminCommand(),
 			submitCommand(),
+			repoCommand(),
+			promoteCommand(),
 		},
 		EnableBashCompletion: true,
 		// Errors are returned to the caller (cmd/kiln), which prints them

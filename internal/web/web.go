@@ -151,6 +151,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /jobs/{id}/cancel", s.action(s.cancelJob))
 	m.HandleFunc("POST /jobs/{id}/resubmit", s.action(s.resubmit))
 	m.HandleFunc("POST /tasks/{id}/cancel", s.action(s.cancelTask))
+	m.HandleFunc("POST /jobs/{id}/promote", s.action(s.promoteJob))
 	m.HandleFunc("POST /builders/{name}/enable", s.action(s.enableBuilder(true)))
 	m.HandleFunc("POST /builders/{name}/disable", s.action(s.enableBuilder(false)))
 	m.HandleFunc("GET /login", s.login)
@@ -166,6 +167,8 @@ func (s *Server) routes() {
 	page("GET /api/queue", s.apiQueue)
 	page("GET /api/health", s.apiHealth)
 
+	m.HandleFunc("GET /repos/{bucket}/key.asc", s.repoKey)
+	m.HandleFunc("GET /repos/{rest...}", s.repoFile)
 	m.HandleFunc("GET /healthz", s.healthz)
 	m.HandleFunc("GET /metrics", s.serveMetrics)
 	m.Handle("GET /static/", http.StripPrefix("/static/", staticHandler()))
