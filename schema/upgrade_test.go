@@ -19,8 +19,8 @@ import (
 // TestUpgradeMatchesFresh builds database A the way kiln did before
 // current-state files existed (testdata/legacy: every function, view,
 // trigger and policy in the numbered migrations, superseded bodies and
-// all), upgrades it with today's Migrate, and compares it with database B,
-// migrated fresh: the schemas kiln and river (pg_dump), the catalog's
+// all), upgrades it with today's Migrate, and compares it with itself
+// before the upgrade and with database B, migrated fresh: the schemas kiln and river (pg_dump), the catalog's
 // functions, policies, triggers, views, comments and privileges, and the
 // rows the migrations insert must all be the same.
 func TestUpgradeMatchesFresh(t *testing.T) {
@@ -33,6 +33,7 @@ func TestUpgradeMatchesFresh(t *testing.T) {
 		t.Fatalf("migrating A with the legacy migrations: %v", err)
 	}
 	grants(t, a)
+	legacyDump, legacyCat := dump(t, a), catalog(t, a)
 	res, err := schema.Migrate(ctx, a.Pool)
 	if err != nil {
 		t.Fatalf("upgrading A: %v", err)
@@ -49,6 +50,10 @@ func TestUpgradeMatchesFresh(t *testing.T) {
 	}
 	grants(t, b)
 
+	// The current-state files define what the legacy migrations left, and
+	// the upgraded database is the fresh one.
+	same(t, "pg_dump of A before and after the upgrade", legacyDump, dump(t, a))
+	same(t, "catalog of A before and after the upgrade", legacyCat, catalog(t, a))
 	same(t, "pg_dump of the upgraded database (A) and the fresh one (B)", dump(t, a), dump(t, b))
 	same(t, "catalog of A and B", catalog(t, a), catalog(t, b))
 }
@@ -134,7 +139,8 @@ func dump(t *testing.T, db *pgtest.DB) []string {
 // catalog lists, one line each, what the current-state files define:
 // functions (definition, settings, owner, privileges, comment), policies,
 // triggers (with whether they are enabled), views (definition, options,
-// privileges, comment) and the rows the numbered migrations insert.
+// privileges, comment) and the rows the numbered migrations insert (but
+// when they were inserted).
 func catalog(t *testing.T, db *pgtest.DB) []string {
 	t.Helper()
 	rows, err := db.Pool.Query(context.Background(), `
@@ -161,7 +167,7 @@ func catalog(t *testing.T, db *pgtest.DB) []string {
 		       || CASE WHEN c.relkind = 'v' THEN ' view ' || pg_get_viewdef(c.oid) ELSE '' END
 		FROM pg_class c WHERE c.relnamespace IN ('kiln'::regnamespace, 'river'::regnamespace)
 		UNION ALL
-		SELECT 'row kiln.protocol_setting ' || s::text FROM kiln.protocol_setting s
+		SELECT 'row kiln.protocol_setting ' || (s.singleton, s.max_lost, s.changed_by)::text FROM kiln.protocol_setting s
 		UNION ALL
 		SELECT 'row kiln.quota ' || (q.person, q.jobs_per_hour, q.bytes_per_day, q.options_bytes, q.platforms_per_job,
 		       q.validate_river_jobs_per_job, q.river_job_bytes, q.set_by)::text FROM kiln.quota q

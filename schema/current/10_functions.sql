@@ -1350,6 +1350,212 @@ BEGIN
 END $function$;
 COMMENT ON FUNCTION kiln.environment_install(text, text, bytea, jsonb, jsonb) IS 'Records an environment builder p_builder (registered by session_user, building p_platform) made from the verified blob p_sha256 it stored, and makes it the platform''s current environment; the previous one is retired, not removed. Returns the new environment''s id.';
 
+CREATE OR REPLACE FUNCTION kiln.safe_repo_path(p text)
+ RETURNS boolean
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE STRICT
+ SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
+RETURN ((p ~ '^[A-Za-z0-9_+~][A-Za-z0-9_.+~=-]*(/[A-Za-z0-9_+~][A-Za-z0-9_.+~=-]*)*$'::text) AND (octet_length(p) <= 1000) AND (POSITION(('..'::text) IN (p)) = 0));
+COMMENT ON FUNCTION kiln.safe_repo_path(text) IS 'True for a relative path of a repository file: slash-separated names of letters, digits and _.+~=-, none starting with a dot or dash, no .., at most 1000 bytes.';
+
+CREATE OR REPLACE FUNCTION kiln.snapshot_files(p_bucket text, p_seq integer)
+ RETURNS SETOF kiln.repository_file
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
+AS $function$ SELECT f.* FROM kiln.repository_file f
+      WHERE f.bucket = p_bucket AND f.from_seq <= p_seq AND (f.until_seq IS NULL OR f.until_seq > p_seq) $function$;
+COMMENT ON FUNCTION kiln.snapshot_files(text, integer) IS 'The files of snapshot p_seq of a bucket (under the caller''s rights: row-level security applies).';
+
+-- A job that ends asks for its publication (in the transaction that ended it,
+-- so a request is never lost).
+CREATE OR REPLACE FUNCTION kiln.job_request_publication()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
+AS $function$
+BEGIN
+    IF NEW.status IN ('succeeded', 'failed', 'partially_failed', 'cancelled')
+       AND OLD.status IS DISTINCT FROM NEW.status
+       AND EXISTS (SELECT 1 FROM kiln.bucket b WHERE b.name = NEW.bucket AND b.publish_policy <> 'none') THEN
+        INSERT INTO kiln.publication_request (bucket, kind, job_id) VALUES (NEW.bucket, 'job', NEW.id);
+        PERFORM pg_notify('kiln_publish', json_build_object('bucket', NEW.bucket, 'job', NEW.id)::text);
+    END IF;
+    RETURN NULL;
+END $function$;
+COMMENT ON FUNCTION kiln.job_request_publication() IS 'After a job reaches a final status (not invalid): queues a publication request for its bucket (unless the bucket publishes nothing) and sends NOTIFY kiln_publish. SECURITY DEFINER because whoever finishes the job (a builder, the janitor, a person cancelling) holds no grant on kiln.publication_request.';
+
+CREATE OR REPLACE FUNCTION kiln.may_publish_to(p_person name, p_bucket text)
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
+RETURN (pg_has_role(p_person, 'kiln_admin'::name, 'MEMBER'::text) OR (EXISTS (SELECT 1 FROM (kiln.bucket_grant g JOIN pg_roles r ON ((r.rolname = g.grantee))) WHERE ((g.bucket = may_publish_to.p_bucket) AND pg_has_role(may_publish_to.p_person, r.oid, 'MEMBER'::text)))));
+COMMENT ON FUNCTION kiln.may_publish_to(name, text) IS 'True when p_person may promote into or roll back the bucket: a member of one of its grantees (the same grant as submitting, without the open-bucket exception) or of kiln_admin.';
+
+CREATE OR REPLACE FUNCTION kiln.promote_for(p_person name, p_job_id bigint, p_bucket text)
+ RETURNS bigint
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
+AS $function$
+DECLARE
+    v_from text;
+    v_id   bigint;
+BEGIN
+    SELECT j.bucket INTO v_from FROM kiln.job j WHERE j.id = p_job_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'job % does not exist', p_job_id USING ERRCODE = 'no_data_found';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM kiln.bucket b WHERE b.name = p_bucket) THEN
+        RAISE EXCEPTION 'bucket % does not exist', p_bucket USING ERRCODE = 'no_data_found';
+    END IF;
+    IF v_from = p_bucket THEN
+        RAISE EXCEPTION 'job % is already in bucket %', p_job_id, p_bucket USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT kiln.may_publish_to(p_person, p_bucket) THEN
+        RAISE EXCEPTION '% may not promote to bucket % (it needs a grant on the bucket)', p_person, p_bucket
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM kiln.repository_file f
+                   WHERE f.bucket = v_from AND f.job_id = p_job_id AND f.until_seq IS NULL) THEN
+        RAISE EXCEPTION 'job % has no packages published in bucket %', p_job_id, v_from
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    INSERT INTO kiln.publication_request (bucket, kind, job_id, requested_by)
+        VALUES (p_bucket, 'promote', p_job_id, p_person) RETURNING id INTO v_id;
+    PERFORM pg_notify('kiln_publish', json_build_object('bucket', p_bucket, 'job', p_job_id)::text);
+    RETURN v_id;
+END $function$;
+COMMENT ON FUNCTION kiln.promote_for(name, bigint, text) IS 'Queues the promotion of a job''s packages, as currently published in its own bucket, into p_bucket for p_person, who needs a grant on p_bucket. Returns the request id. Called by kiln.promote and kiln.web_promote, which establish who p_person is.';
+
+CREATE OR REPLACE FUNCTION kiln.promote(p_job_id bigint, p_bucket text)
+ RETURNS bigint
+ LANGUAGE sql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
+RETURN kiln.promote_for(SESSION_USER, p_job_id, p_bucket);
+COMMENT ON FUNCTION kiln.promote(bigint, text) IS 'kiln promote: queues the promotion of a job''s published packages into another bucket, with no rebuild; session_user needs a grant on the target bucket. Returns the publication request id.';
+
+CREATE OR REPLACE FUNCTION kiln.web_promote(p_person name, p_job_id bigint, p_bucket text)
+ RETURNS bigint
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
+AS $function$
+BEGIN
+    PERFORM kiln.web_check_person(p_person, 'kiln_submitter');
+    RETURN kiln.promote_for(p_person, p_job_id, p_bucket);
+END $function$;
+COMMENT ON FUNCTION kiln.web_promote(name, bigint, text) IS 'The web interface promotes a job for the logged-in person p_person (checked by kiln.web_check_person).';
+
+CREATE OR REPLACE FUNCTION kiln.rollback_bucket(p_bucket text, p_seq integer)
+ RETURNS bigint
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
+AS $function$
+DECLARE
+    v_id bigint;
+BEGIN
+    IF NOT kiln.may_publish_to(session_user, p_bucket) THEN
+        RAISE EXCEPTION '% may not roll back bucket % (it needs a grant on the bucket)', session_user, p_bucket
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM kiln.snapshot s WHERE s.bucket = p_bucket AND s.seq = p_seq) THEN
+        RAISE EXCEPTION 'bucket % has no snapshot %', p_bucket, p_seq USING ERRCODE = 'no_data_found';
+    END IF;
+    INSERT INTO kiln.publication_request (bucket, kind, snapshot_seq) VALUES (p_bucket, 'rollback', p_seq)
+        RETURNING id INTO v_id;
+    PERFORM pg_notify('kiln_publish', json_build_object('bucket', p_bucket)::text);
+    RETURN v_id;
+END $function$;
+COMMENT ON FUNCTION kiln.rollback_bucket(text, integer) IS 'kiln repo rollback: queues a publication that serves the bucket''s snapshot p_seq again (as a new snapshot with the same files, re-signed). session_user needs a grant on the bucket. Returns the request id.';
+
+CREATE OR REPLACE FUNCTION kiln.remove_package(p_bucket text, p_name text, p_platform text)
+ RETURNS bigint
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
+AS $function$
+DECLARE
+    v_id bigint;
+BEGIN
+    IF NOT kiln.may_publish_to(session_user, p_bucket) THEN
+        RAISE EXCEPTION '% may not remove packages of bucket % (it needs a grant on the bucket)', session_user, p_bucket
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    INSERT INTO kiln.publication_request (bucket, kind, package_name, platform) VALUES (p_bucket, 'remove', p_name, p_platform)
+        RETURNING id INTO v_id;
+    PERFORM pg_notify('kiln_publish', json_build_object('bucket', p_bucket)::text);
+    RETURN v_id;
+END $function$;
+COMMENT ON FUNCTION kiln.remove_package(text, text, text) IS 'kiln repo rm: queues the removal of binary package p_name from the bucket''s repositories (only p_platform''s when not NULL). session_user needs a grant on the bucket. Returns the request id.';
+
+CREATE OR REPLACE FUNCTION kiln.new_repo_token()
+ RETURNS text
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
+AS $function$
+DECLARE
+    -- Two version 4 UUIDs: 244 bits from the server's strong random source.
+    v_token text := replace(gen_random_uuid()::text, '-', '') || replace(gen_random_uuid()::text, '-', '');
+BEGIN
+    INSERT INTO kiln.repo_token (token_sha256, person) VALUES (sha256(convert_to(v_token, 'UTF8')), session_user);
+    RETURN v_token;
+END $function$;
+COMMENT ON FUNCTION kiln.new_repo_token() IS 'kiln repo token: makes a new repository token for session_user and returns it (only its SHA-256 is kept).';
+
+CREATE OR REPLACE FUNCTION kiln.web_repo_file(p_person name, p_token text, p_bucket text, p_seq integer, p_platform text, p_path text)
+ RETURNS TABLE(blob_sha256 bytea, size bigint, chunk_size integer)
+ LANGUAGE plpgsql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
+AS $function$
+DECLARE
+    v_person name := p_person;
+BEGIN
+    IF NOT pg_has_role(session_user, 'kiln_web', 'MEMBER') THEN
+        RAISE EXCEPTION 'only the web interface (a member of kiln_web) may read repositories for a person'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF p_token IS NOT NULL THEN
+        SELECT t.person INTO v_person FROM kiln.repo_token t WHERE t.token_sha256 = sha256(convert_to(p_token, 'UTF8'));
+        IF NOT FOUND THEN
+            RETURN;
+        END IF;
+    END IF;
+    IF v_person IS NULL OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = v_person AND rolcanlogin AND NOT rolsuper)
+       OR pg_has_role(v_person, 'kiln_web', 'MEMBER') THEN
+        RETURN;
+    END IF;
+    IF EXISTS (SELECT 1 FROM kiln.bucket b WHERE b.name = p_bucket AND b.private)
+       AND NOT pg_has_role(v_person, 'kiln_admin', 'MEMBER')
+       AND NOT EXISTS (SELECT 1 FROM kiln.bucket_grant g JOIN pg_catalog.pg_roles r ON r.rolname = g.grantee
+                       WHERE g.bucket = p_bucket AND pg_has_role(v_person, r.oid, 'MEMBER')) THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+        SELECT f.blob_sha256, f.size, bl.chunk_size
+        FROM kiln.repository_file f
+        JOIN kiln.blob bl ON bl.sha256 = f.blob_sha256
+        WHERE f.bucket = p_bucket AND f.platform = p_platform AND f.path = p_path
+          AND CASE WHEN p_seq IS NULL THEN f.until_seq IS NULL
+                   ELSE f.from_seq <= p_seq AND (f.until_seq IS NULL OR f.until_seq > p_seq)
+                        AND EXISTS (SELECT 1 FROM kiln.snapshot s WHERE s.bucket = p_bucket AND s.seq = p_seq) END;
+END $function$;
+COMMENT ON FUNCTION kiln.web_repo_file(name, text, text, integer, text, text) IS 'For kiln-web serving a private bucket''s repository: the blob of one file of the current snapshot (p_seq NULL) or of snapshot p_seq, if the person (p_person, logged in; or the owner of p_token) may read the bucket. No rows otherwise. Public buckets are read under row-level security without it.';
+
+CREATE OR REPLACE FUNCTION kiln.web_repo_chunk(p_person name, p_token text, p_bucket text, p_seq integer, p_platform text, p_path text, p_chunk integer)
+ RETURNS bytea
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
+RETURN (SELECT c.data FROM (kiln.web_repo_file(web_repo_chunk.p_person, web_repo_chunk.p_token, web_repo_chunk.p_bucket, web_repo_chunk.p_seq, web_repo_chunk.p_platform, web_repo_chunk.p_path) f(blob_sha256, size, chunk_size) JOIN kiln.blob_chunk c ON (((c.sha256 = f.blob_sha256) AND (c.seq = web_repo_chunk.p_chunk)))));
+COMMENT ON FUNCTION kiln.web_repo_chunk(name, text, text, integer, text, text, integer) IS 'For kiln-web serving a private bucket''s repository: chunk p_chunk of the file kiln.web_repo_file finds for the same arguments; NULL when the person may not read it.';
+
 -- Who may call what: every function is PUBLIC when first created, so the
 -- privileged ones are revoked here (a REVOKE already in effect changes nothing).
 REVOKE EXECUTE ON FUNCTION kiln.lock_job(bigint) FROM PUBLIC;
@@ -1379,3 +1585,13 @@ REVOKE EXECUTE ON FUNCTION kiln.quota_charge(name, text, bigint), kiln.quota_loc
     kiln.quota_web_session(), kiln.quota_builtin() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION kiln.environment_install(text, text, bytea, jsonb, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION kiln.environment_install(text, text, bytea, jsonb, jsonb) TO kiln_builder;
+REVOKE EXECUTE ON FUNCTION kiln.job_request_publication() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION kiln.may_publish_to(name, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION kiln.promote_for(name, bigint, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION kiln.promote(bigint, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION kiln.web_promote(name, bigint, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION kiln.rollback_bucket(text, integer) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION kiln.remove_package(text, text, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION kiln.new_repo_token() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION kiln.web_repo_file(name, text, text, integer, text, text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION kiln.web_repo_chunk(name, text, text, integer, text, text, integer) FROM PUBLIC;

@@ -126,3 +126,38 @@ COMMENT ON COLUMN kiln.build_duration.finished_at IS 'End of the attempt.';
 COMMENT ON COLUMN kiln.build_duration.duration IS 'finished_at - started_at.';
 COMMENT ON COLUMN kiln.build_duration.queue_wait IS 'Time the task waited from creation to the start of its current attempt.';
 COMMENT ON COLUMN kiln.build_duration.packages IS 'Package names of the job, in build order.';
+
+CREATE OR REPLACE VIEW kiln.repository_package WITH (security_barrier, security_invoker) AS
+SELECT s.bucket, f.platform, bp.name, bp.version, bp.arch, bp.source, f.path, f.size,
+       encode(f.blob_sha256, 'hex') AS sha256, f.job_id, s.seq AS snapshot_seq
+FROM kiln.bucket_publication p
+JOIN kiln.snapshot s ON s.id = p.current_snapshot
+JOIN kiln.repository_file f ON f.bucket = s.bucket AND f.until_seq IS NULL
+JOIN kiln.binary_package bp ON bp.sha256 = f.package;
+COMMENT ON VIEW kiln.repository_package IS 'What each bucket serves now: one row per binary package in the current snapshot of every repository (bucket, platform).';
+COMMENT ON COLUMN kiln.repository_package.bucket IS 'The bucket.';
+COMMENT ON COLUMN kiln.repository_package.platform IS 'The repository''s platform.';
+COMMENT ON COLUMN kiln.repository_package.name IS 'Binary package name.';
+COMMENT ON COLUMN kiln.repository_package.version IS 'Its version.';
+COMMENT ON COLUMN kiln.repository_package.arch IS 'Its architecture.';
+COMMENT ON COLUMN kiln.repository_package.source IS 'Its source package.';
+COMMENT ON COLUMN kiln.repository_package.path IS 'Path of the file in the repository (under /repos/BUCKET/PLATFORM/).';
+COMMENT ON COLUMN kiln.repository_package.size IS 'File size in bytes.';
+COMMENT ON COLUMN kiln.repository_package.sha256 IS 'SHA-256 of the file, hex.';
+COMMENT ON COLUMN kiln.repository_package.job_id IS 'The job that built it.';
+COMMENT ON COLUMN kiln.repository_package.snapshot_seq IS 'The bucket snapshot being served.';
+
+CREATE OR REPLACE VIEW kiln.repository_summary WITH (security_barrier, security_invoker) AS
+SELECT s.bucket, f.platform, count(f.package) AS packages, sum(f.size) FILTER (WHERE f.package IS NOT NULL) AS package_bytes,
+       s.seq AS snapshot_seq, s.created_at AS published_at
+FROM kiln.bucket_publication p
+JOIN kiln.snapshot s ON s.id = p.current_snapshot
+JOIN kiln.repository_file f ON f.bucket = s.bucket AND f.until_seq IS NULL
+GROUP BY s.bucket, f.platform, s.seq, s.created_at;
+COMMENT ON VIEW kiln.repository_summary IS 'Per bucket and platform: how many binary packages the current snapshot serves, their total size, and which snapshot it is.';
+COMMENT ON COLUMN kiln.repository_summary.bucket IS 'The bucket.';
+COMMENT ON COLUMN kiln.repository_summary.platform IS 'The repository''s platform.';
+COMMENT ON COLUMN kiln.repository_summary.packages IS 'Binary packages served.';
+COMMENT ON COLUMN kiln.repository_summary.package_bytes IS 'Their total size in bytes.';
+COMMENT ON COLUMN kiln.repository_summary.snapshot_seq IS 'The bucket snapshot being served.';
+COMMENT ON COLUMN kiln.repository_summary.published_at IS 'When that snapshot was published.';

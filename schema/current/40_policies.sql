@@ -21,7 +21,7 @@ COMMENT ON POLICY job_submit ON kiln.job IS 'A submitter inserts jobs in their o
 
 DROP POLICY IF EXISTS job_validate ON kiln.job;
 CREATE POLICY job_validate ON kiln.job FOR UPDATE TO kiln_splitter
-    USING (true);
+    USING (status = 'submitted') WITH CHECK (status IN ('submitted', 'invalid'));
 COMMENT ON POLICY job_validate ON kiln.job IS 'The splitter records the validation outcome of a job still waiting for it (its tasks then decide its status).';
 
 DROP POLICY IF EXISTS package_read ON kiln.package;
@@ -36,12 +36,13 @@ COMMENT ON POLICY package_read_farm ON kiln.package IS 'The farm''s daemons and 
 
 DROP POLICY IF EXISTS package_submit ON kiln.package;
 CREATE POLICY package_submit ON kiln.package FOR INSERT TO kiln_submitter
-    WITH CHECK (EXISTS (SELECT 1 FROM kiln.job j WHERE j.id = job_id AND j.submitter = session_user AND j.status = 'submitted'));
+    WITH CHECK (EXISTS (SELECT 1 FROM kiln.job j WHERE j.id = job_id AND j.submitter = session_user AND j.status = 'submitted')
+                AND (kiln.blob_readable(blob_sha256) OR kiln.blob_stored_here(blob_sha256)));
 COMMENT ON POLICY package_submit ON kiln.package IS 'A submitter adds packages only to their own job while it is submitted, pointing only at blobs they may read or stored in the same transaction.';
 
 DROP POLICY IF EXISTS package_validate ON kiln.package;
 CREATE POLICY package_validate ON kiln.package FOR UPDATE TO kiln_splitter
-    USING (true);
+    USING (EXISTS (SELECT 1 FROM kiln.job j WHERE j.id = job_id AND j.status = 'submitted'));
 COMMENT ON POLICY package_validate ON kiln.package IS 'The splitter records what it parsed from the packages of a job still waiting for validation.';
 
 DROP POLICY IF EXISTS package_file_read ON kiln.package_file;
@@ -56,7 +57,8 @@ COMMENT ON POLICY package_file_read_farm ON kiln.package_file IS 'The farm''s da
 
 DROP POLICY IF EXISTS package_file_submit ON kiln.package_file;
 CREATE POLICY package_file_submit ON kiln.package_file FOR INSERT TO kiln_submitter
-    WITH CHECK (EXISTS (SELECT 1 FROM kiln.job j WHERE j.id = job_id AND j.submitter = session_user AND j.status = 'submitted'));
+    WITH CHECK (EXISTS (SELECT 1 FROM kiln.job j WHERE j.id = job_id AND j.submitter = session_user AND j.status = 'submitted')
+                AND (kiln.blob_readable(blob_sha256) OR kiln.blob_stored_here(blob_sha256)));
 COMMENT ON POLICY package_file_submit ON kiln.package_file IS 'A submitter adds files only to their own job while it is submitted, pointing only at blobs they may read or stored in the same transaction.';
 
 DROP POLICY IF EXISTS task_read ON kiln.task;
@@ -160,7 +162,7 @@ COMMENT ON POLICY artifact_prune ON kiln.artifact IS 'The janitor prunes artifac
 
 DROP POLICY IF EXISTS event_read ON kiln.event;
 CREATE POLICY event_read ON kiln.event FOR SELECT TO kiln_reader
-    USING (job_id IS NULL OR EXISTS (SELECT 1 FROM kiln.job j WHERE j.id = job_id));
+    USING ((job_id IS NULL AND task_id IS NULL) OR EXISTS (SELECT 1 FROM kiln.job j WHERE j.id = job_id));
 COMMENT ON POLICY event_read ON kiln.event IS 'Events of a job (every event naming a task names its job) are readable with the job, while it exists; events about no job or task (builders, janitor rounds) by everyone.';
 
 DROP POLICY IF EXISTS event_read_farm ON kiln.event;
@@ -192,7 +194,7 @@ CREATE POLICY blob_store ON kiln.blob FOR INSERT TO kiln_submitter, kiln_builder
 COMMENT ON POLICY blob_store ON kiln.blob IS 'Submitters and builders store blobs in their own name.';
 
 DROP POLICY IF EXISTS blob_verify ON kiln.blob;
-CREATE POLICY blob_verify ON kiln.blob FOR UPDATE TO kiln_splitter, kiln_builder
+CREATE POLICY blob_verify ON kiln.blob FOR UPDATE TO kiln_splitter
     USING (true);
 COMMENT ON POLICY blob_verify ON kiln.blob IS 'The splitter marks blobs verified after re-hashing them.';
 
@@ -318,3 +320,82 @@ DROP POLICY IF EXISTS river_job_environment_admin_unique ON river.river_job;
 CREATE POLICY river_job_environment_admin_unique ON river.river_job FOR UPDATE TO kiln_admin
     USING (kind = 'environment') WITH CHECK (kind = 'environment');
 COMMENT ON POLICY river_job_environment_admin_unique ON river.river_job IS 'River''s unique insert touches the waiting environment job it would duplicate (DO UPDATE SET kind = kind); nothing else of River''s is an admin''s to change.';
+
+DROP POLICY IF EXISTS snapshot_read ON kiln.snapshot;
+CREATE POLICY snapshot_read ON kiln.snapshot FOR SELECT TO kiln_reader USING (kiln.bucket_readable(bucket));
+COMMENT ON POLICY snapshot_read ON kiln.snapshot IS 'People read the snapshots of buckets whose jobs they may read.';
+
+DROP POLICY IF EXISTS snapshot_read_farm ON kiln.snapshot;
+CREATE POLICY snapshot_read_farm ON kiln.snapshot FOR SELECT TO kiln_janitor, kiln_admin USING (true);
+COMMENT ON POLICY snapshot_read_farm ON kiln.snapshot IS 'The janitor and admins read every snapshot.';
+
+DROP POLICY IF EXISTS snapshot_publish ON kiln.snapshot;
+CREATE POLICY snapshot_publish ON kiln.snapshot TO kiln_publisher USING (true) WITH CHECK (created_by = session_user);
+COMMENT ON POLICY snapshot_publish ON kiln.snapshot IS 'The publisher writes snapshots in its own name.';
+
+DROP POLICY IF EXISTS repository_file_read ON kiln.repository_file;
+CREATE POLICY repository_file_read ON kiln.repository_file FOR SELECT TO kiln_reader USING (kiln.bucket_readable(bucket));
+COMMENT ON POLICY repository_file_read ON kiln.repository_file IS 'People read the files of buckets whose jobs they may read.';
+
+DROP POLICY IF EXISTS repository_file_read_farm ON kiln.repository_file;
+CREATE POLICY repository_file_read_farm ON kiln.repository_file FOR SELECT TO kiln_janitor, kiln_admin USING (true);
+COMMENT ON POLICY repository_file_read_farm ON kiln.repository_file IS 'The janitor and admins read every repository file.';
+
+DROP POLICY IF EXISTS repository_file_publish ON kiln.repository_file;
+CREATE POLICY repository_file_publish ON kiln.repository_file TO kiln_publisher USING (true);
+COMMENT ON POLICY repository_file_publish ON kiln.repository_file IS 'The publisher writes the manifests.';
+
+DROP POLICY IF EXISTS bucket_publication_read ON kiln.bucket_publication;
+CREATE POLICY bucket_publication_read ON kiln.bucket_publication FOR SELECT TO kiln_reader USING (kiln.bucket_readable(bucket));
+COMMENT ON POLICY bucket_publication_read ON kiln.bucket_publication IS 'People see which snapshot is served for buckets they may read.';
+
+DROP POLICY IF EXISTS bucket_publication_read_farm ON kiln.bucket_publication;
+CREATE POLICY bucket_publication_read_farm ON kiln.bucket_publication FOR SELECT TO kiln_janitor, kiln_admin USING (true);
+COMMENT ON POLICY bucket_publication_read_farm ON kiln.bucket_publication IS 'The janitor and admins see every bucket''s served snapshot.';
+
+DROP POLICY IF EXISTS bucket_publication_publish ON kiln.bucket_publication;
+CREATE POLICY bucket_publication_publish ON kiln.bucket_publication TO kiln_publisher USING (true);
+COMMENT ON POLICY bucket_publication_publish ON kiln.bucket_publication IS 'The publisher moves the served snapshot.';
+
+DROP POLICY IF EXISTS repo_token_own ON kiln.repo_token;
+CREATE POLICY repo_token_own ON kiln.repo_token FOR SELECT TO kiln_reader USING (person = session_user);
+COMMENT ON POLICY repo_token_own ON kiln.repo_token IS 'People see (the hashes of) their own tokens only.';
+
+DROP POLICY IF EXISTS repo_token_admin ON kiln.repo_token;
+CREATE POLICY repo_token_admin ON kiln.repo_token TO kiln_admin USING (true);
+COMMENT ON POLICY repo_token_admin ON kiln.repo_token IS 'Admins see and revoke every token.';
+
+-- The publisher reads what it publishes from, in every bucket.
+DROP POLICY IF EXISTS job_read_publisher ON kiln.job;
+CREATE POLICY job_read_publisher ON kiln.job FOR SELECT TO kiln_publisher USING (true);
+COMMENT ON POLICY job_read_publisher ON kiln.job IS 'The publisher reads every job (to publish it when it ends).';
+
+DROP POLICY IF EXISTS task_read_publisher ON kiln.task;
+CREATE POLICY task_read_publisher ON kiln.task FOR SELECT TO kiln_publisher USING (true);
+COMMENT ON POLICY task_read_publisher ON kiln.task IS 'The publisher reads every task (which succeeded).';
+
+DROP POLICY IF EXISTS artifact_read_publisher ON kiln.artifact;
+CREATE POLICY artifact_read_publisher ON kiln.artifact FOR SELECT TO kiln_publisher USING (true);
+COMMENT ON POLICY artifact_read_publisher ON kiln.artifact IS 'The publisher reads every artifact (the binary packages it publishes).';
+
+-- Blobs of published files are readable with the snapshot that uses them.
+DROP POLICY IF EXISTS blob_read_published ON kiln.blob;
+CREATE POLICY blob_read_published ON kiln.blob FOR SELECT TO kiln_reader
+    USING (EXISTS (SELECT 1 FROM kiln.repository_file f WHERE f.blob_sha256 = blob.sha256));
+COMMENT ON POLICY blob_read_published ON kiln.blob IS 'A blob is readable with any snapshot file (that the reader may read) that uses it.';
+
+DROP POLICY IF EXISTS blob_read_publisher ON kiln.blob;
+CREATE POLICY blob_read_publisher ON kiln.blob FOR SELECT TO kiln_publisher USING (true);
+COMMENT ON POLICY blob_read_publisher ON kiln.blob IS 'The publisher reads every blob (the packages it publishes).';
+
+DROP POLICY IF EXISTS blob_store_publisher ON kiln.blob;
+CREATE POLICY blob_store_publisher ON kiln.blob FOR INSERT TO kiln_publisher WITH CHECK (created_by = session_user);
+COMMENT ON POLICY blob_store_publisher ON kiln.blob IS 'The publisher stores repository metadata as blobs in its own name.';
+
+DROP POLICY IF EXISTS blob_chunk_read_publisher ON kiln.blob_chunk;
+CREATE POLICY blob_chunk_read_publisher ON kiln.blob_chunk FOR SELECT TO kiln_publisher USING (true);
+COMMENT ON POLICY blob_chunk_read_publisher ON kiln.blob_chunk IS 'The publisher reads the bytes of the packages it publishes.';
+
+DROP POLICY IF EXISTS blob_chunk_store_publisher ON kiln.blob_chunk;
+CREATE POLICY blob_chunk_store_publisher ON kiln.blob_chunk FOR INSERT TO kiln_publisher WITH CHECK (true);
+COMMENT ON POLICY blob_chunk_store_publisher ON kiln.blob_chunk IS 'The publisher stores the chunks of its metadata blobs (blob_chunk_guard: only into a blob stored in the same transaction).';
