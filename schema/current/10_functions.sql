@@ -471,14 +471,14 @@ CREATE OR REPLACE FUNCTION kiln.own_validate_river_job(p_kind text, p_queue text
 RETURN ((p_kind = 'validate'::text) AND (p_queue = 'incoming'::text) AND (jsonb_typeof((p_args -> 'job_id'::text)) = 'number'::text) AND (EXISTS (SELECT 1 FROM kiln.job j WHERE ((j.id = ((own_validate_river_job.p_args ->> 'job_id'::text))::bigint) AND (j.submitter = SESSION_USER) AND ((j.status = 'submitted'::text) OR (NOT own_validate_river_job.p_submitted_only))))));
 COMMENT ON FUNCTION kiln.own_validate_river_job(text, text, jsonb, boolean) IS 'True for a River job of kind validate in queue incoming whose job_id is a job of session_user (still submitted, when asked). Used by row-level security on river.river_job.';
 
--- It ran with the caller's search_path, in which pg_temp comes first: a
--- temporary view named pg_roles saying rolsuper = true switched it off. Now
--- its search_path is fixed (pg_temp last) and every name is qualified.
--- Builders and the janitor no longer update tasks at all (their grants);
--- what remains for the farm's roles is the splitter's: inserting a task
--- pending or skipped, and linking a task to its River job without changing
--- its status, attempt, losses or builder. Every other move is made by the
--- protocol functions above, as the owner.
+-- The moves the farm's roles may make on kiln.task themselves are the
+-- splitter's: inserting a task pending or skipped (attempt 0, no losses, no
+-- builder), and linking a task to its River job without changing its status,
+-- attempt, losses or builder. Builders and the janitor hold no UPDATE on
+-- kiln.task; every other move (docs/schema.md, "Statuses") is made by the
+-- protocol functions above and the cancel functions, as the owner, and a
+-- superuser may repair by hand. The search_path is fixed (pg_temp last) and
+-- every name qualified, so no temporary pg_roles can switch the guard off.
 CREATE OR REPLACE FUNCTION kiln.task_transition_guard()
  RETURNS trigger
  LANGUAGE plpgsql
@@ -969,7 +969,7 @@ END $function$;
 COMMENT ON FUNCTION kiln.task_link_river_job(bigint, bigint) IS 'Records a new build River job of a pending task as its River job (kiln_janitor members; the River job must be a build River job of that task). False when the task is not pending.';
 
 -- The built-in defaults, for a busy real person (docs/quotas.md says why
--- each): what the migration starts with and what kiln admin quota reset
+-- each): what migration 0018 inserted and what kiln admin quota reset
 -- restores. (set_by and set_at are placeholders: kiln.quota_guard stamps
 -- the real ones.)
 CREATE OR REPLACE FUNCTION kiln.quota_builtin()
@@ -1261,8 +1261,8 @@ BEGIN
 END $function$;
 COMMENT ON FUNCTION kiln.blob_chunk_within_size() IS 'Before a person stores a blob chunk: refuses one longer than the blob''s chunk_size or reaching past its declared size, so a person stores no more bytes than were charged to bytes_per_day.';
 
--- People insert only validate River jobs (row-level security, 0013), and so
--- does kiln-web for a resubmit (0014): the trigger fires for that kind only,
+-- People insert only validate River jobs (policy river_job_submit), and so
+-- does kiln-web for a resubmit (river_job_web_resubmit): the trigger fires for that kind only,
 -- so the daemons' build River jobs never reach it. It runs after the row
 -- passed row-level security, so only River jobs that would be stored count.
 CREATE OR REPLACE FUNCTION kiln.river_job_quota()
