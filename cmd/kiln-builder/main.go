@@ -16,6 +16,7 @@ import (
 	kcli "github.com/kiln-build/kiln/internal/cli"
 	"github.com/kiln-build/kiln/internal/daemon"
 	"github.com/kiln-build/kiln/internal/dbconn"
+	"github.com/kiln-build/kiln/internal/environment"
 	"github.com/kiln-build/kiln/internal/sandbox"
 )
 
@@ -65,6 +66,9 @@ func app() *cli.App {
 			&cli.StringFlag{Name: "mock", Usage: "mock program (backend mock)", EnvVars: []string{"KILN_BUILDER_MOCK"}, Value: "mock"},
 			&cli.StringFlag{Name: "sbuild", Usage: "sbuild program (backend sbuild)", EnvVars: []string{"KILN_BUILDER_SBUILD"}, Value: "sbuild"},
 			&cli.StringFlag{Name: "createrepo", Usage: "createrepo_c program (backend mock)", EnvVars: []string{"KILN_BUILDER_CREATEREPO"}, Value: "createrepo_c"},
+			&cli.StringFlag{Name: "environment-cache", Usage: "directory caching sbuild platforms' build environments (readable by the build user)", EnvVars: []string{"KILN_BUILDER_ENVIRONMENT_CACHE"}, Value: "/var/cache/kiln-builder/environments"},
+			&cli.IntFlag{Name: "environment-keep", Usage: "most environment tarballs kept in the cache (least recently used go first)", EnvVars: []string{"KILN_BUILDER_ENVIRONMENT_KEEP"}, Value: 4},
+			&cli.StringFlag{Name: "build-user", Usage: "account sbuild and mmdebstrap run as when the builder runs as root (needs subordinate uid and gid ranges)", EnvVars: []string{"KILN_BUILDER_BUILD_USER"}, Value: builder.DefaultBuildUser},
 			&cli.StringFlag{Name: "health-addr", Usage: "address for GET /healthz (empty: none)", EnvVars: []string{"KILN_BUILDER_HEALTH_ADDR"}},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", EnvVars: []string{"KILN_LOG_LEVEL"}, Value: "info"},
 		}, dbconn.KerberosFlags()...),
@@ -97,20 +101,22 @@ func run(c *cli.Context) error {
 		return err
 	}
 	b, err := builder.New(ctx, db, builder.Config{
-		Name:       c.String("name"),
-		Platforms:  c.StringSlice("platform"),
-		Slots:      slots,
-		WorkDir:    c.String("workdir"),
-		Version:    kcli.Version,
-		Grace:      c.Duration("grace"),
-		Heartbeat:  c.Duration("heartbeat"),
-		LogLimit:   c.Int64("log-limit"),
-		Hide:       hide,
-		BuildUIDs:  uids,
-		UIDLockDir: c.String("uid-lock-dir"),
-		Bwrap:      c.String("bwrap"),
-		Backend:    backend.Options{Mock: c.String("mock"), Sbuild: c.String("sbuild"), Createrepo: c.String("createrepo")},
-		Logger:     log,
+		Name:         c.String("name"),
+		Platforms:    c.StringSlice("platform"),
+		Slots:        slots,
+		WorkDir:      c.String("workdir"),
+		Version:      kcli.Version,
+		Grace:        c.Duration("grace"),
+		Heartbeat:    c.Duration("heartbeat"),
+		LogLimit:     c.Int64("log-limit"),
+		Hide:         hide,
+		BuildUIDs:    uids,
+		UIDLockDir:   c.String("uid-lock-dir"),
+		Bwrap:        c.String("bwrap"),
+		Backend:      backend.Options{Mock: c.String("mock"), Sbuild: c.String("sbuild"), Createrepo: c.String("createrepo")},
+		Logger:       log,
+		BuildUser:    c.String("build-user"),
+		Environments: &environment.Cache{Dir: c.String("environment-cache"), Keep: c.Int("environment-keep")},
 	})
 	if err != nil {
 		return err

@@ -1,8 +1,10 @@
 package backend
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -38,11 +40,22 @@ func (rpmbuild) Build(ctx context.Context, r sandbox.Runner, req Request) ([]Out
 		req.Source}
 	// Not root in its user namespace: rpm, as root, chowns the SRPM's
 	// files to their recorded owner, which the namespace does not map.
+	// rpmbuild checks the BuildRequires against the host's rpm database
+	// before building; its "Failed build dependencies" list makes the
+	// unsatisfiable outcome.
+	deps := &rpmDeps{}
+	output := io.Writer(deps)
+	if req.Log != nil {
+		output = io.MultiWriter(req.Log, deps)
+	}
 	err := r.Run(ctx, sandbox.Command{
-		Dir: req.Dir, Args: args, Output: req.Log, Unprivileged: true,
+		Dir: req.Dir, Args: args, Output: output, Unprivileged: true,
 		Env: []string{"KILN_REPO=" + req.Repo},
 	})
 	if err != nil {
+		if ctx.Err() == nil && len(deps.missing) > 0 {
+			err = &StageError{Stage: StageBuildDeps, Unsatisfiable: true, Detail: strings.Join(deps.missing, "; "), Err: err}
+		}
 		return nil, fmt.Errorf("rpmbuild --rebuild %s: %w", filepath.Base(req.Source), err)
 	}
 	out, err := collect(filepath.Join(top, "RPMS"), map[string]string{"*.rpm": KindPackage})
@@ -134,4 +147,39 @@ func (m mock) Build(ctx context.Context, r sandbox.Runner, req Request) ([]Outpu
 		return nil, fmt.Errorf("mock --rebuild %s succeeded but left no binary RPM in %s", filepath.Base(req.Source), result)
 	}
 	return kept, nil
+}
+
+// rpmDeps reads rpmbuild's output for its list of failed build
+// dependencies:
+//
+//	error: Failed build dependencies:
+//		kiln-base >= 1.2 is needed by kiln-user-1.0-1.x86_64
+type rpmDeps struct {
+	partial []byte
+	in      bool
+	missing []string
+}
+
+func (d *rpmDeps) Write(p []byte) (int, error) {
+	d.partial = append(d.partial, p...)
+	for {
+		i := bytes.IndexByte(d.partial, '\n')
+		if i < 0 {
+			break
+		}
+		line := string(d.partial[:i])
+		d.partial = d.partial[i+1:]
+		switch {
+		case strings.Contains(line, "Failed build dependencies:"):
+			d.in = true
+		case d.in && strings.HasPrefix(line, "\t") && len(d.missing) < 50:
+			d.missing = append(d.missing, strings.TrimSpace(line))
+		default:
+			d.in = false
+		}
+	}
+	if len(d.partial) > 64<<10 {
+		d.partial = d.partial[:0]
+	}
+	return len(p), nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/kiln-build/kiln/internal/backend"
 	"github.com/kiln-build/kiln/internal/beneath"
 	"github.com/kiln-build/kiln/internal/blob"
+	"github.com/kiln-build/kiln/internal/environment"
 	"github.com/kiln-build/kiln/internal/sandbox"
 	"github.com/kiln-build/kiln/jobs"
 )
@@ -35,13 +36,23 @@ type sourceFile struct {
 
 // packageResult is one package's line in the build-info record.
 type packageResult struct {
-	Seq       int      `json:"seq"`
-	FileName  string   `json:"file_name"`
-	Status    string   `json:"status"` // succeeded, failed, not_built
-	Tries     int      `json:"tries"`
-	Error     string   `json:"error,omitempty"`
-	Artifacts []string `json:"artifacts,omitempty"`
-	Seconds   float64  `json:"seconds"`
+	Seq      int    `json:"seq"`
+	FileName string `json:"file_name"`
+	Status   string `json:"status"` // succeeded, failed, not_built
+	Tries    int    `json:"tries"`
+	Error    string `json:"error,omitempty"`
+	// Stage is where a failed package failed (a backend.Stage constant)
+	// when the backend said; Unsatisfiable is set when its build
+	// dependencies could not be installed at all.
+	Stage         string `json:"stage,omitempty"`
+	Unsatisfiable bool   `json:"unsatisfiable,omitempty"`
+	// Missing is what could not be installed, and why, when Unsatisfiable.
+	Missing string `json:"missing,omitempty"`
+	// BuildDepends are the packages and versions installed to build it
+	// (Installed-Build-Depends of its .buildinfo, for Debian packages).
+	BuildDepends map[string]string `json:"installed_build_depends,omitempty"`
+	Artifacts    []string          `json:"artifacts,omitempty"`
+	Seconds      float64           `json:"seconds"`
 }
 
 // artifactFile is a file to store as an artifact: the bytes in data, or
@@ -140,7 +151,12 @@ func (b *Builder) runAttempt(ctx context.Context, a jobs.BuildArgs, plat *platfo
 	// A root builder gives each build a host uid of its own; it goes back
 	// to the pool once the attempt's files are gone.
 	var id *sandbox.ID
-	if b.ids != nil {
+	switch {
+	case plat.backName == "sbuild" && b.buildUser != nil:
+		// sbuild and mock run as the build user and isolate builds
+		// themselves: the package directories are that account's.
+		id = &sandbox.ID{UID: b.buildUser.UID, GID: b.buildUser.GID}
+	case b.ids != nil:
 		got := b.ids.Get()
 		id = &got
 		defer b.ids.Put(got)
@@ -183,9 +199,18 @@ func (b *Builder) runAttempt(ctx context.Context, a jobs.BuildArgs, plat *platfo
 	}
 	if err != nil {
 		fmt.Fprintf(live, "kiln: fetching the sources failed: %v\n", err)
-		info.Status, info.Reason = "failed", "fetching the sources: "+err.Error()
+		info.Status, info.Reason, info.Stage = "failed", "fetching the sources: "+err.Error(), backend.StageFetch
+	} else if taskPlat, release, err := b.inEnvironment(timed, plat, info, live); err != nil {
+		fmt.Fprintf(live, "kiln: preparing the environment failed: %v\n", err)
+		info.Status, info.Reason, info.Stage = "failed", backend.StageEnvironment+": "+err.Error(), backend.StageEnvironment
 	} else {
-		outputs = b.buildAll(timed, live, plat, policy, dirs, id, pkgs, info)
+		outputs = b.buildAll(timed, live, taskPlat, policy, dirs, id, pkgs, info)
+		release()
+		if removed, err := b.cfg.Environments.Evict(); err != nil {
+			log.Warn("evicting cached environments", "err", err)
+		} else if len(removed) > 0 {
+			log.Info("evicted cached environments", "sha256", removed)
+		}
 	}
 	// The build's own files go now: a build that filled the disk leaves
 	// room for the end of the log.
@@ -247,6 +272,55 @@ func (b *Builder) runAttempt(ctx context.Context, a jobs.BuildArgs, plat *platfo
 	}
 	log.Info("finished", "status", info.Status, "reason", info.Reason)
 	return nil
+}
+
+// inEnvironment returns the platform to build a task on: plat itself, or,
+// for an sbuild platform without a "chroot" setting, plat with a backend
+// made for its current environment (kiln.platform_environment), whose
+// tarball is fetched into the builder's cache when it is not there yet.
+// The environment goes into info; release lets the cache evict the tarball
+// again.
+func (b *Builder) inEnvironment(ctx context.Context, plat *platform, info *buildInfo, live io.Writer) (*platform, func(), error) {
+	if plat.backName != "sbuild" {
+		return plat, func() {}, nil
+	}
+	if _, ok := plat.settings["chroot"]; ok {
+		return plat, func() {}, nil
+	}
+	env, err := environment.Current(ctx, b.db, plat.name)
+	if errors.Is(err, environment.ErrNone) {
+		return nil, nil, fmt.Errorf("no environment (kiln admin environment create %s ...)", plat.name)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	path, release, err := b.cfg.Environments.Use(ctx, b.db, env.Sum)
+	if err != nil {
+		return nil, nil, err
+	}
+	settings := make(map[string]any, len(plat.settings)+2)
+	for k, v := range plat.settings {
+		settings[k] = v
+	}
+	settings["chroot"], settings["chroot_mode"] = path, "unshare"
+	be, err := backend.New(backend.Platform{Backend: plat.backName, Arch: plat.arch, Settings: settings}, b.cfg.Backend)
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	info.Environment = &environmentRef{ID: env.ID, SHA256: env.Sum.String()}
+	fmt.Fprintf(live, "kiln: environment %d of platform %s (sha256 %s, made %s by %s)\n",
+		env.ID, plat.name, env.Sum, env.Created.UTC().Format(time.RFC3339), env.Builder)
+	taskPlat := *plat
+	taskPlat.backend = be
+	return &taskPlat, release, nil
+}
+
+// environmentRef names the environment a task was built in, in its
+// build-info record.
+type environmentRef struct {
+	ID     int64  `json:"id"`
+	SHA256 string `json:"sha256"`
 }
 
 // removeTree removes a directory a build may have written into. A build
@@ -348,8 +422,9 @@ func (b *Builder) readPackages(ctx context.Context, job int64) ([]*sourcePackage
 }
 
 // buildAll builds the packages in seq order. Under policy retry, packages
-// that failed are tried again in further passes while a pass builds at least
-// one more; under immediate, the first failure ends the build. A build that
+// whose build dependencies were unsatisfiable (or that failed in a way the
+// backend does not explain) are tried again in further passes while a pass
+// builds at least one more; under immediate, the first failure ends the build. A build that
 // passes a limit of the platform ends the attempt at once. Each try builds
 // a fresh copy of the package's pristine sources in the work directory;
 // its results are copied out (through descriptors opened beneath the work
@@ -360,7 +435,11 @@ func (b *Builder) buildAll(ctx context.Context, live io.Writer, plat *platform, 
 	id *sandbox.ID, pkgs []*sourcePackage, info *buildInfo) []artifactFile {
 	var runner sandbox.Runner = b.sandbox(dirs, id, plat.limits)
 	if plat.backend.SelfIsolating() {
-		runner = &sandbox.Plain{Home: dirs.build}
+		plain := &sandbox.Plain{Home: dirs.build}
+		if plat.backName == "sbuild" {
+			plain.User = b.buildUser
+		}
+		runner = plain
 	}
 	results := make([]packageResult, len(pkgs))
 	for i, p := range pkgs {
@@ -377,6 +456,7 @@ func (b *Builder) buildAll(ctx context.Context, live io.Writer, plat *platform, 
 	for pass := 1; len(pending) > 0 && !stop; pass++ {
 		info.Passes = pass
 		var failed []int
+		done := 0
 		for _, i := range pending {
 			if ctx.Err() != nil {
 				stop = true
@@ -394,30 +474,48 @@ func (b *Builder) buildAll(ctx context.Context, live io.Writer, plat *platform, 
 				built, err = collectOutputs(dirs, out, names, live)
 			}
 			if err != nil {
-				r.Status, r.Error = "failed", err.Error()
+				r.Status, r.Error, r.Stage, r.Unsatisfiable, r.Missing = "failed", err.Error(), "", false, ""
+				var se *backend.StageError
+				if errors.As(err, &se) {
+					r.Stage, r.Unsatisfiable = se.Stage, se.Unsatisfiable
+					if se.Unsatisfiable {
+						r.Missing = se.Detail
+					}
+				}
 				fmt.Fprintf(live, "=== kiln: %s failed: %v ===\n", p.FileName, err)
-				failed = append(failed, i)
+				// A failure whose stage the backend named is tried again
+				// only for unsatisfiable build dependencies (a later
+				// package of the task may provide them): a failed build
+				// fails the same way again. One the backend cannot
+				// explain (the host backends) is tried again.
+				if r.Unsatisfiable || se == nil {
+					failed = append(failed, i)
+				}
 				if errors.As(err, &limit) || policy == "immediate" {
 					stop = true
 					break
 				}
 				continue
 			}
-			r.Status, r.Error = "succeeded", ""
+			r.Status, r.Error, r.Stage, r.Unsatisfiable, r.Missing = "succeeded", "", "", false, ""
+			done++
 			for _, f := range built {
 				r.Artifacts = append(r.Artifacts, f.name)
+				if f.kind == backend.KindBuildInfo && strings.HasSuffix(f.name, ".buildinfo") {
+					r.BuildDepends = installedBuildDepends(f)
+				}
 			}
 			files = append(files, built...)
 			fmt.Fprintf(live, "=== kiln: %s built: %s ===\n", p.FileName, strings.Join(r.Artifacts, ", "))
 		}
-		progress := len(failed) < len(pending)
+		progress := done > 0
 		pending = failed
 		if policy != "retry" || !progress {
 			break
 		}
 	}
 	info.Packages = results
-	info.Status, info.Reason = outcome(results, policy)
+	info.Status, info.Reason, info.Stage, info.Unsatisfiable = outcome(results, policy)
 	if limit != nil {
 		info.Reason = limit.Describe("platform " + plat.name)
 	}
@@ -530,23 +628,69 @@ func collectOutputs(dirs *attemptDirs, outs []backend.Output, names map[string]b
 	return files, nil
 }
 
-// outcome is the task's status and reason from its packages' results.
-func outcome(results []packageResult, policy string) (string, string) {
-	var failed, notBuilt []string
+// outcome is the task's status, reason, failure stage and whether it
+// failed only for unsatisfiable build dependencies, from its packages'
+// results. The stage is the first failed package's.
+func outcome(results []packageResult, policy string) (status, reason, stage string, unsatisfiable bool) {
+	var failed, unsat, notBuilt []string
 	for _, r := range results {
-		switch r.Status {
-		case "failed":
+		switch {
+		case r.Status == "failed" && r.Unsatisfiable:
+			unsat = append(unsat, r.FileName+" ("+r.Missing+")")
+		case r.Status == "failed":
 			failed = append(failed, r.FileName)
-		case "not_built":
+		case r.Status == "not_built":
 			notBuilt = append(notBuilt, r.FileName)
 		}
+		if r.Status == "failed" && stage == "" {
+			stage = r.Stage
+		}
 	}
-	if len(failed) == 0 && len(notBuilt) == 0 {
-		return "succeeded", ""
+	if len(failed) == 0 && len(unsat) == 0 && len(notBuilt) == 0 {
+		return "succeeded", "", "", false
 	}
-	reason := fmt.Sprintf("%d of %d packages failed to build: %s", len(failed), len(results), strings.Join(failed, ", "))
+	var parts []string
+	if len(unsat) > 0 {
+		parts = append(parts, "unsatisfiable build dependencies: "+strings.Join(unsat, "; "))
+	}
+	if len(failed) > 0 {
+		parts = append(parts, fmt.Sprintf("%d of %d packages failed to build: %s", len(failed), len(results), strings.Join(failed, ", ")))
+	}
 	if len(notBuilt) > 0 {
-		reason += fmt.Sprintf("; not built (policy %s): %s", policy, strings.Join(notBuilt, ", "))
+		parts = append(parts, fmt.Sprintf("not built (policy %s): %s", policy, strings.Join(notBuilt, ", ")))
 	}
-	return "failed", reason
+	return "failed", strings.Join(parts, "; "), stage, len(unsat) > 0 && len(failed) == 0
+}
+
+// installedBuildDepends reads the Installed-Build-Depends field of a
+// Debian .buildinfo file (the builder's own copy in out/): package name to
+// version. It is nil when the file has no such field or cannot be read.
+func installedBuildDepends(f artifactFile) map[string]string {
+	file, err := f.open()
+	if err != nil {
+		return nil
+	}
+	defer file.Close()
+	data, err := io.ReadAll(io.LimitReader(file, 4<<20))
+	if err != nil {
+		return nil
+	}
+	var deps map[string]string
+	in := false
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "Installed-Build-Depends:") {
+			in, deps = true, map[string]string{}
+			line = strings.TrimPrefix(line, "Installed-Build-Depends:")
+		} else if !in || (line != "" && line[0] != ' ' && line[0] != '\t') {
+			in = false
+			continue
+		}
+		// " name (= version),"
+		entry := strings.TrimSuffix(strings.TrimSpace(line), ",")
+		name, version, ok := strings.Cut(entry, " (= ")
+		if ok && strings.HasSuffix(version, ")") {
+			deps[name] = strings.TrimSuffix(version, ")")
+		}
+	}
+	return deps
 }

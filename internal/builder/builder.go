@@ -25,6 +25,7 @@ import (
 
 	"github.com/kiln-build/kiln/internal/backend"
 	"github.com/kiln-build/kiln/internal/daemon"
+	"github.com/kiln-build/kiln/internal/environment"
 	"github.com/kiln-build/kiln/internal/sandbox"
 	"github.com/kiln-build/kiln/internal/task"
 )
@@ -71,6 +72,15 @@ type Config struct {
 	Bwrap string
 	// Backend holds backend settings (the mock program).
 	Backend backend.Options
+	// Environments caches the build environments of sbuild platforms
+	// (internal/environment); its directory must be readable by the build
+	// user. When nil, a cache in WorkDir/environments keeping 4 tarballs.
+	Environments *environment.Cache
+	// BuildUser names the unprivileged account that sbuild and mmdebstrap
+	// run as when the builder runs as root (DefaultBuildUser when empty);
+	// it must have subordinate uid and gid ranges. A builder that is not
+	// root runs them as itself, and then needs those ranges itself.
+	BuildUser string
 	// Logger receives the daemon's logs (slog.Default when nil).
 	Logger *slog.Logger
 }
@@ -83,14 +93,22 @@ type UIDRange struct {
 // DefaultLogLimit is the default cap on the log stored for one attempt.
 const DefaultLogLimit = 32 << 20
 
+// DefaultBuildUser is the account sbuild and mmdebstrap run as when the
+// builder runs as root and Config.BuildUser is not set.
+const DefaultBuildUser = "kiln-build"
+
 // DefaultGrace is how long builds may run on after SIGTERM unless set.
 const DefaultGrace = 30 * time.Second
 
 // platform is what the builder needs of a kiln.platform row.
 type platform struct {
-	name     string
-	arch     string
-	backend  backend.Backend
+	name    string
+	arch    string
+	backend backend.Backend
+	// backName and settings are the platform's backend and its settings,
+	// for the backend made per task in the platform's environment.
+	backName string
+	settings map[string]any
 	timeout  time.Duration
 	versions map[string]string
 	limits   sandbox.Limits
@@ -111,6 +129,9 @@ type Builder struct {
 	cfg Config
 	db  *pgxpool.Pool
 	log *slog.Logger
+	// buildUser is the account sbuild and mmdebstrap run as (nil when the
+	// builder is not root or builds no sbuild platform).
+	buildUser *sandbox.User
 	// ids hands out build uids when the builder runs as root (nil
 	// otherwise: builds map to the builder's own uid).
 	ids *sandbox.IDPool
@@ -169,6 +190,17 @@ func New(ctx context.Context, db *pgxpool.Pool, cfg Config) (*Builder, error) {
 		pl.versions = pl.backend.Versions(ctx)
 		b.platforms[p] = pl
 	}
+	for _, p := range b.platforms {
+		if p.backName == "sbuild" {
+			// nil when the builder is not root.
+			u, err := sandbox.LookupUser(cmp.Or(cfg.BuildUser, DefaultBuildUser))
+			if err != nil {
+				return nil, err
+			}
+			b.buildUser = u
+			break
+		}
+	}
 	if os.Geteuid() == 0 {
 		ids, err := sandbox.ClaimIDs(cfg.UIDLockDir, cfg.BuildUIDs.First, cfg.BuildUIDs.Count, cfg.Slots)
 		if err != nil {
@@ -225,6 +257,9 @@ func checkConfig(cfg *Config) error {
 		cfg.BuildUIDs = UIDRange{First: sandbox.DefaultIDFirst, Count: sandbox.DefaultIDCount}
 	}
 	cfg.UIDLockDir = cmp.Or(cfg.UIDLockDir, sandbox.DefaultLockDir)
+	if cfg.Environments == nil {
+		cfg.Environments = &environment.Cache{Dir: filepath.Join(cfg.WorkDir, "environments"), Keep: 4}
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -262,6 +297,7 @@ func (b *Builder) loadPlatform(ctx context.Context, name string) (*platform, err
 	if disk != nil {
 		p.limits.Disk = *disk
 	}
+	p.backName, p.settings = backName, settings
 	p.backend, err = backend.New(backend.Platform{Backend: backName, Arch: p.arch, Settings: settings}, b.cfg.Backend)
 	if err != nil {
 		return nil, fmt.Errorf("platform %s: %w", name, err)

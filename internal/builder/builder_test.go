@@ -366,13 +366,21 @@ func TestLogCap(t *testing.T) {
 
 // The builder gives the backend the platform's architecture: sbuild (here a
 // stand-in that prints its command line and leaves a .deb) builds with
-// --arch=<platform arch> when the backend settings name none.
+// --arch=<platform arch> when the backend settings name none. The platform
+// names its chroot, so no environment is looked up.
 func TestSbuildGetsThePlatformArch(t *testing.T) {
 	t.Parallel()
 	f := newFarm(t)
-	f.platform(t, "bookworm-arm64", "arm64", "deb", "sbuild", time.Hour, `{"dist": "bookworm"}`)
+	f.platform(t, "bookworm-arm64", "arm64", "deb", "sbuild", time.Hour, `{"dist": "bookworm", "chroot": "bookworm-arm64-sbuild"}`)
 	_, pool := f.builderPool(t, 1)
-	prog := filepath.Join(t.TempDir(), "sbuild")
+	progDir := t.TempDir()
+	// The stand-in runs as the build user when the tests run as root.
+	for _, d := range []string{progDir, filepath.Dir(progDir)} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	prog := filepath.Join(progDir, "sbuild")
 	script := `#!/bin/sh
 echo "sbuild $*"
 [ "$1" = --version ] && exit 0
@@ -392,7 +400,7 @@ echo deb > "$out/kiln-arch_1.0_arm64.deb"
 		_, _, reason := f.taskStatus(t, task)
 		t.Fatalf("task %s: %s\n%s", st, reason, f.logOf(t, task, 1))
 	}
-	if log := f.logOf(t, task, 1); !strings.Contains(log, "sbuild --dist=bookworm --arch=arm64 --build-dir=") {
+	if log := f.logOf(t, task, 1); !strings.Contains(log, "sbuild --dist=bookworm --arch=arm64 --chroot=bookworm-arm64-sbuild --build-dir=") {
 		t.Fatalf("sbuild was not told the platform's architecture:\n%s", log)
 	}
 	if _, ok := f.artifacts(t, task, 1)["kiln-arch_1.0_arm64.deb"]; !ok {

@@ -60,6 +60,9 @@ func (b *Builder) newFeed(ctx context.Context) (*feed, error) {
 	if err := river.AddWorkerSafely(workers, &jobs.BuildWorker{Builder: feedWorker{b: b, f: f}}); err != nil {
 		return nil, err
 	}
+	if err := river.AddWorkerSafely(workers, &jobs.EnvironmentWorker{Maker: environmentMaker{b: b, f: f}}); err != nil {
+		return nil, err
+	}
 	queues := map[string]river.QueueConfig{}
 	for _, p := range b.cfg.Platforms {
 		queues[jobs.BuildQueue(p)] = river.QueueConfig{MaxWorkers: b.cfg.Slots}

@@ -34,8 +34,15 @@ type buildInfo struct {
 	FinishedAt time.Time         `json:"finished_at"`
 	Status     string            `json:"status"`
 	Reason     string            `json:"reason,omitempty"`
-	Passes     int               `json:"passes"`
-	Packages   []packageResult   `json:"packages"`
+	// Stage is where a failed task failed (a backend.Stage constant), and
+	// Unsatisfiable whether it failed only for build dependencies that
+	// cannot be installed.
+	Stage         string `json:"stage,omitempty"`
+	Unsatisfiable bool   `json:"unsatisfiable,omitempty"`
+	// Environment is the build environment the task was built in.
+	Environment *environmentRef `json:"environment,omitempty"`
+	Passes      int             `json:"passes"`
+	Packages    []packageResult `json:"packages"`
 }
 
 // take is protocol step 1 (task.Take). It returns the attempt number, 0

@@ -127,6 +127,7 @@ type Counts struct {
 	RiverJobsCancelled   int   `json:"river_jobs_cancelled"`   // River jobs of finished tasks cancelled
 	JobsRecomputed       int   `json:"jobs_recomputed"`        // jobs whose status was recomputed
 	ValidationsRequeued  int   `json:"validations_requeued"`   // submitted jobs given a new validate River job
+	EnvironmentsQueued   int   `json:"environments_queued"`    // environment River jobs queued (none yet, or too old)
 	JobsInvalidated      int   `json:"jobs_invalidated"`       // submitted jobs given up on (validation never completed)
 	JobsPruned           int   `json:"jobs_pruned"`            // jobs whose logs and artifacts were pruned
 	LogChunksPruned      int64 `json:"log_chunks_pruned"`      // log batches deleted
@@ -183,6 +184,7 @@ func (j *Janitor) Round(ctx context.Context, w Work) (Counts, error) {
 		step("cancelling River jobs of finished tasks", j.cancelRiverJobsOfFinished)
 		step("recomputing job status", j.recomputeJobStatus)
 		step("requeueing stuck validations", j.repairStuckValidation)
+		step("scheduling environment refreshes", j.scheduleEnvironmentRefreshes)
 	}
 	if w&Retention != 0 {
 		step("pruning logs and artifacts", j.pruneExpiredJobs)

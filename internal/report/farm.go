@@ -62,6 +62,13 @@ type Platform struct {
 	OldestWaitSeconds *float64 `json:"oldest_wait_seconds"`
 	BuildersOnline    int      `json:"builders_online"`
 	SlotsOnline       int      `json:"slots_online"`
+	// The platform's current build environment (sbuild platforms,
+	// kiln.platform_environment); null when it has none.
+	EnvironmentID         *int64            `json:"environment_id"`
+	EnvironmentSHA256     *string           `json:"environment_sha256"`
+	EnvironmentSize       *int64            `json:"environment_size"`
+	EnvironmentAgeSeconds *float64          `json:"environment_age_seconds"`
+	EnvironmentPackages   map[string]string `json:"environment_packages"`
 }
 
 // ListPlatforms returns every platform by name with its queue (view
@@ -69,8 +76,12 @@ type Platform struct {
 func ListPlatforms(ctx context.Context, db DB) ([]Platform, error) {
 	rows, err := db.Query(ctx, `SELECT p.name, p.arch, p.package_format, p.backend, extract(epoch FROM p.timeout)::float8,
 		p.active, p.description, q.pending, q.building, extract(epoch FROM q.oldest_wait)::float8,
-		q.builders_online, q.slots_online
-		FROM kiln.platform p JOIN kiln.queue_depth q ON q.platform = p.name ORDER BY p.name`)
+		q.builders_online, q.slots_online,
+		e.id, encode(e.blob_sha256, 'hex'), e.size, extract(epoch FROM now() - e.created_at)::float8, e.packages
+		FROM kiln.platform p JOIN kiln.queue_depth q ON q.platform = p.name
+		LEFT JOIN kiln.platform_environment pe ON pe.platform = p.name
+		LEFT JOIN kiln.environment e ON e.id = pe.environment
+		ORDER BY p.name`)
 	if err != nil {
 		return nil, wrap(err, "listing platforms")
 	}

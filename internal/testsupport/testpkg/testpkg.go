@@ -100,6 +100,8 @@ type Deb struct {
 	// Build is shell run by debian/rules build, in override_dh_auto_build
 	// (default: nothing).
 	Build string
+	// BuildDepends are further Build-Depends, after debhelper-compat.
+	BuildDepends string
 }
 
 // DSC builds a Debian source package for d in a temporary directory and
@@ -121,8 +123,8 @@ func DSC(t testing.TB, d Deb) string {
 		"debian/source/format": "3.0 (native)\n",
 		"debian/changelog": fmt.Sprintf("%s (%s) unstable; urgency=medium\n\n  * Test package.\n\n -- kiln tests <kiln@example.org>  Mon, 01 Jan 2024 00:00:00 +0000\n",
 			d.Name, d.Version),
-		"debian/control": fmt.Sprintf("Source: %s\nSection: misc\nPriority: optional\nMaintainer: kiln tests <kiln@example.org>\nBuild-Depends: debhelper-compat (= 13)\nStandards-Version: 4.6.2\nRules-Requires-Root: binary-targets\n\nPackage: %s\nArchitecture: %s\nDescription: kiln test package\n A package made by kiln's tests.\n",
-			d.Name, d.Name, d.Architecture),
+		"debian/control": fmt.Sprintf("Source: %s\nSection: misc\nPriority: optional\nMaintainer: kiln tests <kiln@example.org>\nBuild-Depends: debhelper-compat (= 13)%s\nStandards-Version: 4.6.2\nRules-Requires-Root: binary-targets\n\nPackage: %s\nArchitecture: %s\nDescription: kiln test package\n A package made by kiln's tests.\n",
+			d.Name, buildDepends(d.BuildDepends), d.Name, d.Architecture),
 		// Rules-Requires-Root: binary-targets makes dh_fixperms chown to
 		// root under fakeroot, the step that failed in the sandbox before
 		// builds were root in a user namespace of their own.
@@ -165,4 +167,12 @@ override_dh_auto_install:
 		t.Fatalf("dpkg-source made no %s: %v", dsc, err)
 	}
 	return dsc
+}
+
+// buildDepends is extra as it follows debhelper-compat in Build-Depends.
+func buildDepends(extra string) string {
+	if extra == "" {
+		return ""
+	}
+	return ", " + extra
 }
