@@ -11,6 +11,8 @@
 -- kiln.environment_install, which records it and makes it the platform's
 -- current environment in one step: the previous one stays usable (and
 -- stored) until the new one is in place, and after that until it is removed.
+-- (Its functions, views, triggers and policies are current state in schema/current/:
+-- docs/schema.md, "Migrations".)
 
 CREATE TABLE kiln.environment (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -50,57 +52,3 @@ COMMENT ON COLUMN kiln.platform_environment.platform IS 'The platform.';
 COMMENT ON COLUMN kiln.platform_environment.environment IS 'Its current environment; NULL until a builder has made the first one.';
 COMMENT ON COLUMN kiln.platform_environment.spec IS 'What the next environment (the first, or a refresh) is made from: {"dist", "arch", "mirror", "components": [...], "packages": [...]}.';
 COMMENT ON COLUMN kiln.platform_environment.max_age IS 'Age at which the janitor schedules a refresh (a week unless set).';
-
--- A builder installs an environment it made: the blob must be one it stored
--- and vouched for, and the platform one it builds. The environment becomes
--- the platform's current one; the one it replaces is retired (kept).
-CREATE FUNCTION kiln.environment_install(p_builder text, p_platform text, p_sha256 bytea, p_spec jsonb, p_packages jsonb)
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, kiln, pg_temp AS $$
-DECLARE
-    v_size bigint;
-    v_id   bigint;
-    v_old  bigint;
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM kiln.builder b JOIN kiln.builder_platform bp ON bp.builder = b.name
-                   WHERE b.name = p_builder AND b.role = session_user AND bp.platform = p_platform) THEN
-        RAISE EXCEPTION 'builder % of role % does not build platform %', p_builder, session_user, p_platform
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    SELECT b.size INTO v_size FROM kiln.blob b
-    WHERE b.sha256 = p_sha256 AND b.created_by = session_user AND b.verified_at IS NOT NULL AND b.content_sha256 IS NULL;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'blob % is not a verified blob stored by %', encode(p_sha256, 'hex'), session_user
-            USING ERRCODE = 'insufficient_privilege';
-    END IF;
-    IF p_spec IS NULL OR jsonb_typeof(p_spec) <> 'object' OR p_packages IS NULL OR jsonb_typeof(p_packages) <> 'object' THEN
-        RAISE EXCEPTION 'an environment''s spec and package list are JSON objects' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    PERFORM 1 FROM kiln.platform WHERE name = p_platform FOR UPDATE;
-    INSERT INTO kiln.environment (platform, blob_sha256, size, spec, packages, builder)
-    VALUES (p_platform, p_sha256, v_size, p_spec, p_packages, p_builder)
-    RETURNING id INTO v_id;
-    SELECT environment INTO v_old FROM kiln.platform_environment WHERE platform = p_platform;
-    UPDATE kiln.environment SET retired_at = now() WHERE id = v_old;
-    INSERT INTO kiln.platform_environment (platform, environment, spec) VALUES (p_platform, v_id, p_spec)
-    ON CONFLICT (platform) DO UPDATE SET environment = EXCLUDED.environment;
-    INSERT INTO kiln.event (kind, builder, detail)
-    VALUES ('environment.install', p_builder, jsonb_build_object('platform', p_platform, 'environment', v_id,
-                                                                 'sha256', encode(p_sha256, 'hex'), 'replaces', v_old));
-    RETURN v_id;
-END $$;
-COMMENT ON FUNCTION kiln.environment_install(text, text, bytea, jsonb, jsonb) IS 'Records an environment builder p_builder (registered by session_user, building p_platform) made from the verified blob p_sha256 it stored, and makes it the platform''s current environment; the previous one is retired, not removed. Returns the new environment''s id.';
-REVOKE EXECUTE ON FUNCTION kiln.environment_install(text, text, bytea, jsonb, jsonb) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION kiln.environment_install(text, text, bytea, jsonb, jsonb) TO kiln_builder;
-
--- Admins queue the environment River job of an sbuild platform that has an
--- environment spec (kiln admin environment create|refresh), and nothing
--- else. River inserts unique jobs with ON CONFLICT ... DO UPDATE SET kind =
--- kind, hence the UPDATE policy, which admits environment jobs only.
-CREATE POLICY river_job_environment_admin ON river.river_job FOR INSERT TO kiln_admin
-    WITH CHECK (kind = 'environment' AND queue = 'build-' || (args ->> 'platform')
-                AND EXISTS (SELECT 1 FROM kiln.platform_environment pe WHERE pe.platform = args ->> 'platform'));
-CREATE POLICY river_job_environment_admin_unique ON river.river_job FOR UPDATE TO kiln_admin
-    USING (kind = 'environment') WITH CHECK (kind = 'environment');
-COMMENT ON POLICY river_job_environment_admin ON river.river_job IS 'An admin enqueues only the environment River job of a platform with an environment spec, in that platform''s build queue.';
-COMMENT ON POLICY river_job_environment_admin_unique ON river.river_job IS 'River''s unique insert touches the waiting environment job it would duplicate (DO UPDATE SET kind = kind); nothing else of River''s is an admin''s to change.';

@@ -1,10 +1,17 @@
 // Package schema holds kiln's SQL migrations and applies them, together with
 // River's own migrations, to a database.
 //
-// The farm's tables live in schema kiln and River's in schema river. Migration
-// files are numbered (0001_name.sql) and never change once released: a change
-// is a new file. Migrate is idempotent and refuses a database whose schema is
-// newer than the binary.
+// The farm's tables live in schema kiln and River's in schema river. Two kinds
+// of SQL file make kiln's schema (docs/schema.md, "Migrations"):
+//
+//   - numbered migrations (0001_name.sql) change tables and data; each is
+//     applied once, and a change is a new file;
+//   - current-state files (current/NN_kind.sql) define functions, views,
+//     triggers and policies as they are now, idempotently, and are applied
+//     on every migrate.
+//
+// Migrate is idempotent and refuses a database whose schema is newer than
+// the binary.
 package schema
 
 import (
@@ -22,7 +29,7 @@ import (
 	"github.com/riverqueue/river/rivermigrate"
 )
 
-//go:embed *.sql
+//go:embed *.sql current/*.sql
 var files embed.FS
 
 // RiverSchema is the Postgres schema that holds River's tables.
@@ -40,7 +47,12 @@ type Migration struct {
 
 // Migrations returns the embedded migrations in version order.
 func Migrations() ([]Migration, error) {
-	entries, err := fs.Glob(files, "*.sql")
+	return readMigrations(files)
+}
+
+// readMigrations reads the numbered migrations at the top of fsys.
+func readMigrations(fsys fs.FS) ([]Migration, error) {
+	entries, err := fs.Glob(fsys, "*.sql")
 	if err != nil {
 		return nil, fmt.Errorf("listing migrations: %w", err)
 	}
@@ -54,7 +66,7 @@ func Migrations() ([]Migration, error) {
 		if err != nil || v <= 0 {
 			return nil, fmt.Errorf("migration %s: bad version number", name)
 		}
-		body, err := files.ReadFile(name)
+		body, err := fs.ReadFile(fsys, name)
 		if err != nil {
 			return nil, fmt.Errorf("reading migration %s: %w", name, err)
 		}
@@ -69,6 +81,25 @@ func Migrations() ([]Migration, error) {
 	return out, nil
 }
 
+// Current returns the current-state files (current/*.sql) in the order
+// Migrate applies them: by name. Version is 0.
+func Current() ([]Migration, error) {
+	names, err := fs.Glob(files, "current/*.sql")
+	if err != nil {
+		return nil, fmt.Errorf("listing current-state files: %w", err)
+	}
+	sort.Strings(names)
+	out := make([]Migration, 0, len(names))
+	for _, name := range names {
+		body, err := files.ReadFile(name)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", name, err)
+		}
+		out = append(out, Migration{Name: name, SQL: string(body)})
+	}
+	return out, nil
+}
+
 // Result tells what Migrate did.
 type Result struct {
 	From, To     int      // kiln schema version before and after
@@ -77,15 +108,30 @@ type Result struct {
 }
 
 // Migrate brings the database up to date: River's migrations into schema
-// river, then kiln's into schema kiln, each migration in its own transaction
-// (River's cannot share one: a later one uses an enum value an earlier one
-// adds). Concurrent migrators wait for each other. Running it again is a
-// no-op. A database newer than this binary is refused and left as it is.
+// river, then kiln's numbered ones into schema kiln, each migration in its
+// own transaction (River's cannot share one: a later one uses an enum value
+// an earlier one adds), then kiln's current-state files, all in one
+// transaction: the last numbered migration's when one was pending, so that
+// a table it makes and the triggers and policies guarding it commit
+// together. Concurrent migrators wait for each other. Running it again
+// applies no migration and leaves every definition as it was. A database
+// newer than this binary is refused and left as it is.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) (*Result, error) {
 	migrations, err := Migrations()
 	if err != nil {
 		return nil, err
 	}
+	current, err := Current()
+	if err != nil {
+		return nil, err
+	}
+	return migrate(ctx, pool, migrations, current)
+}
+
+// migrate is Migrate with the numbered migrations and current-state files
+// given (the upgrade test passes the migrations kiln shipped before
+// current-state files existed).
+func migrate(ctx context.Context, pool *pgxpool.Pool, migrations, current []Migration) (*Result, error) {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("connecting for migration: %w", err)
@@ -154,10 +200,21 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) (*Result, error) {
 		res.RiverApplied = append(res.RiverApplied, applied...)
 	}
 
+	var pending []Migration
 	for _, m := range migrations {
-		if applied[m.Version] {
-			continue
+		if !applied[m.Version] {
+			pending = append(pending, m)
 		}
+	}
+	applyCurrent := func(tx pgx.Tx) error {
+		for _, c := range current {
+			if _, err := tx.Exec(ctx, c.SQL); err != nil {
+				return fmt.Errorf("applying %s: %w", c.Name, err)
+			}
+		}
+		return nil
+	}
+	for i, m := range pending {
 		err := inTx(ctx, conn.Conn(), func(tx pgx.Tx) error {
 			if _, err := tx.Exec(ctx, m.SQL); err != nil {
 				return fmt.Errorf("applying migration %s: %w", m.Name, err)
@@ -165,12 +222,20 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) (*Result, error) {
 			if _, err := tx.Exec(ctx, "INSERT INTO kiln.schema_migration (version, name) VALUES ($1, $2)", m.Version, m.Name); err != nil {
 				return fmt.Errorf("recording migration %s: %w", m.Name, err)
 			}
+			if i == len(pending)-1 {
+				return applyCurrent(tx)
+			}
 			return nil
 		})
 		if err != nil {
 			return nil, err
 		}
 		res.Applied = append(res.Applied, m.Name)
+	}
+	if len(pending) == 0 {
+		if err := inTx(ctx, conn.Conn(), applyCurrent); err != nil {
+			return nil, err
+		}
 	}
 	res.To = latest
 	return res, nil

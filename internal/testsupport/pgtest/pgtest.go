@@ -124,7 +124,12 @@ func ensureTemplate(ctx context.Context, admin string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	for _, m := range ms {
+	cur, err := schema.Current()
+	if err != nil {
+		return "", err
+	}
+	for _, m := range append(ms, cur...) {
+		h.Write([]byte(m.Name))
 		h.Write([]byte(m.SQL))
 	}
 	h.Write([]byte(roles.Groups()))

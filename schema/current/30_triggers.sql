@@ -1,0 +1,61 @@
+-- Current state (docs/schema.md, "Migrations"): applied by schema.Migrate
+-- after the numbered migrations, in one transaction, on every migrate.
+-- Edit the definition here; never copy it into a numbered migration.
+-- Triggers (CREATE OR REPLACE TRIGGER).
+
+CREATE OR REPLACE TRIGGER event_guard_insert BEFORE INSERT ON kiln.event
+    FOR EACH ROW EXECUTE FUNCTION kiln.event_guard();
+
+CREATE OR REPLACE TRIGGER event_guard_change BEFORE UPDATE OR DELETE ON kiln.event
+    FOR EACH ROW EXECUTE FUNCTION kiln.event_guard();
+
+CREATE OR REPLACE TRIGGER event_guard_truncate BEFORE TRUNCATE ON kiln.event
+    FOR EACH STATEMENT EXECUTE FUNCTION kiln.event_guard();
+
+CREATE OR REPLACE TRIGGER job_stamp_submitter BEFORE INSERT ON kiln.job
+    FOR EACH ROW EXECUTE FUNCTION kiln.job_stamp_submitter();
+
+CREATE OR REPLACE TRIGGER task_changed AFTER INSERT OR UPDATE ON kiln.task
+    FOR EACH ROW EXECUTE FUNCTION kiln.task_changed();
+
+CREATE OR REPLACE TRIGGER job_changed AFTER INSERT OR UPDATE ON kiln.job
+    FOR EACH ROW EXECUTE FUNCTION kiln.job_changed();
+
+CREATE OR REPLACE TRIGGER attempt_changed AFTER INSERT OR UPDATE ON kiln.attempt
+    FOR EACH ROW EXECUTE FUNCTION kiln.attempt_changed();
+
+CREATE OR REPLACE TRIGGER builder_changed AFTER INSERT OR UPDATE ON kiln.builder
+    FOR EACH ROW EXECUTE FUNCTION kiln.builder_changed();
+
+CREATE OR REPLACE TRIGGER log_chunk_added AFTER INSERT ON kiln.log_chunk
+    FOR EACH ROW EXECUTE FUNCTION kiln.log_chunk_added();
+
+CREATE OR REPLACE TRIGGER blob_stamp BEFORE INSERT ON kiln.blob
+    FOR EACH ROW EXECUTE FUNCTION kiln.blob_stamp();
+
+CREATE OR REPLACE TRIGGER blob_chunk_guard BEFORE INSERT ON kiln.blob_chunk
+    FOR EACH ROW EXECUTE FUNCTION kiln.blob_chunk_guard();
+
+CREATE OR REPLACE TRIGGER task_transition_guard BEFORE INSERT OR UPDATE ON kiln.task
+    FOR EACH ROW EXECUTE FUNCTION kiln.task_transition_guard();
+
+CREATE OR REPLACE TRIGGER quota_guard BEFORE INSERT OR UPDATE OR DELETE ON kiln.quota
+    FOR EACH ROW EXECUTE FUNCTION kiln.quota_guard();
+
+CREATE OR REPLACE TRIGGER job_quota BEFORE INSERT ON kiln.job
+    FOR EACH ROW EXECUTE FUNCTION kiln.job_quota();
+
+CREATE OR REPLACE TRIGGER job_quota_person BEFORE UPDATE OF submitter ON kiln.job
+    FOR EACH ROW WHEN (OLD.submitter IS DISTINCT FROM NEW.submitter) EXECUTE FUNCTION kiln.job_quota();
+
+CREATE OR REPLACE TRIGGER blob_quota AFTER INSERT ON kiln.blob
+    FOR EACH ROW EXECUTE FUNCTION kiln.blob_quota();
+
+CREATE OR REPLACE TRIGGER blob_chunk_within_size BEFORE INSERT ON kiln.blob_chunk
+    FOR EACH ROW EXECUTE FUNCTION kiln.blob_chunk_within_size();
+
+CREATE OR REPLACE TRIGGER river_job_quota AFTER INSERT ON river.river_job
+    FOR EACH ROW WHEN (NEW.kind = 'validate') EXECUTE FUNCTION kiln.river_job_quota();
+
+CREATE OR REPLACE TRIGGER job_request_publication AFTER UPDATE OF status ON kiln.job
+    FOR EACH ROW EXECUTE FUNCTION kiln.job_request_publication();
