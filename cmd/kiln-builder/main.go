@@ -64,6 +64,7 @@ func app() *cli.App {
 			&cli.StringFlag{Name: "bwrap", Usage: "bubblewrap program", EnvVars: []string{"KILN_BUILDER_BWRAP"}, Value: "bwrap"},
 			&cli.StringFlag{Name: "mock", Usage: "mock program (backend mock)", EnvVars: []string{"KILN_BUILDER_MOCK"}, Value: "mock"},
 			&cli.StringFlag{Name: "sbuild", Usage: "sbuild program (backend sbuild)", EnvVars: []string{"KILN_BUILDER_SBUILD"}, Value: "sbuild"},
+			&cli.StringFlag{Name: "repo-url", Usage: "kiln-web's base URL as builds reach it: sbuild builds install build dependencies from the buckets' repositories there (docs/repositories.md)", EnvVars: []string{"KILN_BUILDER_REPO_URL"}},
 			&cli.StringFlag{Name: "createrepo", Usage: "createrepo_c program (backend mock)", EnvVars: []string{"KILN_BUILDER_CREATEREPO"}, Value: "createrepo_c"},
 			&cli.StringFlag{Name: "health-addr", Usage: "address for GET /healthz (empty: none)", EnvVars: []string{"KILN_BUILDER_HEALTH_ADDR"}},
 			&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", EnvVars: []string{"KILN_LOG_LEVEL"}, Value: "info"},
@@ -110,6 +111,7 @@ func run(c *cli.Context) error {
 		UIDLockDir: c.String("uid-lock-dir"),
 		Bwrap:      c.String("bwrap"),
 		Backend:    backend.Options{Mock: c.String("mock"), Sbuild: c.String("sbuild"), Createrepo: c.String("createrepo")},
+		RepoURL:    c.String("repo-url"),
 		Logger:     log,
 	})
 	if err != nil {

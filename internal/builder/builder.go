@@ -71,6 +71,11 @@ type Config struct {
 	Bwrap string
 	// Backend holds backend settings (the mock program).
 	Backend backend.Options
+	// RepoURL is kiln-web's base URL as builds reach it (http://kiln:8080):
+	// sbuild platforms install build dependencies from the job's bucket's
+	// repository and those of its build_against setting through it. Empty:
+	// builds use no bucket repository.
+	RepoURL string
 	// Logger receives the daemon's logs (slog.Default when nil).
 	Logger *slog.Logger
 }
