@@ -100,6 +100,8 @@ type Deb struct {
 	// Build is shell run by debian/rules build, in override_dh_auto_build
 	// (default: nothing).
 	Build string
+	// BuildDepends are added to debhelper-compat's Build-Depends.
+	BuildDepends string
 }
 
 // DSC builds a Debian source package for d in a temporary directory and
@@ -115,14 +117,18 @@ func DSC(t testing.TB, d Deb) string {
 	if d.Build == "" {
 		d.Build = "true"
 	}
+	bd := "debhelper-compat (= 13)"
+	if d.BuildDepends != "" {
+		bd += ", " + d.BuildDepends
+	}
 	top := t.TempDir()
 	src := filepath.Join(top, d.Name+"-"+d.Version)
 	files := map[string]string{
 		"debian/source/format": "3.0 (native)\n",
 		"debian/changelog": fmt.Sprintf("%s (%s) unstable; urgency=medium\n\n  * Test package.\n\n -- kiln tests <kiln@example.org>  Mon, 01 Jan 2024 00:00:00 +0000\n",
 			d.Name, d.Version),
-		"debian/control": fmt.Sprintf("Source: %s\nSection: misc\nPriority: optional\nMaintainer: kiln tests <kiln@example.org>\nBuild-Depends: debhelper-compat (= 13)\nStandards-Version: 4.6.2\nRules-Requires-Root: binary-targets\n\nPackage: %s\nArchitecture: %s\nDescription: kiln test package\n A package made by kiln's tests.\n",
-			d.Name, d.Name, d.Architecture),
+		"debian/control": fmt.Sprintf("Source: %s\nSection: misc\nPriority: optional\nMaintainer: kiln tests <kiln@example.org>\nBuild-Depends: %s\nStandards-Version: 4.6.2\nRules-Requires-Root: binary-targets\n\nPackage: %s\nArchitecture: %s\nDescription: kiln test package\n A package made by kiln's tests.\n",
+			d.Name, bd, d.Name, d.Architecture),
 		// Rules-Requires-Root: binary-targets makes dh_fixperms chown to
 		// root under fakeroot, the step that failed in the sandbox before
 		// builds were root in a user namespace of their own.
