@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -115,18 +114,7 @@ func sbuildRequest(t *testing.T, work, dsc, repo string, log io.Writer) Request 
 // owned gives the tree at dir to the build user of r.
 func owned(t *testing.T, r *sandbox.Plain, dir string) {
 	t.Helper()
-	if r.User == nil {
-		return
-	}
-	err := filepath.WalkDir(dir, func(path string, _ fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Lchown(path, int(r.User.UID), int(r.User.GID))
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	envtest.GiveTree(t, r.User, dir)
 }
 
 // checksums reads the Checksums-Sha256 field of a .changes or .buildinfo

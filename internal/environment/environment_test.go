@@ -312,9 +312,7 @@ func TestLifecycle(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := u.Chown(work); err != nil {
-		t.Fatal(err)
-	}
+	envtest.GiveTree(t, u, work)
 	var out bytes.Buffer
 	if err := r.Run(ctx, sandbox.Command{Dir: pkg, Args: []string{"dpkg-source", "-b", "kiln-life-1.0"}, Output: &out}); err != nil {
 		t.Fatalf("dpkg-source: %v\n%s", err, out.String())

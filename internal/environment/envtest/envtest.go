@@ -6,6 +6,7 @@ package envtest
 import (
 	"bufio"
 	"context"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -163,4 +164,24 @@ func firstURI(path, prefix string) string {
 		}
 	}
 	return ""
+}
+
+// GiveTree gives a test's own tree at dir, and everything in it, to u (the
+// account sbuild and mmdebstrap run as; nothing to do when u is nil).
+// Product code never does this: it gives away only fresh directories
+// (sandbox.User.Chown).
+func GiveTree(t testing.TB, u *sandbox.User, dir string) {
+	t.Helper()
+	if u == nil {
+		return
+	}
+	err := filepath.WalkDir(dir, func(path string, _ fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(path, int(u.UID), int(u.GID))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
