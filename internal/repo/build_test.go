@@ -92,7 +92,7 @@ func TestSbuildBuildsAgainstTheBuckets(t *testing.T) {
 				must(t, err)
 				must(t, os.WriteFile(filepath.Join(work, name), data, 0o644))
 			}
-			must(t, u.Chown(work))
+			envtest.GiveTree(t, u, work)
 			var log bytes.Buffer
 			outs, err := b.Build(context.Background(), r, backend.Request{Source: filepath.Join(work, filepath.Base(dsc)), Dir: work,
 				Repositories: repos, Log: &log})
