@@ -158,6 +158,7 @@ var functions = map[string][]string{
 	"kiln.web_promote(name,bigint,text)":                                                           {"web"},
 	"kiln.web_repo_file(name,text,text,integer,text,text)":                                         {"web"},
 	"kiln.web_repo_chunk(name,text,text,integer,text,text,integer)":                                {"web"},
+	"kiln.build_repositories(bigint,text)":                                                         {"builder"},
 }
 
 // largeObjectFunctions are PostgreSQL's server-side large-object functions:

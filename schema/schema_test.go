@@ -446,6 +446,10 @@ func constraintCases(job, task int64) []constraintCase {
 		// Repositories (0021).
 		{"bucket publish policy", "UPDATE kiln.bucket SET publish_policy = 'sometimes' WHERE name = 'devel'", "23514", "bucket_publish_policy_valid"},
 		{"bucket keep snapshots", "UPDATE kiln.bucket SET keep_snapshots = 0 WHERE name = 'devel'", "23514", "bucket_keep_snapshots_positive"},
+		// Building against buckets (0022).
+		{"bucket builds against itself", "UPDATE kiln.bucket SET build_against = '{stable,devel}' WHERE name = 'devel'", "23514", "bucket_build_against_valid"},
+		{"bucket builds against a NULL", "UPDATE kiln.bucket SET build_against = ARRAY['stable', NULL] WHERE name = 'devel'", "23514", "bucket_build_against_valid"},
+		{"bucket builds against too many", "UPDATE kiln.bucket SET build_against = '{a,b,c,d,e,f,g,h,i}' WHERE name = 'devel'", "23514", "bucket_build_against_valid"},
 		{"key fingerprint", key + "'devel', 'not hex', " + armored + ")", "23514", "bucket_key_fingerprint_valid"},
 		{"key armored", key + "'devel', '" + fpr + "', 'binary junk')", "23514", "bucket_key_armored"},
 		{"key needs bucket", key + "'nope', '" + fpr + "', " + armored + ")", "23503", "bucket_key_bucket_fkey"},

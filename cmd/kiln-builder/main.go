@@ -64,6 +64,7 @@ func app() *cli.App {
 			&cli.StringFlag{Name: "bwrap", Usage: "bubblewrap program", EnvVars: []string{"KILN_BUILDER_BWRAP"}, Value: "bwrap"},
 			&cli.StringFlag{Name: "mock", Usage: "mock program (backend mock)", EnvVars: []string{"KILN_BUILDER_MOCK"}, Value: "mock"},
 			&cli.StringFlag{Name: "sbuild", Usage: "sbuild program (backend sbuild)", EnvVars: []string{"KILN_BUILDER_SBUILD"}, Value: "sbuild"},
+			&cli.StringFlag{Name: "repo-url", Usage: "kiln-web's base URL as builds reach it: sbuild builds install build dependencies from the buckets' repositories there (docs/repositories.md)", EnvVars: []string{"KILN_BUILDER_REPO_URL"}},
 			&cli.StringFlag{Name: "createrepo", Usage: "createrepo_c program (backend mock)", EnvVars: []string{"KILN_BUILDER_CREATEREPO"}, Value: "createrepo_c"},
 			&cli.StringFlag{Name: "environment-cache", Usage: "directory caching sbuild platforms' build environments (readable by the build user)", EnvVars: []string{"KILN_BUILDER_ENVIRONMENT_CACHE"}, Value: "/var/cache/kiln-builder/environments"},
 			&cli.IntFlag{Name: "environment-keep", Usage: "most environment tarballs kept in the cache (least recently used go first)", EnvVars: []string{"KILN_BUILDER_ENVIRONMENT_KEEP"}, Value: 4},
@@ -116,6 +117,7 @@ func run(c *cli.Context) error {
 		Logger:       log,
 		BuildUser:    c.String("build-user"),
 		Environments: &environment.Cache{Dir: c.String("environment-cache"), Keep: c.Int("environment-keep")},
+		RepoURL:      c.String("repo-url"),
 	})
 	if err != nil {
 		return err

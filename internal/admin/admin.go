@@ -140,34 +140,134 @@ type Bucket struct {
 	Open             bool     `json:"open"`
 	RetentionSeconds *float64 `json:"retention_seconds"`
 	Grantees         []string `json:"grantees"`
+	PublishPolicy    string   `json:"publish_policy"`
+	SignPackages     bool     `json:"sign_packages"`
+	KeepSnapshots    int32    `json:"keep_snapshots"`
+	BuildAgainst     []string `json:"build_against"`
 }
 
-// AddBucket creates a bucket.
-func AddBucket(ctx context.Context, db *pgxpool.Pool, b Bucket, retention time.Duration) error {
+// BucketSettings are a bucket's repository settings (docs/repositories.md);
+// nil ones are left as they are.
+type BucketSettings struct {
+	// PublishPolicy is whole_job, per_task or none.
+	PublishPolicy *string
+	SignPackages  *bool
+	KeepSnapshots *int
+	// BuildAgainst are the further buckets builds of this one install build
+	// dependencies from, in order (empty: none).
+	BuildAgainst *[]string
+}
+
+// AddBucket creates a bucket with settings s.
+func AddBucket(ctx context.Context, db *pgxpool.Pool, b Bucket, retention time.Duration, s BucketSettings) error {
 	if err := names.CheckName("bucket", b.Name); err != nil {
 		return err
 	}
 	var ret *float64
 	if retention > 0 {
-		s := retention.Seconds()
-		ret = &s
+		sec := retention.Seconds()
+		ret = &sec
 	}
-	_, err := db.Exec(ctx, `INSERT INTO kiln.bucket (name, description, private, open, retention)
-		VALUES ($1, $2, $3, $4, make_interval(secs => $5))`, b.Name, b.Description, b.Private, b.Open, ret)
-	return explain(err, "bucket", b.Name)
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // after Commit it does nothing
+	if _, err := tx.Exec(ctx, `INSERT INTO kiln.bucket (name, description, private, open, retention)
+		VALUES ($1, $2, $3, $4, make_interval(secs => $5))`, b.Name, b.Description, b.Private, b.Open, ret); err != nil {
+		return explain(err, "bucket", b.Name)
+	}
+	if err := setBucket(ctx, tx, b.Name, s); err != nil {
+		return err
+	}
+	return explain(tx.Commit(ctx), "bucket", b.Name)
 }
 
-// ListBuckets returns every bucket with its grantees.
+// SetBucket changes the settings of bucket name that s gives.
+func SetBucket(ctx context.Context, db *pgxpool.Pool, name string, s BucketSettings) error {
+	if s == (BucketSettings{}) {
+		return errors.New("nothing to change: give --publish-policy, --sign-packages, --keep-snapshots or --build-against")
+	}
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // after Commit it does nothing
+	if err := setBucket(ctx, tx, name, s); err != nil {
+		return err
+	}
+	return explain(tx.Commit(ctx), "bucket", name)
+}
+
+// setBucket applies s to bucket name in tx. The buckets to build against
+// must exist (they are locked until tx ends) and be neither name itself
+// nor named twice.
+func setBucket(ctx context.Context, tx pgx.Tx, name string, s BucketSettings) error {
+	if s.PublishPolicy != nil {
+		switch *s.PublishPolicy {
+		case "whole_job", "per_task", "none":
+		default:
+			return fmt.Errorf("publish policy %q is not one of whole_job, per_task, none", *s.PublishPolicy)
+		}
+	}
+	if s.KeepSnapshots != nil && (*s.KeepSnapshots < 1 || *s.KeepSnapshots > 100000) {
+		return fmt.Errorf("keep snapshots %d: keep between 1 and 100000", *s.KeepSnapshots)
+	}
+	var against []string
+	if s.BuildAgainst != nil {
+		against = []string{}
+		seen := map[string]bool{}
+		for _, b := range *s.BuildAgainst {
+			switch {
+			case b == name:
+				return fmt.Errorf("bucket %s cannot build against itself (it always builds against its own repository first)", name)
+			case seen[b]:
+				return fmt.Errorf("bucket %s is named twice in the buckets to build against", b)
+			}
+			seen[b] = true
+			var exists bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM kiln.bucket WHERE name = $1 FOR SHARE)`, b).Scan(&exists); err != nil {
+				return explain(err, "bucket", b)
+			}
+			if !exists {
+				return fmt.Errorf("bucket %q does not exist: a bucket builds only against existing buckets", b)
+			}
+			against = append(against, b)
+		}
+		if len(against) > 8 {
+			return fmt.Errorf("bucket %s: at most 8 buckets to build against, not %d", name, len(against))
+		}
+	}
+	var keep *int32
+	if s.KeepSnapshots != nil {
+		k := int32(*s.KeepSnapshots)
+		keep = &k
+	}
+	tag, err := tx.Exec(ctx, `UPDATE kiln.bucket SET publish_policy = coalesce($2, publish_policy),
+		sign_packages = coalesce($3, sign_packages), keep_snapshots = coalesce($4, keep_snapshots),
+		build_against = coalesce($5, build_against) WHERE name = $1`, name, s.PublishPolicy, s.SignPackages, keep, against)
+	if err != nil {
+		return explain(err, "bucket", name)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("bucket %q does not exist", name)
+	}
+	return nil
+}
+
+// ListBuckets returns every bucket with its grantees and settings.
 func ListBuckets(ctx context.Context, db *pgxpool.Pool) ([]Bucket, error) {
 	rows, err := db.Query(ctx, `SELECT b.name, b.description, b.private, b.open, extract(epoch FROM b.retention)::float8,
-		coalesce((SELECT array_agg(g.grantee::text ORDER BY g.grantee) FROM kiln.bucket_grant g WHERE g.bucket = b.name), '{}')
+		coalesce((SELECT array_agg(g.grantee::text ORDER BY g.grantee) FROM kiln.bucket_grant g WHERE g.bucket = b.name), '{}'),
+		b.publish_policy, b.sign_packages, b.keep_snapshots, b.build_against
 		FROM kiln.bucket b ORDER BY b.name`)
 	if err != nil {
 		return nil, fmt.Errorf("listing buckets: %w", err)
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Bucket, error) {
 		var b Bucket
-		err := r.Scan(&b.Name, &b.Description, &b.Private, &b.Open, &b.RetentionSeconds, &b.Grantees)
+		err := r.Scan(&b.Name, &b.Description, &b.Private, &b.Open, &b.RetentionSeconds, &b.Grantees,
+			&b.PublishPolicy, &b.SignPackages, &b.KeepSnapshots, &b.BuildAgainst)
 		return b, err
 	})
 }

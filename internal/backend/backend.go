@@ -39,8 +39,22 @@ type Request struct {
 	// Repo is a directory holding the files built earlier in the same task
 	// (a local repository), possibly empty.
 	Repo string
+	// Repositories are signed APT repositories to install build
+	// dependencies from besides the environment's mirror, in order (the
+	// sbuild backend; others ignore them).
+	Repositories []Repository
 	// Log receives the build's output.
 	Log io.Writer
+}
+
+// Repository is a signed APT repository of one suite and component main,
+// as a build's apt reaches it:
+//
+//	deb [signed-by=FINGERPRINT] URL SUITE main
+//
+// with Key, the armored public key, trusted for the build.
+type Repository struct {
+	URL, Suite, Fingerprint, Key string
 }
 
 // Output is a file a build produced.

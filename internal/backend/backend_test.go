@@ -557,3 +557,39 @@ func TestSbuildCommandsAndResults(t *testing.T) {
 		t.Fatalf("sbuild version %q", v)
 	}
 }
+
+// The buckets' repositories reach sbuild as one --extra-repository (signed-by
+// the bucket's fingerprint) and one --extra-repository-key each; a URL,
+// suite or fingerprint that would smuggle another option or source into
+// apt's one-line format is refused.
+func TestSbuildCommandRepositories(t *testing.T) {
+	b, err := New(Platform{Backend: "sbuild", Arch: "amd64", Settings: map[string]any{"dist": "bookworm"}}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const fpr = "0123456789ABCDEF0123456789ABCDEF01234567"
+	ok := Repository{URL: "http://kiln:8080/repos/devel/snapshots/3/bookworm-amd64", Suite: "devel", Fingerprint: fpr}
+	got, err := b.(sbuild).command(Request{Source: "/w/p0/foo_1.0-1.dsc", Dir: "/w/p0", Repositories: []Repository{ok}}, "/w/p0/result", "/w/p0/k1.asc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "--extra-repository=deb [signed-by=" + fpr + "] http://kiln:8080/repos/devel/snapshots/3/bookworm-amd64 devel main|--extra-repository-key=/w/p0/k1.asc|/w/p0/foo_1.0-1.dsc"
+	if s := strings.Join(got, "|"); !strings.HasSuffix(s, want) {
+		t.Fatalf("command %s\nwant it to end in %s", s, want)
+	}
+	for _, bad := range []Repository{
+		{URL: "http://kiln/repos/d/p trusted=yes", Suite: "devel", Fingerprint: fpr},
+		{URL: "http://kiln/repos/d/p\ndeb [trusted=yes] http://evil/ x", Suite: "devel", Fingerprint: fpr},
+		{URL: "file:///etc", Suite: "devel", Fingerprint: fpr},
+		{URL: ok.URL, Suite: "devel main contrib", Fingerprint: fpr},
+		{URL: ok.URL, Suite: "devel", Fingerprint: fpr + "] trusted=yes [x=y"},
+		{URL: ok.URL, Suite: "devel", Fingerprint: ""},
+	} {
+		if _, err := b.(sbuild).command(Request{Source: "/w/p0/foo_1.0-1.dsc", Dir: "/w/p0", Repositories: []Repository{bad}}, "/w/p0/result", "/w/p0/k1.asc"); err == nil {
+			t.Errorf("repository %+v accepted", bad)
+		}
+	}
+	if _, err := repositoryKeys(Request{Repositories: []Repository{{URL: ok.URL, Key: "not a key"}}}, t.TempDir()); err == nil {
+		t.Error("a key that is not an armored public key was written")
+	}
+}

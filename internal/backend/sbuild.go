@@ -19,7 +19,8 @@ import (
 //	sbuild --dist=DIST [--arch=ARCH] [--chroot=CHROOT] [--chroot-mode=MODE]
 //	       --build-dir=DIR/result --no-run-lintian --no-run-piuparts --no-run-autopkgtest
 //	       --bd-uninstallable-explainer=dose3 --no-apt-upgrade --no-apt-distupgrade --nolog
-//	       [--extra-package=REPO] [EXTRA...] DSC
+//	       [--extra-package=REPO] [--extra-repository=SOURCE --extra-repository-key=KEY]...
+//	       [EXTRA...] DSC
 //
 // sbuild installs the Build-Depends in its chroot, so later packages of a
 // task can build-depend on earlier ones: the local repository is offered
@@ -31,6 +32,14 @@ import (
 // which needs subordinate uid and gid ranges; the build itself runs without
 // network (sbuild's default in that mode), while installing the build
 // dependencies uses the environment's mirror.
+//
+// Further signed APT repositories (the buckets' repositories, see
+// docs/repositories.md) are offered with --extra-repository, each as
+// "deb [signed-by=FINGERPRINT] URL SUITE main" with its public key given to
+// --extra-repository-key (sbuild copies it into the chroot's trusted keys
+// for the build): apt checks every index against that one key. apt fetches
+// them inside the chroot while it installs the build dependencies, before
+// the network is cut, so URL must be reachable from the builder host.
 //
 // The chroot is used as it is (no upgrades), so builds of one environment
 // start from the same packages. sbuild's log goes to the build's log
@@ -130,9 +139,41 @@ func (s sbuild) Versions(ctx context.Context) map[string]string {
 	return map[string]string{"sbuild": toolVersion(ctx, s.prog, "--version")}
 }
 
+// repositoryURL is what a repository's URL may look like: http or https,
+// nothing apt's one-line format would read as a separator or option.
+var repositoryURL = regexp.MustCompile(`^https?://[A-Za-z0-9._~:/?#@!$&'()*+,;=%-]+$`)
+
+// repositoryFingerprint is an OpenPGP fingerprint as apt's signed-by reads it.
+var repositoryFingerprint = regexp.MustCompile(`^[0-9A-F]{40,64}$`)
+
+// repositoryKeys writes the public key of each of req's repositories into
+// dir (fresh files, for sbuild to read) and returns their paths.
+func repositoryKeys(req Request, dir string) ([]string, error) {
+	var paths []string
+	for i, r := range req.Repositories {
+		if !strings.HasPrefix(r.Key, "-----BEGIN PGP PUBLIC KEY BLOCK-----") {
+			return nil, fmt.Errorf("repository %s: the key is not an armored OpenPGP public key", r.URL)
+		}
+		path := filepath.Join(dir, fmt.Sprintf("kiln-repository-%d.asc", i+1))
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("writing the key of repository %s: %w", r.URL, err)
+		}
+		_, err = f.WriteString(r.Key)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return nil, fmt.Errorf("writing the key of repository %s: %w", r.URL, err)
+		}
+		paths = append(paths, path)
+	}
+	return paths, nil
+}
+
 // command is the sbuild command line that builds req into the directory
-// result.
-func (s sbuild) command(req Request, result string) ([]string, error) {
+// result, trusting the repository keys in keys (one per req.Repositories).
+func (s sbuild) command(req Request, result string, keys ...string) ([]string, error) {
 	args := []string{s.prog, "--dist=" + s.dist}
 	if s.arch != "" {
 		args = append(args, "--arch="+s.arch)
@@ -154,6 +195,16 @@ func (s sbuild) command(req Request, result string) ([]string, error) {
 			args = append(args, "--extra-package="+req.Repo)
 		}
 	}
+	if len(keys) != len(req.Repositories) {
+		return nil, fmt.Errorf("sbuild: %d repository keys for %d repositories", len(keys), len(req.Repositories))
+	}
+	for i, r := range req.Repositories {
+		if !repositoryURL.MatchString(r.URL) || !sbuildWord.MatchString(r.Suite) || !repositoryFingerprint.MatchString(r.Fingerprint) {
+			return nil, fmt.Errorf("sbuild: repository %q suite %q key %q is not a URL, suite and fingerprint", r.URL, r.Suite, r.Fingerprint)
+		}
+		args = append(args, "--extra-repository=deb [signed-by="+r.Fingerprint+"] "+r.URL+" "+r.Suite+" main",
+			"--extra-repository-key="+keys[i])
+	}
 	args = append(args, s.extra...)
 	return append(args, req.Source), nil
 }
@@ -168,7 +219,13 @@ func (s sbuild) Build(ctx context.Context, r sandbox.Runner, req Request) ([]Out
 	if err := chownLike(result, req.Dir); err != nil {
 		return nil, fmt.Errorf("making sbuild's build directory: %w", err)
 	}
-	args, err := s.command(req, result)
+	// The keys go next to the sources, in the package's fresh directory
+	// (no build has run in it yet).
+	keys, err := repositoryKeys(req, req.Dir)
+	if err != nil {
+		return nil, &StageError{Stage: StageEnvironment, Err: err}
+	}
+	args, err := s.command(req, result, keys...)
 	if err != nil {
 		return nil, err
 	}

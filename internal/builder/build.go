@@ -91,6 +91,8 @@ func (f artifactFile) store(ctx context.Context, db blob.DB) (blob.Info, error) 
 //	task-T-A/build/tmp/  its private /tmp
 type attemptDirs struct {
 	top, src, out, repo, build string
+	// repos are the buckets' repositories the builds install from.
+	repos []backend.Repository
 	// outRoot is out/ opened; outputs are stored from it.
 	outRoot *beneath.Root
 }
@@ -196,6 +198,9 @@ func (b *Builder) runAttempt(ctx context.Context, a riverjob.BuildArgs, plat *lo
 	var pkgs []*sourcePackage
 	if err == nil {
 		pkgs, err = b.fetch(timed, a.JobID, dirs.src)
+	}
+	if err == nil {
+		dirs.repos, err = b.repositories(timed, a.JobID, plat, live)
 	}
 	if err != nil {
 		fmt.Fprintf(live, "kiln: fetching the sources failed: %v\n", err)
@@ -535,7 +540,7 @@ func (b *Builder) buildOne(ctx context.Context, runner sandbox.Runner, plat *loa
 		return nil, fmt.Errorf("preparing the sources: %w", err)
 	}
 	return plat.backend.Build(ctx, runner, backend.Request{
-		Source: filepath.Join(pkgDir, p.FileName), Dir: pkgDir, Repo: dirs.repo, Log: live,
+		Source: filepath.Join(pkgDir, p.FileName), Dir: pkgDir, Repo: dirs.repo, Repositories: dirs.repos, Log: live,
 	})
 }
 

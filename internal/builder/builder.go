@@ -82,6 +82,11 @@ type Config struct {
 	// it must have subordinate uid and gid ranges. A builder that is not
 	// root runs them as itself, and then needs those ranges itself.
 	BuildUser string
+	// RepoURL is kiln-web's base URL as builds reach it (http://kiln:8080):
+	// sbuild platforms install build dependencies from the job's bucket's
+	// repository and those of its build_against setting through it. Empty:
+	// builds use no bucket repository.
+	RepoURL string
 	// Logger receives the daemon's logs (slog.Default when nil).
 	Logger *slog.Logger
 }

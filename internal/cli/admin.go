@@ -85,13 +85,20 @@ func adminCommand() *cli.Command {
 						Name:      "add",
 						Usage:     "add a bucket",
 						ArgsUsage: "NAME",
-						Flags: []cli.Flag{
+						Flags: append([]cli.Flag{
 							&cli.StringFlag{Name: "description"},
 							&cli.BoolFlag{Name: "private", Usage: "only submitter, grantees and admins may read its jobs"},
 							&cli.BoolFlag{Name: "open", Usage: "every submitter may submit without a grant"},
 							&cli.DurationFlag{Name: "retention", Usage: "keep logs and artifacts of finished jobs this long (default: the janitor's)"},
-						},
+						}, bucketSettingFlags...),
 						Action: withDB(runBucketAdd),
+					},
+					{
+						Name:      "set",
+						Usage:     "change a bucket's repository settings",
+						ArgsUsage: "NAME",
+						Flags:     bucketSettingFlags,
+						Action:    withDB(runBucketSet),
 					},
 					{Name: "list", Usage: "list buckets", Flags: []cli.Flag{jsonFlag}, Action: withDB(runBucketList)},
 					{Name: "grant", Usage: "let a role submit to a bucket", ArgsUsage: "BUCKET ROLE", Action: withDB(runBucketGrant)},
@@ -365,16 +372,64 @@ func runPlatformSet(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error
 	return nil
 }
 
+// bucketSettingFlags are the repository settings of kiln admin bucket add
+// and set (docs/repositories.md).
+var bucketSettingFlags = []cli.Flag{
+	&cli.StringFlag{Name: "publish-policy", Usage: "what of a finished job is published: whole_job (only a job that fully succeeded), per_task (every succeeded task), none"},
+	&cli.BoolFlag{Name: "sign-packages", Usage: "sign each published rpm with the bucket's key (--sign-packages=false: not)"},
+	&cli.IntFlag{Name: "keep-snapshots", Usage: "how many snapshots of the repository are kept (1 to 100000)"},
+	&cli.StringFlag{Name: "build-against", Usage: "further buckets, comma-separated in order, whose repositories builds install build dependencies from after the bucket's own (\"\": none)"},
+}
+
+// bucketSettings reads the bucket setting flags given.
+func bucketSettings(c *cli.Context) admin.BucketSettings {
+	var s admin.BucketSettings
+	if c.IsSet("publish-policy") {
+		v := c.String("publish-policy")
+		s.PublishPolicy = &v
+	}
+	if c.IsSet("sign-packages") {
+		v := c.Bool("sign-packages")
+		s.SignPackages = &v
+	}
+	if c.IsSet("keep-snapshots") {
+		v := c.Int("keep-snapshots")
+		s.KeepSnapshots = &v
+	}
+	if c.IsSet("build-against") {
+		list := []string{}
+		for _, b := range strings.Split(c.String("build-against"), ",") {
+			if b = strings.TrimSpace(b); b != "" {
+				list = append(list, b)
+			}
+		}
+		s.BuildAgainst = &list
+	}
+	return s
+}
+
 func runBucketAdd(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 	name, err := oneArg(c, "bucket name")
 	if err != nil {
 		return err
 	}
 	b := admin.Bucket{Name: name, Description: c.String("description"), Private: c.Bool("private"), Open: c.Bool("open")}
-	if err := admin.AddBucket(ctx, db, b, c.Duration("retention")); err != nil {
+	if err := admin.AddBucket(ctx, db, b, c.Duration("retention"), bucketSettings(c)); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout(c), "added bucket %s\n", name)
+	return nil
+}
+
+func runBucketSet(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
+	name, err := oneArg(c, "bucket name")
+	if err != nil {
+		return err
+	}
+	if err := admin.SetBucket(ctx, db, name, bucketSettings(c)); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout(c), "bucket %s updated\n", name)
 	return nil
 }
 
@@ -387,13 +442,18 @@ func runBucketList(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error 
 		return printJSON(stdout(c), bs)
 	}
 	tw := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "BUCKET\tPRIVATE\tOPEN\tRETENTION\tGRANTEES\tDESCRIPTION")
+	fmt.Fprintln(tw, "BUCKET\tPRIVATE\tOPEN\tRETENTION\tGRANTEES\tPUBLISH\tSIGN\tKEEP\tBUILD-AGAINST\tDESCRIPTION")
 	for _, b := range bs {
 		ret := "default"
 		if b.RetentionSeconds != nil {
 			ret = (time.Duration(*b.RetentionSeconds) * time.Second).String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", b.Name, yesNo(b.Private), yesNo(b.Open), ret, strings.Join(b.Grantees, ","), b.Description)
+		against := strings.Join(b.BuildAgainst, ",")
+		if against == "" {
+			against = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", b.Name, yesNo(b.Private), yesNo(b.Open), ret,
+			strings.Join(b.Grantees, ","), b.PublishPolicy, yesNo(b.SignPackages), b.KeepSnapshots, against, b.Description)
 	}
 	return tw.Flush()
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -81,6 +82,28 @@ func TestAdminPlatformsBucketsBuilders(t *testing.T) {
 	mustRun("devel   no       yes   default    postgres", "admin", "bucket", "list")
 	mustRun("no longer", "admin", "bucket", "revoke", "devel", "postgres")
 	mustFail("has no grant", "admin", "bucket", "revoke", "devel", "postgres")
+	mustRun("added bucket stable", "admin", "bucket", "add", "--publish-policy", "per_task", "--sign-packages", "--keep-snapshots", "5", "stable")
+	mustFail("does not exist", "admin", "bucket", "add", "--build-against", "nosuch", "testing")
+	mustRun("added bucket testing", "admin", "bucket", "add", "--build-against", "stable", "testing")
+	mustRun("bucket devel updated", "admin", "bucket", "set", "--build-against", "testing, stable", "devel")
+	mustFail("cannot build against itself", "admin", "bucket", "set", "--build-against", "devel", "devel")
+	mustFail("named twice", "admin", "bucket", "set", "--build-against", "stable,stable", "devel")
+	mustFail(`bucket "nosuch" does not exist`, "admin", "bucket", "set", "--keep-snapshots", "3", "nosuch")
+	mustFail("not one of whole_job", "admin", "bucket", "set", "--publish-policy", "sometimes", "devel")
+	mustFail("between 1 and 100000", "admin", "bucket", "set", "--keep-snapshots", "0", "devel")
+	mustFail("nothing to change", "admin", "bucket", "set", "devel")
+	mustRun("stable   no       no    default              per_task   yes   5     -", "admin", "bucket", "list")
+	out = mustRun(`"build_against"`, "admin", "bucket", "list", "--json")
+	var bs []map[string]any
+	if err := json.Unmarshal([]byte(out), &bs); err != nil {
+		t.Fatalf("bucket list --json: %v\n%s", err, out)
+	}
+	if len(bs) != 3 || fmt.Sprint(bs[0]["build_against"]) != "[testing stable]" || bs[1]["sign_packages"] != true ||
+		bs[1]["keep_snapshots"] != 5.0 || bs[1]["publish_policy"] != "per_task" || fmt.Sprint(bs[2]["build_against"]) != "[stable]" {
+		t.Fatalf("bucket list --json: %v", bs)
+	}
+	mustRun("bucket devel updated", "admin", "bucket", "set", "--build-against", "", "--sign-packages=false", "devel")
+	mustRun("devel    no       yes   default              whole_job  no    30    -", "admin", "bucket", "list")
 
 	mustFail("does not exist", "admin", "builder", "disable", "b1")
 	if _, err := db.Pool.Exec(context.Background(), `INSERT INTO kiln.builder (name, host, slots) VALUES ('b1', 'h1', 4);

@@ -1595,3 +1595,24 @@ REVOKE EXECUTE ON FUNCTION kiln.remove_package(text, text, text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION kiln.new_repo_token() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION kiln.web_repo_file(name, text, text, integer, text, text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION kiln.web_repo_chunk(name, text, text, integer, text, text, integer) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION kiln.build_repositories(p_job bigint, p_platform text)
+    RETURNS TABLE (bucket text, seq integer, fingerprint text, public_key text)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path = pg_catalog, kiln, pg_temp
+AS $$
+    SELECT b.name, s.seq, k.fingerprint, k.public_key
+      FROM kiln.job j
+      JOIN kiln.bucket jb ON jb.name = j.bucket
+      CROSS JOIN LATERAL unnest(ARRAY[jb.name] || jb.build_against) WITH ORDINALITY AS u(name, ord)
+      JOIN kiln.bucket b ON b.name = u.name
+      JOIN kiln.bucket_publication p ON p.bucket = b.name
+      JOIN kiln.snapshot s ON s.id = p.current_snapshot
+      JOIN kiln.bucket_key k ON k.bucket = b.name AND k.active
+     WHERE j.id = p_job
+       AND EXISTS (SELECT 1 FROM kiln.snapshot_files(b.name, s.seq) f
+                    WHERE f.platform = p_platform AND f.path = 'dists/' || b.name || '/InRelease')
+     ORDER BY u.ord
+$$;
+COMMENT ON FUNCTION kiln.build_repositories(bigint, text) IS 'The APT repositories a build of job p_job on platform p_platform installs build dependencies from: the served snapshot of the job''s bucket, then of each bucket of its build_against setting, each with its active signing key; buckets without a served APT repository for the platform are left out. For builders (public keys and snapshot numbers only).';
+REVOKE ALL ON FUNCTION kiln.build_repositories(bigint, text) FROM PUBLIC;
