@@ -27,7 +27,7 @@ test: setup build
 	$(MAKE) --no-print-directory fuzz FUZZTIME=2s
 
 test-go:
-	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -timeout 25m ./...
 
 FUZZTIME ?= 30s
 # Fuzz targets are found in the sources (go test -list would build every
