@@ -17,6 +17,7 @@ import (
 
 	"github.com/kiln-build/kiln/internal/environment"
 	"github.com/kiln-build/kiln/internal/format"
+	kplatform "github.com/kiln-build/kiln/internal/platform"
 	"github.com/kiln-build/kiln/internal/report"
 	"github.com/kiln-build/kiln/riverjob"
 )
@@ -67,15 +68,14 @@ func runEnvironmentCreate(ctx context.Context, c *cli.Context, db *pgxpool.Pool)
 	if err != nil {
 		return err
 	}
-	var arch, backend string
-	var settings map[string]any
-	err = db.QueryRow(ctx, `SELECT arch, backend, backend_settings FROM kiln.platform WHERE name = $1`, platform).Scan(&arch, &backend, &settings)
-	if errors.Is(err, pgx.ErrNoRows) {
+	p, err := kplatform.Get(ctx, db, platform, false)
+	if errors.Is(err, kplatform.ErrNotFound) {
 		return fmt.Errorf("platform %s does not exist (kiln admin platform list)%.0w", platform, report.ErrNotFound)
 	}
 	if err != nil {
 		return explainDB(err, "reading the platform")
 	}
+	arch, backend, settings := p.Arch, p.Backend, p.BackendSettings
 	if backend != "sbuild" {
 		return fmt.Errorf("platform %s builds with %s; only sbuild platforms build in environments", platform, backend)
 	}

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"time"
 
+	kplatform "github.com/kiln-build/kiln/internal/platform"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -298,9 +300,11 @@ func (p *Publisher) view(ctx context.Context, tx pgx.Tx, views map[string]*repoV
 		return v, nil
 	}
 	v := &repoView{platform: platform, entries: map[string]Entry{}}
-	if err := tx.QueryRow(ctx, `SELECT package_format, arch FROM kiln.platform WHERE name = $1`, platform).Scan(&v.format, &v.arch); err != nil {
-		return nil, fmt.Errorf("platform %s: %w", platform, err)
+	pl, err := kplatform.Get(ctx, tx, platform, false)
+	if err != nil {
+		return nil, err
 	}
+	v.format, v.arch = pl.PackageFormat, pl.Arch
 	views[platform] = v
 	return v, nil
 }
