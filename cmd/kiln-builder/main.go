@@ -5,8 +5,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -15,7 +13,6 @@ import (
 	"github.com/kiln-build/kiln/internal/builder"
 	kcli "github.com/kiln-build/kiln/internal/cli"
 	"github.com/kiln-build/kiln/internal/daemon"
-	"github.com/kiln-build/kiln/internal/dbconn"
 	"github.com/kiln-build/kiln/internal/environment"
 	"github.com/kiln-build/kiln/internal/sandbox"
 )
@@ -25,24 +22,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "kiln-builder:", err)
 		os.Exit(1)
 	}
-}
-
-// defaultHide are the paths hidden from builds unless --hide is given: the
-// builder's configuration and the usual keytab locations.
-func defaultHide() []string {
-	hide := []string{"/etc/kiln", "/etc/krb5.keytab", "/var/lib/kiln-builder/keytab"}
-	for _, v := range []string{"KRB5_CLIENT_KTNAME", "KRB5_KTNAME", "KRB5CCNAME"} {
-		if p := os.Getenv(v); p != "" {
-			_, path, found := strings.Cut(p, ":")
-			if !found {
-				path = p
-			}
-			if strings.HasPrefix(path, "/") {
-				hide = append(hide, path)
-			}
-		}
-	}
-	return hide
 }
 
 func app() *cli.App {
@@ -81,26 +60,13 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	log := common.Logger
+	uids, err := builder.ParseUIDRange(c.String("build-uids"))
+	if err != nil {
+		return err
+	}
 	ctx, stop := daemon.SignalContext(c.Context)
 	defer stop()
-	db, err := dbconn.Open(ctx, common.DB)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	hide := c.StringSlice("hide")
-	if len(hide) == 0 {
-		hide = defaultHide()
-	}
-	if kt := c.String("krb-keytab"); kt != "" {
-		hide = append(hide, strings.TrimPrefix(kt, "FILE:")) // the builder's own keytab is never visible to builds
-	}
-	uids, err := parseUIDs(c.String("build-uids"))
-	if err != nil {
-		return err
-	}
-	b, err := builder.New(ctx, db, builder.Config{
+	return builder.Run(ctx, builder.RunConfig{DB: common.DB, HealthAddr: common.HealthAddr, Builder: builder.Config{
 		Name:         c.String("name"),
 		Platforms:    c.StringSlice("platform"),
 		Slots:        slots,
@@ -109,35 +75,14 @@ func run(c *cli.Context) error {
 		Grace:        c.Duration("grace"),
 		Heartbeat:    c.Duration("heartbeat"),
 		LogLimit:     c.Int64("log-limit"),
-		Hide:         hide,
+		Hide:         c.StringSlice("hide"),
 		BuildUIDs:    uids,
 		UIDLockDir:   c.String("uid-lock-dir"),
 		Bwrap:        c.String("bwrap"),
 		Backend:      backend.Options{Mock: c.String("mock"), Sbuild: c.String("sbuild"), Createrepo: c.String("createrepo")},
-		Logger:       log,
+		Logger:       common.Logger,
 		BuildUser:    c.String("build-user"),
 		Environments: &environment.Cache{Dir: c.String("environment-cache"), Keep: c.Int("environment-keep")},
 		RepoURL:      c.String("repo-url"),
-	})
-	if err != nil {
-		return err
-	}
-	if err := daemon.ServeHealth(ctx, log, common.HealthAddr, b.Health); err != nil {
-		return err
-	}
-	return b.Run(ctx)
-}
-
-// parseUIDs reads --build-uids, FIRST-LAST (empty: the default range).
-func parseUIDs(s string) (builder.UIDRange, error) {
-	if s == "" {
-		return builder.UIDRange{}, nil
-	}
-	a, b, ok := strings.Cut(s, "-")
-	first, err1 := strconv.ParseUint(a, 10, 32)
-	last, err2 := strconv.ParseUint(b, 10, 32)
-	if !ok || err1 != nil || err2 != nil || first == 0 || last < first || last >= 1<<32-1 {
-		return builder.UIDRange{}, fmt.Errorf("--build-uids must be FIRST-LAST, two uids above 0 with FIRST <= LAST, not %q", s)
-	}
-	return builder.UIDRange{First: uint32(first), Count: uint32(last - first + 1)}, nil
+	}})
 }

@@ -5,20 +5,13 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
-	"time"
 
-	"github.com/jcmturner/gokrb5/v8/keytab"
 	"github.com/urfave/cli/v2"
 
 	kcli "github.com/kiln-build/kiln/internal/cli"
 	"github.com/kiln-build/kiln/internal/daemon"
-	"github.com/kiln-build/kiln/internal/dbconn"
 	"github.com/kiln-build/kiln/internal/web"
 )
 
@@ -50,58 +43,12 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	log := common.Logger
 	ctx, stop := daemon.SignalContext(c.Context)
 	defer stop()
-
-	cfg := web.Config{Realm: c.String("realm"), ServicePrincipal: c.String("service-principal"),
-		RequireAuth: c.Bool("require-auth"), PublicURL: c.String("public-url"), Logger: log}
-	if p := c.String("keytab"); p != "" {
-		if cfg.Keytab, err = keytab.Load(p); err != nil {
-			return fmt.Errorf("reading keytab %s: %w", p, err)
-		}
-	}
-	if p := c.String("session-key-file"); p != "" {
-		if cfg.SessionKey, err = os.ReadFile(p); err != nil {
-			return fmt.Errorf("reading the session key: %w", err)
-		}
-		if len(cfg.SessionKey) < 32 {
-			return fmt.Errorf("session key %s has %d bytes; it needs at least 32 (head -c 32 /dev/urandom > %s)", p, len(cfg.SessionKey), p)
-		}
-	}
-	if cfg.DB, err = dbconn.Open(ctx, common.DB); err != nil {
-		return err
-	}
-	defer cfg.DB.Close()
-	srv, err := web.New(cfg)
-	if err != nil {
-		return err
-	}
-	go srv.Run(ctx)
-	go daemon.Watchdog(ctx, log, func(ctx context.Context) error { return cfg.DB.Ping(ctx) })
-
-	ln, err := net.Listen("tcp", c.String("listen"))
-	if err != nil {
-		return err
-	}
-	hs := &http.Server{
-		Handler:           srv.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		// Requests (server-sent event streams above all) end with ctx.
-		BaseContext: func(net.Listener) context.Context { return ctx },
-	}
-	go func() {
-		<-ctx.Done()
-		_ = daemon.Notify("STOPPING=1")
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = hs.Shutdown(sctx)
-	}()
-	log.Info("kiln-web listening", "url", "http://"+ln.Addr().String(), "login", cfg.Keytab != nil)
-	_ = daemon.Notify("READY=1")
-	if err := hs.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return web.Run(ctx, web.RunConfig{
+		DB: common.DB, Listen: c.String("listen"),
+		KeytabFile: c.String("keytab"), SessionKeyFile: c.String("session-key-file"),
+		Web: web.Config{Realm: c.String("realm"), ServicePrincipal: c.String("service-principal"),
+			RequireAuth: c.Bool("require-auth"), PublicURL: c.String("public-url"), Logger: common.Logger},
+	})
 }
