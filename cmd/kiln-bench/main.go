@@ -102,7 +102,7 @@ func suites(c *cli.Context) []suite {
 				{bench: "BenchmarkThroughput/slots=1", what: "throughput, 1 builder slot (200 tasks)", figure: throughput,
 					how: "tasks inserted with their River jobs as the splitter does, to the last finished (noop build, log, artifacts, finish); " +
 						"bare River: insert one River job per transaction and work it with a no-op worker, same database, as many workers; " +
-						"both with River's default FetchCooldown 100 ms and FetchPollInterval 1 s, which kiln-builder uses"},
+						"both with FetchCooldown 1 ms (riverjob.BuilderFetchCooldown, as kiln-builder runs) and River's default FetchPollInterval 1 s"},
 				{bench: "BenchmarkThroughput/slots=4", what: "throughput, 4 builder slots (200 tasks)", figure: throughput, how: "as above"},
 				{bench: "BenchmarkThroughput/slots=16", what: "throughput, 16 builder slots (800 tasks)", figure: throughput, how: "as above"},
 				{bench: "BenchmarkThroughput/builders=4", what: "throughput, 4 builders of 1 slot (200 tasks)", figure: throughput,

@@ -22,6 +22,7 @@ import (
 	"github.com/kiln-build/kiln/internal/split"
 	"github.com/kiln-build/kiln/internal/submit"
 	"github.com/kiln-build/kiln/internal/testsupport/testpkg"
+	"github.com/kiln-build/kiln/riverjob"
 	"github.com/kiln-build/kiln/schema"
 )
 
@@ -226,7 +227,7 @@ func bareRiverRate(b *testing.B, f *farm, clients, workers, n int) float64 {
 	for range clients {
 		client, err := river.NewClient(riverpgxv5.New(f.db.Pool), &river.Config{
 			Schema: schema.RiverSchema, Queues: map[string]river.QueueConfig{"bare": {MaxWorkers: workers}},
-			Workers: ws, Logger: discardLogger(),
+			Workers: ws, Logger: discardLogger(), FetchCooldown: riverjob.BuilderFetchCooldown,
 		})
 		if err != nil {
 			b.Fatal(err)
