@@ -102,7 +102,7 @@ func suites(c *cli.Context) []suite {
 				{bench: "BenchmarkThroughput/slots=1", what: "throughput, 1 builder slot (200 tasks)", figure: throughput,
 					how: "tasks inserted with their River jobs as the splitter does, to the last finished (noop build, log, artifacts, finish); " +
 						"bare River: insert one River job per transaction and work it with a no-op worker, same database, as many workers; " +
-						"both with River's default FetchCooldown 100 ms and FetchPollInterval 1 s, which kiln-builder uses"},
+						"both with FetchCooldown 1 ms (riverjob.BuilderFetchCooldown, as kiln-builder runs) and River's default FetchPollInterval 1 s"},
 				{bench: "BenchmarkThroughput/slots=4", what: "throughput, 4 builder slots (200 tasks)", figure: throughput, how: "as above"},
 				{bench: "BenchmarkThroughput/slots=16", what: "throughput, 16 builder slots (800 tasks)", figure: throughput, how: "as above"},
 				{bench: "BenchmarkThroughput/builders=4", what: "throughput, 4 builders of 1 slot (200 tasks)", figure: throughput,
@@ -111,10 +111,12 @@ func suites(c *cli.Context) []suite {
 		},
 		{
 			title: "live log", pkg: "./internal/builder/", pattern: "^BenchmarkLiveLog$", benchtime: "1x",
-			rows: []row{{bench: "BenchmarkLiveLog", what: "live log latency (100 lines)", figure: p5099,
+			rows: []row{{bench: "BenchmarkLiveLog", what: "live log latency (100 lines)",
+				figure: func(m metrics) string { return p5099(m) + ", " + m.f("rows/build", "%.0f") + " rows" },
 				how: "a real rpmbuild build in the sandbox prints lines stamped with the clock, 70 ms apart; kiln log -f " +
-					"(the CLI's code, in process) follows; latency = arrival in its output - stamp. The builder stores log " +
-					"batches every 500 ms (Config.LogFlush), which sets the figure"}},
+					"(the CLI's code, in process) follows; latency = arrival in its output - stamp. The builder stores a line " +
+					"at once when nothing was stored for 250 ms (Config.LogFlush), else in a batch 250 ms after the last store, " +
+					"which sets the figure; rows = kiln.log_chunk rows (one NOTIFY each) per build"}},
 		},
 		{
 			title: "queries", pkg: "./internal/report/", pattern: "^BenchmarkListJobs$/^(newest|get_job|kiln_jobs|kiln_show|web_jobs|web_job)$", benchtime: "100x",

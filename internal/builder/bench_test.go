@@ -22,6 +22,7 @@ import (
 	"github.com/kiln-build/kiln/internal/split"
 	"github.com/kiln-build/kiln/internal/submit"
 	"github.com/kiln-build/kiln/internal/testsupport/testpkg"
+	"github.com/kiln-build/kiln/riverjob"
 	"github.com/kiln-build/kiln/schema"
 )
 
@@ -226,7 +227,7 @@ func bareRiverRate(b *testing.B, f *farm, clients, workers, n int) float64 {
 	for range clients {
 		client, err := river.NewClient(riverpgxv5.New(f.db.Pool), &river.Config{
 			Schema: schema.RiverSchema, Queues: map[string]river.QueueConfig{"bare": {MaxWorkers: workers}},
-			Workers: ws, Logger: discardLogger(),
+			Workers: ws, Logger: discardLogger(), FetchCooldown: riverjob.BuilderFetchCooldown,
 		})
 		if err != nil {
 			b.Fatal(err)
@@ -257,17 +258,29 @@ func bareRiverRate(b *testing.B, f *farm, clients, workers, n int) float64 {
 // line's latency is the time it reached kiln log's output minus its stamp.
 // The path is the build's pipe, the builder's log batching
 // (Config.LogFlush), the INSERT and NOTIFY kiln_log, and kiln log's LISTEN
-// and SELECT. One job per iteration: run with -benchtime 1x.
+// and SELECT. It also reports the log rows (one NOTIFY each) stored per
+// build. KILN_BENCH_LOG_FLUSH (a duration) sets Config.LogFlush, for
+// comparing batchings. One job per iteration: run with -benchtime 1x.
 func BenchmarkLiveLog(b *testing.B) {
 	f := newFarm(b)
 	f.platform(b, "bench-rpm", "x86_64", "rpm", "rpmbuild", time.Hour, "")
 	_, pool := f.builderPool(b, 1)
 	cfg := testConfig(b, "bench-rpm")
 	cfg.Logger = discardLogger()
+	if s := os.Getenv("KILN_BENCH_LOG_FLUSH"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 {
+			b.Fatalf("KILN_BENCH_LOG_FLUSH=%q: want a positive duration", s)
+		}
+		cfg.LogFlush = d
+	}
 	start(b, pool, cfg)
 	srpm := testpkg.SRPM(b, testpkg.Spec{Name: "livelog",
 		Build: `for i in $(seq 1 100); do echo "kiln-bench-line $(date +%s%N)"; sleep 0.07; done`})
-	var lat []time.Duration
+	var (
+		lat  []time.Duration
+		rows int
+	)
 	for range b.N {
 		_, task := f.submit(b, "bench-rpm", "retry", srpm)
 		out := &stampedLines{}
@@ -280,8 +293,14 @@ func BenchmarkLiveLog(b *testing.B) {
 			b.Fatalf("kiln log -f printed %d stamped lines, want 100", len(out.lat))
 		}
 		lat = append(lat, out.lat...)
+		var n int
+		if err := f.db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM kiln.log_chunk WHERE task_id = $1", task).Scan(&n); err != nil {
+			b.Fatal(err)
+		}
+		rows += n
 	}
 	reportPercentiles(b, lat, 50, 99)
+	b.ReportMetric(float64(rows)/float64(b.N), "rows/build")
 }
 
 // stampedLines is kiln log's output: for every line "kiln-bench-line NANOS"

@@ -51,7 +51,9 @@ type Config struct {
 	Grace time.Duration
 	// Heartbeat is how often the builder and its tasks heartbeat (5 s when 0).
 	Heartbeat time.Duration
-	// LogFlush is how often log output is stored (500 ms when 0).
+	// LogFlush is the least time between two stores of an attempt's log
+	// output (250 ms when 0): a line written later than that after the last
+	// store is stored at once (log.go).
 	LogFlush time.Duration
 	// LogLimit caps the log stored per attempt (DefaultLogLimit when 0).
 	LogLimit int64
@@ -252,7 +254,7 @@ func checkConfig(cfg *Config) error {
 		cfg.Heartbeat = 5 * time.Second
 	}
 	if cfg.LogFlush <= 0 {
-		cfg.LogFlush = 500 * time.Millisecond
+		cfg.LogFlush = 250 * time.Millisecond
 	}
 	if cfg.LogLimit <= 0 {
 		cfg.LogLimit = DefaultLogLimit

@@ -14,8 +14,12 @@ import (
 )
 
 // liveLog is an attempt's build log. Output goes to a local file (stored as
-// the build.log artifact at the end) and, in batches of whole lines at most
-// LogFlush old, into kiln.log_chunk, whose trigger sends NOTIFY kiln_log.
+// the build.log artifact at the end) and into kiln.log_chunk, whose trigger
+// sends NOTIFY kiln_log. Batching adapts: a whole line written when nothing
+// was stored for LogFlush is stored at once; lines written sooner after a
+// store wait until LogFlush has passed since it and go in one batch. So a
+// follower sees a quiet build's line within a round trip, and a build that
+// prints without pause costs at most one row and NOTIFY per LogFlush.
 // Past the limit, output is dropped after a visible note.
 type liveLog struct {
 	b        *Builder
@@ -39,7 +43,8 @@ type liveLog struct {
 	done chan struct{}
 }
 
-// flushSize is how much pending output triggers a flush before the tick.
+// flushSize is how much pending output is stored at once, without waiting
+// for LogFlush to pass since the last store.
 const flushSize = 64 << 10
 
 func newLiveLog(b *Builder, task int64, attempt int, path string, onFenced func()) (*liveLog, error) {
@@ -69,7 +74,7 @@ func (l *liveLog) Write(p []byte) (int, error) {
 	l.accepted += int64(len(p))
 	l.pending = append(l.pending, p...)
 	_, _ = l.file.Write(p)
-	if len(l.pending) >= flushSize {
+	if len(l.pending) >= flushSize || bytes.IndexByte(p, '\n') >= 0 {
 		select {
 		case l.kick <- struct{}{}:
 		default:
@@ -78,10 +83,14 @@ func (l *liveLog) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// flusher stores output when a line is written (kick) or on a tick (an
+// unterminated line, a store to retry), at most once per LogFlush unless
+// flushSize is pending.
 func (l *liveLog) flusher() {
 	defer close(l.done)
 	t := time.NewTicker(l.b.cfg.LogFlush)
 	defer t.Stop()
+	var last time.Time // when output was last stored
 	for {
 		select {
 		case <-l.stop:
@@ -89,19 +98,38 @@ func (l *liveLog) flusher() {
 		case <-t.C:
 		case <-l.kick:
 		}
-		if err := l.flush(context.Background(), false); err != nil {
+		if wait := time.Until(last.Add(l.b.cfg.LogFlush)); wait > 0 && !l.full() {
+			select {
+			case <-l.stop:
+				return // close stores what is pending
+			case <-time.After(wait):
+			}
+		}
+		stored, err := l.flush(context.Background(), false)
+		if err != nil {
 			l.b.log.Warn("storing log output failed; keeping it for the next round", "task", l.task, "err", err)
+		}
+		if stored {
+			last = time.Now()
 		}
 	}
 }
 
+// full reports whether flushSize is pending.
+func (l *liveLog) full() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.pending) >= flushSize
+}
+
 // flush stores pending whole lines (everything when final, or when a line
-// has waited too long or grown too long).
-func (l *liveLog) flush(ctx context.Context, final bool) error {
+// has waited too long or grown too long); stored says whether a chunk was
+// stored.
+func (l *liveLog) flush(ctx context.Context, final bool) (stored bool, err error) {
 	l.mu.Lock()
 	if l.isFenced || len(l.pending) == 0 {
 		l.mu.Unlock()
-		return nil
+		return false, nil
 	}
 	cut := bytes.LastIndexByte(l.pending, '\n') + 1
 	if cut < len(l.pending) {
@@ -112,7 +140,7 @@ func (l *liveLog) flush(ctx context.Context, final bool) error {
 	}
 	if cut == 0 {
 		l.mu.Unlock()
-		return nil
+		return false, nil
 	}
 	data := l.pending[:cut:cut]
 	l.pending = l.pending[cut:]
@@ -130,7 +158,7 @@ func (l *liveLog) flush(ctx context.Context, final bool) error {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	// Protocol step 3: stored only while the attempt is current.
-	err := task.Log(cctx, l.b.db, l.b.attempt(l.task, l.attempt), seq, text, truncated)
+	err = task.Log(cctx, l.b.db, l.b.attempt(l.task, l.attempt), seq, text, truncated)
 
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -139,14 +167,14 @@ func (l *liveLog) flush(ctx context.Context, final bool) error {
 		l.isFenced = true
 		l.pending = nil
 		go l.onFenced()
-		return nil
+		return false, nil
 	case err != nil:
 		l.pending = append(data, l.pending...)
-		return err
+		return false, err
 	}
 	l.seq++
 	l.stored += int64(len(text))
-	return nil
+	return true, nil
 }
 
 // close stops the flusher and stores what is left (retrying for a while
@@ -157,7 +185,7 @@ func (l *liveLog) close(ctx context.Context) {
 	ctx = context.WithoutCancel(ctx)
 	deadline := time.Now().Add(time.Minute)
 	for {
-		err := l.flush(ctx, true)
+		_, err := l.flush(ctx, true)
 		if err == nil || time.Now().After(deadline) {
 			if err != nil {
 				l.b.log.Warn("the end of the log could not be stored", "task", l.task, "err", err)

@@ -30,7 +30,9 @@ import (
 // from DefaultConfig.
 type Config struct {
 	// Horizon is how long a building task (and a builder) may go without a
-	// heartbeat before it is declared lost (offline).
+	// heartbeat before it is declared lost (offline). The default, 20 s, is
+	// four of the builders' default 5 s heartbeats: a killed builder's task
+	// builds elsewhere 15 to 35 s after the kill (about 25 s typically).
 	Horizon time.Duration
 	// TimeoutGrace is added to a platform's timeout before the janitor ends
 	// a build the builder should have ended itself.
@@ -62,7 +64,7 @@ type Config struct {
 // DefaultConfig returns the documented defaults (docs/janitor.md).
 func DefaultConfig() Config {
 	return Config{
-		Horizon:         60 * time.Second,
+		Horizon:         20 * time.Second,
 		TimeoutGrace:    10 * time.Minute,
 		Retention:       30 * 24 * time.Hour,
 		BlobGrace:       24 * time.Hour,
