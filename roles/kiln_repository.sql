@@ -5,3 +5,4 @@
 -- of which bucket a build installs from through the function alone: no
 -- SELECT on kiln.bucket_key, kiln.bucket_publication or kiln.snapshot.
 GRANT EXECUTE ON FUNCTION kiln.build_repositories(bigint, text) TO kiln_builder;
+GRANT EXECUTE ON FUNCTION kiln.build_repository_snapshots(bigint, text) TO kiln_builder;
