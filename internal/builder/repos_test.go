@@ -128,9 +128,12 @@ func TestSbuildCrossJobChain(t *testing.T) {
 		t.Fatalf("GET InRelease: %d %v", resp.StatusCode, err)
 	}
 	sum := sha256.Sum256(served)
+	if len(info.Repositories) != 1 {
+		t.Fatalf("job B's build info names repositories %+v, want devel's snapshot 1", info.Repositories)
+	}
 	want := repositoryRef{Bucket: "devel", Snapshot: 1, URL: url, Key: info.Repositories[0].Key,
 		Index: "dists/devel/InRelease", IndexSHA256: hex.EncodeToString(sum[:])}
-	if len(info.Repositories) != 1 || info.Repositories[0] != want || len(want.Key) != 40 {
+	if info.Repositories[0] != want || len(want.Key) != 40 {
 		t.Fatalf("job B's build info names repositories %+v, want [%+v]", info.Repositories, want)
 	}
 }
