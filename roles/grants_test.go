@@ -160,6 +160,7 @@ var functions = map[string][]string{
 	"kiln.web_repo_chunk(name,text,text,integer,text,text,integer)":                                {"web"},
 	"kiln.build_repositories(bigint,text)":                                                         {"builder"},
 	"kiln.build_repository_snapshots(bigint,text)":                                                 {"builder"},
+	"kiln.build_repository_token(text,bigint,integer,text)":                                        {"builder"},
 }
 
 // largeObjectFunctions are PostgreSQL's server-side large-object functions:

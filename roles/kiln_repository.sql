@@ -6,3 +6,4 @@
 -- SELECT on kiln.bucket_key, kiln.bucket_publication or kiln.snapshot.
 GRANT EXECUTE ON FUNCTION kiln.build_repositories(bigint, text) TO kiln_builder;
 GRANT EXECUTE ON FUNCTION kiln.build_repository_snapshots(bigint, text) TO kiln_builder;
+GRANT EXECUTE ON FUNCTION kiln.build_repository_token(text, bigint, integer, text) TO kiln_builder;

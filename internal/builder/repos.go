@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	neturl "net/url"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -31,8 +32,11 @@ type repositoryRef struct {
 // each pinned to its snapshot number so that every package of the attempt
 // sees the same files, says so in the log and records them in info. Only
 // sbuild platforms use them, and only when the builder knows kiln-web's
-// address (Config.RepoURL).
-func (b *Builder) repositories(ctx context.Context, job int64, plat *loadedPlatform, info *buildInfo, live io.Writer) ([]backend.Repository, error) {
+// address (Config.RepoURL). A private bucket's repository is read with a
+// token of the attempt's own (kiln.build_repository_token: that bucket
+// only, read-only, while the attempt builds), given to apt as the URL's
+// password and never written to the log or the build info.
+func (b *Builder) repositories(ctx context.Context, plat *loadedPlatform, info *buildInfo, live io.Writer) ([]backend.Repository, error) {
 	if plat.backend.Name() != "sbuild" {
 		return nil, nil
 	}
@@ -41,7 +45,7 @@ func (b *Builder) repositories(ctx context.Context, job int64, plat *loadedPlatf
 		return nil, nil
 	}
 	rows, err := b.db.Query(ctx, `SELECT bucket, seq, fingerprint, public_key, index_path, index_sha256
-		FROM kiln.build_repository_snapshots($1, $2)`, job, plat.name)
+		FROM kiln.build_repository_snapshots($1, $2)`, info.Job, plat.name)
 	if err != nil {
 		return nil, fmt.Errorf("reading the buckets' repositories: %w", err)
 	}
@@ -62,7 +66,22 @@ func (b *Builder) repositories(ctx context.Context, job int64, plat *loadedPlatf
 		x.ref.URL = fmt.Sprintf("%s/repos/%s/snapshots/%d/%s", base, x.ref.Bucket, x.ref.Snapshot, plat.name)
 		fmt.Fprintf(live, "kiln: build dependencies also from bucket %s, snapshot %d (%s, key %s, %s sha256 %s)\n",
 			x.ref.Bucket, x.ref.Snapshot, x.ref.URL, x.ref.Key, x.ref.Index, x.ref.IndexSHA256)
-		repos = append(repos, backend.Repository{URL: x.ref.URL, Suite: x.ref.Bucket, Fingerprint: x.ref.Key, Key: x.key})
+		var token *string
+		if err := b.db.QueryRow(ctx, `SELECT kiln.build_repository_token($1, $2, $3, $4)`,
+			b.cfg.Name, info.Task, info.Attempt, x.ref.Bucket).Scan(&token); err != nil {
+			return nil, fmt.Errorf("a token for bucket %s's repository: %w", x.ref.Bucket, err)
+		}
+		url := x.ref.URL
+		if token != nil {
+			u, err := neturl.Parse(url)
+			if err != nil {
+				return nil, fmt.Errorf("repository URL %s: %w", url, err)
+			}
+			u.User = neturl.UserPassword("kiln-build", *token)
+			url = u.String()
+			fmt.Fprintf(live, "kiln: bucket %s is private: apt reads it with a token of this attempt's own\n", x.ref.Bucket)
+		}
+		repos = append(repos, backend.Repository{URL: url, Suite: x.ref.Bucket, Fingerprint: x.ref.Key, Key: x.key})
 		info.Repositories = append(info.Repositories, x.ref)
 	}
 	return repos, nil

@@ -28,8 +28,9 @@ import (
 // code publishes it when the job ends (the job_request_publication
 // trigger's request); job B, submitted afterwards alone, Build-Depends on
 // kiln-base (>= 1.2) and builds, sbuild's apt reading devel's snapshot from
-// kiln-web signed-by devel's key (the builder's --repo-url). B's build info
-// names the snapshot and the sha256 of its InRelease as served.
+// kiln-web signed-by devel's key (the builder's --repo-url), devel being
+// private. B's build info names the snapshot and the sha256 of its
+// InRelease as served.
 func TestSbuildCrossJobChain(t *testing.T) {
 	t.Parallel()
 	path, spec := envtest.Shared(t)
@@ -38,7 +39,9 @@ func TestSbuildCrossJobChain(t *testing.T) {
 	f.exec(t, `INSERT INTO kiln.platform_environment (platform, spec) VALUES ('bookworm-amd64', $1)`, spec)
 	// The bucket whose publish policy (whole_job, the default) the job's
 	// end consults: without its row a job's end asks for no publication.
-	f.exec(t, `INSERT INTO kiln.bucket (name, open) VALUES ('devel', true)`)
+	// devel is private: the builder reads it with a token of the attempt's
+	// own (kiln.build_repository_token), as apt's basic-auth password.
+	f.exec(t, `INSERT INTO kiln.bucket (name, open, private) VALUES ('devel', true, true)`)
 	connect := func(role string) *pgxpool.Pool {
 		p, err := pgxpool.New(context.Background(), f.db.URLAs(farmtest.Person(t, f.db, role, "kiln_"+role)))
 		if err != nil {
@@ -113,12 +116,27 @@ func TestSbuildCrossJobChain(t *testing.T) {
 	if !strings.Contains(log, "kiln: build dependencies also from bucket devel, snapshot 1 ("+url) {
 		t.Fatalf("job B's log does not name devel's repository:\n%s", log)
 	}
+	if !strings.Contains(log, "kiln: bucket devel is private: apt reads it with a token of this attempt's own") {
+		t.Fatalf("job B's log does not say devel is read with a token:\n%s", log)
+	}
+	if strings.Contains(log, "kiln-build:") {
+		t.Fatalf("job B's log shows the repository token:\n%s", log)
+	}
 	info := f.buildInfo(t, b, 1)
 	if v := info.Packages[0].BuildDepends["kiln-base"]; v != "1.2" {
 		t.Fatalf("job B's installed build dependencies lack kiln-base 1.2:\n%s", log)
 	}
 	// The InRelease the build info names is the one kiln-web serves.
-	resp, err := http.Get(url + "/dists/devel/InRelease")
+	// The token died with the attempt: the test reads as an admin would.
+	if code := getStatus(t, url+"/dists/devel/InRelease"); code == http.StatusOK {
+		t.Fatal("the private bucket is served without a token")
+	}
+	req, err := http.NewRequest("GET", url+"/dists/devel/InRelease", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth("admin", adminToken(t, f))
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,4 +154,29 @@ func TestSbuildCrossJobChain(t *testing.T) {
 	if info.Repositories[0] != want || len(want.Key) != 40 {
 		t.Fatalf("job B's build info names repositories %+v, want [%+v]", info.Repositories, want)
 	}
+}
+
+func getStatus(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// adminToken is a repository token of a new admin (kiln.new_repo_token).
+func adminToken(t *testing.T, f *farm) string {
+	t.Helper()
+	p, err := pgxpool.New(context.Background(), f.db.URLAs(farmtest.Person(t, f.db, "admin", "kiln_admin")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	var tok string
+	if err := p.QueryRow(context.Background(), `SELECT kiln.new_repo_token()`).Scan(&tok); err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
