@@ -72,6 +72,7 @@ var matrix = map[string]map[string]string{
 	"kiln.bucket_publication":         {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S", "publisher": "S I U(current_snapshot,published_at)"},
 	"kiln.publication_request":        {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S", "publisher": "S I(bucket,kind) U(done_at,snapshot_id,outcome)"},
 	"kiln.repo_token":                 {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
+	"kiln.build_repo_token":           {},
 	"kiln.snapshot":                   {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S", "publisher": "SID"},
 	"kiln.repository_file":            {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S", "publisher": "S I U(until_seq) D"},
 	"kiln.repository_package":         {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
@@ -159,6 +160,8 @@ var functions = map[string][]string{
 	"kiln.web_repo_file(name,text,text,integer,text,text)":                                         {"web"},
 	"kiln.web_repo_chunk(name,text,text,integer,text,text,integer)":                                {"web"},
 	"kiln.build_repositories(bigint,text)":                                                         {"builder"},
+	"kiln.build_repository_snapshots(bigint,text)":                                                 {"builder"},
+	"kiln.build_repository_token(text,bigint,integer,text)":                                        {"builder"},
 }
 
 // largeObjectFunctions are PostgreSQL's server-side large-object functions:

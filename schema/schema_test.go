@@ -288,6 +288,7 @@ func constraintCases(job, task int64) []constraintCase {
 	pkgFile := "INSERT INTO kiln.package_file (job_id, seq, file_name, blob_sha256, size) VALUES (" + j + ", "
 	attempt := "INSERT INTO kiln.attempt (task_id, attempt, builder, status, finished_at) VALUES (" + tk + ", "
 	artifact := "INSERT INTO kiln.artifact (task_id, attempt, kind, file_name, blob_sha256, size, pruned_at) VALUES (" + tk + ", "
+	buildToken := "INSERT INTO kiln.build_repo_token (expires_at, token_sha256, bucket, task_id, attempt) VALUES (now() + interval '1 hour', "
 	// A blob and its chunk must be stored in one transaction (blob_chunk_guard).
 	chunked := "INSERT INTO kiln.blob (sha256, size, chunk_size) VALUES (sha256('z'), 2, 1); "
 	env := "INSERT INTO kiln.environment (builder, platform, blob_sha256, size, spec, packages) VALUES ('b1', "
@@ -492,6 +493,11 @@ func constraintCases(job, task int64) []constraintCase {
 		{"duplicate request id", req + "'devel', 'rebuild', NULL, NULL); INSERT INTO kiln.publication_request (id, bucket, kind) OVERRIDING SYSTEM VALUE SELECT id, 'devel', 'rebuild' FROM kiln.publication_request", "23505", "publication_request_pkey"},
 		{"token length", "INSERT INTO kiln.repo_token (token_sha256) VALUES ('\\x00')", "23514", "repo_token_sha256_length"},
 		{"duplicate token", "INSERT INTO kiln.repo_token (token_sha256) VALUES (sha256('t')); INSERT INTO kiln.repo_token (token_sha256) VALUES (sha256('t'))", "23505", "repo_token_pkey"},
+		{"build token length", buildToken + "'\\x00', 'devel', " + tk + ", 1)", "23514", "build_repo_token_sha256_length"},
+		{"build token attempt", buildToken + "sha256('b'), 'devel', " + tk + ", 0)", "23514", "build_repo_token_attempt_positive"},
+		{"build token needs bucket", buildToken + "sha256('b'), 'nope', " + tk + ", 1)", "23503", "build_repo_token_bucket_fkey"},
+		{"build token needs task", buildToken + "sha256('b'), 'devel', -1, 1)", "23503", "build_repo_token_task_id_fkey"},
+		{"duplicate build token", buildToken + "sha256('b'), 'devel', " + tk + ", 1); " + buildToken + "sha256('b'), 'devel', " + tk + ", 1)", "23505", "build_repo_token_pkey"},
 	}
 }
 

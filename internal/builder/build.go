@@ -200,7 +200,7 @@ func (b *Builder) runAttempt(ctx context.Context, a riverjob.BuildArgs, plat *lo
 		pkgs, err = b.fetch(timed, a.JobID, dirs.src)
 	}
 	if err == nil {
-		dirs.repos, err = b.repositories(timed, a.JobID, plat, live)
+		dirs.repos, err = b.repositories(timed, plat, info, live)
 	}
 	if err != nil {
 		fmt.Fprintf(live, "kiln: fetching the sources failed: %v\n", err)

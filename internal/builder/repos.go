@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	neturl "net/url"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -11,13 +12,31 @@ import (
 	"github.com/kiln-build/kiln/internal/backend"
 )
 
+// repositoryRef is a bucket's repository snapshot a build installed build
+// dependencies from, as its build info records it.
+type repositoryRef struct {
+	Bucket   string `json:"bucket"`
+	Snapshot int32  `json:"snapshot"`
+	URL      string `json:"url"`
+	// Key is the fingerprint of the bucket's key the snapshot is signed
+	// with, Index the snapshot's signed index (dists/BUCKET/InRelease) and
+	// IndexSHA256 its sha256.
+	Key         string `json:"key"`
+	Index       string `json:"index"`
+	IndexSHA256 string `json:"index_sha256"`
+}
+
 // repositories returns the buckets' APT repositories a build of job on plat
-// installs build dependencies from (kiln.build_repositories: the served
-// snapshot of the job's bucket, then of its build_against buckets), each
-// pinned to its snapshot number so that every package of the attempt sees
-// the same files, and says so in the log. Only sbuild platforms use them,
-// and only when the builder knows kiln-web's address (Config.RepoURL).
-func (b *Builder) repositories(ctx context.Context, job int64, plat *loadedPlatform, live io.Writer) ([]backend.Repository, error) {
+// installs build dependencies from (kiln.build_repository_snapshots: the
+// served snapshot of the job's bucket, then of its build_against buckets),
+// each pinned to its snapshot number so that every package of the attempt
+// sees the same files, says so in the log and records them in info. Only
+// sbuild platforms use them, and only when the builder knows kiln-web's
+// address (Config.RepoURL). A private bucket's repository is read with a
+// token of the attempt's own (kiln.build_repository_token: that bucket
+// only, read-only, while the attempt builds), given to apt as the URL's
+// password and never written to the log or the build info.
+func (b *Builder) repositories(ctx context.Context, plat *loadedPlatform, info *buildInfo, live io.Writer) ([]backend.Repository, error) {
 	if plat.backend.Name() != "sbuild" {
 		return nil, nil
 	}
@@ -25,19 +44,18 @@ func (b *Builder) repositories(ctx context.Context, job int64, plat *loadedPlatf
 		fmt.Fprintln(live, "kiln: no repository URL is configured (kiln-builder --repo-url): the build uses no bucket's repository")
 		return nil, nil
 	}
-	rows, err := b.db.Query(ctx, `SELECT bucket, seq, fingerprint, public_key FROM kiln.build_repositories($1, $2)`, job, plat.name)
+	rows, err := b.db.Query(ctx, `SELECT bucket, seq, fingerprint, public_key, index_path, index_sha256
+		FROM kiln.build_repository_snapshots($1, $2)`, info.Job, plat.name)
 	if err != nil {
 		return nil, fmt.Errorf("reading the buckets' repositories: %w", err)
 	}
 	type row struct {
-		bucket      string
-		seq         int32
-		fingerprint string
-		key         string
+		ref repositoryRef
+		key string
 	}
 	got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
 		var x row
-		return x, r.Scan(&x.bucket, &x.seq, &x.fingerprint, &x.key)
+		return x, r.Scan(&x.ref.Bucket, &x.ref.Snapshot, &x.ref.Key, &x.key, &x.ref.Index, &x.ref.IndexSHA256)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reading the buckets' repositories: %w", err)
@@ -45,9 +63,26 @@ func (b *Builder) repositories(ctx context.Context, job int64, plat *loadedPlatf
 	base := strings.TrimRight(b.cfg.RepoURL, "/")
 	var repos []backend.Repository
 	for _, x := range got {
-		url := fmt.Sprintf("%s/repos/%s/snapshots/%d/%s", base, x.bucket, x.seq, plat.name)
-		fmt.Fprintf(live, "kiln: build dependencies also from bucket %s, snapshot %d (%s, key %s)\n", x.bucket, x.seq, url, x.fingerprint)
-		repos = append(repos, backend.Repository{URL: url, Suite: x.bucket, Fingerprint: x.fingerprint, Key: x.key})
+		x.ref.URL = fmt.Sprintf("%s/repos/%s/snapshots/%d/%s", base, x.ref.Bucket, x.ref.Snapshot, plat.name)
+		fmt.Fprintf(live, "kiln: build dependencies also from bucket %s, snapshot %d (%s, key %s, %s sha256 %s)\n",
+			x.ref.Bucket, x.ref.Snapshot, x.ref.URL, x.ref.Key, x.ref.Index, x.ref.IndexSHA256)
+		var token *string
+		if err := b.db.QueryRow(ctx, `SELECT kiln.build_repository_token($1, $2, $3, $4)`,
+			b.cfg.Name, info.Task, info.Attempt, x.ref.Bucket).Scan(&token); err != nil {
+			return nil, fmt.Errorf("a token for bucket %s's repository: %w", x.ref.Bucket, err)
+		}
+		url := x.ref.URL
+		if token != nil {
+			u, err := neturl.Parse(url)
+			if err != nil {
+				return nil, fmt.Errorf("repository URL %s: %w", url, err)
+			}
+			u.User = neturl.UserPassword("kiln-build", *token)
+			url = u.String()
+			fmt.Fprintf(live, "kiln: bucket %s is private: apt reads it with a token of this attempt's own\n", x.ref.Bucket)
+		}
+		repos = append(repos, backend.Repository{URL: url, Suite: x.ref.Bucket, Fingerprint: x.ref.Key, Key: x.key})
+		info.Repositories = append(info.Repositories, x.ref)
 	}
 	return repos, nil
 }

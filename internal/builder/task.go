@@ -41,8 +41,11 @@ type buildInfo struct {
 	Unsatisfiable bool   `json:"unsatisfiable,omitempty"`
 	// Environment is the build environment the task was built in.
 	Environment *environmentRef `json:"environment,omitempty"`
-	Passes      int             `json:"passes"`
-	Packages    []packageResult `json:"packages"`
+	// Repositories are the buckets' repository snapshots build
+	// dependencies were installed from (repos.go).
+	Repositories []repositoryRef `json:"repositories,omitempty"`
+	Passes       int             `json:"passes"`
+	Packages     []packageResult `json:"packages"`
 }
 
 // take is protocol step 1 (task.Take). It returns the attempt number, 0

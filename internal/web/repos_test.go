@@ -2,7 +2,10 @@ package web
 
 import (
 	"context"
+	"io"
 	"net/http"
+	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -42,16 +45,63 @@ func TestPromoteFromTheWeb(t *testing.T) {
 	if code, _ := alice.post(t, path, "https://evil.example", alice.csrf); code == http.StatusSeeOther {
 		t.Fatal("a cross-site form promoted")
 	}
+	if code, _ := alice.post(t, path, b.ts.URL, ""); code == http.StatusSeeOther {
+		t.Fatal("a form without the CSRF token promoted")
+	}
 	if _, err := f.DB.Pool.Exec(ctx, `INSERT INTO kiln.bucket_grant (bucket, grantee) VALUES ('testing', $1)`, f.Alice); err != nil {
 		t.Fatal(err)
 	}
-	if code, loc := alice.act(t, path); code != http.StatusSeeOther || loc != "/jobs/"+itoa(job) {
+	if code, _ := alice.post(t, path, b.ts.URL, ""); code == http.StatusSeeOther {
+		t.Fatal("a form without the CSRF token promoted for a person with the grant")
+	}
+	// The job page's own promote form, filled in and sent as a browser
+	// sends it (its fields, the page's origin).
+	page := alice.page(t, "/jobs/"+itoa(job))
+	form := regexp.MustCompile(`<form method="post" action="(/jobs/` + itoa(job) + `/promote)"[^>]*><input type="hidden" name="csrf" value="([^"]+)"><label>into bucket <input name="to"`).FindStringSubmatch(page)
+	if form == nil {
+		t.Fatalf("the job page has no promote form:\n%s", page)
+	}
+	if code, loc := alice.form(t, form[1], url.Values{"csrf": {form[2]}, "to": {"testing"}}); code != http.StatusSeeOther || loc != "/jobs/"+itoa(job) {
 		t.Fatalf("promotion: %d %s", code, loc)
 	}
 	var by string
 	if err := f.DB.Pool.QueryRow(ctx, `SELECT requested_by FROM kiln.publication_request WHERE kind = 'promote' AND bucket = 'testing' AND job_id = $1`, job).Scan(&by); err != nil || by != f.Alice {
 		t.Fatalf("request: %v, requested by %q", err, by)
 	}
+}
+
+// page is the body of a GET of path with the browser's cookies.
+func (br *browser) page(t *testing.T, path string) string {
+	t.Helper()
+	resp, err := br.c.Get(br.b.ts.URL + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d\n%s", path, resp.StatusCode, body)
+	}
+	return string(body)
+}
+
+// form posts fields to path from the site's own origin and returns the
+// status and the redirect's target.
+func (br *browser) form(t *testing.T, path string, fields url.Values) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", br.b.ts.URL+path, strings.NewReader(fields.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", br.b.ts.URL)
+	resp, err := br.c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode == http.StatusSeeOther {
+		return resp.StatusCode, resp.Header.Get("Location")
+	}
+	return resp.StatusCode, string(body)
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }

@@ -1516,26 +1516,40 @@ CREATE OR REPLACE FUNCTION kiln.web_repo_file(p_person name, p_token text, p_buc
 AS $function$
 DECLARE
     v_person name := p_person;
+    v_build kiln.build_repo_token%ROWTYPE;
 BEGIN
     IF NOT pg_has_role(session_user, 'kiln_web', 'MEMBER') THEN
         RAISE EXCEPTION 'only the web interface (a member of kiln_web) may read repositories for a person'
             USING ERRCODE = 'insufficient_privilege';
     END IF;
     IF p_token IS NOT NULL THEN
-        SELECT t.person INTO v_person FROM kiln.repo_token t WHERE t.token_sha256 = sha256(convert_to(p_token, 'UTF8'));
-        IF NOT FOUND THEN
-            RETURN;
+        SELECT bt.* INTO v_build FROM kiln.build_repo_token bt WHERE bt.token_sha256 = sha256(convert_to(p_token, 'UTF8'));
+        IF FOUND THEN
+            -- A build's token: its one bucket, while its attempt builds.
+            IF v_build.bucket <> p_bucket OR v_build.expires_at <= now()
+               OR NOT EXISTS (SELECT 1 FROM kiln.task t WHERE t.id = v_build.task_id AND t.status = 'building'
+                                                          AND t.attempt = v_build.attempt) THEN
+                RETURN;
+            END IF;
+        ELSE
+            SELECT t.person INTO v_person FROM kiln.repo_token t WHERE t.token_sha256 = sha256(convert_to(p_token, 'UTF8'));
+            IF NOT FOUND THEN
+                RETURN;
+            END IF;
         END IF;
     END IF;
-    IF v_person IS NULL OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = v_person AND rolcanlogin AND NOT rolsuper)
-       OR pg_has_role(v_person, 'kiln_web', 'MEMBER') THEN
-        RETURN;
-    END IF;
-    IF EXISTS (SELECT 1 FROM kiln.bucket b WHERE b.name = p_bucket AND b.private)
-       AND NOT pg_has_role(v_person, 'kiln_admin', 'MEMBER')
-       AND NOT EXISTS (SELECT 1 FROM kiln.bucket_grant g JOIN pg_catalog.pg_roles r ON r.rolname = g.grantee
-                       WHERE g.bucket = p_bucket AND pg_has_role(v_person, r.oid, 'MEMBER')) THEN
-        RETURN;
+    IF v_build.token_sha256 IS NULL THEN
+        -- A person: logged in, or the owner of a person's token.
+        IF v_person IS NULL OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = v_person AND rolcanlogin AND NOT rolsuper)
+           OR pg_has_role(v_person, 'kiln_web', 'MEMBER') THEN
+            RETURN;
+        END IF;
+        IF EXISTS (SELECT 1 FROM kiln.bucket b WHERE b.name = p_bucket AND b.private)
+           AND NOT pg_has_role(v_person, 'kiln_admin', 'MEMBER')
+           AND NOT EXISTS (SELECT 1 FROM kiln.bucket_grant g JOIN pg_catalog.pg_roles r ON r.rolname = g.grantee
+                           WHERE g.bucket = p_bucket AND pg_has_role(v_person, r.oid, 'MEMBER')) THEN
+            RETURN;
+        END IF;
     END IF;
     RETURN QUERY
         SELECT f.blob_sha256, f.size, bl.chunk_size
@@ -1546,7 +1560,7 @@ BEGIN
                    ELSE f.from_seq <= p_seq AND (f.until_seq IS NULL OR f.until_seq > p_seq)
                         AND EXISTS (SELECT 1 FROM kiln.snapshot s WHERE s.bucket = p_bucket AND s.seq = p_seq) END;
 END $function$;
-COMMENT ON FUNCTION kiln.web_repo_file(name, text, text, integer, text, text) IS 'For kiln-web serving a private bucket''s repository: the blob of one file of the current snapshot (p_seq NULL) or of snapshot p_seq, if the person (p_person, logged in; or the owner of p_token) may read the bucket. No rows otherwise. Public buckets are read under row-level security without it.';
+COMMENT ON FUNCTION kiln.web_repo_file(name, text, text, integer, text, text) IS 'For kiln-web serving a private bucket''s repository: the blob of one file of the current snapshot (p_seq NULL) or of snapshot p_seq, if the person (p_person, logged in; or the owner of p_token) may read the bucket, or if p_token is a build''s token (kiln.build_repo_token) for this bucket whose attempt is still building. No rows otherwise. Public buckets are read under row-level security without it.';
 
 CREATE OR REPLACE FUNCTION kiln.web_repo_chunk(p_person name, p_token text, p_bucket text, p_seq integer, p_platform text, p_path text, p_chunk integer)
  RETURNS bytea
