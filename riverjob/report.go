@@ -1,6 +1,7 @@
 package riverjob
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -104,7 +105,7 @@ type ReporterConfig struct {
 // scheduler, which runs on the leader (kiln-janitor).
 func NewReporterClient(db *pgxpool.Pool, c ReporterConfig) (*Client, error) {
 	workers := river.NewWorkers()
-	w := &ReportWorker{Reporter: c.Reporter, RetryMin: cmpOr(c.RetryMin, DefaultReportRetryMin), RetryMax: cmpOr(c.RetryMax, DefaultReportRetryMax)}
+	w := &ReportWorker{Reporter: c.Reporter, RetryMin: cmp.Or(c.RetryMin, DefaultReportRetryMin), RetryMax: cmp.Or(c.RetryMax, DefaultReportRetryMax)}
 	if w.RetryMax < w.RetryMin {
 		return nil, fmt.Errorf("report retry: the longest wait %s is shorter than the first %s", w.RetryMax, w.RetryMin)
 	}
@@ -112,15 +113,7 @@ func NewReporterClient(db *pgxpool.Pool, c ReporterConfig) (*Client, error) {
 		return nil, fmt.Errorf("registering the report worker: %w", err)
 	}
 	cfg := config(c.Logger)
-	cfg.Queues = map[string]river.QueueConfig{QueueReport: {MaxWorkers: cmpOr(c.Workers, DefaultReportWorkers)}}
+	cfg.Queues = map[string]river.QueueConfig{QueueReport: {MaxWorkers: cmp.Or(c.Workers, DefaultReportWorkers)}}
 	cfg.Workers = workers
 	return newClient(db, cfg, "reporter")
-}
-
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
