@@ -24,17 +24,17 @@ const LogLines = 30
 // Report is what a report says about one ended job. It is also the JSON
 // body of a webhook.
 type Report struct {
-	Job        int64     `json:"job"`
-	Bucket     string    `json:"bucket"`
-	Submitter  string    `json:"submitter"`
-	Status     string    `json:"status"`
-	Reason     string    `json:"reason,omitempty"`
-	Note       string    `json:"note,omitempty"`
-	Submitted  time.Time `json:"submitted_at"`
-	Finished   time.Time `json:"finished_at,omitzero"`
-	URL        string    `json:"url,omitempty"`
-	Packages   []Package `json:"packages"`
-	Tasks      []Task    `json:"tasks"`
+	Job       int64     `json:"job"`
+	Bucket    string    `json:"bucket"`
+	Submitter string    `json:"submitter"`
+	Status    string    `json:"status"`
+	Reason    string    `json:"reason,omitempty"`
+	Note      string    `json:"note,omitempty"`
+	Submitted time.Time `json:"submitted_at"`
+	Finished  time.Time `json:"finished_at,omitzero"`
+	URL       string    `json:"url,omitempty"`
+	Packages  []Package `json:"packages"`
+	Tasks     []Task    `json:"tasks"`
 }
 
 // Package is one source package of the job.
@@ -87,12 +87,12 @@ func failedTask(status string) bool {
 // stage says whether kiln.attempt has failure_stage.
 func load(ctx context.Context, tx pgx.Tx, id int64, stage bool) (*Report, error) {
 	r := &Report{Job: id}
-	var reason, note *string
+	var reason, note, web *string
 	var finished *time.Time
 	err := tx.QueryRow(ctx, `SELECT j.bucket, j.submitter, j.status, j.reason, j.note, j.submitted_at, j.finished_at,
 		       (SELECT s.value FROM kiln.farm_setting s WHERE s.name = 'web_url')
 		  FROM kiln.job j WHERE j.id = $1`, id).
-		Scan(&r.Bucket, &r.Submitter, &r.Status, &reason, &note, &r.Submitted, &finished, &r.URL)
+		Scan(&r.Bucket, &r.Submitter, &r.Status, &reason, &note, &r.Submitted, &finished, &web)
 	if err != nil {
 		return nil, fmt.Errorf("reading job %d: %w", id, err)
 	}
@@ -100,7 +100,7 @@ func load(ctx context.Context, tx pgx.Tx, id int64, stage bool) (*Report, error)
 	if finished != nil {
 		r.Finished = *finished
 	}
-	base := strings.TrimRight(r.URL, "/")
+	base := strings.TrimRight(deref(web), "/")
 	if base != "" {
 		r.URL = base + "/jobs/" + strconv.FormatInt(id, 10)
 	}

@@ -81,7 +81,7 @@ func (r *Reporter) Deliver(ctx context.Context, args riverjob.ReportArgs) error 
 	defer tx.Rollback(ctx) //nolint:errcheck
 	rows, err := tx.Query(ctx, `SELECT id, target, webhook_id FROM kiln.report_delivery
 		WHERE job_id = $1 AND channel = $2 AND status = 'pending' AND ($3 = 0 OR webhook_id = $3 OR target = $3::text)
-		ORDER BY id FOR UPDATE SKIP LOCKED`, args.JobID, args.Channel, args.WebhookID)
+		ORDER BY target FOR UPDATE SKIP LOCKED`, args.JobID, args.Channel, args.WebhookID)
 	if err != nil {
 		return fmt.Errorf("reading the deliveries of job %d: %w", args.JobID, err)
 	}
