@@ -25,10 +25,10 @@ GRANT SELECT, UPDATE (status, tries, last_error, message_id, sent_at) ON kiln.re
 GRANT SELECT, UPDATE ON river.river_job TO kiln_reporter;
 GRANT SELECT, INSERT, UPDATE ON river.river_queue TO kiln_reporter;
 
--- Webhook secrets are for kiln-reporter alone. kiln_reader.sql sorts
--- before this file and grants SELECT ON ALL TABLES; take this one back
--- (row-level security would show readers no row of it anyway).
-REVOKE ALL ON kiln.report_webhook_secret FROM kiln_reader;
+-- Webhook secrets are for kiln-reporter alone. kiln_reader.sql and
+-- kiln_janitor.sql sort before this file and grant SELECT ON ALL TABLES;
+-- take this one back (row-level security shows them no row of it anyway).
+REVOKE ALL ON kiln.report_webhook_secret FROM kiln_reader, kiln_janitor;
 
 -- The settings: one's own (submitters) and, for admins, anyone's and a
 -- bucket's. The checks are inside the functions.
