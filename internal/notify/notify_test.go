@@ -387,3 +387,31 @@ func TestCrashBetweenSendAndRecord(t *testing.T) {
 		t.Errorf("after the retry: %v", d)
 	}
 }
+
+// TestInvalidAndCancelledJobs: a job the splitter finds invalid is a
+// failure (reported to whoever wants failures); a cancelled one is reported
+// only to those who want every report. Both are queued as River jobs in
+// the transaction that ends the job, whoever ends it.
+func TestInvalidAndCancelledJobs(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := t.Context()
+	_, err := f.aliceDB.Exec(ctx, `SELECT kiln.report_set('alice@example.org', 'failure')`)
+	must(t, err)
+	bad := farmtest.Submit(t, f.db.Pool, f.alice, "devel", []string{"el9-x86_64"}, farmtest.File{Name: "bad-1-1.src.rpm", Data: []byte("x")})
+	farmtest.Invalidate(t, f.db.Pool, bad, "not an SRPM")
+	gone := farmtest.Submit(t, f.db.Pool, f.alice, "devel", []string{"el9-x86_64"}, farmtest.File{Name: "gone-1-1.src.rpm", Data: []byte("y")})
+	farmtest.Split(t, f.db.Pool, gone, "el9-x86_64")
+	farmtest.Cancel(t, f.db.Pool, f.alice, gone)
+	if got := f.deliveries(t, bad); got["mail:alice@example.org"] != "pending" {
+		t.Errorf("invalid job: %v", got)
+	}
+	if got := f.deliveries(t, gone); len(got) != 0 {
+		t.Errorf("cancelled job, failures only: %v", got)
+	}
+	var n int
+	must(t, f.db.Pool.QueryRow(ctx, `SELECT count(*) FROM river.river_job WHERE kind = 'report' AND queue = 'report' AND args->>'job_id' = $1::bigint::text`, bad).Scan(&n))
+	if n != 1 {
+		t.Errorf("%d report River jobs for the invalid job, want 1", n)
+	}
+}
