@@ -34,7 +34,8 @@ type Reporter struct {
 type Config struct {
 	DB   *pgxpool.Pool
 	SMTP SMTP
-	// HTTP posts the webhooks; nil: a client with a 30-second timeout.
+	// HTTP posts the webhooks; nil: a client with a 30-second timeout that
+	// follows no redirect.
 	HTTP *http.Client
 	Log  *slog.Logger
 }
@@ -47,7 +48,10 @@ func New(ctx context.Context, c Config) (*Reporter, error) {
 	}
 	r := &Reporter{db: c.DB, smtp: c.SMTP, http: c.HTTP, log: c.Log}
 	if r.http == nil {
-		r.http = &http.Client{Timeout: 30 * time.Second}
+		// Redirects are not followed: a webhook goes to the address its
+		// owner gave, and a 3xx is an answer (tried again later).
+		r.http = &http.Client{Timeout: 30 * time.Second,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	if r.log == nil {
 		r.log = slog.Default()
