@@ -142,9 +142,10 @@ func NewJanitorClient(db *pgxpool.Pool, c JanitorConfig) (*Client, error) {
 	river.AddWorker(workers, &JanitorUpkeepWorker{Janitor: c.Janitor, Limit: max(5*c.UpkeepEvery, time.Minute)})
 	river.AddWorker(workers, &JanitorPruneWorker{Janitor: c.Janitor, Limit: max(c.PruneEvery, time.Minute)})
 	// As leader, River's rescuer handles every kind; these are worked by
-	// kiln-builder and kiln-splitter, never here.
+	// kiln-builder, kiln-splitter and kiln-reporter, never here.
 	river.AddWorker(workers, &WorkedElsewhere[BuildArgs]{})
 	river.AddWorker(workers, &WorkedElsewhere[ValidateArgs]{})
+	river.AddWorker(workers, &WorkedElsewhere[ReportArgs]{})
 	cfg := config(c.Logger)
 	cfg.Queues = map[string]river.QueueConfig{QueueJanitor: {MaxWorkers: 4}}
 	cfg.Workers = workers

@@ -1,7 +1,7 @@
 // Package riverjob owns kiln's use of River, the job queue: the kinds of
 // River job (their arguments and queues), the schema River's tables live
 // in, the River client of each role (NewSplitterClient, NewBuilderClient,
-// NewJanitorClient, NewInserter) with its options decided here once, and
+// NewJanitorClient, NewReporterClient, NewInserter) with its options decided here once, and
 // every change to a River job that River's own API cannot make (sql.go).
 //
 // A River job is queue work, not a kiln job: kiln's jobs and tasks are rows

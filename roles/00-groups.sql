@@ -9,7 +9,7 @@ DECLARE
     r text;
 BEGIN
     FOREACH r IN ARRAY ARRAY['kiln_owner', 'kiln_reader', 'kiln_submitter', 'kiln_splitter',
-                             'kiln_builder', 'kiln_janitor', 'kiln_admin', 'kiln_web', 'kiln_publisher'] LOOP
+                             'kiln_builder', 'kiln_janitor', 'kiln_admin', 'kiln_web', 'kiln_publisher', 'kiln_reporter'] LOOP
         IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) THEN
             EXECUTE format('CREATE ROLE %I NOLOGIN', r);
         END IF;
@@ -46,7 +46,7 @@ GRANT kiln_reader TO kiln_web;
 -- The owner creates schemas kiln and river in this database.
 DO $$ BEGIN
     EXECUTE format('GRANT CREATE, CONNECT ON DATABASE %I TO kiln_owner', current_database());
-    EXECUTE format('GRANT CONNECT ON DATABASE %I TO kiln_reader, kiln_submitter, kiln_splitter, kiln_builder, kiln_janitor, kiln_admin, kiln_web, kiln_publisher', current_database());
+    EXECUTE format('GRANT CONNECT ON DATABASE %I TO kiln_reader, kiln_submitter, kiln_splitter, kiln_builder, kiln_janitor, kiln_admin, kiln_web, kiln_publisher, kiln_reporter', current_database());
 END $$;
 
 -- What no kiln role needs and a read-only role must not have (docs/security.md).

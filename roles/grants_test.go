@@ -24,7 +24,7 @@ import (
 // Row-level security (which rows) is tested in rls_test.go.
 var matrix = map[string]map[string]string{
 	"kiln.platform":     {"reader": "S", "submitter": "S", "splitter": "S", "builder": "S", "janitor": "S", "admin": "SIUD", "web": "S", "publisher": "S"},
-	"kiln.bucket":       {"reader": "S", "submitter": "S", "splitter": "S", "janitor": "S", "admin": "SIUD", "web": "S", "publisher": "S"},
+	"kiln.bucket":       {"reader": "S", "submitter": "S", "splitter": "S", "janitor": "S", "admin": "SIUD", "web": "S", "publisher": "S", "reporter": "S"},
 	"kiln.bucket_grant": {"reader": "S", "submitter": "S", "splitter": "S", "janitor": "S", "admin": "SIUD", "web": "S", "publisher": "S"},
 	"kiln.blob": {"reader": "S", "submitter": "S I(sha256,size,chunk_size,content_sha256)", "splitter": "S U(verified_at)",
 		"builder": "S I(sha256,size,chunk_size,content_sha256,verified_at)", "janitor": "S D",
@@ -33,10 +33,10 @@ var matrix = map[string]map[string]string{
 		"janitor": "S D", "admin": "S I(sha256,seq,data)", "web": "S", "publisher": "S I(sha256,seq,data)"},
 	"kiln.job": {"reader": "S", "submitter": "S I(bucket,platforms,priority,policy,note,options,submission_key,resubmit_of)",
 		"splitter": "S U(status,reason,validated_at,finished_at)", "builder": "S", "janitor": "S U(status,reason,validated_at,finished_at) D",
-		"admin": "S I(bucket,platforms,priority,policy,note,options,submission_key,resubmit_of)", "web": "S", "publisher": "S"},
+		"admin": "S I(bucket,platforms,priority,policy,note,options,submission_key,resubmit_of)", "web": "S", "publisher": "S", "reporter": "S"},
 	"kiln.package": {"reader": "S", "submitter": "S I(job_id,seq,file_name,format,blob_sha256,size)",
 		"splitter": "S U(name,epoch,version,release,exclusive_arch,exclude_arch,reason)", "builder": "S", "janitor": "S",
-		"admin": "S I(job_id,seq,file_name,format,blob_sha256,size)", "web": "S"},
+		"admin": "S I(job_id,seq,file_name,format,blob_sha256,size)", "web": "S", "reporter": "S"},
 	"kiln.package_file": {"reader": "S", "submitter": "S I(job_id,seq,file_name,blob_sha256,size)", "splitter": "S", "builder": "S",
 		"janitor": "S", "admin": "S I(job_id,seq,file_name,blob_sha256,size)", "web": "S"},
 	"kiln.builder": {"reader": "S", "submitter": "S",
@@ -44,15 +44,15 @@ var matrix = map[string]map[string]string{
 		"janitor": "S U(state)", "admin": "S U(enabled,draining)", "web": "S"},
 	"kiln.builder_platform": {"reader": "S", "submitter": "S", "builder": "SID", "janitor": "S", "admin": "S", "web": "S"},
 	"kiln.task": {"reader": "S", "submitter": "S", "splitter": "S I(job_id,platform,status,reason,finished_at,river_job_id) U(river_job_id)",
-		"builder": "S", "janitor": "S", "admin": "S", "web": "S", "publisher": "S"},
+		"builder": "S", "janitor": "S", "admin": "S", "web": "S", "publisher": "S", "reporter": "S"},
 	// Builders and the janitor change tasks, attempts, logs and artifacts
 	// only through the task protocol's functions (attack_builder_test.go).
-	"kiln.attempt":          {"reader": "S", "submitter": "S", "builder": "S", "janitor": "S", "admin": "S", "web": "S"},
-	"kiln.artifact":         {"reader": "S", "submitter": "S", "janitor": "S U(blob_sha256,pruned_at)", "admin": "S", "web": "S", "publisher": "S"},
-	"kiln.log_chunk":        {"reader": "S", "submitter": "S", "janitor": "S D", "admin": "S", "web": "S"},
+	"kiln.attempt":          {"reader": "S", "submitter": "S", "builder": "S", "janitor": "S", "admin": "S", "web": "S", "reporter": "S"},
+	"kiln.artifact":         {"reader": "S", "submitter": "S", "janitor": "S U(blob_sha256,pruned_at)", "admin": "S", "web": "S", "publisher": "S", "reporter": "S"},
+	"kiln.log_chunk":        {"reader": "S", "submitter": "S", "janitor": "S D", "admin": "S", "web": "S", "reporter": "S"},
 	"kiln.event":            {"reader": "S", "submitter": "S", "janitor": "S I", "admin": "S", "web": "S"},
 	"kiln.protocol_setting": {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
-	"kiln.farm_setting":     {"reader": "S", "submitter": "S", "janitor": "S", "admin": "SIUD", "web": "S"},
+	"kiln.farm_setting":     {"reader": "S", "submitter": "S", "janitor": "S", "admin": "SIUD", "web": "S", "reporter": "S"},
 	"kiln.quota": {"reader": "S", "submitter": "S", "janitor": "S", "web": "S",
 		"admin": "S D I(person,jobs_per_hour,bytes_per_day,options_bytes,platforms_per_job,validate_river_jobs_per_job,river_job_bytes) U(jobs_per_hour,bytes_per_day,options_bytes,platforms_per_job,validate_river_jobs_per_job,river_job_bytes)"},
 	"kiln.quota_usage":      {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
@@ -78,7 +78,20 @@ var matrix = map[string]map[string]string{
 	"kiln.repository_package":         {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
 	"kiln.repository_summary":         {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
 	"kiln.publication_request_id_seq": {"publisher": "N"},
-	"kiln.snapshot_id_seq":            {},
+	// Reports (schema/0027_reports.sql): kiln-reporter reads whom to tell
+	// and records deliveries; people write their settings only through the
+	// kiln.report_* functions, and --report addresses on their own jobs.
+	// Webhook secrets: kiln-reporter alone.
+	"kiln.report_person":         {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S", "reporter": "S"},
+	"kiln.report_bucket":         {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S", "reporter": "S"},
+	"kiln.report_webhook":        {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S", "reporter": "S"},
+	"kiln.report_webhook_secret": {"reporter": "S"},
+	"kiln.job_report_address":    {"reader": "S", "submitter": "S I(job_id,email)", "janitor": "S", "admin": "S I(job_id,email)", "web": "S", "reporter": "S"},
+	"kiln.report_delivery": {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S",
+		"reporter": "S U(status,tries,last_error,message_id,sent_at)"},
+	"kiln.report_webhook_id_seq":  {},
+	"kiln.report_delivery_id_seq": {},
+	"kiln.snapshot_id_seq":        {},
 	// Identity sequences are used by INSERT without any grant.
 	"kiln.job_id_seq":         {},
 	"kiln.task_id_seq":        {},
@@ -90,10 +103,10 @@ var matrix = map[string]map[string]string{
 	// insert only validate River jobs and update none); working clients (splitter, janitor)
 	// also elect a leader, record queues and clean up; builders work jobs
 	// but never enqueue them.
-	"river.river_job":                 {"submitter": "S I U(kind)", "splitter": "SIUD", "builder": "SUD", "janitor": "SIUD", "admin": "S I U(kind)", "web": "S I U(kind)"},
+	"river.river_job":                 {"submitter": "S I U(kind)", "splitter": "SIUD", "builder": "SUD", "janitor": "SIUD", "admin": "S I U(kind)", "web": "S I U(kind)", "reporter": "SU"},
 	"river.river_job_id_seq":          {"submitter": "N", "splitter": "N", "janitor": "N", "admin": "N", "web": "N"},
 	"river.river_leader":              {"splitter": "SIUD", "builder": "SIUD", "janitor": "SIUD", "admin": "S"},
-	"river.river_queue":               {"splitter": "SIUD", "builder": "SIUD", "janitor": "SIUD", "admin": "S"},
+	"river.river_queue":               {"splitter": "SIUD", "builder": "SIUD", "janitor": "SIUD", "admin": "S", "reporter": "SIU"},
 	"river.river_migration":           {"admin": "S"},
 	"river.river_notification":        {"admin": "S"},
 	"river.river_notification_id_seq": {},
@@ -162,6 +175,14 @@ var functions = map[string][]string{
 	"kiln.build_repositories(bigint,text)":                                                         {"builder"},
 	"kiln.build_repository_snapshots(bigint,text)":                                                 {"builder"},
 	"kiln.build_repository_token(text,bigint,integer,text)":                                        {"builder"},
+	"kiln.report_address_valid(text)":                                                              {"*"},
+	"kiln.report_check_when(text)":                                                                 {},
+	"kiln.report_set_for(name,text,text)":                                                          {},
+	"kiln.report_set(text,text)":                                                                   {"submitter", "admin"},
+	"kiln.report_set_person(name,text,text)":                                                       {"admin"},
+	"kiln.report_set_bucket(text,text[],text)":                                                     {"admin"},
+	"kiln.report_webhook_add(text,text,text)":                                                      {"submitter", "admin"},
+	"kiln.report_webhook_remove(bigint)":                                                           {"submitter", "admin"},
 }
 
 // largeObjectFunctions are PostgreSQL's server-side large-object functions:
@@ -169,7 +190,7 @@ var functions = map[string][]string{
 var largeObjectFunctions = []string{"lo_from_bytea", "lo_create", "lo_creat", "lo_import", "lo_export", "lo_put", "lo_get",
 	"lo_open", "lo_close", "lowrite", "loread", "lo_lseek", "lo_lseek64", "lo_tell", "lo_tell64", "lo_truncate", "lo_truncate64", "lo_unlink"}
 
-var groupRoles = []string{"reader", "submitter", "splitter", "builder", "janitor", "admin", "web", "publisher"}
+var groupRoles = []string{"reader", "submitter", "splitter", "builder", "janitor", "admin", "web", "publisher", "reporter"}
 
 // perm is one parsed matrix entry.
 type perm struct {

@@ -20,7 +20,7 @@ var personName = regexp.MustCompile(`^[a-z][a-z0-9_]{0,62}$`)
 
 // reservedPrefixes are the role names people may not take: daemons' login
 // roles, kiln's group roles and PostgreSQL's own.
-var reservedPrefixes = []string{"builder_", "splitter_", "janitor_", "web_", "kiln_", "pg_"}
+var reservedPrefixes = []string{"builder_", "splitter_", "janitor_", "web_", "reporter_", "kiln_", "pg_"}
 
 // CheckPersonName reports why name cannot be a person's login role.
 func CheckPersonName(name string) error {
@@ -63,7 +63,7 @@ func AddPerson(ctx context.Context, db *pgxpool.Pool, name string, buckets []str
 }
 
 // Processes are the daemons that log in with a role per host.
-var Processes = []string{"builder", "splitter", "janitor", "web"}
+var Processes = []string{"builder", "splitter", "janitor", "web", "reporter"}
 
 var hostLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,40}[a-z0-9])?$`)
 

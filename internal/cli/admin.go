@@ -157,6 +157,7 @@ func adminCommand() *cli.Command {
 			},
 			quotaCommand(),
 			webURLCommand(),
+			adminReportCommand(),
 			{
 				Name:  "roles",
 				Usage: "the database roles and grants in roles/",

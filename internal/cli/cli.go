@@ -56,6 +56,7 @@ func App() *cli.App {
 			submitCommand(),
 			repoCommand(),
 			promoteCommand(),
+			reportCommand(),
 		},
 		EnableBashCompletion: true,
 		// Errors are returned to the caller (cmd/kiln), which prints them

@@ -128,6 +128,14 @@ func (f *farm) startJanitor(t testing.TB, role string, extra ...string) *proc {
 	return startProc(t, role, binary(t, "kiln-janitor"), append(args, extra...)...)
 }
 
+// startReporter runs kiln-reporter as role, with a mail server that is not
+// there (its deliveries wait; docs/reports.md).
+func (f *farm) startReporter(t testing.TB, role string, extra ...string) *proc {
+	t.Helper()
+	args := append(f.login(role), "--smtp", "127.0.0.1:1", "--from", "kiln@kiln.test")
+	return startProc(t, role, binary(t, "kiln-reporter"), append(args, extra...)...)
+}
+
 // startSplitter runs kiln-splitter as role.
 func (f *farm) startSplitter(t testing.TB, role string, extra ...string) *proc {
 	t.Helper()

@@ -93,6 +93,7 @@ func TestPipelineUnderKerberos(t *testing.T) {
 	f.startSplitter(t, roles["splitter"])
 	janitor := f.startJanitor(t, roles["janitor"])
 	f.startBuilder(t, short, roles["builder"])
+	f.startReporter(t, roles["reporter"])
 	_, web := f.startWeb(t, roles["web"], "--keytab", httpKeytab, "--realm", kdc.Realm)
 
 	// alice submits with kiln submit --wait, after kinit.

@@ -29,13 +29,13 @@ func TestMain(m *testing.M) {
 }
 
 // binary returns the path of a kiln command built from this tree (kiln,
-// kiln-splitter, kiln-builder, kiln-janitor, kiln-web); the first call
+// kiln-splitter, kiln-builder, kiln-janitor, kiln-web, kiln-reporter); the first call
 // builds them all.
 func binary(t testing.TB, name string) string {
 	t.Helper()
 	binOnce.Do(func() {
 		cmd := exec.Command("go", "build", "-o", binDir+"/", "../../cmd/kiln", "../../cmd/kiln-splitter",
-			"../../cmd/kiln-builder", "../../cmd/kiln-janitor", "../../cmd/kiln-web")
+			"../../cmd/kiln-builder", "../../cmd/kiln-janitor", "../../cmd/kiln-web", "../../cmd/kiln-reporter")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			binError = fmt.Errorf("go build: %v\n%s", err, out)
 		}

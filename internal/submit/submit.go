@@ -26,6 +26,7 @@ import (
 
 	"github.com/kiln-build/kiln/internal/blob"
 	"github.com/kiln-build/kiln/internal/names"
+	"github.com/kiln-build/kiln/internal/notify"
 	"github.com/kiln-build/kiln/internal/srcpkg"
 	"github.com/kiln-build/kiln/riverjob"
 )
@@ -40,6 +41,9 @@ type Request struct {
 	// Priority is 1 (most urgent) to 4; 0 means the default, 2.
 	Priority int
 	Note     string
+	// Report are addresses told when the job ends, besides the submitter
+	// (kiln submit --report; docs/reports.md).
+	Report []string
 	// Key is the submission key; empty generates one.
 	Key string
 	// Files are the paths of the .src.rpm and .dsc files, in build order.
@@ -152,6 +156,11 @@ func (c *Client) submit(ctx context.Context, req Request) (Result, error) {
 	if priority < 1 || priority > 4 {
 		return res, fmt.Errorf("priority %d: use 1 (most urgent) to 4", priority)
 	}
+	for _, a := range req.Report {
+		if err := notify.CheckAddress(a); err != nil {
+			return res, fmt.Errorf("--report: %w", err)
+		}
+	}
 	pkgs, err := Find(req.Files)
 	if err != nil {
 		return res, err
@@ -221,6 +230,12 @@ func (c *Client) submit(ctx context.Context, req Request) (Result, error) {
 			if err != nil {
 				return res, fmt.Errorf("recording file %s of %s: %w", f.Name, p.Name, err)
 			}
+		}
+	}
+	for _, a := range req.Report {
+		if _, err := tx.Exec(ctx, `INSERT INTO kiln.job_report_address (job_id, email) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
+			res.JobID, a); err != nil {
+			return res, fmt.Errorf("recording report address %s: %w", a, err)
 		}
 	}
 	if _, err := c.river.InsertTx(ctx, tx, riverjob.ValidateArgs{JobID: res.JobID}, nil); err != nil {

@@ -1,0 +1,408 @@
+-- 0027_reports.sql: one report per job (docs/reports.md).
+--
+-- When a job ends, a trigger (schema/current/14_reports.sql) writes one
+-- kiln.report_delivery row per recipient and the River jobs that deliver
+-- them, in the transaction that gives the job its final status. kiln-reporter
+-- (role kiln_reporter) sends the mail and the webhooks and records each
+-- delivery. Who is told, and when, is set per person, per bucket and per job:
+--   * kiln.report_person: a person's address and when they want mail;
+--   * kiln.report_bucket: a bucket's list of addresses and when;
+--   * kiln.job_report_address: the addresses of kiln submit --report;
+--   * kiln.report_webhook (+ kiln.report_webhook_secret): webhooks of a
+--     person's jobs or of a bucket's jobs.
+-- Addresses and webhook addresses are personal: people read only their own
+-- (row-level security); secrets are read by kiln-reporter alone.
+
+CREATE TABLE kiln.report_person (
+    person      name PRIMARY KEY,
+    email       text CONSTRAINT report_person_email_valid
+                     CHECK (email IS NULL OR (length(email) <= 254 AND email ~ '^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$')),
+    report_when text NOT NULL DEFAULT 'always' CONSTRAINT report_person_when_known CHECK (report_when IN ('always', 'failure', 'never')),
+    set_by      name NOT NULL DEFAULT session_user,
+    set_at      timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE kiln.report_person IS 'Where and when a person is told that their job ended (kiln report set; admins: kiln admin report person). No row: no mail to the submitter, only to kiln submit --report addresses.';
+COMMENT ON COLUMN kiln.report_person.person IS 'The person (login role).';
+COMMENT ON COLUMN kiln.report_person.email IS 'Their address for reports; NULL: none. A plain address (no name, no spaces, no control characters).';
+COMMENT ON COLUMN kiln.report_person.report_when IS 'always, failure (the job failed, partially failed or was invalid) or never; also decides the --report addresses of their jobs and their own webhooks'' default.';
+COMMENT ON COLUMN kiln.report_person.set_by IS 'Who set it last (session_user).';
+COMMENT ON COLUMN kiln.report_person.set_at IS 'When it was set last.';
+
+CREATE TABLE kiln.report_bucket (
+    bucket      text PRIMARY KEY REFERENCES kiln.bucket (name) ON DELETE CASCADE,
+    emails      text[] NOT NULL DEFAULT '{}' CONSTRAINT report_bucket_emails_valid
+                     CHECK (cardinality(emails) <= 50 AND array_to_string(emails, ' ') !~ '[[:cntrl:]]'),
+    report_when text NOT NULL DEFAULT 'failure' CONSTRAINT report_bucket_when_known CHECK (report_when IN ('always', 'failure', 'never')),
+    set_by      name NOT NULL DEFAULT session_user,
+    set_at      timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE kiln.report_bucket IS 'Addresses told about every job of a bucket (a team''s list), and when; set by admins (kiln admin report bucket).';
+COMMENT ON COLUMN kiln.report_bucket.bucket IS 'The bucket.';
+COMMENT ON COLUMN kiln.report_bucket.emails IS 'Plain addresses (each checked by kiln.report_address_valid when set), at most 50.';
+COMMENT ON COLUMN kiln.report_bucket.report_when IS 'always, failure or never.';
+COMMENT ON COLUMN kiln.report_bucket.set_by IS 'Who set it last (session_user).';
+COMMENT ON COLUMN kiln.report_bucket.set_at IS 'When it was set last.';
+
+CREATE TABLE kiln.job_report_address (
+    job_id  bigint NOT NULL REFERENCES kiln.job (id) ON DELETE CASCADE,
+    email   text NOT NULL CONSTRAINT job_report_address_valid
+                 CHECK (length(email) <= 254 AND email ~ '^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$'),
+    PRIMARY KEY (job_id, email)
+);
+COMMENT ON TABLE kiln.job_report_address IS 'The addresses given with kiln submit --report ADDR, inserted by the submitter in the submit transaction; told as the submitter''s report_when says.';
+COMMENT ON COLUMN kiln.job_report_address.job_id IS 'The job.';
+COMMENT ON COLUMN kiln.job_report_address.email IS 'A plain address (no name, no spaces, no control characters).';
+
+CREATE TABLE kiln.report_webhook (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    person      name,
+    bucket      text REFERENCES kiln.bucket (name) ON DELETE CASCADE,
+    url         text NOT NULL CONSTRAINT report_webhook_url_valid
+                     CHECK (url ~ '^https?://[^[:space:][:cntrl:]]+$' AND length(url) <= 2000),
+    report_when text NOT NULL DEFAULT 'always' CONSTRAINT report_webhook_when_known CHECK (report_when IN ('always', 'failure', 'never')),
+    created_by  name NOT NULL DEFAULT session_user,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT report_webhook_one_owner CHECK ((person IS NULL) <> (bucket IS NULL))
+);
+COMMENT ON TABLE kiln.report_webhook IS 'Webhooks told when a job ends: a person''s (their own jobs) or a bucket''s (every job of it, set by admins). Made by kiln.report_webhook_add, which returns the secret once.';
+COMMENT ON COLUMN kiln.report_webhook.id IS 'Its number.';
+COMMENT ON COLUMN kiln.report_webhook.person IS 'The person whose jobs it reports; NULL for a bucket''s webhook.';
+COMMENT ON COLUMN kiln.report_webhook.bucket IS 'The bucket whose jobs it reports; NULL for a person''s webhook.';
+COMMENT ON COLUMN kiln.report_webhook.url IS 'Where the JSON report is POSTed (http or https).';
+COMMENT ON COLUMN kiln.report_webhook.report_when IS 'always, failure or never.';
+COMMENT ON COLUMN kiln.report_webhook.created_by IS 'Who made it (session_user).';
+COMMENT ON COLUMN kiln.report_webhook.created_at IS 'When it was made.';
+
+CREATE TABLE kiln.report_webhook_secret (
+    webhook_id bigint PRIMARY KEY REFERENCES kiln.report_webhook (id) ON DELETE CASCADE,
+    secret     text NOT NULL CONSTRAINT report_webhook_secret_length CHECK (length(secret) >= 32)
+);
+COMMENT ON TABLE kiln.report_webhook_secret IS 'The HMAC-SHA256 key of each webhook, apart from kiln.report_webhook so that no reader, person or admin can SELECT it: only kiln_reporter reads it (roles/kiln_reporter.sql). Shown once, when kiln.report_webhook_add makes it.';
+COMMENT ON COLUMN kiln.report_webhook_secret.webhook_id IS 'The webhook.';
+COMMENT ON COLUMN kiln.report_webhook_secret.secret IS 'The key (64 hex digits from gen_random_uuid''s strong random source).';
+
+CREATE TABLE kiln.report_delivery (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    job_id      bigint NOT NULL REFERENCES kiln.job (id) ON DELETE CASCADE,
+    channel     text NOT NULL CONSTRAINT report_delivery_channel_known CHECK (channel IN ('mail', 'webhook')),
+    target      text NOT NULL,
+    webhook_id  bigint REFERENCES kiln.report_webhook (id) ON DELETE SET NULL,
+    job_status  text NOT NULL,
+    status      text NOT NULL DEFAULT 'pending' CONSTRAINT report_delivery_status_known CHECK (status IN ('pending', 'sent', 'failed')),
+    tries       integer NOT NULL DEFAULT 0,
+    last_error  text,
+    message_id  text,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    sent_at     timestamptz,
+    CONSTRAINT report_delivery_once UNIQUE (job_id, channel, target)
+);
+COMMENT ON TABLE kiln.report_delivery IS 'One row per job and recipient, written when the job ends (kiln.job_request_report); kiln-reporter sends what is pending and records it as sent, so a retried River job never sends twice what was recorded (docs/reports.md, "Exactly once?").';
+COMMENT ON COLUMN kiln.report_delivery.id IS 'Its number.';
+COMMENT ON COLUMN kiln.report_delivery.job_id IS 'The job reported.';
+COMMENT ON COLUMN kiln.report_delivery.channel IS 'mail or webhook.';
+COMMENT ON COLUMN kiln.report_delivery.target IS 'The address (mail) or the webhook number (webhook), as text.';
+COMMENT ON COLUMN kiln.report_delivery.webhook_id IS 'The webhook, while it exists.';
+COMMENT ON COLUMN kiln.report_delivery.job_status IS 'The job''s final status when the row was written.';
+COMMENT ON COLUMN kiln.report_delivery.status IS 'pending, sent, or failed (River gave up, or the recipient refused for good).';
+COMMENT ON COLUMN kiln.report_delivery.tries IS 'How many times sending was tried.';
+COMMENT ON COLUMN kiln.report_delivery.last_error IS 'Why the last try failed.';
+COMMENT ON COLUMN kiln.report_delivery.message_id IS 'The Message-ID of the mail (the same for every try and recipient of a job) or the X-Kiln-Delivery of the webhook.';
+COMMENT ON COLUMN kiln.report_delivery.created_at IS 'When the job ended and the row was written.';
+COMMENT ON COLUMN kiln.report_delivery.sent_at IS 'When the recipient accepted it.';
+CREATE INDEX report_delivery_pending ON kiln.report_delivery (job_id) WHERE status = 'pending';
+
+ALTER TABLE kiln.report_person ENABLE ROW LEVEL SECURITY;
+ALTER TABLE kiln.job_report_address ENABLE ROW LEVEL SECURITY;
+ALTER TABLE kiln.report_webhook ENABLE ROW LEVEL SECURITY;
+ALTER TABLE kiln.report_webhook_secret ENABLE ROW LEVEL SECURITY;
+ALTER TABLE kiln.report_delivery ENABLE ROW LEVEL SECURITY;
+
+-- As the current state had it when 0027 landed (schema/current/14_reports.sql).
+
+CREATE OR REPLACE FUNCTION kiln.report_address_valid(p_email text)
+ RETURNS boolean
+ LANGUAGE sql
+ IMMUTABLE
+ SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
+RETURN p_email IS NOT NULL AND pg_catalog.length(p_email) <= 254
+       AND p_email OPERATOR(pg_catalog.~) '^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$';
+COMMENT ON FUNCTION kiln.report_address_valid(text) IS 'True for a plain mail address kiln may put in a header: local@domain, letters, digits and ._%+- only (so no spaces, CR, LF or other control characters), at most 254 characters.';
+
+CREATE OR REPLACE FUNCTION kiln.report_check_when(p_when text)
+ RETURNS void
+ LANGUAGE plpgsql
+ IMMUTABLE
+ SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
+AS $function$
+BEGIN
+    IF p_when IS NULL OR p_when NOT IN ('always', 'failure', 'never') THEN
+        RAISE EXCEPTION 'when to report: %, not one of always, failure, never', coalesce(p_when, 'nothing')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END $function$;
+COMMENT ON FUNCTION kiln.report_check_when(text) IS 'Raises unless p_when is always, failure or never. Called by the kiln.report_set* functions.';
+
+CREATE OR REPLACE FUNCTION kiln.report_set_for(p_person name, p_email text, p_when text)
+ RETURNS void
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
+AS $function$
+BEGIN
+    IF p_email IS NOT NULL AND NOT kiln.report_address_valid(p_email) THEN
+        RAISE EXCEPTION 'report address %: use a plain address such as alice@example.org', pg_catalog.quote_literal(p_email)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM kiln.report_check_when(p_when);
+    INSERT INTO kiln.report_person AS r (person, email, report_when, set_by, set_at)
+    VALUES (p_person, p_email, p_when, session_user, pg_catalog.now())
+    ON CONFLICT (person) DO UPDATE SET email = EXCLUDED.email, report_when = EXCLUDED.report_when,
+                                       set_by = EXCLUDED.set_by, set_at = EXCLUDED.set_at;
+    INSERT INTO kiln.event (kind, detail)
+    VALUES ('report.person', pg_catalog.jsonb_build_object('person', p_person, 'when', p_when));
+END $function$;
+COMMENT ON FUNCTION kiln.report_set_for(name, text, text) IS 'Sets where (a plain address, or NULL for none) and when (always, failure, never) p_person is told that their jobs ended, and records a report.person event. Called only by kiln.report_set and kiln.report_set_person; executable by no role.';
+
+CREATE OR REPLACE FUNCTION kiln.report_set(p_email text, p_when text)
+ RETURNS void
+ LANGUAGE sql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
+BEGIN ATOMIC
+    SELECT kiln.report_set_for(session_user, p_email, p_when);
+END;
+COMMENT ON FUNCTION kiln.report_set(text, text) IS 'Sets the caller''s own report address and when they are told (kiln report set). Submitters and admins.';
+
+CREATE OR REPLACE FUNCTION kiln.report_set_person(p_person name, p_email text, p_when text)
+ RETURNS void
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
+AS $function$
+BEGIN
+    IF NOT pg_catalog.pg_has_role(session_user, 'kiln_admin', 'MEMBER') THEN
+        RAISE EXCEPTION 'only kiln admins set another person''s report address' USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = p_person AND r.rolcanlogin) THEN
+        RAISE EXCEPTION 'person % does not exist', p_person USING ERRCODE = 'no_data_found';
+    END IF;
+    PERFORM kiln.report_set_for(p_person, p_email, p_when);
+END $function$;
+COMMENT ON FUNCTION kiln.report_set_person(name, text, text) IS 'An admin sets a person''s report address and when they are told (kiln admin report person). kiln_admin members only.';
+
+CREATE OR REPLACE FUNCTION kiln.report_set_bucket(p_bucket text, p_emails text[], p_when text)
+ RETURNS void
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
+AS $function$
+DECLARE
+    e text;
+BEGIN
+    IF NOT pg_catalog.pg_has_role(session_user, 'kiln_admin', 'MEMBER') THEN
+        RAISE EXCEPTION 'only kiln admins set a bucket''s report addresses' USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM kiln.bucket b WHERE b.name = p_bucket) THEN
+        RAISE EXCEPTION 'bucket % does not exist', p_bucket USING ERRCODE = 'no_data_found';
+    END IF;
+    FOREACH e IN ARRAY coalesce(p_emails, '{}') LOOP
+        IF NOT kiln.report_address_valid(e) THEN
+            RAISE EXCEPTION 'report address %: use a plain address such as team@example.org', pg_catalog.quote_literal(e)
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END LOOP;
+    PERFORM kiln.report_check_when(p_when);
+    INSERT INTO kiln.report_bucket (bucket, emails, report_when, set_by, set_at)
+    VALUES (p_bucket, coalesce(p_emails, '{}'), p_when, session_user, pg_catalog.now())
+    ON CONFLICT (bucket) DO UPDATE SET emails = EXCLUDED.emails, report_when = EXCLUDED.report_when,
+                                       set_by = EXCLUDED.set_by, set_at = EXCLUDED.set_at;
+    INSERT INTO kiln.event (kind, detail)
+    VALUES ('report.bucket', pg_catalog.jsonb_build_object('bucket', p_bucket, 'when', p_when));
+END $function$;
+COMMENT ON FUNCTION kiln.report_set_bucket(text, text[], text) IS 'An admin sets the addresses told about every job of a bucket and when (kiln admin report bucket). kiln_admin members only.';
+
+CREATE OR REPLACE FUNCTION kiln.report_webhook_add(p_url text, p_when text, p_bucket text, OUT id bigint, OUT secret text)
+ RETURNS record
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
+AS $function$
+BEGIN
+    IF p_url IS NULL OR NOT (p_url OPERATOR(pg_catalog.~) '^https?://[^[:space:][:cntrl:]]+$' AND pg_catalog.length(p_url) <= 2000) THEN
+        RAISE EXCEPTION 'webhook address %: use an http or https address without spaces', pg_catalog.quote_literal(coalesce(p_url, ''))
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM kiln.report_check_when(p_when);
+    IF p_bucket IS NOT NULL THEN
+        IF NOT pg_catalog.pg_has_role(session_user, 'kiln_admin', 'MEMBER') THEN
+            RAISE EXCEPTION 'only kiln admins add a bucket''s webhooks' USING ERRCODE = 'insufficient_privilege';
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM kiln.bucket b WHERE b.name = p_bucket) THEN
+            RAISE EXCEPTION 'bucket % does not exist', p_bucket USING ERRCODE = 'no_data_found';
+        END IF;
+    END IF;
+    INSERT INTO kiln.report_webhook (person, bucket, url, report_when, created_by)
+    VALUES (CASE WHEN p_bucket IS NULL THEN session_user END, p_bucket, p_url, p_when, session_user)
+    RETURNING kiln.report_webhook.id INTO id;
+    secret := pg_catalog.replace(pg_catalog.gen_random_uuid()::text, '-', '') || pg_catalog.replace(pg_catalog.gen_random_uuid()::text, '-', '');
+    INSERT INTO kiln.report_webhook_secret (webhook_id, secret) VALUES (id, secret);
+    INSERT INTO kiln.event (kind, detail)
+    VALUES ('report.webhook', pg_catalog.jsonb_build_object('webhook', id, 'bucket', p_bucket, 'added', true));
+END $function$;
+COMMENT ON FUNCTION kiln.report_webhook_add(text, text, text) IS 'Adds a webhook for the caller''s own jobs (p_bucket NULL) or, for admins, for every job of a bucket; returns its number and its HMAC secret, which is shown this once and never readable again (kiln report webhook add). Submitters and admins.';
+
+CREATE OR REPLACE FUNCTION kiln.report_webhook_remove(p_id bigint)
+ RETURNS void
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
+AS $function$
+BEGIN
+    DELETE FROM kiln.report_webhook w
+     WHERE w.id = p_id AND (w.person = session_user OR pg_catalog.pg_has_role(session_user, 'kiln_admin', 'MEMBER'));
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'webhook % does not exist or is not yours', p_id USING ERRCODE = 'no_data_found';
+    END IF;
+    INSERT INTO kiln.event (kind, detail) VALUES ('report.webhook', pg_catalog.jsonb_build_object('webhook', p_id, 'removed', true));
+END $function$;
+COMMENT ON FUNCTION kiln.report_webhook_remove(bigint) IS 'Removes a webhook: the caller''s own, or any for admins; "does not exist or is not yours" otherwise. Submitters and admins.';
+
+-- When a job ends: who is told, and the River jobs that tell them, in the
+-- transaction that gives the job its final status, so a report is never
+-- lost. One River job sends the mail (one message, every mail recipient),
+-- one per webhook POSTs it. The River job is inserted here in SQL, as
+-- riverjob.ReportArgs describes it (kind report, queue report).
+CREATE OR REPLACE FUNCTION kiln.job_request_report()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
+AS $function$
+DECLARE
+    failed  boolean := NEW.status IN ('failed', 'partially_failed', 'invalid');
+    p_when  text;
+    p_email text;
+    queued  integer;
+BEGIN
+    IF NEW.status NOT IN ('succeeded', 'failed', 'partially_failed', 'cancelled', 'invalid')
+       OR OLD.status IS NOT DISTINCT FROM NEW.status THEN
+        RETURN NULL;
+    END IF;
+    SELECT r.report_when, r.email INTO p_when, p_email FROM kiln.report_person r WHERE r.person = NEW.submitter;
+    p_when := coalesce(p_when, 'always');
+    WITH wanted (channel, target, webhook_id) AS (
+        SELECT 'mail', a.email, NULL::bigint
+          FROM (SELECT p_email AS email WHERE p_email IS NOT NULL
+                UNION SELECT r.email FROM kiln.job_report_address r WHERE r.job_id = NEW.id) a
+         WHERE p_when = 'always' OR (p_when = 'failure' AND failed)
+        UNION
+        SELECT 'mail', e.email, NULL::bigint
+          FROM kiln.report_bucket b CROSS JOIN LATERAL pg_catalog.unnest(b.emails) AS e(email)
+         WHERE b.bucket = NEW.bucket AND (b.report_when = 'always' OR (b.report_when = 'failure' AND failed))
+        UNION
+        SELECT 'webhook', w.id::text, w.id
+          FROM kiln.report_webhook w
+         WHERE (w.person = NEW.submitter OR w.bucket = NEW.bucket)
+           AND (w.report_when = 'always' OR (w.report_when = 'failure' AND failed))
+    ), added AS (
+        INSERT INTO kiln.report_delivery (job_id, channel, target, webhook_id, job_status)
+        SELECT NEW.id, w.channel, w.target, w.webhook_id, NEW.status FROM wanted w
+        ON CONFLICT (job_id, channel, target) DO NOTHING
+        RETURNING channel, webhook_id
+    ), runs AS (
+        INSERT INTO river.river_job (args, kind, max_attempts, queue, priority, state, scheduled_at)
+        SELECT CASE WHEN r.channel = 'mail' THEN pg_catalog.jsonb_build_object('job_id', NEW.id, 'channel', 'mail')
+                    ELSE pg_catalog.jsonb_build_object('job_id', NEW.id, 'channel', 'webhook', 'webhook_id', r.webhook_id) END,
+               'report', 25, 'report', 1, 'available', pg_catalog.now()
+          FROM (SELECT DISTINCT a.channel, a.webhook_id FROM added a) r
+        RETURNING 1
+    )
+    SELECT count(*) INTO queued FROM runs;
+    IF queued > 0 THEN
+        PERFORM pg_catalog.pg_notify('river.river_insert', pg_catalog.json_build_object('queue', 'report')::text);
+    END IF;
+    RETURN NULL;
+END $function$;
+COMMENT ON FUNCTION kiln.job_request_report() IS 'After a job reaches a final status (invalid included): writes a kiln.report_delivery row per recipient who wants it (the submitter''s address and the job''s --report addresses as the submitter''s report_when says, the bucket''s addresses, the person''s and the bucket''s webhooks) and the report River jobs that deliver them (one for the mail, one per webhook), and wakes kiln-reporter. SECURITY DEFINER: whoever ends the job (builder, janitor, splitter, a person cancelling) holds no grant on these tables.';
+
+CREATE OR REPLACE TRIGGER job_request_report AFTER UPDATE OF status ON kiln.job
+    FOR EACH ROW EXECUTE FUNCTION kiln.job_request_report();
+
+REVOKE EXECUTE ON FUNCTION kiln.report_check_when(text), kiln.report_set_for(name, text, text),
+    kiln.report_set(text, text), kiln.report_set_person(name, text, text),
+    kiln.report_set_bucket(text, text[], text), kiln.report_webhook_add(text, text, text),
+    kiln.report_webhook_remove(bigint), kiln.job_request_report() FROM PUBLIC;
+
+-- Row-level security. Addresses and webhooks are personal: people read their
+-- own; admins and kiln-reporter read all; secrets only kiln-reporter.
+DROP POLICY IF EXISTS report_person_own ON kiln.report_person;
+CREATE POLICY report_person_own ON kiln.report_person FOR SELECT TO kiln_reader USING (person = session_user);
+COMMENT ON POLICY report_person_own ON kiln.report_person IS 'People read their own report setting.';
+
+DROP POLICY IF EXISTS report_person_farm ON kiln.report_person;
+CREATE POLICY report_person_farm ON kiln.report_person FOR SELECT TO kiln_admin, kiln_reporter USING (true);
+COMMENT ON POLICY report_person_farm ON kiln.report_person IS 'Admins and kiln-reporter read every person''s report setting.';
+
+DROP POLICY IF EXISTS job_report_address_own ON kiln.job_report_address;
+CREATE POLICY job_report_address_own ON kiln.job_report_address FOR SELECT TO kiln_reader
+    USING (EXISTS (SELECT 1 FROM kiln.job j WHERE j.id = job_id AND j.submitter = session_user));
+COMMENT ON POLICY job_report_address_own ON kiln.job_report_address IS 'People read the --report addresses of their own jobs.';
+
+DROP POLICY IF EXISTS job_report_address_submit ON kiln.job_report_address;
+CREATE POLICY job_report_address_submit ON kiln.job_report_address FOR INSERT TO kiln_submitter
+    WITH CHECK (EXISTS (SELECT 1 FROM kiln.job j WHERE j.id = job_id AND j.submitter = session_user AND j.status = 'submitted'));
+COMMENT ON POLICY job_report_address_submit ON kiln.job_report_address IS 'A person adds --report addresses only to their own job, while it is submitted (the submit transaction).';
+
+DROP POLICY IF EXISTS job_report_address_farm ON kiln.job_report_address;
+CREATE POLICY job_report_address_farm ON kiln.job_report_address FOR SELECT TO kiln_admin, kiln_reporter USING (true);
+COMMENT ON POLICY job_report_address_farm ON kiln.job_report_address IS 'Admins and kiln-reporter read every job''s --report addresses.';
+
+DROP POLICY IF EXISTS report_webhook_own ON kiln.report_webhook;
+CREATE POLICY report_webhook_own ON kiln.report_webhook FOR SELECT TO kiln_reader USING (person = session_user);
+COMMENT ON POLICY report_webhook_own ON kiln.report_webhook IS 'People read their own webhooks (never their secrets: kiln.report_webhook_secret).';
+
+DROP POLICY IF EXISTS report_webhook_farm ON kiln.report_webhook;
+CREATE POLICY report_webhook_farm ON kiln.report_webhook FOR SELECT TO kiln_admin, kiln_reporter USING (true);
+COMMENT ON POLICY report_webhook_farm ON kiln.report_webhook IS 'Admins and kiln-reporter read every webhook.';
+
+DROP POLICY IF EXISTS report_webhook_secret_reporter ON kiln.report_webhook_secret;
+CREATE POLICY report_webhook_secret_reporter ON kiln.report_webhook_secret FOR SELECT TO kiln_reporter USING (true);
+COMMENT ON POLICY report_webhook_secret_reporter ON kiln.report_webhook_secret IS 'Only kiln-reporter reads webhook secrets, to sign what it sends.';
+
+DROP POLICY IF EXISTS report_delivery_own ON kiln.report_delivery;
+CREATE POLICY report_delivery_own ON kiln.report_delivery FOR SELECT TO kiln_reader
+    USING (EXISTS (SELECT 1 FROM kiln.job j WHERE j.id = job_id AND j.submitter = session_user));
+COMMENT ON POLICY report_delivery_own ON kiln.report_delivery IS 'People read the deliveries of their own jobs.';
+
+DROP POLICY IF EXISTS report_delivery_admin ON kiln.report_delivery;
+CREATE POLICY report_delivery_admin ON kiln.report_delivery FOR SELECT TO kiln_admin USING (true);
+COMMENT ON POLICY report_delivery_admin ON kiln.report_delivery IS 'Admins read every delivery.';
+
+DROP POLICY IF EXISTS report_delivery_reporter ON kiln.report_delivery;
+CREATE POLICY report_delivery_reporter ON kiln.report_delivery FOR ALL TO kiln_reporter USING (true) WITH CHECK (true);
+COMMENT ON POLICY report_delivery_reporter ON kiln.report_delivery IS 'kiln-reporter records deliveries (its grants: UPDATE of the outcome columns only).';
+
+-- kiln-reporter reads every job it reports, private buckets' too.
+DROP POLICY IF EXISTS job_read_reporter ON kiln.job;
+CREATE POLICY job_read_reporter ON kiln.job FOR SELECT TO kiln_reporter USING (true);
+COMMENT ON POLICY job_read_reporter ON kiln.job IS 'kiln-reporter reads every job (it reports private jobs to their own recipients).';
+DROP POLICY IF EXISTS package_read_reporter ON kiln.package;
+CREATE POLICY package_read_reporter ON kiln.package FOR SELECT TO kiln_reporter USING (true);
+COMMENT ON POLICY package_read_reporter ON kiln.package IS 'kiln-reporter reads every job''s packages.';
+DROP POLICY IF EXISTS task_read_reporter ON kiln.task;
+CREATE POLICY task_read_reporter ON kiln.task FOR SELECT TO kiln_reporter USING (true);
+COMMENT ON POLICY task_read_reporter ON kiln.task IS 'kiln-reporter reads every job''s tasks.';
+DROP POLICY IF EXISTS attempt_read_reporter ON kiln.attempt;
+CREATE POLICY attempt_read_reporter ON kiln.attempt FOR SELECT TO kiln_reporter USING (true);
+COMMENT ON POLICY attempt_read_reporter ON kiln.attempt IS 'kiln-reporter reads every task''s attempts (failure stage).';
+DROP POLICY IF EXISTS artifact_read_reporter ON kiln.artifact;
+CREATE POLICY artifact_read_reporter ON kiln.artifact FOR SELECT TO kiln_reporter USING (true);
+COMMENT ON POLICY artifact_read_reporter ON kiln.artifact IS 'kiln-reporter lists every task''s artifacts.';
+DROP POLICY IF EXISTS log_chunk_read_reporter ON kiln.log_chunk;
+CREATE POLICY log_chunk_read_reporter ON kiln.log_chunk FOR SELECT TO kiln_reporter USING (true);
+COMMENT ON POLICY log_chunk_read_reporter ON kiln.log_chunk IS 'kiln-reporter quotes the last lines of failed logs.';
+
+DROP POLICY IF EXISTS river_job_report ON river.river_job;
+CREATE POLICY river_job_report ON river.river_job FOR ALL TO kiln_reporter
+    USING (kind = 'report' AND queue = 'report') WITH CHECK (kind = 'report' AND queue = 'report');
+COMMENT ON POLICY river_job_report ON river.river_job IS 'kiln-reporter sees and works only the report River jobs of queue report.';
