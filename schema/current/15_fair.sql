@@ -30,7 +30,7 @@ DECLARE
     v_submitter text;
     v_attempts integer;
 BEGIN
-    -- river_job_prioritized_fetching_index: one index probe.
+    -- One probe of River's fetching index (state, queue, priority, scheduled_at, id).
     SELECT r.scheduled_at INTO v_head FROM river.river_job r
      WHERE r.state = 'available' AND r.queue = NEW.queue AND r.priority = NEW.priority AND r.id <> NEW.id
      ORDER BY r.scheduled_at, r.id LIMIT 1;
