@@ -328,6 +328,7 @@ func constraintCases(job, task int64) []constraintCase {
 		{"builder platform exists", "INSERT INTO kiln.builder_platform VALUES ('b1', 'plan9-mips')", "23503", "builder_platform_platform_fkey"},
 		{"builder platform needs builder", "INSERT INTO kiln.builder_platform VALUES ('ghost', 'el9-x86_64')", "23503", "builder_platform_builder_fkey"},
 		{"duplicate builder platform", "INSERT INTO kiln.builder_platform VALUES ('b1', 'el9-x86_64')", "23505", "builder_platform_pkey"},
+		{"duplicate queue turn", "INSERT INTO kiln.queue_turn VALUES ('build-x', 2, 'alice', now()), ('build-x', 2, 'alice', now())", "23505", "queue_turn_pkey"},
 
 		// Blobs.
 		{"blob hash length", "INSERT INTO kiln.blob (sha256, size, chunk_size) VALUES ('\\x00', 1, 1)", "23514", "blob_sha256_length"},
