@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/urfave/cli/v2"
 
 	"github.com/kiln-build/kiln/internal/backend"
@@ -69,6 +70,8 @@ func app() *cli.App {
 			&cli.StringFlag{Name: "environment-cache", Usage: "directory caching sbuild platforms' build environments (readable by the build user)", EnvVars: []string{"KILN_BUILDER_ENVIRONMENT_CACHE"}, Value: "/var/cache/kiln-builder/environments"},
 			&cli.IntFlag{Name: "environment-keep", Usage: "most environment tarballs kept in the cache (least recently used go first)", EnvVars: []string{"KILN_BUILDER_ENVIRONMENT_KEEP"}, Value: 4},
 			&cli.StringFlag{Name: "build-user", Usage: "account sbuild and mmdebstrap run as when the builder runs as root (needs subordinate uid and gid ranges)", EnvVars: []string{"KILN_BUILDER_BUILD_USER"}, Value: builder.DefaultBuildUser},
+			&cli.StringFlag{Name: "listen-db", Usage: "direct connection to the primary for LISTEN and the builder's name lock; set it when --db goes through PgBouncer in transaction pooling mode (River then polls instead of listening)", EnvVars: []string{"KILN_BUILDER_LISTEN_DB"}},
+			&cli.DurationFlag{Name: "poll-interval", Usage: "with --listen-db, how often River looks for new River jobs", EnvVars: []string{"KILN_BUILDER_POLL_INTERVAL"}, Value: builder.DefaultPollInterval},
 			daemon.HealthFlag("builder"),
 		}, daemon.Flags()...),
 		Action: run,
@@ -84,11 +87,22 @@ func run(c *cli.Context) error {
 	log := common.Logger
 	ctx, stop := daemon.SignalContext(c.Context)
 	defer stop()
+	listenDB := c.String("listen-db")
+	common.DB.Pooled = listenDB != ""
 	db, err := dbconn.Open(ctx, common.DB)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
+	var session *pgxpool.Pool
+	if listenDB != "" {
+		scfg := common.DB
+		scfg.URL, scfg.Pooled, scfg.MaxConns = listenDB, false, 2
+		if session, err = dbconn.Open(ctx, scfg); err != nil {
+			return fmt.Errorf("--listen-db: %w", err)
+		}
+		defer session.Close()
+	}
 	hide := c.StringSlice("hide")
 	if len(hide) == 0 {
 		hide = defaultHide()
@@ -118,6 +132,9 @@ func run(c *cli.Context) error {
 		BuildUser:    c.String("build-user"),
 		Environments: &environment.Cache{Dir: c.String("environment-cache"), Keep: c.Int("environment-keep")},
 		RepoURL:      c.String("repo-url"),
+		Session:      session,
+		PollOnly:     listenDB != "",
+		PollInterval: c.Duration("poll-interval"),
 	})
 	if err != nil {
 		return err
