@@ -36,6 +36,7 @@ func main() {
 			&cli.BoolFlag{Name: "require-auth", Usage: "require a login for reading too", EnvVars: []string{"KILN_WEB_REQUIRE_AUTH"}},
 			&cli.StringFlag{Name: "public-url", Usage: "address people use, such as https://kiln.example.org (for the Origin check behind a proxy)", EnvVars: []string{"KILN_WEB_URL"}},
 			&cli.StringFlag{Name: "session-key-file", Usage: "file with at least 32 secret bytes signing logins (default: random, logins end on restart)", EnvVars: []string{"KILN_WEB_SESSION_KEY_FILE"}},
+			daemon.ReadDBFlag("web"),
 		}, daemon.Flags()...),
 		Action: run,
 	}
@@ -73,6 +74,12 @@ func run(c *cli.Context) error {
 		return err
 	}
 	defer cfg.DB.Close()
+	if rc, ok := common.ReadDB(c); ok {
+		if cfg.ReadDB, err = dbconn.Open(ctx, rc); err != nil {
+			return fmt.Errorf("--read-db: %w", err)
+		}
+		defer cfg.ReadDB.Close()
+	}
 	srv, err := web.New(cfg)
 	if err != nil {
 		return err

@@ -117,7 +117,7 @@ const DefaultBuildUser = "kiln-build"
 // DefaultPollInterval is how often a builder whose River client polls
 // (Config.PollOnly) looks for new River jobs: the mean submit-to-start
 // delay it adds is about half of it (docs/scaling.md).
-const DefaultPollInterval = 200 * time.Millisecond
+const DefaultPollInterval = time.Second
 
 // DefaultGrace is how long builds may run on after SIGTERM unless set.
 const DefaultGrace = 30 * time.Second

@@ -25,6 +25,7 @@ type setting struct {
 // prints them.
 var knownSettings = []setting{
 	{key: "db", env: "KILN_DB"},
+	{key: "read-db", env: "KILN_READ_DB"},
 	{key: "web-url", env: "KILN_WEB_URL", def: "http://localhost:8080"},
 	{key: "color", env: "KILN_COLOR", def: "auto"},
 }
