@@ -36,6 +36,16 @@ const (
 	EnvStandbyURL   = "KILN_TEST_STANDBY_URL"
 )
 
+// URLHost returns the host:port of a URL.
+func URLHost(t testing.TB, s string) (string, *url.URL) {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatalf("%q: %v", s, err)
+	}
+	return u.Host, u
+}
+
 // ViaAs returns a URL for this database as role through the server that
 // the variable env names (EnvPgBouncerURL, EnvStandbyURL), failing the test
 // when it is not set.
