@@ -47,7 +47,7 @@ bench: build
 
 # The soak (docs/reliability.md): real builders, splitter and janitor on a
 # private cluster, under faults; exits non-zero when a check fails.
-SOAK_SHORT := --tasks 200 --kills 1 --cancels 2 --rpm-every 20 --timeout 5m
+SOAK_SHORT := --tasks 200 --kills 1 --cancels 2 --rpm-every 20 --timeout 5m --via-pgbouncer
 soak: build
 	.ci/with-cluster $(BIN)/kiln-soak $(SOAK_FLAGS)
 

@@ -59,6 +59,11 @@ type Config struct {
 	Bin string
 	// Keep keeps the database and the work directory afterwards.
 	Keep bool
+	// ViaPgBouncer connects the builders through the cluster's PgBouncer
+	// (Cluster.PgBouncerURL, transaction pooling) with --listen-db straight
+	// to the primary, River polling every PollInterval.
+	ViaPgBouncer bool
+	PollInterval time.Duration
 	// Out receives the progress and the report.
 	Out io.Writer
 }
@@ -71,12 +76,16 @@ type Cluster struct {
 	Dir string
 	// BinDir holds pg_ctl.
 	BinDir string
+	// PgBouncerURL is the URL of a PgBouncer in front of the primary
+	// (KILN_TEST_PGBOUNCER_URL; empty: none).
+	PgBouncerURL string
 }
 
 // ClusterFromEnv reads the cluster .ci/with-cluster started. It refuses to
 // run without one: the soak restarts the server it is given.
 func ClusterFromEnv() (Cluster, error) {
-	c := Cluster{URL: os.Getenv("KILN_TEST_PGURL"), Dir: os.Getenv("KILN_PGCLUSTER_DIR"), BinDir: os.Getenv("KILN_PG_BINDIR")}
+	c := Cluster{URL: os.Getenv("KILN_TEST_PGURL"), Dir: os.Getenv("KILN_PGCLUSTER_DIR"), BinDir: os.Getenv("KILN_PG_BINDIR"),
+		PgBouncerURL: os.Getenv("KILN_TEST_PGBOUNCER_URL")}
 	if c.URL == "" || c.Dir == "" || c.BinDir == "" {
 		return c, errors.New("no private cluster: run the soak inside .ci/with-cluster (make soak), which sets KILN_TEST_PGURL, KILN_PGCLUSTER_DIR and KILN_PG_BINDIR; it restarts the server it is given, so it never runs against another")
 	}
@@ -114,6 +123,12 @@ func Run(ctx context.Context, cfg Config, cl Cluster) (*Report, error) {
 	}
 	if cfg.Kills > 0 && cfg.Builders < 2 || cfg.Pause && cfg.Builders < 2 {
 		return nil, errors.New("killing or pausing builders needs at least two of them")
+	}
+	if cfg.ViaPgBouncer && cl.PgBouncerURL == "" {
+		return nil, errors.New("builders through PgBouncer: the cluster has none (KILN_TEST_PGBOUNCER_URL; .ci/pgcluster starts one)")
+	}
+	if cfg.ViaPgBouncer && cfg.PollInterval < 100*time.Millisecond {
+		return nil, errors.New("builders through PgBouncer need a poll interval of at least 100ms (River's FetchCooldown)")
 	}
 	if cfg.Seed == 0 {
 		cfg.Seed = mrand.Uint64()
@@ -265,6 +280,15 @@ func withDB(raw, db string) string {
 		return raw
 	}
 	u.Path = "/" + db
+	return u.String()
+}
+
+// pooledAs returns the database URL for role through the cluster's
+// PgBouncer.
+func (s *soak) pooledAs(role string) string {
+	u, _ := url.Parse(s.as(role))
+	via, _ := url.Parse(s.cl.PgBouncerURL)
+	u.Host = via.Host
 	return u.String()
 }
 
