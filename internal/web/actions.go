@@ -87,6 +87,6 @@ func (s *Server) enableBuilder(enabled bool) func(http.ResponseWriter, *http.Req
 		}
 		s.log.Info("builder switched", "builder", name, "enabled", enabled, "person", person)
 		s.wrote(w, r)
-	http.Redirect(w, r, "/builders/"+url.PathEscape(name), http.StatusSeeOther)
+		http.Redirect(w, r, "/builders/"+url.PathEscape(name), http.StatusSeeOther)
 	}
 }
