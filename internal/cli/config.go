@@ -260,6 +260,12 @@ func configCommand() *cli.Command {
 						shown = "(empty: libpq's PG* environment variables)"
 					}
 				}
+				if v.Key == "read-db" {
+					shown = redactPassword(shown)
+					if shown == "" {
+						shown = "(empty: reads use db)"
+					}
+				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\n", v.Key, shown, v.Source)
 			}
 			for _, pg := range []string{"PGHOST", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE", "PGSSLMODE", "PGKRBSRVNAME"} {
