@@ -24,6 +24,7 @@ setup:
 test: setup build
 	KILN_WITH_KDC=1 .ci/with-cluster $(MAKE) --no-print-directory test-go
 	.ci/with-cluster $(BIN)/kiln-soak $(SOAK_SHORT)
+	KILN_PG_SYNC_STANDBY=1 .ci/with-cluster $(BIN)/kiln-soak $(SOAK_FAILOVER)
 	$(MAKE) --no-print-directory fuzz FUZZTIME=2s
 
 test-go:
@@ -47,7 +48,9 @@ bench: build
 
 # The soak (docs/reliability.md): real builders, splitter and janitor on a
 # private cluster, under faults; exits non-zero when a check fails.
-SOAK_SHORT := --tasks 200 --kills 1 --cancels 2 --rpm-every 20 --timeout 5m
+SOAK_SHORT := --tasks 200 --kills 1 --cancels 2 --rpm-every 20 --timeout 5m --via-pgbouncer
+# The same on a synchronous standby, failing over to it mid-run (docs/scaling.md).
+SOAK_FAILOVER := --tasks 200 --kills 1 --cancels 2 --rpm-every 20 --timeout 5m --failover --restart-db=false
 soak: build
 	.ci/with-cluster $(BIN)/kiln-soak $(SOAK_FLAGS)
 

@@ -94,7 +94,11 @@ type BuilderConfig struct {
 	// RescueAfter is River's RescueStuckJobsAfter: beyond the longest
 	// platform timeout, so River never rescues a build that still runs.
 	RescueAfter time.Duration
-	Logger      *slog.Logger
+	// PollOnly turns off River's LISTEN (for a pool through a transaction
+	// pooler): it fetches every PollInterval (River's default when 0).
+	PollOnly     bool
+	PollInterval time.Duration
+	Logger       *slog.Logger
 }
 
 // NewBuilderClient returns the River client of a builder: it works the
@@ -116,6 +120,8 @@ func NewBuilderClient(db *pgxpool.Pool, c BuilderConfig) (*Client, error) {
 	cfg.Workers = workers
 	cfg.FetchCooldown = BuilderFetchCooldown
 	cfg.RescueStuckJobsAfter = c.RescueAfter
+	cfg.PollOnly = c.PollOnly
+	cfg.FetchPollInterval = c.PollInterval
 	return newClient(db, cfg, "builder")
 }
 

@@ -48,6 +48,8 @@ func app() *cli.App {
 			&cli.StringFlag{Name: "environment-cache", Usage: "directory caching sbuild platforms' build environments (readable by the build user)", EnvVars: []string{"KILN_BUILDER_ENVIRONMENT_CACHE"}, Value: "/var/cache/kiln-builder/environments"},
 			&cli.IntFlag{Name: "environment-keep", Usage: "most environment tarballs kept in the cache (least recently used go first)", EnvVars: []string{"KILN_BUILDER_ENVIRONMENT_KEEP"}, Value: 4},
 			&cli.StringFlag{Name: "build-user", Usage: "account sbuild and mmdebstrap run as when the builder runs as root (needs subordinate uid and gid ranges)", EnvVars: []string{"KILN_BUILDER_BUILD_USER"}, Value: builder.DefaultBuildUser},
+			&cli.StringFlag{Name: "listen-db", Usage: "direct connection to the primary for LISTEN and the builder's name lock; set it when --db goes through PgBouncer in transaction pooling mode (River then polls instead of listening)", EnvVars: []string{"KILN_BUILDER_LISTEN_DB"}},
+			&cli.DurationFlag{Name: "poll-interval", Usage: "with --listen-db, how often River looks for new River jobs", EnvVars: []string{"KILN_BUILDER_POLL_INTERVAL"}, Value: builder.DefaultPollInterval},
 			daemon.HealthFlag("builder"),
 		}, daemon.Flags()...),
 		Action: run,
@@ -66,7 +68,7 @@ func run(c *cli.Context) error {
 	}
 	ctx, stop := daemon.SignalContext(c.Context)
 	defer stop()
-	return builder.Run(ctx, builder.RunConfig{DB: common.DB, HealthAddr: common.HealthAddr, Builder: builder.Config{
+	return builder.Run(ctx, builder.RunConfig{DB: common.DB, ListenDB: c.String("listen-db"), HealthAddr: common.HealthAddr, Builder: builder.Config{
 		Name:         c.String("name"),
 		Platforms:    c.StringSlice("platform"),
 		Slots:        slots,
@@ -84,5 +86,6 @@ func run(c *cli.Context) error {
 		BuildUser:    c.String("build-user"),
 		Environments: &environment.Cache{Dir: c.String("environment-cache"), Keep: c.Int("environment-keep")},
 		RepoURL:      c.String("repo-url"),
+		PollInterval: c.Duration("poll-interval"),
 	}})
 }

@@ -47,6 +47,9 @@ func app() *cli.App {
 			&cli.Uint64Flag{Name: "seed", Usage: "seed of the random moments and victims (0: random; the report prints it)"},
 			&cli.DurationFlag{Name: "timeout", Usage: "longest the run may take", Value: 15 * time.Minute},
 			&cli.StringFlag{Name: "bin", Usage: "directory of kiln, kiln-builder, kiln-splitter and kiln-janitor", Value: filepath.Dir(self)},
+			&cli.BoolFlag{Name: "via-pgbouncer", Usage: "builders connect through the cluster's PgBouncer (transaction pooling), LISTEN straight to the primary"},
+			&cli.DurationFlag{Name: "poll-interval", Usage: "with --via-pgbouncer, the builders' River poll interval", Value: 200 * time.Millisecond},
+			&cli.BoolFlag{Name: "failover", Usage: "kill the primary mid-run and promote the synchronous standby (KILN_PG_SYNC_STANDBY=1 .ci/with-cluster; with --restart-db=false)"},
 			&cli.BoolFlag{Name: "keep", Usage: "keep the database and the work directory (logs in WORK/logs)"},
 		},
 		Action: run,
@@ -64,6 +67,7 @@ func run(c *cli.Context) error {
 		Kills: c.Int("kills"), Cancels: c.Int("cancels"), Pause: c.Bool("pause"), RestartDB: c.Bool("restart-db"),
 		Horizon: c.Duration("horizon"), Interval: c.Duration("interval"),
 		Seed: c.Uint64("seed"), Timeout: c.Duration("timeout"), Bin: c.String("bin"), Keep: c.Bool("keep"),
+		ViaPgBouncer: c.Bool("via-pgbouncer"), PollInterval: c.Duration("poll-interval"), Failover: c.Bool("failover"),
 		Out: os.Stdout,
 	}, cl)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 
 	kcli "github.com/kiln-build/kiln/internal/cli"
 	"github.com/kiln-build/kiln/internal/daemon"
+	"github.com/kiln-build/kiln/internal/dbconn"
 	"github.com/kiln-build/kiln/internal/web"
 )
 
@@ -29,6 +30,7 @@ func main() {
 			&cli.BoolFlag{Name: "require-auth", Usage: "require a login for reading too", EnvVars: []string{"KILN_WEB_REQUIRE_AUTH"}},
 			&cli.StringFlag{Name: "public-url", Usage: "address people use, such as https://kiln.example.org (for the Origin check behind a proxy)", EnvVars: []string{"KILN_WEB_URL"}},
 			&cli.StringFlag{Name: "session-key-file", Usage: "file with at least 32 secret bytes signing logins (default: random, logins end on restart)", EnvVars: []string{"KILN_WEB_SESSION_KEY_FILE"}},
+			daemon.ReadDBFlag("web"),
 		}, daemon.Flags()...),
 		Action: run,
 	}
@@ -45,8 +47,13 @@ func run(c *cli.Context) error {
 	}
 	ctx, stop := daemon.SignalContext(c.Context)
 	defer stop()
+	rc, hasRead := common.ReadDB(c)
+	var readDB *dbconn.Config
+	if hasRead {
+		readDB = &rc
+	}
 	return web.Run(ctx, web.RunConfig{
-		DB: common.DB, Listen: c.String("listen"),
+		DB: common.DB, ReadDB: readDB, Listen: c.String("listen"),
 		KeytabFile: c.String("keytab"), SessionKeyFile: c.String("session-key-file"),
 		Web: web.Config{Realm: c.String("realm"), ServicePrincipal: c.String("service-principal"),
 			RequireAuth: c.Bool("require-auth"), PublicURL: c.String("public-url"), Logger: common.Logger},

@@ -91,6 +91,17 @@ type Config struct {
 	RepoURL string
 	// Logger receives the daemon's logs (slog.Default when nil).
 	Logger *slog.Logger
+	// Session is a pool of direct connections to the primary for what
+	// belongs to a session: LISTEN kiln_task and kiln_builder, and the
+	// advisory lock on the builder's name. Nil: the main pool. A builder
+	// whose main pool goes through a transaction pooler (PgBouncer) must
+	// have one (docs/scaling.md).
+	Session *pgxpool.Pool
+	// PollOnly runs River in poll-only mode (no LISTEN on the main pool),
+	// fetching every PollInterval (River's default of 1 s when 0): for a
+	// main pool through a transaction pooler.
+	PollOnly     bool
+	PollInterval time.Duration
 }
 
 // UIDRange is a range of host uids: First, First+1, ..., First+Count-1.
@@ -104,6 +115,11 @@ const DefaultLogLimit = 32 << 20
 // DefaultBuildUser is the account sbuild and mmdebstrap run as when the
 // builder runs as root and Config.BuildUser is not set.
 const DefaultBuildUser = "kiln-build"
+
+// DefaultPollInterval is how often a builder whose River client polls
+// (Config.PollOnly) looks for new River jobs: the mean submit-to-start
+// delay it adds is about half of it (docs/scaling.md).
+const DefaultPollInterval = time.Second
 
 // DefaultGrace is how long builds may run on after SIGTERM unless set.
 const DefaultGrace = 30 * time.Second
@@ -641,7 +657,7 @@ func (b *Builder) listenLoop(ctx context.Context) {
 }
 
 func (b *Builder) listen(ctx context.Context) error {
-	conn, err := b.db.Acquire(ctx)
+	conn, err := b.session().Acquire(ctx)
 	if err != nil {
 		return err
 	}
@@ -662,6 +678,14 @@ func (b *Builder) listen(ctx context.Context) error {
 		}
 		b.onNotify(ctx, n.Channel, n.Payload)
 	}
+}
+
+// session is the pool for session-level state (Config.Session).
+func (b *Builder) session() *pgxpool.Pool {
+	if b.cfg.Session != nil {
+		return b.cfg.Session
+	}
+	return b.db
 }
 
 // onNotify handles one notification. A payload is only a hint (anyone may

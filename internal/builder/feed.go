@@ -68,6 +68,8 @@ func (b *Builder) newFeed(ctx context.Context) (*feed, error) {
 		Builder:      feedWorker{b: b, f: f},
 		Environments: environmentMaker{b: b, f: f},
 		RescueAfter:  longest + RescueMargin,
+		PollOnly:     b.cfg.PollOnly,
+		PollInterval: b.cfg.PollInterval,
 		Logger:       b.log.With("component", "river"),
 	})
 	if err != nil {

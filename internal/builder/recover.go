@@ -54,7 +54,7 @@ func (b *Builder) lockName(ctx context.Context) bool {
 
 // tryNameLock tries once to take the lock on a new connection.
 func (b *Builder) tryNameLock(ctx context.Context) (bool, error) {
-	conn, err := b.db.Acquire(ctx)
+	conn, err := b.session().Acquire(ctx)
 	if err != nil {
 		return false, err
 	}

@@ -15,6 +15,11 @@ import (
 type RunConfig struct {
 	// DB is the connection, as a member of kiln_builder.
 	DB dbconn.Config
+	// ListenDB, when set, is a direct (session) connection for LISTEN and
+	// the builder's name lock; DB is then taken to go through a
+	// transaction pooler such as PgBouncer, and River polls
+	// (docs/scaling.md).
+	ListenDB string
 	// HealthAddr serves GET /healthz when not empty.
 	HealthAddr string
 	// Builder configures the builder itself. An empty Hide means
@@ -25,12 +30,22 @@ type RunConfig struct {
 
 // Run connects, registers the builder and works its queues until ctx ends.
 func Run(ctx context.Context, cfg RunConfig) error {
+	bc := cfg.Builder
+	cfg.DB.Pooled = cfg.ListenDB != ""
 	db, err := dbconn.Open(ctx, cfg.DB)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	bc := cfg.Builder
+	if cfg.ListenDB != "" {
+		scfg := cfg.DB
+		scfg.URL, scfg.Pooled, scfg.MaxConns = cfg.ListenDB, false, 2
+		if bc.Session, err = dbconn.Open(ctx, scfg); err != nil {
+			return fmt.Errorf("--listen-db: %w", err)
+		}
+		defer bc.Session.Close()
+		bc.PollOnly = true
+	}
 	if len(bc.Hide) == 0 {
 		bc.Hide = DefaultHide()
 	}

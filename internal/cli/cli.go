@@ -32,6 +32,7 @@ func App() *cli.App {
 		Version: Version,
 		Flags: append([]cli.Flag{
 			&cli.StringFlag{Name: "db", Usage: "PostgreSQL connection string or URL (env KILN_DB; default: libpq's PG* environment variables)"},
+			&cli.StringFlag{Name: "read-db", Usage: "a hot standby for kiln jobs, show and queue (env KILN_READ_DB; default: read from --db); your own changes are read from it only once it has them"},
 			&cli.StringFlag{Name: "web-url", Usage: "base address of kiln-web, used to print links to jobs (env KILN_WEB_URL)", DefaultText: defaultOf("web-url")},
 			&cli.StringFlag{Name: "color", Usage: "colour output: auto, always or never (env KILN_COLOR; auto honours NO_COLOR)", DefaultText: defaultOf("color")},
 			&cli.StringFlag{Name: "config", Usage: "read settings from this file instead of ~/.config/kiln/kiln.conf and /etc/kiln/kiln.conf (env KILN_CONFIG)"},
@@ -108,7 +109,9 @@ func connect(c *cli.Context) (*pgxpool.Pool, error) {
 	return pool, nil
 }
 
-// withDB runs fn with a connected pool.
+// withDB runs fn with a connected pool. With a read-db, it remembers
+// afterwards how far the primary had got (rememberWritten), so that the
+// person's next reads from the standby wait for what fn wrote.
 func withDB(fn func(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error) cli.ActionFunc {
 	return func(c *cli.Context) error {
 		db, err := connect(c)
@@ -116,7 +119,40 @@ func withDB(fn func(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error
 			return err
 		}
 		defer db.Close()
-		return fn(c.Context, c, db)
+		if err := fn(c.Context, c, db); err != nil {
+			return err
+		}
+		if settingsOf(c).get("read-db") != "" {
+			return rememberWritten(c, db)
+		}
+		return nil
+	}
+}
+
+// withReadDB runs a read-only fn with the standby of the read-db setting
+// once it has replayed the person's last write (dbconn.Reads), or with the
+// primary: without a read-db, when it lags behind for too long, or when it
+// cannot be reached.
+func withReadDB(fn func(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		primary, err := connect(c)
+		if err != nil {
+			return err
+		}
+		defer primary.Close()
+		reads := dbconn.Reads{Primary: primary}
+		if url := settingsOf(c).get("read-db"); url != "" {
+			replica, err := dbconn.Open(c.Context, dbconn.WithFlags(c, dbconn.Config{URL: url, AppName: "kiln"}))
+			if err == nil {
+				defer replica.Close()
+				reads.Replica = replica
+			}
+		}
+		written, err := lastWritten(c)
+		if err != nil {
+			return err
+		}
+		return fn(c.Context, c, reads.For(c.Context, written))
 	}
 }
 

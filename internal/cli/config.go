@@ -25,6 +25,7 @@ type setting struct {
 // prints them.
 var knownSettings = []setting{
 	{key: "db", env: "KILN_DB"},
+	{key: "read-db", env: "KILN_READ_DB"},
 	{key: "web-url", env: "KILN_WEB_URL", def: "http://localhost:8080"},
 	{key: "color", env: "KILN_COLOR", def: "auto"},
 }
@@ -257,6 +258,12 @@ func configCommand() *cli.Command {
 					shown = redactPassword(shown)
 					if shown == "" {
 						shown = "(empty: libpq's PG* environment variables)"
+					}
+				}
+				if v.Key == "read-db" {
+					shown = redactPassword(shown)
+					if shown == "" {
+						shown = "(empty: reads use db)"
 					}
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\n", v.Key, shown, v.Source)

@@ -84,6 +84,7 @@ func TestConfigSources(t *testing.T) {
 		"db":      {"db", "host=sys password=secret", system + ":4"},
 		"web-url": {"web-url", "https://user.example.org", user + ":1"},
 		"color":   {"color", "never", system + ":3"},
+		"read-db": {"read-db", "", "default"},
 	}
 	if !reflect.DeepEqual(s, want) {
 		t.Errorf("files: %+v", s)

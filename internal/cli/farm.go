@@ -101,7 +101,7 @@ func queueCommand() *cli.Command {
 			&cli.IntFlag{Name: "limit", Usage: "list at most this many pending tasks", Value: report.DefaultLimit},
 			jsonFlag,
 		},
-		Action: withDB(runQueue),
+		Action: withReadDB(runQueue),
 	}
 }
 

@@ -34,7 +34,7 @@ func jobsCommand() *cli.Command {
 			&cli.Int64Flag{Name: "before", Usage: "only jobs with a smaller id (the next page)"},
 			jsonFlag,
 		},
-		Action: withDB(runJobs),
+		Action: withReadDB(runJobs),
 	}
 }
 
@@ -146,7 +146,7 @@ func showCommand() *cli.Command {
 			&cli.IntFlag{Name: "lines", Usage: "log lines to show for each failed task", Value: 20},
 			jsonFlag,
 		},
-		Action: withDB(runShow),
+		Action: withReadDB(runShow),
 	}
 }
 

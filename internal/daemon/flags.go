@@ -28,6 +28,26 @@ func HealthFlag(role string) cli.Flag {
 		EnvVars: []string{"KILN_" + strings.ToUpper(role) + "_HEALTH_ADDR", "KILN_HEALTH_ADDR"}}
 }
 
+// ReadDBFlag is --read-db of the daemon role (KILN_<ROLE>_READ_DB): a hot
+// standby that the daemon's reads may go to (docs/scaling.md). Read it
+// with ReadDB.
+func ReadDBFlag(role string) cli.Flag {
+	return &cli.StringFlag{Name: "read-db", Usage: "hot standby (streaming replica) to read pages from; writes, LISTEN and a person's own just-made changes stay on --db",
+		EnvVars: []string{"KILN_" + strings.ToUpper(role) + "_READ_DB"}}
+}
+
+// ReadDB is the connection to the standby named by ReadDBFlag, with the
+// rest of s.DB's settings, or false when there is none.
+func (s Settings) ReadDB(c *cli.Context) (dbconn.Config, bool) {
+	url := c.String("read-db")
+	if url == "" {
+		return dbconn.Config{}, false
+	}
+	cfg := s.DB
+	cfg.URL, cfg.Pooled = url, false
+	return cfg, true
+}
+
 // Settings are what Flags and HealthFlag set.
 type Settings struct {
 	// DB is the connection, named after the program.

@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/kiln-build/kiln/internal/dbconn"
 )
 
 // TestCommon reads the shared flags from each daemon's environment
@@ -30,5 +32,30 @@ func TestCommon(t *testing.T) {
 	app := &cli.App{Name: "kiln-x", Flags: Flags(), Action: func(c *cli.Context) error { _, err := Common(c, 0); return err }}
 	if err := app.Run([]string{"kiln-x", "--log-level", "loud"}); err == nil {
 		t.Error("--log-level loud accepted")
+	}
+}
+
+// TestReadDB reads --read-db of the role from its own variable, keeping
+// the rest of the primary's settings; without it there is no standby.
+func TestReadDB(t *testing.T) {
+	t.Setenv("KILN_WEB_READ_DB", "host=standby.example.org dbname=kiln")
+	for _, args := range [][]string{{"kiln-web"}, {"kiln-web", "--read-db", ""}} {
+		var got dbconn.Config
+		var ok bool
+		app := &cli.App{Name: "kiln-web", Flags: append(Flags(), ReadDBFlag("web")), Action: func(c *cli.Context) error {
+			s, err := Common(c, 3)
+			got, ok = s.ReadDB(c)
+			return err
+		}}
+		if err := app.Run(args); err != nil {
+			t.Fatal(err)
+		}
+		want := len(args) == 1
+		if ok != want {
+			t.Fatalf("%v: ReadDB ok = %v, want %v", args, ok, want)
+		}
+		if ok && (got.URL != "host=standby.example.org dbname=kiln" || got.AppName != "kiln-web" || got.MaxConns != 3 || got.Pooled) {
+			t.Errorf("%v: %+v", args, got)
+		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"net"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -32,6 +33,14 @@ type Config struct {
 	AppName string
 	// MaxConns caps the pool; 0 keeps pgx's default.
 	MaxConns int32
+	// Pooled says the connection goes through a transaction pooler
+	// (PgBouncer with pool_mode = transaction), where a server connection
+	// is the client's only for one transaction: named prepared statements
+	// are not used (pgx's cache_describe mode sends each statement unnamed,
+	// with its described types cached) unless the URL names its own
+	// default_query_exec_mode. Session state (LISTEN, session advisory
+	// locks, SET) must not go through such a pool.
+	Pooled bool
 
 	// Kerberos: who the process is when the server asks for GSSAPI. Empty
 	// fields fall back to KRB5_CLIENT_KTNAME, KRB5CCNAME and KRB5_CONFIG.
@@ -64,6 +73,9 @@ func Open(ctx context.Context, cfg Config) (*pgxpool.Pool, error) {
 	if cfg.MaxConns > 0 {
 		pc.MaxConns = cfg.MaxConns
 	}
+	if cfg.Pooled && !namesExecMode(cfg.URL) {
+		pc.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
+	}
 	if _, ok := pc.ConnConfig.RuntimeParams["gssencmode"]; ok {
 		return nil, errors.New("bad database connection string: remove gssencmode: kiln's driver (pgx) does no GSS encryption; Kerberos logins work without it, and sslmode protects the traffic")
 	}
@@ -85,6 +97,12 @@ func Open(ctx context.Context, cfg Config) (*pgxpool.Pool, error) {
 		return nil, Explain(err, pc.ConnConfig.Host, pc.ConnConfig.Port, pc.ConnConfig.User, pc.ConnConfig.Database)
 	}
 	return pool, nil
+}
+
+// namesExecMode reports whether a connection string sets pgx's
+// default_query_exec_mode itself.
+func namesExecMode(url string) bool {
+	return strings.Contains(url, "default_query_exec_mode")
 }
 
 // Explain turns a connection failure into a message that says what to do.

@@ -28,6 +28,7 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request, person string
 		return
 	}
 	s.log.Info("job cancelled", "job", id, "person", person)
+	s.wrote(w, r)
 	http.Redirect(w, r, fmt.Sprintf("/jobs/%d", id), http.StatusSeeOther)
 }
 
@@ -43,6 +44,7 @@ func (s *Server) cancelTask(w http.ResponseWriter, r *http.Request, person strin
 		return
 	}
 	s.log.Info("task cancelled", "task", id, "person", person)
+	s.wrote(w, r)
 	http.Redirect(w, r, fmt.Sprintf("/tasks/%d", id), http.StatusSeeOther)
 }
 
@@ -72,6 +74,7 @@ func (s *Server) resubmit(w http.ResponseWriter, r *http.Request, person string)
 		return
 	}
 	s.log.Info("job resubmitted", "job", id, "new", newID, "person", person)
+	s.wrote(w, r)
 	http.Redirect(w, r, fmt.Sprintf("/jobs/%d", newID), http.StatusSeeOther)
 }
 
@@ -83,6 +86,7 @@ func (s *Server) enableBuilder(enabled bool) func(http.ResponseWriter, *http.Req
 			return
 		}
 		s.log.Info("builder switched", "builder", name, "enabled", enabled, "person", person)
+		s.wrote(w, r)
 		http.Redirect(w, r, "/builders/"+url.PathEscape(name), http.StatusSeeOther)
 	}
 }

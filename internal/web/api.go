@@ -38,7 +38,7 @@ func (s *Server) apiJobs(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return nil, err
 		}
-		return report.ListJobs(ctx, s.db, f)
+		return report.ListJobs(ctx, s.readDB(r), f)
 	})
 }
 
@@ -48,7 +48,7 @@ func (s *Server) apiJob(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return nil, err
 		}
-		return report.GetJob(ctx, s.db, id)
+		return report.GetJob(ctx, s.readDB(r), id)
 	})
 }
 
@@ -58,7 +58,7 @@ func (s *Server) apiTask(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return nil, err
 		}
-		return report.GetTask(ctx, s.db, id)
+		return report.GetTask(ctx, s.readDB(r), id)
 	})
 }
 
@@ -68,7 +68,7 @@ func (s *Server) apiLog(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			return nil, err
 		}
-		t, err := report.GetTask(ctx, s.db, id)
+		t, err := report.GetTask(ctx, s.readDB(r), id)
 		if err != nil {
 			return nil, err
 		}
@@ -80,12 +80,12 @@ func (s *Server) apiLog(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 		}
-		return report.LogAfter(ctx, s.db, id, attempt, after)
+		return report.LogAfter(ctx, s.readDB(r), id, attempt, after)
 	})
 }
 
 func (s *Server) apiBuilders(w http.ResponseWriter, r *http.Request) {
-	s.api(w, r, func(ctx context.Context) (any, error) { return report.ListBuilders(ctx, s.db) })
+	s.api(w, r, func(ctx context.Context) (any, error) { return report.ListBuilders(ctx, s.readDB(r)) })
 }
 
 func (s *Server) apiBuilder(w http.ResponseWriter, r *http.Request) {
@@ -93,17 +93,17 @@ func (s *Server) apiBuilder(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) apiPlatforms(w http.ResponseWriter, r *http.Request) {
-	s.api(w, r, func(ctx context.Context) (any, error) { return report.ListPlatforms(ctx, s.db) })
+	s.api(w, r, func(ctx context.Context) (any, error) { return report.ListPlatforms(ctx, s.readDB(r)) })
 }
 
 func (s *Server) apiQueue(w http.ResponseWriter, r *http.Request) {
 	s.api(w, r, func(ctx context.Context) (any, error) {
-		return report.GetQueue(ctx, s.db, report.QueueFilter{Submitter: r.URL.Query().Get("submitter"), Platform: r.URL.Query().Get("platform")})
+		return report.GetQueue(ctx, s.readDB(r), report.QueueFilter{Submitter: r.URL.Query().Get("submitter"), Platform: r.URL.Query().Get("platform")})
 	})
 }
 
 func (s *Server) apiHealth(w http.ResponseWriter, r *http.Request) {
-	s.api(w, r, func(ctx context.Context) (any, error) { return report.GetHealth(ctx, s.db) })
+	s.api(w, r, func(ctx context.Context) (any, error) { return report.GetHealth(ctx, s.readDB(r)) })
 }
 
 // healthz answers 200 "ok" while the database answers and the live-update

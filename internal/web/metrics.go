@@ -70,15 +70,15 @@ var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
 
 func (s *Server) gatherMetrics(r *http.Request) ([]byte, error) {
 	ctx := r.Context()
-	ps, err := report.ListPlatforms(ctx, s.db)
+	ps, err := report.ListPlatforms(ctx, s.reads.For(ctx, ""))
 	if err != nil {
 		return nil, err
 	}
-	counts, err := report.GetCounts(ctx, s.db, s.cfg.MetricsWindow)
+	counts, err := report.GetCounts(ctx, s.reads.For(ctx, ""), s.cfg.MetricsWindow)
 	if err != nil {
 		return nil, err
 	}
-	recent, err := report.RecentBuilds(ctx, s.db, s.cfg.MetricsWindow)
+	recent, err := report.RecentBuilds(ctx, s.reads.For(ctx, ""), s.cfg.MetricsWindow)
 	if err != nil {
 		return nil, err
 	}

@@ -33,11 +33,11 @@ type builderRow struct {
 }
 
 func (s *Server) builderRows(r *http.Request) ([]builderRow, error) {
-	bs, err := report.ListBuilders(r.Context(), s.db)
+	bs, err := report.ListBuilders(r.Context(), s.readDB(r))
 	if err != nil {
 		return nil, err
 	}
-	building, err := report.BuildingTasks(r.Context(), s.db)
+	building, err := report.BuildingTasks(r.Context(), s.readDB(r))
 	if err != nil {
 		return nil, err
 	}
@@ -56,7 +56,7 @@ func (s *Server) builderRows(r *http.Request) ([]builderRow, error) {
 func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
 	var d dashboardData
 	var err error
-	if d.Platforms, err = report.ListPlatforms(r.Context(), s.db); err != nil {
+	if d.Platforms, err = report.ListPlatforms(r.Context(), s.readDB(r)); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -64,7 +64,7 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	list, err := report.ListJobs(r.Context(), s.db, report.Filter{Limit: 15})
+	list, err := report.ListJobs(r.Context(), s.readDB(r), report.Filter{Limit: 15})
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -152,11 +152,11 @@ func (s *Server) jobList(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := jobListData{Q: q, Statuses: task.JobStatuses()}
-	if d.List, err = report.ListJobs(r.Context(), s.db, f); err != nil {
+	if d.List, err = report.ListJobs(r.Context(), s.readDB(r), f); err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if d.Platforms, err = report.ListPlatforms(r.Context(), s.db); err != nil {
+	if d.Platforms, err = report.ListPlatforms(r.Context(), s.readDB(r)); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -181,7 +181,7 @@ type liveLog struct {
 }
 
 func (s *Server) liveLog(r *http.Request, t report.Task, attempt int) (liveLog, error) {
-	chunks, more, err := report.LogLast(r.Context(), s.db, t.ID, attempt, logChunks)
+	chunks, more, err := report.LogLast(r.Context(), s.readDB(r), t.ID, attempt, logChunks)
 	if err != nil {
 		return liveLog{}, err
 	}
@@ -201,7 +201,7 @@ type jobData struct {
 }
 
 func (s *Server) loadJob(r *http.Request, id int64) (*jobData, error) {
-	j, err := report.GetJob(r.Context(), s.db, id)
+	j, err := report.GetJob(r.Context(), s.readDB(r), id)
 	if err != nil {
 		return nil, err
 	}
@@ -249,7 +249,7 @@ func (s *Server) taskAttempt(r *http.Request) (*report.Task, int, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	t, err := report.GetTask(r.Context(), s.db, id)
+	t, err := report.GetTask(r.Context(), s.readDB(r), id)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -287,7 +287,7 @@ func (s *Server) rawLog(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	chunks, err := report.LogAfter(r.Context(), s.db, t.ID, attempt, -1)
+	chunks, err := report.LogAfter(r.Context(), s.readDB(r), t.ID, attempt, -1)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -308,7 +308,7 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	a, err := report.GetArtifact(r.Context(), s.db, id)
+	a, err := report.GetArtifact(r.Context(), s.readDB(r), id)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -337,7 +337,7 @@ func (s *Server) download(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNotModified)
 		return
 	}
-	if _, err := blob.WriteTo(r.Context(), s.db, sum, w); err != nil {
+	if _, err := blob.WriteTo(r.Context(), s.readDB(r), sum, w); err != nil {
 		// Headers are gone: break the connection so the client sees a
 		// truncated download rather than a wrong file.
 		s.log.Error("streaming artifact", "artifact", id, "err", err)
@@ -368,7 +368,7 @@ type BuilderPage struct {
 
 func (s *Server) loadBuilder(r *http.Request) (*BuilderPage, error) {
 	name := r.PathValue("name")
-	bs, err := report.ListBuilders(r.Context(), s.db)
+	bs, err := report.ListBuilders(r.Context(), s.readDB(r))
 	if err != nil {
 		return nil, err
 	}
@@ -377,7 +377,7 @@ func (s *Server) loadBuilder(r *http.Request) (*BuilderPage, error) {
 		return nil, fmt.Errorf("builder %q does not exist: %w", name, report.ErrNotFound)
 	}
 	p := &BuilderPage{Builder: bs[i]}
-	if p.Attempts, err = report.BuilderAttempts(r.Context(), s.db, name, 50); err != nil {
+	if p.Attempts, err = report.BuilderAttempts(r.Context(), s.readDB(r), name, 50); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -393,7 +393,7 @@ func (s *Server) builderPage(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) platformList(w http.ResponseWriter, r *http.Request) {
-	ps, err := report.ListPlatforms(r.Context(), s.db)
+	ps, err := report.ListPlatforms(r.Context(), s.readDB(r))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -405,7 +405,7 @@ func (s *Server) platformList(w http.ResponseWriter, r *http.Request) {
 // the pending tasks with their place in line and why they wait (what kiln
 // queue prints).
 func (s *Server) queuePage(w http.ResponseWriter, r *http.Request) {
-	q, err := report.GetQueue(r.Context(), s.db, report.QueueFilter{Submitter: r.URL.Query().Get("submitter"), Platform: r.URL.Query().Get("platform")})
+	q, err := report.GetQueue(r.Context(), s.readDB(r), report.QueueFilter{Submitter: r.URL.Query().Get("submitter"), Platform: r.URL.Query().Get("platform")})
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -127,5 +127,6 @@ func (s *Server) promoteJob(w http.ResponseWriter, r *http.Request, person strin
 		return
 	}
 	s.log.Info("job promoted", "job", id, "to", to, "person", person, "request", req)
+	s.wrote(w, r)
 	http.Redirect(w, r, fmt.Sprintf("/jobs/%d", id), http.StatusSeeOther)
 }

@@ -19,6 +19,9 @@ import (
 type RunConfig struct {
 	// DB is the connection, as a member of kiln_web.
 	DB dbconn.Config
+	// ReadDB, when not nil, is a hot standby that pages, the JSON API and
+	// /metrics read from (docs/scaling.md).
+	ReadDB *dbconn.Config
 	// Listen is the address to serve on (host:port).
 	Listen string
 	// KeytabFile holds the HTTP service principal's key; empty: no login.
@@ -53,6 +56,12 @@ func Run(ctx context.Context, cfg RunConfig) error {
 		return err
 	}
 	defer wc.DB.Close()
+	if cfg.ReadDB != nil {
+		if wc.ReadDB, err = dbconn.Open(ctx, *cfg.ReadDB); err != nil {
+			return fmt.Errorf("--read-db: %w", err)
+		}
+		defer wc.ReadDB.Close()
+	}
 	srv, err := New(wc)
 	if err != nil {
 		return err

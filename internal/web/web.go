@@ -30,6 +30,7 @@ import (
 	"github.com/jcmturner/gokrb5/v8/keytab"
 	"github.com/riverqueue/river"
 
+	"github.com/kiln-build/kiln/internal/dbconn"
 	"github.com/kiln-build/kiln/internal/report"
 	"github.com/kiln-build/kiln/internal/termtext"
 	"github.com/kiln-build/kiln/riverjob"
@@ -40,6 +41,10 @@ type Config struct {
 	// DB is the pool pages read from and actions run on, connected as the
 	// web's login role (a member of kiln_web).
 	DB *pgxpool.Pool
+	// ReadDB, when set, is a hot standby the pages, the JSON API and the
+	// metrics read from (the live updates and actions stay on DB); a
+	// browser's own actions are read back from it only once it has them.
+	ReadDB *pgxpool.Pool
 	// Keytab holds the key of the web's HTTP service principal. Without
 	// one, nobody can log in and actions are unavailable.
 	Keytab *keytab.Keytab
@@ -78,6 +83,7 @@ type Server struct {
 	pages   pages
 	river   *river.Client[pgx.Tx]
 	hub     *hub
+	reads   dbconn.Reads
 	metrics metricsCache
 	mux     *http.ServeMux
 }
@@ -119,7 +125,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("web: %w", err)
 	}
-	s := &Server{cfg: cfg, db: cfg.DB, log: cfg.Logger, pages: p, river: rc, hub: newHub(cfg.DB, cfg.Logger)}
+	s := &Server{cfg: cfg, db: cfg.DB, reads: dbconn.Reads{Primary: cfg.DB, Replica: cfg.ReadDB}, log: cfg.Logger, pages: p, river: rc, hub: newHub(cfg.DB, cfg.Logger)}
 	s.routes()
 	return s, nil
 }

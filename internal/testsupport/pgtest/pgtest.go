@@ -28,6 +28,42 @@ import (
 // EnvURL names the variable holding the private cluster's superuser URL.
 const EnvURL = "KILN_TEST_PGURL"
 
+// EnvPgBouncerURL and EnvStandbyURL name the variables holding the URLs of
+// the PgBouncer (transaction pooling, in front of the primary) and of the
+// hot standby that .ci/pgcluster starts beside the primary.
+const (
+	EnvPgBouncerURL = "KILN_TEST_PGBOUNCER_URL"
+	EnvStandbyURL   = "KILN_TEST_STANDBY_URL"
+)
+
+// URLHost returns the host:port of a URL.
+func URLHost(t testing.TB, s string) (string, *url.URL) {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatalf("%q: %v", s, err)
+	}
+	return u.Host, u
+}
+
+// ViaAs returns a URL for this database as role through the server that
+// the variable env names (EnvPgBouncerURL, EnvStandbyURL), failing the test
+// when it is not set.
+func (d *DB) ViaAs(t testing.TB, env, role string) string {
+	t.Helper()
+	s := os.Getenv(env)
+	if s == "" {
+		t.Fatalf("%s is not set: run the tests with 'make test' (or .ci/with-cluster go test ./...), whose cluster has a PgBouncer and a standby", env)
+	}
+	via, err := url.Parse(s)
+	if err != nil {
+		t.Fatalf("%s: %v", env, err)
+	}
+	u, _ := url.Parse(d.URLAs(role))
+	u.Host = via.Host
+	return u.String()
+}
+
 // DB is one test's database.
 type DB struct {
 	Name string

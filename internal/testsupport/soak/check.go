@@ -34,6 +34,7 @@ var Checks = []string{
 	"every blob matches its sha256",
 	"every blob referenced",
 	"no build process left running",
+	"every committed submission kept",
 }
 
 // liveRiverStates are the River job states in which a River job may still

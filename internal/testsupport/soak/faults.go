@@ -3,10 +3,12 @@ package soak
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -134,6 +136,79 @@ func (s *soak) restartDB(ctx context.Context) {
 	s.mu.Lock()
 	s.faults.DBRestarts++
 	s.mu.Unlock()
+}
+
+// failover kills the primary as a crash would (pg_ctl stop -m immediate:
+// no shutdown checkpoint, every connection cut) and promotes the standby.
+// With synchronous replication everything committed is on the standby;
+// the daemons' multi-host URLs find the new primary once it accepts
+// writes.
+func (s *soak) failover(ctx context.Context) {
+	run := func(args ...string) error {
+		if os.Geteuid() == 0 {
+			// .ci/pgcluster runs the cluster as kiln-test when root.
+			args = append([]string{"runuser", "-u", "kiln-test", "--"}, args...)
+		}
+		out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%s: %w\n%s", strings.Join(args, " "), err, out)
+		}
+		return nil
+	}
+	pgctl := filepath.Join(s.cl.BinDir, "pg_ctl")
+	if err := run(pgctl, "-D", filepath.Join(s.cl.Dir, "data"), "-m", "immediate", "-w", "stop"); err != nil {
+		s.violate("every task final", "killing the primary: %v", err)
+		return
+	}
+	if err := run(pgctl, "-D", s.cl.StandbyDir, "-w", "-t", "120", "promote"); err != nil {
+		s.violate("every task final", "promoting the standby: %v", err)
+		return
+	}
+	s.mu.Lock()
+	s.faults.Failovers++
+	s.mu.Unlock()
+}
+
+// bothHosts returns primary's URL with the standby's host added and
+// target_session_attrs=read-write: a connection goes to whichever of the
+// two accepts writes.
+func bothHosts(primary, standby string) (string, error) {
+	p, err := url.Parse(primary)
+	if err != nil {
+		return "", fmt.Errorf("primary URL: %w", err)
+	}
+	sb, err := url.Parse(standby)
+	if err != nil {
+		return "", fmt.Errorf("standby URL: %w", err)
+	}
+	p.Host += "," + sb.Host
+	q := p.Query()
+	q.Set("target_session_attrs", "read-write")
+	p.RawQuery = q.Encode()
+	return p.String(), nil
+}
+
+// checkSynchronous makes sure the primary waits for its standby on commit
+// (.ci/pgcluster with KILN_PG_SYNC_STANDBY=1): without it a failover may
+// lose what was committed, and the run would prove nothing.
+func checkSynchronous(ctx context.Context, admin string) error {
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		return fmt.Errorf("connecting to the cluster: %w", err)
+	}
+	defer conn.Close(ctx)
+	var sync int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'`).Scan(&sync); err != nil {
+		return fmt.Errorf("reading pg_stat_replication: %w", err)
+	}
+	var commit string
+	if err := conn.QueryRow(ctx, `SHOW synchronous_commit`).Scan(&commit); err != nil {
+		return err
+	}
+	if sync == 0 || commit == "off" || commit == "local" {
+		return fmt.Errorf("failover needs a synchronous standby (found %d, synchronous_commit %s): start the cluster with KILN_PG_SYNC_STANDBY=1", sync, commit)
+	}
+	return nil
 }
 
 // cancelJob cancels, with kiln cancel as the submitter, a job that has a

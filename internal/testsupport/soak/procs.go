@@ -131,6 +131,10 @@ func (s *soak) startDaemons(ctx context.Context) error {
 			"--platform", platformA, "--platform", platformB, "--platform", platformRPM,
 			"--slots", fmt.Sprint(s.cfg.Slots), "--workdir", filepath.Join(s.root, "work", host),
 			"--heartbeat", (s.cfg.Horizon / 6).String(), "--grace", "1s")
+		if s.cfg.ViaPgBouncer {
+			b.env[0] = "KILN_DB=" + s.pooledAs("builder_"+host)
+			b.args = append(b.args, "--listen-db", s.as("builder_"+host), "--poll-interval", s.cfg.PollInterval.String())
+		}
 		s.builders = append(s.builders, b)
 	}
 	for _, p := range append([]*proc{s.janitor, s.splitter}, s.builders...) {

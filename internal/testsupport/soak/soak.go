@@ -59,6 +59,16 @@ type Config struct {
 	Bin string
 	// Keep keeps the database and the work directory afterwards.
 	Keep bool
+	// ViaPgBouncer connects the builders through the cluster's PgBouncer
+	// (Cluster.PgBouncerURL, transaction pooling) with --listen-db straight
+	// to the primary, River polling every PollInterval.
+	ViaPgBouncer bool
+	PollInterval time.Duration
+	// Failover kills the primary (pg_ctl stop -m immediate) once mid-run
+	// and promotes the synchronous standby (pg_ctl promote); every daemon
+	// connects with a multi-host URL (primary, standby) and
+	// target_session_attrs=read-write, and carries on.
+	Failover bool
 	// Out receives the progress and the report.
 	Out io.Writer
 }
@@ -71,12 +81,19 @@ type Cluster struct {
 	Dir string
 	// BinDir holds pg_ctl.
 	BinDir string
+	// PgBouncerURL is the URL of a PgBouncer in front of the primary
+	// (KILN_TEST_PGBOUNCER_URL; empty: none).
+	PgBouncerURL string
+	// StandbyURL and StandbyDir are the hot standby's URL and data
+	// directory (KILN_TEST_STANDBY_URL, KILN_PG_STANDBY_DIR; empty: none).
+	StandbyURL, StandbyDir string
 }
 
 // ClusterFromEnv reads the cluster .ci/with-cluster started. It refuses to
 // run without one: the soak restarts the server it is given.
 func ClusterFromEnv() (Cluster, error) {
-	c := Cluster{URL: os.Getenv("KILN_TEST_PGURL"), Dir: os.Getenv("KILN_PGCLUSTER_DIR"), BinDir: os.Getenv("KILN_PG_BINDIR")}
+	c := Cluster{URL: os.Getenv("KILN_TEST_PGURL"), Dir: os.Getenv("KILN_PGCLUSTER_DIR"), BinDir: os.Getenv("KILN_PG_BINDIR"),
+		PgBouncerURL: os.Getenv("KILN_TEST_PGBOUNCER_URL"), StandbyURL: os.Getenv("KILN_TEST_STANDBY_URL"), StandbyDir: os.Getenv("KILN_PG_STANDBY_DIR")}
 	if c.URL == "" || c.Dir == "" || c.BinDir == "" {
 		return c, errors.New("no private cluster: run the soak inside .ci/with-cluster (make soak), which sets KILN_TEST_PGURL, KILN_PGCLUSTER_DIR and KILN_PG_BINDIR; it restarts the server it is given, so it never runs against another")
 	}
@@ -99,7 +116,7 @@ type Report struct {
 type Faults struct {
 	Kills, KillsMidBuild  int
 	Pauses, PausedLost    int
-	DBRestarts            int
+	DBRestarts, Failovers int
 	Cancels, CancelsLate  int
 	SubmitRetries         int
 	BuilderRestartsFailed int
@@ -114,6 +131,18 @@ func Run(ctx context.Context, cfg Config, cl Cluster) (*Report, error) {
 	}
 	if cfg.Kills > 0 && cfg.Builders < 2 || cfg.Pause && cfg.Builders < 2 {
 		return nil, errors.New("killing or pausing builders needs at least two of them")
+	}
+	if cfg.ViaPgBouncer && cl.PgBouncerURL == "" {
+		return nil, errors.New("builders through PgBouncer: the cluster has none (KILN_TEST_PGBOUNCER_URL; .ci/pgcluster starts one)")
+	}
+	if cfg.ViaPgBouncer && cfg.PollInterval < 100*time.Millisecond {
+		return nil, errors.New("builders through PgBouncer need a poll interval of at least 100ms (River's FetchCooldown)")
+	}
+	if cfg.Failover && (cl.StandbyURL == "" || cl.StandbyDir == "") {
+		return nil, errors.New("failover: the cluster has no standby (KILN_TEST_STANDBY_URL, KILN_PG_STANDBY_DIR; .ci/pgcluster starts one)")
+	}
+	if cfg.Failover && (cfg.RestartDB || cfg.ViaPgBouncer) {
+		return nil, errors.New("failover cannot go with --restart-db (it would restart the old primary) nor --via-pgbouncer (the harness's PgBouncer serves the old primary only)")
 	}
 	if cfg.Seed == 0 {
 		cfg.Seed = mrand.Uint64()
@@ -148,6 +177,15 @@ func Run(ctx context.Context, cfg Config, cl Cluster) (*Report, error) {
 	rep := &Report{Seed: cfg.Seed, Faults: s.faults}
 	if rep.Violations, err = Check(cctx, s.admin, []string{s.root}); err != nil {
 		return nil, err
+	}
+	var jobs int64
+	if err := s.admin.QueryRow(cctx, "SELECT count(*) FROM kiln.job").Scan(&jobs); err != nil {
+		return nil, fmt.Errorf("counting jobs: %w", err)
+	}
+	// A submit cut off after its commit may be in the database without
+	// having been counted; one that was acknowledged must be there.
+	if n := s.submitted.Load(); jobs < n {
+		s.violate("every committed submission kept", "%d submits acknowledged, only %d jobs in the database", n, jobs)
 	}
 	rep.Violations = append(s.violations, rep.Violations...)
 	if len(rep.Violations) > 0 {
@@ -192,6 +230,15 @@ func newSoak(ctx context.Context, cfg Config, cl Cluster) (*soak, error) {
 	s := &soak{cfg: cfg, cl: cl, rng: mrand.New(mrand.NewPCG(cfg.Seed, cfg.Seed^0x5eed)), id: hex.EncodeToString(id)}
 	s.dbName = "kiln_soak_" + s.id
 	s.dbURL = withDB(cl.URL, s.dbName)
+	if cfg.Failover {
+		var err error
+		if s.dbURL, err = bothHosts(s.dbURL, cl.StandbyURL); err != nil {
+			return nil, err
+		}
+		if err := checkSynchronous(ctx, cl.URL); err != nil {
+			return nil, err
+		}
+	}
 	root, err := os.MkdirTemp("", "kiln-soak-")
 	if err != nil {
 		return nil, fmt.Errorf("work directory: %w", err)
@@ -265,6 +312,15 @@ func withDB(raw, db string) string {
 		return raw
 	}
 	u.Path = "/" + db
+	return u.String()
+}
+
+// pooledAs returns the database URL for role through the cluster's
+// PgBouncer.
+func (s *soak) pooledAs(role string) string {
+	u, _ := url.Parse(s.as(role))
+	via, _ := url.Parse(s.cl.PgBouncerURL)
+	u.Host = via.Host
 	return u.String()
 }
 
@@ -445,6 +501,9 @@ func (s *soak) schedule() []fault {
 	if s.cfg.RestartDB {
 		fs = append(fs, fault{at: 0.45 + 0.2*s.rng.Float64(), name: "restart PostgreSQL", do: s.restartDB})
 	}
+	if s.cfg.Failover {
+		fs = append(fs, fault{at: 0.35 + 0.3*s.rng.Float64(), name: "fail over to the standby", do: s.failover})
+	}
 	sort.Slice(fs, func(i, j int) bool { return fs[i].at < fs[j].at })
 	return fs
 }
@@ -545,8 +604,8 @@ func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "  tasks           %s\n", counts(r.Tasks))
 	fmt.Fprintf(w, "  attempts        %s\n", counts(r.Attempts))
 	fmt.Fprintf(w, "  janitor repairs %s\n", counts(r.Janitor))
-	fmt.Fprintf(w, "  faults          %d builder kills (%d mid-build), %d pauses past the horizon (%d attempts declared lost), %d database restarts, %d jobs cancelled mid-run (%d too late), %d submits retried\n",
-		f.Kills, f.KillsMidBuild, f.Pauses, f.PausedLost, f.DBRestarts, f.Cancels, f.CancelsLate, f.SubmitRetries)
+	fmt.Fprintf(w, "  faults          %d builder kills (%d mid-build), %d pauses past the horizon (%d attempts declared lost), %d database restarts, %d failovers, %d jobs cancelled mid-run (%d too late), %d submits retried\n",
+		f.Kills, f.KillsMidBuild, f.Pauses, f.PausedLost, f.DBRestarts, f.Failovers, f.Cancels, f.CancelsLate, f.SubmitRetries)
 	byCheck := map[string][]Violation{}
 	for _, v := range r.Violations {
 		byCheck[v.Check] = append(byCheck[v.Check], v)
