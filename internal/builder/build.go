@@ -17,7 +17,9 @@ import (
 	"github.com/kiln-build/kiln/internal/blob"
 	"github.com/kiln-build/kiln/internal/environment"
 	"github.com/kiln-build/kiln/internal/sandbox"
+	"github.com/kiln-build/kiln/internal/task"
 	"github.com/kiln-build/kiln/riverjob"
+	"github.com/riverqueue/river"
 )
 
 // sourcePackage is one package of the job, as fetched into the work dir.
@@ -41,8 +43,8 @@ type packageResult struct {
 	Status   string `json:"status"` // succeeded, failed, not_built
 	Tries    int    `json:"tries"`
 	Error    string `json:"error,omitempty"`
-	// Stage is where a failed package failed (a backend.Stage constant)
-	// when the backend said; Unsatisfiable is set when its build
+	// Stage is where a failed package failed (a backend.Stage constant,
+	// or task.StageOutOfDisk); Unsatisfiable is set when its build
 	// dependencies could not be installed at all.
 	Stage         string `json:"stage,omitempty"`
 	Unsatisfiable bool   `json:"unsatisfiable,omitempty"`
@@ -172,7 +174,8 @@ func (b *Builder) runAttempt(ctx context.Context, a riverjob.BuildArgs, plat *lo
 	live, err := newLiveLog(b, a.TaskID, attempt, filepath.Join(b.cfg.WorkDir, fmt.Sprintf("task-%d-%d.log", a.TaskID, attempt)),
 		func() { cancel(errFenced) })
 	if err != nil {
-		return b.fail(ctx, log, a, attempt, fmt.Sprintf("builder %s could not start a log: %v", b.cfg.Name, err))
+		return b.fail(ctx, log, a, attempt, stageOf(err, b.cfg.WorkDir, task.StagePrepareEnvironment),
+			fmt.Sprintf("builder %s could not start a log: %v", b.cfg.Name, err))
 	}
 	defer os.Remove(live.path)
 
@@ -202,12 +205,14 @@ func (b *Builder) runAttempt(ctx context.Context, a riverjob.BuildArgs, plat *lo
 	if err == nil {
 		dirs.repos, err = b.repositories(timed, a.JobID, plat, live)
 	}
+	// Fetching the sources and the repositories' keys from the farm, and
+	// the environment, is the farm's part: a failure there is retried.
 	if err != nil {
 		fmt.Fprintf(live, "kiln: fetching the sources failed: %v\n", err)
-		info.Status, info.Reason, info.Stage = "failed", "fetching the sources: "+err.Error(), backend.StageFetch
+		info.Status, info.Reason, info.Stage = "failed", "fetching the sources: "+err.Error(), stageOf(err, top, backend.StageEnvironment)
 	} else if taskPlat, release, err := b.inEnvironment(timed, plat, info, live); err != nil {
 		fmt.Fprintf(live, "kiln: preparing the environment failed: %v\n", err)
-		info.Status, info.Reason, info.Stage = "failed", backend.StageEnvironment+": "+err.Error(), backend.StageEnvironment
+		info.Status, info.Reason, info.Stage = "failed", "preparing the environment: "+err.Error(), stageOf(err, top, backend.StageEnvironment)
 	} else {
 		outputs = b.buildAll(timed, live, taskPlat, policy, dirs, id, pkgs, info)
 		release()
@@ -265,18 +270,20 @@ func (b *Builder) runAttempt(ctx context.Context, a riverjob.BuildArgs, plat *lo
 		artifactFile{name: "build.log", kind: backend.KindLog, open: func() (*os.File, error) { return os.Open(logPath) }},
 		artifactFile{name: "kiln-buildinfo.json", kind: backend.KindBuildInfo, data: append(body, '\n')})
 	// The build is over: its result is stored even when ctx ends now.
-	err = retry(context.WithoutCancel(ctx), log, "finishing", func(ctx context.Context) error {
-		return b.finish(ctx, a, attempt, info, body, outputs, live)
-	})
-	if errors.Is(err, errStale) {
-		log.Info("finish refused: the attempt is no longer current; nothing was stored")
-		return nil
-	}
-	if err != nil {
+	err = b.finishAttempt(ctx, log, a, attempt, info, body, outputs, live)
+	var rerr *river.JobSnoozeError
+	if err == nil || errors.As(err, &rerr) || ctx.Err() != nil {
 		return err
 	}
-	log.Info("finished", "status", info.Status, "reason", info.Reason)
-	return nil
+	// The results could not be stored: the attempt fails at the upload
+	// stage (the farm's fault), with the build-info record alone.
+	log.Warn("storing the results failed", "err", err)
+	info.Status, info.Reason, info.Stage, info.Unsatisfiable = "failed", "storing the results failed: "+err.Error(), task.StageUpload, false
+	if body, err = json.MarshalIndent(info, "", "  "); err != nil {
+		return fmt.Errorf("encoding build info: %w", err)
+	}
+	return b.finishAttempt(ctx, log, a, attempt, info, body,
+		[]artifactFile{{name: "kiln-buildinfo.json", kind: backend.KindBuildInfo, data: append(body, '\n')}}, live)
 }
 
 // inEnvironment returns the platform to build a task on: plat itself, or,
@@ -479,10 +486,10 @@ func (b *Builder) buildAll(ctx context.Context, live io.Writer, plat *loadedPlat
 				built, err = collectOutputs(dirs, out, names, live)
 			}
 			if err != nil {
-				r.Status, r.Error, r.Stage, r.Unsatisfiable, r.Missing = "failed", err.Error(), "", false, ""
+				r.Status, r.Error, r.Stage, r.Unsatisfiable, r.Missing = "failed", err.Error(), stageOf(err, dirs.build, backend.StageBuild), false, ""
 				var se *backend.StageError
 				if errors.As(err, &se) {
-					r.Stage, r.Unsatisfiable = se.Stage, se.Unsatisfiable
+					r.Unsatisfiable = se.Unsatisfiable
 					if se.Unsatisfiable {
 						r.Missing = se.Detail
 					}
