@@ -9,7 +9,7 @@
 -- the farm's faults automatically, with backoff and preferably on another
 -- builder, up to the platform's max_infra_retries; the package's faults end
 -- the task. See docs/protocol.md ("Retries") and docs/reporting.md.
--- (Functions and views: schema/current/10_functions.sql, 11_stages.sql,
+-- (Functions and views: schema/current/10_functions.sql and
 -- 21_stages.sql.)
 
 CREATE TABLE kiln.failure_stage (
@@ -23,7 +23,7 @@ COMMENT ON COLUMN kiln.failure_stage.infrastructure IS 'True when a failure at t
 COMMENT ON COLUMN kiln.failure_stage.description IS 'What the stage is, for people.';
 INSERT INTO kiln.failure_stage (name, infrastructure, description) VALUES
     ('fetch-sources', false, 'unpacking the submitted sources (a broken source package)'),
-    ('prepare-environment', true, 'fetching or unpacking the build environment, or starting the sandbox'),
+    ('prepare-environment', true, 'fetching the sources, repository keys or build environment from the farm, unpacking the environment, or starting the sandbox'),
     ('install-build-deps', true, 'installing the build dependencies failed although they are satisfiable (mirror unreachable, apt failed)'),
     ('unsatisfiable', false, 'the build dependencies cannot be met by any package available'),
     ('build', false, 'the package''s own build failed'),
