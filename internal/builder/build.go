@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kiln-build/kiln/internal/backend"
 	"github.com/kiln-build/kiln/internal/beneath"
@@ -495,12 +496,13 @@ func (b *Builder) buildAll(ctx context.Context, live io.Writer, plat *loadedPlat
 					}
 				}
 				fmt.Fprintf(live, "=== kiln: %s failed: %v ===\n", p.FileName, err)
-				// A failure whose stage the backend named is tried again
-				// only for unsatisfiable build dependencies (a later
-				// package of the task may provide them): a failed build
-				// fails the same way again. One the backend cannot
-				// explain (the host backends) is tried again.
-				if r.Unsatisfiable || se == nil {
+				// A failure of a self-isolating backend (sbuild, mock) is
+				// tried again only for unsatisfiable build dependencies (a
+				// later package of the task may provide them): a failed
+				// build fails the same way again. The host backends build
+				// against what the host has, not against the task's
+				// packages, so any of their failures is tried again.
+				if r.Unsatisfiable || se == nil || !plat.backend.SelfIsolating() {
 					failed = append(failed, i)
 				}
 				if errors.As(err, &limit) || policy == "immediate" {
@@ -650,7 +652,7 @@ func outcome(results []packageResult, policy string) (status, reason, stage stri
 		case r.Status == "failed" && r.Unsatisfiable:
 			unsat = append(unsat, r.FileName+" ("+r.Missing+")")
 		case r.Status == "failed":
-			failed = append(failed, r.FileName)
+			failed = append(failed, fmt.Sprintf("%s (%s: %s)", r.FileName, r.Stage, shorten(r.Error, 300)))
 		case r.Status == "not_built":
 			notBuilt = append(notBuilt, r.FileName)
 		}
@@ -672,6 +674,17 @@ func outcome(results []packageResult, policy string) (status, reason, stage stri
 		parts = append(parts, fmt.Sprintf("not built (policy %s): %s", policy, strings.Join(notBuilt, ", ")))
 	}
 	return "failed", strings.Join(parts, "; "), stage, len(unsat) > 0 && len(failed) == 0
+}
+
+// shorten cuts s to at most n bytes (at a rune boundary), marking the cut.
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // installedBuildDepends reads the Installed-Build-Depends field of a

@@ -2,6 +2,7 @@ package builder
 
 import (
 	"errors"
+	"io/fs"
 	"os/exec"
 	"syscall"
 
@@ -48,8 +49,12 @@ func stageOf(err error, dir, fallback string) string {
 	if errors.As(err, &se) {
 		return se.Stage
 	}
-	var execErr *exec.Error
-	if errors.As(err, &execErr) || errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.ENOMEM) {
+	var (
+		execErr *exec.Error
+		pathErr *fs.PathError
+	)
+	if errors.As(err, &execErr) || (errors.As(err, &pathErr) && pathErr.Op == "fork/exec") ||
+		errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.ENOMEM) {
 		return task.StagePrepareEnvironment
 	}
 	return fallback
