@@ -5,7 +5,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -63,17 +65,34 @@ func (f *farm) startBroken(t testing.TB, platform string) Config {
 	}
 	cfg := testConfig(t, platform)
 	cfg.Bwrap = link
+	ready := &readySignal{Handler: cfg.Logger.Handler(), ready: make(chan struct{})}
+	cfg.Logger = slog.New(ready)
 	_, pool := f.builderPool(t, 1)
 	start(t, pool, cfg)
-	waitFor(t, "the builder online", func() bool {
-		var online bool
-		f.db.Pool.QueryRow(context.Background(), `SELECT state = 'online' FROM kiln.builder WHERE name = $1`, cfg.Name).Scan(&online)
-		return online
-	})
+	// Its start-up check of the sandbox has passed once it says it is ready.
+	select {
+	case <-ready.ready:
+	case <-time.After(3 * time.Minute):
+		t.Fatal("the builder did not get ready")
+	}
 	if err := os.Remove(link); err != nil {
 		t.Fatal(err)
 	}
 	return cfg
+}
+
+// readySignal passes log records on and closes ready at "builder ready".
+type readySignal struct {
+	slog.Handler
+	once  sync.Once
+	ready chan struct{}
+}
+
+func (r *readySignal) Handle(ctx context.Context, rec slog.Record) error {
+	if rec.Message == "builder ready" {
+		r.once.Do(func() { close(r.ready) })
+	}
+	return r.Handler.Handle(ctx, rec)
 }
 
 // A sandbox that fails to start is the farm's fault: the task is retried
