@@ -2,10 +2,10 @@ package builder
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
