@@ -23,6 +23,7 @@ GRANT EXECUTE ON FUNCTION
     kiln.task_heartbeat(text, bigint[], integer[]),
     kiln.task_log(text, bigint, integer, integer, text, boolean),
     kiln.task_finish(text, bigint, integer, text, text, jsonb, boolean, text[], text[], bytea[], bigint[]),
+    kiln.task_finish(text, bigint, integer, text, text, jsonb, boolean, text[], text[], bytea[], bigint[], text),
     kiln.task_give_back(text, bigint, integer),
     kiln.task_recover(text, bigint, integer)
 TO kiln_builder;

@@ -422,6 +422,14 @@ func constraintCases(job, task int64) []constraintCase {
 		{"attempt building has no finished_at", attempt + "2, 'b1', 'building', now())", "23514", "attempt_finished_when_final"},
 		{"attempt log bytes", "UPDATE kiln.attempt SET log_bytes = -1 WHERE task_id = " + tk, "23514", "attempt_log_bytes_nonnegative"},
 		{"duplicate attempt", attempt + "1, 'b1', 'building', NULL)", "23505", "attempt_pkey"},
+		{"attempt failure stage unknown", "UPDATE kiln.attempt SET status = 'failed', finished_at = now(), failure_stage = 'bad-luck' WHERE task_id = " + tk, "23503", "attempt_failure_stage_fkey"},
+		{"attempt failure stage only when failed", "UPDATE kiln.attempt SET status = 'succeeded', finished_at = now(), failure_stage = 'build' WHERE task_id = " + tk, "23514", "attempt_failure_stage_when_failed"},
+		{"attempt retried only when failed", "UPDATE kiln.attempt SET status = 'lost', finished_at = now(), retried = true WHERE task_id = " + tk, "23514", "attempt_retried_when_failed"},
+		{"task failure stage unknown", "UPDATE kiln.task SET failure_stage = 'bad-luck' WHERE id = " + tk, "23503", "task_failure_stage_fkey"},
+		{"task negative infra retries", "UPDATE kiln.task SET infra_retries = -1 WHERE id = " + tk, "23514", "task_infra_retries_nonnegative"},
+		{"duplicate failure stage", "INSERT INTO kiln.failure_stage VALUES ('build', false, 'again')", "23505", "failure_stage_pkey"},
+		{"platform infra retries", "UPDATE kiln.platform SET max_infra_retries = -1 WHERE name = 'el9-x86_64'", "23514", "platform_max_infra_retries_range"},
+		{"platform infra retry backoff", "UPDATE kiln.platform SET infra_retry_backoff = '-1 second' WHERE name = 'el9-x86_64'", "23514", "platform_infra_retry_backoff_range"},
 
 		// Artifacts and logs.
 		{"artifact needs attempt", artifact + "7, 'package', 'x.rpm', sha256('x'), 1, NULL)", "23503", "artifact_task_id_attempt_fkey"},

@@ -40,30 +40,32 @@ func (rpmbuild) Build(ctx context.Context, r sandbox.Runner, req Request) ([]Out
 		req.Source}
 	// Not root in its user namespace: rpm, as root, chowns the SRPM's
 	// files to their recorded owner, which the namespace does not map.
-	// rpmbuild checks the BuildRequires against the host's rpm database
-	// before building; its "Failed build dependencies" list makes the
-	// unsatisfiable outcome.
-	deps := &rpmDeps{}
-	output := io.Writer(deps)
+	// rpmbuild installs the SRPM, checks the BuildRequires against the
+	// host's rpm database ("Failed build dependencies" makes the
+	// unsatisfiable outcome) and then builds ("Executing(%prep)"): its
+	// output says which stage a failure was in.
+	stages := &rpmStages{}
+	output := io.Writer(stages)
 	if req.Log != nil {
-		output = io.MultiWriter(req.Log, deps)
+		output = io.MultiWriter(req.Log, stages)
 	}
 	err := r.Run(ctx, sandbox.Command{
 		Dir: req.Dir, Args: args, Output: output, Unprivileged: true,
 		Env: []string{"KILN_REPO=" + req.Repo},
 	})
 	if err != nil {
-		if ctx.Err() == nil && len(deps.missing) > 0 {
-			err = &StageError{Stage: StageBuildDeps, Unsatisfiable: true, Detail: strings.Join(deps.missing, "; "), Err: err}
+		if ctx.Err() == nil {
+			err = stages.rpmbuildError(err)
 		}
 		return nil, fmt.Errorf("rpmbuild --rebuild %s: %w", filepath.Base(req.Source), err)
 	}
 	out, err := collect(filepath.Join(top, "RPMS"), map[string]string{"*.rpm": KindPackage})
 	if err != nil {
-		return nil, err
+		return nil, &StageError{Stage: StageCollect, Err: err}
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("rpmbuild --rebuild %s succeeded but made no RPM", filepath.Base(req.Source))
+		return nil, fmt.Errorf("rpmbuild --rebuild %s: %w", filepath.Base(req.Source),
+			&StageError{Stage: StageCollect, Detail: "rpmbuild succeeded but made no RPM"})
 	}
 	return out, nil
 }
@@ -121,15 +123,28 @@ func (m mock) Build(ctx context.Context, r sandbox.Runner, req Request) ([]Outpu
 	if err != nil {
 		return nil, err
 	}
-	for _, args := range cmds {
-		if err := r.Run(ctx, sandbox.Command{Dir: req.Dir, Args: args, Output: req.Log}); err != nil {
+	for i, args := range cmds {
+		stages := &rpmStages{}
+		output := io.Writer(stages)
+		if req.Log != nil {
+			output = io.MultiWriter(req.Log, stages)
+		}
+		if err := r.Run(ctx, sandbox.Command{Dir: req.Dir, Args: args, Output: output}); err != nil {
+			if ctx.Err() == nil {
+				if i < len(cmds)-1 {
+					// createrepo_c on the task's own repository: the builder's side.
+					err = &StageError{Stage: StageEnvironment, Detail: "createrepo_c failed", Err: err}
+				} else {
+					err = stages.mockError(err)
+				}
+			}
 			return nil, fmt.Errorf("%s: %w", strings.Join(args[:2], " "), err)
 		}
 	}
 	result := filepath.Join(req.Dir, "result")
 	out, err := collect(result, map[string]string{"*.rpm": KindPackage, "*.log": KindLog})
 	if err != nil {
-		return nil, err
+		return nil, &StageError{Stage: StageCollect, Err: err}
 	}
 	// The rebuilt SRPM is the input again; the binaries are the results.
 	kept := out[:0]
@@ -144,42 +159,113 @@ func (m mock) Build(ctx context.Context, r sandbox.Runner, req Request) ([]Outpu
 		kept = append(kept, o)
 	}
 	if built == 0 {
-		return nil, fmt.Errorf("mock --rebuild %s succeeded but left no binary RPM in %s", filepath.Base(req.Source), result)
+		return nil, fmt.Errorf("mock --rebuild %s: %w", filepath.Base(req.Source),
+			&StageError{Stage: StageCollect, Detail: "mock succeeded but left no binary RPM in " + result})
 	}
 	return kept, nil
 }
 
-// rpmDeps reads rpmbuild's output for its list of failed build
-// dependencies:
+// rpmStages reads the output of rpmbuild --rebuild or mock --rebuild for
+// how far the build got and which build dependencies could not be met.
+//
+// rpmbuild installs the SRPM ("Installing x.src.rpm"), checks the
+// BuildRequires:
 //
 //	error: Failed build dependencies:
 //		kiln-base >= 1.2 is needed by kiln-user-1.0-1.x86_64
-type rpmDeps struct {
-	partial []byte
-	in      bool
-	missing []string
+//
+// and builds ("Executing(%prep)"); rpm says "not an rpm package" or
+// "unpacking of archive failed" for an SRPM it cannot unpack. mock announces its steps ("Start: chroot
+// init", "Start: build setup for x.src.rpm", which unpacks the SRPM in the
+// chroot and installs its build dependencies with dnf builddep, "Start:
+// rpmbuild x.src.rpm"); dnf says "No matching package to install: 'x'" or
+// "nothing provides x" for a dependency no repository has.
+type rpmStages struct {
+	partial  []byte
+	in       bool
+	missing  []string
+	building bool   // rpmbuild: %prep or later started
+	mock     string // mock: the last "Start: " step
+	badSRPM  bool   // rpm could not read or unpack the SRPM
 }
 
-func (d *rpmDeps) Write(p []byte) (int, error) {
+func (d *rpmStages) Write(p []byte) (int, error) {
 	d.partial = append(d.partial, p...)
 	for {
 		i := bytes.IndexByte(d.partial, '\n')
 		if i < 0 {
 			break
 		}
-		line := string(d.partial[:i])
+		d.line(string(d.partial[:i]))
 		d.partial = d.partial[i+1:]
-		switch {
-		case strings.Contains(line, "Failed build dependencies:"):
-			d.in = true
-		case d.in && strings.HasPrefix(line, "\t") && len(d.missing) < 50:
-			d.missing = append(d.missing, strings.TrimSpace(line))
-		default:
-			d.in = false
-		}
 	}
 	if len(d.partial) > 64<<10 {
 		d.partial = d.partial[:0]
 	}
 	return len(p), nil
+}
+
+func (d *rpmStages) line(line string) {
+	switch {
+	case strings.Contains(line, "Failed build dependencies:"):
+		d.in = true
+		return
+	case d.in && strings.HasPrefix(line, "\t"):
+		d.add(strings.TrimSpace(line))
+		return
+	}
+	d.in = false
+	switch {
+	case strings.Contains(line, "not an rpm package"), strings.Contains(line, "unpacking of archive failed"):
+		d.badSRPM = true
+	case strings.HasPrefix(line, "Executing(%"):
+		d.building = true
+	case strings.Contains(line, "Start: "):
+		_, step, _ := strings.Cut(line, "Start: ")
+		d.mock = strings.TrimSpace(step)
+	case strings.Contains(line, "No matching package to install: "):
+		_, dep, _ := strings.Cut(line, "No matching package to install: ")
+		d.add(strings.Trim(strings.TrimSpace(dep), "'"))
+	case strings.Contains(line, "nothing provides "):
+		_, dep, _ := strings.Cut(line, "nothing provides ")
+		d.add(strings.TrimSpace(dep))
+	}
+}
+
+func (d *rpmStages) add(dep string) {
+	if len(d.missing) < 50 && dep != "" {
+		d.missing = append(d.missing, dep)
+	}
+}
+
+// rpmbuildError says where a failed rpmbuild --rebuild went wrong.
+func (d *rpmStages) rpmbuildError(err error) *StageError {
+	switch {
+	case len(d.missing) > 0:
+		return &StageError{Stage: StageBuildDeps, Unsatisfiable: true, Detail: strings.Join(d.missing, "; "), Err: err}
+	case d.building:
+		return &StageError{Stage: StageBuild, Err: err}
+	default:
+		return &StageError{Stage: StageFetch, Detail: "installing the SRPM failed", Err: err}
+	}
+}
+
+// mockError says where a failed mock --rebuild went wrong.
+func (d *rpmStages) mockError(err error) *StageError {
+	switch {
+	case strings.HasPrefix(d.mock, "rpmbuild "):
+		return &StageError{Stage: StageBuild, Err: err}
+	case strings.HasPrefix(d.mock, "build setup"):
+		if d.badSRPM {
+			return &StageError{Stage: StageFetch, Detail: "unpacking the SRPM failed", Err: err}
+		}
+		if len(d.missing) > 0 {
+			return &StageError{Stage: StageBuildDeps, Unsatisfiable: true, Detail: strings.Join(d.missing, "; "), Err: err}
+		}
+		return &StageError{Stage: StageBuildDeps, Detail: "mock " + d.mock, Err: err}
+	case d.mock == "":
+		return &StageError{Stage: StageEnvironment, Detail: "mock stopped before its first step", Err: err}
+	default:
+		return &StageError{Stage: StageEnvironment, Detail: "mock " + d.mock, Err: err}
+	}
 }

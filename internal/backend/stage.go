@@ -2,14 +2,25 @@ package backend
 
 import "fmt"
 
-// Stages of a build, as a StageError names them.
+// Stages of a build, as a StageError names them. The values are the
+// failure stages of the task protocol (kiln.failure_stage, internal/task),
+// so that the builder passes them on as they are.
 const (
-	StageFetch       = "fetching sources"
-	StageEnvironment = "preparing the environment"
-	StageBuildDeps   = "installing build dependencies"
-	StageBuild       = "building"
-	StageCollect     = "collecting results"
+	StageFetch       = "fetch-sources"       // unpacking the submitted sources
+	StageEnvironment = "prepare-environment" // setting up the chroot or sandbox
+	StageBuildDeps   = "install-build-deps"  // installing the build dependencies
+	StageBuild       = "build"               // the package's own build
+	StageCollect     = "collect-artifacts"   // finding the results
 )
+
+// stageText is how a stage reads in a message.
+var stageText = map[string]string{
+	StageFetch:       "fetching sources",
+	StageEnvironment: "preparing the environment",
+	StageBuildDeps:   "installing build dependencies",
+	StageBuild:       "building",
+	StageCollect:     "collecting results",
+}
 
 // StageError is a failed build that says where it failed. Unsatisfiable is
 // its own outcome, distinct from a failed build: the build dependencies
@@ -29,7 +40,10 @@ type StageError struct {
 }
 
 func (e *StageError) Error() string {
-	msg := e.Stage
+	msg, ok := stageText[e.Stage]
+	if !ok {
+		msg = e.Stage
+	}
 	if e.Unsatisfiable {
 		msg += ": unsatisfiable build dependencies"
 	} else {

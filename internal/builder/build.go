@@ -11,13 +11,16 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/kiln-build/kiln/internal/backend"
 	"github.com/kiln-build/kiln/internal/beneath"
 	"github.com/kiln-build/kiln/internal/blob"
 	"github.com/kiln-build/kiln/internal/environment"
 	"github.com/kiln-build/kiln/internal/sandbox"
+	"github.com/kiln-build/kiln/internal/task"
 	"github.com/kiln-build/kiln/riverjob"
+	"github.com/riverqueue/river"
 )
 
 // sourcePackage is one package of the job, as fetched into the work dir.
@@ -41,8 +44,8 @@ type packageResult struct {
 	Status   string `json:"status"` // succeeded, failed, not_built
 	Tries    int    `json:"tries"`
 	Error    string `json:"error,omitempty"`
-	// Stage is where a failed package failed (a backend.Stage constant)
-	// when the backend said; Unsatisfiable is set when its build
+	// Stage is where a failed package failed (a backend.Stage constant,
+	// or task.StageOutOfDisk); Unsatisfiable is set when its build
 	// dependencies could not be installed at all.
 	Stage         string `json:"stage,omitempty"`
 	Unsatisfiable bool   `json:"unsatisfiable,omitempty"`
@@ -172,7 +175,8 @@ func (b *Builder) runAttempt(ctx context.Context, a riverjob.BuildArgs, plat *lo
 	live, err := newLiveLog(b, a.TaskID, attempt, filepath.Join(b.cfg.WorkDir, fmt.Sprintf("task-%d-%d.log", a.TaskID, attempt)),
 		func() { cancel(errFenced) })
 	if err != nil {
-		return b.fail(ctx, log, a, attempt, fmt.Sprintf("builder %s could not start a log: %v", b.cfg.Name, err))
+		return b.fail(ctx, log, a, attempt, stageOf(err, b.cfg.WorkDir, task.StagePrepareEnvironment),
+			fmt.Sprintf("builder %s could not start a log: %v", b.cfg.Name, err))
 	}
 	defer os.Remove(live.path)
 
@@ -202,12 +206,14 @@ func (b *Builder) runAttempt(ctx context.Context, a riverjob.BuildArgs, plat *lo
 	if err == nil {
 		dirs.repos, err = b.repositories(timed, plat, info, live)
 	}
+	// Fetching the sources and the repositories' keys from the farm, and
+	// the environment, is the farm's part: a failure there is retried.
 	if err != nil {
 		fmt.Fprintf(live, "kiln: fetching the sources failed: %v\n", err)
-		info.Status, info.Reason, info.Stage = "failed", "fetching the sources: "+err.Error(), backend.StageFetch
+		info.Status, info.Reason, info.Stage = "failed", "fetching the sources: "+err.Error(), stageOf(err, top, backend.StageEnvironment)
 	} else if taskPlat, release, err := b.inEnvironment(timed, plat, info, live); err != nil {
 		fmt.Fprintf(live, "kiln: preparing the environment failed: %v\n", err)
-		info.Status, info.Reason, info.Stage = "failed", backend.StageEnvironment+": "+err.Error(), backend.StageEnvironment
+		info.Status, info.Reason, info.Stage = "failed", "preparing the environment: "+err.Error(), stageOf(err, top, backend.StageEnvironment)
 	} else {
 		outputs = b.buildAll(timed, live, taskPlat, policy, dirs, id, pkgs, info)
 		release()
@@ -265,18 +271,20 @@ func (b *Builder) runAttempt(ctx context.Context, a riverjob.BuildArgs, plat *lo
 		artifactFile{name: "build.log", kind: backend.KindLog, open: func() (*os.File, error) { return os.Open(logPath) }},
 		artifactFile{name: "kiln-buildinfo.json", kind: backend.KindBuildInfo, data: append(body, '\n')})
 	// The build is over: its result is stored even when ctx ends now.
-	err = retry(context.WithoutCancel(ctx), log, "finishing", func(ctx context.Context) error {
-		return b.finish(ctx, a, attempt, info, body, outputs, live)
-	})
-	if errors.Is(err, errStale) {
-		log.Info("finish refused: the attempt is no longer current; nothing was stored")
-		return nil
-	}
-	if err != nil {
+	err = b.finishAttempt(ctx, log, a, attempt, info, body, outputs, live)
+	var rerr *river.JobSnoozeError
+	if err == nil || errors.As(err, &rerr) || ctx.Err() != nil {
 		return err
 	}
-	log.Info("finished", "status", info.Status, "reason", info.Reason)
-	return nil
+	// The results could not be stored: the attempt fails at the upload
+	// stage (the farm's fault), with the build-info record alone.
+	log.Warn("storing the results failed", "err", err)
+	info.Status, info.Reason, info.Stage, info.Unsatisfiable = "failed", "storing the results failed: "+err.Error(), task.StageUpload, false
+	if body, err = json.MarshalIndent(info, "", "  "); err != nil {
+		return fmt.Errorf("encoding build info: %w", err)
+	}
+	return b.finishAttempt(ctx, log, a, attempt, info, body,
+		[]artifactFile{{name: "kiln-buildinfo.json", kind: backend.KindBuildInfo, data: append(body, '\n')}}, live)
 }
 
 // inEnvironment returns the platform to build a task on: plat itself, or,
@@ -479,21 +487,22 @@ func (b *Builder) buildAll(ctx context.Context, live io.Writer, plat *loadedPlat
 				built, err = collectOutputs(dirs, out, names, live)
 			}
 			if err != nil {
-				r.Status, r.Error, r.Stage, r.Unsatisfiable, r.Missing = "failed", err.Error(), "", false, ""
+				r.Status, r.Error, r.Stage, r.Unsatisfiable, r.Missing = "failed", err.Error(), stageOf(err, dirs.build, backend.StageBuild), false, ""
 				var se *backend.StageError
 				if errors.As(err, &se) {
-					r.Stage, r.Unsatisfiable = se.Stage, se.Unsatisfiable
+					r.Unsatisfiable = se.Unsatisfiable
 					if se.Unsatisfiable {
 						r.Missing = se.Detail
 					}
 				}
 				fmt.Fprintf(live, "=== kiln: %s failed: %v ===\n", p.FileName, err)
-				// A failure whose stage the backend named is tried again
-				// only for unsatisfiable build dependencies (a later
-				// package of the task may provide them): a failed build
-				// fails the same way again. One the backend cannot
-				// explain (the host backends) is tried again.
-				if r.Unsatisfiable || se == nil {
+				// A failure of a self-isolating backend (sbuild, mock) is
+				// tried again only for unsatisfiable build dependencies (a
+				// later package of the task may provide them): a failed
+				// build fails the same way again. The host backends build
+				// against what the host has, not against the task's
+				// packages, so any of their failures is tried again.
+				if r.Unsatisfiable || se == nil || !plat.backend.SelfIsolating() {
 					failed = append(failed, i)
 				}
 				if errors.As(err, &limit) || policy == "immediate" {
@@ -643,7 +652,7 @@ func outcome(results []packageResult, policy string) (status, reason, stage stri
 		case r.Status == "failed" && r.Unsatisfiable:
 			unsat = append(unsat, r.FileName+" ("+r.Missing+")")
 		case r.Status == "failed":
-			failed = append(failed, r.FileName)
+			failed = append(failed, fmt.Sprintf("%s (%s: %s)", r.FileName, r.Stage, shorten(r.Error, 300)))
 		case r.Status == "not_built":
 			notBuilt = append(notBuilt, r.FileName)
 		}
@@ -665,6 +674,17 @@ func outcome(results []packageResult, policy string) (status, reason, stage stri
 		parts = append(parts, fmt.Sprintf("not built (policy %s): %s", policy, strings.Join(notBuilt, ", ")))
 	}
 	return "failed", strings.Join(parts, "; "), stage, len(unsat) > 0 && len(failed) == 0
+}
+
+// shorten cuts s to at most n bytes (at a rune boundary), marking the cut.
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 // installedBuildDepends reads the Installed-Build-Depends field of a

@@ -55,7 +55,7 @@ func TestStaleFinishChangesNothing(t *testing.T) {
 	os.WriteFile(late, lateContent, 0o644)
 	info := &buildInfo{Status: "succeeded"}
 	body, _ := json.Marshal(info)
-	err = b.finish(ctx, a, 1, info, body, []artifactFile{{name: "late.rpm", kind: "package", open: func() (*os.File, error) { return os.Open(late) }}}, nil)
+	_, err = b.finish(ctx, a, 1, info, body, []artifactFile{{name: "late.rpm", kind: "package", open: func() (*os.File, error) { return os.Open(late) }}}, nil)
 	if !errors.Is(err, errStale) {
 		t.Fatalf("stale finish: %v, want errStale", err)
 	}
@@ -94,7 +94,7 @@ func TestStaleFinishChangesNothing(t *testing.T) {
 	}
 
 	// The current attempt finishes normally.
-	if err := b.finish(ctx, a, 2, info, body, []artifactFile{{name: "late.rpm", kind: "package", open: func() (*os.File, error) { return os.Open(late) }}}, nil); err != nil {
+	if _, err := b.finish(ctx, a, 2, info, body, []artifactFile{{name: "late.rpm", kind: "package", open: func() (*os.File, error) { return os.Open(late) }}}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if status, _, _ := f.taskStatus(t, task); status != "succeeded" {

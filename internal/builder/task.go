@@ -87,6 +87,11 @@ func (b *Builder) buildTask(ctx context.Context, a riverjob.BuildArgs, quit <-ch
 	default:
 	}
 	attempt, policy, timeout, err := b.take(ctx, a)
+	if errors.Is(err, task.ErrElsewhere) {
+		// A retry of this builder's infrastructure failure: another
+		// builder of the platform is online to take it.
+		return river.JobSnooze(elsewhereSnooze)
+	}
 	if errors.Is(err, errDisabled) {
 		// Disabled a moment ago: Run stops this feed.
 		b.setEnabled(false)
@@ -100,6 +105,10 @@ func (b *Builder) buildTask(ctx context.Context, a riverjob.BuildArgs, quit <-ch
 	b.mu.Unlock()
 	return b.runAttempt(ctx, a, plat, attempt, policy, timeout)
 }
+
+// elsewhereSnooze is how long a River job this builder leaves to another
+// builder (task.ErrElsewhere) waits before any builder may fetch it again.
+const elsewhereSnooze = 2 * time.Second
 
 // errStale means a write was refused because the attempt is not current.
 var errStale = task.ErrStale
@@ -126,28 +135,48 @@ func retry(ctx context.Context, log *slog.Logger, what string, fn func(context.C
 	}
 }
 
-// fail finishes an attempt that could not even start building.
-func (b *Builder) fail(ctx context.Context, log *slog.Logger, a riverjob.BuildArgs, attempt int, reason string) error {
+// fail finishes an attempt that could not even start building, failed at
+// stage (a task.Stage constant).
+func (b *Builder) fail(ctx context.Context, log *slog.Logger, a riverjob.BuildArgs, attempt int, stage, reason string) error {
 	info := &buildInfo{Builder: b.cfg.Name, Job: a.JobID, Task: a.TaskID, Attempt: attempt, Status: "failed", Reason: reason,
-		StartedAt: time.Now().UTC(), FinishedAt: time.Now().UTC()}
+		Stage: stage, StartedAt: time.Now().UTC(), FinishedAt: time.Now().UTC()}
 	body, _ := json.Marshal(info)
-	err := retry(context.WithoutCancel(ctx), log, "finishing", func(ctx context.Context) error {
-		return b.finish(ctx, a, attempt, info, body, nil, nil)
+	return b.finishAttempt(ctx, log, a, attempt, info, body, nil, nil)
+}
+
+// finishAttempt finishes the attempt (finish), trying again while the
+// database is away. A task requeued because its attempt failed for the
+// farm's fault has its River job snooze for the platform's backoff.
+func (b *Builder) finishAttempt(ctx context.Context, log *slog.Logger, a riverjob.BuildArgs, attempt int, info *buildInfo,
+	body []byte, files []artifactFile, live *liveLog) error {
+	var fin task.Finished
+	err := retry(context.WithoutCancel(ctx), log, "finishing", func(ctx context.Context) (err error) {
+		fin, err = b.finish(ctx, a, attempt, info, body, files, live)
+		return err
 	})
 	if errors.Is(err, errStale) {
+		log.Info("finish refused: the attempt is no longer current; nothing was stored")
 		return nil
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	if fin.Retried {
+		log.Info("failed for the farm's fault: the task is retried", "stage", info.failureStage(), "reason", info.Reason, "in", fin.RetryAfter)
+		return river.JobSnooze(fin.RetryAfter)
+	}
+	log.Info("finished", "status", info.Status, "reason", info.Reason)
+	return nil
 }
 
 // finish is protocol step 4 (task.Finish): artifacts, build info and final
 // status in one transaction, refused (errStale, nothing stored) when the
-// attempt is not current.
+// attempt is not current. fin says whether the task is retried.
 func (b *Builder) finish(ctx context.Context, a riverjob.BuildArgs, attempt int, info *buildInfo, infoJSON []byte,
-	files []artifactFile, live *liveLog) error {
+	files []artifactFile, live *liveLog) (fin task.Finished, err error) {
 	tx, err := b.db.Begin(ctx)
 	if err != nil {
-		return fmt.Errorf("finishing task %d: %w", a.TaskID, err)
+		return fin, fmt.Errorf("finishing task %d: %w", a.TaskID, err)
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck
 	held := b.attempt(a.TaskID, attempt)
@@ -155,29 +184,29 @@ func (b *Builder) finish(ctx context.Context, a riverjob.BuildArgs, attempt int,
 	// task.Finish checks again under the lock.
 	current, err := task.IsHeld(ctx, tx, held)
 	if err != nil {
-		return err
+		return fin, err
 	}
 	if !current {
-		return errStale
+		return fin, errStale
 	}
-	res := task.Result{Status: task.Status(info.Status), Reason: info.Reason, BuildInfo: infoJSON}
+	res := task.Result{Status: task.Status(info.Status), Reason: info.Reason, FailureStage: info.failureStage(), BuildInfo: infoJSON}
 	for _, f := range files {
 		blobInfo, err := f.store(ctx, tx)
 		if err != nil {
-			return fmt.Errorf("storing %s: %w", f.name, err)
+			return fin, fmt.Errorf("storing %s: %w", f.name, err)
 		}
 		res.Artifacts = append(res.Artifacts, task.Artifact{Kind: f.kind, Name: f.name, SHA256: blobInfo.Sum[:], Size: blobInfo.Size})
 	}
 	if live != nil {
 		_, res.LogTruncated = live.totals()
 	}
-	if err := task.Finish(ctx, tx, held, res); err != nil {
-		return err
+	if fin, err = task.Finish(ctx, tx, held, res); err != nil {
+		return fin, err
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("finishing task %d: %w", a.TaskID, err)
+		return fin, fmt.Errorf("finishing task %d: %w", a.TaskID, err)
 	}
-	return nil
+	return fin, nil
 }
 
 // attempt names one of this builder's attempts for the task protocol.

@@ -91,7 +91,7 @@ func TestShow(t *testing.T) {
 		fmt.Sprintf("http://localhost:8080/jobs/%d", id),
 		"hello-1.0-1.src.rpm", "lib-3-1.src.rpm",
 		fmt.Sprintf("t%d", el9), "TASK  ATTEMPT  BUILDER", "went silent", "hello-1.0-1.x86_64.rpm", "hello_1.0-1_amd64.deb", "build.log")
-	if !regexp.MustCompile(fmt.Sprintf(`t%d\s+el9-x86_64\s+succeeded\s+b1\s+2\s`, el9)).MatchString(out) {
+	if !regexp.MustCompile(fmt.Sprintf(`t%d\s+el9-x86_64\s+succeeded\s+-\s+b1\s+2\s`, el9)).MatchString(out) {
 		t.Errorf("task row of t%d:\n%s", el9, out)
 	}
 	if !regexp.MustCompile(fmt.Sprintf(`t%d\s+1\s+b2\s+lost`, el9)).MatchString(out) {
@@ -105,7 +105,7 @@ func TestShow(t *testing.T) {
 	out = must(t, url, 0, []string{"show", "--lines", "2", fmt.Sprint(J["failed"])},
 		fmt.Sprintf("log of t%d (el9-x86_64, failed, attempt 1), last 2 lines", failed),
 		"  make: *** [all] Error 1\n  error: Bad exit status", "rpmbuild exited with status 1", "ExclusiveArch: x86_64 aarch64")
-	if !regexp.MustCompile(`bookworm-amd64\s+skipped\s+-\s+0\s+-\s+-\s+ExclusiveArch`).MatchString(out) {
+	if !regexp.MustCompile(`bookworm-amd64\s+skipped\s+-\s+-\s+0\s+-\s+-\s+ExclusiveArch`).MatchString(out) {
 		t.Errorf("a skipped task shows a wait or duration:\n%s", out)
 	}
 	if strings.Contains(out, "checking for gcc") {

@@ -91,6 +91,11 @@ func runJobs(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 			statuses = append(statuses, t.Status)
 		}
 		tasks := joinTasks(p, platforms, statuses)
+		for _, t := range j.Tasks {
+			if t.FailureStage != nil && t.Status == task.Failed {
+				tasks += fmt.Sprintf(" (%s: %s)", t.Platform, *t.FailureStage)
+			}
+		}
 		if len(j.Tasks) == 0 && j.Status == task.JobSubmitted {
 			tasks = "(waiting for validation)"
 		} else if j.Status == task.JobInvalid {
@@ -236,9 +241,13 @@ func printJob(w io.Writer, p painter, j *report.Job, webURL string) {
 	}
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TASK\tPLATFORM\tSTATUS\tBUILDER\tATTEMPT\tWAITED\tDURATION\tREASON")
+	fmt.Fprintln(tw, "TASK\tPLATFORM\tSTATUS\tSTAGE\tBUILDER\tATTEMPT\tWAITED\tDURATION\tREASON")
 	for _, t := range j.Tasks {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", taskRef(t.ID), t.Platform, paintStatus(p, t.Status), orDash(t.Builder),
+		stage := orDash(t.FailureStage)
+		if t.InfraRetries > 0 {
+			stage += fmt.Sprintf(" (%d retries)", t.InfraRetries)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", taskRef(t.ID), t.Platform, paintStatus(p, t.Status), stage, orDash(t.Builder),
 			t.Attempt, ageOf(t.WaitSeconds), ageOf(t.DurationSeconds), orDash(t.Reason))
 	}
 	tw.Flush()
@@ -249,14 +258,18 @@ func printJob(w io.Writer, p painter, j *report.Job, webURL string) {
 			continue
 		}
 		for _, a := range t.Attempts {
-			history = append(history, fmt.Sprintf("%s\t%d\t%s\t%s\t%s\t%s\t%s\n", taskRef(t.ID), a.Attempt, a.Builder,
-				paintStatus(p, a.Status), when(&a.StartedAt), format.Duration(a.DurationSeconds), orDash(a.Reason)))
+			stage := orDash(a.FailureStage)
+			if a.Retried {
+				stage += ", retried"
+			}
+			history = append(history, fmt.Sprintf("%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", taskRef(t.ID), a.Attempt, a.Builder,
+				paintStatus(p, a.Status), stage, when(&a.StartedAt), format.Duration(a.DurationSeconds), orDash(a.Reason)))
 		}
 	}
 	if len(history) > 0 {
 		fmt.Fprintln(w)
 		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "TASK\tATTEMPT\tBUILDER\tSTATUS\tSTARTED\tDURATION\tREASON")
+		fmt.Fprintln(tw, "TASK\tATTEMPT\tBUILDER\tSTATUS\tSTAGE\tSTARTED\tDURATION\tREASON")
 		for _, h := range history {
 			fmt.Fprint(tw, h)
 		}

@@ -207,7 +207,8 @@ func TestStaleBuilderWritesAreRefused(t *testing.T) {
 	}
 	finish := func(pool *pgxpool.Pool, attempt int, builder string) error {
 		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-			return task.Finish(ctx, tx, task.Attempt{Task: taskID, Number: attempt, Builder: builder}, task.Result{Status: task.Succeeded})
+			_, err := task.Finish(ctx, tx, task.Attempt{Task: taskID, Number: attempt, Builder: builder}, task.Result{Status: task.Succeeded})
+			return err
 		})
 	}
 

@@ -87,6 +87,8 @@ type TaskBrief struct {
 	ID       int64       `json:"id"`
 	Platform string      `json:"platform"`
 	Status   task.Status `json:"status"`
+	// FailureStage is where its last failed attempt failed, if it did.
+	FailureStage *string `json:"failure_stage"`
 }
 
 // JobSummary is one job in a listing.
@@ -124,7 +126,7 @@ type JobList struct {
 // unique index of kiln.task, so their cost is per listed job only.
 const summaryColumns = `j.id, j.submitter, j.bucket, j.status, j.priority,
 	coalesce((SELECT array_agg(coalesce(p.name, p.file_name) ORDER BY p.seq) FROM kiln.package p WHERE p.job_id = j.id), '{}'),
-	coalesce((SELECT jsonb_agg(jsonb_build_object('id', t.id, 'platform', t.platform, 'status', t.status) ORDER BY t.platform)
+	coalesce((SELECT jsonb_agg(jsonb_build_object('id', t.id, 'platform', t.platform, 'status', t.status, 'failure_stage', t.failure_stage) ORDER BY t.platform)
 	          FROM kiln.task t WHERE t.job_id = j.id), '[]'),
 	j.submitted_at, j.started_at, j.finished_at,
 	extract(epoch FROM now() - j.submitted_at)::float8,

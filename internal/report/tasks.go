@@ -31,10 +31,15 @@ type Task struct {
 	// WaitSeconds is how long the task waited for a builder: from creation
 	// to the start of its current attempt, or to now while it waits; null
 	// for a task that ended without being built (skipped, cancelled).
-	WaitSeconds *float64   `json:"wait_seconds"`
-	Reason      *string    `json:"reason"`
-	Attempts    []Attempt  `json:"attempts"`
-	Artifacts   []Artifact `json:"artifacts"`
+	WaitSeconds *float64 `json:"wait_seconds"`
+	Reason      *string  `json:"reason"`
+	// FailureStage is where its last failed attempt failed
+	// (kiln.failure_stage); InfraRetries how often it was retried for the
+	// farm's faults.
+	FailureStage *string    `json:"failure_stage"`
+	InfraRetries int        `json:"infra_retries"`
+	Attempts     []Attempt  `json:"attempts"`
+	Artifacts    []Artifact `json:"artifacts"`
 }
 
 // Attempt is one try of a task by one builder.
@@ -46,8 +51,12 @@ type Attempt struct {
 	FinishedAt      *time.Time  `json:"finished_at"`
 	DurationSeconds float64     `json:"duration_seconds"`
 	Reason          *string     `json:"reason"`
-	LogBytes        int64       `json:"log_bytes"`
-	LogTruncated    bool        `json:"log_truncated"`
+	// FailureStage is where a failed attempt failed; Retried whether the
+	// task was retried after it (the farm's fault).
+	FailureStage *string `json:"failure_stage"`
+	Retried      bool    `json:"retried"`
+	LogBytes     int64   `json:"log_bytes"`
+	LogTruncated bool    `json:"log_truncated"`
 }
 
 // Artifact is a file a task attempt produced.
@@ -85,7 +94,7 @@ func tasks(ctx context.Context, db DB, cond string, args ...any) ([]Task, error)
 		t.created_at, t.started_at, t.finished_at, t.heartbeat_at,
 		extract(epoch FROM coalesce(t.finished_at, now()) - t.started_at)::float8,
 		extract(epoch FROM CASE WHEN t.status = 'pending' THEN now() ELSE t.started_at END - t.created_at)::float8,
-		t.reason
+		t.reason, t.failure_stage, t.infra_retries
 		FROM kiln.task t JOIN kiln.job j ON j.id = t.job_id WHERE `+cond, args...)
 	if err != nil {
 		return nil, wrap(err, "reading tasks")
@@ -93,7 +102,7 @@ func tasks(ctx context.Context, db DB, cond string, args ...any) ([]Task, error)
 	ts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Task, error) {
 		var t Task
 		err := r.Scan(&t.ID, &t.JobID, &t.Submitter, &t.Platform, &t.Status, &t.Builder, &t.Attempt, &t.LostCount,
-			&t.CreatedAt, &t.StartedAt, &t.FinishedAt, &t.HeartbeatAt, &t.DurationSeconds, &t.WaitSeconds, &t.Reason)
+			&t.CreatedAt, &t.StartedAt, &t.FinishedAt, &t.HeartbeatAt, &t.DurationSeconds, &t.WaitSeconds, &t.Reason, &t.FailureStage, &t.InfraRetries)
 		t.Attempts, t.Artifacts = []Attempt{}, []Artifact{}
 		return t, err
 	})
@@ -111,7 +120,7 @@ func tasks(ctx context.Context, db DB, cond string, args ...any) ([]Task, error)
 	}
 
 	rows, err = db.Query(ctx, `SELECT task_id, attempt, builder, status, started_at, finished_at,
-		extract(epoch FROM coalesce(finished_at, now()) - started_at)::float8, reason, log_bytes, log_truncated
+		extract(epoch FROM coalesce(finished_at, now()) - started_at)::float8, reason, failure_stage, retried, log_bytes, log_truncated
 		FROM kiln.attempt WHERE task_id = ANY($1) ORDER BY task_id, attempt`, ids)
 	if err != nil {
 		return nil, wrap(err, "reading attempts")
@@ -119,7 +128,7 @@ func tasks(ctx context.Context, db DB, cond string, args ...any) ([]Task, error)
 	var taskID int64
 	var a Attempt
 	_, err = pgx.ForEachRow(rows, []any{&taskID, &a.Attempt, &a.Builder, &a.Status, &a.StartedAt, &a.FinishedAt,
-		&a.DurationSeconds, &a.Reason, &a.LogBytes, &a.LogTruncated}, func() error {
+		&a.DurationSeconds, &a.Reason, &a.FailureStage, &a.Retried, &a.LogBytes, &a.LogTruncated}, func() error {
 		t := byID[taskID]
 		t.Attempts = append(t.Attempts, a)
 		// A finished task no longer names a builder (kiln.task.builder

@@ -37,6 +37,11 @@ var ErrStale = errors.New("the attempt is no longer current (cancelled, timed ou
 // ErrDisabled means a take found the builder disabled.
 var ErrDisabled = errors.New("the builder is disabled")
 
+// ErrElsewhere means a take left the task to another builder: it is a retry
+// of a failure that was the farm's fault on this builder, and another
+// builder of the platform is online. The River job snoozes briefly.
+var ErrElsewhere = errors.New("the task is a retry of this builder's infrastructure failure; another builder is to take it")
+
 // Attempt names one attempt of a task held by a builder.
 type Attempt struct {
 	Task    int64
@@ -88,7 +93,8 @@ func SetRiverJob(ctx context.Context, tx pgx.Tx, taskID, riverJobID int64) error
 }
 
 // Take is step 1: builder takes the pending task of job on platform. It
-// returns ErrDisabled when the builder has been disabled.
+// returns ErrDisabled when the builder has been disabled and ErrElsewhere
+// when the task is to go to another builder.
 func Take(ctx context.Context, db DB, builder string, taskID, jobID int64, platform string) (Taken, error) {
 	var (
 		outcome string
@@ -105,6 +111,8 @@ func Take(ctx context.Context, db DB, builder string, taskID, jobID int64, platf
 		return Taken{Attempt: int(*attempt), Policy: *policy, Timeout: time.Duration(*seconds * float64(time.Second))}, nil
 	case "disabled":
 		return Taken{}, ErrDisabled
+	case "elsewhere":
+		return Taken{}, ErrElsewhere
 	default: // not_pending, gone
 		return Taken{}, nil
 	}
@@ -173,41 +181,84 @@ type Artifact struct {
 	Size   int64
 }
 
+// Failure stages (kiln.failure_stage): where a failed attempt failed. The
+// table says which are the farm's faults, which kiln.task_finish retries,
+// and which the package's.
+const (
+	StageFetchSources       = "fetch-sources"
+	StagePrepareEnvironment = "prepare-environment"
+	StageInstallBuildDeps   = "install-build-deps"
+	StageUnsatisfiable      = "unsatisfiable"
+	StageBuild              = "build"
+	StageCollectArtifacts   = "collect-artifacts"
+	StageUpload             = "upload"
+	StageOutOfDisk          = "out-of-disk"
+)
+
+// Stages returns every failure stage, in the order a build passes them.
+func Stages() []string {
+	return []string{StageFetchSources, StagePrepareEnvironment, StageInstallBuildDeps, StageUnsatisfiable,
+		StageBuild, StageCollectArtifacts, StageUpload, StageOutOfDisk}
+}
+
 // Result is how an attempt ends.
 type Result struct {
-	Status       Status // Succeeded, Failed or TimedOut
-	Reason       string // why it did not succeed ("" for none)
+	Status Status // Succeeded, Failed or TimedOut
+	Reason string // why it did not succeed ("" for none)
+	// FailureStage is where a Failed attempt failed (a Stage constant), ""
+	// when unknown.
+	FailureStage string
 	BuildInfo    []byte // the build-info record (JSON), or nil
 	LogTruncated bool
 	Artifacts    []Artifact
 }
 
-// Finish is step 4: the attempt ends with its result and artifacts. It
-// returns ErrStale, and the caller must roll tx back, when the attempt is
-// not held.
-func Finish(ctx context.Context, tx pgx.Tx, a Attempt, r Result) error {
+// Finished is what became of a finished attempt's task.
+type Finished struct {
+	// Retried is true when the attempt failed for the farm's fault and the
+	// task waits again for another attempt; its River job is to snooze for
+	// RetryAfter (the platform's backoff).
+	Retried    bool
+	RetryAfter time.Duration
+}
+
+// Finish is step 4: the attempt ends with its result and artifacts, and
+// the task ends, or waits again when the attempt failed for the farm's
+// fault and the platform's retries allow. It returns ErrStale, and the
+// caller must roll tx back, when the attempt is not held.
+func Finish(ctx context.Context, tx pgx.Tx, a Attempt, r Result) (Finished, error) {
 	kinds, names, sums, sizes := make([]string, len(r.Artifacts)), make([]string, len(r.Artifacts)),
 		make([][]byte, len(r.Artifacts)), make([]int64, len(r.Artifacts))
 	for i, f := range r.Artifacts {
 		kinds[i], names[i], sums[i], sizes[i] = f.Kind, f.Name, f.SHA256, f.Size
 	}
-	var reason *string
+	var reason, stage *string
 	if r.Reason != "" {
 		reason = &r.Reason
+	}
+	if r.FailureStage != "" {
+		stage = &r.FailureStage
 	}
 	var info any
 	if r.BuildInfo != nil {
 		info = string(r.BuildInfo)
 	}
-	var done bool
-	if err := tx.QueryRow(ctx, `SELECT kiln.task_finish($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11)`,
-		a.Builder, a.Task, a.Number, string(r.Status), reason, info, r.LogTruncated, kinds, names, sums, sizes).Scan(&done); err != nil {
-		return fmt.Errorf("finishing task %d attempt %d: %w", a.Task, a.Number, err)
+	var (
+		done  bool
+		after *float64
+	)
+	if err := tx.QueryRow(ctx, `SELECT finished, retry_after_seconds
+		FROM kiln.task_finish($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12)`,
+		a.Builder, a.Task, a.Number, string(r.Status), reason, info, r.LogTruncated, kinds, names, sums, sizes, stage).Scan(&done, &after); err != nil {
+		return Finished{}, fmt.Errorf("finishing task %d attempt %d: %w", a.Task, a.Number, err)
 	}
 	if !done {
-		return ErrStale
+		return Finished{}, ErrStale
 	}
-	return nil
+	if after == nil {
+		return Finished{}, nil
+	}
+	return Finished{Retried: true, RetryAfter: time.Duration(*after * float64(time.Second))}, nil
 }
 
 // GiveBack is step 5: the builder shuts down and gives the attempt back; the

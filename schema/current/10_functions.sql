@@ -597,7 +597,9 @@ COMMENT ON FUNCTION kiln.task_check_janitor() IS 'Raises insufficient_privilege 
 -- Step 1, take. outcome: taken (attempt is the new attempt's number),
 -- not_pending (cancelled, finished or taken meanwhile: the River job ends
 -- without a build), disabled (the builder was disabled), gone (the job or
--- the platform no longer exists).
+-- the platform no longer exists), elsewhere (a retry of the farm's fault
+-- that another online builder of the platform is to take: the River job
+-- snoozes briefly).
 CREATE OR REPLACE FUNCTION kiln.task_take(p_builder text, p_task_id bigint, p_job_id bigint, p_platform text, OUT outcome text, OUT attempt integer, OUT policy text, OUT timeout_seconds double precision)
  RETURNS record
  LANGUAGE plpgsql
@@ -621,8 +623,19 @@ BEGIN
         outcome := 'disabled';
         RETURN;
     END IF;
+    -- A retry of the farm's fault goes to another builder of the platform
+    -- while one is online (until avoid_until): this one lets it pass.
+    PERFORM 1 FROM kiln.task t
+     WHERE t.id = p_task_id AND t.status = 'pending' AND t.avoid_builder = p_builder AND t.avoid_until > pg_catalog.now()
+       AND EXISTS (SELECT 1 FROM kiln.builder o JOIN kiln.builder_platform bp ON bp.builder = o.name
+                    WHERE bp.platform = p_platform AND o.name <> p_builder AND o.enabled AND NOT o.draining
+                      AND o.state = 'online');
+    IF FOUND THEN
+        outcome := 'elsewhere';
+        RETURN;
+    END IF;
     UPDATE kiln.task t SET status = 'building', builder = p_builder, attempt = t.attempt + 1,
-           started_at = pg_catalog.now(), heartbeat_at = pg_catalog.now(), reason = NULL
+           started_at = pg_catalog.now(), heartbeat_at = pg_catalog.now(), reason = NULL, failure_stage = NULL
      WHERE t.id = p_task_id AND t.job_id = p_job_id AND t.platform = p_platform AND t.status = 'pending'
     RETURNING t.attempt INTO task_take.attempt;
     IF NOT FOUND THEN
@@ -632,7 +645,7 @@ BEGIN
     INSERT INTO kiln.attempt (task_id, attempt, builder) VALUES (p_task_id, attempt, p_builder);
     outcome := 'taken';
 END $function$;
-COMMENT ON FUNCTION kiln.task_take(text, bigint, bigint, text) IS 'Protocol step 1: one of session_user''s builders takes a pending task: the task becomes building with the next attempt number and the attempt row is created (the only way attempts are created). Returns the outcome, the attempt, the job''s policy and the platform''s timeout.';
+COMMENT ON FUNCTION kiln.task_take(text, bigint, bigint, text) IS 'Protocol step 1: one of session_user''s builders takes a pending task: the task becomes building with the next attempt number and the attempt row is created (the only way attempts are created). Returns the outcome, the attempt, the job''s policy and the platform''s timeout; outcome elsewhere leaves a retry of the farm''s fault that this builder made to another online builder of the platform (until kiln.task.avoid_until).';
 
 -- Step 2, heartbeat, for every attempt a builder holds at once. Returns the
 -- tasks whose attempt is no longer held (fenced off: cancelled, timed out,
@@ -688,10 +701,15 @@ END $function$;
 COMMENT ON FUNCTION kiln.task_log(text, bigint, integer, integer, text, boolean) IS 'Protocol step 3: stores one log batch of an attempt that one of session_user''s builders holds and counts its bytes on the attempt; false (nothing stored) when the attempt is not held.';
 
 -- Step 4, finish: artifacts (their blobs stored before, in the same
--- transaction), the attempt's build info and final status, the task's final
--- status. Refused (false, nothing written) unless the attempt is held.
-CREATE OR REPLACE FUNCTION kiln.task_finish(p_builder text, p_task_id bigint, p_attempt integer, p_status text, p_reason text, p_build_info jsonb, p_log_truncated boolean, p_artifact_kinds text[], p_artifact_names text[], p_artifact_sha256s bytea[], p_artifact_sizes bigint[])
- RETURNS boolean
+-- transaction), the attempt's build info, final status and failure stage,
+-- the task's final status. Refused (finished false, nothing written) unless
+-- the attempt is held. A failure at a stage that is the farm's fault
+-- (kiln.failure_stage.infrastructure) does not end the task while the
+-- platform's max_infra_retries allows: the attempt ends failed and retried,
+-- the task waits again, avoiding this builder for a while, and
+-- retry_after_seconds says how long the caller's River job is to snooze.
+CREATE OR REPLACE FUNCTION kiln.task_finish(p_builder text, p_task_id bigint, p_attempt integer, p_status text, p_reason text, p_build_info jsonb, p_log_truncated boolean, p_artifact_kinds text[], p_artifact_names text[], p_artifact_sha256s bytea[], p_artifact_sizes bigint[], p_failure_stage text, OUT finished boolean, OUT retry_after_seconds double precision)
+ RETURNS record
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
@@ -699,27 +717,45 @@ AS $function$
 DECLARE
     v_job bigint;
     bad text;
+    infra boolean;
+    t kiln.task%ROWTYPE;
+    max_retries integer;
+    backoff interval;
+    wait interval;
+    why text;
 BEGIN
+    finished := false;
     PERFORM kiln.task_check_builder(p_builder);
     IF p_status IS NULL OR p_status NOT IN ('succeeded', 'failed', 'timed_out') THEN
         RAISE EXCEPTION 'a builder finishes a task as succeeded, failed or timed_out, not %', p_status
             USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_failure_stage IS NOT NULL THEN
+        IF p_status <> 'failed' THEN
+            RAISE EXCEPTION 'only a failed attempt has a failure stage, not a % one', p_status
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        SELECT s.infrastructure INTO infra FROM kiln.failure_stage s WHERE s.name = p_failure_stage;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'unknown failure stage % (kiln.failure_stage lists them)', p_failure_stage
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
     END IF;
     IF pg_catalog.cardinality(p_artifact_kinds) IS DISTINCT FROM pg_catalog.cardinality(p_artifact_names)
        OR pg_catalog.cardinality(p_artifact_kinds) IS DISTINCT FROM pg_catalog.cardinality(p_artifact_sha256s)
        OR pg_catalog.cardinality(p_artifact_kinds) IS DISTINCT FROM pg_catalog.cardinality(p_artifact_sizes) THEN
         RAISE EXCEPTION 'task_finish: the artifact arrays differ in length' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    SELECT t.job_id INTO v_job FROM kiln.task t WHERE t.id = p_task_id;
+    SELECT l.job_id INTO v_job FROM kiln.task l WHERE l.id = p_task_id;
     IF NOT FOUND THEN
-        RETURN false;
+        RETURN;
     END IF;
     PERFORM 1 FROM kiln.job j WHERE j.id = v_job FOR UPDATE;
-    PERFORM 1 FROM kiln.task t
-     WHERE t.id = p_task_id AND t.attempt = p_attempt AND t.builder = p_builder AND t.status = 'building'
+    SELECT * INTO t FROM kiln.task l
+     WHERE l.id = p_task_id AND l.attempt = p_attempt AND l.builder = p_builder AND l.status = 'building'
        FOR UPDATE;
     IF NOT FOUND THEN
-        RETURN false;
+        RETURN;
     END IF;
     -- An artifact names bytes that exist, with their true size.
     SELECT a.name INTO bad
@@ -732,16 +768,59 @@ BEGIN
     INSERT INTO kiln.artifact (task_id, attempt, kind, file_name, blob_sha256, size)
     SELECT p_task_id, p_attempt, a.kind, a.name, a.sha256, a.size
       FROM unnest(p_artifact_kinds, p_artifact_names, p_artifact_sha256s, p_artifact_sizes) AS a(kind, name, sha256, size);
+    finished := true;
+    why := p_reason;
+    IF coalesce(infra, false) THEN
+        SELECT p.max_infra_retries, p.infra_retry_backoff INTO max_retries, backoff
+          FROM kiln.platform p WHERE p.name = t.platform;
+        IF t.infra_retries < max_retries THEN
+            -- The farm's fault, and retries left: the attempt ends failed
+            -- and retried, the task waits again.
+            wait := least(backoff * pg_catalog.power(2, t.infra_retries)::integer, interval '1 hour');
+            retry_after_seconds := extract(epoch FROM wait)::double precision;
+            UPDATE kiln.attempt a SET status = 'failed', finished_at = pg_catalog.now(), reason = p_reason, build_info = p_build_info,
+                   failure_stage = p_failure_stage, retried = true,
+                   log_truncated = a.log_truncated OR coalesce(p_log_truncated, false)
+             WHERE a.task_id = p_task_id AND a.attempt = p_attempt;
+            why := pg_catalog.format('retry %s of %s after %s (the farm''s fault, stage %s): %s',
+                                     t.infra_retries + 1, max_retries, wait, p_failure_stage, coalesce(p_reason, 'no reason given'));
+            UPDATE kiln.task l SET status = 'pending', builder = NULL, started_at = NULL, heartbeat_at = NULL,
+                   reason = why, failure_stage = p_failure_stage, infra_retries = l.infra_retries + 1,
+                   avoid_builder = p_builder, avoid_until = pg_catalog.now() + wait + greatest(wait, interval '1 minute')
+             WHERE l.id = p_task_id;
+            INSERT INTO kiln.event (kind, job_id, task_id, attempt, builder, old_status, new_status, detail)
+            VALUES ('task.retry', t.job_id, t.id, p_attempt, p_builder, 'building', 'pending',
+                    pg_catalog.jsonb_build_object('failure_stage', p_failure_stage, 'reason', p_reason,
+                                                  'retry', t.infra_retries + 1, 'max_infra_retries', max_retries,
+                                                  'backoff_seconds', retry_after_seconds, 'avoid_builder', p_builder));
+            RETURN;
+        END IF;
+        why := pg_catalog.format('%s (the farm''s fault, stage %s; not retried: %s retries of %s used)',
+                                 coalesce(p_reason, 'no reason given'), p_failure_stage, t.infra_retries, max_retries);
+    END IF;
     -- The attempt ends first, then the task (and with it the job): the
     -- history reads in that order.
     UPDATE kiln.attempt a SET status = p_status, finished_at = pg_catalog.now(), reason = p_reason, build_info = p_build_info,
+           failure_stage = p_failure_stage,
            log_truncated = a.log_truncated OR coalesce(p_log_truncated, false)
      WHERE a.task_id = p_task_id AND a.attempt = p_attempt;
-    UPDATE kiln.task SET status = p_status, builder = NULL, finished_at = pg_catalog.now(), reason = p_reason
+    UPDATE kiln.task SET status = p_status, builder = NULL, finished_at = pg_catalog.now(), reason = why,
+           failure_stage = p_failure_stage, avoid_builder = NULL, avoid_until = NULL
      WHERE id = p_task_id;
-    RETURN true;
 END $function$;
-COMMENT ON FUNCTION kiln.task_finish(text, bigint, integer, text, text, jsonb, boolean, text[], text[], bytea[], bigint[]) IS 'Protocol step 4: one of session_user''s builders ends the attempt it holds as succeeded, failed or timed_out, with its artifacts (kinds, names, sha256s and sizes pairwise; the blobs must be stored) and build info. False, and nothing written, when the attempt is not held.';
+COMMENT ON FUNCTION kiln.task_finish(text, bigint, integer, text, text, jsonb, boolean, text[], text[], bytea[], bigint[], text) IS 'Protocol step 4: one of session_user''s builders ends the attempt it holds as succeeded, failed (with the failure stage, kiln.failure_stage, when known) or timed_out, with its artifacts (kinds, names, sha256s and sizes pairwise; the blobs must be stored) and build info. A failure at an infrastructure stage requeues the task while the platform''s max_infra_retries allows (task.retry event; retry_after_seconds is the backoff); otherwise the task ends. finished false, and nothing written, when the attempt is not held.';
+
+-- Step 4 without a failure stage (builders before 0024).
+CREATE OR REPLACE FUNCTION kiln.task_finish(p_builder text, p_task_id bigint, p_attempt integer, p_status text, p_reason text, p_build_info jsonb, p_log_truncated boolean, p_artifact_kinds text[], p_artifact_names text[], p_artifact_sha256s bytea[], p_artifact_sizes bigint[])
+ RETURNS boolean
+ LANGUAGE sql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
+AS $function$
+    SELECT f.finished FROM kiln.task_finish(p_builder, p_task_id, p_attempt, p_status, p_reason, p_build_info, p_log_truncated,
+                                            p_artifact_kinds, p_artifact_names, p_artifact_sha256s, p_artifact_sizes, NULL::text) f
+$function$;
+COMMENT ON FUNCTION kiln.task_finish(text, bigint, integer, text, text, jsonb, boolean, text[], text[], bytea[], bigint[]) IS 'Protocol step 4 without a failure stage: kiln.task_finish with p_failure_stage NULL (never retried). True when finished; false, and nothing written, when the attempt is not held.';
 
 -- Step 5, give back (the builder shuts down): the task waits again, the
 -- attempt is recorded as returned and not counted as lost. The River job is
@@ -1587,6 +1666,7 @@ REVOKE EXECUTE ON FUNCTION
     kiln.task_heartbeat(text, bigint[], integer[]),
     kiln.task_log(text, bigint, integer, integer, text, boolean),
     kiln.task_finish(text, bigint, integer, text, text, jsonb, boolean, text[], text[], bytea[], bigint[]),
+    kiln.task_finish(text, bigint, integer, text, text, jsonb, boolean, text[], text[], bytea[], bigint[], text),
     kiln.task_give_back(text, bigint, integer),
     kiln.task_recover(text, bigint, integer),
     kiln.task_take_back_lost(bigint, interval),

@@ -282,7 +282,8 @@ func Finish(t testing.TB, pool *pgxpool.Pool, taskID int64, attempt int, status,
 			}
 			r.Artifacts = append(r.Artifacts, task.Artifact{Kind: f.Kind, Name: f.Name, SHA256: info.Sum[:], Size: info.Size})
 		}
-		return task.Finish(ctx, tx, a, r)
+		_, err := task.Finish(ctx, tx, a, r)
+		return err
 	})
 }
 
