@@ -77,6 +77,7 @@ var matrix = map[string]map[string]string{
 	"kiln.publication_request":        {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S", "publisher": "S I(bucket,kind) U(done_at,snapshot_id,outcome)"},
 	"kiln.repo_token":                 {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
 	"kiln.build_repo_token":           {},
+	"kiln.queue_turn":                 {},
 	"kiln.snapshot":                   {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S", "publisher": "SID"},
 	"kiln.repository_file":            {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S", "publisher": "S I U(until_seq) D"},
 	"kiln.repository_package":         {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},

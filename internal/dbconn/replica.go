@@ -27,9 +27,11 @@ type Reads struct {
 // reader's own write before it goes to the primary.
 const DefaultMaxWait = 2 * time.Second
 
-// WrittenSQL reads the primary's current WAL position: a write committed
-// before it is at or before this position.
-const WrittenSQL = "SELECT pg_catalog.pg_current_wal_lsn()::text"
+// WrittenSQL reads the primary's current WAL insert position: a write
+// committed before it is at or before this position, even with
+// synchronous_commit off (the write position, pg_current_wal_lsn, may then
+// still be behind the commit record).
+const WrittenSQL = "SELECT pg_catalog.pg_current_wal_insert_lsn()::text"
 
 // caughtUpSQL says whether the server has what was written up to $1: a
 // standby that replayed it, or a server that is no standby (a promoted one

@@ -24,7 +24,7 @@ import (
 func (f *farm) standbyHas(t testing.TB) {
 	t.Helper()
 	var lsn string
-	f.scan(t, `SELECT pg_current_wal_lsn()::text`, nil, &lsn)
+	f.scan(t, `SELECT pg_current_wal_insert_lsn()::text`, nil, &lsn)
 	standby := connectStandby(t)
 	waitFor(t, "the standby to replay "+lsn, func() bool {
 		var ok bool

@@ -67,6 +67,11 @@ func TestFairShare(t *testing.T) {
 	farmtest.Bucket(t, db.Pool, "devel")
 	alice := farmtest.Person(t, db, "alice", "kiln_submitter")
 	bob := farmtest.Person(t, db, "bob", "kiln_submitter")
+	// Alice's 500 jobs and her urgent one are more than the default
+	// 500 jobs an hour.
+	if _, err := db.Pool.Exec(ctx, "INSERT INTO kiln.quota (person, jobs_per_hour) VALUES ($1, 1000)", alice); err != nil {
+		t.Fatal(err)
+	}
 
 	aliceTasks := queueTasks(t, db, alice, platform, 500)
 
