@@ -3,8 +3,8 @@ package cli
 import (
 	"cmp"
 	"os"
-	"strconv"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
