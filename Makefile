@@ -9,7 +9,7 @@ LDFLAGS := -X github.com/kiln-build/kiln/internal/cli.Version=$(VERSION)
 BIN := bin
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build setup test test-go lint demo bench soak fuzz man clean
+.PHONY: all build setup test test-go lint demo bench soak fuzz man clean install
 
 all: build
 
@@ -69,3 +69,21 @@ man:
 
 clean:
 	rm -rf $(BIN)
+
+# make install [PREFIX=/usr/local] [DESTDIR=]: the farm's binaries, the
+# manual page (man kiln), the systemd units and the docs they point at.
+# The units name $(PREFIX)/bin and $(PREFIX)/share/doc/kiln, rewritten
+# from the /usr/local of docs/systemd/ when PREFIX differs.
+PREFIX ?= /usr/local
+INSTALL_BINS := kiln kiln-builder kiln-janitor kiln-publisher kiln-splitter kiln-web
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+	  $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/share/doc/kiln/systemd
+	install -m 0755 $(addprefix $(BIN)/,$(INSTALL_BINS)) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 docs/kiln.1 $(DESTDIR)$(PREFIX)/share/man/man1/kiln.1
+	install -m 0644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/kiln/
+	for u in docs/systemd/*.service; do \
+	  sed -e 's|/usr/local/|$(PREFIX)/|g' "$$u" > $(DESTDIR)$(PREFIX)/lib/systemd/system/$$(basename "$$u") && \
+	  chmod 0644 $(DESTDIR)$(PREFIX)/lib/systemd/system/$$(basename "$$u") && \
+	  cp $(DESTDIR)$(PREFIX)/lib/systemd/system/$$(basename "$$u") $(DESTDIR)$(PREFIX)/share/doc/kiln/systemd/; \
+	done

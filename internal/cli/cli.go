@@ -68,6 +68,7 @@ func App() *cli.App {
 	for _, c := range app.Commands {
 		setUsageErrors(c)
 	}
+	setCompletions(app.Commands, "")
 	return app
 }
 

@@ -1,9 +1,16 @@
 package cli
 
 import (
+	"context"
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/urfave/cli/v2"
+
+	"github.com/kiln-build/kiln/internal/report"
 )
 
 // bashCompletion asks kiln itself for the words that may come next (urfave's
@@ -118,3 +125,83 @@ and friends when no connection string is given; NO_COLOR turns colours off.
 .SH SEE ALSO
 psql(1); docs/cli.md and docs/reporting.md in kiln's sources.
 `
+
+// completionLimit is how many recent job ids completion offers.
+const completionLimit = 20
+
+// setCompletions gives the commands whose first argument is a job or a
+// platform a completion of the values the farm has: the person's most
+// recent visible job ids, or the platform names. parent is the name of the
+// command cmds belong to ("" for the top level).
+func setCompletions(cmds []*cli.Command, parent string) {
+	for _, c := range cmds {
+		usage := strings.Fields(c.ArgsUsage)
+		switch {
+		case len(usage) > 0 && strings.HasPrefix(usage[0], "JOB"):
+			c.BashComplete = completeArg(c, jobIDs)
+		case len(usage) > 0 && strings.Trim(usage[0], "[]") == "PLATFORM",
+			parent == "platform" && c.Name != "add" && c.ArgsUsage == "NAME":
+			c.BashComplete = completeArg(c, platformNames)
+		}
+		setCompletions(c.Subcommands, c.Name)
+	}
+}
+
+// completeArg completes cmd's first argument (every one for a command that
+// takes several, JOB...) with the words values reads, and flags as urfave
+// does when the word being completed starts with "-". It prints nothing
+// when the farm cannot be reached: completion never shows an error.
+func completeArg(cmd *cli.Command, values func(context.Context, *pgxpool.Pool) ([]string, error)) cli.BashCompleteFunc {
+	return func(c *cli.Context) {
+		if n := len(os.Args); n > 2 && strings.HasPrefix(os.Args[n-2], "-") {
+			cli.DefaultCompleteWithFlags(cmd)(c)
+			return
+		}
+		if c.NArg() > 0 && !strings.Contains(cmd.ArgsUsage, "...") {
+			return
+		}
+		// urfave skips the app's Before (loadConfig) when completing.
+		if _, ok := c.App.Metadata[metadataKey].(settings); !ok && loadConfig(c) != nil {
+			return
+		}
+		db, err := connect(c)
+		if err != nil {
+			return
+		}
+		defer db.Close()
+		words, err := values(c.Context, db)
+		if err != nil {
+			return
+		}
+		w := stdout(c)
+		for _, word := range words {
+			fmt.Fprintln(w, word)
+		}
+	}
+}
+
+// jobIDs are the most recent jobs the connected role may see.
+func jobIDs(ctx context.Context, db *pgxpool.Pool) ([]string, error) {
+	list, err := report.ListJobs(ctx, db, report.Filter{Limit: completionLimit})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(list.Jobs))
+	for i, j := range list.Jobs {
+		out[i] = strconv.FormatInt(j.ID, 10)
+	}
+	return out, nil
+}
+
+// platformNames are the farm's platforms.
+func platformNames(ctx context.Context, db *pgxpool.Pool) ([]string, error) {
+	ps, err := report.ListPlatforms(ctx, db)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.Name
+	}
+	return out, nil
+}

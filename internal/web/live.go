@@ -414,3 +414,32 @@ func (s *Server) taskEvents(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 }
+
+// farmPace is the least time between two "changed" events of farmEvents:
+// a busy farm changes many times a second, and each event makes every open
+// list page load itself again.
+const farmPace = 2 * time.Second
+
+// farmEvents streams "changed" whenever a job or task of the farm changes,
+// at most once per farmPace. The pages that list the farm (dashboard,
+// queue, jobs, builders) follow it and load themselves again, so an open
+// page shows what a fresh load shows.
+func (s *Server) farmEvents(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	sub := s.hub.subscribe(func(n notice) bool { return n.Channel != "kiln_log" })
+	defer s.hub.unsubscribe(sub)
+	st := startStream(w)
+	if st.flush() != nil {
+		return
+	}
+	for n := 1; st.wait(ctx, sub); n++ {
+		if st.send("changed", n) != nil || st.flush() != nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(farmPace):
+		}
+	}
+}

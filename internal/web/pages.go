@@ -5,6 +5,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -198,6 +199,29 @@ func (s *Server) liveLog(r *http.Request, t report.Task, attempt int) (liveLog, 
 type jobData struct {
 	Job  *report.Job
 	Logs []liveLog
+	// Tails are the last lines of the logs of the failed tasks.
+	Tails []logTail
+	// Waiting are the job's pending tasks with why they wait (what kiln
+	// queue says).
+	Waiting []report.QueueTask
+}
+
+// tailLines is how many last lines of a failed task's log the job page
+// shows.
+const tailLines = 15
+
+// logTail is the end of the log of a failed task's last attempt.
+type logTail struct {
+	Task     int64
+	Platform string
+	Attempt  int
+	Text     string
+}
+
+// failed says whether a task's status is a failure whose log is worth a
+// look (not a cancellation or a skip).
+func failed(st task.Status) bool {
+	return st == task.Failed || st == task.TimedOut
 }
 
 func (s *Server) loadJob(r *http.Request, id int64) (*jobData, error) {
@@ -215,6 +239,30 @@ func (s *Server) loadJob(r *http.Request, id int64) (*jobData, error) {
 			return nil, err
 		}
 		d.Logs = append(d.Logs, l)
+	}
+	pending := false
+	for _, t := range j.Tasks {
+		pending = pending || t.Status == task.Pending
+		if !failed(t.Status) || t.Attempt == 0 {
+			continue
+		}
+		lines, err := report.LogTail(r.Context(), s.db, t.ID, t.Attempt, tailLines)
+		if err != nil {
+			return nil, err
+		}
+		d.Tails = append(d.Tails, logTail{Task: t.ID, Platform: t.Platform, Attempt: t.Attempt,
+			Text: termtext.Plain(strings.Join(lines, "\n"))})
+	}
+	if pending {
+		q, err := report.GetQueue(r.Context(), s.db, report.QueueFilter{Submitter: j.Submitter, Limit: report.MaxLimit})
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range q.Tasks {
+			if t.JobID == id {
+				d.Waiting = append(d.Waiting, t)
+			}
+		}
 	}
 	return d, nil
 }
@@ -240,6 +288,22 @@ type taskData struct {
 	// the current one and still building.
 	Viewed int
 	Live   bool
+	// Before, Error and After split the log of a failed attempt at its
+	// first line that reads like an error; the page opens there.
+	Before, Error, After string
+}
+
+// errorLine finds a line that reports an error in build output.
+var errorLine = regexp.MustCompile(`(?im)^.*(\berror\b|\bfailed\b|\bfatal\b|^E: |Bad exit status).*$`)
+
+// splitAtError splits log text at its first error line; Error is "" when
+// there is none.
+func splitAtError(text string) (before, line, after string) {
+	loc := errorLine.FindStringIndex(text)
+	if loc == nil {
+		return text, "", ""
+	}
+	return text[:loc[0]], text[loc[0]:loc[1]], text[loc[1]:]
 }
 
 // taskAttempt reads the task named in the path and the attempt asked for
@@ -274,6 +338,9 @@ func (s *Server) taskPage(w http.ResponseWriter, r *http.Request) {
 		if d.Log, err = s.liveLog(r, *t, d.Viewed); err != nil {
 			s.fail(w, r, err)
 			return
+		}
+		if d.Viewed == t.Attempt && failed(t.Status) {
+			d.Before, d.Error, d.After = splitAtError(d.Log.Text)
 		}
 	}
 	s.render(w, r, http.StatusOK, "task", fmt.Sprintf("Task %d", t.ID), "jobs", d)

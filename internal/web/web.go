@@ -153,6 +153,7 @@ func (s *Server) routes() {
 	page("GET /builders/{name}", s.builderPage)
 	page("GET /platforms", s.platformList)
 	page("GET /queue", s.queuePage)
+	page("GET /events", s.farmEvents)
 
 	m.HandleFunc("POST /jobs/{id}/cancel", s.action(s.cancelJob))
 	m.HandleFunc("POST /jobs/{id}/resubmit", s.action(s.resubmit))

@@ -43,6 +43,40 @@
     return pre;
   }
 
+  // refresh loads this page again and puts its main part in place of the
+  // open one, so the page shows exactly what a fresh load shows (the
+  // attempts, finish times and artifacts a build's end brings). The new
+  // markup comes from this server's own page; scripts in it do not run.
+  // html[data-live] says where it stands: "loading", then "fresh".
+  var loading = false, again = false;
+  function refresh() {
+    if (loading) { again = true; return; }
+    loading = true;
+    document.documentElement.dataset.live = "loading";
+    fetch(window.location.href, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+      .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.text(); })
+      .then(function (html) {
+        var fresh = new DOMParser().parseFromString(html, "text/html").querySelector("main");
+        var main = document.querySelector("main");
+        if (fresh && main) main.replaceWith(document.adoptNode(fresh));
+      })
+      .catch(function () { /* the open page stays; a reload shows the rest */ })
+      .then(function () {
+        loading = false;
+        if (again) { again = false; refresh(); return; }
+        document.documentElement.dataset.live = "fresh";
+        var task = document.querySelector("pre.log[data-events], p.live[data-events]");
+        if (task) followTask(task);
+        var job = document.querySelector("div.live[data-events]");
+        if (job) followJob(job);
+      });
+  }
+
+  function followFarm(main) {
+    var es = new EventSource(main.dataset.refresh);
+    es.addEventListener("changed", refresh);
+  }
+
   function followJob(root) {
     var params = [];
     root.querySelectorAll("pre.log[data-task]").forEach(function (pre) {
@@ -51,9 +85,13 @@
     var url = root.dataset.events + (params.length ? "?" + params.join("&") : "");
     var es = new EventSource(url);
     es.addEventListener("status", function (e) { setStatus(document.getElementById("job-status"), json(e)); });
-    es.addEventListener("tasks", function (e) { document.getElementById("tasks").innerHTML = json(e); });
+    es.addEventListener("tasks", function (e) {
+      // Why the job waits changes with its tasks: the page loads again.
+      if (document.getElementById("waiting")) { es.close(); refresh(); return; }
+      document.getElementById("tasks").innerHTML = json(e);
+    });
     es.addEventListener("log", function (e) { var ev = json(e); append(logPane(ev), ev); });
-    es.addEventListener("end", function (e) { setStatus(document.getElementById("job-status"), json(e)); es.close(); });
+    es.addEventListener("end", function (e) { setStatus(document.getElementById("job-status"), json(e)); es.close(); refresh(); });
   }
 
   function followTask(el) {
@@ -61,15 +99,20 @@
     var pre = document.getElementById("log");
     es.addEventListener("status", function (e) { setStatus(document.getElementById("task-status"), json(e)); });
     es.addEventListener("log", function (e) { if (pre) append(pre, json(e)); });
-    es.addEventListener("reload", function () { es.close(); window.location.reload(); });
-    es.addEventListener("end", function (e) { setStatus(document.getElementById("task-status"), json(e)); es.close(); });
+    es.addEventListener("reload", function () { es.close(); refresh(); });
+    es.addEventListener("end", function (e) { setStatus(document.getElementById("task-status"), json(e)); es.close(); refresh(); });
   }
 
   document.addEventListener("DOMContentLoaded", function () {
+    // A failed task's log opens at its first error.
+    var err = document.getElementById("first-error");
+    if (err && !window.location.hash) err.scrollIntoView({ block: "center" });
     if (!window.EventSource) return;
     var job = document.querySelector("div.live[data-events]");
     if (job) followJob(job);
     var task = document.querySelector("pre.log[data-events], p.live[data-events]");
     if (task) followTask(task);
+    var main = document.querySelector("main[data-refresh]");
+    if (main) followFarm(main);
   });
 })();
