@@ -91,6 +91,16 @@ func words(line string) []string {
 	return out
 }
 
+// asksForHelp says whether a command line asks urfave for help.
+func asksForHelp(args []string) bool {
+	for _, a := range args {
+		if a == "help" || a == "h" || a == "--help" || a == "-h" {
+			return true
+		}
+	}
+	return false
+}
+
 // parseOnly makes app check a command line's grammar and do nothing: every
 // action is a no-op and the config is not read.
 func parseOnly(app *cli.App) {
@@ -118,6 +128,12 @@ func TestDocsCommandsParse(t *testing.T) {
 	n := 0
 	for _, path := range []string{"../../docs/cli.md", "../../README.md"} {
 		for _, line := range docCommands(t, path) {
+			if asksForHelp(words(line)) {
+				// urfave's help command is one package-level value that
+				// running help appends to itself; running it here makes a
+				// cycle that later man-page output never leaves.
+				continue
+			}
 			n++
 			app := App()
 			parseOnly(app)
