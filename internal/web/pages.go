@@ -246,7 +246,7 @@ func (s *Server) loadJob(r *http.Request, id int64) (*jobData, error) {
 		if !failed(t.Status) || t.Attempt == 0 {
 			continue
 		}
-		lines, err := report.LogTail(r.Context(), s.db, t.ID, t.Attempt, tailLines)
+		lines, err := report.LogTail(r.Context(), s.readDB(r), t.ID, t.Attempt, tailLines)
 		if err != nil {
 			return nil, err
 		}
@@ -254,7 +254,7 @@ func (s *Server) loadJob(r *http.Request, id int64) (*jobData, error) {
 			Text: termtext.Plain(strings.Join(lines, "\n"))})
 	}
 	if pending {
-		q, err := report.GetQueue(r.Context(), s.db, report.QueueFilter{Submitter: j.Submitter, Limit: report.MaxLimit})
+		q, err := report.GetQueue(r.Context(), s.readDB(r), report.QueueFilter{Submitter: j.Submitter, Limit: report.MaxLimit})
 		if err != nil {
 			return nil, err
 		}
