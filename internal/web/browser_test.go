@@ -88,14 +88,10 @@ func TestBrowserFollowsJob(t *testing.T) {
 		document.querySelector("#livelog-%d-%d pre").textContent.includes("debian/rules build")`, deb, a, deb, a))
 
 	farmtest.Log(t, p, el9, 1, 5, "Wrote: /builddir/build/RPMS/x86_64/hello-1.1-1.x86_64.rpm\n+ exit 0\n")
-	farmtest.Finish(t, p, el9, 1, "succeeded", "",
-		farmtest.Artifact{Kind: "package", Name: "hello-1.1-1.x86_64.rpm", Data: []byte("binary rpm of hello 1.1")})
-	farmtest.Log(t, p, deb, a, 1, "dpkg-deb: building package 'hello' in '../hello_1.1-1_amd64.deb'.\n")
-	farmtest.Finish(t, p, deb, a, "succeeded", "",
-		farmtest.Artifact{Kind: "package", Name: "hello_1.1-1_amd64.deb", Data: []byte("binary deb of hello 1.1")})
-
-	waitFor("the job to succeed", `document.querySelector("#job-status").textContent === "succeeded"`)
-	waitFor("the artifacts in the task table", `document.querySelector("#tasks").textContent.includes("hello_1.1-1_amd64.deb")`)
+	// The live pane is read before the end: when the job ends the page
+	// loads itself again and shows what a fresh load shows.
+	waitFor("the el9 log's last line", fmt.Sprintf(`document.querySelector("#livelog-%d-1 pre") !== null &&
+		document.querySelector("#livelog-%d-1 pre").textContent.includes("+ exit 0")`, el9, el9))
 	text, err := chromedp.Run(ctx, chromedp.Text(fmt.Sprintf("#livelog-%d-1 pre", el9)))
 	if err != nil {
 		t.Fatal(err)
@@ -104,6 +100,14 @@ func TestBrowserFollowsJob(t *testing.T) {
 		"Wrote: /builddir/build/RPMS/x86_64/hello-1.1-1.x86_64.rpm\n+ exit 0\n"; text != want {
 		t.Errorf("log on the page:\n%s\nwant:\n%s", text, want)
 	}
+	farmtest.Finish(t, p, el9, 1, "succeeded", "",
+		farmtest.Artifact{Kind: "package", Name: "hello-1.1-1.x86_64.rpm", Data: []byte("binary rpm of hello 1.1")})
+	farmtest.Log(t, p, deb, a, 1, "dpkg-deb: building package 'hello' in '../hello_1.1-1_amd64.deb'.\n")
+	farmtest.Finish(t, p, deb, a, "succeeded", "",
+		farmtest.Artifact{Kind: "package", Name: "hello_1.1-1_amd64.deb", Data: []byte("binary deb of hello 1.1")})
+
+	waitFor("the job to succeed", `document.querySelector("#job-status").textContent === "succeeded"`)
+	waitFor("the artifacts in the task table", `document.querySelector("#tasks").textContent.includes("hello_1.1-1_amd64.deb")`)
 
 	if path := os.Getenv("KILN_SCREENSHOT"); path != "" {
 		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
