@@ -78,11 +78,16 @@ func TestBrowserFollowsRealBuild(t *testing.T) {
 
 	waitPage("the job succeeded", `document.querySelector("#job-status").textContent === "succeeded"`)
 	waitPage("the package in the task table", `document.querySelector("#tasks").textContent.includes("hello-1.0-1.x86_64.rpm")`)
-	text, err := chromedp.Run(ctx, chromedp.Text(fmt.Sprintf("#livelog-%d-1 pre", task)))
+	// When the job ends the open page loads itself again, as a fresh load
+	// shows a finished job (no live pane); the task page then holds the
+	// whole log as stored, in order.
+	if err := chromedp.Do(ctx, chromedp.Navigate(fmt.Sprintf("%s/tasks/%d", web, task))); err != nil {
+		t.Fatal(err)
+	}
+	text, err := chromedp.Run(ctx, chromedp.Text("#log"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The live pane holds the whole log as stored, in order.
 	var stored string
 	f.scan(t, `SELECT string_agg(data, '' ORDER BY seq) FROM kiln.log_chunk WHERE task_id = $1 AND attempt = 1`, []any{task}, &stored)
 	if text != stored {
