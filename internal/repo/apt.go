@@ -66,12 +66,54 @@ type aptSigner interface {
 
 // APTMetadata makes the metadata files of an APT repository of one suite
 // (the bucket) for one architecture: dists/SUITE/main/binary-ARCH/Packages
-// (plain, .gz, .xz, each also by-hash), Release, InRelease and Release.gpg,
-// signed with fingerprint.
-func APTMetadata(ctx context.Context, s aptSigner, fingerprint, suite, arch string, es []Entry, now time.Time) ([]File, error) {
-	plain := PackagesIndex(es)
-	// xz runs while gzip compresses here: the two compressions are most of
-	// the time a big repository's publication takes.
+// and dists/SUITE/main/source/Sources (plain, .gz, .xz, each also by-hash),
+// Release, InRelease and Release.gpg, signed with fingerprint.
+func APTMetadata(ctx context.Context, s aptSigner, fingerprint, suite, arch string, es []Entry, srcs []SourceEntry, now time.Time) ([]File, error) {
+	type result struct {
+		files []File
+		err   error
+	}
+	srcDone := make(chan result, 1)
+	go func() {
+		f, err := compressed(ctx, "main/source/Sources", SourcesIndex(srcs))
+		srcDone <- result{f, err}
+	}()
+	packages, err := compressed(ctx, "main/binary-"+arch+"/Packages", PackagesIndex(es))
+	sources := <-srcDone
+	if err := errors.Join(err, sources.err); err != nil {
+		return nil, err
+	}
+	indexes := append(packages, sources.files...)
+
+	var rel strings.Builder
+	fmt.Fprintf(&rel, "Origin: kiln\nLabel: kiln %s\nSuite: %s\nCodename: %s\nDate: %s\nArchitectures: %s\nComponents: main\nAcquire-By-Hash: yes\nSHA256:\n",
+		suite, suite, suite, now.UTC().Format(time.RFC1123Z), arch)
+	var files []File
+	for _, f := range indexes {
+		sum := sha256.Sum256(f.Data)
+		fmt.Fprintf(&rel, " %x %d %s\n", sum, len(f.Data), f.Path)
+		files = append(files, File{"dists/" + suite + "/" + f.Path, f.Data},
+			File{"dists/" + suite + "/" + f.Path[:strings.LastIndexByte(f.Path, '/')] + "/by-hash/SHA256/" + hex.EncodeToString(sum[:]), f.Data})
+	}
+	release := []byte(rel.String())
+	inRelease, err := s.ClearSign(ctx, fingerprint, release)
+	if err != nil {
+		return nil, err
+	}
+	sig, err := s.DetachSign(ctx, fingerprint, release)
+	if err != nil {
+		return nil, err
+	}
+	return append(files,
+		File{"dists/" + suite + "/Release", release},
+		File{"dists/" + suite + "/InRelease", inRelease},
+		File{"dists/" + suite + "/Release.gpg", sig}), nil
+}
+
+// compressed is an index as path, path.gz and path.xz. xz runs while gzip
+// compresses here: the two compressions are most of the time a big
+// repository's publication takes.
+func compressed(ctx context.Context, path string, plain []byte) ([]File, error) {
 	type result struct {
 		data []byte
 		err  error
@@ -89,33 +131,7 @@ func APTMetadata(ctx context.Context, s aptSigner, fingerprint, suite, arch stri
 	if err := errors.Join(zerr, x.err); err != nil {
 		return nil, err
 	}
-	xz := x.data
-	dir := "main/binary-" + arch
-	indexes := []File{{dir + "/Packages", plain}, {dir + "/Packages.gz", gz.Bytes()}, {dir + "/Packages.xz", xz}}
-
-	var rel strings.Builder
-	fmt.Fprintf(&rel, "Origin: kiln\nLabel: kiln %s\nSuite: %s\nCodename: %s\nDate: %s\nArchitectures: %s\nComponents: main\nAcquire-By-Hash: yes\nSHA256:\n",
-		suite, suite, suite, now.UTC().Format(time.RFC1123Z), arch)
-	var files []File
-	for _, f := range indexes {
-		sum := sha256.Sum256(f.Data)
-		fmt.Fprintf(&rel, " %x %d %s\n", sum, len(f.Data), f.Path)
-		files = append(files, File{"dists/" + suite + "/" + f.Path, f.Data},
-			File{"dists/" + suite + "/" + dir + "/by-hash/SHA256/" + hex.EncodeToString(sum[:]), f.Data})
-	}
-	release := []byte(rel.String())
-	inRelease, err := s.ClearSign(ctx, fingerprint, release)
-	if err != nil {
-		return nil, err
-	}
-	sig, err := s.DetachSign(ctx, fingerprint, release)
-	if err != nil {
-		return nil, err
-	}
-	return append(files,
-		File{"dists/" + suite + "/Release", release},
-		File{"dists/" + suite + "/InRelease", inRelease},
-		File{"dists/" + suite + "/Release.gpg", sig}), nil
+	return []File{{path, plain}, {path + ".gz", gz.Bytes()}, {path + ".xz", x.data}}, nil
 }
 
 func xzCompress(ctx context.Context, data []byte) ([]byte, error) {

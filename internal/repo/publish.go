@@ -91,7 +91,9 @@ type request struct {
 type repoView struct {
 	platform, format, arch string
 	entries                map[string]Entry // by name/arch
-	changed                bool
+	// sources are a Debian repository's source packages, by name.
+	sources map[string]SourceEntry
+	changed bool
 }
 
 // Publish takes the pending requests of bucket and, if they change
@@ -169,7 +171,7 @@ func (p *Publisher) Publish(ctx context.Context, bucket string) (Result, error) 
 			// Repositories the target did not have become empty ones.
 			for name, v := range views {
 				if _, ok := target[name]; !ok {
-					v.entries = map[string]Entry{}
+					v.entries, v.sources = map[string]Entry{}, map[string]SourceEntry{}
 					target[name] = v
 				}
 			}
@@ -191,6 +193,11 @@ func (p *Publisher) Publish(ctx context.Context, bucket string) (Result, error) 
 						n++
 					}
 				}
+				if _, ok := v.sources[*r.pkg]; ok {
+					delete(v.sources, *r.pkg)
+					v.changed = true
+					n++
+				}
 			}
 			r.note = fmt.Sprintf("removed %d packages named %s", n, *r.pkg)
 		case "rebuild":
@@ -200,14 +207,22 @@ func (p *Publisher) Publish(ctx context.Context, bucket string) (Result, error) 
 			r.note = "metadata rebuilt"
 		case "job", "promote":
 			var adds []Entry
+			var srcs []SourceEntry
 			var why string
+			var srcNotes []string
 			if r.kind == "job" {
 				adds, why, err = p.jobPackages(ctx, tx, *r.job, policy)
 				if err == nil && signPackages {
 					adds, err = p.signPackages(ctx, tx, bucket, adds)
 				}
+				if err == nil && len(adds) > 0 {
+					srcs, srcNotes, err = p.jobSources(ctx, tx, *r.job)
+				}
 			} else {
 				adds, why, err = p.promotedPackages(ctx, tx, *r.job)
+				if err == nil {
+					srcs, err = p.promotedSources(ctx, tx, *r.job)
+				}
 			}
 			if err != nil {
 				if ctx.Err() != nil {
@@ -226,10 +241,25 @@ func (p *Publisher) Publish(ctx context.Context, bucket string) (Result, error) 
 				}
 			}
 			r.added, r.note = apply(views, adds)
+			n, kept := applySources(views, adds, srcs)
+			if n > 0 {
+				r.note += fmt.Sprintf(", %d source packages", n)
+			}
+			if notes := append(kept, srcNotes...); len(notes) > 0 {
+				r.note += "; " + strings.Join(notes, "; ")
+			}
 			res.Packages += r.added
 		}
 	}
 
+	if err := recordSources(ctx, tx, views); err != nil {
+		return res, err
+	}
+	if signPackages {
+		if err := p.signChanges(ctx, tx, bucket, views); err != nil {
+			return res, err
+		}
+	}
 	changed := false
 	for _, v := range views {
 		changed = changed || v.changed
@@ -299,7 +329,7 @@ func (p *Publisher) view(ctx context.Context, tx pgx.Tx, views map[string]*repoV
 	if v, ok := views[platform]; ok {
 		return v, nil
 	}
-	v := &repoView{platform: platform, entries: map[string]Entry{}}
+	v := &repoView{platform: platform, entries: map[string]Entry{}, sources: map[string]SourceEntry{}}
 	pl, err := kplatform.Get(ctx, tx, platform, false)
 	if err != nil {
 		return nil, err
@@ -346,7 +376,19 @@ func (p *Publisher) loadSnapshot(ctx context.Context, tx pgx.Tx, bucket string, 
 		copy(e.Sum[:], sum)
 		views[e.repoPlatform].entries[e.Name+"/"+e.Arch] = e
 	}
-	return views, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("reading snapshot %d of %s: %w", seq, bucket, err)
+	}
+	srcs, err := readSources(ctx, tx, `f.bucket = $1 AND `+alive, args...)
+	if err != nil {
+		return nil, fmt.Errorf("reading snapshot %d of %s: %w", seq, bucket, err)
+	}
+	for pl, ss := range srcs {
+		for _, s := range ss {
+			views[pl].sources[s.Name] = s
+		}
+	}
+	return views, nil
 }
 
 // jobPackages are the packages a finished job contributes under policy,
@@ -584,15 +626,19 @@ func (p *Publisher) writeSnapshot(ctx context.Context, tx pgx.Tx, bucket string,
 		}
 		sortEntries(entries)
 		var meta []File
+		srcs := make([]SourceEntry, 0, len(v.sources))
+		for _, s := range v.sources {
+			srcs = append(srcs, s)
+		}
 		if v.format == "deb" {
-			meta, err = APTMetadata(ctx, p.Keys, fpr, bucket, v.arch, entries, now)
+			meta, err = APTMetadata(ctx, p.Keys, fpr, bucket, v.arch, entries, srcs, now)
 		} else {
 			meta, err = p.rpmMetadata(ctx, tx, bucket, name, fpr, entries)
 		}
 		if err != nil {
 			return 0, 0, fmt.Errorf("metadata of %s/%s: %w", bucket, name, err)
 		}
-		if err := writeFiles(ctx, tx, bucket, name, seq, entries, meta); err != nil {
+		if err := writeFiles(ctx, tx, bucket, name, seq, entries, srcs, meta); err != nil {
 			return 0, 0, fmt.Errorf("snapshot %d of %s, %s: %w", seq, bucket, name, err)
 		}
 	}
@@ -605,14 +651,32 @@ type stored struct {
 	size int64
 	pkg  bool
 	job  int64
+	// src is the .dsc's blob for a file of a source package.
+	src *[32]byte
 }
 
-// writeFiles brings the newest manifest of one repository to entries plus
-// meta, as of snapshot seq.
-func writeFiles(ctx context.Context, tx pgx.Tx, bucket, platform string, seq int, entries []Entry, meta []File) error {
+// sameSource reports whether two files belong to the same source package
+// (or both to none).
+func sameSource(a, b *[32]byte) bool {
+	return (a == nil) == (b == nil) && (a == nil || *a == *b)
+}
+
+// writeFiles brings the newest manifest of one repository to entries, the
+// files of srcs, plus meta, as of snapshot seq.
+func writeFiles(ctx context.Context, tx pgx.Tx, bucket, platform string, seq int, entries []Entry, srcs []SourceEntry, meta []File) error {
 	want := make(map[string]stored, len(entries)+len(meta))
 	for _, e := range entries {
 		want[e.Path()] = stored{sum: e.Sum, size: e.Size, pkg: true, job: e.JobID}
+	}
+	for _, s := range srcs {
+		dsc := [32]byte(s.DSC)
+		files := s.Files
+		if s.Changes != nil {
+			files = append(files[:len(files):len(files)], *s.Changes)
+		}
+		for _, f := range files {
+			want[s.Dir()+"/"+f.Name] = stored{sum: f.Sum, size: f.Size, job: s.JobID, src: &dsc}
+		}
 	}
 	for _, f := range meta {
 		info, err := blob.Put(ctx, tx, bytes.NewReader(f.Data), true)
@@ -621,35 +685,40 @@ func writeFiles(ctx context.Context, tx pgx.Tx, bucket, platform string, seq int
 		}
 		want[f.Path] = stored{sum: info.Sum, size: info.Size}
 	}
-	rows, err := tx.Query(ctx, `SELECT path, blob_sha256 FROM kiln.repository_file
+	rows, err := tx.Query(ctx, `SELECT path, blob_sha256, source_package FROM kiln.repository_file
 		WHERE bucket = $1 AND platform = $2 AND until_seq IS NULL`, bucket, platform)
 	if err != nil {
 		return err
 	}
-	have := map[string][32]byte{}
+	have := map[string]stored{}
 	for rows.Next() {
 		var path string
-		var sum []byte
-		if err := rows.Scan(&path, &sum); err != nil {
+		var sum, src []byte
+		if err := rows.Scan(&path, &sum, &src); err != nil {
 			rows.Close()
 			return err
 		}
-		have[path] = [32]byte(sum)
+		h := stored{sum: [32]byte(sum)}
+		if src != nil {
+			s := [32]byte(src)
+			h.src = &s
+		}
+		have[path] = h
 	}
 	if err := rows.Err(); err != nil {
 		return err
 	}
 	var gone []string
-	for path, sum := range have {
-		if w, ok := want[path]; !ok || w.sum != sum {
+	for path, h := range have {
+		if w, ok := want[path]; !ok || w.sum != h.sum || !sameSource(w.src, h.src) {
 			gone = append(gone, path)
 		}
 	}
 	var paths []string
-	var sums, pkgs [][]byte
+	var sums, pkgs, srcPkgs [][]byte
 	var sizes, jobs []int64
 	for path, w := range want {
-		if sum, ok := have[path]; ok && sum == w.sum {
+		if h, ok := have[path]; ok && h.sum == w.sum && sameSource(w.src, h.src) {
 			continue
 		}
 		paths = append(paths, path)
@@ -661,15 +730,20 @@ func writeFiles(ctx context.Context, tx pgx.Tx, bucket, platform string, seq int
 		} else {
 			pkgs = append(pkgs, nil)
 		}
+		if w.src != nil {
+			srcPkgs = append(srcPkgs, w.src[:])
+		} else {
+			srcPkgs = append(srcPkgs, nil)
+		}
 	}
 	if _, err := tx.Exec(ctx, `UPDATE kiln.repository_file SET until_seq = $3
 		WHERE bucket = $1 AND platform = $2 AND until_seq IS NULL AND path = ANY($4)`, bucket, platform, seq, gone); err != nil {
 		return err
 	}
-	_, err = tx.Exec(ctx, `INSERT INTO kiln.repository_file (bucket, platform, path, from_seq, blob_sha256, size, package, job_id)
-		SELECT $1, $2, t.path, $3, t.sum, t.size, t.pkg, nullif(t.job, 0)
-		FROM unnest($4::text[], $5::bytea[], $6::bigint[], $7::bytea[], $8::bigint[]) AS t(path, sum, size, pkg, job)`,
-		bucket, platform, seq, paths, sums, sizes, pkgs, jobs)
+	_, err = tx.Exec(ctx, `INSERT INTO kiln.repository_file (bucket, platform, path, from_seq, blob_sha256, size, package, job_id, source_package)
+		SELECT $1, $2, t.path, $3, t.sum, t.size, t.pkg, nullif(t.job, 0), t.src
+		FROM unnest($4::text[], $5::bytea[], $6::bigint[], $7::bytea[], $8::bigint[], $9::bytea[]) AS t(path, sum, size, pkg, job, src)`,
+		bucket, platform, seq, paths, sums, sizes, pkgs, jobs, srcPkgs)
 	return err
 }
 
@@ -681,10 +755,11 @@ func prune(ctx context.Context, tx pgx.Tx, bucket string, newest int, keep int32
 	if oldest <= 1 {
 		return nil
 	}
-	var pkgs [][]byte
+	var pkgs, srcs [][]byte
 	if err := tx.QueryRow(ctx, `WITH gone AS (
-			DELETE FROM kiln.repository_file WHERE bucket = $1 AND until_seq <= $2 RETURNING package)
-		SELECT coalesce(array_agg(DISTINCT package) FILTER (WHERE package IS NOT NULL), '{}') FROM gone`, bucket, oldest).Scan(&pkgs); err != nil {
+			DELETE FROM kiln.repository_file WHERE bucket = $1 AND until_seq <= $2 RETURNING package, source_package)
+		SELECT coalesce(array_agg(DISTINCT package) FILTER (WHERE package IS NOT NULL), '{}'),
+		       coalesce(array_agg(DISTINCT source_package) FILTER (WHERE source_package IS NOT NULL), '{}') FROM gone`, bucket, oldest).Scan(&pkgs, &srcs); err != nil {
 		return fmt.Errorf("pruning %s: %w", bucket, err)
 	}
 	if _, err := tx.Exec(ctx, `DELETE FROM kiln.snapshot WHERE bucket = $1 AND seq < $2`, bucket, oldest); err != nil {
@@ -692,6 +767,10 @@ func prune(ctx context.Context, tx pgx.Tx, bucket string, newest int, keep int32
 	}
 	if _, err := tx.Exec(ctx, `DELETE FROM kiln.binary_package bp WHERE bp.sha256 = ANY($1)
 		AND NOT EXISTS (SELECT 1 FROM kiln.repository_file f WHERE f.blob_sha256 = bp.sha256)`, pkgs); err != nil {
+		return fmt.Errorf("pruning %s: %w", bucket, err)
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM kiln.source_package sp WHERE sp.sha256 = ANY($1)
+		AND NOT EXISTS (SELECT 1 FROM kiln.repository_file f WHERE f.source_package = sp.sha256)`, srcs); err != nil {
 		return fmt.Errorf("pruning %s: %w", bucket, err)
 	}
 	return nil

@@ -188,6 +188,7 @@ func (a *apt) run(args ...string) (string, error) {
 		"-q", "-y",
 	}
 	cmd := exec.Command("apt-get", append(base, args...)...)
+	cmd.Dir = a.dir // apt-get source downloads into the working directory
 	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
 	out, err := cmd.CombinedOutput()
 	return string(out), err
