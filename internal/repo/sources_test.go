@@ -211,7 +211,9 @@ func TestSourcesReplaceRollBackPromoteAndPrune(t *testing.T) {
 		jobs[v] = f.srcJob(t, "devel", dsc, farmtest.Artifact{Kind: "package", Name: "a.deb", Data: deb(t, "kiln-src", v, "amd64")})
 		f.publish(t)
 	}
-	dscPath := func(v string) string { return "/repos/devel/bookworm-amd64/pool/main/k/kiln-src/kiln-src_" + v + ".dsc" }
+	dscPath := func(v string) string {
+		return "/repos/devel/bookworm-amd64/pool/main/k/kiln-src/kiln-src_" + v + ".dsc"
+	}
 
 	publish("1.0")
 	_, first := f.get(t, sourcesPath)
@@ -281,4 +283,15 @@ func TestSourcesReplaceRollBackPromoteAndPrune(t *testing.T) {
 		t.Fatalf("snapshot 3's tarball: %d", code)
 	}
 	checkRelease(t, f, "snapshots/3/")
+
+	// kiln repo rm takes out the source package of the name too.
+	_, err = alice.Exec(ctx, `SELECT kiln.remove_package('devel', 'kiln-src', NULL)`)
+	must(t, err)
+	f.publish(t)
+	if _, now := f.get(t, sourcesPath); len(now) != 0 {
+		t.Fatalf("Sources after removal:\n%s", now)
+	}
+	if code, _ := f.get(t, dscPath("1.3")); code == 200 {
+		t.Fatal("the removed .dsc is still served")
+	}
 }
