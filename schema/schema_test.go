@@ -296,6 +296,7 @@ func constraintCases(job, task int64) []constraintCase {
 	fpr, armored := strings.Repeat("AB", 20), "'-----BEGIN PGP PUBLIC KEY BLOCK-----x'"
 	bp := "INSERT INTO kiln.binary_package (sha256, format, name, version, arch, source) VALUES (sha256('x'), "
 	snap := "INSERT INTO kiln.snapshot (bucket, seq) VALUES ('devel', 1); "
+	sp := "INSERT INTO kiln.source_package (sha256, name, version, stanza) VALUES (sha256('x'), "
 	file := "INSERT INTO kiln.repository_file (bucket, from_seq, platform, path, blob_sha256, size, package) VALUES ('devel', 1, 'el9-x86_64', "
 	req := "INSERT INTO kiln.publication_request (bucket, kind, job_id, snapshot_seq) VALUES ("
 	return []constraintCase{
@@ -511,6 +512,15 @@ func constraintCases(job, task int64) []constraintCase {
 		{"repository file from 0", "INSERT INTO kiln.repository_file (bucket, from_seq, platform, path, blob_sha256, size) VALUES ('devel', 0, 'el9-x86_64', 'a', sha256('x'), 1)", "23514", "repository_file_lifetime"},
 		{"snapshot file needs blob", snap + file + "'a', sha256('nope'), 1, NULL)", "23503", "repository_file_blob_sha256_fkey"},
 		{"snapshot file needs package", snap + file + "'a', sha256('x'), 1, sha256('x'))", "23503", "repository_file_package_fkey"},
+		// Source packages (0029).
+		{"source package name", sp + "'../a', '1', '')", "23514", "source_package_name_valid"},
+		{"source package version", sp + "'ab', '1_2', '')", "23514", "source_package_version_valid"},
+		{"source package stanza", sp + "'ab', '1', E'Package: ab\n\nPackage: evil\n')", "23514", "source_package_stanza_one_paragraph"},
+		{"source package needs blob", "INSERT INTO kiln.source_package (sha256, name, version, stanza) VALUES (sha256('nope'), 'ab', '1', '')", "23503", "source_package_sha256_fkey"},
+		{"duplicate source package", sp + "'ab', '1', ''); " + sp + "'ab', '1', '')", "23505", "source_package_pkey"},
+		{"snapshot file needs source package", snap + "INSERT INTO kiln.repository_file (bucket, from_seq, platform, path, blob_sha256, size, source_package) VALUES ('devel', 1, 'el9-x86_64', 'a', sha256('x'), 1, sha256('x'))", "23503", "repository_file_source_package_fkey"},
+		{"snapshot file binary or source", snap + bp + "'deb', 'a', '1', 'amd64', 'a'); " + sp + "'ab', '1', ''); " +
+			"INSERT INTO kiln.repository_file (bucket, from_seq, platform, path, blob_sha256, size, package, source_package) VALUES ('devel', 1, 'el9-x86_64', 'a', sha256('x'), 1, sha256('x'), sha256('x'))", "23514", "repository_file_binary_or_source"},
 		{"snapshot file package is its blob", bp + "'deb', 'a', '1', 'amd64', 'a'); " + snap + file + "'a', sha256('y'), 1, sha256('x'))", "23514", "repository_file_package_is_blob"},
 		{"duplicate snapshot file", snap + file + "'a', sha256('x'), 1, NULL); " + file + "'a', sha256('x'), 1, NULL)", "23505", "repository_file_pkey"},
 		{"publication needs bucket", "INSERT INTO kiln.bucket_publication (bucket) VALUES ('nope')", "23503", "bucket_publication_bucket_fkey"},
