@@ -6,13 +6,16 @@ import (
 	"crypto/md5"
 	"crypto/sha256"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/kiln-build/kiln/internal/janitor"
 	"github.com/kiln-build/kiln/internal/submit"
 	"github.com/kiln-build/kiln/internal/testsupport/farmtest"
 	"github.com/kiln-build/kiln/internal/testsupport/testpkg"
@@ -294,4 +297,51 @@ func TestSourcesReplaceRollBackPromoteAndPrune(t *testing.T) {
 	if code, _ := f.get(t, dscPath("1.3")); code == 200 {
 		t.Fatal("the removed .dsc is still served")
 	}
+}
+
+// Retention and the janitor together: once the jobs are deleted, the blobs
+// of a source package that only pruned snapshots had are removed, and those
+// of the served one stay (the manifest and kiln.source_package refer to
+// them) and are served as they were.
+func TestJanitorKeepsServedSourceBlobs(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	_, err := f.db.Pool.Exec(ctx, `UPDATE kiln.bucket SET keep_snapshots = 1 WHERE name = 'devel'`)
+	must(t, err)
+	var firstDSC []byte
+	for _, v := range []string{"1.0", "1.1"} {
+		dsc := nativeDSC(t, "kiln-src", v, "", map[string][]byte{"kiln-src_" + v + ".tar.xz": []byte("tarball " + v)})
+		if firstDSC == nil {
+			firstDSC, err = os.ReadFile(dsc)
+			must(t, err)
+		}
+		f.srcJob(t, "devel", dsc, farmtest.Artifact{Kind: "package", Name: "a.deb", Data: deb(t, "kiln-src", v, "amd64")})
+		f.publish(t)
+	}
+	_, dsc := f.get(t, "/repos/devel/bookworm-amd64/pool/main/k/kiln-src/kiln-src_1.1.dsc")
+	_, err = f.db.Pool.Exec(ctx, `DELETE FROM kiln.job`)
+	must(t, err)
+	cfg := janitor.DefaultConfig()
+	cfg.BlobGrace = time.Nanosecond
+	j, err := janitor.New(pool(t, f.db.URLAs(farmtest.Person(t, f.db, "jan", "kiln_janitor"))), cfg, slog.New(slog.DiscardHandler))
+	must(t, err)
+	if _, err := j.Round(ctx, janitor.Retention); err != nil {
+		t.Fatal(err)
+	}
+	blobs := func(content string) int {
+		var n int
+		must(t, f.db.Pool.QueryRow(ctx, `SELECT count(*) FROM kiln.blob WHERE sha256 = sha256(convert_to($1, 'UTF8'))`, content).Scan(&n))
+		return n
+	}
+	if blobs("tarball 1.0") != 0 || blobs(string(firstDSC)) != 0 || blobs("tarball 1.1") != 1 || blobs(string(dsc)) != 1 {
+		t.Fatalf("blobs of 1.0's tarball and .dsc: %d %d (want 0 0), of 1.1's: %d %d (want 1 1)",
+			blobs("tarball 1.0"), blobs(string(firstDSC)), blobs("tarball 1.1"), blobs(string(dsc)))
+	}
+	for name, want := range map[string][]byte{"kiln-src_1.1.dsc": dsc, "kiln-src_1.1.tar.xz": []byte("tarball 1.1")} {
+		if code, got := f.get(t, "/repos/devel/bookworm-amd64/pool/main/k/kiln-src/"+name); code != 200 || !bytes.Equal(got, want) {
+			t.Fatalf("%s after the janitor: %d", name, code)
+		}
+	}
+	checkRelease(t, f, "")
 }

@@ -28,6 +28,8 @@ ALTER TABLE kiln.repository_file
     ADD CONSTRAINT repository_file_binary_or_source CHECK (package IS NULL OR source_package IS NULL);
 COMMENT ON COLUMN kiln.repository_file.source_package IS 'For a file of a source package (the .dsc, a file it names, or the .changes the publisher signed for it): the source package; NULL otherwise.';
 
+COMMENT ON COLUMN kiln.bucket.sign_packages IS 'When true the publisher also signs packages: rpmsign for RPMs, and for Debian a .changes of each published source package and its binaries, clear-signed with the bucket''s key (as debsign does). Repository metadata is always signed.';
+
 CREATE INDEX repository_file_source_idx ON kiln.repository_file (source_package) WHERE source_package IS NOT NULL;
 
 ALTER TABLE kiln.source_package ENABLE ROW LEVEL SECURITY;
