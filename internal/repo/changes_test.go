@@ -190,20 +190,42 @@ func TestSourcePackageAttacks(t *testing.T) {
 
 	t.Run("a file whose bytes are not what the .dsc says is not published", func(t *testing.T) {
 		dsc := nativeDSC(t, "kiln-swap", "1.0", "", map[string][]byte{"kiln-swap_1.0.tar.xz": []byte("the real tarball")})
-		job := f.srcJob(t, "devel", dsc, farmtest.Artifact{Kind: "package", Name: "x.deb", Data: deb(t, "kiln-swap", "1.0", "amd64")})
+		arts := farmtest.Artifact{Kind: "package", Name: "x.deb", Data: deb(t, "kiln-swap", "1.0", "amd64")}
 		// Past the splitter: the stored file becomes other bytes of the
 		// same size.
-		_, err := f.db.Pool.Exec(ctx, `WITH b AS (INSERT INTO kiln.blob (sha256, size, chunk_size, verified_at)
-				VALUES (sha256('a fake tarball!!'), 16, 262144, now()) RETURNING sha256),
-			c AS (INSERT INTO kiln.blob_chunk (sha256, seq, data) SELECT sha256, 0, 'a fake tarball!!' FROM b)
-			UPDATE kiln.package_file SET blob_sha256 = (SELECT sha256 FROM b) WHERE job_id = $1`, job)
-		must(t, err)
-		f.publish(t)
-		if o := outcome(job); !strings.Contains(o, "the .dsc says") {
-			t.Fatalf("outcome %q", o)
+		swap := func(job int64) {
+			_, err := f.db.Pool.Exec(ctx, `WITH b AS (INSERT INTO kiln.blob (sha256, size, chunk_size, verified_at)
+					VALUES (sha256('a fake tarball!!'), 16, 262144, now()) ON CONFLICT DO NOTHING RETURNING sha256),
+				c AS (INSERT INTO kiln.blob_chunk (sha256, seq, data) SELECT sha256, 0, 'a fake tarball!!' FROM b)
+				UPDATE kiln.package_file SET blob_sha256 = sha256('a fake tarball!!') WHERE job_id = $1`, job)
+			must(t, err)
 		}
-		if code, _ := f.get(t, "/repos/devel/bookworm-amd64/pool/main/k/kiln-swap/kiln-swap_1.0.tar.xz"); code == 200 {
-			t.Fatal("the swapped tarball is served")
+		// Once when the publisher first reads the source package, once
+		// after it has read the same .dsc with the right files (in
+		// another bucket) and knows its stanza.
+		first := f.srcJob(t, "devel", dsc, arts)
+		swap(first)
+		f.publish(t)
+		farmtest.Bucket(t, f.db.Pool, "swap1")
+		farmtest.Bucket(t, f.db.Pool, "swap2")
+		f.srcJob(t, "swap1", dsc, arts)
+		f.publish(t)
+		if code, _ := f.get(t, "/repos/swap1/bookworm-amd64/pool/main/k/kiln-swap/kiln-swap_1.0.tar.xz"); code != 200 {
+			t.Fatalf("the real tarball is not served: %d", code)
+		}
+		second := f.srcJob(t, "swap2", dsc, arts)
+		swap(second)
+		f.publish(t)
+		for _, c := range []struct {
+			bucket string
+			job    int64
+		}{{"devel", first}, {"swap2", second}} {
+			if o := outcome(c.job); !strings.Contains(o, "the .dsc says") {
+				t.Fatalf("%s: outcome %q", c.bucket, o)
+			}
+			if code, _ := f.get(t, "/repos/"+c.bucket+"/bookworm-amd64/pool/main/k/kiln-swap/kiln-swap_1.0.tar.xz"); code == 200 {
+				t.Fatalf("%s serves the swapped tarball", c.bucket)
+			}
 		}
 	})
 

@@ -294,6 +294,15 @@ func (p *Publisher) sourcePackage(ctx context.Context, tx pgx.Tx, dscSum blob.Su
 		if o.Size != f.Size {
 			return SourceEntry{}, fmt.Errorf("%w: %s is %d bytes, the .dsc says %d", errSource, f.Name, o.Size, f.Size)
 		}
+		// The content's SHA-256 as stored (a staged blob's key is random;
+		// blob.WriteTo checks the bytes against it when they are read).
+		var digest []byte
+		if err := tx.QueryRow(ctx, `SELECT coalesce(content_sha256, sha256) FROM kiln.blob WHERE sha256 = $1`, o.Sum[:]).Scan(&digest); err != nil {
+			return SourceEntry{}, fmt.Errorf("%s: %w", f.Name, err)
+		}
+		if blob.Sum(digest) != f.SHA256 {
+			return SourceEntry{}, fmt.Errorf("%w: %s has SHA-256 %x, the .dsc says %x", errSource, f.Name, digest, f.SHA256)
+		}
 		e.Files = append(e.Files, o)
 	}
 	err = tx.QueryRow(ctx, `SELECT name, version, stanza FROM kiln.source_package WHERE sha256 = $1`, dscSum[:]).
