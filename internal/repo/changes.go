@@ -25,8 +25,8 @@ type changesFile struct {
 	section, priority string
 }
 
-// ChangesData is what a .changes says, before it is signed.
-type ChangesData struct {
+// changesData is what a .changes says, before it is signed.
+type changesData struct {
 	Source       Source
 	Distribution string // the bucket
 	Arch         string // the repository's architecture
@@ -40,28 +40,20 @@ type ChangesData struct {
 // Text is the .changes (format 1.8, as dpkg-genchanges writes it) of the
 // upload: the source package and the binaries, every file with the hashes
 // of the bytes the repository serves.
-func (c ChangesData) Text() []byte {
-	field := func(stanza, name string) string {
-		for _, line := range strings.Split(stanza, "\n") {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, name) {
-				return strings.TrimSpace(v)
-			}
-		}
-		return ""
-	}
+func (c changesData) Text() []byte {
 	archs := map[string]bool{}
 	var names, descs []string
 	for _, e := range c.Binaries {
 		archs[e.Arch] = true
 		names = append(names, e.Name)
-		descs = append(descs, fmt.Sprintf(" %s - %s", e.Name, field(e.Stanza, "Description")))
+		descs = append(descs, fmt.Sprintf(" %s - %s", e.Name, controlField(e.Stanza, "Description")))
 	}
 	archList := []string{"source"}
 	for a := range archs {
 		archList = append(archList, a)
 	}
 	sort.Strings(archList[1:])
-	maint := field(c.Source.Stanza, "Maintainer")
+	maint := controlField(c.Source.Stanza, "Maintainer")
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "Format: 1.8\nDate: %s\nSource: %s\n", c.Date.UTC().Format(time.RFC1123Z), c.Source.Name)
 	if len(names) > 0 {
@@ -108,7 +100,7 @@ func (p *Publisher) signChanges(ctx context.Context, tx pgx.Tx, bucket string, v
 					return err
 				}
 			}
-			c := ChangesData{Source: s.Source, Distribution: bucket, Arch: v.arch, JobID: s.JobID, Date: now}
+			c := changesData{Source: s.Source, Distribution: bucket, Arch: v.arch, JobID: s.JobID, Date: now}
 			for _, e := range v.entries {
 				if e.JobID == s.JobID && e.Source == s.Name && e.Format == "deb" {
 					c.Binaries = append(c.Binaries, e)
@@ -145,16 +137,22 @@ func (p *Publisher) signChanges(ctx context.Context, tx pgx.Tx, bucket string, v
 	return nil
 }
 
-// stanzaField is a one-line field of a control stanza, or def; only
-// characters a .changes Files line may carry are kept.
-func stanzaField(stanza, name, def string) string {
+// controlField is the first line of a field of a control stanza ("" when it
+// has none).
+func controlField(stanza, name string) string {
 	for _, line := range strings.Split(stanza, "\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, name) {
-			v = strings.TrimSpace(v)
-			if v != "" && validName.MatchString(strings.ReplaceAll(v, "/", "-")) {
-				return v
-			}
+		if k, v, ok := strings.Cut(line, ":"); ok && !strings.HasPrefix(line, " ") && strings.EqualFold(k, name) {
+			return strings.TrimSpace(v)
 		}
+	}
+	return ""
+}
+
+// stanzaField is a one-line field of a control stanza, or def when it has
+// none or one with characters a .changes Files line may not carry.
+func stanzaField(stanza, name, def string) string {
+	if v := controlField(stanza, name); v != "" && validName.MatchString(strings.ReplaceAll(v, "/", "-")) {
+		return v
 	}
 	return def
 }
