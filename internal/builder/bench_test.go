@@ -428,7 +428,31 @@ func (c *statementCounter) count(b *testing.B) (top, all int64, ok bool) {
 		WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())`, c.roles).Scan(&top, &all); err != nil {
 		b.Fatal(err)
 	}
+	if os.Getenv("KILN_BENCH_STATEMENTS") != "" {
+		c.list(b)
+	}
 	return top, all, true
+}
+
+// list logs the statements counted, the most called first
+// (KILN_BENCH_STATEMENTS=1).
+func (c *statementCounter) list(b *testing.B) {
+	rows, err := c.f.db.Pool.Query(context.Background(), `SELECT s.calls, s.toplevel, r.rolname, round(s.total_exec_time::numeric, 1), left(regexp_replace(s.query, '\s+', ' ', 'g'), 110)
+		FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid
+		WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY s.calls DESC LIMIT 60`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var calls int64
+		var top bool
+		var role, ms, query string
+		if err := rows.Scan(&calls, &top, &role, &ms, &query); err != nil {
+			b.Fatal(err)
+		}
+		fmt.Fprintf(os.Stderr, "%6d top=%-5v %-18s %8s ms %s\n", calls, top, role, ms, query)
+	}
 }
 
 type benchArgs struct{}
