@@ -167,7 +167,7 @@ func suites(c *cli.Context) []suite {
 					return fmt.Sprintf("submit %s MB/s, COPY %s MB/s; submit takes %sx the COPY's time",
 						m.f("submit-MB/s", "%.0f"), m.f("copy-MB/s", "%.0f"), m.f("submit/copy-time", "%.2f"))
 				},
-				how: "kiln submit of four 50 MB files (hash, then stream into blobs, one transaction) against COPY of the same bytes into a bytea table in 256 KiB rows, same database"}},
+				how: "kiln submit of four 50 MB files (each hashed ahead while the one before streams into its blob, one transaction) against COPY of the same bytes into a bytea table in 256 KiB rows, same database"}},
 		},
 	}
 }
