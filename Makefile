@@ -47,8 +47,10 @@ fuzz:
 
 # The benchmarks (docs/performance.md): one table, each figure with how it
 # was measured. A few minutes; BENCH_FLAGS=--markdown prints it for the docs.
+# The cluster preloads pg_stat_statements, for the statements per task.
 bench: build
-	.ci/with-cluster $(BIN)/kiln-bench $(BENCH_FLAGS)
+	KILN_PG_EXTRA_CONF="shared_preload_libraries = 'pg_stat_statements'"$$'\n'"pg_stat_statements.track = all" \
+	  .ci/with-cluster $(BIN)/kiln-bench $(BENCH_FLAGS)
 
 # The soak (docs/reliability.md): real builders, splitter and janitor on a
 # private cluster, under faults; exits non-zero when a check fails.

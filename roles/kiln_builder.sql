@@ -24,10 +24,12 @@ GRANT EXECUTE ON FUNCTION
     kiln.task_log(text, bigint, integer, integer, text, boolean),
     kiln.task_finish(text, bigint, integer, text, text, jsonb, boolean, text[], text[], bytea[], bigint[]),
     kiln.task_finish(text, bigint, integer, text, text, jsonb, boolean, text[], text[], bytea[], bigint[], text),
+    kiln.task_finish(text, bigint, integer, text, text, jsonb, boolean, text[], text[], bytea[], bigint[], text, bytea[], integer, text),
     kiln.task_give_back(text, bigint, integer),
     kiln.task_recover(text, bigint, integer)
 TO kiln_builder;
--- The bytes of artifacts, stored before kiln.task_finish names them. A
+-- The bytes of large artifacts, stored before kiln.task_finish names them
+-- (small ones' bytes go with the finish, which stores them itself). A
 -- builder vouches (verified_at) only for the bytes it stores itself, in the
 -- transaction that stores them; it never marks other blobs verified.
 GRANT INSERT (sha256, size, chunk_size, content_sha256, verified_at) ON kiln.blob TO kiln_builder;

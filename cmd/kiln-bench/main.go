@@ -83,8 +83,12 @@ func suites(c *cli.Context) []suite {
 	p5095 := func(m metrics) string { return ms(m, "p50", "p95") }
 	p5099 := func(m metrics) string { return ms(m, "p50", "p99") }
 	throughput := func(m metrics) string {
-		return fmt.Sprintf("%s tasks/s; bare River %s jobs/s; ratio %s",
-			m.f("tasks/s", "%.1f"), m.f("river-jobs/s", "%.1f"), m.f("ratio", "%.2f"))
+		s := fmt.Sprintf("%s tasks/s; bare River %s jobs/s; ratio %s; PG CPU %s ms/task",
+			m.f("tasks/s", "%.1f"), m.f("river-jobs/s", "%.1f"), m.f("ratio", "%.2f"), m.f("pg-cpu-ms/task", "%.2f"))
+		if _, ok := m["statements/task"]; ok {
+			s += fmt.Sprintf("; %s statements/task (%s in all)", m.f("statements/task", "%.1f"), m.f("all-statements/task", "%.0f"))
+		}
+		return s
 	}
 	farm := fmt.Sprintf("%d jobs, %d tasks", c.Int("jobs"), 4*c.Int("jobs"))
 	return []suite{
@@ -100,9 +104,11 @@ func suites(c *cli.Context) []suite {
 			title: "throughput", pkg: "./internal/builder/", pattern: "^BenchmarkThroughput$", benchtime: "1x",
 			rows: []row{
 				{bench: "BenchmarkThroughput/slots=1", what: "throughput, 1 builder slot (200 tasks)", figure: throughput,
-					how: "tasks inserted with their River jobs as the splitter does, to the last finished (noop build, log, artifacts, finish); " +
-						"bare River: insert one River job per transaction and work it with a no-op worker, same database, as many workers; " +
-						"both with FetchCooldown 1 ms (riverjob.BuilderFetchCooldown, as kiln-builder runs) and River's default FetchPollInterval 1 s"},
+					how: "tasks inserted with their River jobs as the splitter does, 50 a transaction, to the last finished (noop build, log, artifacts, finish); " +
+						"bare River: insert River jobs 50 a transaction and work them with a no-op worker, same database, as many workers; " +
+						"both with FetchCooldown 1 ms (riverjob.BuilderFetchCooldown, as kiln-builder runs) and River's default FetchPollInterval 1 s; " +
+						"PG CPU: the server's processes (/proc) over the kiln run, inserts and polling included; statements: pg_stat_statements " +
+						"(make bench preloads it), those the builders' roles send, and in all with every function's and trigger's (the seeding's too)"},
 				{bench: "BenchmarkThroughput/slots=4", what: "throughput, 4 builder slots (200 tasks)", figure: throughput, how: "as above"},
 				{bench: "BenchmarkThroughput/slots=16", what: "throughput, 16 builder slots (800 tasks)", figure: throughput, how: "as above"},
 				{bench: "BenchmarkThroughput/builders=4", what: "throughput, 4 builders of 1 slot (200 tasks)", figure: throughput,
@@ -161,7 +167,7 @@ func suites(c *cli.Context) []suite {
 					return fmt.Sprintf("submit %s MB/s, COPY %s MB/s; submit takes %sx the COPY's time",
 						m.f("submit-MB/s", "%.0f"), m.f("copy-MB/s", "%.0f"), m.f("submit/copy-time", "%.2f"))
 				},
-				how: "kiln submit of four 50 MB files (hash, then stream into blobs, one transaction) against COPY of the same bytes into a bytea table in 256 KiB rows, same database"}},
+				how: "kiln submit of four 50 MB files (each hashed ahead while the one before streams into its blob, one transaction) against COPY of the same bytes into a bytea table in 256 KiB rows, same database"}},
 		},
 	}
 }

@@ -111,17 +111,53 @@ func Put(ctx context.Context, db DB, r io.ReadSeeker, verified bool) (Info, erro
 	return info, nil
 }
 
-func put(ctx context.Context, db pgx.Tx, r io.ReadSeeker, verified bool) (Info, error) {
+// Hash reads r to its end and returns its SHA-256 and size: what PutHashed
+// needs, computed ahead (while another file uploads, say).
+func Hash(r io.Reader) (Sum, int64, error) {
 	h := sha256.New()
 	size, err := io.Copy(h, r)
 	if err != nil {
-		return Info{}, fmt.Errorf("hashing: %w", err)
+		return Sum{}, 0, fmt.Errorf("hashing: %w", err)
 	}
-	info := Info{Size: size}
-	copy(info.Digest[:], h.Sum(nil))
+	return Sum(h.Sum(nil)), size, nil
+}
 
+// PutHashed is Put for content whose SHA-256 and size were computed
+// before (Hash): r, at its start, is read once, to store it, and hashed
+// again on the way (ErrChanged when it no longer matches).
+func PutHashed(ctx context.Context, db DB, r io.Reader, digest Sum, size int64, verified bool) (Info, error) {
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		return Info{}, fmt.Errorf("storing a blob: %w", err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck
+	info, err := putHashed(ctx, tx, r, Info{Digest: digest, Size: size}, verified)
+	if err != nil {
+		return Info{}, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return Info{}, fmt.Errorf("storing blob %s: %w", info.Digest, err)
+	}
+	return info, nil
+}
+
+func put(ctx context.Context, db pgx.Tx, r io.ReadSeeker, verified bool) (Info, error) {
+	digest, size, err := Hash(r)
+	if err != nil {
+		return Info{}, err
+	}
+	if _, err := r.Seek(0, io.SeekStart); err != nil {
+		return Info{}, fmt.Errorf("rewinding: %w", err)
+	}
+	return putHashed(ctx, db, r, Info{Digest: digest, Size: size}, verified)
+}
+
+// putHashed stores r, at its start, whose digest and size info holds,
+// unless a usable blob holds it already.
+func putHashed(ctx context.Context, db pgx.Tx, r io.Reader, info Info, verified bool) (Info, error) {
+	size := info.Size
 	var key []byte
-	err = db.QueryRow(ctx, `SELECT sha256 FROM kiln.blob
+	err := db.QueryRow(ctx, `SELECT sha256 FROM kiln.blob
 		WHERE (sha256 = $1 AND content_sha256 IS NULL OR content_sha256 = $1) AND size = $2
 		  AND (verified_at IS NOT NULL OR (NOT $3 AND created_by = session_user))
 		ORDER BY verified_at IS NULL, created_at LIMIT 1`, info.Digest[:], size, verified).Scan(&key)
@@ -155,9 +191,6 @@ func put(ctx context.Context, db pgx.Tx, r io.ReadSeeker, verified bool) (Info, 
 		}
 	}
 	info.New = true
-	if _, err := r.Seek(0, io.SeekStart); err != nil {
-		return Info{}, fmt.Errorf("rewinding: %w", err)
-	}
 	if err := storeChunks(ctx, db, info, r); err != nil {
 		return Info{}, err
 	}
@@ -296,27 +329,37 @@ func stat(ctx context.Context, db DB, sum Sum) (size int64, verified bool, diges
 
 // WriteTo streams a blob into w, checking its size and digest on the way. On
 // ErrCorrupt the bytes already written must be discarded.
+//
+// The blob's row and its chunks come in one query (one round trip): each
+// row carries the size and digest, and a blob without chunks is one row
+// whose seq is NULL.
 func WriteTo(ctx context.Context, db DB, sum Sum, w io.Writer) (int64, error) {
-	size, _, digest, err := stat(ctx, db, sum)
-	if err != nil {
-		return 0, err
-	}
-	rows, err := db.Query(ctx, "SELECT seq, data FROM kiln.blob_chunk WHERE sha256 = $1 ORDER BY seq", sum[:])
+	rows, err := db.Query(ctx, `SELECT b.size, coalesce(b.content_sha256, b.sha256), c.seq, c.data
+		FROM kiln.blob b LEFT JOIN kiln.blob_chunk c ON c.sha256 = b.sha256
+		WHERE b.sha256 = $1 ORDER BY c.seq`, sum[:])
 	if err != nil {
 		return 0, fmt.Errorf("reading blob %s: %w", sum, err)
 	}
 	defer rows.Close()
 	h := sha256.New()
 	mw := io.MultiWriter(w, h)
-	var n int64
-	var want int32
+	var (
+		n, size int64
+		digest  []byte
+		want    int32
+		found   bool
+	)
 	for rows.Next() {
-		var seq int32
+		found = true
+		var seq *int32
 		var data []byte
-		if err := rows.Scan(&seq, &data); err != nil {
+		if err := rows.Scan(&size, &digest, &seq, &data); err != nil {
 			return n, fmt.Errorf("reading blob %s: %w", sum, err)
 		}
-		if seq != want {
+		if seq == nil {
+			continue // no chunks
+		}
+		if *seq != want {
 			return n, fmt.Errorf("blob %s: chunk %d missing: %w", sum, want, ErrCorrupt)
 		}
 		want++
@@ -329,7 +372,10 @@ func WriteTo(ctx context.Context, db DB, sum Sum, w io.Writer) (int64, error) {
 	if err := rows.Err(); err != nil {
 		return n, fmt.Errorf("reading blob %s: %w", sum, err)
 	}
-	if n != size || [32]byte(h.Sum(nil)) != digest {
+	if !found {
+		return 0, fmt.Errorf("blob %s is not stored", sum)
+	}
+	if n != size || len(digest) != len(Sum{}) || [32]byte(h.Sum(nil)) != Sum(digest) {
 		return n, fmt.Errorf("blob %s: %d bytes read of %d: %w", sum, n, size, ErrCorrupt)
 	}
 	return n, nil

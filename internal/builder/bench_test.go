@@ -1,6 +1,7 @@
 package builder
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 
+	"github.com/kiln-build/kiln/internal/blob"
 	"github.com/kiln-build/kiln/internal/cli"
 	"github.com/kiln-build/kiln/internal/dbconn"
 	"github.com/kiln-build/kiln/internal/split"
@@ -168,7 +170,14 @@ func reportPercentiles(b *testing.B, lat []time.Duration, ps ...int) {
 // database role and pool, as on four hosts), and a bare River
 // insert-and-work loop on the same database with as many River clients and
 // workers; kiln's rate over River's is the ratio reported. Each run moves
-// max(200, 50×slots in all) tasks.
+// max(200, 50×slots in all) tasks. Both sides insert in transactions of
+// insertBatch (kiln: jobs, packages, tasks and their River jobs; River:
+// InsertManyTx), so that neither figure is its inserter's. It also reports
+// PostgreSQL's CPU per task (the server's processes, from /proc, over the
+// kiln run: builders, inserts and the bench's polling) and, when the
+// cluster preloads pg_stat_statements (make bench does), the statements
+// per task the builders send and those they run in all (functions and
+// triggers included).
 func BenchmarkThroughput(b *testing.B) {
 	for _, c := range []struct {
 		name            string
@@ -180,19 +189,33 @@ func BenchmarkThroughput(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			f := newFarm(b)
 			f.platform(b, "bench", "x86_64", "rpm", "noop", time.Hour, "")
+			var roles []string
 			for range c.builders {
-				_, pool := f.builderPool(b, c.slots)
+				role, pool := f.builderPool(b, c.slots)
+				roles = append(roles, role)
 				start(b, pool, quietConfig(b, c.slots))
 			}
+			// The inserter notifies builders as often as bare River's
+			// (River limits an inserter's notifications to one per
+			// FetchCooldown per queue).
+			inserter, err := river.NewClient(riverpgxv5.New(f.db.Pool), &river.Config{Schema: schema.RiverSchema,
+				SkipUnknownJobCheck: true, FetchCooldown: riverjob.BuilderFetchCooldown})
+			if err != nil {
+				b.Fatal(err)
+			}
+			f.inserter = inserter
 			src := benchSource(b)
 			bare := bareRiverRate(b, f, c.builders, c.slots, n)
+			stmts := newStatementCounter(b, f, roles)
 			for range b.N {
+				cpu := serverCPU(b, f)
+				stmts.reset(b)
 				began := time.Now()
 				var last int64
-				for range n {
-					_, last = f.submit(b, "bench", "retry", src)
+				for done := 0; done < n; done += insertBatch {
+					last = f.submitMany(b, "bench", src, min(insertBatch, n-done))
 				}
-				waitFor(b, "every task to finish", func() bool {
+				waitQuick(b, "every task to finish", func() bool {
 					var left int
 					f.db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM kiln.task WHERE status <> 'succeeded' AND id <= $1", last).Scan(&left)
 					return left == 0
@@ -201,8 +224,234 @@ func BenchmarkThroughput(b *testing.B) {
 				b.ReportMetric(rate, "tasks/s")
 				b.ReportMetric(bare, "river-jobs/s")
 				b.ReportMetric(rate/bare, "ratio")
+				if used, ok := cpu(); ok {
+					b.ReportMetric(float64(used.Microseconds())/1000/float64(n), "pg-cpu-ms/task")
+				}
+				if top, all, ok := stmts.count(b); ok {
+					b.ReportMetric(float64(top)/float64(n), "statements/task")
+					b.ReportMetric(float64(all)/float64(n), "all-statements/task")
+				}
 			}
 		})
+	}
+}
+
+// insertBatch is how many tasks (or bare River jobs) BenchmarkThroughput
+// inserts per transaction.
+const insertBatch = 50
+
+// submitMany seeds n jobs of the noop source src, each with its task on
+// platform and the task's River job, in one transaction (as n of submit,
+// without its round trips), and returns the last task's id.
+func (f *farm) submitMany(b *testing.B, platform, src string, n int) int64 {
+	ctx := context.Background()
+	tx, err := f.db.Pool.Begin(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck
+	info, err := blob.PutFile(ctx, tx, src, false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rows, err := tx.Query(ctx, `WITH j AS (
+			INSERT INTO kiln.job (bucket, platforms, policy, submission_key)
+			SELECT 'devel', ARRAY[$1], 'retry', 'bench-' || gen_random_uuid() FROM generate_series(1, $2) RETURNING id),
+		p AS (INSERT INTO kiln.package (job_id, seq, file_name, format, blob_sha256, size)
+			SELECT id, 0, $3, 'srpm', $4, $5 FROM j)
+		INSERT INTO kiln.task (job_id, platform) SELECT id, $1 FROM j ORDER BY id RETURNING id, job_id`,
+		platform, n, filepath.Base(src), info.Sum[:], info.Size)
+	if err != nil {
+		b.Fatal(err)
+	}
+	type seeded struct{ Task, Job int64 }
+	tasks, err := pgx.CollectRows(rows, pgx.RowToStructByPos[seeded])
+	if err != nil {
+		b.Fatal(err)
+	}
+	params := make([]river.InsertManyParams, len(tasks))
+	for i, t := range tasks {
+		params[i] = river.InsertManyParams{Args: riverjob.BuildArgs{TaskID: t.Task, JobID: t.Job, Platform: platform}, InsertOpts: &river.InsertOpts{Priority: 2}}
+	}
+	res, err := f.inserter.InsertManyTx(ctx, tx, params)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ids, riverIDs := make([]int64, len(tasks)), make([]int64, len(tasks))
+	for i, t := range tasks {
+		ids[i], riverIDs[i] = t.Task, res[i].Job.ID
+	}
+	if _, err := tx.Exec(ctx, "UPDATE kiln.task t SET river_job_id = r.river FROM unnest($1::bigint[], $2::bigint[]) AS r(id, river) WHERE t.id = r.id", ids, riverIDs); err != nil {
+		b.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		b.Fatal(err)
+	}
+	return tasks[len(tasks)-1].Task
+}
+
+// waitQuick polls every 10 ms until cond holds: a throughput figure is not
+// rounded up to waitFor's 100 ms.
+func waitQuick(b *testing.B, what string, cond func() bool) {
+	deadline := time.Now().Add(3 * time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			b.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// serverCPU starts measuring the CPU time of the database server's
+// processes: the postmaster, its live children, and the children it has
+// reaped (its cutime and cstime). The function it returns gives the time
+// used since; ok is false when /proc does not show the server (it runs
+// elsewhere).
+func serverCPU(b *testing.B, f *farm) func() (time.Duration, bool) {
+	var backend int
+	if err := f.db.Pool.QueryRow(context.Background(), "SELECT pg_backend_pid()").Scan(&backend); err != nil {
+		b.Fatal(err)
+	}
+	st, err := procStat(backend)
+	if err != nil {
+		return func() (time.Duration, bool) { return 0, false }
+	}
+	postmaster := st.ppid
+	before, err := treeCPU(postmaster)
+	if err != nil {
+		return func() (time.Duration, bool) { return 0, false }
+	}
+	return func() (time.Duration, bool) {
+		after, err := treeCPU(postmaster)
+		return after - before, err == nil
+	}
+}
+
+// clockTick is the unit of /proc/PID/stat's CPU times (USER_HZ, 100 on
+// Linux).
+const clockTick = 10 * time.Millisecond
+
+type procStatus struct {
+	ppid           int
+	utime, stime   int64
+	cutime, cstime int64
+}
+
+// procStat reads /proc/PID/stat.
+func procStat(pid int) (procStatus, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return procStatus{}, err
+	}
+	// The command, in parentheses, may hold spaces: fields count from
+	// after its closing parenthesis (field 3, the state, is first).
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return procStatus{}, fmt.Errorf("/proc/%d/stat: no command", pid)
+	}
+	fields := strings.Fields(string(data[i+1:]))
+	if len(fields) < 15 {
+		return procStatus{}, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(fields))
+	}
+	num := func(k int) int64 { v, _ := strconv.ParseInt(fields[k-3], 10, 64); return v }
+	return procStatus{ppid: int(num(4)), utime: num(14), stime: num(15), cutime: num(16), cstime: num(17)}, nil
+}
+
+// treeCPU is the CPU time of the postmaster, its children and its reaped
+// children.
+func treeCPU(postmaster int) (time.Duration, error) {
+	pm, err := procStat(postmaster)
+	if err != nil {
+		return 0, err
+	}
+	ticks := pm.utime + pm.stime + pm.cutime + pm.cstime
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if st, err := procStat(pid); err == nil && st.ppid == postmaster {
+			ticks += st.utime + st.stime
+		}
+	}
+	return time.Duration(ticks) * clockTick, nil
+}
+
+// statementCounter counts, with pg_stat_statements, the statements that
+// the builders' roles send (top level) and, in all, those and every nested
+// statement (what functions and triggers run, whoever called them: the
+// seeding's triggers count too, as the splitter's would).
+type statementCounter struct {
+	f     *farm
+	roles []string
+	ok    bool
+}
+
+// newStatementCounter makes a counter for roles; it counts nothing when the
+// cluster does not preload pg_stat_statements.
+func newStatementCounter(b *testing.B, f *farm, roles []string) *statementCounter {
+	ctx := context.Background()
+	c := &statementCounter{f: f, roles: roles}
+	if _, err := f.db.Pool.Exec(ctx, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"); err != nil {
+		return c
+	}
+	var preloaded bool
+	if err := f.db.Pool.QueryRow(ctx, "SELECT 'pg_stat_statements' = ANY (string_to_array(current_setting('shared_preload_libraries'), ', '))").Scan(&preloaded); err != nil {
+		b.Fatal(err)
+	}
+	c.ok = preloaded
+	return c
+}
+
+func (c *statementCounter) reset(b *testing.B) {
+	if !c.ok {
+		return
+	}
+	if _, err := c.f.db.Pool.Exec(context.Background(), "SELECT pg_stat_statements_reset()"); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// count returns the statements counted since reset: sent (top level) and
+// in all.
+func (c *statementCounter) count(b *testing.B) (top, all int64, ok bool) {
+	if !c.ok {
+		return 0, 0, false
+	}
+	if err := c.f.db.Pool.QueryRow(context.Background(), `SELECT coalesce(sum(calls) FILTER (WHERE toplevel AND r.rolname = ANY ($1)), 0)::bigint,
+			coalesce(sum(calls) FILTER (WHERE toplevel AND r.rolname = ANY ($1) OR NOT toplevel), 0)::bigint
+		FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid
+		WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())`, c.roles).Scan(&top, &all); err != nil {
+		b.Fatal(err)
+	}
+	if os.Getenv("KILN_BENCH_STATEMENTS") != "" {
+		c.list(b)
+	}
+	return top, all, true
+}
+
+// list logs the statements counted, the most called first
+// (KILN_BENCH_STATEMENTS=1).
+func (c *statementCounter) list(b *testing.B) {
+	rows, err := c.f.db.Pool.Query(context.Background(), `SELECT s.calls, s.toplevel, r.rolname, round(s.total_exec_time::numeric, 1), left(regexp_replace(s.query, '\s+', ' ', 'g'), 110)
+		FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid
+		WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY s.calls DESC LIMIT 60`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var calls int64
+		var top bool
+		var role, ms, query string
+		if err := rows.Scan(&calls, &top, &role, &ms, &query); err != nil {
+			b.Fatal(err)
+		}
+		fmt.Fprintf(os.Stderr, "%6d top=%-5v %-18s %8s ms %s\n", calls, top, role, ms, query)
 	}
 }
 
@@ -216,8 +465,8 @@ type benchWorker struct {
 
 func (benchWorker) Work(context.Context, *river.Job[benchArgs]) error { return nil }
 
-// bareRiverRate inserts n River jobs one transaction each and works them
-// with plain River clients (as many as builders, each with workers
+// bareRiverRate inserts n River jobs insertBatch a transaction and works
+// them with plain River clients (as many as builders, each with workers
 // workers), returning jobs per second.
 func bareRiverRate(b *testing.B, f *farm, clients, workers, n int) float64 {
 	ctx := context.Background()
@@ -239,12 +488,16 @@ func bareRiverRate(b *testing.B, f *farm, clients, workers, n int) float64 {
 		inserter = client
 	}
 	began := time.Now()
-	for range n {
-		if _, err := inserter.Insert(ctx, benchArgs{}, &river.InsertOpts{Queue: "bare"}); err != nil {
+	for done := 0; done < n; done += insertBatch {
+		params := make([]river.InsertManyParams, min(insertBatch, n-done))
+		for i := range params {
+			params[i] = river.InsertManyParams{Args: benchArgs{}, InsertOpts: &river.InsertOpts{Queue: "bare"}}
+		}
+		if _, err := inserter.InsertMany(ctx, params); err != nil {
 			b.Fatal(err)
 		}
 	}
-	waitFor(b, "bare River jobs", func() bool {
+	waitQuick(b, "bare River jobs", func() bool {
 		var done int
 		f.db.Pool.QueryRow(ctx, "SELECT count(*) FROM river.river_job WHERE kind = 'bench_noop' AND state = 'completed'").Scan(&done)
 		return done == n

@@ -70,6 +70,40 @@ type artifactFile struct {
 	data       []byte
 }
 
+// small returns the artifact's bytes when they are few enough for the
+// finish to carry (task.InlineLimit); ok is false when they are not.
+func (f artifactFile) small() (data []byte, ok bool, err error) {
+	if f.open == nil {
+		if len(f.data) > task.InlineLimit {
+			return nil, false, nil
+		}
+		return append([]byte{}, f.data...), true, nil
+	}
+	file, err := f.open()
+	if err != nil {
+		return nil, false, err
+	}
+	defer file.Close()
+	st, err := file.Stat()
+	if err != nil {
+		return nil, false, err
+	}
+	if st.Size() > task.InlineLimit {
+		return nil, false, nil
+	}
+	data, err = io.ReadAll(io.LimitReader(file, task.InlineLimit+1))
+	if err != nil {
+		return nil, false, err
+	}
+	if len(data) > task.InlineLimit {
+		return nil, false, nil // it grew
+	}
+	if data == nil {
+		data = []byte{}
+	}
+	return data, true, nil
+}
+
 // store stores the artifact's bytes as a verified blob.
 func (f artifactFile) store(ctx context.Context, db blob.DB) (blob.Info, error) {
 	if f.open == nil {
@@ -254,7 +288,8 @@ func (b *Builder) runAttempt(ctx context.Context, a riverjob.BuildArgs, plat *lo
 		fmt.Fprintf(live, ": %s", info.Reason)
 	}
 	fmt.Fprintln(live)
-	live.close(ctx)
+	// What is left of the log goes with the finish, in its one statement.
+	live.closeForFinish()
 	if live.fenced() {
 		log.Info("attempt abandoned: it is no longer current")
 		return nil

@@ -150,11 +150,7 @@ func (l *liveLog) flush(ctx context.Context, final bool) (stored bool, err error
 	truncated, seq := l.truncated, l.seq
 	l.mu.Unlock()
 
-	text := strings.ToValidUTF8(string(data), "\uFFFD")
-	text = strings.ReplaceAll(text, "\x00", "\uFFFD")
-	if !strings.HasSuffix(text, "\n") {
-		text += "\n"
-	}
+	text := logText(data)
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	// Protocol step 3: stored only while the attempt is current.
@@ -175,6 +171,36 @@ func (l *liveLog) flush(ctx context.Context, final bool) (stored bool, err error
 	l.seq++
 	l.stored += int64(len(text))
 	return true, nil
+}
+
+// logText is log output as stored: valid UTF-8 without NULs, ending in a
+// newline.
+func logText(data []byte) string {
+	text := strings.ToValidUTF8(string(data), "\uFFFD")
+	text = strings.ReplaceAll(text, "\x00", "\uFFFD")
+	if !strings.HasSuffix(text, "\n") {
+		text += "\n"
+	}
+	return text
+}
+
+// closeForFinish stops the flusher and keeps what is left for tail: the
+// finish stores it in its own statement.
+func (l *liveLog) closeForFinish() {
+	close(l.stop)
+	<-l.done
+	l.file.Close()
+}
+
+// tail is the output left after closeForFinish, as the next batch of the
+// log (nil when nothing is left or the log was fenced off).
+func (l *liveLog) tail() *task.LogBatch {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.isFenced || len(l.pending) == 0 {
+		return nil
+	}
+	return &task.LogBatch{Seq: l.seq, Text: logText(l.pending)}
 }
 
 // close stops the flusher and stores what is left (retrying for a while

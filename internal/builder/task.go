@@ -169,17 +169,39 @@ func (b *Builder) finishAttempt(ctx context.Context, log *slog.Logger, a riverjo
 	return nil
 }
 
-// finish is protocol step 4 (task.Finish): artifacts, build info and final
-// status in one transaction, refused (errStale, nothing stored) when the
-// attempt is not current. fin says whether the task is retried.
+// finish is protocol step 4 (task.Finish): the end of the log, artifacts,
+// build info and final status at once, refused (errStale, nothing stored)
+// when the attempt is not current. Artifacts small enough go in the finish's
+// one statement; when there are larger ones, their blobs are stored first
+// in a transaction with it. fin says whether the task is retried.
 func (b *Builder) finish(ctx context.Context, a riverjob.BuildArgs, attempt int, info *buildInfo, infoJSON []byte,
 	files []artifactFile, live *liveLog) (fin task.Finished, err error) {
+	held := b.attempt(a.TaskID, attempt)
+	res := task.Result{Status: task.Status(info.Status), Reason: info.Reason, FailureStage: info.failureStage(), BuildInfo: infoJSON}
+	if live != nil {
+		res.LogTail = live.tail()
+		_, res.LogTruncated = live.totals()
+	}
+	res.Artifacts = make([]task.Artifact, len(files))
+	var large []int
+	for i, f := range files {
+		data, ok, err := f.small()
+		if err != nil {
+			return fin, fmt.Errorf("reading %s: %w", f.name, err)
+		}
+		res.Artifacts[i] = task.Artifact{Kind: f.kind, Name: f.name, Data: data}
+		if !ok {
+			large = append(large, i)
+		}
+	}
+	if len(large) == 0 {
+		return task.Finish(ctx, b.db, held, res)
+	}
 	tx, err := b.db.Begin(ctx)
 	if err != nil {
 		return fin, fmt.Errorf("finishing task %d: %w", a.TaskID, err)
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck
-	held := b.attempt(a.TaskID, attempt)
 	// Refuse early, before storing any bytes, when the attempt is stale;
 	// task.Finish checks again under the lock.
 	current, err := task.IsHeld(ctx, tx, held)
@@ -189,16 +211,13 @@ func (b *Builder) finish(ctx context.Context, a riverjob.BuildArgs, attempt int,
 	if !current {
 		return fin, errStale
 	}
-	res := task.Result{Status: task.Status(info.Status), Reason: info.Reason, FailureStage: info.failureStage(), BuildInfo: infoJSON}
-	for _, f := range files {
+	for _, i := range large {
+		f := files[i]
 		blobInfo, err := f.store(ctx, tx)
 		if err != nil {
 			return fin, fmt.Errorf("storing %s: %w", f.name, err)
 		}
-		res.Artifacts = append(res.Artifacts, task.Artifact{Kind: f.kind, Name: f.name, SHA256: blobInfo.Sum[:], Size: blobInfo.Size})
-	}
-	if live != nil {
-		_, res.LogTruncated = live.totals()
+		res.Artifacts[i].SHA256, res.Artifacts[i].Size = blobInfo.Sum[:], blobInfo.Size
 	}
 	if fin, err = task.Finish(ctx, tx, held, res); err != nil {
 		return fin, err

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -188,17 +189,49 @@ func (c *Client) submit(ctx context.Context, req Request) (Result, error) {
 		info  blob.Info
 		files []blob.Info
 	}
+	// The files are hashed ahead, one after the other, while the ones
+	// before them upload: a file is read once more, to store it, and
+	// hashing overlaps the upload.
+	var names, paths []string
+	for _, p := range pkgs {
+		names, paths = append(names, p.Name), append(paths, p.Path)
+		for _, f := range p.Files {
+			names, paths = append(names, f.Name), append(paths, f.Path)
+		}
+	}
+	progress := req.Progress
+	if progress != nil {
+		var mu sync.Mutex
+		progress = func(p Progress) {
+			mu.Lock()
+			defer mu.Unlock()
+			req.Progress(p)
+		}
+	}
+	hctx, stopHashing := context.WithCancel(ctx)
+	defer stopHashing()
+	hashes := hashAhead(hctx, paths, names, progress)
+	put := func(i int) (blob.Info, error) {
+		h := <-hashes[i]
+		if h.err != nil {
+			return blob.Info{}, fmt.Errorf("uploading %s: %w", paths[i], h.err)
+		}
+		return upload(ctx, tx, paths[i], names[i], h, progress)
+	}
 	var blobs []stored
+	next := 0
 	for _, p := range pkgs {
 		var s stored
-		if s.info, err = put(ctx, tx, p.Path, p.Name, req.Progress); err != nil {
+		if s.info, err = put(next); err != nil {
 			return res, err
 		}
-		for _, f := range p.Files {
-			info, err := put(ctx, tx, f.Path, f.Name, req.Progress)
+		next++
+		for range p.Files {
+			info, err := put(next)
 			if err != nil {
 				return res, err
 			}
+			next++
 			s.files = append(s.files, info)
 		}
 		blobs = append(blobs, s)
@@ -264,32 +297,73 @@ func existing(ctx context.Context, db queryer, key string) (int64, bool, error) 
 	return id, true, nil
 }
 
-// put streams one file into a blob.
-func put(ctx context.Context, tx pgx.Tx, path, name string, progress func(Progress)) (blob.Info, error) {
+// hashed is a file's SHA-256 and size, computed ahead of its upload.
+type hashed struct {
+	sum  blob.Sum
+	size int64
+	err  error
+}
+
+// hashAhead hashes the files at paths one after the other, in a goroutine
+// of its own, and returns where each one's result arrives. It stops when
+// ctx ends.
+func hashAhead(ctx context.Context, paths, names []string, progress func(Progress)) []chan hashed {
+	out := make([]chan hashed, len(paths))
+	for i := range out {
+		out[i] = make(chan hashed, 1)
+	}
+	go func() {
+		for i, path := range paths {
+			if err := ctx.Err(); err != nil {
+				out[i] <- hashed{err: err}
+				continue
+			}
+			out[i] <- hashForUpload(path, names[i], progress)
+		}
+	}()
+	return out
+}
+
+func hashForUpload(path, name string, progress func(Progress)) hashed {
+	f, err := os.Open(path)
+	if err != nil {
+		return hashed{err: err}
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return hashed{err: err}
+	}
+	var r io.Reader = f
+	if progress != nil {
+		r = &progressReader{r: f, p: Progress{File: name, Phase: "hashing", Total: st.Size()}, report: progress}
+	}
+	var h hashed
+	h.sum, h.size, h.err = blob.Hash(r)
+	return h
+}
+
+// upload streams one file, hashed before, into a blob.
+func upload(ctx context.Context, tx pgx.Tx, path, name string, h hashed, progress func(Progress)) (blob.Info, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return blob.Info{}, err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return blob.Info{}, err
-	}
-	var r io.ReadSeeker = f
+	var r io.Reader = f
 	if progress != nil {
-		r = &progressReader{r: f, p: Progress{File: name, Phase: "hashing", Total: st.Size()}, report: progress}
+		r = &progressReader{r: f, p: Progress{File: name, Phase: "uploading", Total: h.size}, report: progress}
 	}
-	info, err := blob.Put(ctx, tx, r, false)
+	info, err := blob.PutHashed(ctx, tx, r, h.sum, h.size, false)
 	if err != nil {
 		return blob.Info{}, fmt.Errorf("uploading %s: %w", path, err)
 	}
 	return info, nil
 }
 
-// progressReader reports reads of a file to a Progress callback; rewinding
-// it starts the upload phase.
+// progressReader reports reads of a file to a Progress callback.
 type progressReader struct {
-	r      io.ReadSeeker
+	r      io.Reader
 	p      Progress
 	report func(Progress)
 }
@@ -301,14 +375,6 @@ func (p *progressReader) Read(b []byte) (int, error) {
 		p.report(p.p)
 	}
 	return n, err
-}
-
-func (p *progressReader) Seek(offset int64, whence int) (int64, error) {
-	pos, err := p.r.Seek(offset, whence)
-	if err == nil && pos == 0 {
-		p.p.Phase, p.p.Done = "uploading", 0
-	}
-	return pos, err
 }
 
 // ParsePlatforms normalises a platform selection: comma lists split, blanks

@@ -172,13 +172,28 @@ func IsHeld(ctx context.Context, db DB, a Attempt) (bool, error) {
 	return held, nil
 }
 
-// Artifact is a file an attempt produced, its bytes already stored as a
-// blob (internal/blob) in the finishing transaction.
+// Artifact is a file an attempt produced: its bytes in Data (at most
+// InlineLimit), which Finish stores itself, or already stored as a blob
+// (internal/blob) in the finishing transaction, named by SHA256 and Size.
 type Artifact struct {
 	Kind   string // package, log, buildinfo or other
 	Name   string
 	SHA256 []byte
 	Size   int64
+	// Data, when not nil, are the artifact's bytes: the database hashes
+	// and stores them (SHA256 and Size are then not needed).
+	Data []byte
+}
+
+// InlineLimit is the most bytes an Artifact carries in Data: what goes in
+// the finish's one round trip instead of a blob stored before it.
+const InlineLimit = 1 << 20
+
+// LogBatch is a batch of an attempt's log text (whole lines) and its
+// sequence number.
+type LogBatch struct {
+	Seq  int
+	Text string
 }
 
 // Failure stages (kiln.failure_stage): where a failed attempt failed. The
@@ -210,7 +225,10 @@ type Result struct {
 	FailureStage string
 	BuildInfo    []byte // the build-info record (JSON), or nil
 	LogTruncated bool
-	Artifacts    []Artifact
+	// LogTail, when not nil, is the end of the log, stored with the
+	// finish instead of by a Log of its own.
+	LogTail   *LogBatch
+	Artifacts []Artifact
 }
 
 // Finished is what became of a finished attempt's task.
@@ -222,15 +240,35 @@ type Finished struct {
 	RetryAfter time.Duration
 }
 
-// Finish is step 4: the attempt ends with its result and artifacts, and
-// the task ends, or waits again when the attempt failed for the farm's
-// fault and the platform's retries allow. It returns ErrStale, and the
-// caller must roll tx back, when the attempt is not held.
-func Finish(ctx context.Context, tx pgx.Tx, a Attempt, r Result) (Finished, error) {
+// Finish is step 4, one statement: the end of the log and the small
+// artifacts' bytes are stored, the attempt ends with its result and
+// artifacts, and the task ends, or waits again when the attempt failed for
+// the farm's fault and the platform's retries allow. db is a transaction
+// when artifacts were stored as blobs before (in it), else it may be a
+// pool. It returns ErrStale, and the caller must roll a transaction back,
+// when the attempt is not held.
+func Finish(ctx context.Context, db DB, a Attempt, r Result) (Finished, error) {
 	kinds, names, sums, sizes := make([]string, len(r.Artifacts)), make([]string, len(r.Artifacts)),
 		make([][]byte, len(r.Artifacts)), make([]int64, len(r.Artifacts))
+	var data [][]byte
 	for i, f := range r.Artifacts {
 		kinds[i], names[i], sums[i], sizes[i] = f.Kind, f.Name, f.SHA256, f.Size
+		if f.Data != nil {
+			if len(f.Data) > InlineLimit {
+				return Finished{}, fmt.Errorf("finishing task %d attempt %d: artifact %s: %d bytes is more than a finish carries (%d)",
+					a.Task, a.Number, f.Name, len(f.Data), InlineLimit)
+			}
+			if data == nil {
+				data = make([][]byte, len(r.Artifacts))
+			}
+			data[i], sums[i], sizes[i] = f.Data, nil, int64(len(f.Data))
+		}
+	}
+	var logSeq *int32
+	var logText *string
+	if r.LogTail != nil {
+		seq := int32(r.LogTail.Seq)
+		logSeq, logText = &seq, &r.LogTail.Text
 	}
 	var reason, stage *string
 	if r.Reason != "" {
@@ -247,9 +285,10 @@ func Finish(ctx context.Context, tx pgx.Tx, a Attempt, r Result) (Finished, erro
 		done  bool
 		after *float64
 	)
-	if err := tx.QueryRow(ctx, `SELECT finished, retry_after_seconds
-		FROM kiln.task_finish($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12)`,
-		a.Builder, a.Task, a.Number, string(r.Status), reason, info, r.LogTruncated, kinds, names, sums, sizes, stage).Scan(&done, &after); err != nil {
+	if err := db.QueryRow(ctx, `SELECT finished, retry_after_seconds
+		FROM kiln.task_finish($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
+		a.Builder, a.Task, a.Number, string(r.Status), reason, info, r.LogTruncated, kinds, names, sums, sizes, stage,
+		data, logSeq, logText).Scan(&done, &after); err != nil {
 		return Finished{}, fmt.Errorf("finishing task %d attempt %d: %w", a.Task, a.Number, err)
 	}
 	if !done {
