@@ -176,6 +176,7 @@ var functions = map[string][]string{
 	"kiln.snapshot_files(text,integer)":                                                                                      {"*"},
 	"kiln.may_publish_to(name,text)":                                                                                         {},
 	"kiln.promote_for(name,bigint,text)":                                                                                     {},
+	"kiln.publisher_job_sources(bigint)":                                                                                     {"publisher"},
 	"kiln.promote(bigint,text)":                                                                                              {"submitter", "admin"},
 	"kiln.rollback_bucket(text,integer)":                                                                                     {"submitter", "admin"},
 	"kiln.remove_package(text,text,text)":                                                                                    {"submitter", "admin"},
