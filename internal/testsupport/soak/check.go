@@ -35,6 +35,8 @@ var Checks = []string{
 	"every blob referenced",
 	"no build process left running",
 	"every committed submission kept",
+	"every log line stored",
+	"every daemon working after the failover",
 }
 
 // liveRiverStates are the River job states in which a River job may still
@@ -88,6 +90,24 @@ func Check(ctx context.Context, db *pgxpool.Pool, workRoots []string) ([]Violati
 			FROM river.river_job r LEFT JOIN kiln.job j ON j.id = (r.args->>'job_id')::bigint
 			WHERE r.kind = 'validate' AND r.state IN ` + liveRiverStates + ` AND (j.id IS NULL OR j.status <> 'submitted')
 			ORDER BY r.id`},
+		// A noop build with the lines setting prints "noop line I of N"
+		// for I from 1 to N (internal/backend): the stored log of every
+		// attempt that got through its build holds each once, in order,
+		// whatever the database did meanwhile.
+		{"every log line stored", `SELECT format('attempt %s of task %s (%s) stored %s of the %s lines its build printed, %s distinct%s',
+				a.task_id, a.attempt, a.status, l.found, a.lines, l.distinct_found, CASE WHEN l.in_order THEN '' ELSE ', out of order' END)
+			FROM (SELECT a.task_id, a.attempt, a.status, (p.backend_settings->>'lines')::int AS lines
+			      FROM kiln.attempt a JOIN kiln.task t ON t.id = a.task_id JOIN kiln.platform p ON p.name = t.platform
+			      WHERE a.status = 'succeeded' AND p.backend = 'noop' AND p.backend_settings ? 'lines') a
+			CROSS JOIN LATERAL (
+			    SELECT count(*) AS found, count(DISTINCT n) AS distinct_found,
+			           coalesce(bool_and(n = ord), true) AS in_order
+			    FROM (SELECT m[1]::int AS n, row_number() OVER () AS ord
+			          FROM regexp_matches((SELECT coalesce(string_agg(c.data, '' ORDER BY c.seq), '') FROM kiln.log_chunk c
+			                               WHERE c.task_id = a.task_id AND c.attempt = a.attempt),
+			                              '^noop line (\d+) of \d+$', 'gn') AS m) x) l
+			WHERE l.found <> a.lines OR l.distinct_found <> a.lines OR NOT l.in_order
+			ORDER BY a.task_id, a.attempt`},
 		{"every blob matches its sha256", `SELECT format('artifact %s (%s) says %s bytes, its blob has %s', ar.id, ar.file_name, ar.size, b.size)
 			FROM kiln.artifact ar JOIN kiln.blob b ON b.sha256 = ar.blob_sha256
 			WHERE ar.size <> b.size ORDER BY ar.id`},
