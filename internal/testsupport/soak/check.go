@@ -111,11 +111,13 @@ func Check(ctx context.Context, db *pgxpool.Pool, workRoots []string) ([]Violati
 		{"every blob matches its sha256", `SELECT format('artifact %s (%s) says %s bytes, its blob has %s', ar.id, ar.file_name, ar.size, b.size)
 			FROM kiln.artifact ar JOIN kiln.blob b ON b.sha256 = ar.blob_sha256
 			WHERE ar.size <> b.size ORDER BY ar.id`},
-		{"every blob referenced", `SELECT format('blob %s (%s bytes) is referenced by no package, package file or artifact', encode(b.sha256, 'hex'), b.size)
+		{"every blob referenced", `SELECT format('blob %s (%s bytes) is referenced by no package, package file, artifact, repository file or environment', encode(b.sha256, 'hex'), b.size)
 			FROM kiln.blob b
 			WHERE NOT EXISTS (SELECT 1 FROM kiln.package p WHERE p.blob_sha256 = b.sha256)
 			  AND NOT EXISTS (SELECT 1 FROM kiln.package_file f WHERE f.blob_sha256 = b.sha256)
 			  AND NOT EXISTS (SELECT 1 FROM kiln.artifact a WHERE a.blob_sha256 = b.sha256)
+			  AND NOT EXISTS (SELECT 1 FROM kiln.repository_file r WHERE r.blob_sha256 = b.sha256)
+			  AND NOT EXISTS (SELECT 1 FROM kiln.environment e WHERE e.blob_sha256 = b.sha256)
 			ORDER BY b.sha256`},
 	}
 	for _, q := range queries {

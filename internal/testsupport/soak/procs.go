@@ -140,13 +140,13 @@ func (s *soak) startDaemons(ctx context.Context) error {
 	}
 	others := []*proc{s.janitor, s.splitter}
 	if s.cfg.Failover {
-		gnupg := filepath.Join(s.root, "gnupg")
-		if err := os.MkdirAll(gnupg, 0o700); err != nil {
+		s.gnupg = filepath.Join(s.root, "gnupg")
+		if err := os.MkdirAll(s.gnupg, 0o700); err != nil {
 			return err
 		}
 		s.web = daemon("web", "kiln-web", "web_s"+s.id, "--listen", "127.0.0.1:0")
 		s.publisher = daemon("publisher", "kiln-publisher", s.publisherRole(),
-			"--gnupghome", gnupg, "--workdir", filepath.Join(s.root, "publisher"), "--poll", "5s")
+			"--gnupghome", s.gnupg, "--workdir", filepath.Join(s.root, "publisher"), "--poll", "5s")
 		others = append(others, s.web, s.publisher)
 	}
 	for _, p := range append(others, s.builders...) {
@@ -205,6 +205,13 @@ func (s *soak) stopDaemons() {
 		s.violate("no build process left running", "%s did not stop within 30 s of SIGTERM; killed (log %s)", p.name, p.log)
 		_ = p.signal(syscall.SIGKILL)
 		p.wait(10 * time.Second)
+	}
+	if s.gnupg != "" {
+		// The publisher's gpg started an agent for its home, which outlives
+		// it as it would on a publisher host.
+		if out, err := exec.Command("gpgconf", "--homedir", s.gnupg, "--kill", "all").CombinedOutput(); err != nil {
+			s.violate("no build process left running", "stopping the publisher's gpg-agent: %v: %s", err, out)
+		}
 	}
 }
 

@@ -223,6 +223,7 @@ type soak struct {
 	web       *proc // with Failover only, as is publisher
 	publisher *proc
 	webURL    string
+	gnupg     string // the publisher's GnuPG home
 	srpm      string
 
 	mu         sync.Mutex
