@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// checkAfterFailover checks, at the end of a run with a failover and
+// checkDaemonsAfterFailover checks, at the end of a run with a failover and
 // before the daemons stop, that every daemon still works on the promoted
 // standby without having been restarted (builders killed by the soak
 // itself excepted): the builds in flight at the failover finished (their
@@ -17,8 +17,8 @@ import (
 // builders built jobs submitted after it, kiln-web serves the newest job's
 // page, and kiln-publisher handled publication requests of jobs that ended
 // after it, leaving none pending.
-func (s *soak) checkAfterFailover(ctx context.Context) {
-	const check = "every daemon working after the failover"
+func (s *soak) checkDaemonsAfterFailover(ctx context.Context) {
+	const check = checkAfterFailover
 	s.mu.Lock()
 	at := s.failedOverAt
 	s.mu.Unlock()

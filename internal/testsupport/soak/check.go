@@ -36,8 +36,12 @@ var Checks = []string{
 	"no build process left running",
 	"every committed submission kept",
 	"every log line stored",
-	"every daemon working after the failover",
+	checkAfterFailover,
 }
+
+// checkAfterFailover names the check of the daemons after a failover
+// (checkDaemonsAfterFailover), which only a run with a failover makes.
+const checkAfterFailover = "every daemon working after the failover"
 
 // liveRiverStates are the River job states in which a River job may still
 // be worked.

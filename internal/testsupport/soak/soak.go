@@ -70,7 +70,7 @@ type Config struct {
 	// connects with a multi-host URL (primary, standby) and
 	// target_session_attrs=read-write, and carries on. kiln-web and
 	// kiln-publisher run too, and after the run each daemon must still
-	// work without having been restarted (checkAfterFailover).
+	// work without having been restarted (checkDaemonsAfterFailover).
 	Failover bool
 	// Out receives the progress and the report.
 	Out io.Writer
@@ -171,7 +171,7 @@ func Run(ctx context.Context, cfg Config, cl Cluster) (*Report, error) {
 	}
 	runErr := s.run(ctx)
 	if runErr == nil && cfg.Failover {
-		s.checkAfterFailover(ctx)
+		s.checkDaemonsAfterFailover(ctx)
 	}
 	s.stopDaemons()
 	if runErr != nil {
@@ -646,6 +646,8 @@ func (r *Report) Print(w io.Writer) {
 		verdict := "ok"
 		if n := len(byCheck[c]); n > 0 {
 			verdict = fmt.Sprintf("FAILED (%d)", n)
+		} else if c == checkAfterFailover && f.Failovers == 0 {
+			verdict = "not run (no failover)"
 		}
 		fmt.Fprintf(w, "  %-52s %s\n", c, verdict)
 		for _, v := range byCheck[c] {
