@@ -67,9 +67,12 @@ func NewInserter(db *pgxpool.Pool, log *slog.Logger) (*Client, error) {
 
 // NewSplitterClient returns the River client kiln-splitter runs: it works
 // queue incoming with workers (at most n at once) and inserts build River
-// jobs, which it never works itself.
-func NewSplitterClient(db *pgxpool.Pool, workers *river.Workers, n int, log *slog.Logger) (*Client, error) {
+// jobs, which it never works itself. id is its River client ID
+// (NewSplitterID, with the client's lock held: takeover.go); empty, River
+// picks one and the janitor does not take its River jobs over.
+func NewSplitterClient(db *pgxpool.Pool, workers *river.Workers, n int, id string, log *slog.Logger) (*Client, error) {
 	cfg := config(log)
+	cfg.ID = id
 	cfg.Queues = map[string]river.QueueConfig{QueueIncoming: {MaxWorkers: n}}
 	cfg.Workers = workers
 	cfg.FetchCooldown = SplitterFetchCooldown

@@ -169,6 +169,24 @@ func suites(c *cli.Context) []suite {
 				},
 				how: "kiln submit of four 50 MB files (each hashed ahead while the one before streams into its blob, one transaction) against COPY of the same bytes into a bytea table in 256 KiB rows, same database"}},
 		},
+		{
+			title: "crash takeover", pkg: "./internal/e2e/", pattern: "^Benchmark(KillSplitterToSplit|KillFetchedToTaken)$", benchtime: "1x",
+			env: []string{"KILN_BENCH_DEFAULTS=1"},
+			rows: []row{
+				{bench: "BenchmarkKillSplitterToSplit", what: "killed splitter's job split by another, defaults (3 kills)",
+					figure: func(m metrics) string {
+						return fmt.Sprintf("median %s s, best %s s, worst %s s", m.f("median-s", "%.1f"), m.f("best-s", "%.1f"), m.f("worst-s", "%.1f"))
+					},
+					how: "kiln-splitter processes, one SIGKILLed while its split waits for the job's row lock (held by the benchmark, let go after the kill); " +
+						"kill (clock_timestamp) to job.validated_at by the other splitter; janitor at its default 15 s interval"},
+				{bench: "BenchmarkKillFetchedToTaken", what: "killed builder's fetched River job taken elsewhere, defaults (3 kills)",
+					figure: func(m metrics) string {
+						return fmt.Sprintf("median %s s, best %s s, worst %s s", m.f("fetched-median-s", "%.1f"), m.f("fetched-best-s", "%.1f"), m.f("fetched-worst-s", "%.1f"))
+					},
+					how: "kiln-builder of two platforms with one slot, SIGKILLed while building one task with the other's build River job fetched and waiting for the slot; " +
+						"kill to that task's attempt 1 started on another builder; janitor and builders at their defaults (horizon 20 s, interval 15 s, heartbeat 5 s)"},
+			},
+		},
 	}
 }
 

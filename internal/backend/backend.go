@@ -204,29 +204,50 @@ func list(dir string) ([]string, error) {
 // Go duration) it first runs `sleep` for that long, a real process in the
 // build's process group, so that benchmarks and the soak (cmd/kiln-soak)
 // have builds that take time and can be killed, timed out and cancelled
-// like real ones.
+// like real ones. With {"lines": N} too, that process is a shell printing
+// "noop line I of N" for I from 1 to N, spread over the sleep, so that the
+// soak can count the lines a build printed against those stored.
 type noop struct {
 	sleep time.Duration
+	lines int
 }
 
+// maxNoopLines bounds the lines setting.
+const maxNoopLines = 10000
+
 func newNoop(settings map[string]any) (noop, error) {
-	v, ok := settings["sleep"]
-	if !ok {
-		return noop{}, nil
+	var n noop
+	if v, ok := settings["sleep"]; ok {
+		s, _ := v.(string)
+		d, err := time.ParseDuration(s)
+		if err != nil || d < 0 {
+			return noop{}, fmt.Errorf("backend noop: sleep must be a duration such as \"500ms\", not %v", v)
+		}
+		n.sleep = d
 	}
-	s, _ := v.(string)
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return noop{}, fmt.Errorf("backend noop: sleep must be a duration such as \"500ms\", not %v", v)
+	if v, ok := settings["lines"]; ok {
+		f, _ := v.(float64) // a JSON number
+		if f != float64(int(f)) || f < 1 || f > maxNoopLines {
+			return noop{}, fmt.Errorf("backend noop: lines must be a whole number from 1 to %d, not %v", maxNoopLines, v)
+		}
+		n.lines = int(f)
 	}
-	return noop{sleep: d}, nil
+	return n, nil
 }
 
 func (noop) Name() string                               { return "noop" }
 func (noop) Versions(context.Context) map[string]string { return map[string]string{} }
 func (noop) SelfIsolating() bool                        { return true }
 func (n noop) Build(ctx context.Context, r sandbox.Runner, req Request) ([]Output, error) {
-	if n.sleep > 0 {
+	switch {
+	case n.lines > 0:
+		pause := strconv.FormatFloat(n.sleep.Seconds()/float64(n.lines), 'f', -1, 64)
+		script := `i=1; while [ $i -le ` + strconv.Itoa(n.lines) + ` ]; do echo "noop line $i of ` + strconv.Itoa(n.lines) +
+			`"; sleep ` + pause + `; i=$((i+1)); done`
+		if err := r.Run(ctx, sandbox.Command{Dir: req.Dir, Args: []string{"sh", "-c", script}, Output: req.Log}); err != nil {
+			return nil, fmt.Errorf("noop backend: printing %d lines: %w", n.lines, err)
+		}
+	case n.sleep > 0:
 		secs := strconv.FormatFloat(n.sleep.Seconds(), 'f', -1, 64)
 		if err := r.Run(ctx, sandbox.Command{Dir: req.Dir, Args: []string{"sleep", secs}, Output: req.Log}); err != nil {
 			return nil, fmt.Errorf("noop backend: sleep %s: %w", secs, err)

@@ -309,6 +309,28 @@ func TestNoopAndUnknown(t *testing.T) {
 	}
 }
 
+// The lines setting prints numbered lines from a real process.
+func TestNoopLines(t *testing.T) {
+	t.Parallel()
+	b, err := New(Platform{Backend: "noop", Settings: map[string]any{"sleep": "30ms", "lines": float64(3)}}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var log bytes.Buffer
+	if _, err := b.Build(context.Background(), &sandbox.Plain{Home: dir}, Request{Source: "x.src.rpm", Dir: dir, Log: &log}); err != nil {
+		t.Fatalf("noop with lines: %v\n%s", err, log.String())
+	}
+	if want := "noop line 1 of 3\nnoop line 2 of 3\nnoop line 3 of 3\nnoop backend: nothing built for x.src.rpm\n"; log.String() != want {
+		t.Fatalf("log %q, want %q", log.String(), want)
+	}
+	for _, bad := range []any{"3", float64(0), float64(1.5), float64(maxNoopLines + 1)} {
+		if _, err := New(Platform{Backend: "noop", Settings: map[string]any{"lines": bad}}, Options{}); err == nil || !strings.Contains(err.Error(), "lines must be a whole number") {
+			t.Errorf("lines %v: %v", bad, err)
+		}
+	}
+}
+
 // The sleep setting runs a real process, which a cancelled build kills.
 func TestNoopSleep(t *testing.T) {
 	t.Parallel()

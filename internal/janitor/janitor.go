@@ -127,6 +127,7 @@ type Counts struct {
 	RiverJobsCancelled   int   `json:"river_jobs_cancelled"`   // River jobs of finished tasks cancelled
 	JobsRecomputed       int   `json:"jobs_recomputed"`        // jobs whose status was recomputed
 	ValidationsRequeued  int   `json:"validations_requeued"`   // submitted jobs given a new validate River job
+	ValidationsTakenOver int   `json:"validations_taken_over"` // validate River jobs of dead splitters made available again
 	EnvironmentsQueued   int   `json:"environments_queued"`    // environment River jobs queued (none yet, or too old)
 	JobsInvalidated      int   `json:"jobs_invalidated"`       // submitted jobs given up on (validation never completed)
 	JobsPruned           int   `json:"jobs_pruned"`            // jobs whose logs and artifacts were pruned
@@ -183,6 +184,7 @@ func (j *Janitor) Round(ctx context.Context, w Work) (Counts, error) {
 		step("giving pending tasks a River job", j.repairPendingWithoutRiverJob)
 		step("cancelling River jobs of finished tasks", j.cancelRiverJobsOfFinished)
 		step("recomputing job status", j.recomputeJobStatus)
+		step("taking over validations of dead splitters", j.takeOverValidations)
 		step("requeueing stuck validations", j.repairStuckValidation)
 		step("scheduling environment refreshes", j.scheduleEnvironmentRefreshes)
 	}
@@ -248,7 +250,8 @@ func (j *Janitor) logRound(w Work, c Counts, took time.Duration, errs int) {
 		attrs = append(attrs, "requeued", c.Requeued, "lost", c.Lost, "timed_out", c.TimedOut,
 			"builders_offline", c.BuildersOffline, "river_jobs_inserted", c.RiverJobsInserted,
 			"river_jobs_cancelled", c.RiverJobsCancelled, "jobs_recomputed", c.JobsRecomputed,
-			"validations_requeued", c.ValidationsRequeued, "jobs_invalidated", c.JobsInvalidated)
+			"validations_requeued", c.ValidationsRequeued, "validations_taken_over", c.ValidationsTakenOver,
+			"jobs_invalidated", c.JobsInvalidated)
 	}
 	if w&Retention != 0 {
 		attrs = append(attrs, "jobs_pruned", c.JobsPruned, "log_chunks_pruned", c.LogChunksPruned,
@@ -288,6 +291,7 @@ func (c *Counts) add(d Counts) {
 	c.RiverJobsCancelled += d.RiverJobsCancelled
 	c.JobsRecomputed += d.JobsRecomputed
 	c.ValidationsRequeued += d.ValidationsRequeued
+	c.ValidationsTakenOver += d.ValidationsTakenOver
 	c.JobsInvalidated += d.JobsInvalidated
 	c.JobsPruned += d.JobsPruned
 	c.LogChunksPruned += d.LogChunksPruned

@@ -38,14 +38,27 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer db.Close()
-	rc, err := NewRiverClient(db, New(db, cfg.MaxFileSize), log, cfg.Workers)
+	id := riverjob.NewSplitterID()
+	lock, err := lockClient(ctx, db, id, log)
+	if err != nil {
+		return err
+	}
+	// The lock is kept until the River client has stopped, so that the
+	// validations it finishes on SIGTERM are not taken over meanwhile.
+	lockCtx, unlock := context.WithCancel(context.WithoutCancel(ctx))
+	go lock.keep(lockCtx)
+	defer func() {
+		unlock()
+		<-lock.done
+	}()
+	rc, err := newRiverClient(db, New(db, cfg.MaxFileSize), log, cfg.Workers, id)
 	if err != nil {
 		return err
 	}
 	if err := rc.Start(ctx); err != nil {
 		return fmt.Errorf("starting the River client: %w", err)
 	}
-	log.Info("kiln-splitter working queue "+riverjob.QueueIncoming, "workers", cfg.Workers, "max_file_size", cfg.MaxFileSize, "once", cfg.Once)
+	log.Info("kiln-splitter working queue "+riverjob.QueueIncoming, "client", id, "workers", cfg.Workers, "max_file_size", cfg.MaxFileSize, "once", cfg.Once)
 	if cfg.Once {
 		err := drain(ctx, db)
 		if serr := stopRiver(rc, log); err == nil {

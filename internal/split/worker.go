@@ -15,11 +15,17 @@ import (
 )
 
 // NewRiverClient returns the River client kiln-splitter runs: the validate
-// worker on queue incoming, at most workers validations at once.
+// worker on queue incoming, at most workers validations at once. Its River
+// client ID is River's own, so the janitor does not take over its River
+// jobs when it dies (Run's client holds a lock for that: lock.go).
 func NewRiverClient(db *pgxpool.Pool, s *Splitter, log *slog.Logger, workers int) (*riverjob.Client, error) {
+	return newRiverClient(db, s, log, workers, "")
+}
+
+func newRiverClient(db *pgxpool.Pool, s *Splitter, log *slog.Logger, workers int, id string) (*riverjob.Client, error) {
 	ws := river.NewWorkers()
 	river.AddWorker(ws, &ValidateWorker{DB: db, Splitter: s, Log: log})
-	return riverjob.NewSplitterClient(db, ws, workers, log)
+	return riverjob.NewSplitterClient(db, ws, workers, id, log)
 }
 
 // ValidateWorker validates a submitted job and splits it into tasks (the

@@ -35,7 +35,13 @@ var Checks = []string{
 	"every blob referenced",
 	"no build process left running",
 	"every committed submission kept",
+	"every log line stored",
+	checkAfterFailover,
 }
+
+// checkAfterFailover names the check of the daemons after a failover
+// (checkDaemonsAfterFailover), which only a run with a failover makes.
+const checkAfterFailover = "every daemon working after the failover"
 
 // liveRiverStates are the River job states in which a River job may still
 // be worked.
@@ -88,14 +94,34 @@ func Check(ctx context.Context, db *pgxpool.Pool, workRoots []string) ([]Violati
 			FROM river.river_job r LEFT JOIN kiln.job j ON j.id = (r.args->>'job_id')::bigint
 			WHERE r.kind = 'validate' AND r.state IN ` + liveRiverStates + ` AND (j.id IS NULL OR j.status <> 'submitted')
 			ORDER BY r.id`},
+		// A noop build with the lines setting prints "noop line I of N"
+		// for I from 1 to N (internal/backend): the stored log of every
+		// attempt that got through its build holds each once, in order,
+		// whatever the database did meanwhile.
+		{"every log line stored", `SELECT format('attempt %s of task %s (%s) stored %s of the %s lines its build printed, %s distinct%s',
+				a.task_id, a.attempt, a.status, l.found, a.lines, l.distinct_found, CASE WHEN l.in_order THEN '' ELSE ', out of order' END)
+			FROM (SELECT a.task_id, a.attempt, a.status, (p.backend_settings->>'lines')::int AS lines
+			      FROM kiln.attempt a JOIN kiln.task t ON t.id = a.task_id JOIN kiln.platform p ON p.name = t.platform
+			      WHERE a.status = 'succeeded' AND p.backend = 'noop' AND p.backend_settings ? 'lines') a
+			CROSS JOIN LATERAL (
+			    SELECT count(*) AS found, count(DISTINCT n) AS distinct_found,
+			           coalesce(bool_and(n = ord), true) AS in_order
+			    FROM (SELECT m[1]::int AS n, row_number() OVER () AS ord
+			          FROM regexp_matches((SELECT coalesce(string_agg(c.data, '' ORDER BY c.seq), '') FROM kiln.log_chunk c
+			                               WHERE c.task_id = a.task_id AND c.attempt = a.attempt),
+			                              '^noop line (\d+) of \d+$', 'gn') AS m) x) l
+			WHERE l.found <> a.lines OR l.distinct_found <> a.lines OR NOT l.in_order
+			ORDER BY a.task_id, a.attempt`},
 		{"every blob matches its sha256", `SELECT format('artifact %s (%s) says %s bytes, its blob has %s', ar.id, ar.file_name, ar.size, b.size)
 			FROM kiln.artifact ar JOIN kiln.blob b ON b.sha256 = ar.blob_sha256
 			WHERE ar.size <> b.size ORDER BY ar.id`},
-		{"every blob referenced", `SELECT format('blob %s (%s bytes) is referenced by no package, package file or artifact', encode(b.sha256, 'hex'), b.size)
+		{"every blob referenced", `SELECT format('blob %s (%s bytes) is referenced by no package, package file, artifact, repository file or environment', encode(b.sha256, 'hex'), b.size)
 			FROM kiln.blob b
 			WHERE NOT EXISTS (SELECT 1 FROM kiln.package p WHERE p.blob_sha256 = b.sha256)
 			  AND NOT EXISTS (SELECT 1 FROM kiln.package_file f WHERE f.blob_sha256 = b.sha256)
 			  AND NOT EXISTS (SELECT 1 FROM kiln.artifact a WHERE a.blob_sha256 = b.sha256)
+			  AND NOT EXISTS (SELECT 1 FROM kiln.repository_file r WHERE r.blob_sha256 = b.sha256)
+			  AND NOT EXISTS (SELECT 1 FROM kiln.environment e WHERE e.blob_sha256 = b.sha256)
 			ORDER BY b.sha256`},
 	}
 	for _, q := range queries {

@@ -42,7 +42,13 @@ func newRestingFarm(t *testing.T) *restingFarm {
 	a := farmtest.Take(t, p, f.succeeded, "b2")
 	farmtest.Log(t, p, f.succeeded, a, 0, "building on b2\n")
 	farmtest.Lose(t, p, f.succeeded)
+	// EL9 builds with the noop backend printing numbered lines, as the
+	// soak's noop platforms do; its successful attempt stored them all,
+	// in two batches that split a line.
+	exec1(t, db, `UPDATE kiln.platform SET backend = 'noop', backend_settings = '{"lines": 3}' WHERE name = $1`, farmtest.EL9)
 	f.succeededAttempt = farmtest.Take(t, p, f.succeeded, "b1")
+	farmtest.Log(t, p, f.succeeded, f.succeededAttempt, 0, "noop line 1 of 3\nnoop line 2")
+	farmtest.Log(t, p, f.succeeded, f.succeededAttempt, 1, " of 3\nnoop line 3 of 3\nnoop backend: nothing built for hello-1-1.src.rpm\n")
 	farmtest.Finish(t, p, f.succeeded, f.succeededAttempt, "succeeded", "",
 		farmtest.Artifact{Kind: "package", Name: "hello-1-1.x86_64.rpm", Data: []byte("binary rpm of hello")},
 		farmtest.Artifact{Kind: "log", Name: "build.log", Data: []byte("Wrote: hello-1-1.x86_64.rpm\n")})
@@ -116,8 +122,9 @@ func TestCheckFindsEachViolation(t *testing.T) {
 		{"job disagreeing with its tasks", []string{"every job final and agreeing with its tasks"}, func(t *testing.T, f *restingFarm) {
 			exec1(t, f.db, `UPDATE kiln.job SET status = 'succeeded' WHERE id = (SELECT job_id FROM kiln.task WHERE id = $1)`, f.failed)
 		}},
-		{"two successes", []string{"one success record per succeeded task"}, func(t *testing.T, f *restingFarm) {
-			// The lost attempt's late finish got through.
+		{"two successes", []string{"one success record per succeeded task", "every log line stored"}, func(t *testing.T, f *restingFarm) {
+			// The lost attempt's late finish got through (and its log does
+			// not hold what a finished build printed).
 			exec1(t, f.db, `UPDATE kiln.attempt SET status = 'succeeded' WHERE task_id = $1 AND attempt = 1`, f.succeeded)
 		}},
 		{"success of an unsuccessful task", []string{"one success record per succeeded task"}, func(t *testing.T, f *restingFarm) {
@@ -137,6 +144,18 @@ func TestCheckFindsEachViolation(t *testing.T) {
 		{"validate River job of a split job", []string{"no River job left for a finished task"}, func(t *testing.T, f *restingFarm) {
 			exec1(t, f.db, `INSERT INTO river.river_job (kind, args, queue, max_attempts, priority, state)
 				SELECT 'validate', jsonb_build_object('job_id', job_id), 'incoming', 10, 2, 'available' FROM kiln.task WHERE id = $1`, f.failed)
+		}},
+		{"log line lost", []string{"every log line stored"}, func(t *testing.T, f *restingFarm) {
+			exec1(t, f.db, `DELETE FROM kiln.log_chunk WHERE task_id = $1 AND attempt = $2 AND seq = 1`, f.succeeded, f.succeededAttempt)
+		}},
+		{"log line stored twice", []string{"every log line stored"}, func(t *testing.T, f *restingFarm) {
+			exec1(t, f.db, `INSERT INTO kiln.log_chunk (task_id, attempt, seq, data) VALUES ($1, $2, 2, 'noop line 3 of 3'||chr(10))`,
+				f.succeeded, f.succeededAttempt)
+		}},
+		{"log lines out of order", []string{"every log line stored"}, func(t *testing.T, f *restingFarm) {
+			exec1(t, f.db, `UPDATE kiln.log_chunk SET data = 'noop line 2 of 3'||chr(10)||'noop line 1 of 3'||chr(10)||'noop line 3 of 3'||chr(10), seq = 5
+				WHERE task_id = $1 AND attempt = $2 AND seq = 1`, f.succeeded, f.succeededAttempt)
+			exec1(t, f.db, `DELETE FROM kiln.log_chunk WHERE task_id = $1 AND attempt = $2 AND seq = 0`, f.succeeded, f.succeededAttempt)
 		}},
 		{"corrupt chunk", []string{"every blob matches its sha256"}, func(t *testing.T, f *restingFarm) {
 			exec1(t, f.db, `UPDATE kiln.blob_chunk SET data = 'tampered' WHERE sha256 = $1`, f.packageArtifactBlob)

@@ -156,6 +156,9 @@ func (s *soak) failover(ctx context.Context) {
 		return nil
 	}
 	pgctl := filepath.Join(s.cl.BinDir, "pg_ctl")
+	s.mu.Lock()
+	s.failedOverAt = time.Now()
+	s.mu.Unlock()
 	if err := run(pgctl, "-D", filepath.Join(s.cl.Dir, "data"), "-m", "immediate", "-w", "stop"); err != nil {
 		s.violate("every task final", "killing the primary: %v", err)
 		return

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -137,8 +138,25 @@ func (s *soak) startDaemons(ctx context.Context) error {
 		}
 		s.builders = append(s.builders, b)
 	}
-	for _, p := range append([]*proc{s.janitor, s.splitter}, s.builders...) {
+	others := []*proc{s.janitor, s.splitter}
+	if s.cfg.Failover {
+		s.gnupg = filepath.Join(s.root, "gnupg")
+		if err := os.MkdirAll(s.gnupg, 0o700); err != nil {
+			return err
+		}
+		s.web = daemon("web", "kiln-web", "web_s"+s.id, "--listen", "127.0.0.1:0")
+		s.publisher = daemon("publisher", "kiln-publisher", s.publisherRole(),
+			"--gnupghome", s.gnupg, "--workdir", filepath.Join(s.root, "publisher"), "--poll", "5s")
+		others = append(others, s.web, s.publisher)
+	}
+	for _, p := range append(others, s.builders...) {
 		if err := p.start(); err != nil {
+			return err
+		}
+	}
+	if s.web != nil {
+		var err error
+		if s.webURL, err = s.web.address(ctx); err != nil {
 			return err
 		}
 	}
@@ -151,7 +169,7 @@ func (s *soak) startDaemons(ctx context.Context) error {
 		if err == nil && online == len(s.builders) {
 			return nil
 		}
-		for _, p := range append([]*proc{s.janitor, s.splitter}, s.builders...) {
+		for _, p := range append(others, s.builders...) {
 			if !p.running() {
 				return fmt.Errorf("%s exited at start; see %s:\n%s", p.name, p.log, tail(p.log))
 			}
@@ -168,6 +186,9 @@ func (s *soak) startDaemons(ctx context.Context) error {
 func (s *soak) stopDaemons() {
 	all := append([]*proc{s.splitter}, s.builders...)
 	all = append(all, s.janitor)
+	if s.web != nil {
+		all = append(all, s.web, s.publisher)
+	}
 	for _, p := range all {
 		if p == nil || !p.running() {
 			continue
@@ -184,6 +205,31 @@ func (s *soak) stopDaemons() {
 		s.violate("no build process left running", "%s did not stop within 30 s of SIGTERM; killed (log %s)", p.name, p.log)
 		_ = p.signal(syscall.SIGKILL)
 		p.wait(10 * time.Second)
+	}
+	if s.gnupg != "" {
+		// The publisher's gpg started an agent for its home, which outlives
+		// it as it would on a publisher host.
+		if out, err := exec.Command("gpgconf", "--homedir", s.gnupg, "--kill", "all").CombinedOutput(); err != nil {
+			s.violate("no build process left running", "stopping the publisher's gpg-agent: %v: %s", err, out)
+		}
+	}
+}
+
+// webAddress is how kiln-web logs the address it serves on.
+var webAddress = regexp.MustCompile(`kiln-web listening.*url=(http://127\.0\.0\.1:\d+)`)
+
+// address waits for kiln-web to log its address and returns it.
+func (p *proc) address(ctx context.Context) (string, error) {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		b, _ := os.ReadFile(p.log)
+		if m := webAddress.FindSubmatch(b); m != nil {
+			return string(m[1]), nil
+		}
+		if !p.running() || time.Now().After(deadline) || ctx.Err() != nil {
+			return "", fmt.Errorf("%s logged no address; see %s:\n%s", p.name, p.log, tail(p.log))
+		}
+		sleep(ctx, 100*time.Millisecond)
 	}
 }
 

@@ -2,9 +2,10 @@
 // kiln-builder, kiln-splitter and kiln-janitor processes work a stream of
 // jobs on a private PostgreSQL cluster while builders are killed with
 // SIGKILL and restarted, one builder is paused with SIGSTOP past the
-// janitor's heartbeat horizon, PostgreSQL itself is restarted and jobs are
-// cancelled mid-build. At the end Check verifies what the farm promises
-// (docs/reliability.md). cmd/kiln-soak is its command.
+// janitor's heartbeat horizon, PostgreSQL itself is restarted (or fails
+// over to its standby, with kiln-web and kiln-publisher running too) and
+// jobs are cancelled mid-build. At the end Check verifies what the farm
+// promises (docs/reliability.md). cmd/kiln-soak is its command.
 package soak
 
 import (
@@ -67,7 +68,9 @@ type Config struct {
 	// Failover kills the primary (pg_ctl stop -m immediate) once mid-run
 	// and promotes the synchronous standby (pg_ctl promote); every daemon
 	// connects with a multi-host URL (primary, standby) and
-	// target_session_attrs=read-write, and carries on.
+	// target_session_attrs=read-write, and carries on. kiln-web and
+	// kiln-publisher run too, and after the run each daemon must still
+	// work without having been restarted (checkDaemonsAfterFailover).
 	Failover bool
 	// Out receives the progress and the report.
 	Out io.Writer
@@ -167,6 +170,9 @@ func Run(ctx context.Context, cfg Config, cl Cluster) (*Report, error) {
 		return nil, err
 	}
 	runErr := s.run(ctx)
+	if runErr == nil && cfg.Failover {
+		s.checkDaemonsAfterFailover(ctx)
+	}
 	s.stopDaemons()
 	if runErr != nil {
 		return nil, runErr
@@ -210,11 +216,15 @@ type soak struct {
 	root   string
 	admin  *pgxpool.Pool
 
-	person   string
-	builders []*proc
-	splitter *proc
-	janitor  *proc
-	srpm     string
+	person    string
+	builders  []*proc
+	splitter  *proc
+	janitor   *proc
+	web       *proc // with Failover only, as is publisher
+	publisher *proc
+	webURL    string
+	gnupg     string // the publisher's GnuPG home
+	srpm      string
 
 	mu         sync.Mutex
 	faults     Faults
@@ -222,6 +232,8 @@ type soak struct {
 	restarts   sync.WaitGroup
 	submitted  atomic.Int64 // jobs submitted
 	submitDone atomic.Bool
+	// failedOverAt is when the primary was killed (zero: not yet).
+	failedOverAt time.Time
 }
 
 func newSoak(ctx context.Context, cfg Config, cl Cluster) (*soak, error) {
@@ -287,6 +299,9 @@ func (s *soak) cleanup() {
 // roles are the login roles the run creates.
 func (s *soak) roles() []string {
 	r := []string{s.person, "splitter_s" + s.id, "janitor_s" + s.id}
+	if s.cfg.Failover {
+		r = append(r, "web_s"+s.id, s.publisherRole())
+	}
 	for i := range s.cfg.Builders {
 		r = append(r, "builder_"+s.builderHost(i))
 	}
@@ -294,6 +309,10 @@ func (s *soak) roles() []string {
 }
 
 func (s *soak) builderHost(i int) string { return fmt.Sprintf("s%sb%d", s.id, i+1) }
+
+// publisherRole is kiln-publisher's login role (kiln admin daemon-host
+// knows no publisher: a DBA creates its role, roles/README.md).
+func (s *soak) publisherRole() string { return "publisher_s" + s.id }
 
 func (s *soak) say(format string, args ...any) {
 	fmt.Fprintf(s.cfg.Out, format+"\n", args...)
@@ -339,12 +358,17 @@ const (
 	platformRPM = "soak-rpmbuild"
 )
 
+// noopLines is how many numbered lines each noop build prints over its
+// sleep (the noop backend's lines setting); Check counts them in the
+// stored logs.
+const noopLines = 10
+
 // setUp migrates the database, applies the roles and creates the logins,
 // the platforms, the bucket and a source package, all with kiln's own
 // commands.
 func (s *soak) setUp(ctx context.Context) error {
 	s.person = "soak_" + s.id
-	settings := fmt.Sprintf(`{"sleep": %q}`, s.cfg.BuildTime.String())
+	settings := fmt.Sprintf(`{"sleep": %q, "lines": %d}`, s.cfg.BuildTime.String(), noopLines)
 	cmds := [][]string{
 		{"admin", "migrate"},
 		{"admin", "roles", "apply"},
@@ -362,9 +386,17 @@ func (s *soak) setUp(ctx context.Context) error {
 	for i := range s.cfg.Builders {
 		cmds = append(cmds, []string{"admin", "builder-host", "add", s.builderHost(i)})
 	}
+	if s.cfg.Failover {
+		cmds = append(cmds, []string{"admin", "daemon-host", "add", "web", "s" + s.id})
+	}
 	// The group roles come first (roles/00-groups.sql): migrations grant to them.
 	if _, err := s.admin.Exec(ctx, roles.Groups()); err != nil {
 		return fmt.Errorf("creating the group roles: %w", err)
+	}
+	if s.cfg.Failover {
+		if _, err := s.admin.Exec(ctx, fmt.Sprintf(`CREATE ROLE "%s" LOGIN IN ROLE kiln_publisher`, s.publisherRole())); err != nil {
+			return fmt.Errorf("creating the publisher's role: %w", err)
+		}
 	}
 	for _, c := range cmds {
 		if out, err := s.kiln(ctx, s.dbURL, c...); err != nil {
@@ -614,6 +646,8 @@ func (r *Report) Print(w io.Writer) {
 		verdict := "ok"
 		if n := len(byCheck[c]); n > 0 {
 			verdict = fmt.Sprintf("FAILED (%d)", n)
+		} else if c == checkAfterFailover && f.Failovers == 0 {
+			verdict = "not run (no failover)"
 		}
 		fmt.Fprintf(w, "  %-52s %s\n", c, verdict)
 		for _, v := range byCheck[c] {
