@@ -184,45 +184,47 @@ func startScaleBuilders(b *testing.B, f *farm, platforms []string, n int) *scale
 		all   []*Builder
 	)
 	work := b.TempDir()
+	// Builders start 32 at a time, as hosts of a farm do: each start waits
+	// on its own round trips, not on the CPU.
+	var (
+		mu   sync.Mutex
+		errs []error
+		sem  = make(chan struct{}, 32)
+		sg   sync.WaitGroup
+	)
 	for i := 1; i <= n; i++ {
-		pool, err := dbconn.Open(ctx, dbconn.Config{URL: f.db.ViaAs(b, pgtest.EnvPgBouncerURL, prefix+strconv.Itoa(i)),
-			AppName: "kiln-builder-scale", MaxConns: 8, Pooled: true})
-		if err != nil {
-			b.Fatalf("builder %d: %v", i, err)
-		}
-		pools = append(pools, pool)
-		cfg := Config{
-			Name: fmt.Sprintf("scale-%04d", i), Platforms: []string{platforms[(i-1)%len(platforms)]}, Slots: 1,
-			WorkDir: filepath.Join(work, strconv.Itoa(i)), Version: "bench", Logger: discardLogger(),
-			PollOnly: true, PollInterval: DefaultPollInterval,
-		}
-		bl, err := New(ctx, pool, cfg)
-		if err != nil {
-			b.Fatalf("builder %d: %v", i, err)
-		}
-		if err := bl.register(ctx); err != nil {
-			b.Fatalf("builder %d: %v", i, err)
-		}
-		fd, err := bl.startFeed(loops)
-		if err != nil {
-			b.Fatalf("builder %d: %v", i, err)
-		}
-		feeds, all = append(feeds, fd), append(all, bl)
-		wg.Go(func() {
-			t := time.NewTicker(bl.cfg.Heartbeat)
-			defer t.Stop()
-			for {
-				select {
-				case <-loops.Done():
-					return
-				case <-t.C:
-				}
-				if err := bl.heartbeat(loops); err != nil && loops.Err() == nil {
-					b.Errorf("builder %s: %v", bl.cfg.Name, err)
-				}
+		url := f.db.ViaAs(b, pgtest.EnvPgBouncerURL, prefix+strconv.Itoa(i))
+		sem <- struct{}{}
+		sg.Go(func() {
+			defer func() { <-sem }()
+			bl, pool, fd, err := startScaleBuilder(ctx, loops, url, platforms, work, i)
+			mu.Lock()
+			defer mu.Unlock()
+			if pool != nil {
+				pools = append(pools, pool)
 			}
+			if err != nil {
+				errs = append(errs, fmt.Errorf("builder %d: %w", i, err))
+				return
+			}
+			feeds, all = append(feeds, fd), append(all, bl)
+			wg.Go(func() {
+				t := time.NewTicker(bl.cfg.Heartbeat)
+				defer t.Stop()
+				for {
+					select {
+					case <-loops.Done():
+						return
+					case <-t.C:
+					}
+					if err := bl.heartbeat(loops); err != nil && loops.Err() == nil {
+						b.Errorf("builder %s: %v", bl.cfg.Name, err)
+					}
+				}
+			})
 		})
 	}
+	sg.Wait()
 	s := &scaleFarm{}
 	stopped := false
 	s.stop = func() {
@@ -242,7 +244,35 @@ func startScaleBuilders(b *testing.B, f *farm, platforms []string, n int) *scale
 		}
 	}
 	b.Cleanup(s.stop)
+	if len(errs) > 0 {
+		b.Fatal(errs[0])
+	}
 	return s
+}
+
+// startScaleBuilder makes, registers and starts simulated builder i of
+// BenchmarkScale with its pool through PgBouncer at url, its feed running
+// under loops.
+func startScaleBuilder(ctx, loops context.Context, url string, platforms []string, work string, i int) (*Builder, *pgxpool.Pool, *feed, error) {
+	pool, err := dbconn.Open(ctx, dbconn.Config{URL: url,
+		AppName: "kiln-builder-scale", MaxConns: 8, Pooled: true})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cfg := Config{
+		Name: fmt.Sprintf("scale-%04d", i), Platforms: []string{platforms[(i-1)%len(platforms)]}, Slots: 1,
+		WorkDir: filepath.Join(work, strconv.Itoa(i)), Version: "bench", Logger: discardLogger(),
+		PollOnly: true, PollInterval: DefaultPollInterval,
+	}
+	bl, err := New(ctx, pool, cfg)
+	if err != nil {
+		return nil, pool, nil, err
+	}
+	if err := bl.register(ctx); err != nil {
+		return nil, pool, nil, err
+	}
+	fd, err := bl.startFeed(loops)
+	return bl, pool, fd, err
 }
 
 // seedScaleTasks seeds n jobs of one package (one shared blob), each with
