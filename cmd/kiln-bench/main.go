@@ -40,7 +40,7 @@ func app() *cli.App {
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "latency-jobs", Usage: "jobs submitted one by one for the submit-to-start latency", Value: 500},
 			&cli.IntFlag{Name: "jobs", Usage: "jobs seeded for the query latencies (4 tasks each)", Value: 1000000},
-			&cli.IntFlag{Name: "scale-builders", Usage: "simulated builders of the scale simulation (docs/scaling.md)", Value: 250},
+			&cli.IntFlag{Name: "scale-builders", Usage: "simulated builders of the scale simulation (docs/scaling.md)", Value: 100},
 			&cli.StringFlag{Name: "only", Usage: "run only the benchmarks whose title matches this regular expression"},
 			&cli.BoolFlag{Name: "markdown", Usage: "print the table as Markdown (for docs/performance.md)"},
 		},
