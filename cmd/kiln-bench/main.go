@@ -40,6 +40,7 @@ func app() *cli.App {
 		Flags: []cli.Flag{
 			&cli.IntFlag{Name: "latency-jobs", Usage: "jobs submitted one by one for the submit-to-start latency", Value: 500},
 			&cli.IntFlag{Name: "jobs", Usage: "jobs seeded for the query latencies (4 tasks each)", Value: 1000000},
+			&cli.IntFlag{Name: "scale-builders", Usage: "simulated builders of the scale simulation (docs/scaling.md)", Value: 100},
 			&cli.StringFlag{Name: "only", Usage: "run only the benchmarks whose title matches this regular expression"},
 			&cli.BoolFlag{Name: "markdown", Usage: "print the table as Markdown (for docs/performance.md)"},
 		},
@@ -159,6 +160,21 @@ func suites(c *cli.Context) []suite {
 					},
 					how: "GET of the pool file from kiln-web's /repos (streamed from PostgreSQL) and of the same bytes from http.FileServer on disk, both over local TCP, 5 each, same run"},
 			},
+		},
+		{
+			title: "scale", pkg: "./internal/builder/", pattern: "^BenchmarkScale$", benchtime: "1x",
+			env: []string{fmt.Sprintf("KILN_BENCH_SCALE_BUILDERS=%d", c.Int("scale-builders")), "KILN_BENCH_SCALE_PLATFORMS=20",
+				"KILN_BENCH_SCALE_TASKS=100000", "KILN_BENCH_SCALE_RATE=20", "KILN_BENCH_SCALE_SECONDS=30"},
+			rows: []row{{bench: "BenchmarkScale", what: fmt.Sprintf("%d builders through PgBouncer, 20 platforms, 100,000 queued tasks", c.Int("scale-builders")),
+				figure: func(m metrics) string {
+					return fmt.Sprintf("dispatch p50 %s ms, p99 %s ms; PostgreSQL CPU %s ms/task (%s net of idle); idle %s queries/s, %s%% of a core; server connections %s busy, %s idle",
+						m.f("p50-ms", "%.0f"), m.f("p99-ms", "%.0f"), m.f("pg-cpu-ms/task", "%.1f"), m.f("pg-cpu-net-ms/task", "%.1f"),
+						m.f("idle-queries/s", "%.0f"), m.f("idle-pg-cpu-%", "%.0f"), m.f("server-conns-busy", "%.0f"), m.f("server-conns-idle", "%.0f"))
+				},
+				how: "each simulated builder is internal/builder's own Builder (its own role and pool through the harness's PgBouncer in transaction pooling, " +
+					"its River client in poll-only mode every 1 s, one slot, noop backend, heartbeat every 5 s), without its direct --listen-db session; " +
+					"tasks seeded with generate_series with their River jobs, 600 made available at 20/s; dispatch = available to task.started_at; " +
+					"CPU of the primary's processes from /proc; idle over 30 s from PgBouncer's SHOW STATS; connections from SHOW POOLS"}},
 		},
 		{
 			title: "upload", pkg: "./internal/submit/", pattern: "^BenchmarkUploadVsCopy$", benchtime: "1x",
