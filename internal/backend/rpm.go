@@ -99,7 +99,7 @@ type mock struct {
 
 // mockRoot is what a mock root may look like: a configuration's name
 // ("rocky+epel-9-x86_64") or the path of a .cfg file.
-var mockRoot = regexp.MustCompile(`^[A-Za-z0-9_.+][A-Za-z0-9_.+/-]*$`)
+var mockRoot = regexp.MustCompile(`^[A-Za-z0-9_.+/][A-Za-z0-9_.+/-]*$`)
 
 // mockSafePath is what a path written into a mock configuration may look
 // like (it is quoted there as a Python string).

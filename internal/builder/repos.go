@@ -31,9 +31,9 @@ type repositoryRef struct {
 var repositoryClients = map[string]string{"sbuild": "apt", "mock": "dnf"}
 
 // hostBackends are the backends that build with the builder host's own
-// packages and install no build dependencies, and the backend that builds
-// against the buckets' repositories instead.
-var hostBackends = map[string]string{"rpmbuild": "mock", "dpkg": "sbuild"}
+// packages and install no build dependencies, and the kind of platform
+// that builds against the buckets' repositories instead.
+var hostBackends = map[string]string{"rpmbuild": "a mock", "dpkg": "an sbuild"}
 
 // repositories returns the buckets' repositories a build of job on plat
 // installs build dependencies from (kiln.build_repository_snapshots: the
@@ -52,7 +52,7 @@ func (b *Builder) repositories(ctx context.Context, plat *loadedPlatform, info *
 	name := plat.backend.Name()
 	if instead, ok := hostBackends[name]; ok {
 		fmt.Fprintf(live, "kiln: the %s backend builds with the packages installed on this host and installs no build dependencies: "+
-			"it uses no bucket's repository (to build against the buckets' repositories, use a %s platform)\n", name, instead)
+			"it uses no bucket's repository (to build against the buckets' repositories, use %s platform)\n", name, instead)
 		return nil, nil
 	}
 	client, ok := repositoryClients[name]
