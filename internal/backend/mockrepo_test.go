@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -74,13 +75,13 @@ func TestMockBucketRepositories(t *testing.T) {
 	for _, want := range []string{
 		"include('rocky+epel-9-x86_64.cfg')\n",
 		"config_opts['plugin_conf']['bind_mount_opts']['dirs'].append(('" + keys + "', '" + keys + "'))\n",
-		"config_opts['dnf.conf'] += \"\"\"\n",
+		"kiln_repos = \"\"\"\n",
 		"\n[kiln-devel]\nname=kiln bucket devel (key " + fpr + ")\nbaseurl=http://kiln:8080/repos/devel/snapshots/3/el9-x86_64\nenabled=1\n" +
 			"repo_gpgcheck=1\ngpgcheck=0\ngpgkey=file://" + keys + "/kiln-repository-1.asc\n",
 		"username=kiln-build\npassword=" + token + "\n\n[kiln-stable]\n",
 		"baseurl=http://kiln:8080/repos/stable/snapshots/9/el9-x86_64\n",
 		"gpgkey=file://" + keys + "/kiln-repository-2.asc\n",
-		"\n\"\"\"\n-rw-------",
+		"\n\"\"\"\nfor _key in ('dnf.conf', 'dnf5.conf'):\n    if _key in config_opts:\n        config_opts[_key] += kiln_repos\n-rw-------",
 	} {
 		if !strings.Contains(content, want) {
 			t.Fatalf("configuration lacks %q:\n%s", want, content)
@@ -91,6 +92,26 @@ func TestMockBucketRepositories(t *testing.T) {
 	}
 	if _, err := os.Stat(cfg); !os.IsNotExist(err) {
 		t.Fatalf("the configuration with the token is still there after mock: %v", err)
+	}
+	// It is Python that, run as mock runs it, adds the sections to the
+	// root's dnf.conf (and to dnf5.conf only where the root has one).
+	py := filepath.Join(t.TempDir(), "cfg.py")
+	body, _, _ := strings.Cut(content, "-rw-------")
+	if err := os.WriteFile(py, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("python3", "-c", `
+included = []
+def include(p): included.append(p)
+config_opts = {'plugin_conf': {'bind_mount_opts': {'dirs': []}}, 'dnf.conf': '[main]\n'}
+exec(open(`+"'"+py+"'"+`).read())
+print(included, config_opts['plugin_conf']['bind_mount_enable'], config_opts['plugin_conf']['bind_mount_opts']['dirs'], 'dnf5.conf' in config_opts)
+print(config_opts['dnf.conf'])`).CombinedOutput()
+	if err != nil {
+		t.Fatalf("python3: %v\n%s", err, out)
+	}
+	if want := "['rocky+epel-9-x86_64.cfg'] True [('" + keys + "', '" + keys + "')] False\n[main]\n\n\n[kiln-devel]\n"; !strings.HasPrefix(string(out), want) {
+		t.Fatalf("the configuration as mock reads it:\n%s\nwant it to start\n%s", out, want)
 	}
 	if key, err := os.ReadFile(filepath.Join(keys, "kiln-repository-2.asc")); err != nil || string(key) != testKey {
 		t.Fatalf("key file: %q %v", key, err)

@@ -169,7 +169,7 @@ func (m mock) config(req Request) (string, error) {
 		"include('%s')\n"+
 		"config_opts['plugin_conf']['bind_mount_enable'] = True\n"+
 		"config_opts['plugin_conf']['bind_mount_opts']['dirs'].append(('%s', '%s'))\n"+
-		"config_opts['dnf.conf'] += \"\"\"\n", include, keyDir, keyDir)
+		"kiln_repos = \"\"\"\n", include, keyDir, keyDir)
 	for i, r := range req.Repositories {
 		u, err := neturl.Parse(r.URL)
 		if err != nil || !repositoryURL.MatchString(r.URL) || !sbuildWord.MatchString(r.Suite) || !repositoryFingerprint.MatchString(r.Fingerprint) {
@@ -191,7 +191,10 @@ func (m mock) config(req Request) (string, error) {
 			fmt.Fprintf(&b, "username=%s\npassword=%s\n", user, password)
 		}
 	}
-	b.WriteString("\"\"\"\n")
+	// dnf roots read dnf.conf, dnf5 roots dnf5.conf (Fedora's templates
+	// set both).
+	b.WriteString("\"\"\"\nfor _key in ('dnf.conf', 'dnf5.conf'):\n" +
+		"    if _key in config_opts:\n        config_opts[_key] += kiln_repos\n")
 	path := filepath.Join(req.Dir, "kiln-mock.cfg")
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {

@@ -87,7 +87,7 @@ root=$work/root
 mkdir -p "$out" "$root/repos" "$work/top"
 case "$cfg" in
 */kiln-mock.cfg)
-  sed -n '/^config_opts\[.dnf.conf.\] += """$/,/^"""$/p' "$cfg" | sed '1d;$d' > "$root/repos/kiln.repo"
+  sed -n '/^kiln_repos = """$/,/^"""$/p' "$cfg" | sed '1d;$d' > "$root/repos/kiln.repo"
   pw=$(sed -n 's/^password=//p' "$root/repos/kiln.repo" | head -1)
   if [ -n "$pw" ]; then
     echo "$pw" >> ` + tokens + `
