@@ -39,20 +39,27 @@ type Request struct {
 	// Repo is a directory holding the files built earlier in the same task
 	// (a local repository), possibly empty.
 	Repo string
-	// Repositories are signed APT repositories to install build
-	// dependencies from besides the environment's mirror, in order (the
-	// sbuild backend; others ignore them).
+	// Repositories are the buckets' signed repositories to install build
+	// dependencies from besides the environment's own, in order: APT
+	// repositories for sbuild, rpm-md ones for mock. The host backends
+	// (rpmbuild, dpkg) install no build dependencies and are given none.
 	Repositories []Repository
 	// Log receives the build's output.
 	Log io.Writer
 }
 
-// Repository is a signed APT repository of one suite and component main,
-// as a build's apt reaches it:
+// Repository is a bucket's signed repository as a build reaches it, with
+// Key, the armored public key of fingerprint Fingerprint, trusted for the
+// build and for nothing else. For sbuild it is an APT repository of one
+// suite (the bucket) and component main:
 //
 //	deb [signed-by=FINGERPRINT] URL SUITE main
 //
-// with Key, the armored public key, trusted for the build.
+// for mock an rpm-md repository at URL (Suite names it: kiln-SUITE),
+// whose repomd.xml must be signed by Key. A private bucket's URL carries
+// the attempt's token as its password (http://kiln-build:TOKEN@host/...);
+// mock moves it into dnf's username and password options, so that it is
+// in no URL dnf prints.
 type Repository struct {
 	URL, Suite, Fingerprint, Key string
 }
@@ -118,8 +125,8 @@ func New(p Platform, opts Options) (Backend, error) {
 		if root == "" {
 			return nil, fmt.Errorf("backend mock needs a build root: set the platform's backend settings to {\"root\": \"<mock config>\"}")
 		}
-		if strings.HasPrefix(root, "-") {
-			return nil, fmt.Errorf("backend mock: root %q must not start with a dash", root)
+		if !mockRoot.MatchString(root) {
+			return nil, fmt.Errorf("backend mock: root %q must be a mock configuration's name or .cfg path: letters, digits and ._+/-, not starting with a dash", root)
 		}
 		m := mock{root: root, mock: opts.Mock, createrepo: opts.Createrepo}
 		if m.mock == "" {

@@ -5,8 +5,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	neturl "net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/kiln-build/kiln/internal/sandbox"
@@ -78,9 +80,33 @@ func (rpmbuild) Build(ctx context.Context, r sandbox.Runner, req Request) ([]Out
 // createrepo_c has given the local repository its metadata, so later
 // packages can BuildRequire earlier ones. mock sets up its own chroot or
 // container, so it runs outside bubblewrap.
+//
+// The buckets' rpm-md repositories (req.Repositories: the job's bucket and
+// its build_against buckets, see docs/repositories.md) are added to the
+// root's dnf configuration: mock then runs with -r DIR/kiln-mock.cfg, a
+// configuration of the build's own that includes the platform's root and
+// adds one repository per bucket (kiln-BUCKET) with repo_gpgcheck on and
+// the bucket's public key, written to DIR/kiln-keys, as its only gpgkey, so
+// that dnf takes no metadata that key did not sign. Each package's sha256
+// is in that signed metadata and dnf checks it; gpgcheck (the packages' own
+// signatures) stays off because a bucket may sign packages only from some
+// snapshot on (its sign_packages setting). A private bucket's token goes
+// into the repository's password option, never into a URL, the command
+// line or the log, and the configuration is removed when mock ends.
 type mock struct {
 	root, mock, createrepo string
 }
+
+// mockRoot is what a mock root may look like: a configuration's name
+// ("rocky+epel-9-x86_64") or the path of a .cfg file.
+var mockRoot = regexp.MustCompile(`^[A-Za-z0-9_.+/][A-Za-z0-9_.+/-]*$`)
+
+// mockSafePath is what a path written into a mock configuration may look
+// like (it is quoted there as a Python string).
+var mockSafePath = regexp.MustCompile(`^/[A-Za-z0-9_.+/-]*$`)
+
+// mockSecret is what a repository's user name and password may look like.
+var mockSecret = regexp.MustCompile(`^[A-Za-z0-9._-]{1,200}$`)
 
 func (m mock) Name() string        { return "mock" }
 func (m mock) SelfIsolating() bool { return true }
@@ -92,10 +118,16 @@ func (m mock) Versions(ctx context.Context) map[string]string {
 	}
 }
 
-// Commands returns the commands a build of req runs, in order.
-func (m mock) commands(req Request) ([][]string, error) {
+// commands returns the commands a build of req runs, in order; config is
+// the build's own mock configuration ("" when it has none: no bucket
+// repositories).
+func (m mock) commands(req Request, config string) ([][]string, error) {
 	var cmds [][]string
-	args := []string{m.mock, "-r", m.root, "--rebuild", req.Source, "--resultdir", filepath.Join(req.Dir, "result")}
+	root := m.root
+	if config != "" {
+		root = config
+	}
+	args := []string{m.mock, "-r", root, "--rebuild", req.Source, "--resultdir", filepath.Join(req.Dir, "result")}
 	if req.Repo != "" {
 		entries, err := os.ReadDir(req.Repo)
 		if err != nil {
@@ -109,6 +141,85 @@ func (m mock) commands(req Request) ([][]string, error) {
 	return append(cmds, args), nil
 }
 
+// config writes the build's own mock configuration into req.Dir, with the
+// buckets' repositories and their keys, and returns its path ("" when req
+// has no repositories).
+func (m mock) config(req Request) (string, error) {
+	if len(req.Repositories) == 0 {
+		return "", nil
+	}
+	keyDir := filepath.Join(req.Dir, "kiln-keys")
+	if !mockSafePath.MatchString(keyDir) {
+		return "", fmt.Errorf("mock: the build directory %q cannot be written into a mock configuration", req.Dir)
+	}
+	if err := os.Mkdir(keyDir, 0o755); err != nil {
+		return "", fmt.Errorf("mock: a directory for the repositories' keys: %w", err)
+	}
+	keys, err := repositoryKeys(req, keyDir)
+	if err != nil {
+		return "", err
+	}
+	include := m.root
+	if !strings.HasSuffix(include, ".cfg") {
+		include += ".cfg"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Written by kiln for one build: the platform's mock root, and the\n"+
+		"# rpm-md repositories of the buckets it installs build dependencies from.\n"+
+		"include('%s')\n"+
+		"config_opts['plugin_conf']['bind_mount_enable'] = True\n"+
+		"config_opts['plugin_conf']['bind_mount_opts']['dirs'].append(('%s', '%s'))\n"+
+		"kiln_repos = \"\"\"\n", include, keyDir, keyDir)
+	for i, r := range req.Repositories {
+		u, err := neturl.Parse(r.URL)
+		if err != nil || !repositoryURL.MatchString(r.URL) || !sbuildWord.MatchString(r.Suite) || !repositoryFingerprint.MatchString(r.Fingerprint) {
+			return "", fmt.Errorf("mock: repository %q suite %q key %q is not a URL, bucket and fingerprint", redactedURL(r.URL), r.Suite, r.Fingerprint)
+		}
+		user, password := "", ""
+		if u.User != nil {
+			user = u.User.Username()
+			password, _ = u.User.Password()
+			if !mockSecret.MatchString(user) || !mockSecret.MatchString(password) {
+				return "", fmt.Errorf("mock: repository %s: the user name or token is not plain", redactedURL(r.URL))
+			}
+			u.User = nil
+		}
+		fmt.Fprintf(&b, "\n[kiln-%s]\nname=kiln bucket %s (key %s)\nbaseurl=%s\nenabled=1\n"+
+			"repo_gpgcheck=1\ngpgcheck=0\ngpgkey=file://%s\nskip_if_unavailable=False\nmetadata_expire=0\ncost=500\n",
+			r.Suite, r.Suite, r.Fingerprint, u.String(), keys[i])
+		if user != "" {
+			fmt.Fprintf(&b, "username=%s\npassword=%s\n", user, password)
+		}
+	}
+	// dnf roots read dnf.conf, dnf5 roots dnf5.conf (Fedora's templates
+	// set both).
+	b.WriteString("\"\"\"\nfor _key in ('dnf.conf', 'dnf5.conf'):\n" +
+		"    if _key in config_opts:\n        config_opts[_key] += kiln_repos\n")
+	path := filepath.Join(req.Dir, "kiln-mock.cfg")
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("mock: writing the build's configuration: %w", err)
+	}
+	_, err = f.WriteString(b.String())
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+		return "", fmt.Errorf("mock: writing the build's configuration: %w", err)
+	}
+	return path, nil
+}
+
+// redactedURL is u without the password it may carry, for messages.
+func redactedURL(u string) string {
+	parsed, err := neturl.Parse(u)
+	if err != nil {
+		return "(an unreadable URL)"
+	}
+	return parsed.Redacted()
+}
+
 func hasRPM(entries []os.DirEntry) bool {
 	for _, e := range entries {
 		if strings.HasSuffix(e.Name(), ".rpm") {
@@ -119,7 +230,15 @@ func hasRPM(entries []os.DirEntry) bool {
 }
 
 func (m mock) Build(ctx context.Context, r sandbox.Runner, req Request) ([]Output, error) {
-	cmds, err := m.commands(req)
+	config, err := m.config(req)
+	if err != nil {
+		return nil, &StageError{Stage: StageEnvironment, Err: err}
+	}
+	if config != "" {
+		// It holds the private buckets' tokens: gone when mock is.
+		defer os.Remove(config)
+	}
+	cmds, err := m.commands(req, config)
 	if err != nil {
 		return nil, err
 	}

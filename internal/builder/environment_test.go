@@ -119,6 +119,11 @@ func TestDpkgUnsatisfiable(t *testing.T) {
 	if !strings.Contains(reason, "unsatisfiable build dependencies: kiln-wants_1.0.dsc (kiln-no-such-package (>= 2))") {
 		t.Fatalf("reason %q", reason)
 	}
+	// The log says the host build used no bucket, and what would.
+	if log := f.logOf(t, task, 1); !strings.Contains(log, "kiln: the dpkg backend builds with the packages installed on this host "+
+		"and installs no build dependencies: it uses no bucket's repository (to build against the buckets' repositories, use an sbuild platform)") {
+		t.Fatalf("the log does not say the dpkg backend uses no bucket:\n%s", log)
+	}
 	info := f.buildInfo(t, task, 1)
 	if !info.Unsatisfiable || info.Stage != backend.StageBuildDeps || info.Passes != 1 {
 		t.Fatalf("build info %+v", info)
@@ -141,6 +146,10 @@ func TestRpmbuildUnsatisfiable(t *testing.T) {
 	_, _, reason := f.taskStatus(t, task)
 	if !strings.Contains(reason, "unsatisfiable build dependencies: kiln-wants-1.0-1.src.rpm (kiln-no-such-package >= 2 is needed by kiln-wants-1.0-1") {
 		t.Fatalf("reason %q\n%s", reason, f.logOf(t, task, 1))
+	}
+	if log := f.logOf(t, task, 1); !strings.Contains(log, "kiln: the rpmbuild backend builds with the packages installed on this host "+
+		"and installs no build dependencies: it uses no bucket's repository (to build against the buckets' repositories, use a mock platform)") {
+		t.Fatalf("the log does not say the rpmbuild backend uses no bucket:\n%s", log)
 	}
 	info := f.buildInfo(t, task, 1)
 	if !info.Unsatisfiable || info.Stage != backend.StageBuildDeps {

@@ -19,25 +19,44 @@ type repositoryRef struct {
 	Snapshot int32  `json:"snapshot"`
 	URL      string `json:"url"`
 	// Key is the fingerprint of the bucket's key the snapshot is signed
-	// with, Index the snapshot's signed index (dists/BUCKET/InRelease) and
-	// IndexSHA256 its sha256.
+	// with, Index the snapshot's signed index (dists/BUCKET/InRelease for
+	// APT, repodata/repomd.xml for rpm-md) and IndexSHA256 its sha256.
 	Key         string `json:"key"`
 	Index       string `json:"index"`
 	IndexSHA256 string `json:"index_sha256"`
 }
 
-// repositories returns the buckets' APT repositories a build of job on plat
+// repositoryClients are the backends that install build dependencies from
+// the buckets' repositories, and the package manager that reads them.
+var repositoryClients = map[string]string{"sbuild": "apt", "mock": "dnf"}
+
+// hostBackends are the backends that build with the builder host's own
+// packages and install no build dependencies, and the kind of platform
+// that builds against the buckets' repositories instead.
+var hostBackends = map[string]string{"rpmbuild": "a mock", "dpkg": "an sbuild"}
+
+// repositories returns the buckets' repositories a build of job on plat
 // installs build dependencies from (kiln.build_repository_snapshots: the
-// served snapshot of the job's bucket, then of its build_against buckets),
+// served snapshot of the job's bucket, then of its build_against buckets;
+// APT repositories for sbuild platforms, rpm-md ones for mock platforms),
 // each pinned to its snapshot number so that every package of the attempt
 // sees the same files, says so in the log and records them in info. Only
-// sbuild platforms use them, and only when the builder knows kiln-web's
-// address (Config.RepoURL). A private bucket's repository is read with a
-// token of the attempt's own (kiln.build_repository_token: that bucket
-// only, read-only, while the attempt builds), given to apt as the URL's
-// password and never written to the log or the build info.
+// sbuild and mock platforms use them, and only when the builder knows
+// kiln-web's address (Config.RepoURL); the host backends (rpmbuild, dpkg)
+// install no build dependencies, and the log says that they use no
+// bucket. A private bucket's repository is read with a token of the
+// attempt's own (kiln.build_repository_token: that bucket only, read-only,
+// while the attempt builds), given to apt or dnf as the URL's password and
+// never written to the log or the build info.
 func (b *Builder) repositories(ctx context.Context, plat *loadedPlatform, info *buildInfo, live io.Writer) ([]backend.Repository, error) {
-	if plat.backend.Name() != "sbuild" {
+	name := plat.backend.Name()
+	if instead, ok := hostBackends[name]; ok {
+		fmt.Fprintf(live, "kiln: the %s backend builds with the packages installed on this host and installs no build dependencies: "+
+			"it uses no bucket's repository (to build against the buckets' repositories, use %s platform)\n", name, instead)
+		return nil, nil
+	}
+	client, ok := repositoryClients[name]
+	if !ok {
 		return nil, nil
 	}
 	if b.cfg.RepoURL == "" {
@@ -79,7 +98,7 @@ func (b *Builder) repositories(ctx context.Context, plat *loadedPlatform, info *
 			}
 			u.User = neturl.UserPassword("kiln-build", *token)
 			url = u.String()
-			fmt.Fprintf(live, "kiln: bucket %s is private: apt reads it with a token of this attempt's own\n", x.ref.Bucket)
+			fmt.Fprintf(live, "kiln: bucket %s is private: %s reads it with a token of this attempt's own\n", x.ref.Bucket, client)
 		}
 		repos = append(repos, backend.Repository{URL: url, Suite: x.ref.Bucket, Fingerprint: x.ref.Key, Key: x.key})
 		info.Repositories = append(info.Repositories, x.ref)

@@ -6,9 +6,6 @@ import (
 	"encoding/hex"
 	"io"
 	"net/http"
-	"net/http/httptest"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -17,10 +14,8 @@ import (
 
 	"github.com/kiln-build/kiln/internal/environment"
 	"github.com/kiln-build/kiln/internal/environment/envtest"
-	"github.com/kiln-build/kiln/internal/repo"
 	"github.com/kiln-build/kiln/internal/testsupport/farmtest"
 	"github.com/kiln-build/kiln/internal/testsupport/testpkg"
-	"github.com/kiln-build/kiln/internal/web"
 )
 
 // Tracker issue 15's cross-job chain, through the real builder: job A
@@ -42,29 +37,7 @@ func TestSbuildCrossJobChain(t *testing.T) {
 	// devel is private: the builder reads it with a token of the attempt's
 	// own (kiln.build_repository_token), as apt's basic-auth password.
 	f.exec(t, `INSERT INTO kiln.bucket (name, open, private) VALUES ('devel', true, true)`)
-	connect := func(role string) *pgxpool.Pool {
-		p, err := pgxpool.New(context.Background(), f.db.URLAs(farmtest.Person(t, f.db, role, "kiln_"+role)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(p.Close)
-		return p
-	}
-	gnupg, err := os.MkdirTemp("", "kg")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		exec.Command("gpgconf", "--homedir", gnupg, "--kill", "all").Run() //nolint:errcheck // best effort
-		os.RemoveAll(gnupg)
-	})
-	pub := &repo.Publisher{DB: connect("publisher"), Keys: repo.Keyring{Home: gnupg}, WorkDir: t.TempDir()}
-	srv, err := web.New(web.Config{DB: connect("web")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	site := httptest.NewServer(srv.Handler())
-	t.Cleanup(site.Close)
+	pub, site := repoSite(t, f)
 
 	_, pool := f.builderPool(t, 1)
 	cfg := testConfig(t, "bookworm-amd64")

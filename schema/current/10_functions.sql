@@ -1770,8 +1770,8 @@ AS $$
       JOIN kiln.bucket_key k ON k.bucket = b.name AND k.active
      WHERE j.id = p_job
        AND EXISTS (SELECT 1 FROM kiln.snapshot_files(b.name, s.seq) f
-                    WHERE f.platform = p_platform AND f.path = 'dists/' || b.name || '/InRelease')
+                    WHERE f.platform = p_platform AND f.path IN ('dists/' || b.name || '/InRelease', 'repodata/repomd.xml'))
      ORDER BY u.ord
 $$;
-COMMENT ON FUNCTION kiln.build_repositories(bigint, text) IS 'The APT repositories a build of job p_job on platform p_platform installs build dependencies from: the served snapshot of the job''s bucket, then of each bucket of its build_against setting, each with its active signing key; buckets without a served APT repository for the platform are left out. For builders (public keys and snapshot numbers only).';
+COMMENT ON FUNCTION kiln.build_repositories(bigint, text) IS 'The repositories (APT, or rpm-md for RPM platforms) a build of job p_job on platform p_platform installs build dependencies from: the served snapshot of the job''s bucket, then of each bucket of its build_against setting, each with its active signing key; buckets without a served repository for the platform are left out. For builders (public keys and snapshot numbers only).';
 REVOKE ALL ON FUNCTION kiln.build_repositories(bigint, text) FROM PUBLIC;

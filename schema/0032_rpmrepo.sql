@@ -1,0 +1,6 @@
+-- 0032_rpmrepo.sql: mock platforms build against the buckets' rpm-md
+-- repositories (docs/repositories.md, "mock platforms"). No table or data
+-- changes: kiln.build_repositories and kiln.build_repository_snapshots
+-- (schema/current/10_functions.sql and 12_repos.sql) now also offer a
+-- bucket whose snapshot has an rpm-md repository for the platform
+-- (repodata/repomd.xml), not only an APT one (dists/BUCKET/InRelease).
