@@ -143,7 +143,7 @@ func adminCommand() *cli.Command {
 				Subcommands: []*cli.Command{
 					{
 						Name:      "add",
-						Usage:     "create login role PROCESS_HOST (member of kiln_PROCESS); PROCESS is builder, splitter, janitor or web",
+						Usage:     "create login role PROCESS_HOST (member of kiln_PROCESS); PROCESS is " + orList(admin.Processes),
 						ArgsUsage: "PROCESS HOST",
 						Action: withDB(func(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 							process, host, err := twoArgs(c, "PROCESS", "HOST")
@@ -153,6 +153,8 @@ func adminCommand() *cli.Command {
 							return addDaemonHost(ctx, c, db, process, host)
 						}),
 					},
+					{Name: "list", Usage: "list the daemons' login roles (login members of kiln_PROCESS) and the principals mapped to them", Flags: []cli.Flag{jsonFlag}, Action: withDB(runDaemonHostList)},
+					{Name: "rm", Usage: "drop login role PROCESS_HOST (a host taken out of the farm)", ArgsUsage: "PROCESS HOST", Action: withDB(runDaemonHostRm)},
 				},
 			},
 			quotaCommand(),
@@ -217,6 +219,54 @@ func addDaemonHost(ctx context.Context, c *cli.Context, db *pgxpool.Pool, proces
 	fmt.Fprintf(w, "created login role %s (member of kiln_%s)\n", role, process)
 	fmt.Fprintf(w, "Kerberos: give kiln-%s on %s a keytab for kiln-%s/%s@REALM; pg_ident.conf maps it to %s\n", process, host, process, host, role)
 	return nil
+}
+
+func runDaemonHostList(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
+	if c.NArg() > 0 {
+		return usageError("%s takes no arguments, got %q", c.Command.FullName(), c.Args().Slice())
+	}
+	logins, err := admin.ListDaemonHosts(ctx, db)
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(stdout(c), logins)
+	}
+	tw := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PROCESS\tROLE\tPRINCIPAL")
+	for _, l := range logins {
+		principal := l.Principal
+		if principal == "" {
+			principal = "- (not <process>_<host>: pg_ident.conf.example maps no principal to it)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", l.Process, l.Role, principal)
+	}
+	return tw.Flush()
+}
+
+func runDaemonHostRm(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
+	process, host, err := twoArgs(c, "PROCESS", "HOST")
+	if err != nil {
+		return err
+	}
+	if _, err := admin.DaemonRole(process, host); err != nil {
+		return usageError("%v", err)
+	}
+	role, err := admin.RemoveDaemonHost(ctx, db, process, host)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout(c), "dropped login role %s; connections it has open stay until they end: stop kiln-%s on %s, and delete its principal kiln-%s/%s@REALM\n",
+		role, process, host, process, host)
+	return nil
+}
+
+// orList joins words as "a, b or c".
+func orList(words []string) string {
+	if len(words) < 2 {
+		return strings.Join(words, "")
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
 }
 
 func runRolesApply(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
