@@ -79,7 +79,7 @@ clean:
 # The units name $(PREFIX)/bin and $(PREFIX)/share/doc/kiln, rewritten
 # from the /usr/local of docs/systemd/ when PREFIX differs.
 PREFIX ?= /usr/local
-INSTALL_BINS := kiln kiln-builder kiln-janitor kiln-publisher kiln-splitter kiln-web
+INSTALL_BINS := kiln kiln-builder kiln-janitor kiln-publisher kiln-reporter kiln-splitter kiln-web
 install: build
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
 	  $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/share/doc/kiln/systemd
