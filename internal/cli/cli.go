@@ -69,6 +69,7 @@ func App() *cli.App {
 		setUsageErrors(c)
 	}
 	setCompletions(app.Commands, "")
+	app.BashComplete = completeFlagValue(nil, cli.DefaultAppComplete) // kiln --color <TAB>
 	return app
 }
 
