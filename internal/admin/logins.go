@@ -208,6 +208,31 @@ func createLogin(ctx context.Context, tx pgx.Tx, name, group string) error {
 	return nil
 }
 
+// GroupRoles are the group roles roles/00-groups.sql creates: the owner
+// and the way to it, readers, submitters, admins and one per daemon process.
+func GroupRoles() []string {
+	groups := []string{"kiln_owner", "kiln_migrator", "kiln_reader", "kiln_submitter", "kiln_admin"}
+	for _, p := range Processes {
+		groups = append(groups, "kiln_"+p)
+	}
+	return groups
+}
+
+// MissingRoles returns the roles of names that the database cluster does
+// not have, in the order given.
+func MissingRoles(ctx context.Context, db *pgxpool.Pool, names []string) ([]string, error) {
+	rows, err := db.Query(ctx, `SELECT n FROM unnest($1::text[]) WITH ORDINALITY AS g (n, i)
+		WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = g.n) ORDER BY g.i`, names)
+	if err != nil {
+		return nil, fmt.Errorf("looking up roles: %w", err)
+	}
+	missing, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("looking up roles: %w", err)
+	}
+	return missing, nil
+}
+
 // CreateGroups creates the group roles the schema grants to
 // (roles/00-groups.sql), the first step of setting up a farm database:
 // migrations name them. It is idempotent.

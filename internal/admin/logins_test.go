@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/kiln-build/kiln/internal/testsupport/pgtest"
 )
 
 // readRepo reads a file of the repository (this package is internal/admin).
@@ -31,6 +33,12 @@ func TestDaemonLoginsAgree(t *testing.T) {
 	hba := readRepo(t, "roles/pg_hba.conf.example")
 	makefile := readRepo(t, "Makefile")
 	kerberos := readRepo(t, "docs/kerberos.md")
+	groups := readRepo(t, "roles/00-groups.sql")
+	for _, g := range GroupRoles() {
+		if !strings.Contains(groups, "'"+g+"'") && !strings.Contains(groups, "CREATE ROLE "+g+" ") {
+			t.Errorf("roles/00-groups.sql does not create %s (admin.GroupRoles)", g)
+		}
+	}
 	maps := map[string]*regexp.Regexp{} // role template -> principal pattern
 	var personLine string
 	for _, line := range strings.Split(ident, "\n") {
@@ -113,5 +121,21 @@ func TestDaemonLoginsAgree(t *testing.T) {
 		} else if _, err := os.Stat(filepath.Join("..", "..", "docs", doc[1])); err != nil {
 			t.Errorf("%s names %s, which make install does not install (docs/*.md): %v", unitName, doc[1], err)
 		}
+	}
+}
+
+// kiln admin migrate refuses to start without the group roles (issue 17:
+// a failed first migrate left schemas that kiln_owner could not use):
+// MissingRoles names exactly the roles the cluster lacks.
+func TestMissingRoles(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t) // the group roles exist in every test cluster
+	nosuch := "kiln_nosuch_" + strings.TrimPrefix(db.Name, "kiln_test_")
+	got, err := MissingRoles(t.Context(), db.Pool, append(GroupRoles(), nosuch, "kiln_owner"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0] != nosuch {
+		t.Fatalf("MissingRoles: %q; want [%s]", got, nosuch)
 	}
 }

@@ -304,10 +304,28 @@ func runSetup(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 }
 
 func runMigrate(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
+	// Without the group roles the first migration fails, after the schemas
+	// and River's tables were made by the migrating login rather than by
+	// kiln_owner, which then may not use them: refuse before anything.
+	missing, err := admin.MissingRoles(ctx, db, admin.GroupRoles())
+	if err != nil {
+		return err
+	}
+	if len(missing) > 0 {
+		return cli.Exit(fmt.Sprintf("migrating: the group roles are not there yet (%s): run kiln admin setup, which creates them first (or psql -f roles/00-groups.sql, then migrate again); nothing was changed",
+			strings.Join(missing, ", ")), ExitState)
+	}
 	res, err := schema.Migrate(ctx, db)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "42704" && strings.Contains(pgErr.Message, `role "kiln_`) {
 		return &dbError{fmt.Sprintf("migrating: %s: the group roles are not there yet: run kiln admin setup, which creates them first (or psql -f roles/00-groups.sql, then migrate again)", pgErr.Message), err}
+	}
+	if errors.As(err, &pgErr) && pgErr.Code == "42501" {
+		var owner string
+		if db.QueryRow(ctx, `SELECT nspowner::regrole::text FROM pg_catalog.pg_namespace WHERE nspname = 'kiln'`).Scan(&owner) == nil && owner != "kiln_owner" {
+			return &dbError{fmt.Sprintf("migrating: %s: schema kiln belongs to %s, not kiln_owner (an earlier migrate ran before the group roles existed?): if no migration ever succeeded here (kiln.schema_migration is empty), drop schemas kiln and river as the superuser (DROP SCHEMA kiln, river CASCADE) and run kiln admin setup",
+				pgErr.Message, owner), err}
+		}
 	}
 	if err != nil {
 		return err
