@@ -267,7 +267,8 @@ func ApplyRoles(ctx context.Context, db *pgxpool.Pool) error {
 		}
 		if _, err := tx.Exec(ctx, roles.Grants()); err != nil {
 			var pgErr *pgconn.PgError
-			if errors.As(err, &pgErr) && pgErr.Code == "42P01" {
+			// 3F000: no schema kiln yet; 42P01: no table yet.
+			if errors.As(err, &pgErr) && (pgErr.Code == "3F000" || pgErr.Code == "42P01") {
 				return fmt.Errorf("applying grants: %s: the tables are not there yet: run kiln admin migrate first, or kiln admin setup for every step", pgErr.Message)
 			}
 			return fmt.Errorf("applying grants (roles/kiln_*.sql): %w", err)

@@ -223,7 +223,7 @@ func addDaemonHost(ctx context.Context, c *cli.Context, db *pgxpool.Pool, proces
 
 func runDaemonHostList(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 	if c.NArg() > 0 {
-		return usageError("%s takes no arguments, got %q", c.Command.FullName(), c.Args().Slice())
+		return usageError("%s takes no arguments, got %q", commandLine(c), c.Args().Slice())
 	}
 	logins, err := admin.ListDaemonHosts(ctx, db)
 	if err != nil {
@@ -279,7 +279,7 @@ func runRolesApply(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error 
 
 func oneArg(c *cli.Context, what string) (string, error) {
 	if c.NArg() != 1 {
-		return "", usageError("%s: expected one %s, got %d arguments", c.Command.FullName(), what, c.NArg())
+		return "", usageError("%s: expected one %s, got %d arguments", commandLine(c), what, c.NArg())
 	}
 	return c.Args().First(), nil
 }
@@ -529,7 +529,7 @@ func runBucketList(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error 
 
 func twoArgs(c *cli.Context, a, b string) (string, string, error) {
 	if c.NArg() != 2 {
-		return "", "", usageError("%s: expected %s and %s", c.Command.FullName(), a, b)
+		return "", "", usageError("%s: expected %s and %s", commandLine(c), a, b)
 	}
 	return c.Args().Get(0), c.Args().Get(1), nil
 }
@@ -639,7 +639,7 @@ func quotaPerson(c *cli.Context) (string, error) {
 	case 1:
 		return c.Args().First(), nil
 	}
-	return "", usageError("%s: expected at most one PERSON, got %d arguments", c.Command.FullName(), c.NArg())
+	return "", usageError("%s: expected at most one PERSON, got %d arguments", commandLine(c), c.NArg())
 }
 
 // quotaShown is the output of kiln admin quota show --json without PERSON.
@@ -781,7 +781,7 @@ func runQuotaSet(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 		limits[q.Column] = v
 	}
 	if len(limits) == 0 {
-		return usageError("%s: give at least one quota to set (see --help)", c.Command.FullName())
+		return usageError("%s: give at least one quota to set (see --help)", commandLine(c))
 	}
 	if err := admin.SetQuotas(ctx, db, person, limits); err != nil {
 		return err

@@ -62,6 +62,9 @@ func completionCommand() *cli.Command {
 		Usage:     "print a shell completion script: source <(kiln completion bash)",
 		ArgsUsage: "bash|zsh",
 		Action: func(c *cli.Context) error {
+			if c.NArg() > 1 {
+				return usageError("kiln completion takes one shell, bash or zsh, got %q", c.Args().Slice())
+			}
 			switch c.Args().First() {
 			case "bash":
 				_, err := fmt.Fprint(stdout(c), bashCompletion)
