@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -26,7 +27,8 @@ type RunConfig struct {
 	Serve ServeConfig
 	// HealthAddr serves GET /healthz when not empty (unless Once).
 	HealthAddr string
-	Logger     *slog.Logger
+	// Logger is where the publisher logs (slog.Default() when nil).
+	Logger *slog.Logger
 }
 
 // Open checks cfg's GnuPG home, makes its work directory and connects: the
@@ -44,7 +46,7 @@ func Open(ctx context.Context, cfg RunConfig) (*Publisher, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Publisher{DB: pool, Keys: keys, WorkDir: cfg.WorkDir, Log: cfg.Logger}, nil
+	return &Publisher{DB: pool, Keys: keys, WorkDir: cfg.WorkDir, Log: cmp.Or(cfg.Logger, slog.Default())}, nil
 }
 
 // Run is kiln-publisher: it publishes pending requests until ctx ends (see
@@ -61,7 +63,7 @@ func Run(ctx context.Context, cfg RunConfig) error {
 		return err
 	}
 	alive := func(ctx context.Context) error { return p.DB.Ping(ctx) }
-	if err := daemon.ServeHealth(ctx, cfg.Logger, cfg.HealthAddr, alive); err != nil {
+	if err := daemon.ServeHealth(ctx, p.Log, cfg.HealthAddr, alive); err != nil {
 		return err
 	}
 	_ = daemon.Notify("READY=1")
