@@ -77,17 +77,21 @@ clean:
 	rm -rf $(BIN)
 
 # make install [PREFIX=/usr/local] [DESTDIR=]: the farm's binaries, the
-# manual page (man kiln), the systemd units and the docs they point at.
+# manual page (man kiln), the systemd units and the docs they point at,
+# with roles/ (the SQL and the pg_hba.conf and pg_ident.conf examples).
 # The units name $(PREFIX)/bin and $(PREFIX)/share/doc/kiln, rewritten
 # from the /usr/local of docs/systemd/ when PREFIX differs.
 PREFIX ?= /usr/local
-INSTALL_BINS := kiln kiln-builder kiln-janitor kiln-publisher kiln-splitter kiln-web
+INSTALL_BINS := kiln kiln-builder kiln-janitor kiln-publisher kiln-reporter kiln-splitter kiln-web
 install: build
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
 	  $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/share/doc/kiln/systemd
 	install -m 0755 $(addprefix $(BIN)/,$(INSTALL_BINS)) $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 docs/kiln.1 $(DESTDIR)$(PREFIX)/share/man/man1/kiln.1
 	install -m 0644 README.md docs/*.md $(DESTDIR)$(PREFIX)/share/doc/kiln/
+	install -d $(DESTDIR)$(PREFIX)/share/doc/kiln/roles
+	install -m 0644 roles/README.md roles/*.sql roles/*.example $(DESTDIR)$(PREFIX)/share/doc/kiln/roles/
+	install -m 0644 docs/systemd/kiln-janitor.cron $(DESTDIR)$(PREFIX)/share/doc/kiln/systemd/
 	for u in docs/systemd/*.service; do \
 	  sed -e 's|/usr/local/|$(PREFIX)/|g' "$$u" > $(DESTDIR)$(PREFIX)/lib/systemd/system/$$(basename "$$u") && \
 	  chmod 0644 $(DESTDIR)$(PREFIX)/lib/systemd/system/$$(basename "$$u") && \

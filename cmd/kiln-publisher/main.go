@@ -9,16 +9,13 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/urfave/cli/v2"
 
 	kcli "github.com/kiln-build/kiln/internal/cli"
 	"github.com/kiln-build/kiln/internal/daemon"
-	"github.com/kiln-build/kiln/internal/dbconn"
 	"github.com/kiln-build/kiln/internal/repo"
 )
 
@@ -50,63 +47,45 @@ func app() *cli.App {
 			ArgsUsage: "BUCKET",
 			Action:    rotate,
 		}},
-		Action: run,
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return fmt.Errorf("unexpected arguments: %v", c.Args().Slice())
+			}
+			cfg, err := config(c)
+			if err != nil {
+				return err
+			}
+			return repo.Run(c.Context, cfg)
+		},
 	}
 }
 
-func open(c *cli.Context) (*repo.Publisher, *pgxpool.Pool, *slog.Logger, error) {
+// config maps the flags to repo.RunConfig.
+func config(c *cli.Context) (repo.RunConfig, error) {
 	common, err := daemon.Common(c, 0)
 	if err != nil {
-		return nil, nil, nil, err
+		return repo.RunConfig{}, err
 	}
-	log := common.Logger
-	keys := repo.Keyring{Home: c.String("gnupghome")}
-	if err := keys.Check(); err != nil {
-		return nil, nil, nil, err
-	}
-	if err := os.MkdirAll(c.String("workdir"), 0o700); err != nil {
-		return nil, nil, nil, fmt.Errorf("work directory: %w", err)
-	}
-	pool, err := dbconn.Open(c.Context, common.DB)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	return &repo.Publisher{DB: pool, Keys: keys, WorkDir: c.String("workdir"), Log: log}, pool, log, nil
-}
-
-func run(c *cli.Context) error {
-	if c.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments: %v", c.Args().Slice())
-	}
-	p, pool, log, err := open(c)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	if c.Bool("once") {
-		_, err := p.PublishPending(c.Context)
-		return err
-	}
-	if addr := c.String("health-addr"); addr != "" {
-		go func() {
-			if err := daemon.ServeHealth(c.Context, log, addr, func(ctx context.Context) error { return pool.Ping(ctx) }); err != nil {
-				log.Error("health endpoint", "err", err)
-			}
-		}()
-	}
-	daemon.Notify("READY=1") //nolint:errcheck
-	return repo.Serve(c.Context, p, repo.ServeConfig{Poll: c.Duration("poll"), Coalesce: c.Duration("coalesce")})
+	return repo.RunConfig{
+		DB: common.DB, GnuPGHome: c.String("gnupghome"), WorkDir: c.String("workdir"), Once: c.Bool("once"),
+		Serve:      repo.ServeConfig{Poll: c.Duration("poll"), Coalesce: c.Duration("coalesce")},
+		HealthAddr: common.HealthAddr, Logger: common.Logger,
+	}, nil
 }
 
 func rotate(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return fmt.Errorf("usage: kiln-publisher rotate-key BUCKET")
 	}
-	p, pool, _, err := open(c)
+	cfg, err := config(c)
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
+	p, err := repo.Open(c.Context, cfg)
+	if err != nil {
+		return err
+	}
+	defer p.DB.Close()
 	fpr, err := p.RotateKey(c.Context, c.Args().First())
 	if err != nil {
 		return err

@@ -143,7 +143,7 @@ func adminCommand() *cli.Command {
 				Subcommands: []*cli.Command{
 					{
 						Name:      "add",
-						Usage:     "create login role PROCESS_HOST (member of kiln_PROCESS); PROCESS is builder, splitter, janitor or web",
+						Usage:     "create login role PROCESS_HOST (member of kiln_PROCESS); PROCESS is " + orList(admin.Processes),
 						ArgsUsage: "PROCESS HOST",
 						Action: withDB(func(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 							process, host, err := twoArgs(c, "PROCESS", "HOST")
@@ -153,6 +153,8 @@ func adminCommand() *cli.Command {
 							return addDaemonHost(ctx, c, db, process, host)
 						}),
 					},
+					{Name: "list", Usage: "list the daemons' login roles (login members of kiln_PROCESS) and the principals mapped to them", Flags: []cli.Flag{jsonFlag}, Action: withDB(runDaemonHostList)},
+					{Name: "rm", Usage: "drop login role PROCESS_HOST (a host taken out of the farm)", ArgsUsage: "PROCESS HOST", Action: withDB(runDaemonHostRm)},
 				},
 			},
 			quotaCommand(),
@@ -219,6 +221,54 @@ func addDaemonHost(ctx context.Context, c *cli.Context, db *pgxpool.Pool, proces
 	return nil
 }
 
+func runDaemonHostList(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
+	if c.NArg() > 0 {
+		return usageError("%s takes no arguments, got %q", commandLine(c), c.Args().Slice())
+	}
+	logins, err := admin.ListDaemonHosts(ctx, db)
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(stdout(c), logins)
+	}
+	tw := tabwriter.NewWriter(stdout(c), 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PROCESS\tROLE\tPRINCIPAL")
+	for _, l := range logins {
+		principal := l.Principal
+		if principal == "" {
+			principal = "- (not <process>_<host>: pg_ident.conf.example maps no principal to it)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", l.Process, l.Role, principal)
+	}
+	return tw.Flush()
+}
+
+func runDaemonHostRm(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
+	process, host, err := twoArgs(c, "PROCESS", "HOST")
+	if err != nil {
+		return err
+	}
+	if _, err := admin.DaemonRole(process, host); err != nil {
+		return usageError("%v", err)
+	}
+	role, err := admin.RemoveDaemonHost(ctx, db, process, host)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout(c), "dropped login role %s; connections it has open stay until they end: stop kiln-%s on %s, and delete its principal kiln-%s/%s@REALM\n",
+		role, process, host, process, host)
+	return nil
+}
+
+// orList joins words as "a, b or c".
+func orList(words []string) string {
+	if len(words) < 2 {
+		return strings.Join(words, "")
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " or " + words[len(words)-1]
+}
+
 func runRolesApply(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 	if err := admin.ApplyRoles(ctx, db); err != nil {
 		return err
@@ -229,7 +279,7 @@ func runRolesApply(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error 
 
 func oneArg(c *cli.Context, what string) (string, error) {
 	if c.NArg() != 1 {
-		return "", usageError("%s: expected one %s, got %d arguments", c.Command.FullName(), what, c.NArg())
+		return "", usageError("%s: expected one %s, got %d arguments", commandLine(c), what, c.NArg())
 	}
 	return c.Args().First(), nil
 }
@@ -254,10 +304,28 @@ func runSetup(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 }
 
 func runMigrate(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
+	// Without the group roles the first migration fails, after the schemas
+	// and River's tables were made by the migrating login rather than by
+	// kiln_owner, which then may not use them: refuse before anything.
+	missing, err := admin.MissingRoles(ctx, db, admin.GroupRoles())
+	if err != nil {
+		return err
+	}
+	if len(missing) > 0 {
+		return cli.Exit(fmt.Sprintf("migrating: the group roles are not there yet (%s): run kiln admin setup, which creates them first (or psql -f roles/00-groups.sql, then migrate again); nothing was changed",
+			strings.Join(missing, ", ")), ExitState)
+	}
 	res, err := schema.Migrate(ctx, db)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "42704" && strings.Contains(pgErr.Message, `role "kiln_`) {
 		return &dbError{fmt.Sprintf("migrating: %s: the group roles are not there yet: run kiln admin setup, which creates them first (or psql -f roles/00-groups.sql, then migrate again)", pgErr.Message), err}
+	}
+	if errors.As(err, &pgErr) && pgErr.Code == "42501" {
+		var owner string
+		if db.QueryRow(ctx, `SELECT nspowner::regrole::text FROM pg_catalog.pg_namespace WHERE nspname = 'kiln'`).Scan(&owner) == nil && owner != "kiln_owner" {
+			return &dbError{fmt.Sprintf("migrating: %s: schema kiln belongs to %s, not kiln_owner (an earlier migrate ran before the group roles existed?): if no migration ever succeeded here (kiln.schema_migration is empty), drop schemas kiln and river as the superuser (DROP SCHEMA kiln, river CASCADE) and run kiln admin setup",
+				pgErr.Message, owner), err}
+		}
 	}
 	if err != nil {
 		return err
@@ -461,7 +529,7 @@ func runBucketList(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error 
 
 func twoArgs(c *cli.Context, a, b string) (string, string, error) {
 	if c.NArg() != 2 {
-		return "", "", usageError("%s: expected %s and %s", c.Command.FullName(), a, b)
+		return "", "", usageError("%s: expected %s and %s", commandLine(c), a, b)
 	}
 	return c.Args().Get(0), c.Args().Get(1), nil
 }
@@ -571,7 +639,7 @@ func quotaPerson(c *cli.Context) (string, error) {
 	case 1:
 		return c.Args().First(), nil
 	}
-	return "", usageError("%s: expected at most one PERSON, got %d arguments", c.Command.FullName(), c.NArg())
+	return "", usageError("%s: expected at most one PERSON, got %d arguments", commandLine(c), c.NArg())
 }
 
 // quotaShown is the output of kiln admin quota show --json without PERSON.
@@ -713,7 +781,7 @@ func runQuotaSet(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 		limits[q.Column] = v
 	}
 	if len(limits) == 0 {
-		return usageError("%s: give at least one quota to set (see --help)", c.Command.FullName())
+		return usageError("%s: give at least one quota to set (see --help)", commandLine(c))
 	}
 	if err := admin.SetQuotas(ctx, db, person, limits); err != nil {
 		return err

@@ -119,8 +119,8 @@ func findCommand(cmds []*cli.Command, name string) *cli.Command {
 // unknownCommand is the usage error for a word that names no command of
 // the last level of path, with the nearest command's name when one is close.
 func unknownCommand(path []*level, word string) error {
-	var names []string
-	for _, l := range path {
+	names := []string{"kiln"} // not args[0], which may be a whole path
+	for _, l := range path[1:] {
 		names = append(names, l.name)
 	}
 	where := strings.Join(names, " ")

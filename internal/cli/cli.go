@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/urfave/cli/v2"
@@ -69,6 +71,7 @@ func App() *cli.App {
 		setUsageErrors(c)
 	}
 	setCompletions(app.Commands, "")
+	app.BashComplete = completeFlagValue(nil, cli.DefaultAppComplete) // kiln --color <TAB>
 	return app
 }
 
@@ -91,7 +94,7 @@ func setUsageErrors(c *cli.Command) {
 	if action := c.Action; action != nil && c.ArgsUsage == "" && !ownArgs[c.Name] {
 		c.Action = func(ctx *cli.Context) error {
 			if ctx.NArg() > 0 {
-				return usageError("kiln %s takes no arguments, got %q (kiln %s --help shows its usage)", ctx.Command.FullName(), ctx.Args().First(), ctx.Command.FullName())
+				return usageError("%s takes no arguments, got %q (%s --help shows its usage)", commandLine(ctx), ctx.Args().First(), commandLine(ctx))
 			}
 			return action(ctx)
 		}
@@ -99,6 +102,20 @@ func setUsageErrors(c *cli.Command) {
 	for _, s := range c.Subcommands {
 		setUsageErrors(s)
 	}
+}
+
+// commandLine is the command c runs as a person types it, "kiln admin
+// roles apply" (urfave's FullName has only the last word when the command
+// was reached through its parents).
+func commandLine(c *cli.Context) string {
+	var names []string
+	for _, l := range c.Lineage() {
+		if l.Command != nil && l.Command.Name != "" && l.Command.Name != c.App.Name {
+			names = append(names, l.Command.Name)
+		}
+	}
+	slices.Reverse(names)
+	return strings.Join(append([]string{"kiln"}, names...), " ")
 }
 
 // connect opens the database named by the settings in effect.

@@ -3,18 +3,25 @@ package cli
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/urfave/cli/v2"
 
+	"github.com/kiln-build/kiln/internal/admin"
 	"github.com/kiln-build/kiln/internal/report"
+	"github.com/kiln-build/kiln/internal/task"
 )
 
 // bashCompletion asks kiln itself for the words that may come next (urfave's
-// --generate-bash-completion).
+// --generate-bash-completion). KILN_COMPLETE_WORD is the word being
+// completed: urfave sees only the words before it, so without it kiln
+// could not tell "--platform <TAB>" (a value) from "--platform<TAB>".
 const bashCompletion = `# kiln bash completion: source <(kiln completion bash)
 _kiln_complete() {
   local cur words
@@ -25,7 +32,7 @@ _kiln_complete() {
     words+=("$cur")
   fi
   local IFS=$'\n'
-  COMPREPLY=($(compgen -W "$("${words[@]}" --generate-bash-completion 2>/dev/null)" -- "$cur"))
+  COMPREPLY=($(compgen -W "$(KILN_COMPLETE_WORD="$cur" "${words[@]}" --generate-bash-completion 2>/dev/null)" -- "$cur"))
 }
 complete -o bashdefault -o default -F _kiln_complete kiln
 `
@@ -36,9 +43,9 @@ _kiln() {
   local -a opts
   local cur=${words[-1]}
   if [[ "$cur" == "-"* ]]; then
-    opts=("${(@f)$(${words[@]:0:#words[@]-1} ${cur} --generate-bash-completion)}")
+    opts=("${(@f)$(KILN_COMPLETE_WORD=$cur ${words[@]:0:#words[@]-1} ${cur} --generate-bash-completion)}")
   else
-    opts=("${(@f)$(${words[@]:0:#words[@]-1} --generate-bash-completion)}")
+    opts=("${(@f)$(KILN_COMPLETE_WORD=$cur ${words[@]:0:#words[@]-1} --generate-bash-completion)}")
   fi
   if [[ "${opts[1]}" != "" ]]; then
     _describe 'values' opts
@@ -55,6 +62,9 @@ func completionCommand() *cli.Command {
 		Usage:     "print a shell completion script: source <(kiln completion bash)",
 		ArgsUsage: "bash|zsh",
 		Action: func(c *cli.Context) error {
+			if c.NArg() > 1 {
+				return usageError("kiln completion takes one shell, bash or zsh, got %q", c.Args().Slice())
+			}
 			switch c.Args().First() {
 			case "bash":
 				_, err := fmt.Fprint(stdout(c), bashCompletion)
@@ -129,47 +139,177 @@ psql(1); docs/cli.md and docs/reporting.md in kiln's sources.
 // completionLimit is how many recent job ids completion offers.
 const completionLimit = 20
 
-// setCompletions gives the commands whose first argument is a job or a
-// platform a completion of the values the farm has: the person's most
-// recent visible job ids, or the platform names. parent is the name of the
-// command cmds belong to ("" for the top level).
+// setCompletions gives every command completion of its flags' values
+// (--platform NAME, --bucket NAME, --status, ...: flagValues), and the
+// commands whose first argument is a job or a platform a completion of the
+// values the farm has: the person's most recent visible job ids, or the
+// platform names. parent is the name of the command cmds belong to (""
+// for the top level).
 func setCompletions(cmds []*cli.Command, parent string) {
 	for _, c := range cmds {
 		usage := strings.Fields(c.ArgsUsage)
+		args := cli.DefaultCompleteWithFlags(c)
 		switch {
 		case len(usage) > 0 && strings.HasPrefix(usage[0], "JOB"):
-			c.BashComplete = completeArg(c, jobIDs)
+			args = completeArg(c, jobIDs)
 		case len(usage) > 0 && strings.Trim(usage[0], "[]") == "PLATFORM",
 			parent == "platform" && c.Name != "add" && c.ArgsUsage == "NAME":
-			c.BashComplete = completeArg(c, platformNames)
+			args = completeArg(c, platformNames)
 		}
+		c.BashComplete = completeFlagValue(c, args)
 		setCompletions(c.Subcommands, c.Name)
 	}
 }
 
+// completion is what is being completed, as urfave and kiln's completion
+// scripts tell: the word before it (urfave puts it last in os.Args, before
+// --generate-bash-completion) and, when the script says (KILN_COMPLETE_WORD),
+// the word itself.
+type completion struct {
+	prev  string
+	word  string
+	known bool // word is known
+}
+
+func completing() completion {
+	var w completion
+	if n := len(os.Args); n > 2 {
+		w.prev = os.Args[n-2]
+	}
+	w.word, w.known = os.LookupEnv("KILN_COMPLETE_WORD")
+	return w
+}
+
+// flagName reports whether the word being completed is a flag's name: it
+// starts with "-" (kiln's scripts then pass it as the last word), or,
+// without word from the script, the last word does.
+func (w completion) flagName() bool {
+	if w.known {
+		return strings.HasPrefix(w.word, "-")
+	}
+	return strings.HasPrefix(w.prev, "-")
+}
+
+// valueOf is the flag whose value is being completed ("" if none): the
+// word before is a flag of cmd, or of a command it belongs to, that takes
+// a value, and the word being completed is not itself a flag.
+func (w completion) valueOf(c *cli.Context, cmd *cli.Command) string {
+	if !strings.HasPrefix(w.prev, "-") || strings.Contains(w.prev, "=") || (w.known && strings.HasPrefix(w.word, "-")) {
+		return ""
+	}
+	name := strings.TrimLeft(w.prev, "-")
+	flags := slices.Clone(c.App.Flags)
+	if cmd != nil {
+		flags = append(flags, cmd.Flags...)
+	}
+	for _, l := range c.Lineage() {
+		if l.Command != nil {
+			flags = append(flags, l.Command.Flags...)
+		}
+	}
+	for _, f := range flags {
+		if slices.Contains(f.Names(), name) && takesValue(f) {
+			return f.Names()[0]
+		}
+	}
+	return ""
+}
+
+// completeFlagValue completes the value of the flag before the word being
+// completed with flagValues, and hands everything else to args. Values of
+// list flags (--platform a,b) are offered after what the word has up to
+// its last "," or "!".
+func completeFlagValue(cmd *cli.Command, args cli.BashCompleteFunc) cli.BashCompleteFunc {
+	return func(c *cli.Context) {
+		w := completing()
+		flag := w.valueOf(c, cmd)
+		if flag == "" {
+			args(c)
+			return
+		}
+		words, err := flagValues(c, cmd, flag)
+		if err != nil {
+			return
+		}
+		prefix := ""
+		if i := strings.LastIndexAny(w.word, ",!"); i >= 0 {
+			prefix = w.word[:i+1]
+		}
+		out := stdout(c)
+		for _, word := range words {
+			fmt.Fprintln(out, prefix+word)
+		}
+	}
+}
+
+// flagValues are the values kiln offers for flag of cmd: names the farm
+// has (platforms, buckets) read from the database, or the fixed choices
+// the flag's help names. A flag without known values gets none.
+func flagValues(c *cli.Context, cmd *cli.Command, flag string) ([]string, error) {
+	switch flag {
+	case "platform":
+		ps, err := withFarm(c, platformNames)
+		if cmd != nil && (cmd.Name == "submit" || cmd.Name == "resubmit") {
+			ps = append(ps, "all")
+		}
+		return ps, err
+	case "bucket":
+		if cmd != nil && cmd.Name == "submit" {
+			return withFarm(c, submitBuckets)
+		}
+		return withFarm(c, bucketNames)
+	case "to", "build-against":
+		return withFarm(c, bucketNames)
+	case "status":
+		var out []string
+		for _, s := range task.JobStatuses() {
+			out = append(out, string(s))
+		}
+		return out, nil
+	case "color":
+		return []string{"auto", "always", "never"}, nil
+	case "backend":
+		return slices.Sorted(maps.Keys(admin.Backends)), nil
+	case "format":
+		return []string{"rpm", "deb"}, nil
+	case "publish-policy":
+		return []string{"whole_job", "per_task", "none"}, nil
+	case "priority":
+		return []string{"1", "2", "3", "4"}, nil
+	}
+	return nil, nil
+}
+
+// withFarm reads words from the farm, connected as the command would be.
+func withFarm(c *cli.Context, values func(context.Context, *pgxpool.Pool) ([]string, error)) ([]string, error) {
+	// urfave skips the app's Before (loadConfig) when completing.
+	if _, ok := c.App.Metadata[metadataKey].(settings); !ok {
+		if err := loadConfig(c); err != nil {
+			return nil, err
+		}
+	}
+	db, err := connect(c)
+	if err != nil {
+		return nil, err
+	}
+	defer db.Close()
+	return values(c.Context, db)
+}
+
 // completeArg completes cmd's first argument (every one for a command that
 // takes several, JOB...) with the words values reads, and flags as urfave
-// does when the word being completed starts with "-". It prints nothing
-// when the farm cannot be reached: completion never shows an error.
+// does when the word being completed is a flag. It prints nothing when the
+// farm cannot be reached: completion never shows an error.
 func completeArg(cmd *cli.Command, values func(context.Context, *pgxpool.Pool) ([]string, error)) cli.BashCompleteFunc {
 	return func(c *cli.Context) {
-		if n := len(os.Args); n > 2 && strings.HasPrefix(os.Args[n-2], "-") {
+		if completing().flagName() {
 			cli.DefaultCompleteWithFlags(cmd)(c)
 			return
 		}
 		if c.NArg() > 0 && !strings.Contains(cmd.ArgsUsage, "...") {
 			return
 		}
-		// urfave skips the app's Before (loadConfig) when completing.
-		if _, ok := c.App.Metadata[metadataKey].(settings); !ok && loadConfig(c) != nil {
-			return
-		}
-		db, err := connect(c)
-		if err != nil {
-			return
-		}
-		defer db.Close()
-		words, err := values(c.Context, db)
+		words, err := withFarm(c, values)
 		if err != nil {
 			return
 		}
@@ -204,4 +344,30 @@ func platformNames(ctx context.Context, db *pgxpool.Pool) ([]string, error) {
 		out[i] = p.Name
 	}
 	return out, nil
+}
+
+// bucketNames are the buckets the connected role may see.
+func bucketNames(ctx context.Context, db *pgxpool.Pool) ([]string, error) {
+	rows, err := db.Query(ctx, `SELECT name FROM kiln.bucket ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("listing buckets: %w", err)
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
+// submitBuckets are the buckets the session may submit to, by the rule
+// kiln submit checks before the upload (submit.Precheck): open ones, those
+// granted to a role it is a member of, and all of them for an admin.
+func submitBuckets(ctx context.Context, db *pgxpool.Pool) ([]string, error) {
+	rows, err := db.Query(ctx, `SELECT b.name FROM kiln.bucket b
+		WHERE b.open
+		   OR pg_catalog.pg_has_role(session_user, 'kiln_admin', 'MEMBER')
+		   OR EXISTS (SELECT 1 FROM kiln.bucket_grant g
+		                JOIN pg_catalog.pg_roles gr ON gr.rolname = g.grantee
+		               WHERE g.bucket = b.name AND pg_catalog.pg_has_role(session_user, gr.oid, 'MEMBER'))
+		ORDER BY b.name`)
+	if err != nil {
+		return nil, fmt.Errorf("listing buckets: %w", err)
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
 }

@@ -2,12 +2,15 @@ package cli
 
 import (
 	"cmp"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/kiln-build/kiln/internal/admin"
+	"github.com/kiln-build/kiln/internal/task"
 	"github.com/kiln-build/kiln/internal/testsupport/farmtest"
 	"github.com/kiln-build/kiln/internal/testsupport/pgtest"
 )
@@ -77,6 +80,87 @@ func TestCompletion(t *testing.T) {
 		t.Errorf("kiln show --j <TAB>: %q lacks --json", got)
 	}
 	if got := complete(t, "postgres://nobody@127.0.0.1:1/nothing?connect_timeout=1", "show"); len(got) != 0 {
+		t.Errorf("completion without a farm: %q, want nothing", got)
+	}
+}
+
+// completeWord is complete as kiln's completion scripts run it, with the
+// word being completed in KILN_COMPLETE_WORD (not among words: the scripts
+// pass a word being completed only when it starts with "-").
+func completeWord(t *testing.T, dbURL, word string, words ...string) []string {
+	t.Helper()
+	t.Setenv("KILN_COMPLETE_WORD", word)
+	return complete(t, dbURL, words...)
+}
+
+// TestFlagValueCompletion: a flag's value is completed with what the farm
+// has (platforms, buckets: read from a real database as the person) or the
+// flag's fixed choices, wherever the flag stands, for global flags too;
+// submit --bucket offers only the buckets the person may submit to; a list
+// flag's next item keeps what was typed before its comma; a word that is
+// a flag's name still gets flags, and a positional argument after a bool
+// flag gets values, not flags. An unreachable farm gets nothing.
+func TestFlagValueCompletion(t *testing.T) {
+	db := pgtest.New(t)
+	f := farmtest.Seed(t, db)
+	ctx := t.Context()
+	for _, sql := range []string{
+		`INSERT INTO kiln.bucket (name, open) VALUES ('stable', false), ('embargo', false)`,
+		`INSERT INTO kiln.bucket_grant (bucket, grantee) VALUES ('stable', '` + f.Alice + `')`,
+	} {
+		if _, err := db.Pool.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	alice, ada := db.URLAs(f.Alice), db.URLAs(f.Admin)
+	platforms := []string{farmtest.Bookworm, farmtest.EL8, farmtest.EL9}
+	statuses := []string{}
+	for _, s := range task.JobStatuses() {
+		statuses = append(statuses, string(s))
+	}
+	sorted := func(words []string) []string { return slices.Sorted(slices.Values(words)) }
+	for _, c := range []struct {
+		url, word string
+		words     []string
+		want      []string
+	}{
+		{alice, "", []string{"submit", "--platform"}, append(platforms, "all")},
+		{alice, "", []string{"submit", "x.src.rpm", "-p"}, append(platforms, "all")},
+		{alice, "el9", []string{"submit", "--bucket", "devel", "--platform"}, append(platforms, "all")},
+		{alice, farmtest.EL9 + ",", []string{"submit", "--platform"}, []string{
+			farmtest.EL9 + "," + farmtest.Bookworm, farmtest.EL9 + "," + farmtest.EL8, farmtest.EL9 + "," + farmtest.EL9, farmtest.EL9 + ",all"}},
+		{alice, "!", []string{"submit", "--platform"}, []string{"!" + farmtest.Bookworm, "!" + farmtest.EL8, "!" + farmtest.EL9, "!all"}},
+		{alice, "", []string{"jobs", "--platform"}, platforms},
+		{alice, "", []string{"download", "--platform"}, platforms},
+		{alice, "", []string{"queue", "--platform"}, platforms},
+		{alice, "", []string{"submit", "--bucket"}, []string{"devel", "stable"}},
+		{ada, "", []string{"submit", "--bucket"}, []string{"devel", "embargo", "stable"}},
+		{alice, "", []string{"jobs", "--bucket"}, []string{"devel", "embargo", "stable"}},
+		{alice, "", []string{"promote", "--to"}, []string{"devel", "embargo", "stable"}},
+		{ada, "", []string{"admin", "bucket", "set", "--build-against"}, []string{"devel", "embargo", "stable"}},
+		{alice, "", []string{"jobs", "--status"}, statuses},
+		{alice, "", []string{"--color"}, []string{"always", "auto", "never"}},
+		{alice, "", []string{"jobs", "--color"}, []string{"always", "auto", "never"}},
+		{ada, "", []string{"admin", "platform", "add", "--backend"}, sorted(slices.Collect(maps.Keys(admin.Backends)))},
+		{ada, "", []string{"admin", "platform", "add", "--format"}, []string{"deb", "rpm"}},
+		{ada, "", []string{"admin", "bucket", "set", "--publish-policy"}, []string{"none", "per_task", "whole_job"}},
+		{alice, "", []string{"submit", "--priority"}, []string{"1", "2", "3", "4"}},
+		// A flag's name being completed: flags, not values.
+		{alice, "--platform", []string{"submit", "--platform"}, nil},
+		{alice, "--pl", []string{"submit", "--pl"}, []string{"--platform"}},
+		// A flag without known values offers none.
+		{alice, "", []string{"submit", "--key"}, nil},
+	} {
+		got := completeWord(t, c.url, c.word, c.words...)
+		if !slices.Equal(sorted(got), sorted(c.want)) {
+			t.Errorf("kiln %s <TAB> (word %q): %q, want %q", strings.Join(c.words, " "), c.word, got, c.want)
+		}
+	}
+	// After a bool flag, a job command still offers jobs.
+	if got := completeWord(t, alice, "", "show", "--json"); len(got) == 0 || slices.Contains(got, "--json") {
+		t.Errorf("kiln show --json <TAB>: %q, want job ids", got)
+	}
+	if got := completeWord(t, "postgres://nobody@127.0.0.1:1/nothing?connect_timeout=1", "", "submit", "--platform"); len(got) != 0 {
 		t.Errorf("completion without a farm: %q, want nothing", got)
 	}
 }

@@ -58,7 +58,7 @@ func environmentCommand() *cli.Command {
 
 func onePlatform(c *cli.Context) (string, error) {
 	if c.NArg() != 1 {
-		return "", fmt.Errorf("%s needs one PLATFORM", c.Command.FullName())
+		return "", fmt.Errorf("%s needs one PLATFORM", commandLine(c))
 	}
 	return c.Args().First(), nil
 }
@@ -209,7 +209,7 @@ func runEnvironmentList(ctx context.Context, c *cli.Context, db *pgxpool.Pool) e
 
 func environmentID(c *cli.Context) (int64, error) {
 	if c.NArg() != 1 {
-		return 0, fmt.Errorf("%s needs one environment ID (kiln admin environment list)", c.Command.FullName())
+		return 0, fmt.Errorf("%s needs one environment ID (kiln admin environment list)", commandLine(c))
 	}
 	id, err := strconv.ParseInt(c.Args().First(), 10, 64)
 	if err != nil || id <= 0 {

@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/kiln-build/kiln/internal/krb/krbtest"
+	"github.com/kiln-build/kiln/internal/testsupport/farmtest"
 	"github.com/kiln-build/kiln/internal/testsupport/pgtest"
 )
 
@@ -45,7 +46,7 @@ func TestAdminPersonAndHosts(t *testing.T) {
 	db := pgtest.New(t)
 	alice, root := krbtest.Unique("alice_"), krbtest.Unique("root_")
 	host := krbtest.Unique("b")
-	dropRoles(t, alice, root, "builder_"+host, "splitter_"+host)
+	dropRoles(t, alice, root, "builder_"+host, "splitter_"+host, "publisher_"+host)
 	if out, err := run(t, db.URL, "admin", "bucket", "add", "devel"); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
@@ -88,8 +89,15 @@ func TestAdminPersonAndHosts(t *testing.T) {
 		t.Fatalf("daemon-host add splitter: %v\n%s", err, out)
 	}
 
+	if out, err := run(t, db.URL, "admin", "daemon-host", "add", "publisher", host+".farm.example.org"); err != nil ||
+		!memberOf(t, db, "publisher_"+host, "kiln_publisher") || !strings.Contains(out, "kiln-publisher/"+host+".farm.example.org@REALM") {
+		t.Fatalf("daemon-host add publisher: %v\n%s", err, out)
+	}
+
 	for _, bad := range [][]string{
 		{"admin", "person", "add", "builder_x"},
+		{"admin", "person", "add", "publisher_x"},
+		{"admin", "person", "add", "reporter_x"},
 		{"admin", "person", "add", "postgres"},
 		{"admin", "person", "add", "Alice"},
 		{"admin", "builder-host", "add", "bad_host.example.org"},
@@ -98,6 +106,82 @@ func TestAdminPersonAndHosts(t *testing.T) {
 		if _, err := run(t, db.URL, bad...); err == nil {
 			t.Errorf("kiln %s: accepted", strings.Join(bad, " "))
 		}
+	}
+}
+
+// daemon-host list shows the daemons' login roles with their principals;
+// daemon-host rm drops one, and only a daemon's login: not a role of that
+// name outside kiln_PROCESS (a person's, say), not one that is missing,
+// and not for an admin without CREATEROLE.
+func TestAdminDaemonHostListAndRm(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	host, odd := krbtest.Unique("d"), krbtest.Unique("o")
+	dropRoles(t, "janitor_"+host, "publisher_"+host, "janitor_"+odd, "kiln_janitor_"+odd)
+	for _, p := range []string{"janitor", "publisher"} {
+		if out, err := run(t, db.URL, "admin", "daemon-host", "add", p, host+".example.org"); err != nil {
+			t.Fatalf("daemon-host add %s: %v\n%s", p, err, out)
+		}
+	}
+	ctx := context.Background()
+	// A login in kiln_janitor that is not named janitor_<host>, and a role
+	// named like a daemon's login that is no member of kiln_janitor.
+	for _, sql := range []string{
+		"CREATE ROLE " + pgx.Identifier{"kiln_janitor_" + odd}.Sanitize() + " LOGIN IN ROLE kiln_janitor",
+		"CREATE ROLE " + pgx.Identifier{"janitor_" + odd}.Sanitize() + " LOGIN IN ROLE kiln_submitter",
+	} {
+		if _, err := db.Pool.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := run(t, db.URL, "admin", "daemon-host", "list", "--json")
+	if err != nil {
+		t.Fatalf("daemon-host list: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		`"process": "janitor",
+    "role": "janitor_` + host + `",
+    "principal": "kiln-janitor/` + host + `[.DOMAIN]@REALM"`,
+		`"process": "publisher",
+    "role": "publisher_` + host + `",
+    "principal": "kiln-publisher/` + host + `[.DOMAIN]@REALM"`,
+		`"role": "kiln_janitor_` + odd + `",
+    "principal": ""`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("daemon-host list --json lacks %s:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, `"janitor_`+odd+`"`) {
+		t.Errorf("daemon-host list shows janitor_%s, which is no daemon's login:\n%s", odd, out)
+	}
+
+	ada := farmtest.Person(t, db, "ada", "kiln_admin")
+	for _, c := range []struct {
+		url  string
+		args []string
+		code int
+		want string
+	}{
+		{db.URL, []string{"janitor", odd}, ExitUsage, "not a login member of kiln_janitor"},
+		{db.URL, []string{"splitter", host}, ExitNotFound, "there is no login role splitter_" + host},
+		{db.URL, []string{"compiler", host}, ExitUsage, "unknown process"},
+		{db.URLAs(ada), []string{"janitor", host}, ExitPermission, "may not drop roles"},
+	} {
+		out, err := run(t, c.url, append([]string{"admin", "daemon-host", "rm"}, c.args...)...)
+		if err == nil || ExitCode(err) != c.code || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("daemon-host rm %v: exit %d, %v; want exit %d, %q\n%s", c.args, ExitCode(err), err, c.code, c.want, out)
+		}
+	}
+	if !memberOf(t, db, "janitor_"+host, "kiln_janitor") || !memberOf(t, db, "janitor_"+odd, "kiln_submitter") {
+		t.Fatal("a refused daemon-host rm dropped a role")
+	}
+	out, err = run(t, db.URL, "admin", "daemon-host", "rm", "janitor", host+".example.org")
+	if err != nil || !strings.Contains(out, "dropped login role janitor_"+host) {
+		t.Fatalf("daemon-host rm: %v\n%s", err, out)
+	}
+	if memberOf(t, db, "janitor_"+host, "kiln_janitor") || !memberOf(t, db, "publisher_"+host, "kiln_publisher") {
+		t.Fatal("daemon-host rm janitor dropped the wrong roles")
 	}
 }
 

@@ -51,7 +51,7 @@ func promoteCommand() *cli.Command {
 
 func args(c *cli.Context, n int, usage string) error {
 	if c.NArg() != n {
-		return usageError("usage: kiln %s %s", c.Command.FullName(), usage)
+		return usageError("usage: %s %s", commandLine(c), usage)
 	}
 	return nil
 }

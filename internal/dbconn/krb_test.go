@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-build/kiln/internal/admin"
 	"github.com/kiln-build/kiln/internal/dbconn"
 	"github.com/kiln-build/kiln/internal/krb/krbtest"
 	"github.com/kiln-build/kiln/internal/testsupport/pgtest"
@@ -112,11 +113,11 @@ func TestKerberosDaemonsLandInTheirRoles(t *testing.T) {
 	t.Parallel()
 	kdc := krbtest.Require(t)
 	db := pgtest.New(t)
-	admin := pgtest.AdminURL(t)
-	for _, process := range []string{"builder", "splitter", "janitor", "web"} {
+	superuser := pgtest.AdminURL(t)
+	for _, process := range admin.Processes {
 		host := krbtest.Unique("h")
 		role := process + "_" + host
-		krbtest.LoginRole(t, admin, role, "kiln_"+process)
+		krbtest.LoginRole(t, superuser, role, "kiln_"+process)
 		keytab := kdc.Keytab(t, "kiln-"+process+"/"+host+".farm.kiln.test")
 		// Daemons name their keytab by flag (Config.Keytab) or by MIT's
 		// variable KRB5_CLIENT_KTNAME; try both.

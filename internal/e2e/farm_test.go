@@ -136,6 +136,22 @@ func (f *farm) startReporter(t testing.TB, role string, extra ...string) *proc {
 	return startProc(t, role, binary(t, "kiln-reporter"), append(args, extra...)...)
 }
 
+// startPublisher runs kiln-publisher as role, with a GnuPG home of its own
+// (short, for gpg-agent's socket path) and a quick poll.
+func (f *farm) startPublisher(t testing.TB, role string, extra ...string) *proc {
+	t.Helper()
+	home, err := os.MkdirTemp("", "kg") // mode 0700, as the publisher requires
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		exec.Command("gpgconf", "--homedir", home, "--kill", "all").Run() //nolint:errcheck
+		os.RemoveAll(home)
+	})
+	args := append(f.login(role), "--gnupghome", home, "--workdir", filepath.Join(t.TempDir(), "work"), "--poll", "1s")
+	return startProc(t, role, binary(t, "kiln-publisher"), append(args, extra...)...)
+}
+
 // startSplitter runs kiln-splitter as role.
 func (f *farm) startSplitter(t testing.TB, role string, extra ...string) *proc {
 	t.Helper()

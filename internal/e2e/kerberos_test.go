@@ -62,14 +62,15 @@ func (f *farm) krbDaemon(t testing.TB, kdc *krbtest.KDC, process, host string) s
 }
 
 // The whole pipeline with every process under its own Kerberos identity
-// (issue 6): kiln-splitter, kiln-builder, kiln-janitor and kiln-web log in
-// with their own keytabs, mapped by the ident map to the login roles kiln
+// (issues 6 and 17): kiln-splitter, kiln-builder, kiln-janitor, kiln-web,
+// kiln-reporter and kiln-publisher log in with their own keytabs, mapped by the ident map to the login roles kiln
 // admin made; a person kinit's and runs kiln submit --wait, kiln show and
 // kiln download with the ticket cache; then cancels a second job of hers
 // through kiln-web with a SPNEGO token for the web's HTTP principal and the
 // page's CSRF token. Every identity is checked where the database records
 // it: pg_stat_gssapi and session_user of each daemon's connections,
-// kiln.builder.role, kiln.job.submitter and the actors of the events.
+// kiln.builder.role, kiln.job.submitter, the actors of the events and the
+// maker of the publisher's snapshot.
 func TestPipelineUnderKerberos(t *testing.T) {
 	t.Parallel()
 	kdc := krbtest.Require(t)
@@ -94,6 +95,7 @@ func TestPipelineUnderKerberos(t *testing.T) {
 	janitor := f.startJanitor(t, roles["janitor"])
 	f.startBuilder(t, short, roles["builder"])
 	f.startReporter(t, roles["reporter"])
+	f.startPublisher(t, roles["publisher"])
 	_, web := f.startWeb(t, roles["web"], "--keytab", httpKeytab, "--realm", kdc.Realm)
 
 	// alice submits with kiln submit --wait, after kinit.
@@ -106,6 +108,19 @@ func TestPipelineUnderKerberos(t *testing.T) {
 	jobURL := fmt.Sprintf("%s/jobs/%d", web, job)
 	if !strings.Contains(out, jobURL) {
 		t.Errorf("kiln submit printed no link to %s:\n%s", jobURL, out)
+	}
+	// kiln-publisher publishes the finished job into bucket devel's
+	// repository, as its own role.
+	waitFor(t, "kiln-publisher's snapshot of the job", func() bool {
+		return f.count(t, `SELECT count(*) FROM kiln.publication_request WHERE job_id = $1 AND done_at IS NOT NULL AND snapshot_id IS NOT NULL`, job) > 0
+	})
+	var publishedBy []string
+	f.scan(t, `SELECT array_agg(DISTINCT s.created_by::text) FROM kiln.snapshot s WHERE s.bucket = 'devel'`, nil, &publishedBy)
+	if !reflect.DeepEqual(publishedBy, []string{roles["publisher"]}) {
+		t.Errorf("bucket devel's snapshots made by %v; want %s", publishedBy, roles["publisher"])
+	}
+	if n := f.count(t, `SELECT count(*) FROM kiln.repository_package WHERE job_id = $1 AND name = 'kiln-kerberos'`, job); n == 0 {
+		t.Errorf("the published repository holds no package kiln-kerberos of job %d", job)
 	}
 	out, code = kiln(t, aliceEnv, append(f.login(alice), "show", strconv.FormatInt(job, 10))...)
 	if code != 0 || !strings.Contains(out, "submitted by "+alice) || !strings.Contains(out, "kiln-kerberos-1.0-1.x86_64.rpm") {

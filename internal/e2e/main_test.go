@@ -35,7 +35,7 @@ func binary(t testing.TB, name string) string {
 	t.Helper()
 	binOnce.Do(func() {
 		cmd := exec.Command("go", "build", "-o", binDir+"/", "../../cmd/kiln", "../../cmd/kiln-splitter",
-			"../../cmd/kiln-builder", "../../cmd/kiln-janitor", "../../cmd/kiln-web", "../../cmd/kiln-reporter")
+			"../../cmd/kiln-builder", "../../cmd/kiln-janitor", "../../cmd/kiln-web", "../../cmd/kiln-reporter", "../../cmd/kiln-publisher")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			binError = fmt.Errorf("go build: %v\n%s", err, out)
 		}

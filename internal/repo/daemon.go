@@ -1,10 +1,74 @@
 package repo
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"log/slog"
+	"os"
 	"time"
+
+	"github.com/kiln-build/kiln/internal/daemon"
+	"github.com/kiln-build/kiln/internal/dbconn"
 )
+
+// RunConfig is kiln-publisher's configuration.
+type RunConfig struct {
+	// DB is the connection, as a member of kiln_publisher.
+	DB dbconn.Config
+	// GnuPGHome holds the buckets' secret signing keys (mode 0700).
+	GnuPGHome string
+	// WorkDir holds the rpm-md trees and scratch files; made (0700) if
+	// missing.
+	WorkDir string
+	// Once publishes what is pending and returns, instead of serving.
+	Once bool
+	// Serve is how to wait for work (unless Once).
+	Serve ServeConfig
+	// HealthAddr serves GET /healthz when not empty (unless Once).
+	HealthAddr string
+	// Logger is where the publisher logs (slog.Default() when nil).
+	Logger *slog.Logger
+}
+
+// Open checks cfg's GnuPG home, makes its work directory and connects: the
+// publisher Run works with, or one for a single task (kiln-publisher
+// rotate-key). The caller closes p.DB.
+func Open(ctx context.Context, cfg RunConfig) (*Publisher, error) {
+	keys := Keyring{Home: cfg.GnuPGHome}
+	if err := keys.Check(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.WorkDir, 0o700); err != nil {
+		return nil, fmt.Errorf("work directory: %w", err)
+	}
+	pool, err := dbconn.Open(ctx, cfg.DB)
+	if err != nil {
+		return nil, err
+	}
+	return &Publisher{DB: pool, Keys: keys, WorkDir: cfg.WorkDir, Log: cmp.Or(cfg.Logger, slog.Default())}, nil
+}
+
+// Run is kiln-publisher: it publishes pending requests until ctx ends (see
+// Serve), or once with cfg.Once. It tells systemd it is ready once it
+// serves, and answers /healthz while the database does.
+func Run(ctx context.Context, cfg RunConfig) error {
+	p, err := Open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer p.DB.Close()
+	if cfg.Once {
+		_, err := p.PublishPending(ctx)
+		return err
+	}
+	alive := func(ctx context.Context) error { return p.DB.Ping(ctx) }
+	if err := daemon.ServeHealth(ctx, p.Log, cfg.HealthAddr, alive); err != nil {
+		return err
+	}
+	_ = daemon.Notify("READY=1")
+	return Serve(ctx, p, cfg.Serve)
+}
 
 // ServeConfig is how Serve waits for work.
 type ServeConfig struct {

@@ -197,19 +197,19 @@ func (p QueuePlatform) blocked() ([]string, string) {
 		why = append(why, fmt.Sprintf("no builder builds %s (start a kiln-builder for it)", p.Platform))
 	case p.BuildersUsable == 0 && p.BuildersOnline == 0:
 		codes = append(codes, BlockedBuildersOffline)
-		why = append(why, fmt.Sprintf("all %d builders of %s are offline", p.BuildersTotal, p.Platform))
+		why = append(why, fmt.Sprintf("%s of %s %s offline", all(p.BuildersTotal, "builder"), p.Platform, isAre(p.BuildersTotal)))
 	case p.BuildersUsable == 0:
 		if p.BuildersDisabled > 0 {
 			codes = append(codes, BlockedBuildersDisabled)
-			why = append(why, fmt.Sprintf("%d online builders of %s are disabled (kiln admin builder enable NAME)", p.BuildersDisabled, p.Platform))
+			why = append(why, fmt.Sprintf("%s of %s %s disabled (kiln admin builder enable NAME)", count(p.BuildersDisabled, "online builder"), p.Platform, isAre(p.BuildersDisabled)))
 		}
 		if p.BuildersDraining > 0 {
 			codes = append(codes, BlockedBuildersDraining)
-			why = append(why, fmt.Sprintf("%d online builders of %s are draining before a stop", p.BuildersDraining, p.Platform))
+			why = append(why, fmt.Sprintf("%s of %s %s draining before a stop", count(p.BuildersDraining, "online builder"), p.Platform, isAre(p.BuildersDraining)))
 		}
 	case p.SlotsBusy >= p.SlotsUsable:
 		codes = append(codes, BlockedBuildersFull)
-		why = append(why, fmt.Sprintf("all %d slots of the %d usable builders of %s are busy", p.SlotsUsable, p.BuildersUsable, p.Platform))
+		why = append(why, fmt.Sprintf("%s of the %s of %s %s busy", all(p.SlotsUsable, "slot"), count(p.BuildersUsable, "usable builder"), p.Platform, isAre(p.SlotsUsable)))
 	}
 	if len(why) == 0 {
 		if p.Pending == 0 {
@@ -273,4 +273,27 @@ func GetHealth(ctx context.Context, db DB) (*Health, error) {
 		return nil, wrap(err, "reading the farm's health")
 	}
 	return h, nil
+}
+
+// count is "1 thing" or "n things".
+func count(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
+}
+
+// all is "the only thing" or "all n things".
+func all(n int, thing string) string {
+	if n == 1 {
+		return "the only " + thing
+	}
+	return fmt.Sprintf("all %d %ss", n, thing)
+}
+
+func isAre(n int) string {
+	if n == 1 {
+		return "is"
+	}
+	return "are"
 }

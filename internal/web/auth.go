@@ -20,6 +20,8 @@ import (
 	"github.com/jcmturner/gokrb5/v8/credentials"
 	"github.com/jcmturner/gokrb5/v8/service"
 	"github.com/jcmturner/gokrb5/v8/spnego"
+
+	"github.com/kiln-build/kiln/internal/admin"
 )
 
 // Cookie names. The session cookie carries the person's role name and
@@ -48,10 +50,8 @@ func RoleFor(components []string, realm, wantRealm string) (string, error) {
 		return "", fmt.Errorf("principal %s is not a person's principal (name@%s)", full, wantRealm)
 	}
 	name := components[0]
-	for _, p := range []string{"builder_", "splitter_", "janitor_", "web_", "kiln_", "pg_"} {
-		if strings.HasPrefix(name, p) {
-			return "", fmt.Errorf("principal %s looks like one of the farm's own roles", full)
-		}
+	if _, ok := admin.ReservedPrefix(name); ok {
+		return "", fmt.Errorf("principal %s looks like one of the farm's own roles", full)
 	}
 	if name == "postgres" {
 		return "", fmt.Errorf("principal %s is refused", full)

@@ -161,6 +161,8 @@ func TestRoleFor(t *testing.T) {
 		{[]string{"Alice"}, "EXAMPLE.ORG", ""},
 		{[]string{"kiln_admin"}, "EXAMPLE.ORG", ""},
 		{[]string{"builder_b1"}, "EXAMPLE.ORG", ""},
+		{[]string{"reporter_farm1"}, "EXAMPLE.ORG", ""},
+		{[]string{"publisher_farm1"}, "EXAMPLE.ORG", ""},
 		{[]string{"postgres"}, "EXAMPLE.ORG", ""},
 		{[]string{"a;drop"}, "EXAMPLE.ORG", ""},
 	} {
