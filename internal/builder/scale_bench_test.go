@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -81,9 +80,16 @@ func BenchmarkScale(b *testing.B) {
 	)
 	due := min(tasks, rate*seconds)
 	bouncer := newBouncerStats(b)
-	pg := newPGProcs(b)
 	for range b.N {
 		f := newFarm(b)
+		pg := serverCPU(b, f)
+		pgCPU := func() time.Duration {
+			d, ok := pg()
+			if !ok {
+				b.Fatal("the database server's processes are not in /proc: run under .ci/with-cluster on this host")
+			}
+			return d
+		}
 		ctx := context.Background()
 		names := make([]string, platforms)
 		for i := range names {
@@ -101,7 +107,7 @@ func BenchmarkScale(b *testing.B) {
 
 		// Busy: from the first due River job until every due task ended.
 		watch := watchConns(ctx, b, f, bouncer)
-		cpu0, go0, t0 := pg.cpu(b), goCPU(), time.Now()
+		cpu0, go0, t0 := pgCPU(), goCPU(), time.Now()
 		available := pace(b, f, due, rate)
 		waitFor(b, "every due task to succeed", func() bool {
 			var left int
@@ -111,7 +117,7 @@ func BenchmarkScale(b *testing.B) {
 			}
 			return left == 0
 		})
-		busyCPU, busyGo, busy := pg.cpu(b)-cpu0, goCPU()-go0, time.Since(t0)
+		busyCPU, busyGo, busy := pgCPU()-cpu0, goCPU()-go0, time.Since(t0)
 		busyConns, busyBackends := watch()
 
 		rows, err := f.db.Pool.Query(ctx, "SELECT id, started_at FROM kiln.task WHERE status = 'succeeded'")
@@ -137,10 +143,10 @@ func BenchmarkScale(b *testing.B) {
 		// Idle: nothing due, every builder polling and heartbeating.
 		time.Sleep(5 * time.Second)
 		watch = watchConns(ctx, b, f, bouncer)
-		q0, x0, c0, i0 := bouncer.queries(b, f), f.xactCommit(b), pg.cpu(b), time.Now()
+		q0, x0, c0, i0 := bouncer.queries(b, f), f.xactCommit(b), pgCPU(), time.Now()
 		time.Sleep(30 * time.Second)
 		idle := time.Since(i0)
-		queries, xacts, idleCPU := bouncer.queries(b, f)-q0, f.xactCommit(b)-x0, pg.cpu(b)-c0
+		queries, xacts, idleCPU := bouncer.queries(b, f)-q0, f.xactCommit(b)-x0, pgCPU()-c0
 		idleConns, idleBackends := watch()
 		sim.stop()
 
@@ -489,78 +495,6 @@ func (s *bouncerStats) queries(b *testing.B, f *farm) int64 {
 		n += r[0]
 	}
 	return n
-}
-
-// pgProcs finds the processes of the private cluster's primary.
-type pgProcs struct {
-	postmaster int
-	tick       float64
-}
-
-func newPGProcs(b *testing.B) *pgProcs {
-	dir := os.Getenv("KILN_PGCLUSTER_DIR")
-	if dir == "" {
-		b.Fatal("KILN_PGCLUSTER_DIR is not set: run under .ci/with-cluster")
-	}
-	data, err := os.ReadFile(filepath.Join(dir, "data", "postmaster.pid"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	pid, err := strconv.Atoi(strings.SplitN(string(data), "\n", 2)[0])
-	if err != nil {
-		b.Fatalf("postmaster.pid: %v", err)
-	}
-	return &pgProcs{postmaster: pid, tick: 100} // USER_HZ is 100 on Linux
-}
-
-// cpu is the CPU time the primary has used so far: the postmaster's own
-// and its exited children's (cutime, cstime), and its live children's.
-func (p *pgProcs) cpu(b *testing.B) time.Duration {
-	ticks := int64(0)
-	own := procStat(b, p.postmaster)
-	if own == nil {
-		b.Fatalf("the postmaster (pid %d) is gone", p.postmaster)
-	}
-	ticks += own.utime + own.stime + own.cutime + own.cstime
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if s := procStat(b, pid); s != nil && s.ppid == int64(p.postmaster) {
-			ticks += s.utime + s.stime
-		}
-	}
-	return time.Duration(float64(ticks) / p.tick * float64(time.Second))
-}
-
-type stat struct{ ppid, utime, stime, cutime, cstime int64 }
-
-// procStat reads /proc/PID/stat; nil when the process is gone.
-func procStat(b *testing.B, pid int) *stat {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return nil
-	}
-	// The command name (field 2) is in parentheses and may hold spaces.
-	s := string(data)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	// f[0] is field 3 (state): ppid is field 4, utime..cstime 14..17.
-	if len(f) < 15 {
-		b.Fatalf("/proc/%d/stat: %q", pid, s)
-	}
-	v := func(i int) int64 {
-		n, err := strconv.ParseInt(f[i-3], 10, 64)
-		if err != nil {
-			b.Fatalf("/proc/%d/stat field %d: %v", pid, i, err)
-		}
-		return n
-	}
-	return &stat{ppid: v(4), utime: v(14), stime: v(15), cutime: v(16), cstime: v(17)}
 }
 
 // goCPU is this process's CPU time so far.
