@@ -5,11 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/kiln-build/kiln/internal/report"
 
 	"github.com/kiln-build/kiln/internal/testsupport/farmtest"
 	"github.com/kiln-build/kiln/internal/testsupport/pgtest"
@@ -234,5 +238,47 @@ func check(t *testing.T, who string, got map[int64]etaRow, want map[int64]string
 		if _, ok := want[id]; !ok {
 			t.Errorf("%s: reads task %d, which it must not", who, id)
 		}
+	}
+}
+
+// TestQueueFollowsRiver checks that kiln queue's place in line (report.GetQueue)
+// is River's order, counts bob's private task ahead of alice's without
+// showing it, and joins the estimate to why the task waits; and that a
+// job's tasks (report.GetJob, for kiln show, kiln watch and the job page)
+// carry the same.
+func TestQueueFollowsRiver(t *testing.T) {
+	f := newETAFarm(t)
+	ctx := context.Background()
+	db, err := pgxpool.New(ctx, f.db.URLAs(f.alice))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	q, err := report.GetQueue(ctx, db, report.QueueFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, qt := range q.Tasks {
+		got = append(got, fmt.Sprintf("%d ahead=%d: %s", qt.TaskID, qt.Ahead, qt.Why))
+	}
+	want := []string{
+		fmt.Sprintf("%d ahead=1: 1 task is ahead of it on p9; starts in about 30m00s, done in about 50m00s", f.hello),
+		fmt.Sprintf("%d ahead=2: 2 tasks are ahead of it on p9; starts in about 40m00s, done in about 1h05m", f.nw),
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("alice's queue:\n got %q\nwant %q", got, want)
+	}
+
+	var jobID int64
+	if err := f.db.Pool.QueryRow(ctx, "SELECT job_id FROM kiln.task WHERE id = $1", f.building).Scan(&jobID); err != nil {
+		t.Fatal(err)
+	}
+	j, err := report.GetJob(ctx, db, jobID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := j.Tasks[0].ETA.Estimate(j.Tasks[0].Status); e != "running 1h40m past its estimate (from its last builds)" {
+		t.Errorf("the building task's estimate: %q", e)
 	}
 }

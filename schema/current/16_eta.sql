@@ -24,7 +24,9 @@
 --     of the tasks ahead, an anonymous sum, counts them all;
 --   * a building task ends at its start plus its build time;
 --   * a pending task's place is River's fetch order in build-<platform>:
---     priority, scheduled_at (fair share sets it), River job id; it starts
+--     priority, scheduled_at (fair share sets it), River job id (a task
+--     whose River job is missing, which the janitor repairs, comes after
+--     those of its priority that have one, by task id); it starts
 --     now when fewer tasks are ahead of it than the platform's usable slots
 --     are free, else when the work of the platform's building tasks still
 --     to do plus the build time of every task ahead, spread over the
@@ -39,7 +41,7 @@ CREATE OR REPLACE FUNCTION kiln.task_eta_rows()
  SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
 AS $function$
 WITH live AS (
-    SELECT t.id, t.job_id, t.platform, t.status, t.started_at, j.submitter, j.bucket,
+    SELECT t.id, t.job_id, t.platform, t.status, t.started_at, j.submitter, j.bucket, j.priority,
            (SELECT array_agg(p.name ORDER BY p.seq) FROM kiln.package p WHERE p.job_id = t.job_id) AS source,
            r.priority AS r_priority, r.scheduled_at AS r_at, r.id AS r_id
       FROM kiln.task t
@@ -117,7 +119,7 @@ pending AS (
            coalesce(bool_and(e.work IS NOT NULL) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), true) AS known_ahead
       FROM est e
      WHERE e.status = 'pending'
-    WINDOW w AS (PARTITION BY e.platform ORDER BY e.r_priority NULLS LAST, e.r_at NULLS LAST, e.r_id NULLS LAST, e.id)
+    WINDOW w AS (PARTITION BY e.platform ORDER BY coalesce(e.r_priority, e.priority), e.r_at NULLS LAST, e.r_id NULLS LAST, e.id)
 ),
 start AS (
     SELECT p.*,
