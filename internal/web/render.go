@@ -56,6 +56,16 @@ var funcs = template.FuncMap{
 	"status":   func(s any) string { return strings.ReplaceAll(fmt.Sprint(s), "_", " ") },
 	"final":    func(s interface{ Final() bool }) bool { return s.Final() },
 	"artifact": artifactURL,
+	// startsIn is an estimated start from now (report.ETA.StartInSeconds).
+	"startsIn": func(f *float64) string {
+		switch {
+		case f == nil:
+			return "—"
+		case *f < 1:
+			return "now"
+		}
+		return "in " + format.Duration(*f)
+	},
 }
 
 func parsePages() (pages, error) {
