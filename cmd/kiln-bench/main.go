@@ -154,6 +154,7 @@ func suites(c *cli.Context) []suite {
 					how: "GET of the pool file from kiln-web's /repos (streamed from PostgreSQL) and of the same bytes from http.FileServer on disk, both over local TCP, 5 each, same run"},
 			},
 		},
+		etaSuite(), dispatchSuite(),
 		{
 			title: "upload", pkg: "./internal/submit/", pattern: "^BenchmarkUploadVsCopy$", benchtime: "1x",
 			rows: []row{{bench: "BenchmarkUploadVsCopy", what: "submit upload vs plain COPY (200 MB)",
