@@ -37,13 +37,14 @@ func dispatchSuite() suite {
 		title: "dispatch at 50,000 queued", pkg: "./internal/split/", pattern: "^BenchmarkDispatchQueued$", benchtime: "1x",
 		rows: []row{{bench: "BenchmarkDispatchQueued", what: "dispatch with 0 vs 50,000 queued tasks (fair share on)",
 			figure: func(m metrics) string {
-				return fmt.Sprintf("hand-off p50 %s vs %s ms (ratio %s); enqueue p50 %s vs %s ms (ratio %s)",
+				return fmt.Sprintf("hand-off p50 %s vs %s ms (ratio %s); enqueue p50 %s vs %s ms (ratio %s); kiln.task_eta read %s ms",
 					m.f("handoff-empty-p50-ms", "%.1f"), m.f("handoff-queued-p50-ms", "%.1f"), m.f("handoff-ratio", "%.2f"),
-					m.f("enqueue-empty-p50-ms", "%.1f"), m.f("enqueue-queued-p50-ms", "%.1f"), m.f("enqueue-ratio", "%.2f"))
+					m.f("enqueue-empty-p50-ms", "%.1f"), m.f("enqueue-queued-p50-ms", "%.1f"), m.f("enqueue-ratio", "%.2f"),
+					m.f("eta-read-ms", "%.0f"))
 			},
 			how: "one builder River client of one slot; a new task of Bob's (the splitter's transaction, with the fair-share trigger) " +
 				"and, when the slot frees, River handing the builder its next task, 40 rounds with nothing else queued, then 40 " +
 				"with 50,000 of Alice's tasks waiting on the same platform (seeded in SQL with their fair turns), same database and run; " +
-				"Bob's tasks must still start within two freed slots"}},
+				"Bob's tasks must still start within two freed slots; then one read of every task's estimate"}},
 	}
 }

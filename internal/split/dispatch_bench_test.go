@@ -33,7 +33,8 @@ import (
 // same platform (seeded in SQL with the virtual turns the trigger would
 // have given them). It reports the p50 of both in each case and their
 // ratios, and fails unless Bob's every task still started within the first
-// two slots freed after it was queued.
+// two slots freed after it was queued. It also reports how long one read
+// of kiln.task_eta (every task's estimate) takes with the long queue.
 //
 //	.ci/with-cluster go test ./internal/split/ -run '^$' -bench DispatchQueued -benchtime 1x
 func BenchmarkDispatchQueued(b *testing.B) {
@@ -181,6 +182,18 @@ func BenchmarkDispatchQueued(b *testing.B) {
 		b.Fatalf("with %d of Alice's queued, Bob's tasks started after %v freed slots, want each within 2", queued, fullSlots)
 	}
 
+	// One read of every estimate (kiln queue, the web's queue page) with
+	// the long queue.
+	readBegan := time.Now()
+	var estimated int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM kiln.task_eta`).Scan(&estimated); err != nil {
+		b.Fatal(err)
+	}
+	etaRead := time.Since(readBegan)
+	if estimated < queued {
+		b.Fatalf("kiln.task_eta has %d rows, want at least %d", estimated, queued)
+	}
+
 	e0, e1 := pct(emptyEnq, 50), pct(fullEnq, 50)
 	h0, h1 := pct(emptyHandoff, 50), pct(fullHandoff, 50)
 	b.ReportMetric(e0, "enqueue-empty-p50-ms")
@@ -192,6 +205,7 @@ func BenchmarkDispatchQueued(b *testing.B) {
 	b.ReportMetric(pct(fullHandoff, 90), "handoff-queued-p90-ms")
 	b.ReportMetric(h1/h0, "handoff-ratio")
 	b.ReportMetric(float64(queued), "queued")
+	b.ReportMetric(ms(etaRead), "eta-read-ms")
 	b.ReportMetric(0, "ns/op")
 }
 
