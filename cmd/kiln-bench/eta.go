@@ -25,6 +25,9 @@ func etaSuite() suite {
 		title: "estimates", pkg: "./internal/report/", pattern: "^BenchmarkETAHonesty$", benchtime: "1x",
 		rows: []row{
 			{bench: "BenchmarkETAHonesty", what: "estimated start vs actual (read at submit)", figure: errs("start"), how: how},
+			{bench: "BenchmarkETAHonesty", what: "  of the tasks that waited a minute or more", figure: func(m metrics) string {
+				return m.f("waited", "%.0f") + " tasks: " + errs("waited-start")(m)
+			}, how: "as above, the starts of the tasks that did not find a free slot"},
 			{bench: "BenchmarkETAHonesty", what: "estimated end vs actual (read at start)", figure: errs("end"), how: "as above"},
 		},
 	}
