@@ -16,9 +16,11 @@
 --
 -- The estimate (docs/queueing.md):
 --   * a task's build time is the median of the last 5 finished builds
---     (succeeded, failed or timed out) of the same source packages on the
---     platform, else the median of the platform's last 100 finished builds,
---     else unknown. The build time shown for a task (and its end) counts
+--     (succeeded, failed or timed out) of the same source packages among
+--     the platform's last 2,000, else the median of the platform's last
+--     100 finished builds, else unknown (one pass over those builds and
+--     hash joins, so a read costs the same with 50,000 tasks queued of as
+--     many packages). The build time shown for a task (and its end) counts
 --     only the earlier builds the session may read, so that a private
 --     build of a package of the same name does not show through; the work
 --     of the tasks ahead, an anonymous sum, counts them all;
@@ -40,27 +42,53 @@ CREATE OR REPLACE FUNCTION kiln.task_eta_rows()
  STABLE SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
 AS $function$
-WITH live AS (
-    SELECT t.id, t.job_id, t.platform, t.status, t.started_at, j.submitter, j.bucket, j.priority,
-           (SELECT array_agg(p.name ORDER BY p.seq) FROM kiln.package p WHERE p.job_id = t.job_id) AS source,
+WITH hidden AS (
+    -- The buckets whose jobs the session may not read, but for its own
+    -- (kiln.bucket_readable, as the policy job_read asks it; none for admins).
+    SELECT b.name FROM kiln.bucket b
+     WHERE NOT kiln.bucket_readable(b.name) AND NOT pg_catalog.pg_has_role(session_user, 'kiln_admin', 'USAGE')
+),
+live AS (
+    SELECT t.id, t.job_id, t.platform, t.status, t.started_at, j.priority,
+           (j.submitter = session_user OR j.bucket NOT IN (SELECT h.name FROM hidden h)) AS seen,
+           s.source,
            r.priority AS r_priority, r.scheduled_at AS r_at, r.id AS r_id
       FROM kiln.task t
       JOIN kiln.job j ON j.id = t.job_id
+      LEFT JOIN (SELECT p.job_id, array_agg(p.name ORDER BY p.seq) AS source
+                   FROM kiln.package p
+                  WHERE p.job_id IN (SELECT t0.job_id FROM kiln.task t0 WHERE t0.status IN ('pending', 'building'))
+                  GROUP BY p.job_id) s ON s.job_id = t.job_id
       LEFT JOIN river.river_job r ON r.id = t.river_job_id AND r.queue = 'build-' || t.platform
            AND r.state IN ('available', 'scheduled', 'retryable', 'pending', 'running')
      WHERE t.status IN ('pending', 'building')
+),
+hist AS (
+    -- The platform's last 2,000 finished builds, newest first.
+    SELECT h.*,
+           row_number() OVER (PARTITION BY h.platform ORDER BY h.finished_at DESC) AS n_platform,
+           row_number() OVER (PARTITION BY h.platform, h.source ORDER BY h.finished_at DESC) AS n_all,
+           row_number() OVER (PARTITION BY h.platform, h.source, h.seen ORDER BY h.finished_at DESC) AS n_seen
+      FROM (SELECT p.name AS platform, f.*
+              FROM kiln.platform p
+             CROSS JOIN LATERAL (
+                   SELECT t2.finished_at, a.finished_at - a.started_at AS d,
+                          (SELECT array_agg(p1.name ORDER BY p1.seq) FROM kiln.package p1 WHERE p1.job_id = t2.job_id) AS source,
+                          (j2.submitter = session_user OR j2.bucket NOT IN (SELECT h.name FROM hidden h)) AS seen
+                     FROM kiln.task t2
+                     JOIN kiln.attempt a ON a.task_id = t2.id AND a.attempt = t2.attempt
+                     JOIN kiln.job j2 ON j2.id = t2.job_id
+                    WHERE t2.platform = p.name AND t2.finished_at IS NOT NULL
+                      AND a.status IN ('succeeded', 'failed', 'timed_out')
+                    ORDER BY t2.finished_at DESC LIMIT 2000) f
+             WHERE p.name IN (SELECT l.platform FROM live l)) h
 ),
 plat AS (
     SELECT p.name,
            coalesce(b.slots, 0) AS slots,
            greatest(coalesce(b.slots, 0) - coalesce(b.busy, 0), 0) AS free_slots,
-           (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY h.d)
-              FROM (SELECT a.finished_at - a.started_at AS d
-                      FROM kiln.task t2
-                      JOIN kiln.attempt a ON a.task_id = t2.id AND a.attempt = t2.attempt
-                     WHERE t2.platform = p.name AND t2.finished_at IS NOT NULL
-                       AND a.status IN ('succeeded', 'failed', 'timed_out')
-                     ORDER BY t2.finished_at DESC LIMIT 100) h) AS median
+           (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY h.d) FROM hist h
+             WHERE h.platform = p.name AND h.n_platform <= 100) AS median
       FROM kiln.platform p
       LEFT JOIN LATERAL (
           SELECT sum(b.slots) AS slots,
@@ -72,31 +100,12 @@ plat AS (
      WHERE p.name IN (SELECT l.platform FROM live l)
 ),
 src AS (
-    SELECT s.platform, s.source,
-           (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY h.d)
-              FROM (SELECT a.finished_at - a.started_at AS d
-                      FROM kiln.package p0
-                      JOIN kiln.task t2 ON t2.job_id = p0.job_id AND t2.platform = s.platform
-                      JOIN kiln.attempt a ON a.task_id = t2.id AND a.attempt = t2.attempt
-                     WHERE p0.name = s.source[1]
-                       AND t2.finished_at IS NOT NULL
-                       AND a.status IN ('succeeded', 'failed', 'timed_out')
-                       AND (SELECT array_agg(p1.name ORDER BY p1.seq) FROM kiln.package p1 WHERE p1.job_id = p0.job_id) = s.source
-                     ORDER BY t2.finished_at DESC LIMIT 5) h) AS median_all,
-           (SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY h.d)
-              FROM (SELECT a.finished_at - a.started_at AS d
-                      FROM kiln.package p0
-                      JOIN kiln.job j2 ON j2.id = p0.job_id
-                      JOIN kiln.task t2 ON t2.job_id = p0.job_id AND t2.platform = s.platform
-                      JOIN kiln.attempt a ON a.task_id = t2.id AND a.attempt = t2.attempt
-                     WHERE p0.name = s.source[1]
-                       AND t2.finished_at IS NOT NULL
-                       AND a.status IN ('succeeded', 'failed', 'timed_out')
-                       AND (SELECT array_agg(p1.name ORDER BY p1.seq) FROM kiln.package p1 WHERE p1.job_id = p0.job_id) = s.source
-                       AND (j2.submitter = session_user OR kiln.bucket_readable(j2.bucket)
-                            OR pg_catalog.pg_has_role(session_user, 'kiln_admin', 'USAGE'))
-                     ORDER BY t2.finished_at DESC LIMIT 5) h) AS median_seen
-      FROM (SELECT DISTINCT l.platform, l.source FROM live l WHERE l.source IS NOT NULL) s
+    SELECT h.platform, h.source,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY h.d) FILTER (WHERE h.n_all <= 5) AS median_all,
+           percentile_cont(0.5) WITHIN GROUP (ORDER BY h.d) FILTER (WHERE h.seen AND h.n_seen <= 5) AS median_seen
+      FROM hist h
+     WHERE h.source IS NOT NULL
+     GROUP BY h.platform, h.source
 ),
 est AS (
     SELECT l.*, pl.slots, pl.free_slots,
@@ -135,15 +144,12 @@ SELECT s.id, s.job_id, s.platform, s.status, s.n_ahead + 1, s.n_ahead, s.slots, 
        CASE WHEN s.r_at > now() THEN greatest(s.s_at, s.r_at) ELSE s.s_at END,
        CASE WHEN s.r_at > now() THEN greatest(s.s_at, s.r_at) ELSE s.s_at END + s.dur
   FROM start s
- WHERE s.submitter = session_user OR kiln.bucket_readable(s.bucket)
-    OR pg_catalog.pg_has_role(session_user, 'kiln_admin', 'USAGE')
+ WHERE s.seen
 UNION ALL
 SELECT e.id, e.job_id, e.platform, e.status, NULL, NULL, e.slots, e.free_slots, e.dur, e.basis,
        e.started_at, e.started_at + e.dur
   FROM est e
- WHERE e.status = 'building'
-   AND (e.submitter = session_user OR kiln.bucket_readable(e.bucket)
-        OR pg_catalog.pg_has_role(session_user, 'kiln_admin', 'USAGE'))
+ WHERE e.status = 'building' AND e.seen
 $function$;
 COMMENT ON FUNCTION kiln.task_eta_rows() IS 'The rows of kiln.task_eta (docs/queueing.md, "Estimates"): every pending or building task the session may read (its own, readable buckets, all for admins), with its place in River''s order of its platform''s queue and its estimated start and end. Owner''s rights so that the tasks ahead are counted anonymously, private buckets'' too.';
 REVOKE EXECUTE ON FUNCTION kiln.task_eta_rows() FROM PUBLIC;
