@@ -122,6 +122,15 @@ func (e *ETA) Estimate(status task.Status) string {
 // its estimate, as in "no builder of el9-aarch64 is online; 3 tasks
 // ahead" or "3 tasks are ahead of it on el9-x86_64; starts in about 12m".
 func waitingWhy(p QueuePlatform, e *ETA) string {
+	why := waits(p, e)
+	if s := e.Estimate(task.Pending); s != "" {
+		why += "; " + s
+	}
+	return why
+}
+
+// waits is waitingWhy without the estimate.
+func waits(p QueuePlatform, e *ETA) string {
 	var why []string
 	ahead := int64(-1)
 	if e != nil && e.Ahead != nil {
@@ -146,9 +155,6 @@ func waitingWhy(p QueuePlatform, e *ETA) string {
 		why = append(why, "next in line")
 	default:
 		why = append(why, p.Why)
-	}
-	if s := e.Estimate(task.Pending); s != "" {
-		why = append(why, s)
 	}
 	return strings.Join(why, "; ")
 }

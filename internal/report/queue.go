@@ -62,6 +62,8 @@ type QueueTask struct {
 	// Why joins the platform's blocking reasons, the tasks ahead and the
 	// estimate in a sentence.
 	Why string `json:"why"`
+	// Waits is Why without the estimate (which changes as time passes).
+	Waits string `json:"waits"`
 	// ETA is its place in line and estimated start and end.
 	ETA *ETA `json:"eta"`
 }
@@ -154,7 +156,7 @@ func GetQueue(ctx context.Context, db DB, f QueueFilter) (*Queue, error) {
 		}
 		p := byName[t.Platform]
 		t.Blocked = p.Blocked
-		t.Why = waitingWhy(p, t.ETA)
+		t.Why, t.Waits = waitingWhy(p, t.ETA), waits(p, t.ETA)
 		return t, err
 	})
 	if err != nil {

@@ -56,15 +56,16 @@ var funcs = template.FuncMap{
 	"status":   func(s any) string { return strings.ReplaceAll(fmt.Sprint(s), "_", " ") },
 	"final":    func(s interface{ Final() bool }) bool { return s.Final() },
 	"artifact": artifactURL,
-	// startsIn is an estimated start from now (report.ETA.StartInSeconds).
-	"startsIn": func(f *float64) string {
+	// startsAt is an estimated start (report.ETA): "now", or the minute
+	// (not a count down, so that a page loaded again says the same).
+	"startsAt": func(at *time.Time, in *float64) string {
 		switch {
-		case f == nil:
+		case at == nil || in == nil:
 			return "—"
-		case *f < 1:
+		case *in < 60:
 			return "now"
 		}
-		return "in " + format.Duration(*f)
+		return at.UTC().Format("15:04 UTC")
 	},
 }
 
