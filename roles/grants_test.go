@@ -65,6 +65,8 @@ var matrix = map[string]map[string]string{
 	"kiln.builder_status":   {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
 	"kiln.job_summary":      {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
 	"kiln.build_duration":   {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
+	// Estimates (schema/current/16_eta.sql): people and the web only.
+	"kiln.task_eta": {"reader": "S", "submitter": "S", "admin": "S", "web": "S"},
 	// Failure stages (schema/0024_failure_stage.sql): a fixed vocabulary
 	// and its reporting view; kiln.task_finish writes the stages.
 	"kiln.failure_stage":    {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
@@ -195,6 +197,7 @@ var functions = map[string][]string{
 	"kiln.report_set_bucket(text,text[],text)":                                                                               {"admin"},
 	"kiln.report_webhook_add(text,text,text)":                                                                                {"submitter", "admin"},
 	"kiln.report_webhook_remove(bigint)":                                                                                     {"submitter", "admin"},
+	"kiln.task_eta_rows()":                                                                                                   {"reader", "submitter", "admin", "web"},
 }
 
 // largeObjectFunctions are PostgreSQL's server-side large-object functions:

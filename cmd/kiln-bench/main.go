@@ -161,6 +161,7 @@ func suites(c *cli.Context) []suite {
 					how: "GET of the pool file from kiln-web's /repos (streamed from PostgreSQL) and of the same bytes from http.FileServer on disk, both over local TCP, 5 each, same run"},
 			},
 		},
+		etaSuite(), dispatchSuite(),
 		{
 			title: "scale", pkg: "./internal/builder/", pattern: "^BenchmarkScale$", benchtime: "1x",
 			env: []string{fmt.Sprintf("KILN_BENCH_SCALE_BUILDERS=%d", c.Int("scale-builders")), "KILN_BENCH_SCALE_PLATFORMS=20",

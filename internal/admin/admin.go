@@ -83,7 +83,19 @@ type PlatformChange struct {
 	BackendSettings map[string]any
 	Timeout         *time.Duration
 	Description     *string
+	// MaxInfraRetries is how often a task is retried after the farm's
+	// faults (kiln.platform.max_infra_retries, 0 to MaxInfraRetries), and
+	// InfraRetryBackoff the wait before the first such retry (0 to
+	// MaxInfraRetryBackoff); docs/protocol.md.
+	MaxInfraRetries   *int
+	InfraRetryBackoff *time.Duration
 }
+
+// Bounds of the retry settings (the checks of kiln.platform).
+const (
+	MaxInfraRetries      = 100
+	MaxInfraRetryBackoff = 24 * time.Hour
+)
 
 // SetPlatform changes some settings of a platform.
 func SetPlatform(ctx context.Context, db *pgxpool.Pool, name string, c PlatformChange) error {
@@ -122,6 +134,23 @@ func SetPlatform(ctx context.Context, db *pgxpool.Pool, name string, c PlatformC
 	}
 	if err := checkPlatform(p); err != nil {
 		return err
+	}
+	if r := c.MaxInfraRetries; r != nil && (*r < 0 || *r > MaxInfraRetries) {
+		return kinded(ErrInvalid, "platform %s: --max-infra-retries must be between 0 (no retries) and %d, not %d", name, MaxInfraRetries, *r)
+	}
+	var backoff *float64
+	if b := c.InfraRetryBackoff; b != nil {
+		if *b < 0 || *b > MaxInfraRetryBackoff {
+			return kinded(ErrInvalid, "platform %s: --infra-retry-backoff must be between 0s and 24h, not %s", name, *b)
+		}
+		secs := b.Seconds()
+		backoff = &secs
+	}
+	_, err = tx.Exec(ctx, `UPDATE kiln.platform SET max_infra_retries = coalesce($2, max_infra_retries),
+		infra_retry_backoff = coalesce(make_interval(secs => $3), infra_retry_backoff) WHERE name = $1`,
+		p.Name, c.MaxInfraRetries, backoff)
+	if err != nil {
+		return explain(err, "platform", name)
 	}
 	_, err = tx.Exec(ctx, `UPDATE kiln.platform SET arch = $2, package_format = $3, backend = $4, backend_settings = $5,
 		timeout = make_interval(secs => $6), description = $7 WHERE name = $1`,

@@ -72,6 +72,8 @@ func adminCommand() *cli.Command {
 							&cli.StringFlag{Name: "settings", Usage: "backend settings as a JSON object"},
 							&cli.DurationFlag{Name: "timeout"},
 							&cli.StringFlag{Name: "description"},
+							&cli.IntFlag{Name: "max-infra-retries", Usage: "how often a task is retried after the farm's faults, 0 (none) to 100 (docs/protocol.md)"},
+							&cli.DurationFlag{Name: "infra-retry-backoff", Usage: "wait before the first retry of a farm's fault, doubling after (0s to 24h)"},
 						},
 						Action: withDB(runPlatformSet),
 					},
@@ -433,6 +435,14 @@ func runPlatformSet(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error
 	if c.IsSet("timeout") {
 		d := c.Duration("timeout")
 		ch.Timeout = &d
+	}
+	if c.IsSet("max-infra-retries") {
+		n := c.Int("max-infra-retries")
+		ch.MaxInfraRetries = &n
+	}
+	if c.IsSet("infra-retry-backoff") {
+		d := c.Duration("infra-retry-backoff")
+		ch.InfraRetryBackoff = &d
 	}
 	if err := admin.SetPlatform(ctx, db, name, ch); err != nil {
 		return err

@@ -61,6 +61,26 @@ func TestAdminPlatformsBucketsBuilders(t *testing.T) {
 	mustFail("does not exist", "admin", "platform", "enable", "el42")
 	mustRun("updated", "admin", "platform", "set", "--timeout", "30m", "--description", "fast", "el9-x86_64")
 	mustFail("builds deb packages, not rpm", "admin", "platform", "set", "--backend", "dpkg", "el9-x86_64")
+	retries := func() (n int, backoff float64) {
+		t.Helper()
+		if err := db.Pool.QueryRow(context.Background(), `SELECT max_infra_retries, extract(epoch FROM infra_retry_backoff)::float8
+			FROM kiln.platform WHERE name = 'el9-x86_64'`).Scan(&n, &backoff); err != nil {
+			t.Fatal(err)
+		}
+		return n, backoff
+	}
+	mustRun("updated", "admin", "platform", "set", "--max-infra-retries", "5", "--infra-retry-backoff", "2m", "el9-x86_64")
+	if n, b := retries(); n != 5 || b != 120 {
+		t.Errorf("after --max-infra-retries 5 --infra-retry-backoff 2m: %d retries, %gs backoff", n, b)
+	}
+	mustRun("updated", "admin", "platform", "set", "--max-infra-retries", "0", "el9-x86_64")
+	if n, b := retries(); n != 0 || b != 120 {
+		t.Errorf("after --max-infra-retries 0 alone: %d retries, %gs backoff (want 0 and the backoff kept)", n, b)
+	}
+	mustFail("between 0 (no retries) and 100, not 101", "admin", "platform", "set", "--max-infra-retries", "101", "el9-x86_64")
+	mustFail("between 0 (no retries) and 100, not -1", "admin", "platform", "set", "--max-infra-retries", "-1", "el9-x86_64")
+	mustFail("between 0s and 24h", "admin", "platform", "set", "--infra-retry-backoff", "25h", "el9-x86_64")
+	mustFail("does not exist", "admin", "platform", "set", "--max-infra-retries", "2", "el42")
 
 	out := mustRun("el9-x86_64", "admin", "platform", "list", "--json")
 	var ps []map[string]any

@@ -112,6 +112,12 @@ func TestShow(t *testing.T) {
 		t.Errorf("--lines 2 shows more:\n%s", out)
 	}
 	must(t, url, 0, []string{"show", fmt.Sprint(J["partially_failed"])}, "build ran longer than 2h0m0s", "running tests...")
+	// A job still building says where its pending task stands and when its
+	// building one should end (kiln.task_eta).
+	out = must(t, url, 0, []string{"show", fmt.Sprint(J["building"])}, "PLACE  WHEN", "(from its last builds)")
+	if !regexp.MustCompile(fmt.Sprintf(`t%d\s+bookworm-amd64\s+pending\s+1\s+next in line; starts now, done in about `, T["building/bookworm-amd64"])).MatchString(out) {
+		t.Errorf("estimate of t%d:\n%s", T["building/bookworm-amd64"], out)
+	}
 	must(t, url, 0, []string{"show", fmt.Sprint(J["submitted"])}, "waits for validation")
 	must(t, url, 0, []string{"show", fmt.Sprint(J["invalid"])}, "reason: broken-1-1.src.rpm: not an RPM file")
 	must(t, url, 0, []string{"show", fmt.Sprint(J["cancelled"])}, "cancelled by "+f.Alice)
@@ -158,6 +164,9 @@ func TestBuildersPlatformsQueue(t *testing.T) {
 		fmt.Sprintf("t%d", f.Tasks["queued/el8-aarch64"]), fmt.Sprintf("t%d", f.Tasks["building/bookworm-amd64"]))
 	if !regexp.MustCompile(`el9-x86_64\s+1\s+1\s+\S+\s+1/2\s+1/2\s+1 of 2 slots free`).MatchString(out) {
 		t.Errorf("queue, el9 row:\n%s", out)
+	}
+	if !strings.Contains(out, "no builder builds el8-aarch64 (start a kiln-builder for it); next in line") {
+		t.Errorf("queue: el8's task does not join why it waits to its place:\n%s", out)
 	}
 	out = must(t, url, 0, []string{"queue", "--mine"}, fmt.Sprintf("t%d", f.Tasks["building/bookworm-amd64"]))
 	if strings.Contains(out, fmt.Sprintf("t%d ", f.Tasks["queued/el8-aarch64"])) {

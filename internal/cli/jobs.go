@@ -251,6 +251,7 @@ func printJob(w io.Writer, p painter, j *report.Job, webURL string) {
 			t.Attempt, ageOf(t.WaitSeconds), ageOf(t.DurationSeconds), orDash(t.Reason))
 	}
 	tw.Flush()
+	printEstimates(w, p, j.Tasks)
 
 	var history []string
 	for _, t := range j.Tasks {
@@ -293,6 +294,41 @@ func printJob(w io.Writer, p painter, j *report.Job, webURL string) {
 		}
 		tw.Flush()
 	}
+}
+
+// printEstimates writes where each pending task stands and when it should
+// build, and when each building task should end (kiln.task_eta).
+func printEstimates(w io.Writer, p painter, ts []report.Task) {
+	var lines []string
+	for _, t := range ts {
+		s := t.Why
+		if t.Status == task.Building {
+			s = t.ETA.Estimate(t.Status)
+		}
+		if s == "" {
+			continue
+		}
+		lines = append(lines, fmt.Sprintf("%s\t%s\t%s\t%s\t%s\n", taskRef(t.ID), t.Platform, paintStatus(p, t.Status), position(t.ETA), s))
+	}
+	if len(lines) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TASK\tPLATFORM\tSTATUS\tPLACE\tWHEN")
+	for _, l := range lines {
+		fmt.Fprint(tw, l)
+	}
+	tw.Flush()
+}
+
+// position is a pending task's place in its platform's queue (1 is next), "-" for
+// none.
+func position(e *report.ETA) string {
+	if e == nil || e.Position == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%d", *e.Position)
 }
 
 // jobURL is a job's page on kiln-web.

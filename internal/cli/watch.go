@@ -88,6 +88,16 @@ func runWatch(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 			switch {
 			case t.Status == task.Building:
 				line += fmt.Sprintf(" on %s (attempt %d)", orDash(t.Builder), t.Attempt)
+				if e := t.ETA.Estimate(t.Status); e != "" {
+					line += ", " + e
+				}
+			case t.Status == task.Pending && t.Why != "":
+				if t.Reason != nil {
+					line += ": " + *t.Reason + ";"
+				} else {
+					line += ":"
+				}
+				line += " " + t.Why
 			case t.Reason != nil:
 				line += ": " + *t.Reason
 			}

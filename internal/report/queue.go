@@ -55,11 +55,17 @@ type QueueTask struct {
 	Priority    int       `json:"priority"`
 	CreatedAt   time.Time `json:"created_at"`
 	WaitSeconds float64   `json:"wait_seconds"`
-	// Ahead is how many pending tasks of the platform builders take first
-	// (higher priority, or same priority and older).
+	// Ahead is how many pending tasks of the platform, anyone's, builders
+	// take first in River's order (priority, then fair-share turn).
 	Ahead   int      `json:"ahead"`
 	Blocked []string `json:"blocked"`
-	Why     string   `json:"why"`
+	// Why joins the platform's blocking reasons, the tasks ahead and the
+	// estimate in a sentence.
+	Why string `json:"why"`
+	// Waits is Why without the estimate (which changes as time passes).
+	Waits string `json:"waits"`
+	// ETA is its place in line and estimated start and end.
+	ETA *ETA `json:"eta"`
 }
 
 // Queue is the state of the farm's queues.
@@ -94,36 +100,8 @@ func GetQueue(ctx context.Context, db DB, f QueueFilter) (*Queue, error) {
 		return nil, wrap(err, "reading jobs waiting for validation")
 	}
 
-	rows, err := db.Query(ctx, `SELECT q.platform, q.active, q.pending, q.building, q.oldest_pending_at,
-		extract(epoch FROM q.oldest_wait)::float8,
-		count(b.name), count(b.name) FILTER (WHERE b.state = 'online'),
-		count(b.name) FILTER (WHERE b.state = 'online' AND NOT b.enabled),
-		count(b.name) FILTER (WHERE b.state = 'online' AND b.enabled AND b.draining),
-		count(b.name) FILTER (WHERE b.state = 'online' AND b.enabled AND NOT b.draining),
-		coalesce(sum(b.slots) FILTER (WHERE b.state = 'online' AND b.enabled AND NOT b.draining), 0),
-		coalesce(sum((SELECT count(*) FROM kiln.task t WHERE t.builder = b.name))
-		         FILTER (WHERE b.state = 'online' AND b.enabled AND NOT b.draining), 0)
-		FROM kiln.queue_depth q
-		LEFT JOIN kiln.builder_platform bp ON bp.platform = q.platform
-		LEFT JOIN kiln.builder b ON b.name = bp.builder
-		GROUP BY q.platform, q.active, q.pending, q.building, q.oldest_pending_at, q.oldest_wait
-		ORDER BY q.platform`)
-	if err != nil {
-		return nil, wrap(err, "reading the queues")
-	}
-	q.Platforms, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (QueuePlatform, error) {
-		var p QueuePlatform
-		err := r.Scan(&p.Platform, &p.Active, &p.Pending, &p.Building, &p.OldestPendingAt, &p.OldestWaitSeconds,
-			&p.BuildersTotal, &p.BuildersOnline, &p.BuildersDisabled, &p.BuildersDraining, &p.BuildersUsable,
-			&p.SlotsUsable, &p.SlotsBusy)
-		p.Blocked, p.Why = p.blocked()
-		return p, err
-	})
-	if err != nil {
-		return nil, wrap(err, "reading the queues")
-	}
-	if q.Platforms == nil {
-		q.Platforms = []QueuePlatform{}
+	if q.Platforms, err = queuePlatforms(ctx, db); err != nil {
+		return nil, err
 	}
 	byName := map[string]QueuePlatform{}
 	for _, p := range q.Platforms {
@@ -149,29 +127,36 @@ func GetQueue(ctx context.Context, db DB, f QueueFilter) (*Queue, error) {
 	if limit <= 0 {
 		limit = DefaultLimit
 	}
+	// The place in line is kiln.task_eta's: River's order, counting every
+	// task ahead, private buckets' too (anonymously).
 	sql := `SELECT t.id, t.job_id, j.submitter, t.platform, j.priority, t.created_at,
-		extract(epoch FROM now() - t.created_at)::float8,
-		(SELECT count(*) FROM kiln.task t2 JOIN kiln.job j2 ON j2.id = t2.job_id
-		  WHERE t2.platform = t.platform AND t2.status = 'pending'
-		    AND (j2.priority, t2.created_at, t2.id) < (j.priority, t.created_at, t.id))
+		extract(epoch FROM now() - t.created_at)::float8, e.task_id IS NOT NULL, ` + etaColumns + `
 		FROM kiln.task t JOIN kiln.job j ON j.id = t.job_id
+		LEFT JOIN kiln.task_eta e ON e.task_id = t.id
 		WHERE t.status = 'pending'`
 	for _, w := range where {
 		sql += " AND " + w
 	}
-	sql += " ORDER BY t.platform, j.priority, t.created_at, t.id LIMIT " + arg(min(limit, MaxLimit))
-	rows, err = db.Query(ctx, sql, args...)
+	sql += " ORDER BY t.platform, e.queue_position NULLS LAST, t.id LIMIT " + arg(min(limit, MaxLimit))
+	rows, err := db.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, wrap(err, "reading pending tasks")
 	}
 	q.Tasks, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (QueueTask, error) {
 		var t QueueTask
-		err := r.Scan(&t.TaskID, &t.JobID, &t.Submitter, &t.Platform, &t.Priority, &t.CreatedAt, &t.WaitSeconds, &t.Ahead)
-		p := byName[t.Platform]
-		t.Blocked, t.Why = p.Blocked, p.Why
-		if len(t.Blocked) == 0 && t.Ahead > 0 {
-			t.Why = fmt.Sprintf("%d tasks are ahead of it on %s", t.Ahead, t.Platform)
+		var hasETA bool
+		e := &ETA{}
+		err := r.Scan(append([]any{&t.TaskID, &t.JobID, &t.Submitter, &t.Platform, &t.Priority, &t.CreatedAt, &t.WaitSeconds, &hasETA},
+			e.dest()...)...)
+		if hasETA {
+			t.ETA = e
+			if e.Ahead != nil {
+				t.Ahead = int(*e.Ahead)
+			}
 		}
+		p := byName[t.Platform]
+		t.Blocked = p.Blocked
+		t.Why, t.Waits = waitingWhy(p, t.ETA), waits(p, t.ETA)
 		return t, err
 	})
 	if err != nil {
@@ -181,6 +166,43 @@ func GetQueue(ctx context.Context, db DB, f QueueFilter) (*Queue, error) {
 		q.Tasks = []QueueTask{}
 	}
 	return q, nil
+}
+
+// queuePlatforms reads every platform's queue with the reasons it does not
+// move.
+func queuePlatforms(ctx context.Context, db DB) ([]QueuePlatform, error) {
+	rows, err := db.Query(ctx, `SELECT q.platform, q.active, q.pending, q.building, q.oldest_pending_at,
+		extract(epoch FROM q.oldest_wait)::float8,
+		count(b.name), count(b.name) FILTER (WHERE b.state = 'online'),
+		count(b.name) FILTER (WHERE b.state = 'online' AND NOT b.enabled),
+		count(b.name) FILTER (WHERE b.state = 'online' AND b.enabled AND b.draining),
+		count(b.name) FILTER (WHERE b.state = 'online' AND b.enabled AND NOT b.draining),
+		coalesce(sum(b.slots) FILTER (WHERE b.state = 'online' AND b.enabled AND NOT b.draining), 0),
+		coalesce(sum((SELECT count(*) FROM kiln.task t WHERE t.builder = b.name))
+		         FILTER (WHERE b.state = 'online' AND b.enabled AND NOT b.draining), 0)
+		FROM kiln.queue_depth q
+		LEFT JOIN kiln.builder_platform bp ON bp.platform = q.platform
+		LEFT JOIN kiln.builder b ON b.name = bp.builder
+		GROUP BY q.platform, q.active, q.pending, q.building, q.oldest_pending_at, q.oldest_wait
+		ORDER BY q.platform`)
+	if err != nil {
+		return nil, wrap(err, "reading the queues")
+	}
+	ps, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (QueuePlatform, error) {
+		var p QueuePlatform
+		err := r.Scan(&p.Platform, &p.Active, &p.Pending, &p.Building, &p.OldestPendingAt, &p.OldestWaitSeconds,
+			&p.BuildersTotal, &p.BuildersOnline, &p.BuildersDisabled, &p.BuildersDraining, &p.BuildersUsable,
+			&p.SlotsUsable, &p.SlotsBusy)
+		p.Blocked, p.Why = p.blocked()
+		return p, err
+	})
+	if err != nil {
+		return nil, wrap(err, "reading the queues")
+	}
+	if ps == nil {
+		ps = []QueuePlatform{}
+	}
+	return ps, nil
 }
 
 // blocked says why the platform's pending tasks are not being built.

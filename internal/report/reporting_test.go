@@ -135,6 +135,14 @@ func TestReportingQueries(t *testing.T) {
 			"bookworm-amd64|2|00:10:00|00:14:30|00:15:00",
 			"el9-x86_64|5|00:30:00|00:57:00|01:00:00",
 		},
+		// The seeded queue: bookworm and el9 have a free slot of b1, el8
+		// no builder at all.
+		"waiting_estimates": {
+			"bookworm-amd64|pending|1|0|package|t|",
+			"el8-aarch64|pending|1|0||f|",
+			"el9-x86_64|building|||package|t|",
+			"el9-x86_64|pending|1|0|package|t|",
+		},
 		"recent_jobs": {
 			fmt.Sprintf(`%d|failed|devel|tools|{"el9-x86_64": "failed", "bookworm-amd64": "skipped"}|`, J["failed"]),
 			fmt.Sprintf(`%d|queued|devel|tools|{"el9-x86_64": "pending", "el8-aarch64": "pending"}|`, J["queued"]),

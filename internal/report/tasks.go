@@ -40,6 +40,13 @@ type Task struct {
 	InfraRetries int        `json:"infra_retries"`
 	Attempts     []Attempt  `json:"attempts"`
 	Artifacts    []Artifact `json:"artifacts"`
+	// ETA is where a pending task stands and when it should start and
+	// end, or when a building one should end (kiln.task_eta); null for
+	// the others.
+	ETA *ETA `json:"eta"`
+	// Why says, for a pending task, why it waits joined to its estimate
+	// (what kiln queue says); "" for the others.
+	Why string `json:"why"`
 }
 
 // Attempt is one try of a task by one builder.
@@ -114,9 +121,16 @@ func tasks(ctx context.Context, db DB, cond string, args ...any) ([]Task, error)
 	}
 	ids := make([]int64, len(ts))
 	byID := make(map[int64]*Task, len(ts))
+	var live []int64
 	for i := range ts {
 		ids[i] = ts[i].ID
 		byID[ts[i].ID] = &ts[i]
+		if ts[i].Status == task.Pending || ts[i].Status == task.Building {
+			live = append(live, ts[i].ID)
+		}
+	}
+	if err := estimate(ctx, db, byID, live); err != nil {
+		return nil, err
 	}
 
 	rows, err = db.Query(ctx, `SELECT task_id, attempt, builder, status, started_at, finished_at,
@@ -193,4 +207,36 @@ func Downloadable(ctx context.Context, db DB, jobID int64, platform string) ([]A
 		args = append(args, platform)
 	}
 	return artifacts(ctx, db, cond, args...)
+}
+
+// estimate gives the pending and building tasks among byID (ids live)
+// their estimates and the pending ones why they wait.
+func estimate(ctx context.Context, db DB, byID map[int64]*Task, live []int64) error {
+	if len(live) == 0 {
+		return nil
+	}
+	etas, err := taskETAs(ctx, db, live)
+	if err != nil {
+		return err
+	}
+	var platforms map[string]QueuePlatform
+	for _, id := range live {
+		t := byID[id]
+		t.ETA = etas[id]
+		if t.Status != task.Pending {
+			continue
+		}
+		if platforms == nil {
+			ps, err := queuePlatforms(ctx, db)
+			if err != nil {
+				return err
+			}
+			platforms = make(map[string]QueuePlatform, len(ps))
+			for _, p := range ps {
+				platforms[p.Platform] = p
+			}
+		}
+		t.Why = waitingWhy(platforms[t.Platform], t.ETA)
+	}
+	return nil
 }

@@ -201,9 +201,19 @@ type jobData struct {
 	Logs []liveLog
 	// Tails are the last lines of the logs of the failed tasks.
 	Tails []logTail
-	// Waiting are the job's pending tasks with why they wait (what kiln
-	// queue says).
-	Waiting []report.QueueTask
+	// Waiting are the job's pending tasks with why they wait and when
+	// they should build (what kiln queue says), and its building tasks
+	// with when they should end.
+	Waiting []waitLine
+}
+
+// waitLine is what the job page says of a pending or building task's
+// place in line and estimates (report.Task.Why, report.ETA.Estimate).
+type waitLine struct {
+	Task     int64
+	Platform string
+	Status   task.Status
+	Text     string
 }
 
 // tailLines is how many last lines of a failed task's log the job page
@@ -240,9 +250,7 @@ func (s *Server) loadJob(r *http.Request, id int64) (*jobData, error) {
 		}
 		d.Logs = append(d.Logs, l)
 	}
-	pending := false
 	for _, t := range j.Tasks {
-		pending = pending || t.Status == task.Pending
 		if !failed(t.Status) || t.Attempt == 0 {
 			continue
 		}
@@ -253,15 +261,13 @@ func (s *Server) loadJob(r *http.Request, id int64) (*jobData, error) {
 		d.Tails = append(d.Tails, logTail{Task: t.ID, Platform: t.Platform, Attempt: t.Attempt,
 			Text: termtext.Plain(strings.Join(lines, "\n"))})
 	}
-	if pending {
-		q, err := report.GetQueue(r.Context(), s.readDB(r), report.QueueFilter{Submitter: j.Submitter, Limit: report.MaxLimit})
-		if err != nil {
-			return nil, err
+	for _, t := range j.Tasks {
+		text := t.Why
+		if t.Status == task.Building {
+			text = t.ETA.Estimate(t.Status)
 		}
-		for _, t := range q.Tasks {
-			if t.JobID == id {
-				d.Waiting = append(d.Waiting, t)
-			}
+		if text != "" {
+			d.Waiting = append(d.Waiting, waitLine{Task: t.ID, Platform: t.Platform, Status: t.Status, Text: text})
 		}
 	}
 	return d, nil

@@ -56,6 +56,17 @@ var funcs = template.FuncMap{
 	"status":   func(s any) string { return strings.ReplaceAll(fmt.Sprint(s), "_", " ") },
 	"final":    func(s interface{ Final() bool }) bool { return s.Final() },
 	"artifact": artifactURL,
+	// startsAt is an estimated start (report.ETA): "now", or the minute
+	// (not a count down, so that a page loaded again says the same).
+	"startsAt": func(at *time.Time, in *float64) string {
+		switch {
+		case at == nil || in == nil:
+			return "—"
+		case *in < 60:
+			return "now"
+		}
+		return at.UTC().Format("15:04 UTC")
+	},
 }
 
 func parsePages() (pages, error) {
