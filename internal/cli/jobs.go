@@ -137,7 +137,7 @@ func parseTaskID(s string) (int64, error) {
 // oneID reads the single id argument of a command.
 func oneID(c *cli.Context, what string, parse func(string) (int64, error)) (int64, error) {
 	if c.NArg() != 1 {
-		return 0, usageError("%s: expected one %s, got %d arguments", c.Command.FullName(), what, c.NArg())
+		return 0, usageError("%s: expected one %s, got %d arguments", commandLine(c), what, c.NArg())
 	}
 	return parse(c.Args().First())
 }
