@@ -198,6 +198,7 @@ var functions = map[string][]string{
 	"kiln.report_webhook_add(text,text,text)":                                                                                {"submitter", "admin"},
 	"kiln.report_webhook_remove(bigint)":                                                                                     {"submitter", "admin"},
 	"kiln.task_eta_rows()":                                                                                                   {"reader", "submitter", "admin", "web"},
+	"kiln.task_eta_on(text[])":                                                                                               {"reader", "submitter", "admin", "web"},
 }
 
 // largeObjectFunctions are PostgreSQL's server-side large-object functions:

@@ -55,10 +55,13 @@ func (e *ETA) dest() []any {
 		&e.EstimatedStart, &e.EstimatedEnd, &e.StartInSeconds, &e.EndInSeconds}
 }
 
-// taskETAs reads kiln.task_eta for the given tasks; tasks neither pending
-// nor building have none.
+// taskETAs reads the estimates of kiln.task_eta for the given tasks,
+// computing only their platforms' queues (kiln.task_eta_on); tasks neither
+// pending nor building have none.
 func taskETAs(ctx context.Context, db DB, ids []int64) (map[int64]*ETA, error) {
-	rows, err := db.Query(ctx, `SELECT e.task_id, `+etaColumns+` FROM kiln.task_eta e WHERE e.task_id = ANY($1)`, ids)
+	rows, err := db.Query(ctx, `SELECT e.task_id, `+etaColumns+`
+		FROM kiln.task_eta_on(ARRAY(SELECT DISTINCT t.platform FROM kiln.task t WHERE t.id = ANY($1))) e
+		WHERE e.task_id = ANY($1)`, ids)
 	if err != nil {
 		return nil, wrap(err, "reading the tasks' estimates")
 	}

@@ -165,6 +165,14 @@ func TestTaskETA(t *testing.T) {
 		f.building: "building pos=NULL ahead=NULL slots=2 free=1 dur=20 basis=package start=-120 end=-100",
 	}
 	check(t, "bob", got, want)
+	// The same rows computed for the platform alone, and none for
+	// another platform or for none.
+	check(t, "bob on p9", readETA(t, f.db, f.bob, "kiln.task_eta_on(ARRAY['p9'])"), want)
+	for _, from := range []string{"kiln.task_eta_on(ARRAY['nowhere'])", "kiln.task_eta_on('{}')"} {
+		if rows := readETA(t, f.db, f.bob, from); len(rows) != 0 {
+			t.Errorf("%s has %d rows, want none", from, len(rows))
+		}
+	}
 }
 
 // TestTaskETAPrivate is the attack: alice (and the web, and a builder, and
@@ -177,7 +185,7 @@ func TestTaskETAPrivate(t *testing.T) {
 		f.nw:       "pending pos=3 ahead=2 slots=2 free=1 dur=25 basis=platform start=40 end=65",
 		f.building: "building pos=NULL ahead=NULL slots=2 free=1 dur=20 basis=package start=-120 end=-100",
 	}
-	for _, from := range []string{"kiln.task_eta", "kiln.task_eta_rows()"} {
+	for _, from := range []string{"kiln.task_eta", "kiln.task_eta_rows()", "kiln.task_eta_on(NULL)", "kiln.task_eta_on(ARRAY['p9'])"} {
 		check(t, "alice from "+from, readETA(t, f.db, f.alice, from), alice)
 		check(t, "web from "+from, readETA(t, f.db, f.web, from), alice)
 	}
@@ -207,7 +215,7 @@ func TestTaskETAPrivate(t *testing.T) {
 	builder := farmtest.Person(t, f.db, "bld", "kiln_builder")
 	janitor := farmtest.Person(t, f.db, "jan", "kiln_janitor")
 	for _, role := range []string{builder, janitor} {
-		for _, from := range []string{"kiln.task_eta", "kiln.task_eta_rows()"} {
+		for _, from := range []string{"kiln.task_eta", "kiln.task_eta_rows()", "kiln.task_eta_on(ARRAY['p9'])"} {
 			conn, err := pgx.Connect(context.Background(), f.db.URLAs(role))
 			if err != nil {
 				t.Fatal(err)

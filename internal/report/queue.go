@@ -128,11 +128,16 @@ func GetQueue(ctx context.Context, db DB, f QueueFilter) (*Queue, error) {
 		limit = DefaultLimit
 	}
 	// The place in line is kiln.task_eta's: River's order, counting every
-	// task ahead, private buckets' too (anonymously).
+	// task ahead, private buckets' too (anonymously), computed for the
+	// platform asked for only (kiln.task_eta_on).
+	var platforms []string
+	if f.Platform != "" {
+		platforms = []string{f.Platform}
+	}
 	sql := `SELECT t.id, t.job_id, j.submitter, t.platform, j.priority, t.created_at,
 		extract(epoch FROM now() - t.created_at)::float8, e.task_id IS NOT NULL, ` + etaColumns + `
 		FROM kiln.task t JOIN kiln.job j ON j.id = t.job_id
-		LEFT JOIN kiln.task_eta e ON e.task_id = t.id
+		LEFT JOIN kiln.task_eta_on(` + arg(platforms) + `::text[]) e ON e.task_id = t.id
 		WHERE t.status = 'pending'`
 	for _, w := range where {
 		sql += " AND " + w

@@ -34,7 +34,12 @@
 --     to do plus the build time of every task ahead, spread over the
 --     usable slots (online, enabled, not draining builders), is done; and
 --     no earlier than its River job is scheduled (a retry after a backoff).
-CREATE OR REPLACE FUNCTION kiln.task_eta_rows()
+--
+-- kiln.task_eta_on computes the queues of the platforms it is given only
+-- (all of them for NULL): a task's place and estimate depend only on its
+-- own platform's queue, builders and history, so kiln show and kiln queue
+-- pay for the platforms they show, not for the whole farm's.
+CREATE OR REPLACE FUNCTION kiln.task_eta_on(p_platforms text[])
  RETURNS TABLE (task_id bigint, job_id bigint, platform text, status text, queue_position bigint, ahead bigint,
                 slots bigint, free_slots bigint, estimated_duration interval, duration_basis text,
                 estimated_start timestamptz, estimated_end timestamptz)
@@ -57,11 +62,12 @@ live AS (
       JOIN kiln.job j ON j.id = t.job_id
       LEFT JOIN (SELECT p.job_id, array_agg(p.name ORDER BY p.seq) AS source
                    FROM kiln.package p
-                  WHERE p.job_id IN (SELECT t0.job_id FROM kiln.task t0 WHERE t0.status IN ('pending', 'building'))
+                  WHERE p.job_id IN (SELECT t0.job_id FROM kiln.task t0 WHERE t0.status IN ('pending', 'building')
+                                        AND (p_platforms IS NULL OR t0.platform = ANY (p_platforms)))
                   GROUP BY p.job_id) s ON s.job_id = t.job_id
       LEFT JOIN river.river_job r ON r.id = t.river_job_id AND r.queue = 'build-' || t.platform
            AND r.state IN ('available', 'scheduled', 'retryable', 'pending', 'running')
-     WHERE t.status IN ('pending', 'building')
+     WHERE t.status IN ('pending', 'building') AND (p_platforms IS NULL OR t.platform = ANY (p_platforms))
 ),
 hist AS (
     -- The platform's last 2,000 finished builds, newest first.
@@ -150,6 +156,19 @@ SELECT e.id, e.job_id, e.platform, e.status, NULL, NULL, e.slots, e.free_slots, 
        e.started_at, e.started_at + e.dur
   FROM est e
  WHERE e.status = 'building' AND e.seen
+$function$;
+COMMENT ON FUNCTION kiln.task_eta_on(text[]) IS 'The rows of kiln.task_eta on the given platforms (all for NULL): every pending or building task there the session may read (its own, readable buckets, all for admins), with its place in River''s order of its platform''s queue and its estimated start and end. Owner''s rights so that the tasks ahead are counted anonymously, private buckets'' too. kiln show and kiln queue read it for the platforms they show.';
+REVOKE EXECUTE ON FUNCTION kiln.task_eta_on(text[]) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION kiln.task_eta_rows()
+ RETURNS TABLE (task_id bigint, job_id bigint, platform text, status text, queue_position bigint, ahead bigint,
+                slots bigint, free_slots bigint, estimated_duration interval, duration_basis text,
+                estimated_start timestamptz, estimated_end timestamptz)
+ LANGUAGE sql
+ STABLE SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
+AS $function$
+SELECT * FROM kiln.task_eta_on(NULL)
 $function$;
 COMMENT ON FUNCTION kiln.task_eta_rows() IS 'The rows of kiln.task_eta (docs/queueing.md, "Estimates"): every pending or building task the session may read (its own, readable buckets, all for admins), with its place in River''s order of its platform''s queue and its estimated start and end. Owner''s rights so that the tasks ahead are counted anonymously, private buckets'' too.';
 REVOKE EXECUTE ON FUNCTION kiln.task_eta_rows() FROM PUBLIC;
