@@ -126,6 +126,13 @@ func suites(c *cli.Context) []suite {
 					"which sets the figure; rows = kiln.log_chunk rows (one NOTIFY each) per build"}},
 		},
 		{
+			title: "cancel", pkg: "./internal/builder/", pattern: "^BenchmarkCancelToStop$", benchtime: "1x",
+			rows: []row{{bench: "BenchmarkCancelToStop", what: "cancel to build stopped (50 cancels)", figure: p5099,
+				how: "a builder of one slot runs a noop build that would sleep an hour; from the call of kiln.cancel_job to " +
+					"the builder stopping the build (NOTIFY kiln_task, then its heartbeat asks the database whether it still " +
+					"holds the attempt, then the build's context is cancelled)"}},
+		},
+		{
 			title: "queries", pkg: "./internal/report/", pattern: "^BenchmarkListJobs$/^(newest|get_job|kiln_jobs|kiln_show|web_jobs|web_job)$", benchtime: "100x",
 			env: []string{fmt.Sprintf("KILN_BENCH_JOBS=%d", c.Int("jobs")), "KILN_BENCH_TASKS_PER_JOB=4"},
 			rows: []row{
