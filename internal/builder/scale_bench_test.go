@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -77,9 +78,14 @@ func BenchmarkScale(b *testing.B) {
 		tasks     = benchCount(b, "KILN_BENCH_SCALE_TASKS", 100000)
 		rate      = benchCount(b, "KILN_BENCH_SCALE_RATE", 40)
 		seconds   = benchCount(b, "KILN_BENCH_SCALE_SECONDS", 60)
+		river     = os.Getenv("KILN_BENCH_SCALE_CLIENT") == "river"
 	)
+	if c := os.Getenv("KILN_BENCH_SCALE_CLIENT"); c != "" && c != "river" && c != "standin" {
+		b.Fatalf("KILN_BENCH_SCALE_CLIENT=%q: want river or standin", c)
+	}
 	due := min(tasks, rate*seconds)
 	bouncer := newBouncerStats(b)
+	bouncer.set(b, strings.Fields(os.Getenv("KILN_BENCH_SCALE_PGBOUNCER")))
 	for range b.N {
 		f := newFarm(b)
 		pg := serverCPU(b, f)
@@ -98,7 +104,7 @@ func BenchmarkScale(b *testing.B) {
 		}
 		// The builders start first: due tasks must not wait for them.
 		began := time.Now()
-		sim := startScaleBuilders(b, f, names, builders)
+		sim := startScaleBuilders(b, f, names, builders, river)
 		b.Logf("%d builders started in %s", builders, time.Since(began).Round(time.Millisecond))
 
 		began = time.Now()
@@ -177,7 +183,7 @@ type scaleFarm struct {
 // startScaleBuilders creates n builder roles and starts one simulated
 // builder as each (see BenchmarkScale), builder i building platform i mod
 // len(platforms), each with its own pool through PgBouncer.
-func startScaleBuilders(b *testing.B, f *farm, platforms []string, n int) *scaleFarm {
+func startScaleBuilders(b *testing.B, f *farm, platforms []string, n int, river bool) *scaleFarm {
 	ctx := context.Background()
 	prefix := "scale_" + randomHex(3) + "_"
 	f.exec(b, `DO $$ BEGIN FOR i IN 1..`+strconv.Itoa(n)+` LOOP
@@ -207,7 +213,7 @@ func startScaleBuilders(b *testing.B, f *farm, platforms []string, n int) *scale
 		sem <- struct{}{}
 		sg.Go(func() {
 			defer func() { <-sem }()
-			bl, pool, fd, err := startScaleBuilder(ctx, loops, url, platforms, work, i)
+			bl, pool, fd, err := startScaleBuilder(ctx, loops, url, platforms, work, i, river)
 			mu.Lock()
 			defer mu.Unlock()
 			if pool != nil {
@@ -217,7 +223,23 @@ func startScaleBuilders(b *testing.B, f *farm, platforms []string, n int) *scale
 				errs = append(errs, fmt.Errorf("builder %d: %w", i, err))
 				return
 			}
-			feeds, all = append(feeds, fd), append(all, bl)
+			if fd != nil {
+				feeds, all = append(feeds, fd), append(all, bl)
+			}
+			fail := func(err error) {
+				if loops.Err() == nil {
+					b.Errorf("builder %s: %v", bl.cfg.Name, err)
+				}
+			}
+			if !river {
+				s := newStandIn(bl)
+				if err := s.start(ctx); err != nil {
+					errs = append(errs, fmt.Errorf("builder %d: %w", i, err))
+					return
+				}
+				wg.Go(func() { s.run(loops, fail) })
+				return
+			}
 			wg.Go(func() {
 				t := time.NewTicker(bl.cfg.Heartbeat)
 				defer t.Stop()
@@ -227,8 +249,8 @@ func startScaleBuilders(b *testing.B, f *farm, platforms []string, n int) *scale
 						return
 					case <-t.C:
 					}
-					if err := bl.heartbeat(loops); err != nil && loops.Err() == nil {
-						b.Errorf("builder %s: %v", bl.cfg.Name, err)
+					if err := bl.heartbeat(loops); err != nil {
+						fail(err)
 					}
 				}
 			})
@@ -263,7 +285,7 @@ func startScaleBuilders(b *testing.B, f *farm, platforms []string, n int) *scale
 // startScaleBuilder makes, registers and starts simulated builder i of
 // BenchmarkScale with its pool through PgBouncer at url, its feed running
 // under loops.
-func startScaleBuilder(ctx, loops context.Context, url string, platforms []string, work string, i int) (*Builder, *pgxpool.Pool, *feed, error) {
+func startScaleBuilder(ctx, loops context.Context, url string, platforms []string, work string, i int, river bool) (*Builder, *pgxpool.Pool, *feed, error) {
 	pool, err := dbconn.Open(ctx, dbconn.Config{URL: url,
 		AppName: "kiln-builder-scale", MaxConns: 8, Pooled: true})
 	if err != nil {
@@ -280,6 +302,9 @@ func startScaleBuilder(ctx, loops context.Context, url string, platforms []strin
 	}
 	if err := bl.register(ctx); err != nil {
 		return nil, pool, nil, err
+	}
+	if !river {
+		return bl, pool, nil, nil
 	}
 	fd, err := bl.startFeed(loops)
 	return bl, pool, fd, err
@@ -432,6 +457,49 @@ func newBouncerStats(b *testing.B) *bouncerStats {
 	}
 	b.Cleanup(func() { conn.Close(context.Background()) })
 	return &bouncerStats{conn: conn}
+}
+
+// set applies PgBouncer settings given as name=value (SET on the admin
+// console, for the whole PgBouncer: the harness's admin_users include
+// postgres) and puts back their values at cleanup.
+func (s *bouncerStats) set(b *testing.B, settings []string) {
+	if len(settings) == 0 {
+		return
+	}
+	old := map[string]string{}
+	rows, err := s.conn.Query(context.Background(), "SHOW CONFIG")
+	if err != nil {
+		b.Fatalf("SHOW CONFIG: %v", err)
+	}
+	for rows.Next() {
+		vals := rows.RawValues()
+		old[string(vals[0])] = string(vals[1])
+	}
+	if err := rows.Err(); err != nil {
+		b.Fatalf("SHOW CONFIG: %v", err)
+	}
+	apply := func(name, value string) error {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		_, err := s.conn.Exec(context.Background(), fmt.Sprintf("SET %s = '%s'", name, value))
+		return err
+	}
+	for _, kv := range settings {
+		name, value, ok := strings.Cut(kv, "=")
+		prev, known := old[name]
+		if !ok || !known || strings.ContainsAny(value, "'\\") {
+			b.Fatalf("KILN_BENCH_SCALE_PGBOUNCER: %q is not name=value of a PgBouncer setting", kv)
+		}
+		if err := apply(name, value); err != nil {
+			b.Fatalf("PgBouncer SET %s = %s: %v", name, value, err)
+		}
+		b.Cleanup(func() {
+			if err := apply(name, prev); err != nil {
+				b.Errorf("PgBouncer SET %s back to %s: %v", name, prev, err)
+			}
+		})
+		b.Logf("PgBouncer %s = %s (was %s)", name, value, prev)
+	}
 }
 
 // show runs a SHOW command and returns, for the rows whose database column
