@@ -31,15 +31,20 @@ import (
 //
 // Each simulated builder is this package's Builder, made by New with its own
 // database role and its own pool through PgBouncer (dbconn.Config.Pooled),
-// registered by its own register, taking tasks through its own River client
+// registered by its own register, taking tasks with its own buildTask
+// (task.Take, the noop backend, live log, artifacts, task.Finish) and
+// heartbeating with its own heartbeat every 5 s (the default). What fetches
+// River jobs for it is, by default, a standIn: River's own statements of a
+// poll-only client through River's driver at River's cadence (scale_standin_test.go),
+// one goroutine a builder, so 1,000 fit on two cores; with
+// KILN_BENCH_SCALE_CLIENT=river it is the builder's real River client
 // (newFeed: riverjob.NewBuilderClient in poll-only mode, polling every
-// DefaultPollInterval) and its own buildTask (task.Take, the noop backend,
-// live log, artifacts, task.Finish), and heartbeating with its own heartbeat
-// every 5 s (the default). So every statement a pooled kiln-builder sends
-// through PgBouncer is sent, by the builder's code. What is left out is the
+// DefaultPollInterval), as kiln-builder runs it. What is left out is the
 // builder's direct session (--listen-db): its LISTEN and its name lock with
-// the name lock's SELECT 1 each heartbeat, two connections a builder, 2,000
-// here; docs/scaling.md counts them.
+// the name lock's SELECT 1 each heartbeat, two connections a builder host;
+// docs/scaling.md counts them. KILN_BENCH_SCALE_PGBOUNCER sets PgBouncer
+// settings for the run ("name=value ...", SET on its admin console, put
+// back at the end).
 //
 // The tasks are seeded in SQL (generate_series) as the splitter makes them:
 // a job with one package (one shared blob), a pending task and its build
@@ -67,8 +72,9 @@ import (
 //     the database (the same, seen from PostgreSQL);
 //   - tasks/s: due tasks over the time they took.
 //
-// On the shared 2-core test machine 1,000 builders in one process did not
-// start: the 645th River client's start timed out (docs/scaling.md).
+// On the shared 2-core test machine 1,000 real River clients in one process
+// did not start (the 645th client's start timed out); 1,000 stand-ins do
+// (docs/scaling.md "1,000 builders").
 //
 //	KILN_BENCH_SCALE_BUILDERS=250 .ci/with-cluster go test ./internal/builder -run '^$' -bench BenchmarkScale -benchtime 1x -timeout 30m
 func BenchmarkScale(b *testing.B) {

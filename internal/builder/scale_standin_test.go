@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"time"
 
@@ -35,7 +36,7 @@ const (
 // buildTask. So through PgBouncer it sends, per builder:
 //   - at start, QueueCreateOrSetUpdatedAt (River's producer start), and
 //     again every 10 minutes;
-//   - every poll interval while its slot is free, and FetchCooldown after
+//   - every poll interval (with River's jitter) while its slot is free, and FetchCooldown after
 //     each completion, JobGetAvailable (River's fetch, MaxToLock the free
 //     slots, Kind the builder client's two kinds);
 //   - every 2 s QueueGet (River's poll for queue pauses), and while it
@@ -65,6 +66,15 @@ func newStandIn(bl *Builder) *standIn {
 	}
 }
 
+// pollInterval is River's jitteredFetchPollInterval: the poll interval
+// plus up to a tenth of it (at least 10 ms), so that a pooled connection
+// idle for more than a second is pinged on acquire as the real client's is
+// (pgxpool pings such a connection: the "-- ping" statements in both).
+func (s *standIn) pollInterval() time.Duration {
+	i := s.bl.cfg.PollInterval
+	return i + rand.N(max(i/10, 10*time.Millisecond))
+}
+
 // start is River's producer start: the queue's row.
 func (s *standIn) start(ctx context.Context) error {
 	return s.reportQueue(ctx)
@@ -83,7 +93,7 @@ func (s *standIn) reportQueue(ctx context.Context) error {
 // run polls, works and heartbeats until ctx ends; fail reports errors.
 func (s *standIn) run(ctx context.Context, fail func(error)) {
 	var (
-		fetch     = time.NewTicker(s.bl.cfg.PollInterval)
+		fetch     = time.NewTimer(s.pollInterval())
 		queuePoll = time.NewTicker(standInQueuePoll)
 		report    = time.NewTicker(standInQueueReport)
 		heartbeat = time.NewTicker(s.bl.cfg.Heartbeat)
@@ -105,6 +115,7 @@ func (s *standIn) run(ctx context.Context, fail func(error)) {
 			return
 		case <-fetch.C:
 			poll = running == nil
+			fetch.Reset(s.pollInterval())
 		case <-again:
 			again, poll = nil, running == nil
 		case <-done:
