@@ -180,7 +180,8 @@ func suites(c *cli.Context) []suite {
 						m.f("idle-queries/s", "%.0f"), m.f("idle-pg-cpu-%", "%.0f"), m.f("server-conns-busy", "%.0f"), m.f("server-conns-idle", "%.0f"))
 				},
 				how: "each simulated builder is internal/builder's own Builder (its own role and pool through the harness's PgBouncer in transaction pooling, " +
-					"its River client in poll-only mode every 1 s, one slot, noop backend, heartbeat every 5 s), without its direct --listen-db session; " +
+					"its buildTask with one slot and the noop backend, its heartbeat every 5 s) fed by a stand-in for its poll-only River client " +
+					"(River's own statements through riverpgxv5 every 1 s, docs/scaling.md), without its direct --listen-db session; " +
 					"tasks seeded with generate_series with their River jobs, 600 made available at 20/s; dispatch = available to task.started_at; " +
 					"CPU of the primary's processes from /proc; idle over 30 s from PgBouncer's SHOW STATS; connections from SHOW POOLS"}},
 		},
