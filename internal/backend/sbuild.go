@@ -288,14 +288,23 @@ var sbuildStages = map[string]string{
 
 // sbuildSummary reads sbuild's output as it streams past: the summary's
 // last Status and Fail-Stage lines, and the unsatisfied dependencies and
-// conflicts of dose3's report.
+// conflicts of dose3's report, each with the package whose dependency or
+// conflict it is when that is not the build dependencies themselves.
 type sbuildSummary struct {
 	partial         []byte
 	status, stage   string
 	unsat           []string
 	seenUnsat       map[string]bool
 	longLineSkipped bool
+	// pkg and version are the last package dose3's report named: the one
+	// the next unsat-dependency or unsat-conflict line belongs to.
+	pkg, version string
 }
+
+// sbuildDummy is the name of the package sbuild makes of a source
+// package's build dependencies (sbuild-build-depends-main-dummy and the
+// like), which dose3 checks.
+var sbuildDummy = regexp.MustCompile(`^sbuild-build-(depends|conflicts)-[a-z0-9-]+-dummy$`)
 
 // sbuildMaxLine bounds the partial line kept between writes; longer lines
 // are not summary lines and are skipped.
@@ -339,11 +348,30 @@ func (s *sbuildSummary) line(l string) {
 		s.stage = strings.TrimSpace(strings.TrimPrefix(l, "Fail-Stage: "))
 	default:
 		t := strings.TrimSpace(l)
+		if v, ok := strings.CutPrefix(t, "package: "); ok {
+			s.pkg, s.version = strings.TrimSpace(v), ""
+		}
+		if v, ok := strings.CutPrefix(t, "version: "); ok {
+			s.version = strings.TrimSpace(v)
+		}
 		for _, key := range []string{"unsat-dependency: ", "unsat-conflict: "} {
 			if v, ok := strings.CutPrefix(t, key); ok && len(s.unsat) < 20 {
 				v = strings.TrimSpace(v)
-				if key == "unsat-conflict: " {
+				// Why: a build dependency no package satisfies, or one
+				// that a package the build dependencies pull in needs
+				// (dose3's depchain leads from the build dependencies to
+				// it), or a conflict.
+				of := ""
+				if s.pkg != "" && !sbuildDummy.MatchString(s.pkg) {
+					of = strings.TrimSpace(s.pkg + " " + s.version)
+				}
+				switch {
+				case key == "unsat-conflict: " && of != "":
+					v = of + " conflicts with " + v
+				case key == "unsat-conflict: ":
 					v = "conflict " + v
+				case of != "":
+					v += " needed by " + of
 				}
 				if s.seenUnsat == nil {
 					s.seenUnsat = map[string]bool{}

@@ -337,6 +337,10 @@ func TestLifecycle(t *testing.T) {
 	if out, err := kiln(t, adminURL, "admin", "environment", "refresh", "bookworm-amd64"); err != nil || !strings.Contains(out, "queued") {
 		t.Fatalf("kiln admin environment refresh: %v\n%s", err, out)
 	}
+	// Until the refresh is in place the platform keeps its environment.
+	if cur, err := environment.Current(ctx, user, "bookworm-amd64"); err != nil || cur.ID != old.ID {
+		t.Fatalf("with the refresh queued the platform uses %+v (%v), want environment %d", cur, err, old.ID)
+	}
 	var mmlog bytes.Buffer
 	workers := river.NewWorkers()
 	river.AddWorker(workers, &riverjob.EnvironmentWorker{Maker: &environment.Maker{DB: maker, Builder: "maker", Runner: r, User: u, WorkDir: r.Home, Log: &mmlog}})
@@ -399,6 +403,21 @@ func TestLifecycle(t *testing.T) {
 	}
 	if out, err := kiln(t, adminURL, "admin", "environment", "rm", fmt.Sprint(old.ID)); err != nil {
 		t.Fatalf("removing the old environment: %v\n%s", err, out)
+	}
+
+	// A refresh that fails (its mirror is gone) leaves the current
+	// environment in place.
+	if _, err := db.Pool.Exec(ctx, `UPDATE kiln.platform_environment SET spec = jsonb_set(spec, '{mirror}', '"file:///nonexistent/debian"')
+		WHERE platform = 'bookworm-amd64'`); err != nil {
+		t.Fatal(err)
+	}
+	mmlog.Reset()
+	failing := &environment.Maker{DB: maker, Builder: "maker", Runner: r, User: u, WorkDir: r.Home, Log: &mmlog}
+	if err := failing.MakeEnvironment(ctx, "bookworm-amd64"); err == nil {
+		t.Fatalf("a refresh from a missing mirror succeeded:\n%s", mmlog.String())
+	}
+	if cur, err := environment.Current(ctx, user, "bookworm-amd64"); err != nil || cur.ID != newer.ID || !cur.Retired.IsZero() {
+		t.Fatalf("after a failed refresh the platform uses %+v (%v), want environment %d", cur, err, newer.ID)
 	}
 }
 

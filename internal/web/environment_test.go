@@ -25,5 +25,5 @@ func TestPlatformsShowEnvironment(t *testing.T) {
 	}
 	page := b.get(t, "/platforms", http.StatusOK)
 	contains(t, "platforms", page, "143935308 bytes, 2 packages", "2h00m", "<li>debhelper 13.11.4</li>", "<li>dpkg 1.21.22</li>",
-		"sha256 <code>")
+		"sha256 <code>b77349bf1fa9b26d45d545d7d64dad96737e9cfbb3cbb5f5d10fb77b0fcc44ad</code>")
 }

@@ -287,6 +287,17 @@ func Finish(t testing.TB, pool *pgxpool.Pool, taskID int64, attempt int, status,
 	})
 }
 
+// FailAt ends an attempt as failed at stage (a task.Stage constant) with
+// reason, through task.Finish as a builder does.
+func FailAt(t testing.TB, pool *pgxpool.Pool, taskID int64, attempt int, stage, reason string) {
+	t.Helper()
+	a := held(t, pool, taskID, attempt)
+	inTx(t, pool, func(tx pgx.Tx) error {
+		_, err := task.Finish(t.Context(), tx, a, task.Result{Status: task.Failed, Reason: reason, FailureStage: stage})
+		return err
+	})
+}
+
 // Lose does what the janitor does with a task whose builder went silent
 // (task.TakeBackLost): the attempt is lost, the task waits again (or ends
 // as lost past max_lost), the builder is offline. The task's heartbeat is
