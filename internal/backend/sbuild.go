@@ -229,6 +229,10 @@ func (s sbuild) Build(ctx context.Context, r sandbox.Runner, req Request) ([]Out
 	if err != nil {
 		return nil, err
 	}
+	env, err := s.unshareConfig(req.Dir)
+	if err != nil {
+		return nil, &StageError{Stage: StageEnvironment, Err: err}
+	}
 	sum := &sbuildSummary{}
 	out := io.Writer(sum)
 	if req.Log != nil {
@@ -236,7 +240,7 @@ func (s sbuild) Build(ctx context.Context, r sandbox.Runner, req Request) ([]Out
 	}
 	// In the result directory, so that anything sbuild writes to "." lands
 	// there too.
-	if err := r.Run(ctx, sandbox.Command{Dir: result, Args: args, Output: out}); err != nil {
+	if err := r.Run(ctx, sandbox.Command{Dir: result, Args: args, Env: env, Output: out}); err != nil {
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("sbuild %s: %w", filepath.Base(req.Source), err)
 		}
@@ -257,6 +261,35 @@ func (s sbuild) Build(ctx context.Context, r sandbox.Runner, req Request) ([]Out
 	}
 	return nil, fmt.Errorf("sbuild %s: %w", filepath.Base(req.Source),
 		&StageError{Stage: StageCollect, Detail: "sbuild succeeded but left no .deb in " + result})
+}
+
+// unshareConfig writes, in unshare mode, an sbuild configuration into dir
+// (the package's fresh directory, which no build has run in) that unpacks
+// the build's chroot beneath dir rather than in /tmp, so that the build's
+// tree counts in the work directory's disk use and limit, and returns the
+// environment that makes sbuild read it (SBUILD_CONFIG is read after
+// /etc/sbuild/sbuild.conf).
+func (s sbuild) unshareConfig(dir string) ([]string, error) {
+	if s.mode != "unshare" {
+		return nil, nil
+	}
+	if !filepath.IsAbs(dir) || strings.ContainsAny(dir, "'\\\n") {
+		return nil, fmt.Errorf("sbuild: the build directory %q cannot be written into sbuild's configuration", dir)
+	}
+	path := filepath.Join(dir, "kiln-sbuild.conf")
+	conf := "$unshare_tmpdir_template = '" + filepath.Join(dir, "chroot.XXXXXXXXXX") + "';\n1;\n"
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("writing sbuild's configuration: %w", err)
+	}
+	_, err = f.WriteString(conf)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("writing sbuild's configuration: %w", err)
+	}
+	return []string{"SBUILD_CONFIG=" + path}, nil
 }
 
 // chownLike gives dir the owner and group of like, when they differ.

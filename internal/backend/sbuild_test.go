@@ -353,3 +353,44 @@ func TestSbuildBuildHasNoNetwork(t *testing.T) {
 		t.Fatalf("the build reached the network:\n%s", log.String())
 	}
 }
+
+// TestSbuildLimits is the attack on the limits under sbuild, whose builds
+// run outside bubblewrap: a build that fills its disk and one that starts
+// process after process are killed and fail on the limit named, and the
+// disk use counted is the build's tree, which sbuild unpacks beneath the
+// package's directory (kiln-sbuild.conf), not in /tmp.
+func TestSbuildLimits(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name, rules, limit string
+		limits             sandbox.Limits
+	}{
+		// The environment unpacked is about 450 MB: 1 GiB leaves the
+		// build some 500 MB, and it writes 1.5 GiB.
+		{"disk", "\noverride_dh_auto_build:\n\tdd if=/dev/zero of=big bs=1M count=1536\n\tsleep 30\n", "disk",
+			sandbox.Limits{Disk: 1 << 30}},
+		{"processes", "\noverride_dh_auto_build:\n\tfor i in $$(seq 400); do sleep 60 & sleep 0.01; done; wait\n", "processes",
+			sandbox.Limits{Processes: 200}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			b, r, work := sbuildWork(t)
+			srcs := filepath.Join(work, "src")
+			if err := os.Mkdir(srcs, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			owned(t, r, srcs)
+			dsc := debhelperDSC(t, r, srcs, "kiln-"+c.name, "1.0", "", c.rules)
+			var log bytes.Buffer
+			req := sbuildRequest(t, work, dsc, "", &log)
+			owned(t, r, req.Dir)
+			limited := *r
+			limited.Work, limited.Limits = work, c.limits
+			_, err := b.Build(context.Background(), &limited, req)
+			var le *sandbox.LimitError
+			if !errors.As(err, &le) || le.Limit != c.limit {
+				t.Fatalf("the build returned %v, want the %s limit\n%s", err, c.limit, log.String())
+			}
+		})
+	}
+}

@@ -483,7 +483,7 @@ func (b *Builder) buildAll(ctx context.Context, live io.Writer, plat *loadedPlat
 	id *sandbox.ID, pkgs []*sourcePackage, info *buildInfo) []artifactFile {
 	var runner sandbox.Runner = b.sandbox(dirs, id, plat.limits)
 	if plat.backend.SelfIsolating() {
-		plain := &sandbox.Plain{Home: dirs.build}
+		plain := &sandbox.Plain{Home: dirs.build, Work: dirs.build, Limits: plat.limits}
 		if plat.backName == "sbuild" {
 			plain.User = b.buildUser
 		}

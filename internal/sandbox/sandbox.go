@@ -183,17 +183,28 @@ type Plain struct {
 	// User runs the commands as this account (see User); nil keeps the
 	// builder's own user.
 	User *User
+	// Work and Limits, when Work is set, bound the command as a Sandbox's
+	// are bound, but by measurement only (no rlimits: they would count
+	// every process of the user, not the build's): its process tree's
+	// processes and memory, Work's disk use (walked where the builder may
+	// read) and its file system's free space.
+	Work   string
+	Limits Limits
 }
 
-// Run runs c and waits for it, killing its process group when ctx ends
-// and when it exits.
+// Run runs c and waits for it, killing its process group when ctx ends,
+// when it passes a limit and when it exits.
 func (p *Plain) Run(ctx context.Context, c Command) error {
+	var w *watch
+	if p.Work != "" {
+		w = &watch{limits: p.Limits, work: p.Work}
+	}
 	if p.User == nil {
-		return run(ctx, c.Args, c.Dir, append(baseEnv(p.Home, ""), c.Env...), c.Output, nil, nil)
+		return run(ctx, c.Args, c.Dir, append(baseEnv(p.Home, ""), c.Env...), c.Output, nil, w)
 	}
 	env := append(baseEnv(p.Home, p.User.Name), c.Env...)
 	cred := &syscall.Credential{Uid: p.User.UID, Gid: p.User.GID, Groups: []uint32{}}
-	return run(ctx, c.Args, c.Dir, env, c.Output, cred, nil)
+	return run(ctx, c.Args, c.Dir, env, c.Output, cred, w)
 }
 
 func baseEnv(home, user string) []string {
