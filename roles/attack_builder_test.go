@@ -301,3 +301,45 @@ func TestProtocolFunctionGrants(t *testing.T) {
 		}
 	}
 }
+
+// The janitor's one direct write to artifacts is pruning (UPDATE of
+// blob_sha256 and pruned_at, internal/janitor/retention.go): it may drop an
+// artifact's content, never point it at other bytes (a private job's
+// source package, say, which kiln download would then serve with a public
+// task) nor bring pruned content back.
+func TestAttackJanitorOnlyPrunesArtifacts(t *testing.T) {
+	t.Parallel()
+	f := newAttackFarm(t)
+	janitor := f.login("janitor_", "kiln_janitor")
+	if n := f.take(f.b1, "one", f.t1); n != 1 {
+		t.Fatalf("take: attempt %d", n)
+	}
+	sum := f.storeBlob(f.b1, "twelve bytes")
+	if !f.finishWith(f.b1, "one", f.t1, 1, sum) {
+		t.Fatal("finish refused")
+	}
+	bob := f.login("bob_", "kiln_submitter")
+	private := f.submit(bob, "secret")
+	secretBlob := `(SELECT blob_sha256 FROM kiln.package WHERE job_id = $2)`
+	f.refusedCode(janitor, "42501", `UPDATE kiln.artifact SET blob_sha256 = `+secretBlob+` WHERE task_id = $1`, f.t1, private)
+	f.refusedCode(janitor, "42501", `UPDATE kiln.artifact SET blob_sha256 = `+secretBlob+`, pruned_at = now() WHERE task_id = $1`, f.t1, private)
+	f.refusedCode(janitor, "42501", `UPDATE kiln.artifact SET pruned_at = now() WHERE task_id = $1`, f.t1)
+	// Pruning works, and what is pruned stays pruned.
+	if n := f.exec(janitor, `UPDATE kiln.artifact SET blob_sha256 = NULL, pruned_at = now() WHERE task_id = $1`, f.t1); n != 1 {
+		t.Fatalf("pruning changed %d artifacts, want 1", n)
+	}
+	f.refusedCode(janitor, "42501", `UPDATE kiln.artifact SET blob_sha256 = $2 WHERE task_id = $1`, f.t1, sum)
+	// (an artifact has content or was pruned: the table's own constraint)
+	f.refusedCode(janitor, "23514", `UPDATE kiln.artifact SET pruned_at = NULL WHERE task_id = $1`, f.t1)
+	if n := f.int("postgres", `SELECT count(*) FROM kiln.artifact WHERE task_id = $1 AND blob_sha256 IS NULL AND pruned_at IS NOT NULL`, f.t1); n != 1 {
+		t.Fatal("the artifact is not pruned")
+	}
+}
+
+// finishWith ends an attempt as succeeded with one artifact of the
+// 12-byte blob sum, as role, and reports whether it was accepted.
+func (f *attackFarm) finishWith(role, builder string, task, attempt int64, sum []byte) bool {
+	f.t.Helper()
+	return f.int(role, `SELECT kiln.task_finish($1, $2, $3, 'succeeded', NULL, NULL, false,
+		'{package}', '{x.rpm}', ARRAY[$4::bytea], '{12}')::int`, builder, task, attempt, sum) == 1
+}

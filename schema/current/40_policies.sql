@@ -157,8 +157,8 @@ COMMENT ON POLICY artifact_store ON kiln.artifact IS 'A builder stores artifacts
 
 DROP POLICY IF EXISTS artifact_prune ON kiln.artifact;
 CREATE POLICY artifact_prune ON kiln.artifact FOR UPDATE TO kiln_janitor
-    USING (true);
-COMMENT ON POLICY artifact_prune ON kiln.artifact IS 'The janitor prunes artifact content past retention.';
+    USING (true) WITH CHECK (blob_sha256 IS NULL);
+COMMENT ON POLICY artifact_prune ON kiln.artifact IS 'The janitor prunes artifact content past retention: it may drop an artifact''s content, never point it at other bytes.';
 
 DROP POLICY IF EXISTS event_read ON kiln.event;
 CREATE POLICY event_read ON kiln.event FOR SELECT TO kiln_reader
