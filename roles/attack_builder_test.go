@@ -301,3 +301,79 @@ func TestProtocolFunctionGrants(t *testing.T) {
 		}
 	}
 }
+
+// The janitor's one direct write to artifacts is pruning (UPDATE of
+// blob_sha256 and pruned_at, internal/janitor/retention.go): it may drop an
+// artifact's content, never point it at other bytes (a private job's
+// source package, say, which kiln download would then serve with a public
+// task) nor bring pruned content back.
+func TestAttackJanitorOnlyPrunesArtifacts(t *testing.T) {
+	t.Parallel()
+	f := newAttackFarm(t)
+	janitor := f.login("janitor_", "kiln_janitor")
+	if n := f.take(f.b1, "one", f.t1); n != 1 {
+		t.Fatalf("take: attempt %d", n)
+	}
+	sum := f.storeBlob(f.b1, "twelve bytes")
+	if !f.finishWith(f.b1, "one", f.t1, 1, sum) {
+		t.Fatal("finish refused")
+	}
+	bob := f.login("bob_", "kiln_submitter")
+	private := f.submit(bob, "secret")
+	secretBlob := `(SELECT blob_sha256 FROM kiln.package WHERE job_id = $2)`
+	f.refusedCode(janitor, "42501", `UPDATE kiln.artifact SET blob_sha256 = `+secretBlob+` WHERE task_id = $1`, f.t1, private)
+	f.refusedCode(janitor, "42501", `UPDATE kiln.artifact SET blob_sha256 = `+secretBlob+`, pruned_at = now() WHERE task_id = $1`, f.t1, private)
+	f.refusedCode(janitor, "42501", `UPDATE kiln.artifact SET pruned_at = now() WHERE task_id = $1`, f.t1)
+	// Pruning works, and what is pruned stays pruned.
+	if n := f.exec(janitor, `UPDATE kiln.artifact SET blob_sha256 = NULL, pruned_at = now() WHERE task_id = $1`, f.t1); n != 1 {
+		t.Fatalf("pruning changed %d artifacts, want 1", n)
+	}
+	f.refusedCode(janitor, "42501", `UPDATE kiln.artifact SET blob_sha256 = $2 WHERE task_id = $1`, f.t1, sum)
+	// (an artifact has content or was pruned: the table's own constraint)
+	f.refusedCode(janitor, "23514", `UPDATE kiln.artifact SET pruned_at = NULL WHERE task_id = $1`, f.t1)
+	if n := f.int("postgres", `SELECT count(*) FROM kiln.artifact WHERE task_id = $1 AND blob_sha256 IS NULL AND pruned_at IS NOT NULL`, f.t1); n != 1 {
+		t.Fatal("the artifact is not pruned")
+	}
+}
+
+// finishWith ends an attempt as succeeded with one artifact of the
+// 12-byte blob sum, as role, and reports whether it was accepted.
+func (f *attackFarm) finishWith(role, builder string, task, attempt int64, sum []byte) bool {
+	f.t.Helper()
+	return f.int(role, `SELECT kiln.task_finish($1, $2, $3, 'succeeded', NULL, NULL, false,
+		'{package}', '{x.rpm}', ARRAY[$4::bytea], '{12}')::int`, builder, task, attempt, sum) == 1
+}
+
+// A builder works River jobs only in the build queues of its own builders'
+// platforms: it cannot complete, cancel, delete or move another platform's
+// build River jobs, nor the validate, report or janitor River jobs, and it
+// cannot move its own into another queue.
+func TestAttackBuilderTouchesOnlyItsOwnRiverJobs(t *testing.T) {
+	t.Parallel()
+	f := newAttackFarm(t)
+	ids := map[string]int64{}
+	for _, q := range []string{"build-p1", "build-p2", "incoming", "report", "janitor"} {
+		ids[q] = f.int("postgres", `INSERT INTO river.river_job (kind, queue, max_attempts, args) VALUES ('probe', $1, 1, '{}') RETURNING id`, q)
+	}
+	others := []string{"build-p2", "incoming", "report", "janitor"}
+	for _, q := range others {
+		for _, sql := range []string{
+			`UPDATE river.river_job SET state = 'cancelled', finalized_at = now() WHERE id = $1`,
+			`UPDATE river.river_job SET args = '{"task_id": 1}' WHERE id = $1`,
+			`DELETE FROM river.river_job WHERE id = $1`,
+		} {
+			if n := f.exec(f.b1, sql, ids[q]); n != 0 {
+				t.Errorf("b1 (platform p1): %s changed %d River jobs of queue %s", sql, n, q)
+			}
+		}
+	}
+	// Its own queue: River's moves work, a move out of it does not.
+	f.refusedCode(f.b1, "42501", `UPDATE river.river_job SET queue = 'incoming' WHERE id = $1`, ids["build-p1"])
+	if n := f.exec(f.b1, `UPDATE river.river_job SET state = 'running', attempt = 1, attempted_at = now() WHERE id = $1`, ids["build-p1"]); n != 1 {
+		t.Fatalf("b1 could not fetch a River job of its own platform's queue (%d rows)", n)
+	}
+	if n := f.int("postgres", `SELECT count(*) FROM river.river_job WHERE id = ANY ($1) AND state = 'available' AND args = '{}'`,
+		[]int64{ids["build-p2"], ids["incoming"], ids["report"], ids["janitor"]}); n != 4 {
+		t.Fatalf("%d of the other queues' River jobs are as they were, want 4", n)
+	}
+}

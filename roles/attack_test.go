@@ -249,3 +249,70 @@ func TestAttackReadOnlyRolesCannotWrite(t *testing.T) {
 		f.exec(role, `NOTIFY kiln_task, '{"job": 1, "task": 1, "status": "succeeded"}'`)
 	}
 }
+
+// TestAttackPromoteSomeoneElsesPrivateJob: a person who may publish to a
+// bucket of their own promotes into it a job of a private bucket they may
+// not read, hoping the publisher serves its embargoed packages there (or
+// at least that the answer names its bucket). kiln.promote_for runs as
+// the owner, past row-level security, so it checks that the person may
+// read the job and answers as for a job that does not exist.
+func TestAttackPromoteSomeoneElsesPrivateJob(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFarm(t)
+	bob, dave := f.login("bob_", "kiln_submitter"), f.login("dave_", "kiln_submitter")
+	web := f.login("web_", "kiln_web")
+	f.exec("postgres", `INSERT INTO kiln.bucket (name) VALUES ('daves')`)
+	f.exec("postgres", `INSERT INTO kiln.bucket_grant (bucket, grantee) VALUES ('daves', $1), ('secret', $2)`, dave, bob)
+	private, public := f.submit(bob, "secret"), f.submit(bob, "public")
+	// Both jobs' packages are published in their buckets (as the
+	// publisher would have done), so a promotion would have something to
+	// copy.
+	for _, j := range []struct {
+		id     int64
+		bucket string
+	}{{private, "secret"}, {public, "public"}} {
+		f.exec("postgres", `INSERT INTO kiln.repository_file (bucket, platform, path, from_seq, blob_sha256, size, job_id)
+			SELECT $2, 'p1', 'pool/a-' || $1::bigint || '.rpm', 1, p.blob_sha256, p.size, $1::bigint FROM kiln.package p WHERE p.job_id = $1::bigint`, j.id, j.bucket)
+	}
+
+	const missing = 999999999
+	answer := func(role, sql string, args ...any) (code, msg string) {
+		t.Helper()
+		_, err := f.conn(role).Exec(ctx, sql, args...)
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) {
+			t.Fatalf("as %s: %s: want an error, got %v", role, sql, err)
+		}
+		return pgErr.Code, pgErr.Message + " " + pgErr.Detail + " " + pgErr.Hint
+	}
+	for _, c := range []struct {
+		role, sql string
+		args      []any
+	}{
+		{dave, `SELECT kiln.promote($1, 'daves')`, nil},
+		{web, `SELECT kiln.web_promote($2, $1, 'daves')`, []any{dave}},
+	} {
+		code, msg := answer(c.role, c.sql, append([]any{private}, c.args...)...)
+		code0, msg0 := answer(c.role, c.sql, append([]any{int64(missing)}, c.args...)...)
+		msg0 = strings.ReplaceAll(msg0, fmt.Sprint(missing), fmt.Sprint(private))
+		if code != code0 || msg != msg0 {
+			t.Errorf("%s: someone else's private job %d answers %s %q, one that does not exist %s %q", c.sql, private, code, msg, code0, msg0)
+		}
+		if code != "P0002" || !strings.Contains(msg, "does not exist or is not") || strings.Contains(msg, "secret") || strings.Contains(msg, bob) {
+			t.Errorf("%s on someone else's private job: %s %q", c.sql, code, msg)
+		}
+	}
+	if n := f.int("postgres", `SELECT count(*) FROM kiln.publication_request WHERE job_id = $1`, private); n != 0 {
+		t.Fatalf("a promotion of bob's private job into dave's bucket was queued (%d requests)", n)
+	}
+
+	// What dave may read he may promote: bob's public job, and bob his own
+	// private one.
+	f.exec("postgres", `INSERT INTO kiln.bucket_grant (bucket, grantee) VALUES ('public', $1)`, bob)
+	f.exec(dave, `SELECT kiln.promote($1, 'daves')`, public)
+	f.exec(bob, `SELECT kiln.promote($1, 'public')`, private)
+	if n := f.int("postgres", `SELECT count(*) FROM kiln.publication_request WHERE job_id IN ($1, $2)`, private, public); n != 2 {
+		t.Fatalf("%d promotion requests of jobs their people may read, want 2", n)
+	}
+}

@@ -36,9 +36,10 @@ GRANT INSERT (sha256, size, chunk_size, content_sha256, verified_at) ON kiln.blo
 GRANT INSERT (sha256, seq, data) ON kiln.blob_chunk TO kiln_builder;
 
 -- River: a working client on its platforms' queues. It fetches, completes,
--- retries and snoozes River jobs (UPDATE), its job cleaner deletes old ones
--- when it is the leader, it elects a leader (river_leader) and records its
--- queues (river_queue, upsert and cleaner). It never enqueues River jobs, so
--- no INSERT on river_job.
+-- retries and snoozes River jobs (UPDATE) and records its queues
+-- (river_queue). It never enqueues River jobs, so no INSERT on river_job.
+-- Row-level security (river_job_build_work, river_job_build_delete) limits
+-- its UPDATE and DELETE to the build queues of its own builders' platforms;
+-- it runs without leader election (riverjob), so it never cleans others'.
 GRANT SELECT, UPDATE, DELETE ON river.river_job TO kiln_builder;
 GRANT SELECT, INSERT, UPDATE, DELETE ON river.river_leader, river.river_queue TO kiln_builder;

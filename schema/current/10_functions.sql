@@ -1547,9 +1547,18 @@ DECLARE
     v_from text;
     v_id   bigint;
 BEGIN
-    SELECT j.bucket INTO v_from FROM kiln.job j WHERE j.id = p_job_id;
+    -- The job must be one p_person may read (as kiln.web_resubmit checks):
+    -- this function runs as the owner, past row-level security, and a
+    -- private job promoted into a bucket p_person publishes to would serve
+    -- its packages there. Someone else's private job is a missing job.
+    SELECT j.bucket INTO v_from FROM kiln.job j WHERE j.id = p_job_id
+        AND (j.submitter = p_person
+             OR pg_catalog.pg_has_role(p_person, 'kiln_admin', 'MEMBER')
+             OR NOT EXISTS (SELECT 1 FROM kiln.bucket b WHERE b.name = j.bucket AND b.private)
+             OR EXISTS (SELECT 1 FROM kiln.bucket_grant g JOIN pg_catalog.pg_roles r ON r.rolname = g.grantee
+                        WHERE g.bucket = j.bucket AND pg_catalog.pg_has_role(p_person, r.oid, 'MEMBER')));
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'job % does not exist', p_job_id USING ERRCODE = 'no_data_found';
+        RAISE EXCEPTION 'job % does not exist or is not visible to you', p_job_id USING ERRCODE = 'no_data_found';
     END IF;
     IF NOT EXISTS (SELECT 1 FROM kiln.bucket b WHERE b.name = p_bucket) THEN
         RAISE EXCEPTION 'bucket % does not exist', p_bucket USING ERRCODE = 'no_data_found';
@@ -1571,7 +1580,7 @@ BEGIN
     PERFORM pg_notify('kiln_publish', json_build_object('bucket', p_bucket, 'job', p_job_id)::text);
     RETURN v_id;
 END $function$;
-COMMENT ON FUNCTION kiln.promote_for(name, bigint, text) IS 'Queues the promotion of a job''s packages, as currently published in its own bucket, into p_bucket for p_person, who needs a grant on p_bucket. Returns the request id. Called by kiln.promote and kiln.web_promote, which establish who p_person is.';
+COMMENT ON FUNCTION kiln.promote_for(name, bigint, text) IS 'Queues the promotion of a job''s packages, as currently published in its own bucket, into p_bucket for p_person, who must be able to read the job (someone else''s private job is answered as a missing one) and needs a grant on p_bucket. Returns the request id. Called by kiln.promote and kiln.web_promote, which establish who p_person is.';
 
 CREATE OR REPLACE FUNCTION kiln.promote(p_job_id bigint, p_bucket text)
  RETURNS bigint

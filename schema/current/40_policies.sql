@@ -157,8 +157,8 @@ COMMENT ON POLICY artifact_store ON kiln.artifact IS 'A builder stores artifacts
 
 DROP POLICY IF EXISTS artifact_prune ON kiln.artifact;
 CREATE POLICY artifact_prune ON kiln.artifact FOR UPDATE TO kiln_janitor
-    USING (true);
-COMMENT ON POLICY artifact_prune ON kiln.artifact IS 'The janitor prunes artifact content past retention.';
+    USING (true) WITH CHECK (blob_sha256 IS NULL);
+COMMENT ON POLICY artifact_prune ON kiln.artifact IS 'The janitor prunes artifact content past retention: it may drop an artifact''s content, never point it at other bytes.';
 
 DROP POLICY IF EXISTS event_read ON kiln.event;
 CREATE POLICY event_read ON kiln.event FOR SELECT TO kiln_reader
@@ -264,9 +264,27 @@ CREATE POLICY blob_chunk_prune ON kiln.blob_chunk FOR DELETE TO kiln_janitor
 COMMENT ON POLICY blob_chunk_prune ON kiln.blob_chunk IS 'The janitor removes the bytes of unreferenced blobs.';
 
 DROP POLICY IF EXISTS river_job_work ON river.river_job;
-CREATE POLICY river_job_work ON river.river_job FOR ALL TO kiln_splitter, kiln_builder, kiln_janitor
+CREATE POLICY river_job_work ON river.river_job FOR ALL TO kiln_splitter, kiln_janitor
     USING (true) WITH CHECK (true);
-COMMENT ON POLICY river_job_work ON river.river_job IS 'The daemons work, insert, retry, cancel and clean River jobs as River needs (their grants still decide which commands).';
+COMMENT ON POLICY river_job_work ON river.river_job IS 'The splitter and the janitor work, insert, retry, cancel and clean River jobs as River needs (their grants still decide which commands).';
+
+-- Builders run River without leader election (riverjob), so they touch only
+-- the River jobs they work: those of their own builders' platforms' queues.
+DROP POLICY IF EXISTS river_job_build_read ON river.river_job;
+CREATE POLICY river_job_build_read ON river.river_job FOR SELECT TO kiln_builder
+    USING (true);
+COMMENT ON POLICY river_job_build_read ON river.river_job IS 'Builders read every River job (they read every task anyway).';
+
+DROP POLICY IF EXISTS river_job_build_work ON river.river_job;
+CREATE POLICY river_job_build_work ON river.river_job FOR UPDATE TO kiln_builder
+    USING (queue IN (SELECT 'build-' || bp.platform FROM kiln.builder_platform bp WHERE bp.builder IN (SELECT kiln.own_builders())))
+    WITH CHECK (queue IN (SELECT 'build-' || bp.platform FROM kiln.builder_platform bp WHERE bp.builder IN (SELECT kiln.own_builders())));
+COMMENT ON POLICY river_job_build_work ON river.river_job IS 'A builder fetches, completes, retries and snoozes only River jobs of the build queues (build-PLATFORM, riverjob.BuildQueue) of its own builders'' platforms, and cannot move one elsewhere: not another platform''s builds, not validate, report or janitor River jobs.';
+
+DROP POLICY IF EXISTS river_job_build_delete ON river.river_job;
+CREATE POLICY river_job_build_delete ON river.river_job FOR DELETE TO kiln_builder
+    USING (queue IN (SELECT 'build-' || bp.platform FROM kiln.builder_platform bp WHERE bp.builder IN (SELECT kiln.own_builders())));
+COMMENT ON POLICY river_job_build_delete ON river.river_job IS 'A builder deletes only River jobs of its own builders'' platforms'' build queues.';
 
 DROP POLICY IF EXISTS river_job_read_admin ON river.river_job;
 CREATE POLICY river_job_read_admin ON river.river_job FOR SELECT TO kiln_admin
