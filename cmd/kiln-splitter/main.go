@@ -8,7 +8,6 @@ package main
 import (
 	"fmt"
 	"math"
-	"os"
 	"strconv"
 	"strings"
 
@@ -19,38 +18,31 @@ import (
 	"github.com/kiln-build/kiln/internal/split"
 )
 
-func main() {
-	app := &cli.App{
-		Name:    "kiln-splitter",
-		Usage:   "validate submitted kiln jobs and split them into tasks",
-		Version: kcli.Version,
-		Flags: append([]cli.Flag{
+func main() { daemon.Main(app()) }
+
+func app() *cli.App {
+	return daemon.App("kiln-splitter", "validate submitted kiln jobs and split them into tasks", kcli.Version,
+		[]cli.Flag{
 			&cli.IntFlag{Name: "workers", Usage: "jobs validated at once", Value: 4, EnvVars: []string{"KILN_SPLITTER_WORKERS"}},
 			&cli.StringFlag{Name: "max-file-size", Usage: "largest file a job may contain (bytes, or with K, M, G suffix)", Value: "2G", EnvVars: []string{"KILN_MAX_FILE_SIZE"}},
 			&cli.BoolFlag{Name: "once", Usage: "process the waiting jobs, then exit (for cron)", EnvVars: []string{"KILN_SPLITTER_ONCE"}},
 			daemon.HealthFlag("splitter"),
-		}, daemon.Flags()...),
-		Action: func(c *cli.Context) error {
-			common, err := daemon.Common(c, int32(c.Int("workers")*2+4))
-			if err != nil {
-				return err
-			}
-			size, err := parseSize(c.String("max-file-size"))
-			if err != nil {
-				return err
-			}
-			ctx, stop := daemon.SignalContext(c.Context)
-			defer stop()
-			return split.Run(ctx, split.Config{
-				DB: common.DB, HealthAddr: common.HealthAddr, Logger: common.Logger,
-				Workers: c.Int("workers"), MaxFileSize: size, Once: c.Bool("once"),
-			})
-		},
+		}, run)
+}
+
+func run(c *cli.Context) error {
+	common, err := daemon.Common(c, int32(c.Int("workers")*2+4))
+	if err != nil {
+		return err
 	}
-	if err := app.Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "kiln-splitter:", err)
-		os.Exit(1)
+	size, err := parseSize(c.String("max-file-size"))
+	if err != nil {
+		return err
 	}
+	return split.Run(c.Context, split.Config{
+		DB: common.DB, HealthAddr: common.HealthAddr, Logger: common.Logger,
+		Workers: c.Int("workers"), MaxFileSize: size, Once: c.Bool("once"),
+	})
 }
 
 // parseSize reads a byte count with an optional K, M or G (binary) suffix.
