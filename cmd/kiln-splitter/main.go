@@ -6,15 +6,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
-	"math"
-	"strconv"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	kcli "github.com/kiln-build/kiln/internal/cli"
 	"github.com/kiln-build/kiln/internal/daemon"
+	"github.com/kiln-build/kiln/internal/format"
 	"github.com/kiln-build/kiln/internal/split"
 )
 
@@ -24,7 +23,7 @@ func app() *cli.App {
 	return daemon.App("kiln-splitter", "validate submitted kiln jobs and split them into tasks", kcli.Version,
 		[]cli.Flag{
 			&cli.IntFlag{Name: "workers", Usage: "jobs validated at once", Value: 4, EnvVars: []string{"KILN_SPLITTER_WORKERS"}},
-			&cli.StringFlag{Name: "max-file-size", Usage: "largest file a job may contain (bytes, or with K, M, G suffix)", Value: "2G", EnvVars: []string{"KILN_MAX_FILE_SIZE"}},
+			&cli.StringFlag{Name: "max-file-size", Usage: "largest file a job may contain (bytes, or with K, M, G, T suffix)", Value: "2G", EnvVars: []string{"KILN_MAX_FILE_SIZE"}},
 			&cli.BoolFlag{Name: "once", Usage: "process the waiting jobs, then exit (for cron)", EnvVars: []string{"KILN_SPLITTER_ONCE"}},
 			daemon.HealthFlag("splitter"),
 		}, run)
@@ -35,33 +34,15 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	size, err := parseSize(c.String("max-file-size"))
+	size, err := format.ParseSize(c.String("max-file-size"))
+	if err == nil && size == 0 {
+		err = errors.New("give a positive size")
+	}
 	if err != nil {
-		return err
+		return fmt.Errorf("--max-file-size: %w", err)
 	}
 	return split.Run(c.Context, split.Config{
 		DB: common.DB, HealthAddr: common.HealthAddr, Logger: common.Logger,
 		Workers: c.Int("workers"), MaxFileSize: size, Once: c.Bool("once"),
 	})
-}
-
-// parseSize reads a byte count with an optional K, M or G (binary) suffix.
-func parseSize(s string) (int64, error) {
-	mult := int64(1)
-	t := strings.ToUpper(strings.TrimSpace(s))
-	t = strings.TrimSuffix(strings.TrimSuffix(t, "B"), "I")
-	for suffix, m := range map[string]int64{"K": 1 << 10, "M": 1 << 20, "G": 1 << 30} {
-		if strings.HasSuffix(t, suffix) {
-			mult, t = m, strings.TrimSuffix(t, suffix)
-			break
-		}
-	}
-	n, err := strconv.ParseInt(t, 10, 64)
-	if err != nil || n <= 0 {
-		return 0, fmt.Errorf("size %q: give a positive number of bytes, optionally with K, M or G", s)
-	}
-	if n > math.MaxInt64/mult {
-		return 0, fmt.Errorf("size %q is too large", s)
-	}
-	return n * mult, nil
 }
