@@ -16,7 +16,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/kiln-build/kiln/internal/admin"
-	"github.com/kiln-build/kiln/internal/format"
 	fmtpkg "github.com/kiln-build/kiln/internal/format"
 	"github.com/kiln-build/kiln/internal/platform"
 	"github.com/kiln-build/kiln/internal/report"
@@ -582,7 +581,7 @@ func runBuilderList(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error
 	for _, b := range bs {
 		hb := "never"
 		if b.HeartbeatAt != nil {
-			hb = format.Duration(time.Since(*b.HeartbeatAt).Seconds()) + " ago"
+			hb = fmtpkg.Duration(time.Since(*b.HeartbeatAt).Seconds()) + " ago"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", b.Name, b.Host, b.State, yesNo(b.Enabled), yesNo(b.Draining), b.Busy, b.Slots, strings.Join(b.Platforms, ","), hb)
 	}
@@ -726,7 +725,7 @@ func printQuotas(w io.Writer, pq admin.PersonQuotas) error {
 	} else {
 		fmt.Fprintf(w, "quotas of %s", pq.Person)
 	}
-	fmt.Fprintf(w, " (last set by %s at %s)\n", pq.SetBy, format.Minute(pq.SetAt.UTC()))
+	fmt.Fprintf(w, " (last set by %s at %s)\n", pq.SetBy, fmtpkg.Minute(pq.SetAt.UTC()))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "QUOTA\tLIMIT\tFROM\tUSED\tRESETS")
 	for _, l := range pq.Limits {
@@ -744,7 +743,7 @@ func printQuotas(w io.Writer, pq admin.PersonQuotas) error {
 		}
 		if l.Used != nil {
 			used = quotaValue(admin.QuotaLimit{Quota: l.Quota, Limit: *l.Used})
-			resets = format.Minute(l.ResetsAt.UTC())
+			resets = fmtpkg.Minute(l.ResetsAt.UTC())
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", l.Title, quotaValue(l), from, used, resets)
 	}
@@ -755,7 +754,7 @@ func printQuotas(w io.Writer, pq admin.PersonQuotas) error {
 func quotaValue(l admin.QuotaLimit) string {
 	for _, q := range admin.Quotas {
 		if q.Column == l.Quota && q.Bytes {
-			return fmt.Sprintf("%d (%s)", l.Limit, format.Size(l.Limit))
+			return fmt.Sprintf("%d (%s)", l.Limit, fmtpkg.Size(l.Limit))
 		}
 	}
 	return strconv.FormatInt(l.Limit, 10)
