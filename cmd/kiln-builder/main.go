@@ -3,8 +3,6 @@
 package main
 
 import (
-	"fmt"
-	"os"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -17,19 +15,11 @@ import (
 	"github.com/kiln-build/kiln/internal/sandbox"
 )
 
-func main() {
-	if err := app().Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "kiln-builder:", err)
-		os.Exit(1)
-	}
-}
+func main() { daemon.Main(app()) }
 
 func app() *cli.App {
-	return &cli.App{
-		Name:    "kiln-builder",
-		Usage:   "build kiln tasks of some platforms on this host",
-		Version: kcli.Version,
-		Flags: append([]cli.Flag{
+	return daemon.App("kiln-builder", "build kiln tasks of some platforms on this host", kcli.Version,
+		[]cli.Flag{
 			&cli.StringFlag{Name: "name", Usage: "builder name (lower case, digits, - and _)", EnvVars: []string{"KILN_BUILDER_NAME"}, Required: true},
 			&cli.StringSliceFlag{Name: "platform", Usage: "platform to build (repeat for several)", EnvVars: []string{"KILN_BUILDER_PLATFORMS"}, Required: true},
 			&cli.IntFlag{Name: "slots", Usage: "most tasks built at once", EnvVars: []string{"KILN_BUILDER_SLOTS"}, Value: 1},
@@ -51,9 +41,7 @@ func app() *cli.App {
 			&cli.StringFlag{Name: "listen-db", Usage: "direct connection to the primary for LISTEN and the builder's name lock; set it when --db goes through PgBouncer in transaction pooling mode (River then polls instead of listening)", EnvVars: []string{"KILN_BUILDER_LISTEN_DB"}},
 			&cli.DurationFlag{Name: "poll-interval", Usage: "with --listen-db, how often River looks for new River jobs", EnvVars: []string{"KILN_BUILDER_POLL_INTERVAL"}, Value: builder.DefaultPollInterval},
 			daemon.HealthFlag("builder"),
-		}, daemon.Flags()...),
-		Action: run,
-	}
+		}, run)
 }
 
 func run(c *cli.Context) error {
@@ -66,9 +54,7 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := daemon.SignalContext(c.Context)
-	defer stop()
-	return builder.Run(ctx, builder.RunConfig{DB: common.DB, ListenDB: c.String("listen-db"), HealthAddr: common.HealthAddr, Builder: builder.Config{
+	return builder.Run(c.Context, builder.RunConfig{DB: common.DB, ListenDB: c.String("listen-db"), HealthAddr: common.HealthAddr, Builder: builder.Config{
 		Name:         c.String("name"),
 		Platforms:    c.StringSlice("platform"),
 		Slots:        slots,

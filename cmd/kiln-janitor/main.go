@@ -9,9 +9,7 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -21,22 +19,12 @@ import (
 	"github.com/kiln-build/kiln/internal/janitor"
 )
 
-func main() {
-	ctx, stop := daemon.SignalContext(context.Background())
-	defer stop()
-	if err := app().RunContext(ctx, os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "kiln-janitor:", err)
-		os.Exit(1)
-	}
-}
+func main() { daemon.Main(app()) }
 
 func app() *cli.App {
 	def := janitor.DefaultConfig()
-	return &cli.App{
-		Name:    "kiln-janitor",
-		Usage:   "requeue tasks of silent builders, end runaway builds, repair and prune the kiln build farm",
-		Version: kcli.Version,
-		Flags: append([]cli.Flag{
+	return daemon.App("kiln-janitor", "requeue tasks of silent builders, end runaway builds, repair and prune the kiln build farm", kcli.Version,
+		[]cli.Flag{
 			&cli.BoolFlag{Name: "once", Usage: "do one full round (upkeep and retention) and exit, for cron", EnvVars: []string{"KILN_JANITOR_ONCE"}},
 			&cli.DurationFlag{Name: "horizon", Usage: "a building task or builder without a heartbeat for this long is lost", Value: def.Horizon, EnvVars: []string{"KILN_JANITOR_HORIZON"}},
 			&cli.DurationFlag{Name: "timeout-grace", Usage: "a build running longer than its platform's timeout plus this is ended as timed_out", Value: def.TimeoutGrace, EnvVars: []string{"KILN_JANITOR_TIMEOUT_GRACE"}},
@@ -51,9 +39,7 @@ func app() *cli.App {
 			&cli.DurationFlag{Name: "prune-interval", Usage: "time between retention rounds", Value: 10 * time.Minute, EnvVars: []string{"KILN_JANITOR_PRUNE_INTERVAL"}},
 			&cli.DurationFlag{Name: "river-rescue-after", Usage: "River rescues River jobs running longer than this; keep it beyond the longest platform timeout plus the grace", Value: 24 * time.Hour, EnvVars: []string{"KILN_JANITOR_RIVER_RESCUE_AFTER"}},
 			daemon.HealthFlag("janitor"),
-		}, daemon.Flags()...),
-		Action: run,
-	}
+		}, run)
 }
 
 func run(c *cli.Context) error {

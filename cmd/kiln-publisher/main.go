@@ -7,9 +7,7 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -19,45 +17,36 @@ import (
 	"github.com/kiln-build/kiln/internal/repo"
 )
 
-func main() {
-	ctx, stop := daemon.SignalContext(context.Background())
-	defer stop()
-	if err := app().RunContext(ctx, os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "kiln-publisher:", err)
-		os.Exit(1)
-	}
-}
+func main() { daemon.Main(app()) }
 
 func app() *cli.App {
-	return &cli.App{
-		Name:    "kiln-publisher",
-		Usage:   "publish finished jobs into their buckets' signed APT and rpm-md repositories",
-		Version: kcli.Version,
-		Flags: append([]cli.Flag{
+	app := daemon.App("kiln-publisher", "publish finished jobs into their buckets' signed APT and rpm-md repositories", kcli.Version,
+		[]cli.Flag{
 			&cli.StringFlag{Name: "gnupghome", Usage: "GnuPG home holding the buckets' secret signing keys (mode 0700, like a keytab)", Value: "/var/lib/kiln-publisher/gnupg", EnvVars: []string{"KILN_PUBLISHER_GNUPGHOME"}},
 			&cli.StringFlag{Name: "workdir", Usage: "directory for the rpm-md trees createrepo_c updates and for scratch files", Value: "/var/lib/kiln-publisher/work", EnvVars: []string{"KILN_PUBLISHER_WORKDIR"}},
 			&cli.BoolFlag{Name: "once", Usage: "publish what is pending and exit", EnvVars: []string{"KILN_PUBLISHER_ONCE"}},
 			&cli.DurationFlag{Name: "poll", Usage: "look for pending requests this often even without a notification", Value: 30 * time.Second, EnvVars: []string{"KILN_PUBLISHER_POLL"}},
 			&cli.DurationFlag{Name: "coalesce", Usage: "after a notification, wait this long for more before publishing", Value: 500 * time.Millisecond, EnvVars: []string{"KILN_PUBLISHER_COALESCE"}},
 			daemon.HealthFlag("publisher"),
-		}, daemon.Flags()...),
-		Commands: []*cli.Command{{
-			Name:      "rotate-key",
-			Usage:     "make a new signing key for a bucket, retire the old one and re-sign its repositories",
-			ArgsUsage: "BUCKET",
-			Action:    rotate,
-		}},
-		Action: func(c *cli.Context) error {
-			if c.NArg() > 0 {
-				return fmt.Errorf("unexpected arguments: %v", c.Args().Slice())
-			}
-			cfg, err := config(c)
-			if err != nil {
-				return err
-			}
-			return repo.Run(c.Context, cfg)
-		},
+		}, run)
+	app.Commands = []*cli.Command{{
+		Name:      "rotate-key",
+		Usage:     "make a new signing key for a bucket, retire the old one and re-sign its repositories",
+		ArgsUsage: "BUCKET",
+		Action:    rotate,
+	}}
+	return app
+}
+
+func run(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %v", c.Args().Slice())
 	}
+	cfg, err := config(c)
+	if err != nil {
+		return err
+	}
+	return repo.Run(c.Context, cfg)
 }
 
 // config maps the flags to repo.RunConfig.

@@ -8,6 +8,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -17,12 +18,11 @@ import (
 	"github.com/kiln-build/kiln/riverjob"
 )
 
-func main() {
-	app := &cli.App{
-		Name:    "kiln-reporter",
-		Usage:   "mail and post one report per ended kiln job",
-		Version: kcli.Version,
-		Flags: append([]cli.Flag{
+func main() { daemon.Main(app()) }
+
+func app() *cli.App {
+	return daemon.App("kiln-reporter", "mail and post one report per ended kiln job", kcli.Version,
+		[]cli.Flag{
 			&cli.StringFlag{Name: "smtp", Usage: "mail server as host:port", Required: true, EnvVars: []string{"KILN_REPORTER_SMTP"}},
 			&cli.StringFlag{Name: "from", Usage: "sender address of the reports (also the Message-ID's domain)", Required: true, EnvVars: []string{"KILN_REPORTER_FROM"}},
 			&cli.BoolFlag{Name: "starttls", Usage: "require STARTTLS before sending", EnvVars: []string{"KILN_REPORTER_STARTTLS"}},
@@ -32,38 +32,25 @@ func main() {
 			&cli.DurationFlag{Name: "retry-min", Usage: "wait after a failed delivery, doubled after each further failure", Value: riverjob.DefaultReportRetryMin, EnvVars: []string{"KILN_REPORTER_RETRY_MIN"}},
 			&cli.DurationFlag{Name: "retry-max", Usage: "longest wait between two tries", Value: riverjob.DefaultReportRetryMax, EnvVars: []string{"KILN_REPORTER_RETRY_MAX"}},
 			daemon.HealthFlag("reporter"),
-		}, daemon.Flags()...),
-		Action: func(c *cli.Context) error {
-			common, err := daemon.Common(c, int32(c.Int("workers")*2+4))
-			if err != nil {
-				return err
-			}
-			smtp := notify.SMTP{Addr: c.String("smtp"), From: c.String("from"), StartTLS: c.Bool("starttls"), Username: c.String("smtp-user")}
-			if f := c.String("smtp-password-file"); f != "" {
-				b, err := os.ReadFile(f)
-				if err != nil {
-					return fmt.Errorf("--smtp-password-file: %w", err)
-				}
-				smtp.Password = string(trimNewline(b))
-			}
-			ctx, stop := daemon.SignalContext(c.Context)
-			defer stop()
-			return notify.Run(ctx, notify.RunConfig{
-				DB: common.DB, SMTP: smtp, Workers: c.Int("workers"),
-				RetryMin: c.Duration("retry-min"), RetryMax: c.Duration("retry-max"),
-				HealthAddr: common.HealthAddr, Logger: common.Logger,
-			})
-		},
-	}
-	if err := app.Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "kiln-reporter:", err)
-		os.Exit(1)
-	}
+		}, run)
 }
 
-func trimNewline(b []byte) []byte {
-	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
-		b = b[:len(b)-1]
+func run(c *cli.Context) error {
+	common, err := daemon.Common(c, int32(c.Int("workers")*2+4))
+	if err != nil {
+		return err
 	}
-	return b
+	smtp := notify.SMTP{Addr: c.String("smtp"), From: c.String("from"), StartTLS: c.Bool("starttls"), Username: c.String("smtp-user")}
+	if f := c.String("smtp-password-file"); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return fmt.Errorf("--smtp-password-file: %w", err)
+		}
+		smtp.Password = strings.TrimRight(string(b), "\r\n")
+	}
+	return notify.Run(c.Context, notify.RunConfig{
+		DB: common.DB, SMTP: smtp, Workers: c.Int("workers"),
+		RetryMin: c.Duration("retry-min"), RetryMax: c.Duration("retry-max"),
+		HealthAddr: common.HealthAddr, Logger: common.Logger,
+	})
 }

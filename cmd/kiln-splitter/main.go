@@ -6,70 +6,43 @@
 package main
 
 import (
+	"errors"
 	"fmt"
-	"math"
-	"os"
-	"strconv"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 
 	kcli "github.com/kiln-build/kiln/internal/cli"
 	"github.com/kiln-build/kiln/internal/daemon"
+	"github.com/kiln-build/kiln/internal/format"
 	"github.com/kiln-build/kiln/internal/split"
 )
 
-func main() {
-	app := &cli.App{
-		Name:    "kiln-splitter",
-		Usage:   "validate submitted kiln jobs and split them into tasks",
-		Version: kcli.Version,
-		Flags: append([]cli.Flag{
+func main() { daemon.Main(app()) }
+
+func app() *cli.App {
+	return daemon.App("kiln-splitter", "validate submitted kiln jobs and split them into tasks", kcli.Version,
+		[]cli.Flag{
 			&cli.IntFlag{Name: "workers", Usage: "jobs validated at once", Value: 4, EnvVars: []string{"KILN_SPLITTER_WORKERS"}},
-			&cli.StringFlag{Name: "max-file-size", Usage: "largest file a job may contain (bytes, or with K, M, G suffix)", Value: "2G", EnvVars: []string{"KILN_MAX_FILE_SIZE"}},
+			&cli.StringFlag{Name: "max-file-size", Usage: "largest file a job may contain (bytes, or with K, M, G, T suffix)", Value: "2G", EnvVars: []string{"KILN_MAX_FILE_SIZE"}},
 			&cli.BoolFlag{Name: "once", Usage: "process the waiting jobs, then exit (for cron)", EnvVars: []string{"KILN_SPLITTER_ONCE"}},
 			daemon.HealthFlag("splitter"),
-		}, daemon.Flags()...),
-		Action: func(c *cli.Context) error {
-			common, err := daemon.Common(c, int32(c.Int("workers")*2+4))
-			if err != nil {
-				return err
-			}
-			size, err := parseSize(c.String("max-file-size"))
-			if err != nil {
-				return err
-			}
-			ctx, stop := daemon.SignalContext(c.Context)
-			defer stop()
-			return split.Run(ctx, split.Config{
-				DB: common.DB, HealthAddr: common.HealthAddr, Logger: common.Logger,
-				Workers: c.Int("workers"), MaxFileSize: size, Once: c.Bool("once"),
-			})
-		},
-	}
-	if err := app.Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "kiln-splitter:", err)
-		os.Exit(1)
-	}
+		}, run)
 }
 
-// parseSize reads a byte count with an optional K, M or G (binary) suffix.
-func parseSize(s string) (int64, error) {
-	mult := int64(1)
-	t := strings.ToUpper(strings.TrimSpace(s))
-	t = strings.TrimSuffix(strings.TrimSuffix(t, "B"), "I")
-	for suffix, m := range map[string]int64{"K": 1 << 10, "M": 1 << 20, "G": 1 << 30} {
-		if strings.HasSuffix(t, suffix) {
-			mult, t = m, strings.TrimSuffix(t, suffix)
-			break
-		}
+func run(c *cli.Context) error {
+	common, err := daemon.Common(c, int32(c.Int("workers")*2+4))
+	if err != nil {
+		return err
 	}
-	n, err := strconv.ParseInt(t, 10, 64)
-	if err != nil || n <= 0 {
-		return 0, fmt.Errorf("size %q: give a positive number of bytes, optionally with K, M or G", s)
+	size, err := format.ParseSize(c.String("max-file-size"))
+	if err == nil && size == 0 {
+		err = errors.New("give a positive size")
 	}
-	if n > math.MaxInt64/mult {
-		return 0, fmt.Errorf("size %q is too large", s)
+	if err != nil {
+		return fmt.Errorf("--max-file-size: %w", err)
 	}
-	return n * mult, nil
+	return split.Run(c.Context, split.Config{
+		DB: common.DB, HealthAddr: common.HealthAddr, Logger: common.Logger,
+		Workers: c.Int("workers"), MaxFileSize: size, Once: c.Bool("once"),
+	})
 }

@@ -5,9 +5,6 @@
 package main
 
 import (
-	"fmt"
-	"os"
-
 	"github.com/urfave/cli/v2"
 
 	kcli "github.com/kiln-build/kiln/internal/cli"
@@ -16,13 +13,12 @@ import (
 	"github.com/kiln-build/kiln/internal/web"
 )
 
-func main() {
-	app := &cli.App{
-		Name:    "kiln-web",
-		Usage:   "kiln's web interface",
-		Version: kcli.Version,
-		Flags: append([]cli.Flag{
-			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8080", Usage: "address to serve on", EnvVars: []string{"KILN_WEB_LISTEN"}},
+func main() { daemon.Main(app()) }
+
+func app() *cli.App {
+	return daemon.App("kiln-web", "kiln's web interface", kcli.Version,
+		[]cli.Flag{
+			&cli.StringFlag{Name: "listen", Value: "127.0.0.1:8080", Usage: "address to serve on (the pages and GET /healthz)", EnvVars: []string{"KILN_WEB_LISTEN"}},
 			&cli.IntFlag{Name: "max-conns", Value: 10, Usage: "most database connections for pages", EnvVars: []string{"KILN_WEB_MAX_CONNS"}},
 			&cli.StringFlag{Name: "keytab", Usage: "keytab of the HTTP service principal, for logging people in with Kerberos (none: no login, no actions)", EnvVars: []string{"KILN_WEB_KEYTAB"}},
 			&cli.StringFlag{Name: "service-principal", Usage: "keytab entry to use, such as HTTP/kiln.example.org (default: any that matches)", EnvVars: []string{"KILN_WEB_PRINCIPAL"}},
@@ -31,13 +27,7 @@ func main() {
 			&cli.StringFlag{Name: "public-url", Usage: "address people use, such as https://kiln.example.org (for the Origin check behind a proxy)", EnvVars: []string{"KILN_WEB_URL"}},
 			&cli.StringFlag{Name: "session-key-file", Usage: "file with at least 32 secret bytes signing logins (default: random, logins end on restart)", EnvVars: []string{"KILN_WEB_SESSION_KEY_FILE"}},
 			daemon.ReadDBFlag("web"),
-		}, daemon.Flags()...),
-		Action: run,
-	}
-	if err := app.Run(os.Args); err != nil {
-		fmt.Fprintln(os.Stderr, "kiln-web:", err)
-		os.Exit(1)
-	}
+		}, run)
 }
 
 func run(c *cli.Context) error {
@@ -45,14 +35,12 @@ func run(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := daemon.SignalContext(c.Context)
-	defer stop()
 	rc, hasRead := common.ReadDB(c)
 	var readDB *dbconn.Config
 	if hasRead {
 		readDB = &rc
 	}
-	return web.Run(ctx, web.RunConfig{
+	return web.Run(c.Context, web.RunConfig{
 		DB: common.DB, ReadDB: readDB, Listen: c.String("listen"),
 		KeytabFile: c.String("keytab"), SessionKeyFile: c.String("session-key-file"),
 		Web: web.Config{Realm: c.String("realm"), ServicePrincipal: c.String("service-principal"),

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/kiln-build/kiln/internal/format"
 )
 
 // Quota is one of the per-person quotas of kiln.quota (docs/quotas.md).
@@ -129,38 +130,31 @@ func QuotaOverrides(ctx context.Context, db *pgxpool.Pool) ([]string, error) {
 }
 
 // ParseQuotaValue reads a limit as kiln admin quota set takes it: a
-// non-negative integer, for sizes with an optional binary suffix (K, KiB,
-// M, MiB, G, GiB, T, TiB), or "default" (nil: the person's own limit goes
+// non-negative integer, for sizes with an optional binary suffix as
+// format.ParseSize reads them (K, KiB, M, MiB, G, GiB, T, TiB), or "default" (nil: the person's own limit goes
 // and the default applies).
 func ParseQuotaValue(q Quota, s string) (*int64, error) {
 	if s == "default" {
 		return nil, nil
 	}
-	num, mult := s, int64(1)
+	var n int64
+	var err error
 	if q.Bytes {
-		for _, u := range []struct {
-			suffix string
-			mult   int64
-		}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"T", 1 << 40}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}} {
-			if strings.HasSuffix(s, u.suffix) {
-				num, mult = strings.TrimSuffix(s, u.suffix), u.mult
-				break
-			}
-		}
+		n, err = format.ParseSize(s)
+	} else {
+		n, err = strconv.ParseInt(s, 10, 64)
 	}
-	n, err := strconv.ParseInt(num, 10, 64)
 	max := int64(1<<31 - 1)
 	if q.Column == "bytes_per_day" {
 		max = 1<<63 - 1
 	}
-	if err != nil || n < 0 || n > max/mult {
+	if err != nil || n < 0 || n > max {
 		unit := ""
 		if q.Bytes {
 			unit = " (bytes, or with KiB, MiB, GiB, TiB)"
 		}
 		return nil, fmt.Errorf("--%s %q: give a whole number from 0 to %d%s, or default", q.Flag(), s, max, unit)
 	}
-	n *= mult
 	return &n, nil
 }
 

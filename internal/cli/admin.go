@@ -581,7 +581,7 @@ func runBuilderList(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error
 	for _, b := range bs {
 		hb := "never"
 		if b.HeartbeatAt != nil {
-			hb = time.Since(*b.HeartbeatAt).Round(time.Second).String() + " ago"
+			hb = fmtpkg.Duration(time.Since(*b.HeartbeatAt).Seconds()) + " ago"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", b.Name, b.Host, b.State, yesNo(b.Enabled), yesNo(b.Draining), b.Busy, b.Slots, strings.Join(b.Platforms, ","), hb)
 	}
@@ -725,7 +725,7 @@ func printQuotas(w io.Writer, pq admin.PersonQuotas) error {
 	} else {
 		fmt.Fprintf(w, "quotas of %s", pq.Person)
 	}
-	fmt.Fprintf(w, " (last set by %s at %s)\n", pq.SetBy, pq.SetAt.UTC().Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(w, " (last set by %s at %s)\n", pq.SetBy, fmtpkg.Minute(pq.SetAt.UTC()))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "QUOTA\tLIMIT\tFROM\tUSED\tRESETS")
 	for _, l := range pq.Limits {
@@ -743,7 +743,7 @@ func printQuotas(w io.Writer, pq admin.PersonQuotas) error {
 		}
 		if l.Used != nil {
 			used = quotaValue(admin.QuotaLimit{Quota: l.Quota, Limit: *l.Used})
-			resets = l.ResetsAt.UTC().Format("2006-01-02 15:04 UTC")
+			resets = fmtpkg.Minute(l.ResetsAt.UTC())
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", l.Title, quotaValue(l), from, used, resets)
 	}
@@ -754,24 +754,10 @@ func printQuotas(w io.Writer, pq admin.PersonQuotas) error {
 func quotaValue(l admin.QuotaLimit) string {
 	for _, q := range admin.Quotas {
 		if q.Column == l.Quota && q.Bytes {
-			return fmt.Sprintf("%d (%s)", l.Limit, binarySize(l.Limit))
+			return fmt.Sprintf("%d (%s)", l.Limit, fmtpkg.Size(l.Limit))
 		}
 	}
 	return strconv.FormatInt(l.Limit, 10)
-}
-
-// binarySize is n bytes in the largest binary unit that keeps one decimal.
-func binarySize(n int64) string {
-	units := []string{"B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
-	v, i := float64(n), 0
-	for v >= 1024 && i < len(units)-1 {
-		v /= 1024
-		i++
-	}
-	if i == 0 {
-		return fmt.Sprintf("%d B", n)
-	}
-	return strings.TrimSuffix(fmt.Sprintf("%.1f", v), ".0") + " " + units[i]
 }
 
 func runQuotaSet(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {

@@ -201,8 +201,8 @@ func runEnvironmentList(ctx context.Context, c *cli.Context, db *pgxpool.Pool) e
 		if !e.Retired.IsZero() {
 			state = "retired"
 		}
-		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%.1f MiB\t%d\t%s\n", e.ID, e.Platform, state, format.Duration(time.Since(e.Created).Seconds()),
-			float64(e.Size)/(1<<20), len(e.Packages), e.Sum.String()[:16])
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%d\t%s\n", e.ID, e.Platform, state, format.Duration(time.Since(e.Created).Seconds()),
+			format.Size(e.Size), len(e.Packages), e.Sum.String()[:16])
 	}
 	return w.Flush()
 }
@@ -236,10 +236,10 @@ func runEnvironmentShow(ctx context.Context, c *cli.Context, db *pgxpool.Pool) e
 	w := stdout(c)
 	state := "current"
 	if !e.Retired.IsZero() {
-		state = "retired " + e.Retired.UTC().Format(time.RFC3339)
+		state = "retired " + format.Time(e.Retired.Local())
 	}
 	fmt.Fprintf(w, "environment %d of %s (%s)\nsha256:   %s\nsize:     %d bytes\nmade:     %s by %s\nspec:     %s/%s from %s %v, extra packages %v\npackages: %d\n",
-		e.ID, e.Platform, state, e.Sum, e.Size, e.Created.UTC().Format(time.RFC3339), e.Builder,
+		e.ID, e.Platform, state, e.Sum, e.Size, format.Time(e.Created.Local()), e.Builder,
 		e.Spec.Dist, e.Spec.Arch, e.Spec.Mirror, e.Spec.Components, e.Spec.Packages, len(e.Packages))
 	names := make([]string, 0, len(e.Packages))
 	for n := range e.Packages {

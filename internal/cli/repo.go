@@ -87,7 +87,7 @@ func runRepoList(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "BUCKET\tPLATFORM\tPACKAGES\tSIZE\tSNAPSHOT\tPUBLISHED")
 	for _, r := range rs {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\n", r.Bucket, r.Platform, r.Packages, format.Size(r.PackageBytes), r.Snapshot, r.PublishedAt.Local().Format(time.DateTime))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%s\n", r.Bucket, r.Platform, r.Packages, format.Size(r.PackageBytes), r.Snapshot, format.Time(r.PublishedAt.Local()))
 	}
 	return tw.Flush()
 }
@@ -180,7 +180,7 @@ func runRepoSnapshots(ctx context.Context, c *cli.Context, db *pgxpool.Pool) err
 		if s.Served {
 			served = "*"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\n", s.Seq, s.CreatedAt.Local().Format(time.DateTime), s.Packages, served, s.Note)
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%s\t%s\n", s.Seq, format.Time(s.CreatedAt.Local()), s.Packages, served, s.Note)
 	}
 	return tw.Flush()
 }

@@ -97,7 +97,7 @@ func when(t *time.Time) string {
 	if t == nil {
 		return "-"
 	}
-	return t.Local().Format("2006-01-02 15:04:05")
+	return format.Time(t.Local())
 }
 
 // joinTasks formats the per-platform status of a job at a glance.

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/urfave/cli/v2"
 
+	"github.com/kiln-build/kiln/internal/format"
 	"github.com/kiln-build/kiln/internal/names"
 	"github.com/kiln-build/kiln/internal/report"
 	"github.com/kiln-build/kiln/internal/submit"
@@ -159,7 +160,7 @@ func progressPrinter(w io.Writer, now func() time.Time) func(submit.Progress) {
 			return
 		}
 		last, stage = t, p.File+p.Phase
-		fmt.Fprintf(w, "\r%s: %s %3d%% of %d MiB\x1b[K", termtext.Terminal(p.File), p.Phase, p.Done*100/p.Total, p.Total>>20)
+		fmt.Fprintf(w, "\r%s: %s %3d%% of %s\x1b[K", termtext.Terminal(p.File), p.Phase, p.Done*100/p.Total, format.Size(p.Total))
 		if done {
 			fmt.Fprintln(w)
 		}

@@ -67,7 +67,7 @@ func runWatch(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 					return err
 				}
 			} else {
-				fmt.Fprintf(w, "%s  job %d %s\n", at.Local().Format("15:04:05"), j.ID, paintStatus(p, j.Status))
+				fmt.Fprintf(w, "%s  job %d %s\n", format.Clock(at.Local()), j.ID, paintStatus(p, j.Status))
 			}
 		}
 		for _, t := range j.Tasks {
@@ -84,7 +84,7 @@ func runWatch(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 				}
 				continue
 			}
-			line := fmt.Sprintf("%s  %s %s %s", at.Local().Format("15:04:05"), taskRef(t.ID), t.Platform, paintStatus(p, t.Status))
+			line := fmt.Sprintf("%s  %s %s %s", format.Clock(at.Local()), taskRef(t.ID), t.Platform, paintStatus(p, t.Status))
 			switch {
 			case t.Status == task.Building:
 				line += fmt.Sprintf(" on %s (attempt %d)", orDash(t.Builder), t.Attempt)

@@ -114,7 +114,7 @@ func (r *Report) Text() string {
 		p("Note: %s\n", termtext.Plain(r.Note))
 	}
 	if !r.Finished.IsZero() {
-		p("Ended %s, %s after it was submitted.\n", r.Finished.UTC().Format(time.RFC3339), format.Duration(r.Finished.Sub(r.Submitted).Seconds()))
+		p("Ended %s, %s after it was submitted.\n", format.Time(r.Finished.UTC()), format.Duration(r.Finished.Sub(r.Submitted).Seconds()))
 	}
 	if r.URL != "" {
 		p("%s\n", r.URL)

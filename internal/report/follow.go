@@ -51,7 +51,7 @@ type Follow struct {
 // error reading the job (one wrapping ErrNotFound when it does not exist).
 func FollowJob(ctx context.Context, db *pgxpool.Pool, id int64, f Follow) (*Job, error) {
 	var last *Job
-	err := followListening(ctx, db, f.Reconnect, fmt.Sprintf("following job %d", id), []string{"kiln_job", "kiln_task"},
+	err := followListening(ctx, db, f.Reconnect, fmt.Sprintf("following job %d", id), []string{ChannelJob, ChannelTask},
 		func(conn *pgx.Conn) error {
 			for {
 				j, err := snapshotJob(ctx, conn, id)
@@ -107,7 +107,7 @@ type LogFollow struct {
 func FollowLog(ctx context.Context, db *pgxpool.Pool, id int64, f LogFollow) (*Task, error) {
 	var t *Task
 	attempt, last := 0, -1 // the attempt followed and its last batch passed on; 0 and -1 for none
-	err := followListening(ctx, db, f.Reconnect, fmt.Sprintf("following the log of task %d", id), []string{"kiln_log", "kiln_task"},
+	err := followListening(ctx, db, f.Reconnect, fmt.Sprintf("following the log of task %d", id), []string{ChannelLog, ChannelTask},
 		func(conn *pgx.Conn) error {
 			var err error
 			if t, err = GetTask(ctx, conn, id); err != nil {
@@ -145,7 +145,7 @@ func FollowLog(ctx context.Context, db *pgxpool.Pool, id int64, f LogFollow) (*T
 				if err != nil {
 					return fmt.Errorf("waiting for the log of task %d: %w", id, err)
 				}
-				if n.channel == "kiln_task" || n.Attempt > attempt {
+				if n.channel == ChannelTask || n.Attempt > attempt {
 					if t, err = GetTask(ctx, conn, id); err != nil {
 						return err
 					}
@@ -241,6 +241,15 @@ func snapshotJob(ctx context.Context, conn *pgx.Conn, id int64) (*Job, error) {
 	})
 	return j, err
 }
+
+// The NOTIFY channels the schema's triggers send on when a job, a task or
+// a task's log changes, with the ids as a JSON payload (notice); followers
+// here and kiln-web's live updates LISTEN on them.
+const (
+	ChannelJob  = "kiln_job"
+	ChannelTask = "kiln_task"
+	ChannelLog  = "kiln_log"
+)
 
 // notice is a notification on kiln_job, kiln_task or kiln_log; the schema's
 // triggers send its fields as JSON (zero when not sent).

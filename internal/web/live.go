@@ -28,7 +28,7 @@ import (
 // when the listener reconnects: it wakes every stream afterwards.
 
 // channels are the NOTIFY channels the live updates follow.
-var channels = []string{"kiln_job", "kiln_task", "kiln_log"}
+var channels = []string{report.ChannelJob, report.ChannelTask, report.ChannelLog}
 
 // notice is a parsed notification; zero fields were not in the payload.
 type notice struct {
@@ -264,7 +264,7 @@ func (s *Server) jobEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		return n.Channel == "kiln_log" && tasks[n.Task]
+		return n.Channel == report.ChannelLog && tasks[n.Task]
 	})
 	defer s.hub.unsubscribe(sub)
 
@@ -426,7 +426,7 @@ const farmPace = 2 * time.Second
 // page shows what a fresh load shows.
 func (s *Server) farmEvents(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	sub := s.hub.subscribe(func(n notice) bool { return n.Channel != "kiln_log" })
+	sub := s.hub.subscribe(func(n notice) bool { return n.Channel != report.ChannelLog })
 	defer s.hub.unsubscribe(sub)
 	st := startStream(w)
 	if st.flush() != nil {

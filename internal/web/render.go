@@ -26,12 +26,12 @@ var staticFS embed.FS
 type pages map[string]*template.Template
 
 var funcs = template.FuncMap{
-	"ts": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
+	"ts": func(t time.Time) string { return format.Time(t.UTC()) },
 	"tsp": func(t *time.Time) string {
 		if t == nil {
 			return "—"
 		}
-		return t.UTC().Format("2006-01-02 15:04:05 UTC")
+		return format.Time(t.UTC())
 	},
 	"ago":  func(t time.Time) string { return format.Duration(time.Since(t).Seconds()) + " ago" },
 	"secs": format.Duration,
@@ -57,7 +57,8 @@ var funcs = template.FuncMap{
 	"final":    func(s interface{ Final() bool }) bool { return s.Final() },
 	"artifact": artifactURL,
 	// startsAt is an estimated start (report.ETA): "now", or the minute
-	// (not a count down, so that a page loaded again says the same).
+	// with its day (not a count down, so that a page loaded again says the
+	// same).
 	"startsAt": func(at *time.Time, in *float64) string {
 		switch {
 		case at == nil || in == nil:
@@ -65,7 +66,7 @@ var funcs = template.FuncMap{
 		case *in < 60:
 			return "now"
 		}
-		return at.UTC().Format("15:04 UTC")
+		return format.Minute(at.UTC())
 	},
 }
 
