@@ -411,7 +411,7 @@ func (c *statementCounter) reset(b *testing.B) {
 	if !c.ok {
 		return
 	}
-	if _, err := c.f.db.Pool.Exec(context.Background(), "SELECT pg_stat_statements_reset()"); err != nil {
+	if _, err := c.f.db.Pool.Exec(context.Background(), "SELECT pg_stat_statements_reset(), pg_stat_reset()"); err != nil {
 		b.Fatal(err)
 	}
 }
@@ -434,12 +434,14 @@ func (c *statementCounter) count(b *testing.B) (top, all int64, ok bool) {
 	return top, all, true
 }
 
-// list logs the statements counted, the most called first
-// (KILN_BENCH_STATEMENTS=1).
+// list logs the statements counted, the costliest (total execution time,
+// nested statements' included) first, then the functions
+// (KILN_BENCH_STATEMENTS=1; with pg_stat_statements.track = all and
+// track_functions = all the cluster shows what triggers cost).
 func (c *statementCounter) list(b *testing.B) {
 	rows, err := c.f.db.Pool.Query(context.Background(), `SELECT s.calls, s.toplevel, r.rolname, round(s.total_exec_time::numeric, 1), left(regexp_replace(s.query, '\s+', ' ', 'g'), 110)
 		FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid
-		WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY s.calls DESC LIMIT 60`)
+		WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY s.total_exec_time DESC LIMIT 45`)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -452,6 +454,32 @@ func (c *statementCounter) list(b *testing.B) {
 			b.Fatal(err)
 		}
 		fmt.Fprintf(os.Stderr, "%6d top=%-5v %-18s %8s ms %s\n", calls, top, role, ms, query)
+	}
+	if err := rows.Err(); err != nil {
+		b.Fatal(err)
+	}
+	c.listFunctions(b)
+}
+
+// listFunctions logs what each function and trigger function cost, the
+// costliest first, when the cluster tracks functions (track_functions =
+// all, as KILN_BENCH_STATEMENTS asks): calls, total and self time. A
+// backend reports its counts at most once a second, hence the wait.
+func (c *statementCounter) listFunctions(b *testing.B) {
+	time.Sleep(1100 * time.Millisecond)
+	rows, err := c.f.db.Pool.Query(context.Background(), `SELECT calls, round(total_time::numeric, 1), round(self_time::numeric, 1), schemaname || '.' || funcname
+		FROM pg_stat_user_functions ORDER BY self_time DESC LIMIT 40`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var calls int64
+		var total, self, name string
+		if err := rows.Scan(&calls, &total, &self, &name); err != nil {
+			b.Fatal(err)
+		}
+		fmt.Fprintf(os.Stderr, "%6d total %8s ms self %8s ms %s\n", calls, total, self, name)
 	}
 }
 

@@ -64,13 +64,17 @@ COMMENT ON FUNCTION kiln.job_stamp_submitter() IS 'Sets kiln.job.submitter to se
 
 -- The status a job has given its tasks, or NULL when its tasks do not decide
 -- it (no tasks yet: submitted or invalid stays as it is).
+-- PL/pgSQL, not SQL: PostgreSQL 15 plans a SQL function's body (one with
+-- its own search_path is never inlined) again at every call, PL/pgSQL once
+-- per session; the job status recompute calls this at every task change.
 CREATE OR REPLACE FUNCTION kiln.job_status_from_tasks(p_job_id bigint)
  RETURNS text
- LANGUAGE sql
+ LANGUAGE plpgsql
  STABLE
  SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
 AS $function$
-    SELECT CASE
+BEGIN
+    RETURN (SELECT CASE
         WHEN count(*) = 0 THEN NULL
         WHEN count(*) FILTER (WHERE status = 'building') > 0 THEN 'building'
         WHEN count(*) FILTER (WHERE status = 'pending') > 0 THEN
@@ -82,8 +86,8 @@ AS $function$
         WHEN count(*) FILTER (WHERE status = 'succeeded') = 0 THEN 'failed'
         ELSE 'partially_failed'
     END
-    FROM kiln.task WHERE job_id = p_job_id
-$function$;
+    FROM kiln.task WHERE job_id = p_job_id);
+END $function$;
 COMMENT ON FUNCTION kiln.job_status_from_tasks(bigint) IS 'The job status its tasks imply: building while any builds (or some finished and some wait), queued while all wait, succeeded when all succeeded or were skipped, cancelled when all that did not succeed or skip were cancelled and none succeeded, failed when none succeeded, else partially_failed. NULL without tasks.';
 
 -- Recompute a job's status. Locks the job row first, so two tasks of the same

@@ -211,7 +211,8 @@ END $function$;
 COMMENT ON FUNCTION kiln.job_request_report() IS 'After a job reaches a final status (invalid included): writes a kiln.report_delivery row per recipient who wants it (the submitter''s address and the job''s --report addresses as the submitter''s report_when says, the bucket''s addresses, the person''s and the bucket''s webhooks) and the report River jobs that deliver them (one for the mail, one per webhook), and wakes kiln-reporter. SECURITY DEFINER: whoever ends the job (builder, janitor, splitter, a person cancelling) holds no grant on these tables.';
 
 CREATE OR REPLACE TRIGGER job_request_report AFTER UPDATE OF status ON kiln.job
-    FOR EACH ROW EXECUTE FUNCTION kiln.job_request_report();
+    FOR EACH ROW WHEN (NEW.status IN ('succeeded', 'failed', 'partially_failed', 'cancelled', 'invalid') AND OLD.status IS DISTINCT FROM NEW.status)
+    EXECUTE FUNCTION kiln.job_request_report();
 
 REVOKE EXECUTE ON FUNCTION kiln.report_check_when(text), kiln.report_set_for(name, text, text),
     kiln.report_set(text, text), kiln.report_set_person(name, text, text),

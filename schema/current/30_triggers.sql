@@ -15,14 +15,31 @@ CREATE OR REPLACE TRIGGER event_guard_truncate BEFORE TRUNCATE ON kiln.event
 CREATE OR REPLACE TRIGGER job_stamp_submitter BEFORE INSERT ON kiln.job
     FOR EACH ROW EXECUTE FUNCTION kiln.job_stamp_submitter();
 
-CREATE OR REPLACE TRIGGER task_changed AFTER INSERT OR UPDATE ON kiln.task
+-- The change triggers of tasks, jobs and attempts fire only for the changes
+-- they record: an update that leaves the status (and a task's attempt) as it
+-- was, such as a heartbeat, a River job link or a log batch's byte count,
+-- does not even call the function (a WHEN clause costs the executor next to
+-- nothing; a PL/pgSQL call with its own search_path costs tens of
+-- microseconds). An insert has a trigger of its own, as a WHEN clause of an
+-- insert trigger cannot name OLD.
+CREATE OR REPLACE TRIGGER task_inserted AFTER INSERT ON kiln.task
     FOR EACH ROW EXECUTE FUNCTION kiln.task_changed();
 
-CREATE OR REPLACE TRIGGER job_changed AFTER INSERT OR UPDATE ON kiln.job
+CREATE OR REPLACE TRIGGER task_changed AFTER UPDATE ON kiln.task
+    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status OR OLD.attempt IS DISTINCT FROM NEW.attempt)
+    EXECUTE FUNCTION kiln.task_changed();
+
+CREATE OR REPLACE TRIGGER job_inserted AFTER INSERT ON kiln.job
     FOR EACH ROW EXECUTE FUNCTION kiln.job_changed();
 
-CREATE OR REPLACE TRIGGER attempt_changed AFTER INSERT OR UPDATE ON kiln.attempt
+CREATE OR REPLACE TRIGGER job_changed AFTER UPDATE ON kiln.job
+    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION kiln.job_changed();
+
+CREATE OR REPLACE TRIGGER attempt_inserted AFTER INSERT ON kiln.attempt
     FOR EACH ROW EXECUTE FUNCTION kiln.attempt_changed();
+
+CREATE OR REPLACE TRIGGER attempt_changed AFTER UPDATE ON kiln.attempt
+    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION kiln.attempt_changed();
 
 CREATE OR REPLACE TRIGGER builder_changed AFTER INSERT OR UPDATE ON kiln.builder
     FOR EACH ROW EXECUTE FUNCTION kiln.builder_changed();
@@ -58,4 +75,5 @@ CREATE OR REPLACE TRIGGER river_job_quota AFTER INSERT ON river.river_job
     FOR EACH ROW WHEN (NEW.kind = 'validate') EXECUTE FUNCTION kiln.river_job_quota();
 
 CREATE OR REPLACE TRIGGER job_request_publication AFTER UPDATE OF status ON kiln.job
-    FOR EACH ROW EXECUTE FUNCTION kiln.job_request_publication();
+    FOR EACH ROW WHEN (NEW.status IN ('succeeded', 'failed', 'partially_failed', 'cancelled') AND OLD.status IS DISTINCT FROM NEW.status)
+    EXECUTE FUNCTION kiln.job_request_publication();
