@@ -316,3 +316,68 @@ func TestAttackPromoteSomeoneElsesPrivateJob(t *testing.T) {
 		t.Fatalf("%d promotion requests of jobs their people may read, want 2", n)
 	}
 }
+
+// TestAttackResubmitSomeoneElsesPrivateJob is the attack on the one
+// implementation of resubmitting (kiln.resubmit_for, through kiln.resubmit
+// and kiln.web_resubmit): dave may not resubmit bob's private job (the
+// answer is that of a job that does not exist, and no job is made), may not
+// reach kiln.resubmit_for to name someone else as the new job's submitter,
+// and what he may resubmit becomes his own job.
+func TestAttackResubmitSomeoneElsesPrivateJob(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFarm(t)
+	bob, dave := f.login("bob_", "kiln_submitter"), f.login("dave_", "kiln_submitter")
+	web := f.login("web_", "kiln_web")
+	private, public := f.submit(bob, "secret"), f.submit(bob, "public")
+	jobs := func() int64 {
+		return f.int("postgres", `SELECT count(*) FROM kiln.job`)
+	}
+	before := jobs()
+	const missing = 999999999
+	answer := func(role, sql string, args ...any) (code, msg string) {
+		t.Helper()
+		_, err := f.conn(role).Exec(ctx, sql, args...)
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) {
+			t.Fatalf("as %s: %s: want an error, got %v", role, sql, err)
+		}
+		return pgErr.Code, pgErr.Message + " " + pgErr.Detail + " " + pgErr.Hint
+	}
+	for _, c := range []struct {
+		role, sql string
+		args      []any
+	}{
+		{dave, `SELECT kiln.resubmit($1, NULL, 'k1')`, nil},
+		{dave, `SELECT kiln.resubmit($1, ARRAY['p1'], 'k2')`, nil},
+		{web, `SELECT kiln.web_resubmit($2, $1, 'k3')`, []any{dave}},
+	} {
+		code, msg := answer(c.role, c.sql, append([]any{private}, c.args...)...)
+		code0, msg0 := answer(c.role, c.sql, append([]any{int64(missing)}, c.args...)...)
+		msg0 = strings.ReplaceAll(msg0, fmt.Sprint(missing), fmt.Sprint(private))
+		if code != code0 || msg != msg0 {
+			t.Errorf("%s: someone else's private job %d answers %s %q, one that does not exist %s %q", c.sql, private, code, msg, code0, msg0)
+		}
+		if code != "P0002" || !strings.Contains(msg, "does not exist or is not") || strings.Contains(msg, "secret") || strings.Contains(msg, bob) {
+			t.Errorf("%s on someone else's private job: %s %q", c.sql, code, msg)
+		}
+	}
+	if code, _ := answer(dave, `SELECT kiln.resubmit_for($1, $2, NULL, 'k4')`, public, bob); code != "42501" {
+		t.Errorf("dave calling kiln.resubmit_for directly: %s, want 42501 (permission denied)", code)
+	}
+	if n := jobs(); n != before {
+		t.Fatalf("the refused resubmits made %d jobs", n-before)
+	}
+
+	// What dave may read he may resubmit, and the new job is his.
+	var id int64
+	if err := f.conn(dave).QueryRow(ctx, `SELECT kiln.resubmit($1, NULL, 'k5')`, public).Scan(&id); err != nil {
+		t.Fatalf("dave resubmitting bob's public job: %v", err)
+	}
+	var submitter string
+	var of int64
+	f.conn("postgres").QueryRow(ctx, `SELECT submitter, resubmit_of FROM kiln.job WHERE id = $1`, id).Scan(&submitter, &of)
+	if submitter != dave || of != public {
+		t.Errorf("dave's resubmit of job %d is job %d of %s (resubmit of %d), want his own of %d", public, id, submitter, of, public)
+	}
+}

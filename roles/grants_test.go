@@ -165,6 +165,8 @@ var functions = map[string][]string{
 	"kiln.web_cancel_job(name,bigint)":                                                                                       {"web"},
 	"kiln.web_cancel_task(name,bigint)":                                                                                      {"web"},
 	"kiln.web_resubmit(name,bigint,text)":                                                                                    {"web"},
+	"kiln.resubmit(bigint,text[],text)":                                                                                      {"submitter", "admin"},
+	"kiln.resubmit_for(bigint,name,text[],text)":                                                                             {},
 	"kiln.web_set_builder_enabled(name,text,boolean)":                                                                        {"web"},
 	"kiln.quota_limits(name)":                                                                                                {"*"},
 	"kiln.quota_builtin()":                                                                                                   {"admin"},

@@ -23,6 +23,8 @@ GRANT INSERT (job_id, seq, file_name, blob_sha256, size) ON kiln.package_file TO
 
 -- Cancelling: own jobs only (row-level security), through kiln.cancel_job/kiln.cancel_task.
 GRANT EXECUTE ON FUNCTION kiln.cancel_job(bigint), kiln.cancel_task(bigint) TO kiln_submitter;
+-- Resubmitting: jobs one may read, through kiln.resubmit (kiln.resubmit_for).
+GRANT EXECUTE ON FUNCTION kiln.resubmit(bigint, text[], text) TO kiln_submitter;
 
 -- River: an insert-only client (the validate River job in the submit
 -- transaction). River's insert is INSERT ... ON CONFLICT DO UPDATE SET kind =

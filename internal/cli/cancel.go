@@ -2,19 +2,14 @@ package cli
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"strings"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/urfave/cli/v2"
 
-	"github.com/kiln-build/kiln/internal/report"
+	"github.com/kiln-build/kiln/internal/submit"
 	"github.com/kiln-build/kiln/internal/task"
-	"github.com/kiln-build/kiln/riverjob"
 )
 
 func cancelCommand() *cli.Command {
@@ -138,46 +133,17 @@ func runResubmit(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error {
 	return nil
 }
 
-// Resubmit creates a new job with the packages of job old, pointing at the
-// same blobs, and the River job that asks the splitter to validate it, in
-// one transaction. platforms replaces the old job's platform selection when
-// not empty. It returns the new job's id.
+// Resubmit submits job old again (submit.Client.Resubmit) and explains
+// a refusal. platforms replaces the old job's platform selection when not
+// empty. It returns the new job's id.
 func Resubmit(ctx context.Context, db *pgxpool.Pool, old int64, platforms []string) (int64, error) {
-	client, err := riverjob.NewInserter(db, nil)
+	client, err := submit.New(db)
 	if err != nil {
 		return 0, err
 	}
-	key := make([]byte, 12)
-	if _, err := rand.Read(key); err != nil {
-		return 0, err
+	id, err := client.Resubmit(ctx, old, platforms)
+	if err != nil {
+		return 0, explainDB(err, fmt.Sprintf("resubmitting job %d", old))
 	}
-	var newID int64
-	err = pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
-		var plat []string
-		if len(platforms) > 0 {
-			plat = platforms
-		}
-		err := tx.QueryRow(ctx, `INSERT INTO kiln.job (bucket, platforms, priority, policy, note, options, submission_key, resubmit_of)
-			SELECT bucket, coalesce($2, platforms), priority, policy, note, options, $3, id FROM kiln.job WHERE id = $1
-			RETURNING id`, old, plat, fmt.Sprintf("resubmit.%d.%s", old, hex.EncodeToString(key))).Scan(&newID)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("job %d does not exist (kiln jobs lists jobs)%.0w", old, report.ErrNotFound)
-		}
-		if err != nil {
-			return explainDB(err, fmt.Sprintf("resubmitting job %d", old))
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO kiln.package (job_id, seq, file_name, format, blob_sha256, size)
-			SELECT $2, seq, file_name, format, blob_sha256, size FROM kiln.package WHERE job_id = $1`, old, newID); err != nil {
-			return explainDB(err, "copying the packages")
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO kiln.package_file (job_id, seq, file_name, blob_sha256, size)
-			SELECT $2, seq, file_name, blob_sha256, size FROM kiln.package_file WHERE job_id = $1`, old, newID); err != nil {
-			return explainDB(err, "copying the package files")
-		}
-		if _, err := client.InsertTx(ctx, tx, riverjob.ValidateArgs{JobID: newID}, nil); err != nil {
-			return explainDB(err, "queueing the new job for validation")
-		}
-		return nil
-	})
-	return newID, err
+	return id, nil
 }

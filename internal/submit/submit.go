@@ -486,3 +486,39 @@ func regularFile(path string) error {
 	}
 	return nil
 }
+
+// Resubmit submits job old again as the session's person, with the same
+// packages (nothing is uploaded again), for platforms instead of the old
+// job's selection when not empty (kiln.resubmit), together with the River
+// job that asks the splitter to validate it, in one transaction. It returns
+// the new job. A job the person may not read is answered as a missing one
+// (SQLSTATE P0002, unwrapped for the caller to explain).
+func (c *Client) Resubmit(ctx context.Context, old int64, platforms []string) (int64, error) {
+	if len(platforms) == 0 {
+		platforms = nil
+	}
+	return c.resubmit(ctx, "SELECT kiln.resubmit($1, $2, $3)", old, platforms, fmt.Sprintf("resubmit.%d.%s", old, NewKey()))
+}
+
+// ResubmitFor is Resubmit made by kiln-web for person, whom it
+// authenticated (kiln.web_resubmit, kiln_web only), with the old job's
+// platforms.
+func (c *Client) ResubmitFor(ctx context.Context, person string, old int64) (int64, error) {
+	return c.resubmit(ctx, "SELECT kiln.web_resubmit($1, $2, $3)", person, old, fmt.Sprintf("web.resubmit.%d.%s", old, NewKey()))
+}
+
+// resubmit runs one of the resubmit functions and queues the new job's
+// validation in the same transaction.
+func (c *Client) resubmit(ctx context.Context, sql string, args ...any) (int64, error) {
+	var id int64
+	err := pgx.BeginFunc(ctx, c.db, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, sql, args...).Scan(&id); err != nil {
+			return err
+		}
+		if _, err := c.river.InsertTx(ctx, tx, riverjob.ValidateArgs{JobID: id}, nil); err != nil {
+			return fmt.Errorf("queueing job %d for validation: %w", id, err)
+		}
+		return nil
+	})
+	return id, err
+}

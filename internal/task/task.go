@@ -2,7 +2,7 @@
 // janitor, the test farm and people's cancels create and change tasks and
 // attempts. Every step is one function here. Those of builders and the
 // janitor call one of the protocol's SQL functions
-// (schema/0016_task_protocol.sql), which check the caller's right to make
+// (schema/current/10_functions.sql), which check the caller's right to make
 // the step (a builder holds the attempt; the janitor is a member of
 // kiln_janitor), take the locks in the protocol's order (job, then task)
 // and make the change, River job included, in the caller's transaction;
@@ -458,6 +458,21 @@ func CancelJob(ctx context.Context, db DB, jobID int64) (status string, err erro
 func CancelTask(ctx context.Context, db DB, taskID int64) (status string, jobID int64, err error) {
 	err = db.QueryRow(ctx, "SELECT kiln.cancel_task($1), (SELECT job_id FROM kiln.task WHERE id = $1)", taskID).Scan(&status, &jobID)
 	return status, jobID, err
+}
+
+// CancelJobFor is CancelJob made by kiln-web for person, whom it
+// authenticated (kiln.web_cancel_job: the same step and rules, for that
+// person instead of session_user; kiln_web only).
+func CancelJobFor(ctx context.Context, db DB, person string, jobID int64) (status string, err error) {
+	err = db.QueryRow(ctx, "SELECT kiln.web_cancel_job($1, $2)", person, jobID).Scan(&status)
+	return status, err
+}
+
+// CancelTaskFor is CancelTask made by kiln-web for person
+// (kiln.web_cancel_task).
+func CancelTaskFor(ctx context.Context, db DB, person string, taskID int64) (status string, err error) {
+	err = db.QueryRow(ctx, "SELECT kiln.web_cancel_task($1, $2)", person, taskID).Scan(&status)
+	return status, err
 }
 
 // SetMaxLost sets how many times a task may be lost and still be requeued

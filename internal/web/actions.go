@@ -1,18 +1,15 @@
 package web
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net/http"
 	"net/url"
 
-	"github.com/jackc/pgx/v5"
-
-	"github.com/kiln-build/kiln/riverjob"
+	"github.com/kiln-build/kiln/internal/task"
 )
 
-// The actions run the kiln.web_* functions (schema/0008_web.sql) with the
+// The actions run the kiln.web_* functions (schema/current/10_functions.sql;
+// cancels through internal/task's CancelJobFor and CancelTaskFor) with the
 // name of the person the session belongs to; the database decides whether
 // that person may do it, with the same rules as for the kiln command.
 
@@ -22,8 +19,7 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request, person string
 		s.fail(w, r, err)
 		return
 	}
-	var status string
-	if err := s.db.QueryRow(r.Context(), "SELECT kiln.web_cancel_job($1, $2)", person, id).Scan(&status); err != nil {
+	if _, err := task.CancelJobFor(r.Context(), s.db, person, id); err != nil {
 		s.fail(w, r, fmt.Errorf("cancelling job %d: %w", id, err))
 		return
 	}
@@ -38,8 +34,7 @@ func (s *Server) cancelTask(w http.ResponseWriter, r *http.Request, person strin
 		s.fail(w, r, err)
 		return
 	}
-	var status string
-	if err := s.db.QueryRow(r.Context(), "SELECT kiln.web_cancel_task($1, $2)", person, id).Scan(&status); err != nil {
+	if _, err := task.CancelTaskFor(r.Context(), s.db, person, id); err != nil {
 		s.fail(w, r, fmt.Errorf("cancelling task %d: %w", id, err))
 		return
 	}
@@ -49,26 +44,14 @@ func (s *Server) cancelTask(w http.ResponseWriter, r *http.Request, person strin
 }
 
 // resubmit creates the new job and its validate River job in one
-// transaction, as kiln resubmit does.
+// transaction, as kiln resubmit does (submit.Client.ResubmitFor).
 func (s *Server) resubmit(w http.ResponseWriter, r *http.Request, person string) {
 	id, err := pathID(r, "id")
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	key := make([]byte, 12)
-	_, _ = rand.Read(key)
-	var newID int64
-	err = pgx.BeginFunc(r.Context(), s.db, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(r.Context(), "SELECT kiln.web_resubmit($1, $2, $3)", person, id,
-			fmt.Sprintf("web.resubmit.%d.%s", id, hex.EncodeToString(key))).Scan(&newID); err != nil {
-			return err
-		}
-		if _, err := s.river.InsertTx(r.Context(), tx, riverjob.ValidateArgs{JobID: newID}, nil); err != nil {
-			return fmt.Errorf("queueing job %d for validation: %w", newID, err)
-		}
-		return nil
-	})
+	newID, err := s.submit.ResubmitFor(r.Context(), person, id)
 	if err != nil {
 		s.fail(w, r, fmt.Errorf("resubmitting job %d: %w", id, err))
 		return

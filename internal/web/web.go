@@ -24,16 +24,14 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jcmturner/gokrb5/v8/keytab"
-	"github.com/riverqueue/river"
 
 	"github.com/kiln-build/kiln/internal/dbconn"
 	"github.com/kiln-build/kiln/internal/report"
+	"github.com/kiln-build/kiln/internal/submit"
 	"github.com/kiln-build/kiln/internal/termtext"
-	"github.com/kiln-build/kiln/riverjob"
 )
 
 // Config configures a Server.
@@ -81,7 +79,7 @@ type Server struct {
 	db      *pgxpool.Pool
 	log     *slog.Logger
 	pages   pages
-	river   *river.Client[pgx.Tx]
+	submit  *submit.Client // resubmits (submit.Client.ResubmitFor)
 	hub     *hub
 	reads   dbconn.Reads
 	metrics metricsCache
@@ -121,11 +119,11 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	rc, err := riverjob.NewInserter(cfg.DB, cfg.Logger)
+	sub, err := submit.New(cfg.DB)
 	if err != nil {
 		return nil, fmt.Errorf("web: %w", err)
 	}
-	s := &Server{cfg: cfg, db: cfg.DB, reads: dbconn.Reads{Primary: cfg.DB, Replica: cfg.ReadDB}, log: cfg.Logger, pages: p, river: rc, hub: newHub(cfg.DB, cfg.Logger)}
+	s := &Server{cfg: cfg, db: cfg.DB, reads: dbconn.Reads{Primary: cfg.DB, Replica: cfg.ReadDB}, log: cfg.Logger, pages: p, submit: sub, hub: newHub(cfg.DB, cfg.Logger)}
 	s.routes()
 	return s, nil
 }

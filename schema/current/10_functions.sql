@@ -362,10 +362,10 @@ BEGIN
 END $function$;
 COMMENT ON FUNCTION kiln.web_cancel_task(name, bigint) IS 'kiln.cancel_task on behalf of p_person, whom kiln-web authenticated with Kerberos: the job''s submitter or a kiln_admin member only. kiln_web only.';
 
--- Resubmitting through the web: the jobs the person could read, as kiln
--- resubmit (which reads the job under row-level security as the person):
--- not private, their own, in a bucket granted to them, or they are an admin.
-CREATE OR REPLACE FUNCTION kiln.web_resubmit(p_person name, p_job_id bigint, p_submission_key text)
+-- Resubmitting (kiln resubmit and kiln-web): the jobs the person could
+-- read under row-level security: not private, their own, in a bucket
+-- granted to them, or they are an admin.
+CREATE OR REPLACE FUNCTION kiln.resubmit_for(p_job_id bigint, p_person name, p_platforms text[], p_submission_key text)
  RETURNS bigint
  LANGUAGE plpgsql
  SECURITY DEFINER
@@ -375,7 +375,6 @@ DECLARE
     j kiln.job%ROWTYPE;
     new_id bigint;
 BEGIN
-    PERFORM kiln.web_check_person(p_person, 'kiln_submitter');
     SELECT * INTO j FROM kiln.job WHERE id = p_job_id;
     IF NOT FOUND OR NOT (
         j.submitter = p_person
@@ -386,14 +385,41 @@ BEGIN
         RAISE EXCEPTION 'job % does not exist or is not visible to you', p_job_id USING ERRCODE = 'no_data_found';
     END IF;
     INSERT INTO kiln.job (bucket, platforms, priority, policy, note, options, submission_key, resubmit_of)
-    VALUES (j.bucket, j.platforms, j.priority, j.policy, j.note, j.options, p_submission_key, j.id)
+    VALUES (j.bucket, coalesce(p_platforms, j.platforms), j.priority, j.policy, j.note, j.options, p_submission_key, j.id)
     RETURNING id INTO new_id;
-    -- The insert trigger stamped session_user (the web's role); the job is the person's.
-    UPDATE kiln.job SET submitter = p_person WHERE id = new_id;
+    IF p_person <> session_user THEN
+        -- The insert trigger stamped session_user (the web's role); the job is the person's.
+        UPDATE kiln.job SET submitter = p_person WHERE id = new_id;
+    END IF;
     INSERT INTO kiln.package (job_id, seq, file_name, format, blob_sha256, size)
     SELECT new_id, p.seq, p.file_name, p.format, p.blob_sha256, p.size FROM kiln.package p WHERE p.job_id = p_job_id;
     INSERT INTO kiln.package_file (job_id, seq, file_name, blob_sha256, size)
     SELECT new_id, f.seq, f.file_name, f.blob_sha256, f.size FROM kiln.package_file f WHERE f.job_id = p_job_id;
+    RETURN new_id;
+END $function$;
+COMMENT ON FUNCTION kiln.resubmit_for(bigint, name, text[], text) IS 'The one implementation of resubmitting: a new job for p_person with job p_job_id''s packages (the same blobs), bucket, priority, policy, note and options, and its platforms unless p_platforms is given, if p_person may read it (the rule of the policies job_read and job_read_farm); "does not exist or is not visible to you" otherwise. Called only by kiln.resubmit (for session_user) and kiln.web_resubmit (for the person kiln-web authenticated); the caller inserts the validate River job in the same transaction.';
+REVOKE EXECUTE ON FUNCTION kiln.resubmit_for(bigint, name, text[], text) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION kiln.resubmit(p_job_id bigint, p_platforms text[], p_submission_key text)
+ RETURNS bigint
+ LANGUAGE sql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
+RETURN kiln.resubmit_for(p_job_id, SESSION_USER, p_platforms, p_submission_key);
+COMMENT ON FUNCTION kiln.resubmit(bigint, text[], text) IS 'kiln resubmit: job p_job_id submitted again by session_user with the same packages (kiln.resubmit_for), for p_platforms when not NULL; returns the new job. The caller inserts the validate River job in the same transaction.';
+REVOKE EXECUTE ON FUNCTION kiln.resubmit(bigint, text[], text) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION kiln.web_resubmit(p_person name, p_job_id bigint, p_submission_key text)
+ RETURNS bigint
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
+AS $function$
+DECLARE
+    new_id bigint;
+BEGIN
+    PERFORM kiln.web_check_person(p_person, 'kiln_submitter');
+    new_id := kiln.resubmit_for(p_job_id, p_person, NULL, p_submission_key);
     INSERT INTO kiln.event (kind, job_id, detail)
     VALUES ('web.resubmit', new_id, pg_catalog.jsonb_build_object('person', p_person, 'resubmit_of', p_job_id));
     RETURN new_id;
