@@ -191,7 +191,7 @@ func (b *Builder) runAttempt(ctx context.Context, a riverjob.BuildArgs, plat *lo
 	// to the pool once the attempt's files are gone.
 	var id *sandbox.ID
 	switch {
-	case plat.backName == "sbuild" && b.buildUser != nil:
+	case plat.Backend == "sbuild" && b.buildUser != nil:
 		// sbuild and mock run as the build user and isolate builds
 		// themselves: the package directories are that account's.
 		id = &sandbox.ID{UID: b.buildUser.UID, GID: b.buildUser.GID}
@@ -215,12 +215,12 @@ func (b *Builder) runAttempt(ctx context.Context, a riverjob.BuildArgs, plat *lo
 	defer os.Remove(live.path)
 
 	info := &buildInfo{
-		Builder: b.cfg.Name, Host: b.cfg.Host, Version: b.cfg.Version, Platform: plat.name, Arch: plat.arch,
+		Builder: b.cfg.Name, Host: b.cfg.Host, Version: b.cfg.Version, Platform: plat.Name, Arch: plat.Arch,
 		Backend: plat.backend.Name(), Tools: plat.versions, BuildUser: buildUser(plat, id), Policy: policy,
 		Job: a.JobID, Task: a.TaskID, Attempt: attempt, StartedAt: time.Now().UTC(),
 	}
 	fmt.Fprintf(live, "kiln-builder %s (%s) on %s: task %d attempt %d, job %d, platform %s, backend %s, policy %s\n",
-		b.cfg.Name, b.cfg.Version, b.cfg.Host, a.TaskID, attempt, a.JobID, plat.name, plat.backend.Name(), policy)
+		b.cfg.Name, b.cfg.Version, b.cfg.Host, a.TaskID, attempt, a.JobID, plat.Name, plat.backend.Name(), policy)
 	if !plat.backend.SelfIsolating() {
 		fmt.Fprintf(live, "kiln: sandbox: builds as %s; limits: %d processes, %s of memory, %s of disk\n",
 			buildUser(plat, id), plat.limits.Processes, sandbox.Bytes(plat.limits.Memory), sandbox.Bytes(plat.limits.Disk))
@@ -329,15 +329,15 @@ func (b *Builder) runAttempt(ctx context.Context, a riverjob.BuildArgs, plat *lo
 // The environment goes into info; release lets the cache evict the tarball
 // again.
 func (b *Builder) inEnvironment(ctx context.Context, plat *loadedPlatform, info *buildInfo, live io.Writer) (*loadedPlatform, func(), error) {
-	if plat.backName != "sbuild" {
+	if plat.Backend != "sbuild" {
 		return plat, func() {}, nil
 	}
-	if _, ok := plat.settings["chroot"]; ok {
+	if _, ok := plat.BackendSettings["chroot"]; ok {
 		return plat, func() {}, nil
 	}
-	env, err := environment.Current(ctx, b.db, plat.name)
+	env, err := environment.Current(ctx, b.db, plat.Name)
 	if errors.Is(err, environment.ErrNone) {
-		return nil, nil, fmt.Errorf("no environment (kiln admin environment create %s ...)", plat.name)
+		return nil, nil, fmt.Errorf("no environment (kiln admin environment create %s ...)", plat.Name)
 	}
 	if err != nil {
 		return nil, nil, err
@@ -346,19 +346,19 @@ func (b *Builder) inEnvironment(ctx context.Context, plat *loadedPlatform, info 
 	if err != nil {
 		return nil, nil, err
 	}
-	settings := make(map[string]any, len(plat.settings)+2)
-	for k, v := range plat.settings {
+	settings := make(map[string]any, len(plat.BackendSettings)+2)
+	for k, v := range plat.BackendSettings {
 		settings[k] = v
 	}
 	settings["chroot"], settings["chroot_mode"] = path, "unshare"
-	be, err := backend.New(backend.Platform{Backend: plat.backName, Arch: plat.arch, Settings: settings}, b.cfg.Backend)
+	be, err := backend.New(backend.Platform{Backend: plat.Backend, Arch: plat.Arch, Settings: settings}, b.cfg.Backend)
 	if err != nil {
 		release()
 		return nil, nil, err
 	}
 	info.Environment = &environmentRef{ID: env.ID, SHA256: env.Sum.String()}
 	fmt.Fprintf(live, "kiln: environment %d of platform %s (sha256 %s, made %s by %s)\n",
-		env.ID, plat.name, env.Sum, env.Created.UTC().Format(time.RFC3339), env.Builder)
+		env.ID, plat.Name, env.Sum, env.Created.UTC().Format(time.RFC3339), env.Builder)
 	taskPlat := *plat
 	taskPlat.backend = be
 	return &taskPlat, release, nil
@@ -484,7 +484,7 @@ func (b *Builder) buildAll(ctx context.Context, live io.Writer, plat *loadedPlat
 	var runner sandbox.Runner = b.sandbox(dirs, id, plat.limits)
 	if plat.backend.SelfIsolating() {
 		plain := &sandbox.Plain{Home: dirs.build, Work: dirs.build, Limits: plat.limits}
-		if plat.backName == "sbuild" {
+		if plat.Backend == "sbuild" {
 			plain.User = b.buildUser
 		}
 		runner = plain
@@ -566,7 +566,7 @@ func (b *Builder) buildAll(ctx context.Context, live io.Writer, plat *loadedPlat
 	info.Packages = results
 	info.Status, info.Reason, info.Stage, info.Unsatisfiable = outcome(results, policy)
 	if limit != nil {
-		info.Reason = limit.Describe("platform " + plat.name)
+		info.Reason = limit.Describe("platform " + plat.Name)
 	}
 	return files
 }

@@ -127,14 +127,12 @@ const DefaultGrace = 30 * time.Second
 // loadedPlatform is a platform as a builder has loaded it (platform.Platform),
 // with its backend made and its build tools' versions found.
 type loadedPlatform struct {
-	name    string
-	arch    string
-	backend backend.Backend
-	// backName and settings are the platform's backend and its settings,
-	// for the backend made per task in the platform's environment.
-	backName string
-	settings map[string]any
-	timeout  time.Duration
+	// Platform is the row as read (platform.Get): name, arch, backend and
+	// its settings (for the backend made per task in the platform's
+	// environment), timeout.
+	platform.Platform
+	// backend builds the platform's packages; versions are its tools'.
+	backend  backend.Backend
 	versions map[string]string
 	limits   sandbox.Limits
 }
@@ -216,7 +214,7 @@ func New(ctx context.Context, db *pgxpool.Pool, cfg Config) (*Builder, error) {
 		b.platforms[p] = pl
 	}
 	for _, p := range b.platforms {
-		if p.backName == "sbuild" {
+		if p.Backend == "sbuild" {
 			// nil when the builder is not root.
 			u, err := sandbox.LookupUser(cmp.Or(cfg.BuildUser, DefaultBuildUser))
 			if err != nil {
@@ -297,8 +295,7 @@ func (b *Builder) loadPlatform(ctx context.Context, name string) (*loadedPlatfor
 	if err != nil {
 		return nil, err
 	}
-	p := loadedPlatform{name: row.Name, arch: row.Arch, timeout: row.Timeout, limits: row.Limits(),
-		backName: row.Backend, settings: row.BackendSettings}
+	p := loadedPlatform{Platform: row, limits: row.Limits()}
 	p.backend, err = backend.New(backend.Platform{Backend: row.Backend, Arch: row.Arch, Settings: row.BackendSettings}, b.cfg.Backend)
 	if err != nil {
 		return nil, fmt.Errorf("platform %s: %w", name, err)
@@ -319,7 +316,7 @@ func (b *Builder) BuildTimeout(name string) time.Duration {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if p := b.platforms[name]; p != nil {
-		return p.timeout
+		return p.Timeout
 	}
 	return time.Minute // not ours: buildTask refuses it at once
 }

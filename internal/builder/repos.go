@@ -64,7 +64,7 @@ func (b *Builder) repositories(ctx context.Context, plat *loadedPlatform, info *
 		return nil, nil
 	}
 	rows, err := b.db.Query(ctx, `SELECT bucket, seq, fingerprint, public_key, index_path, index_sha256
-		FROM kiln.build_repository_snapshots($1, $2)`, info.Job, plat.name)
+		FROM kiln.build_repository_snapshots($1, $2)`, info.Job, plat.Name)
 	if err != nil {
 		return nil, fmt.Errorf("reading the buckets' repositories: %w", err)
 	}
@@ -82,7 +82,7 @@ func (b *Builder) repositories(ctx context.Context, plat *loadedPlatform, info *
 	base := strings.TrimRight(b.cfg.RepoURL, "/")
 	var repos []backend.Repository
 	for _, x := range got {
-		x.ref.URL = fmt.Sprintf("%s/repos/%s/snapshots/%d/%s", base, x.ref.Bucket, x.ref.Snapshot, plat.name)
+		x.ref.URL = fmt.Sprintf("%s/repos/%s/snapshots/%d/%s", base, x.ref.Bucket, x.ref.Snapshot, plat.Name)
 		fmt.Fprintf(live, "kiln: build dependencies also from bucket %s, snapshot %d (%s, key %s, %s sha256 %s)\n",
 			x.ref.Bucket, x.ref.Snapshot, x.ref.URL, x.ref.Key, x.ref.Index, x.ref.IndexSHA256)
 		var token *string

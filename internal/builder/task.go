@@ -101,7 +101,7 @@ func (b *Builder) buildTask(ctx context.Context, a riverjob.BuildArgs, quit <-ch
 		return err
 	}
 	b.mu.Lock()
-	plat.timeout = timeout // for River's Timeout of the next River jobs too
+	plat.Timeout = timeout // for River's Timeout of the next River jobs too
 	b.mu.Unlock()
 	return b.runAttempt(ctx, a, plat, attempt, policy, timeout)
 }
