@@ -258,7 +258,6 @@ func TestAttackReadOnlyRolesCannotWrite(t *testing.T) {
 // read the job and answers as for a job that does not exist.
 func TestAttackPromoteSomeoneElsesPrivateJob(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
 	f := newFarm(t)
 	bob, dave := f.login("bob_", "kiln_submitter"), f.login("dave_", "kiln_submitter")
 	web := f.login("web_", "kiln_web")
@@ -276,32 +275,11 @@ func TestAttackPromoteSomeoneElsesPrivateJob(t *testing.T) {
 			SELECT $2, 'p1', 'pool/a-' || $1::bigint || '.rpm', 1, p.blob_sha256, p.size, $1::bigint FROM kiln.package p WHERE p.job_id = $1::bigint`, j.id, j.bucket)
 	}
 
-	const missing = 999999999
-	answer := func(role, sql string, args ...any) (code, msg string) {
-		t.Helper()
-		_, err := f.conn(role).Exec(ctx, sql, args...)
-		var pgErr *pgconn.PgError
-		if !errors.As(err, &pgErr) {
-			t.Fatalf("as %s: %s: want an error, got %v", role, sql, err)
-		}
-		return pgErr.Code, pgErr.Message + " " + pgErr.Detail + " " + pgErr.Hint
-	}
-	for _, c := range []struct {
-		role, sql string
-		args      []any
-	}{
+	for _, c := range []attackCall{
 		{dave, `SELECT kiln.promote($1, 'daves')`, nil},
 		{web, `SELECT kiln.web_promote($2, $1, 'daves')`, []any{dave}},
 	} {
-		code, msg := answer(c.role, c.sql, append([]any{private}, c.args...)...)
-		code0, msg0 := answer(c.role, c.sql, append([]any{int64(missing)}, c.args...)...)
-		msg0 = strings.ReplaceAll(msg0, fmt.Sprint(missing), fmt.Sprint(private))
-		if code != code0 || msg != msg0 {
-			t.Errorf("%s: someone else's private job %d answers %s %q, one that does not exist %s %q", c.sql, private, code, msg, code0, msg0)
-		}
-		if code != "P0002" || !strings.Contains(msg, "does not exist or is not") || strings.Contains(msg, "secret") || strings.Contains(msg, bob) {
-			t.Errorf("%s on someone else's private job: %s %q", c.sql, code, msg)
-		}
+		f.answersAsMissing(c, private, "secret", bob)
 	}
 	if n := f.int("postgres", `SELECT count(*) FROM kiln.publication_request WHERE job_id = $1`, private); n != 0 {
 		t.Fatalf("a promotion of bob's private job into dave's bucket was queued (%d requests)", n)
@@ -334,35 +312,14 @@ func TestAttackResubmitSomeoneElsesPrivateJob(t *testing.T) {
 		return f.int("postgres", `SELECT count(*) FROM kiln.job`)
 	}
 	before := jobs()
-	const missing = 999999999
-	answer := func(role, sql string, args ...any) (code, msg string) {
-		t.Helper()
-		_, err := f.conn(role).Exec(ctx, sql, args...)
-		var pgErr *pgconn.PgError
-		if !errors.As(err, &pgErr) {
-			t.Fatalf("as %s: %s: want an error, got %v", role, sql, err)
-		}
-		return pgErr.Code, pgErr.Message + " " + pgErr.Detail + " " + pgErr.Hint
-	}
-	for _, c := range []struct {
-		role, sql string
-		args      []any
-	}{
+	for _, c := range []attackCall{
 		{dave, `SELECT kiln.resubmit($1, NULL, 'k1')`, nil},
 		{dave, `SELECT kiln.resubmit($1, ARRAY['p1'], 'k2')`, nil},
 		{web, `SELECT kiln.web_resubmit($2, $1, 'k3')`, []any{dave}},
 	} {
-		code, msg := answer(c.role, c.sql, append([]any{private}, c.args...)...)
-		code0, msg0 := answer(c.role, c.sql, append([]any{int64(missing)}, c.args...)...)
-		msg0 = strings.ReplaceAll(msg0, fmt.Sprint(missing), fmt.Sprint(private))
-		if code != code0 || msg != msg0 {
-			t.Errorf("%s: someone else's private job %d answers %s %q, one that does not exist %s %q", c.sql, private, code, msg, code0, msg0)
-		}
-		if code != "P0002" || !strings.Contains(msg, "does not exist or is not") || strings.Contains(msg, "secret") || strings.Contains(msg, bob) {
-			t.Errorf("%s on someone else's private job: %s %q", c.sql, code, msg)
-		}
+		f.answersAsMissing(c, private, "secret", bob)
 	}
-	if code, _ := answer(dave, `SELECT kiln.resubmit_for($1, $2, NULL, 'k4')`, public, bob); code != "42501" {
+	if code, _ := f.refusal(dave, `SELECT kiln.resubmit_for($1, $2, NULL, 'k4')`, public, bob); code != "42501" {
 		t.Errorf("dave calling kiln.resubmit_for directly: %s, want 42501 (permission denied)", code)
 	}
 	if n := jobs(); n != before {
@@ -379,5 +336,46 @@ func TestAttackResubmitSomeoneElsesPrivateJob(t *testing.T) {
 	f.conn("postgres").QueryRow(ctx, `SELECT submitter, resubmit_of FROM kiln.job WHERE id = $1`, id).Scan(&submitter, &of)
 	if submitter != dave || of != public {
 		t.Errorf("dave's resubmit of job %d is job %d of %s (resubmit of %d), want his own of %d", public, id, submitter, of, public)
+	}
+}
+
+// attackCall is a statement an attacking role runs; its first argument ($1)
+// is the id of the object attacked, args are the others.
+type attackCall struct {
+	role, sql string
+	args      []any
+}
+
+// refusal runs sql as role and returns the error's SQLSTATE and its
+// message, detail and hint; it fails the test when the statement succeeds.
+func (f *farm) refusal(role, sql string, args ...any) (code, msg string) {
+	f.t.Helper()
+	_, err := f.conn(role).Exec(context.Background(), sql, args...)
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		f.t.Fatalf("as %s: %s: want an error, got %v", role, sql, err)
+	}
+	return pgErr.Code, pgErr.Message + " " + pgErr.Detail + " " + pgErr.Hint
+}
+
+// answersAsMissing checks that c on someone else's private object id is
+// answered exactly as on one that does not exist (P0002, "does not exist or
+// is not ..."), naming none of secrets.
+func (f *farm) answersAsMissing(c attackCall, id int64, secrets ...string) {
+	f.t.Helper()
+	const missing = 999999999
+	code, msg := f.refusal(c.role, c.sql, append([]any{id}, c.args...)...)
+	code0, msg0 := f.refusal(c.role, c.sql, append([]any{int64(missing)}, c.args...)...)
+	msg0 = strings.ReplaceAll(msg0, fmt.Sprint(missing), fmt.Sprint(id))
+	if code != code0 || msg != msg0 {
+		f.t.Errorf("%s: someone else's private object %d answers %s %q, one that does not exist %s %q", c.sql, id, code, msg, code0, msg0)
+	}
+	if code != "P0002" || !strings.Contains(msg, "does not exist or is not") {
+		f.t.Errorf("%s on someone else's private object: %s %q", c.sql, code, msg)
+	}
+	for _, secret := range secrets {
+		if strings.Contains(msg, secret) {
+			f.t.Errorf("%s on someone else's private object names %q: %q", c.sql, secret, msg)
+		}
 	}
 }
