@@ -63,16 +63,15 @@ func TestBrowserOpenPagesMatchFreshLoad(t *testing.T) {
 		}
 		tabs[path] = ctx
 	}
-	// Every page's event stream is open before the build moves on: the
-	// server counts its subscribers.
-	for {
-		b.s.hub.mu.Lock()
-		n := len(b.s.hub.subs)
-		b.s.hub.mu.Unlock()
-		if n >= len(paths) {
-			break
+	// Every page's event stream is open before the build moves on (the
+	// server subscribes a stream before it answers, and the page marks
+	// html[data-stream] when the answer arrives): counting the server's
+	// subscribers could count one page twice and miss another.
+	for _, path := range paths {
+		if _, err := chromedp.Run(tabs[path], chromedp.Poll[bool](`document.documentElement.dataset.stream === "open"`,
+			chromedp.WithPollingTimeout(time.Minute))); err != nil {
+			t.Fatalf("%s never opened its event stream: %v", path, err)
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 
 	farmtest.Log(t, p, el9, 1, 2, "Wrote: /builddir/build/RPMS/x86_64/hello-1.1-1.x86_64.rpm\n+ exit 0\n")

@@ -72,8 +72,15 @@
       });
   }
 
+  // streamOpen marks the page once an event stream is open (the server
+  // follows the database from then on), for tests and scripts to wait on.
+  function streamOpen(es) {
+    es.addEventListener("open", function () { document.documentElement.dataset.stream = "open"; });
+  }
+
   function followFarm(main) {
     var es = new EventSource(main.dataset.refresh);
+    streamOpen(es);
     es.addEventListener("changed", refresh);
   }
 
@@ -84,6 +91,7 @@
     });
     var url = root.dataset.events + (params.length ? "?" + params.join("&") : "");
     var es = new EventSource(url);
+    streamOpen(es);
     es.addEventListener("status", function (e) { setStatus(document.getElementById("job-status"), json(e)); });
     es.addEventListener("tasks", function (e) {
       // Why the job waits changes with its tasks: the page loads again.
@@ -96,6 +104,7 @@
 
   function followTask(el) {
     var es = new EventSource(el.dataset.events);
+    streamOpen(es);
     var pre = document.getElementById("log");
     es.addEventListener("status", function (e) { setStatus(document.getElementById("task-status"), json(e)); });
     es.addEventListener("log", function (e) { if (pre) append(pre, json(e)); });
