@@ -47,6 +47,17 @@ func sbuildWork(t *testing.T) (Backend, *sandbox.Plain, string) {
 	return b, r, work
 }
 
+// sourcesDir makes work/src, owned by the build user, for debhelperDSC.
+func sourcesDir(t *testing.T, r *sandbox.Plain, work string) string {
+	t.Helper()
+	srcs := filepath.Join(work, "src")
+	if err := os.Mkdir(srcs, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	owned(t, r, srcs)
+	return srcs
+}
+
 // debhelperDSC makes a Debian source package (3.0 (native), dh $@,
 // debhelper-compat 13) in dir, whose binary package installs one file, and
 // returns its .dsc. buildDepends are added to debhelper-compat; rules is
@@ -222,11 +233,7 @@ func TestSbuildBuildsDebianHello(t *testing.T) {
 func TestSbuildChainAndUnsatisfiable(t *testing.T) {
 	t.Parallel()
 	b, r, work := sbuildWork(t)
-	srcs := filepath.Join(work, "src")
-	if err := os.Mkdir(srcs, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	owned(t, r, srcs)
+	srcs := sourcesDir(t, r, work)
 	base := debhelperDSC(t, r, srcs, "kiln-base", "1.2", "", "")
 	user := debhelperDSC(t, r, srcs, "kiln-user", "1.0", "kiln-base (>= 1.2)", "")
 	repo := filepath.Join(work, "repo")
@@ -315,11 +322,7 @@ func TestSbuildBuildHasNoNetwork(t *testing.T) {
 	conn.Close()
 
 	b, r, work := sbuildWork(t)
-	srcs := filepath.Join(work, "src")
-	if err := os.Mkdir(srcs, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	owned(t, r, srcs)
+	srcs := sourcesDir(t, r, work)
 	connect := func(addr string) string {
 		return `perl -MIO::Socket::IP -e '$$s = IO::Socket::IP->new(PeerAddr => "` + addr + `", PeerPort => 80, Timeout => 10); ` +
 			`if ($$s) { print "kiln-net: reached ` + addr + `\n"; exit 0 } print "kiln-net: no network to ` + addr + `: $$@\n"; exit 1'`
@@ -375,11 +378,7 @@ func TestSbuildLimits(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			b, r, work := sbuildWork(t)
-			srcs := filepath.Join(work, "src")
-			if err := os.Mkdir(srcs, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			owned(t, r, srcs)
+			srcs := sourcesDir(t, r, work)
 			dsc := debhelperDSC(t, r, srcs, "kiln-"+c.name, "1.0", "", c.rules)
 			var log bytes.Buffer
 			req := sbuildRequest(t, work, dsc, "", &log)
