@@ -17,9 +17,12 @@ GRANT INSERT, DELETE ON kiln.builder_platform TO kiln_builder;
 -- (docs/protocol.md, schema/0016_task_protocol.sql): no INSERT or UPDATE on
 -- kiln.task, kiln.attempt, kiln.log_chunk or kiln.artifact. Each function
 -- checks that the builder named is one of this role's and that it holds the
--- attempt; attempts are created only by kiln.task_take.
+-- attempt; attempts are created only by kiln.task_take_many (and
+-- kiln.task_take, which calls it).
 GRANT EXECUTE ON FUNCTION
     kiln.task_take(text, bigint, bigint, text),
+    kiln.task_take_many(text, bigint[], bigint[], text[]),
+    kiln.task_finish_many(text, bigint[], integer[], text[], text[], jsonb[], boolean[], text[], integer[], text[], bigint[], text[], text[], bytea[], bigint[], bytea[]),
     kiln.task_heartbeat(text, bigint[], integer[]),
     kiln.task_log(text, bigint, integer, integer, text, boolean),
     kiln.task_finish(text, bigint, integer, text, text, jsonb, boolean, text[], text[], bytea[], bigint[]),

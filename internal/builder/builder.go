@@ -179,6 +179,11 @@ type Builder struct {
 	// recover.go); only the heartbeat loop touches it once Run started.
 	nameLock       *pgx.Conn
 	nameLockWarned bool
+
+	// takes and finishes join the slots' takes and finishes that wait at
+	// the same moment into one statement each (batch.go).
+	takes    *group[task.Taking, task.TakeOutcome]
+	finishes *group[task.Finishing, task.FinishOutcome]
 }
 
 // Causes of a build's end other than the build itself.
@@ -205,6 +210,14 @@ func New(ctx context.Context, db *pgxpool.Pool, cfg Config) (*Builder, error) {
 
 		enabledChanged: make(chan struct{}, 1),
 	}
+	b.takes = &group[task.Taking, task.TakeOutcome]{max: batchMax, timeout: time.Minute,
+		run: func(ctx context.Context, reqs []task.Taking) ([]task.TakeOutcome, error) {
+			return task.TakeMany(ctx, b.db, b.cfg.Name, reqs)
+		}}
+	b.finishes = &group[task.Finishing, task.FinishOutcome]{max: batchMax, timeout: 2 * time.Minute,
+		run: func(ctx context.Context, items []task.Finishing) ([]task.FinishOutcome, error) {
+			return task.FinishMany(ctx, b.db, b.cfg.Name, items)
+		}}
 	for _, p := range cfg.Platforms {
 		pl, err := b.loadPlatform(ctx, p)
 		if err != nil {

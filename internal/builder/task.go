@@ -48,16 +48,23 @@ type buildInfo struct {
 	Packages     []packageResult `json:"packages"`
 }
 
-// take is protocol step 1 (task.Take). It returns the attempt number, 0
-// when the task is no longer pending, the job's policy and the platform's
-// current timeout; errDisabled when the builder has been disabled.
+// take is protocol step 1 (task.TakeMany, with the takes of other slots
+// that wait at the same moment). It returns the attempt number, 0 when the
+// task is no longer pending, the job's policy and the platform's current
+// timeout; errDisabled when the builder has been disabled.
 func (b *Builder) take(ctx context.Context, a riverjob.BuildArgs) (attempt int, policy string, timeout time.Duration, err error) {
-	t, err := task.Take(ctx, b.db, b.cfg.Name, a.TaskID, a.JobID, a.Platform)
+	t, err := b.takes.do(ctx, task.Taking{Task: a.TaskID, Job: a.JobID, Platform: a.Platform})
+	if err == nil {
+		err = t.Err
+	}
 	if err != nil {
 		return 0, "", 0, err
 	}
 	return t.Attempt, t.Policy, t.Timeout, nil
 }
+
+// batchMax is the most takes, or finishes, one statement carries.
+const batchMax = 16
 
 // buildTask works a build River job of the feed whose quit channel is
 // given: it waits for a free slot, takes the task, builds it and finishes it
@@ -171,9 +178,11 @@ func (b *Builder) finishAttempt(ctx context.Context, log *slog.Logger, a riverjo
 
 // finish is protocol step 4 (task.Finish): the end of the log, artifacts,
 // build info and final status at once, refused (errStale, nothing stored)
-// when the attempt is not current. Artifacts small enough go in the finish's
-// one statement; when there are larger ones, their blobs are stored first
-// in a transaction with it. fin says whether the task is retried.
+// when the attempt is not current. When every artifact is small enough to go
+// in the statement, the finish goes with those of other slots that end at
+// the same moment (task.FinishMany); when there are larger ones, their blobs
+// are stored first in a transaction with it. fin says whether the task is
+// retried.
 func (b *Builder) finish(ctx context.Context, a riverjob.BuildArgs, attempt int, info *buildInfo, infoJSON []byte,
 	files []artifactFile, live *liveLog) (fin task.Finished, err error) {
 	held := b.attempt(a.TaskID, attempt)
@@ -195,7 +204,11 @@ func (b *Builder) finish(ctx context.Context, a riverjob.BuildArgs, attempt int,
 		}
 	}
 	if len(large) == 0 {
-		return task.Finish(ctx, b.db, held, res)
+		o, err := b.finishes.do(ctx, task.Finishing{Task: a.TaskID, Attempt: attempt, Result: res})
+		if err == nil {
+			err = o.Err
+		}
+		return o.Finished, err
 	}
 	tx, err := b.db.Begin(ctx)
 	if err != nil {

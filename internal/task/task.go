@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -96,26 +97,75 @@ func SetRiverJob(ctx context.Context, tx pgx.Tx, taskID, riverJobID int64) error
 // returns ErrDisabled when the builder has been disabled and ErrElsewhere
 // when the task is to go to another builder.
 func Take(ctx context.Context, db DB, builder string, taskID, jobID int64, platform string) (Taken, error) {
+	taken, err := TakeMany(ctx, db, builder, []Taking{{Task: taskID, Job: jobID, Platform: platform}})
+	if err != nil {
+		return Taken{}, err
+	}
+	return taken[0].Taken, taken[0].Err
+}
+
+// Taking names a pending task a builder is to take.
+type Taking struct {
+	Task     int64
+	Job      int64
+	Platform string
+}
+
+// TakeOutcome is what became of one task of TakeMany: Err is ErrDisabled
+// or ErrElsewhere, or nil with Taken.
+type TakeOutcome struct {
+	Taken
+	Err error
+}
+
+// TakeMany is step 1 for several tasks in one statement and transaction
+// (kiln.task_take_many), each task once: the takes of a builder's slots
+// that wait at the same moment. It returns one outcome per task, in order.
+func TakeMany(ctx context.Context, db DB, builder string, reqs []Taking) ([]TakeOutcome, error) {
+	tasks, jobs, platforms := make([]int64, len(reqs)), make([]int64, len(reqs)), make([]string, len(reqs))
+	for i, r := range reqs {
+		tasks[i], jobs[i], platforms[i] = r.Task, r.Job, r.Platform
+	}
+	rows, err := db.Query(ctx, `SELECT outcome, attempt, policy, timeout_seconds FROM kiln.task_take_many($1, $2, $3, $4)`,
+		builder, tasks, jobs, platforms)
+	if err != nil {
+		return nil, fmt.Errorf("taking %s: %w", taskList(tasks), err)
+	}
+	out := make([]TakeOutcome, 0, len(reqs))
 	var (
 		outcome string
 		attempt *int32
 		policy  *string
 		seconds *float64
 	)
-	if err := db.QueryRow(ctx, `SELECT outcome, attempt, policy, timeout_seconds FROM kiln.task_take($1, $2, $3, $4)`,
-		builder, taskID, jobID, platform).Scan(&outcome, &attempt, &policy, &seconds); err != nil {
-		return Taken{}, fmt.Errorf("taking task %d: %w", taskID, err)
+	_, err = pgx.ForEachRow(rows, []any{&outcome, &attempt, &policy, &seconds}, func() error {
+		var o TakeOutcome
+		switch outcome {
+		case "taken":
+			o.Taken = Taken{Attempt: int(*attempt), Policy: *policy, Timeout: time.Duration(*seconds * float64(time.Second))}
+		case "disabled":
+			o.Err = ErrDisabled
+		case "elsewhere":
+			o.Err = ErrElsewhere
+		} // not_pending, gone: nothing to build
+		out = append(out, o)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("taking %s: %w", taskList(tasks), err)
 	}
-	switch outcome {
-	case "taken":
-		return Taken{Attempt: int(*attempt), Policy: *policy, Timeout: time.Duration(*seconds * float64(time.Second))}, nil
-	case "disabled":
-		return Taken{}, ErrDisabled
-	case "elsewhere":
-		return Taken{}, ErrElsewhere
-	default: // not_pending, gone
-		return Taken{}, nil
+	if len(out) != len(reqs) {
+		return nil, fmt.Errorf("taking %s: %d outcomes for %d tasks", taskList(tasks), len(out), len(reqs))
 	}
+	return out, nil
+}
+
+// taskList names tasks in an error message.
+func taskList(tasks []int64) string {
+	if len(tasks) == 1 {
+		return fmt.Sprintf("task %d", tasks[0])
+	}
+	return fmt.Sprintf("tasks %v", tasks)
 }
 
 // Held is one attempt a builder holds, for Heartbeat.
@@ -248,56 +298,132 @@ type Finished struct {
 // pool. It returns ErrStale, and the caller must roll a transaction back,
 // when the attempt is not held.
 func Finish(ctx context.Context, db DB, a Attempt, r Result) (Finished, error) {
-	kinds, names, sums, sizes := make([]string, len(r.Artifacts)), make([]string, len(r.Artifacts)),
-		make([][]byte, len(r.Artifacts)), make([]int64, len(r.Artifacts))
-	var data [][]byte
-	for i, f := range r.Artifacts {
-		kinds[i], names[i], sums[i], sizes[i] = f.Kind, f.Name, f.SHA256, f.Size
-		if f.Data != nil {
-			if len(f.Data) > InlineLimit {
-				return Finished{}, fmt.Errorf("finishing task %d attempt %d: artifact %s: %d bytes is more than a finish carries (%d)",
-					a.Task, a.Number, f.Name, len(f.Data), InlineLimit)
+	out, err := FinishMany(ctx, db, a.Builder, []Finishing{{Task: a.Task, Attempt: a.Number, Result: r}})
+	if err != nil {
+		return Finished{}, err
+	}
+	return out[0].Finished, out[0].Err
+}
+
+// Finishing is one attempt of FinishMany and its result.
+type Finishing struct {
+	Task    int64
+	Attempt int
+	Result  Result
+}
+
+// FinishOutcome is what became of one attempt of FinishMany: Err is
+// ErrStale when the attempt was not held (nothing of it was written).
+type FinishOutcome struct {
+	Finished
+	Err error
+}
+
+// FinishMany is step 4 for several attempts of builder in one statement and
+// transaction (kiln.task_finish_many), each task once: the finishes of a
+// builder's slots that end at the same moment. An attempt not held is
+// refused alone (ErrStale in its outcome); bad input (an artifact whose
+// bytes or blob do not match) refuses the whole call, with nothing written.
+func FinishMany(ctx context.Context, db DB, builder string, items []Finishing) ([]FinishOutcome, error) {
+	n := len(items)
+	var (
+		tasks                            = make([]int64, n)
+		attempts                         = make([]int32, n)
+		statuses, reasons, infos, stages = make([]string, n), make([]*string, n), make([]*string, n), make([]*string, n)
+		truncated                        = make([]bool, n)
+		logSeqs                          = make([]*int32, n)
+		logTexts                         = make([]*string, n)
+		artTasks                         []int64
+		kinds, names                     []string
+		sums                             [][]byte
+		sizes                            []int64
+		data                             [][]byte
+		withData                         bool
+	)
+	for i, it := range items {
+		r := it.Result
+		tasks[i], attempts[i], statuses[i], truncated[i] = it.Task, int32(it.Attempt), string(r.Status), r.LogTruncated
+		if r.Reason != "" {
+			reasons[i] = &r.Reason
+		}
+		if r.FailureStage != "" {
+			stages[i] = &r.FailureStage
+		}
+		if r.BuildInfo != nil {
+			info := string(r.BuildInfo)
+			infos[i] = &info
+		}
+		if r.LogTail != nil {
+			seq := int32(r.LogTail.Seq)
+			logSeqs[i], logTexts[i] = &seq, &r.LogTail.Text
+		}
+		for _, f := range r.Artifacts {
+			sum, size := f.SHA256, f.Size
+			if f.Data != nil {
+				if len(f.Data) > InlineLimit {
+					return nil, fmt.Errorf("finishing task %d attempt %d: artifact %s: %d bytes is more than a finish carries (%d)",
+						it.Task, it.Attempt, f.Name, len(f.Data), InlineLimit)
+				}
+				sum, size, withData = nil, int64(len(f.Data)), true
 			}
-			if data == nil {
-				data = make([][]byte, len(r.Artifacts))
-			}
-			data[i], sums[i], sizes[i] = f.Data, nil, int64(len(f.Data))
+			artTasks, kinds, names = append(artTasks, it.Task), append(kinds, f.Kind), append(names, f.Name)
+			sums, sizes, data = append(sums, sum), append(sizes, size), append(data, f.Data)
 		}
 	}
-	var logSeq *int32
-	var logText *string
-	if r.LogTail != nil {
-		seq := int32(r.LogTail.Seq)
-		logSeq, logText = &seq, &r.LogTail.Text
+	if !withData {
+		data = nil
 	}
-	var reason, stage *string
-	if r.Reason != "" {
-		reason = &r.Reason
+	rows, err := db.Query(ctx, `SELECT finished, retry_after_seconds
+		FROM kiln.task_finish_many($1, $2, $3, $4, $5, $6::jsonb[], $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
+		builder, tasks, attempts, statuses, reasons, infos, truncated, stages, logSeqs, logTexts,
+		nonNil(artTasks), nonNil(kinds), nonNil(names), nonNil(sums), nonNil(sizes), data)
+	if err != nil {
+		return nil, fmt.Errorf("finishing %s: %w", attemptList(items), err)
 	}
-	if r.FailureStage != "" {
-		stage = &r.FailureStage
-	}
-	var info any
-	if r.BuildInfo != nil {
-		info = string(r.BuildInfo)
-	}
+	out := make([]FinishOutcome, 0, n)
 	var (
 		done  bool
 		after *float64
 	)
-	if err := db.QueryRow(ctx, `SELECT finished, retry_after_seconds
-		FROM kiln.task_finish($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
-		a.Builder, a.Task, a.Number, string(r.Status), reason, info, r.LogTruncated, kinds, names, sums, sizes, stage,
-		data, logSeq, logText).Scan(&done, &after); err != nil {
-		return Finished{}, fmt.Errorf("finishing task %d attempt %d: %w", a.Task, a.Number, err)
+	_, err = pgx.ForEachRow(rows, []any{&done, &after}, func() error {
+		var o FinishOutcome
+		switch {
+		case !done:
+			o.Err = ErrStale
+		case after != nil:
+			o.Finished = Finished{Retried: true, RetryAfter: time.Duration(*after * float64(time.Second))}
+		}
+		out = append(out, o)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("finishing %s: %w", attemptList(items), err)
 	}
-	if !done {
-		return Finished{}, ErrStale
+	if len(out) != n {
+		return nil, fmt.Errorf("finishing %s: %d outcomes for %d attempts", attemptList(items), len(out), n)
 	}
-	if after == nil {
-		return Finished{}, nil
+	return out, nil
+}
+
+// nonNil is s, or an empty slice for nil: an array of no artifacts, not a
+// NULL one.
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
 	}
-	return Finished{Retried: true, RetryAfter: time.Duration(*after * float64(time.Second))}, nil
+	return s
+}
+
+// attemptList names attempts in an error message.
+func attemptList(items []Finishing) string {
+	if len(items) == 1 {
+		return fmt.Sprintf("task %d attempt %d", items[0].Task, items[0].Attempt)
+	}
+	parts := make([]string, len(items))
+	for i, it := range items {
+		parts[i] = fmt.Sprintf("%d/%d", it.Task, it.Attempt)
+	}
+	return "tasks/attempts " + strings.Join(parts, ", ")
 }
 
 // GiveBack is step 5: the builder shuts down and gives the attempt back; the
