@@ -633,12 +633,16 @@ COMMENT ON FUNCTION kiln.task_check_janitor() IS 'Raises insufficient_privilege 
 -- another online builder of the platform is to take: the River job snoozes
 -- briefly). The jobs are locked in id order, the protocol's order (job,
 -- then task) across jobs, so two batches never wait for each other in a
--- circle.
+-- circle. Its statements, and task_finish_many's, are planned once per
+-- session (force_generic_plan): a custom plan per call made a take of one
+-- task cost about 1.2 ms of PostgreSQL time against 0.85 ms with the plan
+-- kept (throughput benchmark, one slot).
 CREATE OR REPLACE FUNCTION kiln.task_take_many(p_builder text, p_task_ids bigint[], p_job_ids bigint[], p_platforms text[])
  RETURNS TABLE(task_id bigint, outcome text, attempt integer, policy text, timeout_seconds double precision)
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
+ SET plan_cache_mode TO 'force_generic_plan'
 AS $function$
 DECLARE
     v_enabled boolean;
@@ -778,6 +782,7 @@ CREATE OR REPLACE FUNCTION kiln.task_finish_many(p_builder text, p_task_ids bigi
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
+ SET plan_cache_mode TO 'force_generic_plan'
 AS $function$
 DECLARE
     n integer := coalesce(pg_catalog.cardinality(p_task_ids), 0);

@@ -144,6 +144,7 @@ CREATE OR REPLACE FUNCTION kiln.task_take_many(p_builder text, p_task_ids bigint
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
+ SET plan_cache_mode TO 'force_generic_plan'
 AS $function$
 DECLARE
     v_enabled boolean;
@@ -230,6 +231,7 @@ CREATE OR REPLACE FUNCTION kiln.task_finish_many(p_builder text, p_task_ids bigi
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
+ SET plan_cache_mode TO 'force_generic_plan'
 AS $function$
 DECLARE
     n integer := coalesce(pg_catalog.cardinality(p_task_ids), 0);
