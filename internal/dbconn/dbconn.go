@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -76,6 +77,9 @@ func Open(ctx context.Context, cfg Config) (*pgxpool.Pool, error) {
 	if cfg.Pooled && !namesExecMode(cfg.URL) {
 		pc.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
 	}
+	if cfg.Pooled {
+		pc.ShouldPing = pooledShouldPing
+	}
 	if _, ok := pc.ConnConfig.RuntimeParams["gssencmode"]; ok {
 		return nil, errors.New("bad database connection string: remove gssencmode: kiln's driver (pgx) does no GSS encryption; Kerberos logins work without it, and sslmode protects the traffic")
 	}
@@ -97,6 +101,22 @@ func Open(ctx context.Context, cfg Config) (*pgxpool.Pool, error) {
 		return nil, Explain(err, pc.ConnConfig.Host, pc.ConnConfig.Port, pc.ConnConfig.User, pc.ConnConfig.Database)
 	}
 	return pool, nil
+}
+
+// pooledPingIdle is how long a connection to a transaction pooler is idle
+// before the pool pings it when handing it out. pgxpool's default is a
+// second, which made a ping of most polls of a builder polling every
+// second: through the pooler each ping is a round trip to a server
+// connection, about a third of an idle builder's queries. The pooler
+// checks its own server connections, and a client connection to it breaks
+// only with the pooler or the network; a statement on a broken one fails
+// and the pool drops it, as after any error.
+const pooledPingIdle = time.Minute
+
+// pooledShouldPing is pgxpool's ShouldPing for a connection through a
+// transaction pooler.
+func pooledShouldPing(_ context.Context, p pgxpool.ShouldPingParams) bool {
+	return p.IdleDuration > pooledPingIdle
 }
 
 // namesExecMode reports whether a connection string sets pgx's
