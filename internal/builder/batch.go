@@ -19,6 +19,11 @@ type group[Q, R any] struct {
 	run func(ctx context.Context, reqs []Q) ([]R, error)
 	// max is the most calls in a batch.
 	max int
+	// weight, when set, is what a call carries (a finish's artifact
+	// bytes); a batch carries at most maxWeight in all, or one call of
+	// any weight.
+	weight    func(Q) int
+	maxWeight int
 	// timeout bounds one batch: it runs apart from its callers' contexts,
 	// as a cancelled caller must not fail the others.
 	timeout time.Duration
@@ -54,7 +59,7 @@ func (g *group[Q, R]) do(ctx context.Context, req Q) (R, error) {
 	// Lead one batch: c is first in the queue (the queue was empty when
 	// no batch ran, and a leader is woken from its head).
 	g.mu.Lock()
-	batch := g.queue[:min(len(g.queue), g.max)]
+	batch := g.queue[:g.fits()]
 	g.queue = g.queue[len(batch):]
 	g.mu.Unlock()
 	g.runBatch(context.WithoutCancel(ctx), batch)
@@ -71,6 +76,26 @@ func (g *group[Q, R]) do(ctx context.Context, req Q) (R, error) {
 		close(o.wake)
 	}
 	return c.res, c.err
+}
+
+// fits is how many calls at the head of the queue go in the next batch:
+// at least one, at most max, within maxWeight. The caller holds mu.
+func (g *group[Q, R]) fits() int {
+	n, carried := 0, 0
+	for _, c := range g.queue {
+		if n == g.max {
+			break
+		}
+		if g.weight != nil {
+			w := g.weight(c.req)
+			if n > 0 && carried+w > g.maxWeight {
+				break
+			}
+			carried += w
+		}
+		n++
+	}
+	return n
 }
 
 // runBatch runs batch and sets every call's result; after an error of the

@@ -137,3 +137,28 @@ func TestGroupJoinsWaitingCallsAndAnswersEachItsOwn(t *testing.T) {
 		t.Errorf("group left busy %v with %d queued", g.busy, len(g.queue))
 	}
 }
+
+// A weighted group's batch carries at most maxWeight, or one heavier call
+// alone, and never more than max calls.
+func TestGroupBatchesStayWithinTheirWeight(t *testing.T) {
+	t.Parallel()
+	g := &group[int, int]{max: 3, weight: func(w int) int { return w }, maxWeight: 10}
+	for _, c := range []struct {
+		queue []int
+		want  int
+	}{
+		{[]int{4, 4, 4}, 2},    // 12 > 10
+		{[]int{20, 1}, 1},      // one heavy call alone
+		{[]int{1, 20}, 1},      // the heavy one waits for the next batch
+		{[]int{1, 1, 1, 1}, 3}, // max
+		{[]int{0, 10}, 2},
+	} {
+		g.queue = nil
+		for _, w := range c.queue {
+			g.queue = append(g.queue, &call[int, int]{req: w})
+		}
+		if got := g.fits(); got != c.want {
+			t.Errorf("queue %v: batch of %d, want %d", c.queue, got, c.want)
+		}
+	}
+}

@@ -215,6 +215,7 @@ func New(ctx context.Context, db *pgxpool.Pool, cfg Config) (*Builder, error) {
 			return task.TakeMany(ctx, b.db, b.cfg.Name, reqs)
 		}}
 	b.finishes = &group[task.Finishing, task.FinishOutcome]{max: batchMax, timeout: 2 * time.Minute,
+		weight: inlineBytes, maxWeight: batchMaxBytes,
 		run: func(ctx context.Context, items []task.Finishing) ([]task.FinishOutcome, error) {
 			return task.FinishMany(ctx, b.db, b.cfg.Name, items)
 		}}

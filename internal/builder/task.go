@@ -66,6 +66,20 @@ func (b *Builder) take(ctx context.Context, a riverjob.BuildArgs) (attempt int, 
 // batchMax is the most takes, or finishes, one statement carries.
 const batchMax = 16
 
+// batchMaxBytes is the most artifact bytes a batch of finishes carries (a
+// finish alone carries up to task.InlineLimit per artifact), so that one
+// statement stays a few MiB at most.
+const batchMaxBytes = 4 << 20
+
+// inlineBytes is the artifact bytes a finish carries in its statement.
+func inlineBytes(f task.Finishing) int {
+	n := 0
+	for _, a := range f.Result.Artifacts {
+		n += len(a.Data)
+	}
+	return n
+}
+
 // buildTask works a build River job of the feed whose quit channel is
 // given: it waits for a free slot, takes the task, builds it and finishes it
 // (or gives it back on shutdown). A River job that is not taken because the
