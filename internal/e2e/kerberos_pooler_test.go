@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -57,12 +58,19 @@ func TestKerberosBuildersThroughPgBouncer(t *testing.T) {
 		hosts[i] = host{name: name, short: strings.SplitN(name, ".", 2)[0], role: f.krbDaemon(t, kdc, "builder", name)}
 	}
 	a, b := hosts[0], hosts[1]
+	// PgBouncer reaches PostgreSQL as A and B by peer authentication: each
+	// joins kiln_peer_pooled and gets its line in the ident map. Unmapped is
+	// a builder role that joins the group but has no line.
+	unmapped := "builder_" + krbtest.Unique("poolc")
+	krbtest.LoginRole(t, pgtest.AdminURL(t), unmapped, "kiln_builder", "kiln_peer_pooled")
+	pooler := poolerUser(t)
+	mapToPooler(t, f, pooler, a.role, b.role)
 
 	ca := newTestCA(t, "kiln test site CA")
 	rogue := newTestCA(t, "someone else's CA")
-	pgb := startCertPgBouncer(t, f, ca, []string{a.role, b.role, "postgres"})
+	pgb := startCertPgBouncer(t, f, ca, []string{a.role, b.role, unmapped, "postgres"})
 	cert := func(c *testCA, cn string) certFiles { return c.issue(t, cn, false) }
-	certs := map[string]certFiles{a.role: cert(ca, a.role), b.role: cert(ca, b.role)}
+	certs := map[string]certFiles{a.role: cert(ca, a.role), b.role: cert(ca, b.role), unmapped: cert(ca, unmapped)}
 	pooled := func(role string, c *certFiles) string { return pgb.url(role, ca, c) }
 
 	procs := map[string]*proc{}
@@ -151,6 +159,40 @@ func TestKerberosBuildersThroughPgBouncer(t *testing.T) {
 			t.Errorf("%s: logged in as %q", c.what, who)
 		}
 	}
+	// The pooled path is peer authentication with the map, and nothing
+	// else: a role of the group without a map line is refused through
+	// PgBouncer and over the socket as PgBouncer's user; as root, the
+	// system users root and nobody cannot log in as A over the socket.
+	uc := certs[unmapped]
+	conn, err := pgx.Connect(ctx, pooled(unmapped, &uc))
+	if err == nil {
+		var who string
+		err = conn.QueryRow(ctx, "SELECT session_user").Scan(&who)
+		conn.Close(ctx)
+		if err == nil {
+			t.Errorf("a builder role without a map line logged in through PgBouncer as %q", who)
+		}
+	}
+	t.Logf("a builder role without a map line, through PgBouncer: %v", err)
+	logins := []struct{ user, role string }{{pooler, unmapped}}
+	if os.Geteuid() == 0 {
+		logins = append(logins, struct{ user, role string }{"root", a.role}, struct{ user, role string }{"nobody", a.role})
+	}
+	for _, l := range logins {
+		out, err := socketLogin(t, f, l.user, l.role)
+		if err == nil || !strings.Contains(out, "Peer authentication failed") {
+			t.Errorf("system user %s over the socket as %s: %v, %q; want refused by peer authentication", l.user, l.role, err, out)
+		}
+	}
+	var hbaType, hbaMethod string
+	var hbaUsers, hbaOptions []string
+	f.scan(t, `SELECT type, user_name, auth_method, coalesce(options, '{}') FROM pg_hba_file_rules ORDER BY line_number LIMIT 1`,
+		nil, &hbaType, &hbaUsers, &hbaMethod, &hbaOptions)
+	if hbaType != "local" || len(hbaUsers) != 1 || hbaUsers[0] != "+kiln_peer_pooled" || hbaMethod != "peer" ||
+		len(hbaOptions) != 1 || hbaOptions[0] != "map=pgbouncer" {
+		t.Errorf("pg_hba.conf's first line: %s %v %s %v; want local +kiln_peer_pooled peer map=pgbouncer", hbaType, hbaUsers, hbaMethod, hbaOptions)
+	}
+
 	// As itself through PgBouncer, A cannot act for B.
 	asA, err := pgx.Connect(ctx, pooled(a.role, &ac)+"&default_query_exec_mode=cache_describe")
 	if err != nil {
@@ -206,6 +248,74 @@ func TestKerberosBuildersThroughPgBouncer(t *testing.T) {
 		})
 	}
 	wg.Wait()
+}
+
+// poolerUser is the system user PgBouncer runs as in these tests: as root,
+// kiln-test (the cluster's owner, .ci/pgcluster); otherwise the user
+// running the tests.
+func poolerUser(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return "kiln-test"
+	}
+	u, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.Username
+}
+
+// mapToPooler lets system user pooler log in to PostgreSQL over the Unix
+// socket as each of roles, as docs/kerberos.md has a site set up PgBouncer:
+// each role joins kiln_peer_pooled, whose line heads the test cluster's
+// pg_hba.conf (local all +kiln_peer_pooled peer map=pgbouncer), and gets a
+// line of its own in the map pgbouncer of pg_ident.conf. It reloads the
+// server's configuration and waits until the first role logs in that way.
+func mapToPooler(t *testing.T, f *farm, pooler string, roles ...string) {
+	t.Helper()
+	var lines strings.Builder
+	for _, r := range roles {
+		f.exec(t, "GRANT kiln_peer_pooled TO "+pgx.Identifier{r}.Sanitize())
+		fmt.Fprintf(&lines, "pgbouncer  %s  %s\n", pooler, r)
+	}
+	ident := filepath.Join(os.Getenv("KILN_PGCLUSTER_DIR"), "data", "pg_ident.conf")
+	file, err := os.OpenFile(ident, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatalf("the test cluster's pg_ident.conf: %v", err)
+	}
+	_, err = file.WriteString(lines.String())
+	if cerr := file.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bad int
+	f.scan(t, "SELECT count(*) FROM pg_ident_file_mappings WHERE error IS NOT NULL", nil, &bad)
+	if bad != 0 {
+		t.Fatalf("pg_ident.conf has %d bad lines", bad)
+	}
+	f.exec(t, "SELECT pg_reload_conf()")
+	waitFor(t, "the ident map to be loaded", func() bool {
+		out, err := socketLogin(t, f, pooler, roles[0])
+		return err == nil && out == roles[0]
+	})
+}
+
+// socketLogin logs in to the farm's database over the test cluster's Unix
+// socket as role, with psql run as system user sys (as root through
+// runuser; otherwise sys must be the user running the tests), and returns
+// psql's output: session_user, or why the login failed.
+func socketLogin(t *testing.T, f *farm, sys, role string) (string, error) {
+	t.Helper()
+	_, primary := pgtest.URLHost(t, f.db.URL)
+	args := []string{filepath.Join(os.Getenv("KILN_PG_BINDIR"), "psql"), "-X", "-w", "-h", os.Getenv("KILN_PGCLUSTER_DIR"),
+		"-p", primary.Port(), "-U", role, "-d", f.db.Name, "-tAc", "SELECT session_user"}
+	if os.Geteuid() == 0 {
+		args = append([]string{"runuser", "-u", sys, "--"}, args...)
+	}
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	return strings.TrimSpace(string(out)), err
 }
 
 // certPgBouncer is a PgBouncer started by a test, authenticating clients by
