@@ -7,7 +7,6 @@ import (
 
 	"github.com/kiln-build/kiln/internal/task"
 	"github.com/kiln-build/kiln/internal/testsupport/farmtest"
-	"github.com/kiln-build/kiln/internal/testsupport/pgtest"
 )
 
 // TakeMany and FinishMany give each task of a batch its own outcome, in
@@ -17,18 +16,12 @@ import (
 // held is refused alone (ErrStale) with nothing of it written.
 func TestTakeManyAndFinishManyGiveEachTaskItsOwnOutcome(t *testing.T) {
 	t.Parallel()
-	db := pgtest.New(t)
+	f := newProtocolFarm(t, 3)
 	ctx := context.Background()
-	p := db.Pool
-	alice := farmtest.Person(t, db, "alice", "kiln_submitter")
-	farmtest.Platform(t, p, "el9-x86_64", "x86_64")
-	farmtest.Bucket(t, p, "devel")
-	farmtest.Builder(t, p, "b1", 3, true, "el9-x86_64")
+	p := f.pool
 	var tasks, jobs []int64
 	for range 3 {
-		job := farmtest.Submit(t, p, alice, "devel", []string{"el9-x86_64"}, farmtest.File{Name: "x.src.rpm", Data: []byte("x")})
-		id := farmtest.Split(t, p, job, "el9-x86_64")[0]
-		farmtest.Enqueue(t, p, id)
+		job, id := f.pendingTask(t)
 		tasks, jobs = append(tasks, id), append(jobs, job)
 	}
 	ok, retried, busy := tasks[0], tasks[1], tasks[2]

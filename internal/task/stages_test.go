@@ -35,20 +35,14 @@ func TestStagesMatchTheDatabase(t *testing.T) {
 // package's stage is not, and kiln.failure_by_stage counts both.
 func TestFinishRetriesAndFailureByStage(t *testing.T) {
 	t.Parallel()
-	db := pgtest.New(t)
+	f := newProtocolFarm(t, 1)
 	ctx := context.Background()
-	p := db.Pool
-	alice := farmtest.Person(t, db, "alice", "kiln_submitter")
-	farmtest.Platform(t, p, "el9-x86_64", "x86_64")
-	farmtest.Bucket(t, p, "devel")
-	farmtest.Builder(t, p, "b1", 1, true, "el9-x86_64")
+	p := f.pool
 	if _, err := p.Exec(ctx, `UPDATE kiln.platform SET infra_retry_backoff = '10 seconds'`); err != nil {
 		t.Fatal(err)
 	}
 	newTask := func() int64 {
-		job := farmtest.Submit(t, p, alice, "devel", []string{"el9-x86_64"}, farmtest.File{Name: "x.src.rpm", Data: []byte("x")})
-		id := farmtest.Split(t, p, job, "el9-x86_64")[0]
-		farmtest.Enqueue(t, p, id)
+		_, id := f.pendingTask(t)
 		return id
 	}
 	finish := func(id int64, attempt int, stage string) task.Finished {

@@ -10,7 +10,6 @@ import (
 
 	"github.com/kiln-build/kiln/internal/task"
 	"github.com/kiln-build/kiln/internal/testsupport/farmtest"
-	"github.com/kiln-build/kiln/internal/testsupport/pgtest"
 )
 
 // The change triggers record every status change of a task, its attempt
@@ -20,13 +19,9 @@ import (
 // schema/current/30_triggers.sql skip only those.
 func TestChangeTriggersRecordEveryChangeAndNothingElse(t *testing.T) {
 	t.Parallel()
-	db := pgtest.New(t)
+	f := newProtocolFarm(t, 1)
 	ctx := context.Background()
-	p := db.Pool
-	alice := farmtest.Person(t, db, "alice", "kiln_submitter")
-	farmtest.Platform(t, p, "el9-x86_64", "x86_64")
-	farmtest.Bucket(t, p, "devel")
-	farmtest.Builder(t, p, "b1", 1, true, "el9-x86_64")
+	p := f.pool
 
 	listener, err := p.Acquire(ctx)
 	if err != nil {
@@ -96,7 +91,7 @@ func TestChangeTriggersRecordEveryChangeAndNothingElse(t *testing.T) {
 		}
 	}
 
-	job := farmtest.Submit(t, p, alice, "devel", []string{"el9-x86_64"}, farmtest.File{Name: "x.src.rpm", Data: []byte("x")})
+	job := f.submit(t)
 	jobNote := fmt.Sprintf(`kiln_job:{"job" : %d}`, job)
 	expect("the submit", []string{"job.status:->submitted"}, []string{jobNote})
 
