@@ -172,12 +172,13 @@ func (d *attemptDirs) close() {
 
 // runAttempt builds a taken attempt and finishes it, gives it back, or
 // abandons it when it was fenced off.
-func (b *Builder) runAttempt(ctx context.Context, a riverjob.BuildArgs, plat *loadedPlatform, attempt int, policy string, timeout time.Duration) error {
+func (b *Builder) runAttempt(ctx context.Context, a riverjob.BuildArgs, plat *loadedPlatform, taken task.Taken) error {
+	attempt, policy, timeout := taken.Attempt, taken.Policy, taken.Timeout
 	log := b.log.With("task", a.TaskID, "attempt", attempt, "job", a.JobID, "platform", a.Platform)
 	log.Info("building")
 	buildCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	run := &attemptRun{task: a.TaskID, attempt: attempt, cancel: cancel}
+	run := &attemptRun{task: a.TaskID, attempt: attempt, cancel: cancel, takenBy: taken.Session}
 	b.mu.Lock()
 	b.running[a.TaskID] = run
 	b.mu.Unlock()

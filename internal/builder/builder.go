@@ -142,6 +142,11 @@ type attemptRun struct {
 	task    int64
 	attempt int
 	cancel  context.CancelCauseFunc
+	// takenBy is the database backend that took the attempt (task.Taken's
+	// Session), and ownSeen is set once its NOTIFY kiln_task for the take
+	// has arrived: that one notification needs no check (onNotify).
+	takenBy uint32
+	ownSeen atomic.Bool
 	// ending is set once the build is over and its result is being
 	// written: heartbeats go on, but a refusal no longer stops anything.
 	ending atomic.Bool
@@ -687,7 +692,7 @@ func (b *Builder) listen(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		b.onNotify(ctx, n.Channel, n.Payload)
+		b.onNotify(ctx, n.Channel, n.Payload, n.PID)
 	}
 }
 
@@ -699,13 +704,13 @@ func (b *Builder) session() *pgxpool.Pool {
 	return b.db
 }
 
-// onNotify handles one notification. A payload is only a hint (anyone may
-// NOTIFY kiln_task or kiln_builder with anything): what it names is read
-// again from the database, and only the database's answer changes anything.
-func (b *Builder) onNotify(ctx context.Context, channel, payload string) {
+// onNotify handles one notification from backend pid. A payload is only a
+// hint (anyone may NOTIFY kiln_task or kiln_builder with anything): what it
+// names is read again from the database, and only the database's answer
+// changes anything.
+func (b *Builder) onNotify(ctx context.Context, channel, payload string, pid uint32) {
 	var msg struct {
 		Task    int64  `json:"task"`
-		Status  string `json:"status"`
 		Builder string `json:"builder"`
 	}
 	if json.Unmarshal([]byte(payload), &msg) != nil {
@@ -719,17 +724,25 @@ func (b *Builder) onNotify(ctx context.Context, channel, payload string) {
 		}
 		return
 	}
-	if task.Status(msg.Status) == task.Building {
+	b.mu.Lock()
+	r := b.running[msg.Task]
+	b.mu.Unlock()
+	if r == nil {
+		return
+	}
+	// The first notification from the backend that took the attempt is the
+	// take's own: notifications arrive in commit order, and anything that
+	// ends the attempt commits after the take, in another session (the
+	// janitor, a person, kiln-web). Should the take's own have come before
+	// the run was listed, this skips nothing of anyone else's unless that
+	// session's backend reused the pid; the heartbeat loop still checks
+	// within Heartbeat.
+	if pid == r.takenBy && r.ownSeen.CompareAndSwap(false, true) {
 		return
 	}
 	// The heartbeat asks the database whether the attempt is still held;
 	// only a refusal stops the build.
-	b.mu.Lock()
-	r := b.running[msg.Task]
-	b.mu.Unlock()
-	if r != nil {
-		if err := b.heartbeatTasks(ctx, []*attemptRun{r}); err != nil {
-			b.log.Warn("checking a changed task", "task", msg.Task, "err", err)
-		}
+	if err := b.heartbeatTasks(ctx, []*attemptRun{r}); err != nil {
+		b.log.Warn("checking a changed task", "task", msg.Task, "err", err)
 	}
 }

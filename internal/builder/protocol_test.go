@@ -12,7 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/kiln-build/kiln/internal/dbconn"
 	"github.com/kiln-build/kiln/internal/testsupport/farmtest"
+	"github.com/kiln-build/kiln/internal/testsupport/pgtest"
 	"github.com/kiln-build/kiln/internal/testsupport/proctest"
 	"github.com/kiln-build/kiln/internal/testsupport/testpkg"
 	"github.com/kiln-build/kiln/riverjob"
@@ -38,16 +42,16 @@ func TestStaleFinishChangesNothing(t *testing.T) {
 	os.WriteFile(src, []byte("not really an SRPM"), 0o644)
 	job, task := f.submit(t, "bench", "retry", src)
 	a := riverjob.BuildArgs{TaskID: task, JobID: job, Platform: "bench"}
-	if n, _, _, err := b.take(ctx, a); err != nil || n != 1 {
-		t.Fatalf("take: %d %v", n, err)
+	if got, err := b.take(ctx, a); err != nil || got.Attempt != 1 {
+		t.Fatalf("take: %d %v", got.Attempt, err)
 	}
 	// The janitor declares attempt 1 lost; attempt 2 starts.
 	farmtest.Lose(t, f.db.Pool, task)
-	if n, _, _, err := b.take(ctx, a); err != nil || n != 2 {
-		t.Fatalf("second take: %d %v", n, err)
+	if got, err := b.take(ctx, a); err != nil || got.Attempt != 2 {
+		t.Fatalf("second take: %d %v", got.Attempt, err)
 	}
-	if n, _, _, err := b.take(ctx, a); err != nil || n != 0 {
-		t.Fatalf("a task that is building was taken again: %d %v", n, err)
+	if got, err := b.take(ctx, a); err != nil || got.Attempt != 0 {
+		t.Fatalf("a task that is building was taken again: %d %v", got.Attempt, err)
 	}
 
 	late := filepath.Join(t.TempDir(), "late.rpm")
@@ -208,12 +212,13 @@ func TestForgedNotifyDoesNotStopABuild(t *testing.T) {
 	src := filepath.Join(t.TempDir(), "x-1-1.src.rpm")
 	os.WriteFile(src, []byte("not really an SRPM"), 0o644)
 	job, task := f.submit(t, "bench", "retry", src)
-	if n, _, _, err := b.take(ctx, riverjob.BuildArgs{TaskID: task, JobID: job, Platform: "bench"}); err != nil || n != 1 {
-		t.Fatalf("take: %d %v", n, err)
+	taken, err := b.take(ctx, riverjob.BuildArgs{TaskID: task, JobID: job, Platform: "bench"})
+	if err != nil || taken.Attempt != 1 {
+		t.Fatalf("take: %d %v", taken.Attempt, err)
 	}
 	buildCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	b.running[task] = &attemptRun{task: task, attempt: 1, cancel: cancel}
+	b.running[task] = &attemptRun{task: task, attempt: 1, cancel: cancel, takenBy: taken.Session}
 
 	// The forged payload, sent by another builder's role as any session could.
 	other, otherPool := f.builderPool(t, 1)
@@ -221,8 +226,8 @@ func TestForgedNotifyDoesNotStopABuild(t *testing.T) {
 	if _, err := otherPool.Exec(ctx, "SELECT pg_notify('kiln_task', $1)", payload); err != nil {
 		t.Fatalf("NOTIFY as %s: %v", other, err)
 	}
-	b.onNotify(ctx, "kiln_task", payload)
-	b.onNotify(ctx, "kiln_task", fmt.Sprintf(`{"task": %d, "status": "lost"}`, task))
+	b.onNotify(ctx, "kiln_task", payload, 1)
+	b.onNotify(ctx, "kiln_task", fmt.Sprintf(`{"task": %d, "status": "lost"}`, task), 1)
 	if cause := context.Cause(buildCtx); cause != nil {
 		t.Fatalf("a forged NOTIFY stopped the build: %v", cause)
 	}
@@ -232,8 +237,106 @@ func TestForgedNotifyDoesNotStopABuild(t *testing.T) {
 
 	// A real cancel, told by the same payload, stops it.
 	f.exec(t, "SELECT kiln.cancel_job($1)", job)
-	b.onNotify(ctx, "kiln_task", payload)
+	b.onNotify(ctx, "kiln_task", payload, 1)
 	if !errors.Is(context.Cause(buildCtx), errFenced) {
 		t.Fatalf("a real cancel did not stop the build: %v", context.Cause(buildCtx))
+	}
+}
+
+// A take's own NOTIFY kiln_task comes from the backend that ran it (through
+// PgBouncer too), and the builder does not check the attempt for it: no
+// heartbeat runs. A second notification from that backend, or any from
+// another, is checked, and a real cancel still stops the build.
+func TestOwnTakeNotificationIsNotChecked(t *testing.T) {
+	t.Parallel()
+	for _, via := range []string{"direct", "pgbouncer"} {
+		t.Run(via, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			f := newFarm(t)
+			f.platform(t, "bench", "x86_64", "rpm", "noop", time.Hour, "")
+			role, pool := f.builderPool(t, 1)
+			if via == "pgbouncer" {
+				var err error
+				pool, err = dbconn.Open(ctx, dbconn.Config{URL: f.db.ViaAs(t, pgtest.EnvPgBouncerURL, role), AppName: "kiln-builder-test", MaxConns: 8, Pooled: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(pool.Close)
+			}
+			b, err := New(ctx, pool, testConfig(t, "bench"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := b.register(ctx); err != nil {
+				t.Fatal(err)
+			}
+			listener, err := f.db.Pool.Acquire(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer listener.Release()
+			if _, err := listener.Exec(ctx, "LISTEN kiln_task"); err != nil {
+				t.Fatal(err)
+			}
+			// next is the next notification of the task.
+			next := func(task int64) *pgconn.Notification {
+				t.Helper()
+				for {
+					wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+					n, err := listener.Conn().WaitForNotification(wctx)
+					cancel()
+					if err != nil {
+						t.Fatalf("waiting for a notification of task %d: %v", task, err)
+					}
+					var msg struct{ Task int64 }
+					if json.Unmarshal([]byte(n.Payload), &msg) == nil && msg.Task == task {
+						return n
+					}
+				}
+			}
+
+			src := filepath.Join(t.TempDir(), "x-1-1.src.rpm")
+			os.WriteFile(src, []byte("not really an SRPM"), 0o644)
+			job, task := f.submit(t, "bench", "retry", src)
+			next(task) // the task's insert, by the submitter
+			taken, err := b.take(ctx, riverjob.BuildArgs{TaskID: task, JobID: job, Platform: "bench"})
+			if err != nil || taken.Attempt != 1 {
+				t.Fatalf("take: %d %v", taken.Attempt, err)
+			}
+			own := next(task)
+			if own.PID != taken.Session {
+				t.Fatalf("the take's notification came from backend %d, the take reported %d", own.PID, taken.Session)
+			}
+			buildCtx, cancel := context.WithCancelCause(ctx)
+			defer cancel(nil)
+			b.running[task] = &attemptRun{task: task, attempt: 1, cancel: cancel, takenBy: taken.Session}
+
+			// heartbeat is the task's heartbeat_at as text (microseconds).
+			heartbeat := func() string {
+				var at string
+				if err := f.db.Pool.QueryRow(ctx, "SELECT heartbeat_at::text FROM kiln.task WHERE id = $1", task).Scan(&at); err != nil {
+					t.Fatal(err)
+				}
+				return at
+			}
+			before := heartbeat()
+			time.Sleep(10 * time.Millisecond)
+			b.onNotify(ctx, own.Channel, own.Payload, own.PID)
+			if after := heartbeat(); after != before {
+				t.Fatalf("the take's own notification was checked: heartbeat %s, then %s", before, after)
+			}
+			b.onNotify(ctx, own.Channel, own.Payload, own.PID)
+			if after := heartbeat(); after == before {
+				t.Fatal("a second notification from the take's backend was not checked")
+			}
+
+			f.exec(t, "SELECT kiln.cancel_job($1)", job)
+			cancelled := next(task)
+			b.onNotify(ctx, cancelled.Channel, cancelled.Payload, cancelled.PID)
+			if !errors.Is(context.Cause(buildCtx), errFenced) {
+				t.Fatalf("a real cancel did not stop the build: %v", context.Cause(buildCtx))
+			}
+		})
 	}
 }

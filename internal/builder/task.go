@@ -49,18 +49,18 @@ type buildInfo struct {
 }
 
 // take is protocol step 1 (task.TakeMany, with the takes of other slots
-// that wait at the same moment). It returns the attempt number, 0 when the
-// task is no longer pending, the job's policy and the platform's current
-// timeout; errDisabled when the builder has been disabled.
-func (b *Builder) take(ctx context.Context, a riverjob.BuildArgs) (attempt int, policy string, timeout time.Duration, err error) {
+// that wait at the same moment). Its attempt is 0 when the task is no
+// longer pending; the error is errDisabled when the builder has been
+// disabled.
+func (b *Builder) take(ctx context.Context, a riverjob.BuildArgs) (task.Taken, error) {
 	t, err := b.takes.do(ctx, task.Taking{Task: a.TaskID, Job: a.JobID, Platform: a.Platform})
 	if err == nil {
 		err = t.Err
 	}
 	if err != nil {
-		return 0, "", 0, err
+		return task.Taken{}, err
 	}
-	return t.Attempt, t.Policy, t.Timeout, nil
+	return t.Taken, nil
 }
 
 // batchMax is the most takes, or finishes, one statement carries.
@@ -107,7 +107,7 @@ func (b *Builder) buildTask(ctx context.Context, a riverjob.BuildArgs, quit <-ch
 		return river.JobSnooze(0)
 	default:
 	}
-	attempt, policy, timeout, err := b.take(ctx, a)
+	taken, err := b.take(ctx, a)
 	if errors.Is(err, task.ErrElsewhere) {
 		// A retry of this builder's infrastructure failure: another
 		// builder of the platform is online to take it.
@@ -118,13 +118,13 @@ func (b *Builder) buildTask(ctx context.Context, a riverjob.BuildArgs, quit <-ch
 		b.setEnabled(false)
 		return river.JobSnooze(0)
 	}
-	if err != nil || attempt == 0 {
+	if err != nil || taken.Attempt == 0 {
 		return err
 	}
 	b.mu.Lock()
-	plat.Timeout = timeout // for River's Timeout of the next River jobs too
+	plat.Timeout = taken.Timeout // for River's Timeout of the next River jobs too
 	b.mu.Unlock()
-	return b.runAttempt(ctx, a, plat, attempt, policy, timeout)
+	return b.runAttempt(ctx, a, plat, taken)
 }
 
 // elsewhereSnooze is how long a River job this builder leaves to another

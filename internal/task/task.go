@@ -60,6 +60,11 @@ type Taken struct {
 	Policy string
 	// Timeout is the platform's current timeout.
 	Timeout time.Duration
+	// Session is the process id of the database backend that ran the take
+	// (through PgBouncer, the server's). NOTIFY kiln_task for the take
+	// comes from it, so a builder can tell its own take's notification
+	// from a change someone else made.
+	Session uint32
 }
 
 // Create makes the pending task of job on platform (the splitter; its
@@ -126,7 +131,7 @@ func TakeMany(ctx context.Context, db DB, builder string, reqs []Taking) ([]Take
 	for i, r := range reqs {
 		tasks[i], jobs[i], platforms[i] = r.Task, r.Job, r.Platform
 	}
-	rows, err := db.Query(ctx, `SELECT outcome, attempt, policy, timeout_seconds FROM kiln.task_take_many($1, $2, $3, $4)`,
+	rows, err := db.Query(ctx, `SELECT outcome, attempt, policy, timeout_seconds, pg_backend_pid() FROM kiln.task_take_many($1, $2, $3, $4)`,
 		builder, tasks, jobs, platforms)
 	if err != nil {
 		return nil, fmt.Errorf("taking %s: %w", taskList(tasks), err)
@@ -137,12 +142,13 @@ func TakeMany(ctx context.Context, db DB, builder string, reqs []Taking) ([]Take
 		attempt *int32
 		policy  *string
 		seconds *float64
+		session uint32
 	)
-	_, err = pgx.ForEachRow(rows, []any{&outcome, &attempt, &policy, &seconds}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&outcome, &attempt, &policy, &seconds, &session}, func() error {
 		var o TakeOutcome
 		switch outcome {
 		case "taken":
-			o.Taken = Taken{Attempt: int(*attempt), Policy: *policy, Timeout: time.Duration(*seconds * float64(time.Second))}
+			o.Taken = Taken{Attempt: int(*attempt), Policy: *policy, Timeout: time.Duration(*seconds * float64(time.Second)), Session: session}
 		case "disabled":
 			o.Err = ErrDisabled
 		case "elsewhere":
