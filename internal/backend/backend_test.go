@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-build/kiln/internal/beneath"
 	"github.com/kiln-build/kiln/internal/sandbox"
 	"github.com/kiln-build/kiln/internal/testsupport/proctest"
 	"github.com/kiln-build/kiln/internal/testsupport/testpkg"
@@ -611,7 +612,12 @@ func TestSbuildCommandRepositories(t *testing.T) {
 			t.Errorf("repository %+v accepted", bad)
 		}
 	}
-	if _, err := repositoryKeys(Request{Repositories: []Repository{{URL: ok.URL, Key: "not a key"}}}, t.TempDir()); err == nil {
+	dir, err := beneath.OpenRoot(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dir.Close()
+	if _, err := repositoryKeys(Request{Repositories: []Repository{{URL: ok.URL, Key: "not a key"}}}, dir); err == nil {
 		t.Error("a key that is not an armored public key was written")
 	}
 }

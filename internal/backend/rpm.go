@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/kiln-build/kiln/internal/beneath"
 	"github.com/kiln-build/kiln/internal/sandbox"
 )
 
@@ -144,18 +145,20 @@ func (m mock) commands(req Request, config string) ([][]string, error) {
 // config writes the build's own mock configuration into req.Dir, with the
 // buckets' repositories and their keys, and returns its path ("" when req
 // has no repositories).
-func (m mock) config(req Request) (string, error) {
+func (m mock) config(req Request, pkg *beneath.Root) (string, error) {
 	if len(req.Repositories) == 0 {
 		return "", nil
 	}
-	keyDir := filepath.Join(req.Dir, "kiln-keys")
+	keyDir := filepath.Join(pkg.Path(), "kiln-keys")
 	if !mockSafePath.MatchString(keyDir) {
 		return "", fmt.Errorf("mock: the build directory %q cannot be written into a mock configuration", req.Dir)
 	}
-	if err := os.Mkdir(keyDir, 0o755); err != nil {
+	keyRoot, err := pkg.Mkdir("kiln-keys", 0o755)
+	if err != nil {
 		return "", fmt.Errorf("mock: a directory for the repositories' keys: %w", err)
 	}
-	keys, err := repositoryKeys(req, keyDir)
+	defer keyRoot.Close()
+	keys, err := repositoryKeys(req, keyRoot)
 	if err != nil {
 		return "", err
 	}
@@ -195,17 +198,8 @@ func (m mock) config(req Request) (string, error) {
 	// set both).
 	b.WriteString("\"\"\"\nfor _key in ('dnf.conf', 'dnf5.conf'):\n" +
 		"    if _key in config_opts:\n        config_opts[_key] += kiln_repos\n")
-	path := filepath.Join(req.Dir, "kiln-mock.cfg")
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	path, err := writeNew(pkg, mockConfig, b.String(), 0o600)
 	if err != nil {
-		return "", fmt.Errorf("mock: writing the build's configuration: %w", err)
-	}
-	_, err = f.WriteString(b.String())
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
 		return "", fmt.Errorf("mock: writing the build's configuration: %w", err)
 	}
 	return path, nil
@@ -229,14 +223,25 @@ func hasRPM(entries []os.DirEntry) bool {
 	return false
 }
 
+// mockConfig is the name of the build's own mock configuration, in the
+// package's directory.
+const mockConfig = "kiln-mock.cfg"
+
 func (m mock) Build(ctx context.Context, r sandbox.Runner, req Request) ([]Output, error) {
-	config, err := m.config(req)
+	// What the builder writes and removes for mock goes through
+	// descriptors of the package's directory (internal/beneath).
+	pkg, err := beneath.OpenPath(req.Dir)
+	if err != nil {
+		return nil, &StageError{Stage: StageEnvironment, Err: fmt.Errorf("opening the package's directory: %w", err)}
+	}
+	defer pkg.Close()
+	config, err := m.config(req, pkg)
 	if err != nil {
 		return nil, &StageError{Stage: StageEnvironment, Err: err}
 	}
 	if config != "" {
 		// It holds the private buckets' tokens: gone when mock is.
-		defer os.Remove(config)
+		defer pkg.Remove(mockConfig)
 	}
 	cmds, err := m.commands(req, config)
 	if err != nil {

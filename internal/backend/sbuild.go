@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/kiln-build/kiln/internal/beneath"
 	"github.com/kiln-build/kiln/internal/sandbox"
 )
 
@@ -148,27 +149,37 @@ var repositoryFingerprint = regexp.MustCompile(`^[0-9A-F]{40,64}$`)
 
 // repositoryKeys writes the public key of each of req's repositories into
 // dir (fresh files, for sbuild to read) and returns their paths.
-func repositoryKeys(req Request, dir string) ([]string, error) {
+func repositoryKeys(req Request, dir *beneath.Root) ([]string, error) {
 	var paths []string
 	for i, r := range req.Repositories {
 		if !strings.HasPrefix(r.Key, "-----BEGIN PGP PUBLIC KEY BLOCK-----") {
 			return nil, fmt.Errorf("repository %s: the key is not an armored OpenPGP public key", r.URL)
 		}
-		path := filepath.Join(dir, fmt.Sprintf("kiln-repository-%d.asc", i+1))
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-		if err != nil {
-			return nil, fmt.Errorf("writing the key of repository %s: %w", r.URL, err)
-		}
-		_, err = f.WriteString(r.Key)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
+		path, err := writeNew(dir, fmt.Sprintf("kiln-repository-%d.asc", i+1), r.Key, 0o644)
 		if err != nil {
 			return nil, fmt.Errorf("writing the key of repository %s: %w", r.URL, err)
 		}
 		paths = append(paths, path)
 	}
 	return paths, nil
+}
+
+// writeNew writes content to the new file name in dir (anything of that
+// name already there is refused, not followed) and returns its path.
+func writeNew(dir *beneath.Root, name, content string, perm os.FileMode) (string, error) {
+	f, err := dir.Create(name, perm)
+	if err != nil {
+		return "", err
+	}
+	_, err = f.WriteString(content)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		dir.Remove(name)
+		return "", err
+	}
+	return f.Name(), nil
 }
 
 // command is the sbuild command line that builds req into the directory
@@ -210,18 +221,27 @@ func (s sbuild) command(req Request, result string, keys ...string) ([]string, e
 }
 
 func (s sbuild) Build(ctx context.Context, r sandbox.Runner, req Request) ([]Output, error) {
-	result := filepath.Join(req.Dir, "result")
-	if err := os.MkdirAll(result, 0o755); err != nil {
+	// Everything the builder writes for sbuild goes through descriptors
+	// of the package's directory (internal/beneath).
+	pkg, err := beneath.OpenPath(req.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("opening the package's directory: %w", err)
+	}
+	defer pkg.Close()
+	res, err := pkg.Mkdir("result", 0o755)
+	if err != nil {
 		return nil, fmt.Errorf("making sbuild's build directory: %w", err)
 	}
+	defer res.Close()
+	result := res.Path()
 	// sbuild runs as the owner of the package's directory (the build user
 	// when the builder runs as root) and writes its results here.
-	if err := chownLike(result, req.Dir); err != nil {
+	if err := chownLike(res, pkg); err != nil {
 		return nil, fmt.Errorf("making sbuild's build directory: %w", err)
 	}
 	// The keys go next to the sources, in the package's fresh directory
 	// (no build has run in it yet).
-	keys, err := repositoryKeys(req, req.Dir)
+	keys, err := repositoryKeys(req, pkg)
 	if err != nil {
 		return nil, &StageError{Stage: StageEnvironment, Err: err}
 	}
@@ -229,7 +249,7 @@ func (s sbuild) Build(ctx context.Context, r sandbox.Runner, req Request) ([]Out
 	if err != nil {
 		return nil, err
 	}
-	env, err := s.unshareConfig(req.Dir)
+	env, err := s.unshareConfig(pkg)
 	if err != nil {
 		return nil, &StageError{Stage: StageEnvironment, Err: err}
 	}
@@ -269,23 +289,15 @@ func (s sbuild) Build(ctx context.Context, r sandbox.Runner, req Request) ([]Out
 // tree counts in the work directory's disk use and limit, and returns the
 // environment that makes sbuild read it (SBUILD_CONFIG is read after
 // /etc/sbuild/sbuild.conf).
-func (s sbuild) unshareConfig(dir string) ([]string, error) {
+func (s sbuild) unshareConfig(dir *beneath.Root) ([]string, error) {
 	if s.mode != "unshare" {
 		return nil, nil
 	}
-	if !filepath.IsAbs(dir) || strings.ContainsAny(dir, "'\\\n") {
-		return nil, fmt.Errorf("sbuild: the build directory %q cannot be written into sbuild's configuration", dir)
+	if !filepath.IsAbs(dir.Path()) || strings.ContainsAny(dir.Path(), "'\\\n") {
+		return nil, fmt.Errorf("sbuild: the build directory %q cannot be written into sbuild's configuration", dir.Path())
 	}
-	path := filepath.Join(dir, "kiln-sbuild.conf")
-	conf := "$unshare_tmpdir_template = '" + filepath.Join(dir, "chroot.XXXXXXXXXX") + "';\n1;\n"
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("writing sbuild's configuration: %w", err)
-	}
-	_, err = f.WriteString(conf)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	conf := "$unshare_tmpdir_template = '" + filepath.Join(dir.Path(), "chroot.XXXXXXXXXX") + "';\n1;\n"
+	path, err := writeNew(dir, "kiln-sbuild.conf", conf, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("writing sbuild's configuration: %w", err)
 	}
@@ -293,12 +305,12 @@ func (s sbuild) unshareConfig(dir string) ([]string, error) {
 }
 
 // chownLike gives dir the owner and group of like, when they differ.
-func chownLike(dir, like string) error {
-	want, err := os.Lstat(like)
+func chownLike(dir, like *beneath.Root) error {
+	want, err := like.Stat()
 	if err != nil {
 		return err
 	}
-	have, err := os.Lstat(dir)
+	have, err := dir.Stat()
 	if err != nil {
 		return err
 	}
@@ -306,7 +318,7 @@ func chownLike(dir, like string) error {
 	if w.Uid == h.Uid && w.Gid == h.Gid {
 		return nil
 	}
-	return os.Lchown(dir, int(w.Uid), int(w.Gid))
+	return dir.Chown(int(w.Uid), int(w.Gid))
 }
 
 // sbuildStages maps sbuild's Fail-Stage values to kiln's stages; the ones

@@ -169,6 +169,23 @@ func (r *Root) Chown(uid, gid int) error {
 	return nil
 }
 
+// Stat describes the root directory itself, through its descriptor.
+func (r *Root) Stat() (fs.FileInfo, error) {
+	return r.f.Stat()
+}
+
+// Remove removes the file name (a single component, never a directory) from
+// the root; a symbolic link of that name is removed, not followed.
+func (r *Root) Remove(name string) error {
+	if strings.Contains(name, "/") {
+		return fmt.Errorf("remove %s: a single name is expected", name)
+	}
+	if err := unix.Unlinkat(int(r.f.Fd()), name, 0); err != nil {
+		return &fs.PathError{Op: "remove", Path: filepath.Join(r.path, name), Err: err}
+	}
+	return nil
+}
+
 // CopyFile copies the regular file name below the root into the new file
 // dst (a single name) of the directory to, and returns its size.
 func (r *Root) CopyFile(name string, to *Root, dst string, perm os.FileMode) (int64, error) {

@@ -33,6 +33,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/kiln-build/kiln/internal/beneath"
 	"github.com/kiln-build/kiln/internal/blob"
 	"github.com/kiln-build/kiln/internal/sandbox"
 )
@@ -111,18 +112,37 @@ type Made struct {
 	Packages map[string]string
 }
 
-// Create makes the environment spec describes as dir/environment.tar.zst,
-// running mmdebstrap with r (as the build user, who must be able to write
-// dir) and its output to log.
-func Create(ctx context.Context, r sandbox.Runner, spec Spec, dir string, log io.Writer) (Made, error) {
+// tarball is the name mmdebstrap writes the environment to, in the build
+// user's directory, and Create copies it to, in the builder's.
+const tarball = "environment.tar.zst"
+
+// Create makes the environment spec describes, running mmdebstrap with r
+// (as the build user, who must be able to write dir) and its output to log,
+// and copies the tarball into the builder's own directory into. The copy is
+// read beneath dir (internal/beneath): whatever the build user left there,
+// a symbolic link or a FIFO, is refused, never followed; everything after
+// (hashing, listing the packages, storing) reads the builder's copy.
+func Create(ctx context.Context, r sandbox.Runner, spec Spec, dir, into string, log io.Writer) (Made, error) {
 	if err := spec.Check(); err != nil {
 		return Made{}, err
 	}
-	out := filepath.Join(dir, "environment.tar.zst")
-	if err := r.Run(ctx, sandbox.Command{Dir: dir, Args: spec.Command(out), Output: log}); err != nil {
+	if err := r.Run(ctx, sandbox.Command{Dir: dir, Args: spec.Command(filepath.Join(dir, tarball)), Output: log}); err != nil {
 		return Made{}, fmt.Errorf("making the %s/%s environment with mmdebstrap: %w", spec.Dist, spec.Arch, err)
 	}
-	return Inspect(ctx, out, spec)
+	made, err := beneath.OpenRoot(dir)
+	if err != nil {
+		return Made{}, fmt.Errorf("reading the environment: %w", err)
+	}
+	defer made.Close()
+	own, err := beneath.OpenRoot(into)
+	if err != nil {
+		return Made{}, fmt.Errorf("reading the environment: %w", err)
+	}
+	defer own.Close()
+	if _, err := made.CopyFile(tarball, own, tarball, 0o644); err != nil {
+		return Made{}, fmt.Errorf("reading the environment mmdebstrap made: %w", err)
+	}
+	return Inspect(ctx, filepath.Join(into, tarball), spec)
 }
 
 // Inspect reads the tarball at path: its SHA-256, size and installed

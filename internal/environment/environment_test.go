@@ -6,9 +6,11 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -494,5 +496,63 @@ func TestAdminEnvironmentCreate(t *testing.T) {
 	alice := db.URLAs(farmtest.Person(t, db, "alice", "kiln_submitter"))
 	if _, err := kiln(t, alice, "admin", "environment", "create", "bookworm-amd64"); err == nil {
 		t.Fatal("a submitter queued an environment job")
+	}
+}
+
+// planting stands in for mmdebstrap run as the build user: instead of a
+// tarball it leaves plant in its directory.
+type planting func(dir string) error
+
+func (p planting) Run(_ context.Context, c sandbox.Command) error { return p(c.Dir) }
+
+// As the build user, whose directory mmdebstrap writes: an environment
+// that is a symbolic link to a file only the builder may read, or a FIFO,
+// is refused rather than followed or waited on, and nothing of the file
+// reaches the builder's copy (which is what is hashed and stored).
+func TestCreateRefusesWhatTheBuildUserPlanted(t *testing.T) {
+	t.Parallel()
+	spec := environment.Spec{Dist: "bookworm", Arch: "amd64", Mirror: "http://deb.debian.org/debian"}
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("THE BUILDER'S SECRET"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name  string
+		plant planting
+		want  string
+	}{
+		{"symlink", func(dir string) error { return os.Symlink(secret, filepath.Join(dir, "environment.tar.zst")) }, "symbolic link"},
+		{"fifo", func(dir string) error { return syscall.Mkfifo(filepath.Join(dir, "environment.tar.zst"), 0o644) }, "not a regular file"},
+		{"symlinked directory", func(dir string) error {
+			if err := os.Symlink(filepath.Dir(secret), filepath.Join(dir, "sub")); err != nil {
+				return err
+			}
+			return os.Symlink("sub/secret", filepath.Join(dir, "environment.tar.zst"))
+		}, "symbolic link"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir, into := t.TempDir(), t.TempDir()
+			done := make(chan error, 1)
+			go func() {
+				_, err := environment.Create(t.Context(), c.plant, spec, dir, into, io.Discard)
+				done <- err
+			}()
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(30 * time.Second):
+				t.Fatal("Create blocked on what the build user left")
+			}
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("Create: %v, want an error saying %q", err, c.want)
+			}
+			left, _ := os.ReadDir(into)
+			for _, e := range left {
+				b, _ := os.ReadFile(filepath.Join(into, e.Name()))
+				if bytes.Contains(b, []byte("SECRET")) {
+					t.Fatalf("the builder's copy %s holds the secret", e.Name())
+				}
+			}
+		})
 	}
 }

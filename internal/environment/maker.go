@@ -25,8 +25,8 @@ type Maker struct {
 	Runner sandbox.Runner
 	// User is the build user (nil when the builder is not root).
 	User *sandbox.User
-	// WorkDir is where the tarball is made (a directory below it, removed
-	// afterwards).
+	// WorkDir is where the tarball is made and copied to (two directories
+	// below it, removed afterwards).
 	WorkDir string
 	// Log receives mmdebstrap's output.
 	Log io.Writer
@@ -59,11 +59,18 @@ func (m *Maker) MakeEnvironment(ctx context.Context, platform string) error {
 	if err := m.User.Chown(dir); err != nil {
 		return fmt.Errorf("making platform %s's environment: %w", platform, err)
 	}
+	// The builder's own directory, which the build user cannot write: the
+	// tarball is copied there before it is read.
+	into, err := os.MkdirTemp(m.WorkDir, "environment-made-")
+	if err != nil {
+		return fmt.Errorf("making platform %s's environment: %w", platform, err)
+	}
+	defer os.RemoveAll(into)
 	log := m.Log
 	if log == nil {
 		log = io.Discard
 	}
-	made, err := Create(ctx, m.Runner, spec, dir, log)
+	made, err := Create(ctx, m.Runner, spec, dir, into, log)
 	if err != nil {
 		return err
 	}

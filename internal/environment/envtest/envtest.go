@@ -96,9 +96,17 @@ func Shared(t testing.TB) (string, environment.Spec) {
 	if err := u.Chown(work); err != nil {
 		t.Fatal(err)
 	}
+	into := work + ".out"
+	if err := os.RemoveAll(into); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(into, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(into)
 	var log strings.Builder
 	start := time.Now()
-	made, err := environment.Create(context.Background(), r, spec, work, &log)
+	made, err := environment.Create(context.Background(), r, spec, work, into, &log)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, log.String())
 	}
