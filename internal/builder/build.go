@@ -343,10 +343,12 @@ func (b *Builder) inEnvironment(ctx context.Context, plat *loadedPlatform, info 
 	if err != nil {
 		return nil, nil, err
 	}
-	path, release, err := b.cfg.Environments.Use(ctx, b.db, env.Sum)
+	fetchStart := time.Now()
+	cached, err := b.cfg.Environments.Use(ctx, b.db, env.Sum)
 	if err != nil {
 		return nil, nil, err
 	}
+	path, release := cached.Path, cached.Release
 	settings := make(map[string]any, len(plat.BackendSettings)+2)
 	for k, v := range plat.BackendSettings {
 		settings[k] = v
@@ -358,8 +360,12 @@ func (b *Builder) inEnvironment(ctx context.Context, plat *loadedPlatform, info 
 		return nil, nil, err
 	}
 	info.Environment = &environmentRef{ID: env.ID, SHA256: env.Sum.String()}
-	fmt.Fprintf(live, "kiln: environment %d of platform %s (sha256 %s, made %s by %s)\n",
-		env.ID, plat.Name, env.Sum, env.Created.UTC().Format(time.RFC3339), env.Builder)
+	from := "from this builder's cache"
+	if cached.Fetched {
+		from = fmt.Sprintf("fetched from the database into this builder's cache in %s", time.Since(fetchStart).Round(time.Millisecond))
+	}
+	fmt.Fprintf(live, "kiln: environment %d of platform %s (sha256 %s, %d bytes, made %s by %s), %s\n",
+		env.ID, plat.Name, env.Sum, env.Size, env.Created.UTC().Format(time.RFC3339), env.Builder, from)
 	taskPlat := *plat
 	taskPlat.backend = be
 	return &taskPlat, release, nil

@@ -2,6 +2,7 @@ package builder
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -83,6 +84,25 @@ func TestSbuildEnvironmentChainInOneTask(t *testing.T) {
 	info = f.buildInfo(t, alone, 1)
 	if !info.Unsatisfiable || info.Stage != backend.StageBuildDeps || info.Passes != 1 || !info.Packages[0].Unsatisfiable {
 		t.Fatalf("kiln-user alone: build info %+v", info)
+	}
+
+	// The builder had never seen the environment: one task's log says it
+	// was fetched, the other's that it came from the cache.
+	var fetched, cached int
+	for _, task := range []int64{chain, alone} {
+		log := f.logOf(t, task, 1)
+		named := fmt.Sprintf("kiln: environment %d of platform bookworm-amd64 (sha256 %s, %d bytes, ", env.ID, env.Sum, env.Size)
+		switch {
+		case strings.Contains(log, named) && strings.Contains(log, "fetched from the database into this builder's cache in "):
+			fetched++
+		case strings.Contains(log, named) && strings.Contains(log, "), from this builder's cache\n"):
+			cached++
+		default:
+			t.Fatalf("task %d's log does not say where its environment came from:\n%s", task, log)
+		}
+	}
+	if fetched != 1 || cached != 1 {
+		t.Fatalf("%d logs say fetched, %d cached; want one each", fetched, cached)
 	}
 }
 

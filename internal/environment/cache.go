@@ -35,31 +35,43 @@ func (c *Cache) Path(sum blob.Sum) string {
 	return filepath.Join(c.Dir, sum.String()+".tar.zst")
 }
 
-// Use returns the path of the tarball of sum, fetching it from db when it
-// is not cached, and keeps it from eviction until release is called. The
-// file is readable by everyone (builds run as the build user).
-func (c *Cache) Use(ctx context.Context, db blob.DB, sum blob.Sum) (path string, release func(), err error) {
+// Entry is a tarball in use from the cache.
+type Entry struct {
+	// Path is where the tarball lies.
+	Path string
+	// Fetched says this use fetched it from the database (it was not
+	// cached).
+	Fetched bool
+	// Release lets the cache evict it again.
+	Release func()
+}
+
+// Use returns the tarball of sum, fetching it from db when it is not
+// cached, and keeps it from eviction until its Release is called. The file
+// is readable by everyone (builds run as the build user).
+func (c *Cache) Use(ctx context.Context, db blob.DB, sum blob.Sum) (Entry, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	path = c.Path(sum)
-	if _, err := os.Stat(path); err != nil {
+	e := Entry{Path: c.Path(sum)}
+	if _, err := os.Stat(e.Path); err != nil {
 		if !os.IsNotExist(err) {
-			return "", nil, fmt.Errorf("environment cache: %w", err)
+			return Entry{}, fmt.Errorf("environment cache: %w", err)
 		}
-		if err := c.fetch(ctx, db, sum, path); err != nil {
-			return "", nil, err
+		if err := c.fetch(ctx, db, sum, e.Path); err != nil {
+			return Entry{}, err
 		}
+		e.Fetched = true
 	}
 	now := time.Now()
-	if err := os.Chtimes(path, now, now); err != nil {
-		return "", nil, fmt.Errorf("environment cache: marking %s used: %w", path, err)
+	if err := os.Chtimes(e.Path, now, now); err != nil {
+		return Entry{}, fmt.Errorf("environment cache: marking %s used: %w", e.Path, err)
 	}
 	if c.inUse == nil {
 		c.inUse = map[blob.Sum]int{}
 	}
 	c.inUse[sum]++
 	var once sync.Once
-	return path, func() {
+	e.Release = func() {
 		once.Do(func() {
 			c.mu.Lock()
 			defer c.mu.Unlock()
@@ -67,7 +79,8 @@ func (c *Cache) Use(ctx context.Context, db blob.DB, sum blob.Sum) (path string,
 				delete(c.inUse, sum)
 			}
 		})
-	}, nil
+	}
+	return e, nil
 }
 
 // fetch writes the blob sum to path through a temporary file, so that a

@@ -191,10 +191,11 @@ func TestCacheEvicts(t *testing.T) {
 	c := &environment.Cache{Dir: filepath.Join(t.TempDir(), "cache"), Keep: 2}
 	var releases []func()
 	for i, e := range envs {
-		p, release, err := c.Use(ctx, b1, e.Sum)
+		got, err := c.Use(ctx, b1, e.Sum)
 		if err != nil {
 			t.Fatal(err)
 		}
+		p, release := got.Path, got.Release
 		if b, _ := os.ReadFile(p); string(b) != []string{"one", "two", "three"}[i] {
 			t.Fatalf("cached %s holds %q", p, b)
 		}
@@ -229,7 +230,7 @@ func TestCacheEvicts(t *testing.T) {
 	// A corrupt cached copy is never produced: a fetch of a blob that does
 	// not exist leaves nothing.
 	var missing blob.Sum
-	if _, _, err := c.Use(ctx, b1, missing); err == nil {
+	if _, err := c.Use(ctx, b1, missing); err == nil {
 		t.Fatal("fetching a missing blob succeeded")
 	}
 	if _, err := os.Stat(c.Path(missing)); !os.IsNotExist(err) {
@@ -275,9 +276,21 @@ func TestLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	chroot, release, err := cache.Use(ctx, user, cur.Sum)
+	first, err := cache.Use(ctx, user, cur.Sum)
 	if err != nil {
 		t.Fatal(err)
+	}
+	chroot, release := first.Path, first.Release
+	if !first.Fetched {
+		t.Fatal("the first use on a builder without it did not say it fetched it")
+	}
+	again, err := cache.Use(ctx, user, cur.Sum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again.Release()
+	if again.Fetched || again.Path != chroot {
+		t.Fatalf("the second use %+v: want %s, not fetched", again, chroot)
 	}
 	t.Logf("first use on a builder without it: fetched %d bytes in %s", cur.Size, time.Since(start).Round(time.Millisecond))
 	r, u := envtest.Runner(t)
@@ -380,11 +393,11 @@ func TestLifecycle(t *testing.T) {
 	// The next build fetches the new one; the old one, released, is
 	// evicted (Keep 1).
 	release()
-	_, release2, err := cache.Use(ctx, user, newer.Sum)
+	next, err := cache.Use(ctx, user, newer.Sum)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer release2()
+	defer next.Release()
 	removed, err := cache.Evict()
 	if err != nil || len(removed) != 1 || removed[0] != old.Sum {
 		t.Fatalf("evicted %v (%v), want the old environment", removed, err)
