@@ -23,6 +23,7 @@ import (
 	"github.com/kiln-build/kiln/internal/dbconn"
 	"github.com/kiln-build/kiln/internal/split"
 	"github.com/kiln-build/kiln/internal/submit"
+	"github.com/kiln-build/kiln/internal/testsupport/benchstat"
 	"github.com/kiln-build/kiln/internal/testsupport/testpkg"
 	"github.com/kiln-build/kiln/riverjob"
 	"github.com/kiln-build/kiln/schema"
@@ -153,13 +154,9 @@ func benchCount(b *testing.B, env string, def int) int {
 }
 
 // reportPercentiles reports the given percentiles of lat in milliseconds
-// (as p50-ms, p99-ms, ...).
-func reportPercentiles(b *testing.B, lat []time.Duration, ps ...int) {
-	slices.Sort(lat)
-	for _, p := range ps {
-		i := min(len(lat)*p/100, len(lat)-1)
-		b.ReportMetric(float64(lat[i].Microseconds())/1000, fmt.Sprintf("p%d-ms", p))
-	}
+// (as p50-ms, p99-ms, ...; benchstat.Report) and how many there were.
+func reportPercentiles(b *testing.B, lat []time.Duration, ps ...float64) {
+	benchstat.Report(b, "", lat, ps...)
 	b.ReportMetric(float64(len(lat)), "samples")
 }
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kiln-build/kiln/internal/repo"
+	"github.com/kiln-build/kiln/internal/testsupport/benchstat"
 	"github.com/kiln-build/kiln/internal/testsupport/farmtest"
 )
 
@@ -63,9 +64,8 @@ func BenchmarkRegenerate(b *testing.B) {
 					took = append(took, time.Since(began))
 				}
 			}
-			slices.Sort(took)
-			b.ReportMetric(float64(took[len(took)/2].Microseconds())/1000, "p50-ms")
-			b.ReportMetric(float64(took[len(took)-1].Microseconds())/1000, "max-ms")
+			benchstat.Report(b, "", took, 50)
+			b.ReportMetric(benchstat.Ms(slices.Max(took)), "max-ms")
 		})
 	}
 }
@@ -119,9 +119,7 @@ func BenchmarkVisibleToApt(b *testing.B) {
 	if out, err := a.run("install", "--download-only", last); err != nil {
 		b.Fatalf("apt-get does not see %s: %v\n%s", last, err, out)
 	}
-	slices.Sort(lat)
-	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+	benchstat.Report(b, "", lat, 50, 99)
 }
 
 // BenchmarkServe: a 50 MB package downloaded from kiln-web's /repos

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/kiln-build/kiln/internal/cli"
 	"github.com/kiln-build/kiln/internal/report"
+	"github.com/kiln-build/kiln/internal/testsupport/benchstat"
 	"github.com/kiln-build/kiln/internal/testsupport/farmtest"
 	"github.com/kiln-build/kiln/internal/testsupport/pgtest"
 	"github.com/kiln-build/kiln/internal/web"
@@ -216,8 +216,5 @@ func timed(b *testing.B, f func()) {
 		f()
 		lat = append(lat, time.Since(start))
 	}
-	slices.Sort(lat)
-	for _, p := range []int{50, 95} {
-		b.ReportMetric(float64(lat[min(len(lat)*p/100, len(lat)-1)].Microseconds())/1000, fmt.Sprintf("p%d-ms", p))
-	}
+	benchstat.Report(b, "", lat, 50, 95)
 }

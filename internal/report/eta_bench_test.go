@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/kiln-build/kiln/internal/task"
+	"github.com/kiln-build/kiln/internal/testsupport/benchstat"
 	"github.com/kiln-build/kiln/internal/testsupport/farmtest"
 	"github.com/kiln-build/kiln/internal/testsupport/pgtest"
 	"github.com/kiln-build/kiln/riverjob"
@@ -321,21 +322,21 @@ func BenchmarkETAHonesty(b *testing.B) {
 		b.Fatalf("estimates for %d starts and %d ends of %d tasks, want nearly all", len(startAbs), len(endAbs), len(tasks))
 	}
 	b.ReportMetric(float64(len(tasks)), "tasks")
-	b.ReportMetric(pct(startAbs, 50), "start-p50-min")
-	b.ReportMetric(pct(startAbs, 90), "start-p90-min")
-	b.ReportMetric(pct(startRel, 50), "start-p50-rel")
-	b.ReportMetric(pct(startRel, 90), "start-p90-rel")
+	b.ReportMetric(benchstat.Percentile(startAbs, 50), "start-p50-min")
+	b.ReportMetric(benchstat.Percentile(startAbs, 90), "start-p90-min")
+	b.ReportMetric(benchstat.Percentile(startRel, 50), "start-p50-rel")
+	b.ReportMetric(benchstat.Percentile(startRel, 90), "start-p90-rel")
 	if len(waitAbs) > 0 {
 		b.ReportMetric(float64(len(waitAbs)), "waited")
-		b.ReportMetric(pct(waitAbs, 50), "waited-start-p50-min")
-		b.ReportMetric(pct(waitAbs, 90), "waited-start-p90-min")
-		b.ReportMetric(pct(waitRel, 50), "waited-start-p50-rel")
-		b.ReportMetric(pct(waitRel, 90), "waited-start-p90-rel")
+		b.ReportMetric(benchstat.Percentile(waitAbs, 50), "waited-start-p50-min")
+		b.ReportMetric(benchstat.Percentile(waitAbs, 90), "waited-start-p90-min")
+		b.ReportMetric(benchstat.Percentile(waitRel, 50), "waited-start-p50-rel")
+		b.ReportMetric(benchstat.Percentile(waitRel, 90), "waited-start-p90-rel")
 	}
-	b.ReportMetric(pct(endAbs, 50), "end-p50-min")
-	b.ReportMetric(pct(endAbs, 90), "end-p90-min")
-	b.ReportMetric(pct(endRel, 50), "end-p50-rel")
-	b.ReportMetric(pct(endRel, 90), "end-p90-rel")
+	b.ReportMetric(benchstat.Percentile(endAbs, 50), "end-p50-min")
+	b.ReportMetric(benchstat.Percentile(endAbs, 90), "end-p90-min")
+	b.ReportMetric(benchstat.Percentile(endRel, 50), "end-p50-rel")
+	b.ReportMetric(benchstat.Percentile(endRel, 90), "end-p90-rel")
 	b.ReportMetric(0, "ns/op")
 }
 
@@ -344,12 +345,4 @@ func absDur(d time.Duration) time.Duration {
 		return -d
 	}
 	return d
-}
-
-// pct is the p-th percentile of xs (nearest rank).
-func pct(xs []float64, p float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	i := int(float64(len(s))*p/100+0.5) - 1
-	return s[max(0, min(i, len(s)-1))]
 }

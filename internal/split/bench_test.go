@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kiln-build/kiln/internal/submit"
+	"github.com/kiln-build/kiln/internal/testsupport/benchstat"
 	"github.com/kiln-build/kiln/internal/testsupport/testpkg"
 )
 
@@ -72,8 +73,6 @@ func BenchmarkSubmitToQueued(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	slices.Sort(all)
-	b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
-	b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
-	b.ReportMetric(float64(all[len(all)-1].Microseconds())/1000, "max-ms")
+	benchstat.Report(b, "", all, 50, 99)
+	b.ReportMetric(benchstat.Ms(slices.Max(all)), "max-ms")
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kiln-build/kiln/internal/testsupport/benchstat"
 	"github.com/kiln-build/kiln/internal/testsupport/farmtest"
 	"github.com/kiln-build/kiln/internal/testsupport/pgtest"
 	"github.com/kiln-build/kiln/riverjob"
@@ -111,13 +112,13 @@ func BenchmarkDispatchQueued(b *testing.B) {
 		for i := range rounds {
 			if i%every == 0 {
 				task, took := enqueue()
-				enq = append(enq, ms(took))
+				enq = append(enq, benchstat.Ms(took))
 				waiting[task] = 0
 			}
 			freed := time.Now()
 			rec.release <- struct{}{}
 			id, at := next()
-			handoff = append(handoff, ms(at.Sub(freed)))
+			handoff = append(handoff, benchstat.Ms(at.Sub(freed)))
 			for t := range waiting {
 				waiting[t]++
 			}
@@ -200,27 +201,17 @@ func BenchmarkDispatchQueued(b *testing.B) {
 		b.Fatalf("kiln.task_eta has %d rows, want at least %d", estimated, queued)
 	}
 
-	e0, e1 := pct(emptyEnq, 50), pct(fullEnq, 50)
-	h0, h1 := pct(emptyHandoff, 50), pct(fullHandoff, 50)
+	e0, e1 := benchstat.Percentile(emptyEnq, 50), benchstat.Percentile(fullEnq, 50)
+	h0, h1 := benchstat.Percentile(emptyHandoff, 50), benchstat.Percentile(fullHandoff, 50)
 	b.ReportMetric(e0, "enqueue-empty-p50-ms")
 	b.ReportMetric(e1, "enqueue-queued-p50-ms")
 	b.ReportMetric(e1/e0, "enqueue-ratio")
 	b.ReportMetric(h0, "handoff-empty-p50-ms")
 	b.ReportMetric(h1, "handoff-queued-p50-ms")
-	b.ReportMetric(pct(emptyHandoff, 90), "handoff-empty-p90-ms")
-	b.ReportMetric(pct(fullHandoff, 90), "handoff-queued-p90-ms")
+	b.ReportMetric(benchstat.Percentile(emptyHandoff, 90), "handoff-empty-p90-ms")
+	b.ReportMetric(benchstat.Percentile(fullHandoff, 90), "handoff-queued-p90-ms")
 	b.ReportMetric(h1/h0, "handoff-ratio")
 	b.ReportMetric(float64(queued), "queued")
-	b.ReportMetric(ms(etaRead), "eta-read-ms")
+	b.ReportMetric(benchstat.Ms(etaRead), "eta-read-ms")
 	b.ReportMetric(0, "ns/op")
-}
-
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-// pct is the p-th percentile of xs (nearest rank).
-func pct(xs []float64, p float64) float64 {
-	s := slices.Clone(xs)
-	slices.Sort(s)
-	i := int(float64(len(s))*p/100+0.5) - 1
-	return s[max(0, min(i, len(s)-1))]
 }

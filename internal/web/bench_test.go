@@ -7,12 +7,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"slices"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/kiln-build/kiln/internal/testsupport/benchstat"
 	"github.com/kiln-build/kiln/internal/testsupport/farmtest"
 	"github.com/kiln-build/kiln/internal/testsupport/pgtest"
 )
@@ -194,10 +194,8 @@ func BenchmarkPages(b *testing.B) {
 					b.Fatalf("%s: %d", pg.path(i), resp.StatusCode)
 				}
 			}
-			slices.Sort(took)
-			p50, p95 := took[len(took)/2], took[min(len(took)-1, len(took)*95/100)]
-			b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
-			b.ReportMetric(float64(p95.Microseconds())/1000, "p95-ms")
+			p50, p95 := benchstat.Percentile(took, 50), benchstat.Percentile(took, 95)
+			benchstat.Report(b, "", took, 50, 95)
 			if b.N >= 20 {
 				fmt.Printf("%-22s %8.1f %8.1f %8.1f\n", pg.name, float64(p50.Microseconds())/1000,
 					float64(p95.Microseconds())/1000, float64(took[len(took)-1].Microseconds())/1000)
