@@ -80,6 +80,7 @@ var matrix = map[string]map[string]string{
 	"kiln.repo_token":          {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
 	"kiln.build_repo_token":    {},
 	"kiln.queue_turn":          {},
+	"kiln.log_watch":           {},
 	"kiln.snapshot":            {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S", "publisher": "SID"},
 	"kiln.repository_file":     {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S", "publisher": "S I U(until_seq) D"},
 	"kiln.repository_package":  {"reader": "S", "submitter": "S", "janitor": "S", "admin": "S", "web": "S"},
@@ -202,6 +203,7 @@ var functions = map[string][]string{
 	"kiln.report_webhook_add(text,text,text)":                                                                                {"submitter", "admin"},
 	"kiln.report_webhook_remove(bigint)":                                                                                     {"submitter", "admin"},
 	"kiln.task_eta_rows()":                                                                                                   {"reader", "submitter", "admin", "web"},
+	"kiln.watch_logs(bigint[])":                                                                                              {"reader", "submitter", "admin", "web"},
 	"kiln.task_eta_on(text[])":                                                                                               {"reader", "submitter", "admin", "web"},
 }
 

@@ -330,6 +330,7 @@ func constraintCases(job, task int64) []constraintCase {
 		{"builder platform needs builder", "INSERT INTO kiln.builder_platform VALUES ('ghost', 'el9-x86_64')", "23503", "builder_platform_builder_fkey"},
 		{"duplicate builder platform", "INSERT INTO kiln.builder_platform VALUES ('b1', 'el9-x86_64')", "23505", "builder_platform_pkey"},
 		{"duplicate queue turn", "INSERT INTO kiln.queue_turn VALUES ('build-x', 2, 'alice', now()), ('build-x', 2, 'alice', now())", "23505", "queue_turn_pkey"},
+		{"duplicate log watch", "INSERT INTO kiln.log_watch VALUES (1, now()), (1, now())", "23505", "log_watch_pkey"},
 
 		// Reports (0027).
 		{"report person address", "INSERT INTO kiln.report_person (person, email) VALUES ('alice', 'a\\r\\nBcc: x@y')", "23514", "report_person_email_valid"},

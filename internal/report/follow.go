@@ -88,15 +88,19 @@ type LogFollow struct {
 	// batch once and in order, also across a reconnect; an error ends
 	// FollowLog with that error.
 	Chunks func([]LogChunk) error
+	// Renew is how often the watch of the log is renewed (WatchRenew when
+	// 0; at most WatchRenew works, since a watch lasts a minute).
+	Renew time.Duration
 	Reconnect
 }
 
 // FollowLog follows the build log of task id until the task is final and
 // returns the task as it ended.
 //
-// It LISTENs on kiln_log and kiln_task, then reads the task and the log
-// batches after the last one it passed to f.Chunks; a notification about
-// the task makes it read again. When the janitor requeues the task, it
+// It LISTENs on kiln_log and kiln_task, watches the task's log (WatchLogs,
+// renewed every WatchRenew), then reads the task and the log batches after
+// the last one it passed to f.Chunks; a notification about the task, and
+// each renewal, makes it read again. When the janitor requeues the task, it
 // moves on to the newer attempt's log once it has passed on everything of
 // the older one. A lost connection is handled as FollowJob does, and after
 // the reconnect it goes on from the last batch passed on.
@@ -109,6 +113,14 @@ func FollowLog(ctx context.Context, db *pgxpool.Pool, id int64, f LogFollow) (*T
 	attempt, last := 0, -1 // the attempt followed and its last batch passed on; 0 and -1 for none
 	err := followListening(ctx, db, f.Reconnect, fmt.Sprintf("following the log of task %d", id), []string{ChannelLog, ChannelTask},
 		func(conn *pgx.Conn) error {
+			if err := WatchLogs(ctx, conn, []int64{id}); err != nil {
+				return err
+			}
+			every := f.Renew
+			if every <= 0 {
+				every = WatchRenew
+			}
+			renew := time.Now().Add(every)
 			var err error
 			if t, err = GetTask(ctx, conn, id); err != nil {
 				return err
@@ -141,8 +153,19 @@ func FollowLog(ctx context.Context, db *pgxpool.Pool, id int64, f LogFollow) (*T
 				if t.Status.Final() {
 					return nil
 				}
-				n, err := waitFor(ctx, conn, func(n notice) bool { return n.Task == id })
-				if err != nil {
+				wctx, cancel := context.WithDeadline(ctx, renew)
+				n, err := waitFor(wctx, conn, func(n notice) bool { return n.Task == id })
+				cancel()
+				if err != nil && wctx.Err() != nil && ctx.Err() == nil && !conn.IsClosed() {
+					// Time to renew the watch. Reading again afterwards
+					// also catches a batch whose commit raced the first
+					// watch and so sent nothing.
+					if err := WatchLogs(ctx, conn, []int64{id}); err != nil {
+						return err
+					}
+					renew = time.Now().Add(every)
+					n = notice{channel: ChannelTask}
+				} else if err != nil {
 					return fmt.Errorf("waiting for the log of task %d: %w", id, err)
 				}
 				if n.channel == ChannelTask || n.Attempt > attempt {

@@ -235,3 +235,75 @@ func TestFollowLogReconnects(t *testing.T) {
 		t.Errorf("attempts started: %v, want [%d]", attempts, a)
 	}
 }
+
+// TestFollowLogWatchesAndRenews: a follower watches the task's log before
+// reading it (a batch stored then notifies), and renews the watch once it
+// has run out, so the next batch notifies too.
+func TestFollowLogWatchesAndRenews(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := farmtest.Seed(t, pgtest.New(t))
+	p := f.DB.Pool
+	job := farmtest.Submit(t, p, f.Alice, "devel", []string{farmtest.EL9}, farmtest.File{Name: "watch-1-1.src.rpm", Data: []byte("w")})
+	id := farmtest.Split(t, p, job, farmtest.EL9)[0]
+	a := farmtest.Take(t, p, id, "b1")
+	role := farmtest.Person(t, f.DB, "reader", "kiln_submitter")
+	pool, err := pgxpool.New(ctx, f.DB.URLAs(role))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	chunks := make(chan int, 10)
+	done := make(chan error, 1)
+	go func() {
+		_, err := report.FollowLog(ctx, pool, id, report.LogFollow{
+			Renew: 200 * time.Millisecond,
+			Chunks: func(cs []report.LogChunk) error {
+				for _, c := range cs {
+					chunks <- c.Seq
+				}
+				return nil
+			},
+		})
+		done <- err
+	}()
+	watched := func() bool {
+		var ok bool
+		if err := p.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM kiln.log_watch WHERE task_id = $1 AND until > now())", id).Scan(&ok); err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	waitUntil := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(30 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("waited 30 s for %s", what)
+			}
+		}
+	}
+	waitUntil("the follower's watch", watched)
+	for seq := range 2 {
+		if seq == 1 {
+			// The watch runs out (as if the follower had missed its
+			// renewals); the follower renews it.
+			if _, err := p.Exec(ctx, "UPDATE kiln.log_watch SET until = now() - interval '1 second' WHERE task_id = $1", id); err != nil {
+				t.Fatal(err)
+			}
+			waitUntil("the renewed watch", watched)
+		}
+		farmtest.Log(t, p, id, a, seq, fmt.Sprintf("line %d\n", seq))
+		select {
+		case got := <-chunks:
+			if got != seq {
+				t.Fatalf("batch %d passed on, want %d", got, seq)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("batch %d not passed on within 30 s", seq)
+		}
+	}
+	farmtest.Finish(t, p, id, a, "succeeded", "")
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // LogChunk is one stored batch of log lines of an attempt.
@@ -16,6 +17,30 @@ type LogChunk struct {
 	Seq       int       `json:"seq"`
 	Data      string    `json:"data"`
 	CreatedAt time.Time `json:"created_at"`
+}
+
+// WatchRenew is how often a follower of live logs renews its watch
+// (WatchLogs): a watch lasts a minute, so a follower that misses two
+// renewals in a row still has its notifications.
+const WatchRenew = 20 * time.Second
+
+// Execer runs a statement: a *pgx.Conn, a *pgxpool.Pool or a pgx.Tx.
+type Execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// WatchLogs tells the database that tasks' live logs are followed
+// (kiln.watch_logs): for the next minute each batch stored in their logs
+// sends NOTIFY kiln_log, which batches of unwatched tasks do not, since
+// every notifying commit wakes every listening session of the database
+// (docs/scaling.md). Followers call it before reading a log and again
+// every WatchRenew while they follow. Tasks that do not exist, are final
+// or may not be read are left out without an error.
+func WatchLogs(ctx context.Context, db Execer, tasks []int64) error {
+	if _, err := db.Exec(ctx, "SELECT kiln.watch_logs($1)", tasks); err != nil {
+		return wrap(err, "watching live logs")
+	}
+	return nil
 }
 
 // LogAfter returns the log chunks of one attempt of a task whose seq is

@@ -26,6 +26,11 @@ import (
 // the current state from the database and sends what changed, so
 // notifications that arrive in a burst cost one read, and nothing is lost
 // when the listener reconnects: it wakes every stream afterwards.
+//
+// Log batches notify only while their task is watched (report.WatchLogs):
+// the hub counts the streams that follow each task's log, watches a task
+// as soon as its first stream follows it, and renews the watches of all
+// followed tasks every report.WatchRenew.
 
 // channels are the NOTIFY channels the live updates follow.
 var channels = []string{report.ChannelJob, report.ChannelTask, report.ChannelLog}
@@ -48,13 +53,77 @@ type hub struct {
 
 	mu        sync.Mutex
 	subs      map[*subscriber]struct{}
+	watches   map[int64]int // task id: the streams following its log
 	started   bool
 	connected bool
 	lastErr   error
 }
 
 func newHub(pool *pgxpool.Pool, log *slog.Logger) *hub {
-	return &hub{pool: pool, log: log, subs: map[*subscriber]struct{}{}}
+	return &hub{pool: pool, log: log, subs: map[*subscriber]struct{}{}, watches: map[int64]int{}}
+}
+
+// watch counts one more stream following the logs of tasks and watches at
+// once those no stream followed yet. A failure is logged: the renewal
+// tries again, and the stream still reads on every task change.
+func (h *hub) watch(ctx context.Context, tasks ...int64) {
+	var fresh []int64
+	h.mu.Lock()
+	for _, t := range tasks {
+		if h.watches[t] == 0 {
+			fresh = append(fresh, t)
+		}
+		h.watches[t]++
+	}
+	h.mu.Unlock()
+	if len(fresh) > 0 {
+		if err := report.WatchLogs(ctx, h.pool, fresh); err != nil && ctx.Err() == nil {
+			h.log.Warn("live updates: watching logs", "err", err)
+		}
+	}
+}
+
+// unwatch counts one stream fewer following the logs of tasks. The
+// database's watch runs out by itself within a minute.
+func (h *hub) unwatch(tasks ...int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, t := range tasks {
+		if h.watches[t]--; h.watches[t] <= 0 {
+			delete(h.watches, t)
+		}
+	}
+}
+
+// renewWatches renews the watches of every followed task each
+// report.WatchRenew until ctx ends.
+func (h *hub) renewWatches(ctx context.Context) {
+	tick := time.NewTicker(report.WatchRenew)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		h.mu.Lock()
+		tasks := make([]int64, 0, len(h.watches))
+		for t := range h.watches {
+			tasks = append(tasks, t)
+		}
+		h.mu.Unlock()
+		if len(tasks) == 0 {
+			continue
+		}
+		// In chunks within kiln.watch_logs' limit per call.
+		for len(tasks) > 0 {
+			n := min(len(tasks), 10000)
+			if err := report.WatchLogs(ctx, h.pool, tasks[:n]); err != nil && ctx.Err() == nil {
+				h.log.Warn("live updates: renewing log watches", "err", err)
+			}
+			tasks = tasks[n:]
+		}
+	}
 }
 
 // subscribe registers a stream; match runs on the listener's goroutine and
@@ -102,6 +171,7 @@ func (h *hub) run(ctx context.Context) {
 	h.mu.Lock()
 	h.started = true
 	h.mu.Unlock()
+	go h.renewWatches(ctx)
 	wait := time.Second
 	for ctx.Err() == nil {
 		err := h.listen(ctx)
@@ -270,6 +340,12 @@ func (s *Server) jobEvents(w http.ResponseWriter, r *http.Request) {
 
 	v := view{Person: s.person(r), Login: s.cfg.Keytab != nil, CSRF: s.csrfToken(w, r)}
 	follow := parseFollow(r.URL.Query()["log"])
+	watching := map[int64]bool{} // the tasks whose logs this stream watches
+	defer func() {
+		for t := range watching {
+			s.hub.unwatch(t)
+		}
+	}()
 	var lastStatus task.JobStatus
 	var lastTasks string
 	var st *stream
@@ -318,12 +394,14 @@ func (s *Server) jobEvents(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 		}
-		for k, seq := range follow {
-			t, ok := current[k]
-			if !ok {
+		for k := range follow {
+			if _, ok := current[k]; !ok {
 				delete(follow, k) // a stale attempt, or not this job's
-				continue
 			}
+		}
+		s.watchFollowed(ctx, follow, watching)
+		for k, seq := range follow {
+			t := current[k]
 			if follow[k], err = s.sendLog(ctx, st, t, k.attempt, seq); err != nil {
 				return
 			}
@@ -339,6 +417,31 @@ func (s *Server) jobEvents(w http.ResponseWriter, r *http.Request) {
 		if st.flush() != nil || !st.wait(ctx, sub) {
 			return
 		}
+	}
+}
+
+// watchFollowed makes the tasks a job's stream watches (watching) those
+// whose logs it follows.
+func (s *Server) watchFollowed(ctx context.Context, follow map[logKey]int, watching map[int64]bool) {
+	want := map[int64]bool{}
+	for k := range follow {
+		want[k.task] = true
+	}
+	for t := range watching {
+		if !want[t] {
+			s.hub.unwatch(t)
+			delete(watching, t)
+		}
+	}
+	var fresh []int64
+	for t := range want {
+		if !watching[t] {
+			fresh = append(fresh, t)
+			watching[t] = true
+		}
+	}
+	if len(fresh) > 0 {
+		s.hub.watch(ctx, fresh...)
 	}
 }
 
@@ -377,6 +480,8 @@ func (s *Server) taskEvents(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	sub := s.hub.subscribe(func(n notice) bool { return n.Task == id })
 	defer s.hub.unsubscribe(sub)
+	s.hub.watch(ctx, id)
+	defer s.hub.unwatch(id)
 	var st *stream
 	var lastStatus task.Status
 	for {
