@@ -24,6 +24,10 @@ type LogChunk struct {
 // renewals in a row still has its notifications.
 const WatchRenew = 20 * time.Second
 
+// WatchMax is the most tasks one WatchLogs call may name (kiln.watch_logs
+// refuses more).
+const WatchMax = 10000
+
 // Execer runs a statement: a *pgx.Conn, a *pgxpool.Pool or a pgx.Tx.
 type Execer interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)

@@ -117,7 +117,7 @@ func (h *hub) renewWatches(ctx context.Context) {
 		}
 		// In chunks within kiln.watch_logs' limit per call.
 		for len(tasks) > 0 {
-			n := min(len(tasks), 10000)
+			n := min(len(tasks), report.WatchMax)
 			if err := report.WatchLogs(ctx, h.pool, tasks[:n]); err != nil && ctx.Err() == nil {
 				h.log.Warn("live updates: renewing log watches", "err", err)
 			}
