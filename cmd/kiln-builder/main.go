@@ -40,6 +40,7 @@ func app() *cli.App {
 			&cli.StringFlag{Name: "build-user", Usage: "account sbuild and mmdebstrap run as when the builder runs as root (needs subordinate uid and gid ranges)", EnvVars: []string{"KILN_BUILDER_BUILD_USER"}, Value: builder.DefaultBuildUser},
 			&cli.StringFlag{Name: "listen-db", Usage: "direct connection to the primary for LISTEN and the builder's name lock; set it when --db goes through PgBouncer in transaction pooling mode (River then polls instead of listening)", EnvVars: []string{"KILN_BUILDER_LISTEN_DB"}},
 			&cli.DurationFlag{Name: "poll-interval", Usage: "with --listen-db, how often River looks for new River jobs", EnvVars: []string{"KILN_BUILDER_POLL_INTERVAL"}, Value: builder.DefaultPollInterval},
+			&cli.DurationFlag{Name: "listen-idle", Usage: "with no build running for this long, stop listening for notifications (every notifying commit of the farm wakes a listening session) until the next task; meanwhile the heartbeat reads the builder's row", EnvVars: []string{"KILN_BUILDER_LISTEN_IDLE"}, Value: builder.DefaultListenIdle},
 			daemon.HealthFlag("builder"),
 		}, run)
 }
@@ -73,5 +74,6 @@ func run(c *cli.Context) error {
 		Environments: &environment.Cache{Dir: c.String("environment-cache"), Keep: c.Int("environment-keep")},
 		RepoURL:      c.String("repo-url"),
 		PollInterval: c.Duration("poll-interval"),
+		ListenIdle:   c.Duration("listen-idle"),
 	}})
 }

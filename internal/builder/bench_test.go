@@ -436,7 +436,7 @@ func (c *statementCounter) count(b *testing.B) (top, all int64, ok bool) {
 // (KILN_BENCH_STATEMENTS=1; with pg_stat_statements.track = all and
 // track_functions = all the cluster shows what triggers cost).
 func (c *statementCounter) list(b *testing.B) {
-	rows, err := c.f.db.Pool.Query(context.Background(), `SELECT s.calls, s.toplevel, r.rolname, round(s.total_exec_time::numeric, 1), left(regexp_replace(s.query, '\s+', ' ', 'g'), 110)
+	rows, err := c.f.db.Pool.Query(context.Background(), `SELECT s.calls, s.plans, s.toplevel, r.rolname, round(s.total_exec_time::numeric, 1), round(s.total_plan_time::numeric, 1), left(regexp_replace(s.query, '\s+', ' ', 'g'), 110)
 		FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid
 		WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY s.total_exec_time DESC LIMIT 45`)
 	if err != nil {
@@ -444,13 +444,13 @@ func (c *statementCounter) list(b *testing.B) {
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var calls int64
+		var calls, plans int64
 		var top bool
-		var role, ms, query string
-		if err := rows.Scan(&calls, &top, &role, &ms, &query); err != nil {
+		var role, ms, planMS, query string
+		if err := rows.Scan(&calls, &plans, &top, &role, &ms, &planMS, &query); err != nil {
 			b.Fatal(err)
 		}
-		fmt.Fprintf(os.Stderr, "%6d top=%-5v %-18s %8s ms %s\n", calls, top, role, ms, query)
+		fmt.Fprintf(os.Stderr, "%6d plans %6d top=%-5v %-18s %8s ms plan %7s ms %s\n", calls, plans, top, role, ms, planMS, query)
 	}
 	if err := rows.Err(); err != nil {
 		b.Fatal(err)

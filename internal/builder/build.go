@@ -179,14 +179,8 @@ func (b *Builder) runAttempt(ctx context.Context, a riverjob.BuildArgs, plat *lo
 	buildCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	run := &attemptRun{task: a.TaskID, attempt: attempt, cancel: cancel, takenBy: taken.Session}
-	b.mu.Lock()
-	b.running[a.TaskID] = run
-	b.mu.Unlock()
-	defer func() {
-		b.mu.Lock()
-		delete(b.running, a.TaskID)
-		b.mu.Unlock()
-	}()
+	b.addRun(run)
+	defer b.removeRun(a.TaskID)
 
 	// A root builder gives each build a host uid of its own; it goes back
 	// to the pool once the attempt's files are gone.

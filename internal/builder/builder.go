@@ -9,7 +9,6 @@ package builder
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -102,6 +101,11 @@ type Config struct {
 	// main pool through a transaction pooler.
 	PollOnly     bool
 	PollInterval time.Duration
+	// ListenIdle is how long the builder keeps listening for notifications
+	// once no build runs (DefaultListenIdle when 0). Then it stops, so that
+	// the farm's notifying commits no longer wake its session, and listens
+	// again when it takes a task; meanwhile its heartbeat reads its row.
+	ListenIdle time.Duration
 }
 
 // UIDRange is a range of host uids: First, First+1, ..., First+Count-1.
@@ -171,6 +175,12 @@ type Builder struct {
 	mu        sync.Mutex
 	platforms map[string]*loadedPlatform
 	running   map[int64]*attemptRun
+	// idleSince is when the last build ended (or the builder was made);
+	// guarded by mu. runStarted wakes the listen loop when a build begins
+	// (listen.go); listening says whether its session listens.
+	idleSince  time.Time
+	runStarted chan struct{}
+	listening  atomic.Bool
 
 	lastTick atomic.Int64 // unix nanoseconds of the heartbeat loop's last round
 
@@ -212,7 +222,9 @@ func New(ctx context.Context, db *pgxpool.Pool, cfg Config) (*Builder, error) {
 		stopping:  make(chan struct{}),
 		platforms: map[string]*loadedPlatform{},
 		running:   map[int64]*attemptRun{},
+		idleSince: time.Now(),
 
+		runStarted:     make(chan struct{}, 1),
 		enabledChanged: make(chan struct{}, 1),
 	}
 	b.takes = &group[task.Taking, task.TakeOutcome]{max: batchMax, timeout: time.Minute,
@@ -285,6 +297,9 @@ func checkConfig(cfg *Config) error {
 	}
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = 5 * time.Second
+	}
+	if cfg.ListenIdle <= 0 {
+		cfg.ListenIdle = DefaultListenIdle
 	}
 	if cfg.LogFlush <= 0 {
 		cfg.LogFlush = 250 * time.Millisecond
@@ -653,96 +668,10 @@ func (b *Builder) heartbeatTasks(ctx context.Context, runs []*attemptRun) error 
 	return nil
 }
 
-// listenLoop follows NOTIFY kiln_task so a cancelled task's build stops at
-// once rather than at the next heartbeat, and NOTIFY kiln_builder so that
-// disabling or enabling the builder takes effect at once. It reconnects
-// after errors.
-func (b *Builder) listenLoop(ctx context.Context) {
-	for ctx.Err() == nil {
-		err := b.listen(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		b.log.Warn("listening for task changes failed; reconnecting", "err", err)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(2 * time.Second):
-		}
-	}
-}
-
-func (b *Builder) listen(ctx context.Context) error {
-	conn, err := b.session().Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	// A connection that listened is never handed back to the pool.
-	c := conn.Hijack()
-	defer c.Close(context.Background())
-	if _, err := c.Exec(ctx, "LISTEN kiln_task; LISTEN kiln_builder"); err != nil {
-		return err
-	}
-	// Changes missed while not listening are caught by this round.
-	if err := b.heartbeat(ctx); err != nil {
-		b.log.Warn("heartbeat after listening", "err", err)
-	}
-	for {
-		n, err := c.WaitForNotification(ctx)
-		if err != nil {
-			return err
-		}
-		b.onNotify(ctx, n.Channel, n.Payload, n.PID)
-	}
-}
-
 // session is the pool for session-level state (Config.Session).
 func (b *Builder) session() *pgxpool.Pool {
 	if b.cfg.Session != nil {
 		return b.cfg.Session
 	}
 	return b.db
-}
-
-// onNotify handles one notification from backend pid. A payload is only a
-// hint (anyone may NOTIFY kiln_task or kiln_builder with anything): what it
-// names is read again from the database, and only the database's answer
-// changes anything.
-func (b *Builder) onNotify(ctx context.Context, channel, payload string, pid uint32) {
-	var msg struct {
-		Task    int64  `json:"task"`
-		Builder string `json:"builder"`
-	}
-	if json.Unmarshal([]byte(payload), &msg) != nil {
-		return
-	}
-	if channel == "kiln_builder" {
-		if msg.Builder == b.cfg.Name {
-			if err := b.refreshEnabled(ctx); err != nil {
-				b.log.Warn("reading the builder's row after a change", "err", err)
-			}
-		}
-		return
-	}
-	b.mu.Lock()
-	r := b.running[msg.Task]
-	b.mu.Unlock()
-	if r == nil {
-		return
-	}
-	// The first notification from the backend that took the attempt is the
-	// take's own: notifications arrive in commit order, and anything that
-	// ends the attempt commits after the take, in another session (the
-	// janitor, a person, kiln-web). Should the take's own have come before
-	// the run was listed, this skips nothing of anyone else's unless that
-	// session's backend reused the pid; the heartbeat loop still checks
-	// within Heartbeat.
-	if pid == r.takenBy && r.ownSeen.CompareAndSwap(false, true) {
-		return
-	}
-	// The heartbeat asks the database whether the attempt is still held;
-	// only a refusal stops the build.
-	if err := b.heartbeatTasks(ctx, []*attemptRun{r}); err != nil {
-		b.log.Warn("checking a changed task", "task", msg.Task, "err", err)
-	}
 }

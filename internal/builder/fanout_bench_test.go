@@ -30,7 +30,10 @@ import (
 // processes, from /proc), its increase per listener over the run without
 // listeners (pg-cpu-us/commit/listener), and the time from a commit to its
 // arrival at one more listener (p50-ms, p99-ms), whose client shares the
-// machine with the others.
+// machine with the others. A last run has no listener but
+// KILN_BENCH_FANOUT_UNLISTENED (default 1,000; 0 skips it) sessions that
+// listened and then UNLISTENed, as idle builders do (Config.ListenIdle): it
+// shows whether such a session still costs anything.
 func BenchmarkNotifyFanout(b *testing.B) {
 	counts := []int{0, 10, 100, 1000}
 	if s := strings.TrimSpace(os.Getenv("KILN_BENCH_FANOUT_LISTENERS")); s != "" {
@@ -44,12 +47,13 @@ func BenchmarkNotifyFanout(b *testing.B) {
 		}
 	}
 	notifies := benchCount(b, "KILN_BENCH_FANOUT_NOTIFIES", 2000)
+	unlistened := benchCount(b, "KILN_BENCH_FANOUT_UNLISTENED", 1000)
 	f := newFarm(b)
 	var base float64 // CPU per commit without listeners, once measured
 	for _, listeners := range counts {
 		b.Run(fmt.Sprintf("listeners=%d", listeners), func(b *testing.B) {
 			for range b.N {
-				perCommit, lat := fanout(b, f, listeners, notifies)
+				perCommit, lat := fanout(b, f, listeners, 0, notifies)
 				b.ReportMetric(perCommit, "pg-cpu-us/commit")
 				if listeners == 0 {
 					base = perCommit
@@ -60,11 +64,23 @@ func BenchmarkNotifyFanout(b *testing.B) {
 			}
 		})
 	}
+	if unlistened == 0 {
+		return
+	}
+	b.Run(fmt.Sprintf("unlistened=%d", unlistened), func(b *testing.B) {
+		for range b.N {
+			perCommit, lat := fanout(b, f, 0, unlistened, notifies)
+			b.ReportMetric(perCommit, "pg-cpu-us/commit")
+			benchstat.Report(b, "", lat, 50, 99)
+		}
+	})
 }
 
-// fanout runs one round of BenchmarkNotifyFanout: it returns the server's
-// CPU per notifying commit in microseconds and the probe's latencies.
-func fanout(b *testing.B, f *farm, listeners, notifies int) (float64, []time.Duration) {
+// fanout runs one round of BenchmarkNotifyFanout with listeners sessions
+// listening and unlistened more that listened and stopped: it returns the
+// server's CPU per notifying commit in microseconds and the probe's
+// latencies.
+func fanout(b *testing.B, f *farm, listeners, unlistened, notifies int) (float64, []time.Duration) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var received atomic.Int64
@@ -92,6 +108,13 @@ func fanout(b *testing.B, f *farm, listeners, notifies int) (float64, []time.Dur
 				received.Add(1)
 			}
 		})
+	}
+	for range unlistened {
+		c := listen()
+		if _, err := c.Exec(ctx, "UNLISTEN *"); err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close(context.Background())
 	}
 	// The probe: one more listener, timing each arrival against the send
 	// time in the payload.

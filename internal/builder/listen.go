@@ -1,0 +1,192 @@
+package builder
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// DefaultListenIdle is how long a builder with no build running keeps
+// listening for notifications unless Config.ListenIdle says otherwise.
+const DefaultListenIdle = time.Minute
+
+// listenLoop follows NOTIFY kiln_task so a cancelled task's build stops at
+// once rather than at the next heartbeat, and NOTIFY kiln_builder so that
+// disabling or enabling the builder takes effect at once. It reconnects
+// after errors.
+//
+// PostgreSQL wakes every listening session of the database at each commit
+// that notifies, on any channel (docs/scaling.md, "Notifications wake every
+// listener"), so a builder that has built nothing for Config.ListenIdle
+// stops listening (UNLISTEN *) and listens again when it takes a task. While
+// it does not listen, its heartbeat is what tells it of its row's changes.
+func (b *Builder) listenLoop(ctx context.Context) {
+	for ctx.Err() == nil {
+		err := b.listen(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		b.log.Warn("listening for task changes failed; reconnecting", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// listen listens on one connection of the session pool, and stops and
+// starts again as builds come and go, until an error or ctx ends.
+func (b *Builder) listen(ctx context.Context) error {
+	conn, err := b.session().Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	// A connection that listened is never handed back to the pool.
+	c := conn.Hijack()
+	defer c.Close(context.Background())
+	defer b.listening.Store(false)
+	for {
+		if err := b.startListening(ctx, c); err != nil {
+			return err
+		}
+		if err := b.listenUntilIdle(ctx, c); err != nil {
+			return err
+		}
+		if _, err := c.Exec(ctx, "UNLISTEN *"); err != nil {
+			return err
+		}
+		b.listening.Store(false)
+		b.log.Debug("no build for a while: stopped listening for notifications", "idle", b.cfg.ListenIdle)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-b.runStarted:
+		}
+	}
+}
+
+// startListening LISTENs on c and then checks what it may have missed.
+func (b *Builder) startListening(ctx context.Context, c *pgx.Conn) error {
+	if _, err := c.Exec(ctx, "LISTEN kiln_task; LISTEN kiln_builder"); err != nil {
+		return err
+	}
+	b.listening.Store(true)
+	// The builds listed now were taken before the LISTEN, so their takes'
+	// own notifications may never come: none is skipped (onNotify).
+	for _, r := range b.snapshot() {
+		r.ownSeen.Store(true)
+	}
+	// Changes missed while not listening are caught by this round.
+	if err := b.heartbeat(ctx); err != nil {
+		b.log.Warn("heartbeat after listening", "err", err)
+	}
+	return nil
+}
+
+// listenUntilIdle handles the notifications that arrive on c until no build
+// has run for Config.ListenIdle.
+func (b *Builder) listenUntilIdle(ctx context.Context, c *pgx.Conn) error {
+	for {
+		until, idle := b.idleUntil()
+		if idle {
+			return nil
+		}
+		wctx, cancel := context.WithDeadline(ctx, until)
+		n, err := c.WaitForNotification(wctx)
+		cancel()
+		if err != nil {
+			if wctx.Err() != nil && ctx.Err() == nil && !c.IsClosed() {
+				continue // time to look again
+			}
+			return err
+		}
+		b.onNotify(ctx, n.Channel, n.Payload, n.PID)
+	}
+}
+
+// idleUntil says whether no build has run for Config.ListenIdle, and if
+// one has, when to ask again. It first forgets earlier builds' wake-ups
+// (runStarted): a build that starts after it sends a new one.
+func (b *Builder) idleUntil() (time.Time, bool) {
+	select {
+	case <-b.runStarted:
+	default:
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := time.Now()
+	if len(b.running) > 0 {
+		return now.Add(b.cfg.ListenIdle), false
+	}
+	until := b.idleSince.Add(b.cfg.ListenIdle)
+	return until, !now.Before(until)
+}
+
+// addRun lists a build that began and wakes listen should it have stopped
+// listening.
+func (b *Builder) addRun(r *attemptRun) {
+	b.mu.Lock()
+	b.running[r.task] = r
+	b.mu.Unlock()
+	select {
+	case b.runStarted <- struct{}{}:
+	default:
+	}
+}
+
+// removeRun takes a build off the list; the last one to go starts the idle
+// time after which the builder stops listening.
+func (b *Builder) removeRun(task int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.running, task)
+	if len(b.running) == 0 {
+		b.idleSince = time.Now()
+	}
+}
+
+// onNotify handles one notification from backend pid. A payload is only a
+// hint (anyone may NOTIFY kiln_task or kiln_builder with anything): what it
+// names is read again from the database, and only the database's answer
+// changes anything.
+func (b *Builder) onNotify(ctx context.Context, channel, payload string, pid uint32) {
+	var msg struct {
+		Task    int64  `json:"task"`
+		Builder string `json:"builder"`
+	}
+	if json.Unmarshal([]byte(payload), &msg) != nil {
+		return
+	}
+	if channel == "kiln_builder" {
+		if msg.Builder == b.cfg.Name {
+			if err := b.refreshEnabled(ctx); err != nil {
+				b.log.Warn("reading the builder's row after a change", "err", err)
+			}
+		}
+		return
+	}
+	b.mu.Lock()
+	r := b.running[msg.Task]
+	b.mu.Unlock()
+	if r == nil {
+		return
+	}
+	// The first notification from the backend that took the attempt is the
+	// take's own: notifications arrive in commit order, and anything that
+	// ends the attempt commits after the take, in another session (the
+	// janitor, a person, kiln-web). Should the take's own have come before
+	// the run was listed, this skips nothing of anyone else's unless that
+	// session's backend reused the pid; the heartbeat loop still checks
+	// within Heartbeat.
+	if pid == r.takenBy && r.ownSeen.CompareAndSwap(false, true) {
+		return
+	}
+	// The heartbeat asks the database whether the attempt is still held;
+	// only a refusal stops the build.
+	if err := b.heartbeatTasks(ctx, []*attemptRun{r}); err != nil {
+		b.log.Warn("checking a changed task", "task", msg.Task, "err", err)
+	}
+}
