@@ -51,16 +51,18 @@ type hub struct {
 	pool *pgxpool.Pool
 	log  *slog.Logger
 
-	mu        sync.Mutex
-	subs      map[*subscriber]struct{}
-	watches   map[int64]int // task id: the streams following its log
-	started   bool
-	connected bool
-	lastErr   error
+	mu      sync.Mutex
+	subs    map[*subscriber]struct{}
+	watches map[int64]int // task id: the streams following its log
+	// renewEvery is how often the watches are renewed (report.WatchRenew).
+	renewEvery time.Duration
+	started    bool
+	connected  bool
+	lastErr    error
 }
 
 func newHub(pool *pgxpool.Pool, log *slog.Logger) *hub {
-	return &hub{pool: pool, log: log, subs: map[*subscriber]struct{}{}, watches: map[int64]int{}}
+	return &hub{pool: pool, log: log, subs: map[*subscriber]struct{}{}, watches: map[int64]int{}, renewEvery: report.WatchRenew}
 }
 
 // watch counts one more stream following the logs of tasks and watches at
@@ -76,11 +78,22 @@ func (h *hub) watch(ctx context.Context, tasks ...int64) {
 		h.watches[t]++
 	}
 	h.mu.Unlock()
-	if len(fresh) > 0 {
-		if err := report.WatchLogs(ctx, h.pool, fresh); err != nil && ctx.Err() == nil {
-			h.log.Warn("live updates: watching logs", "err", err)
-		}
+	if err := h.watchLogs(ctx, fresh); err != nil && ctx.Err() == nil {
+		h.log.Warn("live updates: watching logs", "err", err)
 	}
+}
+
+// watchLogs watches (or renews) the logs of tasks, in calls within
+// kiln.watch_logs' limit.
+func (h *hub) watchLogs(ctx context.Context, tasks []int64) error {
+	for len(tasks) > 0 {
+		n := min(len(tasks), report.WatchMax)
+		if err := report.WatchLogs(ctx, h.pool, tasks[:n]); err != nil {
+			return err
+		}
+		tasks = tasks[n:]
+	}
+	return nil
 }
 
 // unwatch counts one stream fewer following the logs of tasks. The
@@ -95,10 +108,10 @@ func (h *hub) unwatch(tasks ...int64) {
 	}
 }
 
-// renewWatches renews the watches of every followed task each
-// report.WatchRenew until ctx ends.
+// renewWatches renews the watches of every followed task each renewEvery
+// until ctx ends.
 func (h *hub) renewWatches(ctx context.Context) {
-	tick := time.NewTicker(report.WatchRenew)
+	tick := time.NewTicker(h.renewEvery)
 	defer tick.Stop()
 	for {
 		select {
@@ -112,16 +125,8 @@ func (h *hub) renewWatches(ctx context.Context) {
 			tasks = append(tasks, t)
 		}
 		h.mu.Unlock()
-		if len(tasks) == 0 {
-			continue
-		}
-		// In chunks within kiln.watch_logs' limit per call.
-		for len(tasks) > 0 {
-			n := min(len(tasks), report.WatchMax)
-			if err := report.WatchLogs(ctx, h.pool, tasks[:n]); err != nil && ctx.Err() == nil {
-				h.log.Warn("live updates: renewing log watches", "err", err)
-			}
-			tasks = tasks[n:]
+		if err := h.watchLogs(ctx, tasks); err != nil && ctx.Err() == nil {
+			h.log.Warn("live updates: renewing log watches", "err", err)
 		}
 	}
 }

@@ -5,11 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/kiln-build/kiln/internal/report"
 	"github.com/kiln-build/kiln/internal/testsupport/farmtest"
 )
 
@@ -212,5 +215,93 @@ func TestLiveReconnect(t *testing.T) {
 	farmtest.Log(t, p, el9, 1, 3, "and after\n")
 	if l := await[logEvent](t, events, "log", nil); l.Seq != 3 {
 		t.Errorf("after reconnecting: %+v", l)
+	}
+}
+
+// The hub watches a task's log as soon as a first stream follows it, renews
+// the watches of the tasks some stream still follows (however many:
+// kiln.watch_logs takes at most report.WatchMax a call), and stops renewing
+// a task no stream follows any more.
+func TestHubRenewsTheWatchesOfFollowedTasks(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	p := b.f.DB.Pool
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var warnings strings.Builder
+	var mu sync.Mutex
+	h := newHub(b.s.db, slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return warnings.Write(p)
+	}), &slog.HandlerOptions{Level: slog.LevelWarn})))
+	h.renewEvery = 100 * time.Millisecond
+	go h.renewWatches(ctx)
+
+	// watched says whether the task's log is watched now.
+	watched := func(task int64) bool {
+		var ok bool
+		if err := p.QueryRow(ctx, "SELECT EXISTS (SELECT FROM kiln.log_watch WHERE task_id = $1 AND until > now())", task).Scan(&ok); err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	expire := func() {
+		if _, err := p.Exec(ctx, "UPDATE kiln.log_watch SET until = now() - interval '1 second'"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	el9, deb := b.f.Tasks["building/"+farmtest.EL9], b.f.Tasks["building/"+farmtest.Bookworm]
+	// More tasks than one call may name: ids of no task, which the
+	// database ignores.
+	many := make([]int64, report.WatchMax+1)
+	for i := range many {
+		many[i] = 1<<40 + int64(i)
+	}
+	h.watch(ctx, el9)
+	h.watch(ctx, el9, deb)
+	h.watch(ctx, many...)
+	if !watched(el9) || !watched(deb) {
+		t.Fatalf("followed at once: %v %v", watched(el9), watched(deb))
+	}
+
+	h.unwatch(deb)
+	expire()
+	waitUntil(t, "the followed task's watch to be renewed", func() bool { return watched(el9) })
+	h.unwatch(el9) // one stream still follows it
+	expire()
+	waitUntil(t, "the task one stream follows to be renewed", func() bool { return watched(el9) })
+	// Two renewals later the task nobody follows is still not watched.
+	expire()
+	waitUntil(t, "another renewal", func() bool { return watched(el9) })
+	expire()
+	waitUntil(t, "another renewal", func() bool { return watched(el9) })
+	if watched(deb) {
+		t.Fatal("a task no stream follows was renewed")
+	}
+	h.unwatch(el9)
+	expire()
+	time.Sleep(5 * h.renewEvery)
+	if watched(el9) {
+		t.Fatal("a task no stream follows any more was renewed")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if warnings.Len() > 0 {
+		t.Fatalf("the hub warned:\n%s", warnings.String())
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// waitUntil polls cond every 20 ms for up to 10 s.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
 	}
 }
