@@ -113,8 +113,22 @@ func explainDB(err error, doing string) error {
 			// hint who can raise it. Nothing else adds to that.
 			return &dbError{fmt.Sprintf("%s refused: %s (%s)", doing, pgErr.Message, pgErr.Hint), err}
 		}
+		if olderSchema(pgErr) {
+			return &dbError{fmt.Sprintf("%s: the database's kiln schema is older than this kiln (%s); "+
+				"a kiln admin runs `kiln admin migrate` and applies roles/ again", doing, pgErr.Message), err}
+		}
 	}
 	return fmt.Errorf("%s: %w", doing, err)
+}
+
+// olderSchema says whether a database error is what a kiln newer than the
+// database's schema meets: a function, table or column it does not have.
+func olderSchema(pgErr *pgconn.PgError) bool {
+	switch pgErr.Code {
+	case "42883", "42P01", "42703": // undefined_function, undefined_table, undefined_column
+		return true
+	}
+	return false
 }
 
 // kerberosHint adds what to do when a connection failed for the lack of a

@@ -273,3 +273,18 @@ func TestFarmWebURL(t *testing.T) {
 		t.Error("a person changed the farm's web address")
 	}
 }
+
+// A kiln newer than the database's schema says so and what to do, rather
+// than PostgreSQL's "function ... does not exist" with its SQLSTATE: here
+// `kiln log -f` against a database without kiln.watch_logs (migration 0037).
+func TestOlderSchemaIsNamed(t *testing.T) {
+	f, alice := seed(t)
+	if _, err := f.DB.Pool.Exec(t.Context(), "DROP FUNCTION kiln.watch_logs(bigint[])"); err != nil {
+		t.Fatal(err)
+	}
+	out, code := kilnLine(t, alice, "log", "-f", fmt.Sprint(f.Tasks["building/"+farmtest.EL9]))
+	if code != ExitError || !strings.Contains(out, "schema is older than this kiln") || !strings.Contains(out, "kiln admin migrate") ||
+		strings.Contains(out, "SQLSTATE") {
+		t.Fatalf("kiln log -f: exit %d\n%s", code, out)
+	}
+}

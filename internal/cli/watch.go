@@ -160,7 +160,8 @@ func reconnecting(c *cli.Context) report.Reconnect {
 
 // followError makes the error of report.FollowJob or report.FollowLog the
 // command's: Ctrl-C is ExitInterrupted, a connection that cannot be made
-// again ExitConnect, something that does not exist ExitNotFound with hint.
+// again ExitConnect, something that does not exist ExitNotFound with hint,
+// a database whose schema is older than this kiln said so.
 func followError(ctx context.Context, err error, hint string) error {
 	switch {
 	case ctx.Err() != nil:
@@ -169,6 +170,9 @@ func followError(ctx context.Context, err error, hint string) error {
 		return notFoundHint(err, hint)
 	case errors.Is(err, report.ErrConnectionLost), errors.As(err, new(*pgconn.ConnectError)):
 		return &connectError{err}
+	}
+	if pgErr := new(*pgconn.PgError); errors.As(err, pgErr) && olderSchema(*pgErr) {
+		return explainDB(err, "following")
 	}
 	return err
 }
