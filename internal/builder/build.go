@@ -197,7 +197,7 @@ func (b *Builder) runAttempt(ctx context.Context, a riverjob.BuildArgs, plat *lo
 	}
 	top := filepath.Join(b.cfg.WorkDir, fmt.Sprintf("task-%d-%d", a.TaskID, attempt))
 	defer func() {
-		if err := removeTree(top); err != nil {
+		if err := b.removeTree(top); err != nil {
 			log.Warn("removing the attempt's directory", "err", err)
 		}
 	}()
@@ -255,7 +255,7 @@ func (b *Builder) runAttempt(ctx context.Context, a riverjob.BuildArgs, plat *lo
 	// The build's own files go now: a build that filled the disk leaves
 	// room for the end of the log.
 	if dirs != nil {
-		if err := removeTree(dirs.build); err != nil {
+		if err := b.removeTree(dirs.build); err != nil {
 			log.Warn("removing the build's work directory", "err", err)
 		}
 	}
@@ -374,21 +374,26 @@ type environmentRef struct {
 
 // removeTree removes a directory a build may have written into. A build
 // running as the builder's own uid may have made directories unreadable
-// to it: they are opened up first (never following a link).
-func removeTree(dir string) error {
+// to it: they are opened up first (never following a link). An sbuild
+// build killed part way leaves its chroot, of the subordinate ids of the
+// user sbuild ran as: a rootless builder removes what is left of that with
+// those ids mapped (sandbox.RemoveMapped); a root builder can anyway.
+func (b *Builder) removeTree(dir string) error {
 	if os.RemoveAll(dir) == nil {
 		return nil
 	}
 	root, err := beneath.OpenRoot(dir)
-	if err != nil {
+	if err == nil {
+		err = root.Unlock()
+		root.Close()
+	}
+	if err == nil {
+		err = os.RemoveAll(dir)
+	}
+	if err == nil || !b.removeMapped {
 		return err
 	}
-	err = root.Unlock()
-	root.Close()
-	if err != nil {
-		return err
-	}
-	return os.RemoveAll(dir)
+	return sandbox.RemoveMapped(context.Background(), nil, dir)
 }
 
 // buildUser says whom builds run as, for the log and the build-info record.

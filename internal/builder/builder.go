@@ -164,6 +164,10 @@ type Builder struct {
 	// buildUser is the account sbuild and mmdebstrap run as (nil when the
 	// builder is not root or builds no sbuild platform).
 	buildUser *sandbox.User
+	// removeMapped is set for a rootless builder of sbuild platforms: what
+	// it cannot remove of an attempt's directory it removes with its
+	// subordinate ids mapped (removeTree).
+	removeMapped bool
 	// ids hands out build uids when the builder runs as root (nil
 	// otherwise: builds map to the builder's own uid).
 	ids *sandbox.IDPool
@@ -252,6 +256,12 @@ func New(ctx context.Context, db *pgxpool.Pool, cfg Config) (*Builder, error) {
 				return nil, err
 			}
 			b.buildUser = u
+			// A host where sbuild and mmdebstrap cannot map the
+			// subordinate ids would fail every build: refuse it now.
+			if err := sandbox.CheckSubordinateIDs(ctx, u); err != nil {
+				return nil, err
+			}
+			b.removeMapped = u == nil
 			break
 		}
 	}
@@ -506,7 +516,7 @@ func (b *Builder) prepareWorkDir(ctx context.Context) error {
 	}
 	old, _ := filepath.Glob(filepath.Join(b.cfg.WorkDir, "task-*"))
 	for _, d := range old {
-		if err := removeTree(d); err != nil {
+		if err := b.removeTree(d); err != nil {
 			return fmt.Errorf("removing %s left by an earlier run: %w", d, err)
 		}
 	}
@@ -521,7 +531,7 @@ func (b *Builder) prepareWorkDir(ctx context.Context) error {
 	dirs, err := makeAttemptDirs(filepath.Join(b.cfg.WorkDir, "task-selftest"), id)
 	if dirs != nil {
 		defer dirs.close()
-		defer removeTree(dirs.top) //nolint:errcheck
+		defer b.removeTree(dirs.top) //nolint:errcheck
 	}
 	if err != nil {
 		return fmt.Errorf("work directory: %w", err)
