@@ -47,7 +47,14 @@ func BenchmarkNotifyFanout(b *testing.B) {
 		}
 	}
 	notifies := benchCount(b, "KILN_BENCH_FANOUT_NOTIFIES", 2000)
-	unlistened := benchCount(b, "KILN_BENCH_FANOUT_UNLISTENED", 1000)
+	unlistened := 1000
+	if s := os.Getenv("KILN_BENCH_FANOUT_UNLISTENED"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 {
+			b.Fatalf("KILN_BENCH_FANOUT_UNLISTENED=%q: want a count (0 skips the run)", s)
+		}
+		unlistened = n
+	}
 	f := newFarm(b)
 	var base float64 // CPU per commit without listeners, once measured
 	for _, listeners := range counts {
