@@ -415,3 +415,54 @@ func TestInvalidAndCancelledJobs(t *testing.T) {
 		t.Errorf("%d report River jobs for the invalid job, want 1", n)
 	}
 }
+
+// Each kind of recipient alone gets its report, and a job nobody asked
+// about gets none: the trigger's quick look for "nobody to tell" misses
+// none of them.
+func TestEachRecipientAloneIsTold(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name  string
+		setup func(t *testing.T, f *farm, admin *pgxpool.Pool)
+		job   []string // the job's --report addresses
+		want  string
+	}{
+		{"nobody", nil, nil, "map[]"},
+		{"the submitter's address", func(t *testing.T, f *farm, _ *pgxpool.Pool) {
+			_, err := f.aliceDB.Exec(t.Context(), `SELECT kiln.report_set('alice@example.org', 'always')`)
+			must(t, err)
+		}, nil, "map[mail:alice@example.org:pending]"},
+		{"a --report address", nil, []string{"team@example.org"}, "map[mail:team@example.org:pending]"},
+		{"the bucket's addresses", func(t *testing.T, f *farm, admin *pgxpool.Pool) {
+			_, err := admin.Exec(t.Context(), `SELECT kiln.report_set_bucket('devel', ARRAY['devel-list@example.org'], 'always')`)
+			must(t, err)
+		}, nil, "map[mail:devel-list@example.org:pending]"},
+		{"the submitter's webhook", func(t *testing.T, f *farm, _ *pgxpool.Pool) {
+			_, err := f.aliceDB.Exec(t.Context(), `SELECT kiln.report_webhook_add('https://alice.example/hook', 'always', NULL)`)
+			must(t, err)
+		}, nil, "webhook"},
+		{"the bucket's webhook", func(t *testing.T, f *farm, admin *pgxpool.Pool) {
+			_, err := admin.Exec(t.Context(), `SELECT kiln.report_webhook_add('https://devel.example/hook', 'always', 'devel')`)
+			must(t, err)
+		}, nil, "webhook"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			f := setup(t)
+			admin := connect(t, f.db.URLAs(farmtest.Person(t, f.db, "admin", "kiln_admin")))
+			if c.setup != nil {
+				c.setup(t, f, admin)
+			}
+			got := fmt.Sprint(f.deliveries(t, f.failedJob(t, "told-1-1.src.rpm", c.job...)))
+			if c.want == "webhook" {
+				if !strings.HasPrefix(got, "map[webhook:") || !strings.HasSuffix(got, ":pending]") {
+					t.Fatalf("deliveries %s, want one webhook delivery", got)
+				}
+				return
+			}
+			if got != c.want {
+				t.Fatalf("deliveries %s, want %s", got, c.want)
+			}
+		})
+	}
+}
