@@ -24,11 +24,11 @@ func TestIdleBuilderStopsListening(t *testing.T) {
 	cfg.Heartbeat = time.Hour
 	r := start(t, pool, cfg)
 	// The server's view: the last statement of the builder's listening
-	// session.
+	// session (River's own LISTEN session sends other statements).
 	session := func() string {
 		var q string
 		f.db.Pool.QueryRow(context.Background(), `SELECT query FROM pg_stat_activity
-			WHERE usename = $1 AND query ~ '^(UN)?LISTEN' ORDER BY backend_start DESC LIMIT 1`, role).Scan(&q)
+			WHERE usename = $1 AND query IN ('UNLISTEN *', 'LISTEN kiln_task; LISTEN kiln_builder')`, role).Scan(&q)
 		return q
 	}
 	waitFor(t, "the idle builder to stop listening", func() bool { return session() == "UNLISTEN *" && !r.b.listening.Load() })
