@@ -141,6 +141,17 @@ type loadedPlatform struct {
 	limits   sandbox.Limits
 }
 
+// unshares says whether the platform's builds run sbuild in unshare mode
+// (in the platform's environment when it names no chroot, or by its
+// chroot_mode), which maps subordinate ids.
+func (p *loadedPlatform) unshares() bool {
+	if p.Backend != "sbuild" {
+		return false
+	}
+	_, chroot := p.BackendSettings["chroot"]
+	return !chroot || p.BackendSettings["chroot_mode"] == "unshare"
+}
+
 // attemptRun is a build in progress.
 type attemptRun struct {
 	task    int64
@@ -256,12 +267,17 @@ func New(ctx context.Context, db *pgxpool.Pool, cfg Config) (*Builder, error) {
 				return nil, err
 			}
 			b.buildUser = u
+			break
+		}
+	}
+	for _, p := range b.platforms {
+		if p.unshares() {
 			// A host where sbuild and mmdebstrap cannot map the
 			// subordinate ids would fail every build: refuse it now.
-			if err := sandbox.CheckSubordinateIDs(ctx, u); err != nil {
-				return nil, err
+			if err := sandbox.CheckSubordinateIDs(ctx, b.buildUser); err != nil {
+				return nil, fmt.Errorf("platform %s: %w", p.Name, err)
 			}
-			b.removeMapped = u == nil
+			b.removeMapped = b.buildUser == nil
 			break
 		}
 	}
