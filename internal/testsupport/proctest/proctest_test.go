@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"slices"
 	"testing"
+	"time"
 )
 
 // A real sleep with a marker is found by its command line and its working
@@ -22,6 +23,10 @@ func TestFindAndNoLeftovers(t *testing.T) {
 	cmd.Dir = dir
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
+	}
+	// Until the child has exec'd sleep, its command line is still ours.
+	for deadline := time.Now().Add(5 * time.Second); len(Find("sleep "+marker)) == 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
 	}
 	if got := Find("sleep " + marker); !slices.Equal(got, []int{cmd.Process.Pid}) {
 		t.Fatalf("Find = %v, want [%d]", got, cmd.Process.Pid)
