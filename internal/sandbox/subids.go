@@ -11,10 +11,11 @@ import (
 )
 
 // sbuild's and mmdebstrap's unshare modes make a user namespace with the
-// account's subordinate uids and gids mapped (root inside is the account,
-// 1 to 65536 its first subordinate range), through newuidmap and
+// account's subordinate uids and gids mapped, through newuidmap and
 // newgidmap, which are setuid root. The files of such a build belong to
-// those ids.
+// those ids. unshare --map-auto --map-root-user (util-linux 2.38) maps the
+// account to root and 65,535 of the range, one id fewer than sbuild maps:
+// a file of the range's last id is out of RemoveMapped's reach.
 
 // CheckSubordinateIDs checks that u (the builder itself when nil) can make
 // such a namespace, so that a host where it cannot is refused when the
