@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/user"
+	"strconv"
 	"strings"
 	"syscall"
 )
@@ -13,9 +15,11 @@ import (
 // sbuild's and mmdebstrap's unshare modes make a user namespace with the
 // account's subordinate uids and gids mapped, through newuidmap and
 // newgidmap, which are setuid root. The files of such a build belong to
-// those ids. unshare --map-auto --map-root-user (util-linux 2.38) maps the
-// account to root and 65,535 of the range, one id fewer than sbuild maps:
-// a file of the range's last id is out of RemoveMapped's reach.
+// those ids: the account is root inside, and the first range of its
+// subordinate ids is mapped from inner id 1 on. kiln maps the same ranges,
+// read from /etc/subuid and /etc/subgid and given to unshare explicitly:
+// util-linux 2.38's --map-auto maps one id fewer than the range, which
+// would leave a file of the range's last id out of RemoveMapped's reach.
 
 // CheckSubordinateIDs checks that u (the builder itself when nil) can make
 // such a namespace, so that a host where it cannot is refused when the
@@ -24,7 +28,12 @@ import (
 // no_new_privs set (systemd's NoNewPrivileges=yes), which keeps the setuid
 // helpers from working.
 func CheckSubordinateIDs(ctx context.Context, u *User) error {
-	out, err := u.mapped(ctx, "true").CombinedOutput()
+	cmd, err := u.mapped(ctx, "true")
+	if err != nil {
+		return fmt.Errorf("sbuild and mmdebstrap cannot map the subordinate ids of %s: %w: give it ranges in /etc/subuid and "+
+			"/etc/subgid (docs/environments.md)", u.name(), err)
+	}
+	out, err := cmd.CombinedOutput()
 	if err == nil {
 		return nil
 	}
@@ -48,7 +57,11 @@ func CheckSubordinateIDs(ctx context.Context, u *User) error {
 // file system, and has only the powers of u and its subordinate ids, which
 // the build had too.
 func RemoveMapped(ctx context.Context, u *User, dir string) error {
-	if out, err := u.mapped(ctx, "rm", "-rf", "--one-file-system", "--", dir).CombinedOutput(); err != nil {
+	cmd, err := u.mapped(ctx, "rm", "-rf", "--one-file-system", "--", dir)
+	if err != nil {
+		return fmt.Errorf("removing %s with %s's subordinate ids mapped: %w", dir, u.name(), err)
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("removing %s with %s's subordinate ids mapped: %w: %s", dir, u.name(), err, bytes.TrimSpace(out))
 	}
 	if _, err := os.Lstat(dir); err == nil {
@@ -58,15 +71,64 @@ func RemoveMapped(ctx context.Context, u *User, dir string) error {
 }
 
 // mapped is the command that runs args as root of a user namespace of u's
-// (or the builder's) subordinate ids.
-func (u *User) mapped(ctx context.Context, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, "unshare", append([]string{"--map-auto", "--map-root-user", "--"}, args...)...)
+// (or the builder's) subordinate ids, mapped as sbuild and mmdebstrap map
+// them.
+func (u *User) mapped(ctx context.Context, args ...string) (*exec.Cmd, error) {
+	name, uid := u.account()
+	uids, err := subordinateRange("/etc/subuid", name, uid)
+	if err != nil {
+		return nil, err
+	}
+	gids, err := subordinateRange("/etc/subgid", name, uid)
+	if err != nil {
+		return nil, err
+	}
+	// util-linux 2.38 reads OUTER,INNER,COUNT; later versions still do.
+	cmd := exec.CommandContext(ctx, "unshare", append([]string{"--map-root-user",
+		"--map-users=" + uids.start + ",1," + uids.count, "--map-groups=" + gids.start + ",1," + gids.count, "--"}, args...)...)
 	cmd.Dir = "/"
 	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C"}
 	if u != nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: u.UID, Gid: u.GID}}
 	}
-	return cmd
+	return cmd, nil
+}
+
+// idRange is a range of subordinate ids, as decimal text.
+type idRange struct{ start, count string }
+
+// subordinateRange is the first range file (/etc/subuid or /etc/subgid)
+// gives the account name or uid, the one sbuild and mmdebstrap map.
+func subordinateRange(file, name string, uid uint32) (idRange, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return idRange{}, fmt.Errorf("reading %s: %w", file, err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Split(strings.TrimSpace(line), ":")
+		if len(f) != 3 || !(name != "" && f[0] == name || f[0] == strconv.FormatUint(uint64(uid), 10)) {
+			continue
+		}
+		start, err1 := strconv.ParseUint(f[1], 10, 32)
+		count, err2 := strconv.ParseUint(f[2], 10, 32)
+		if err1 != nil || err2 != nil || count == 0 || start+count > 1<<32-1 {
+			return idRange{}, fmt.Errorf("%s: unusable range %q for %s", file, line, name)
+		}
+		return idRange{f[1], f[2]}, nil
+	}
+	return idRange{}, fmt.Errorf("%s has no range for %s", file, name)
+}
+
+// account is the name and uid of u, or of the builder's own user.
+func (u *User) account() (string, uint32) {
+	if u != nil {
+		return u.Name, u.UID
+	}
+	uid := uint32(os.Geteuid())
+	if me, err := user.LookupId(strconv.FormatUint(uint64(uid), 10)); err == nil {
+		return me.Username, uid
+	}
+	return "", uid
 }
 
 // name names u for messages.

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -63,15 +64,34 @@ func TestRemoveMappedRemovesATreeOfSubordinateIDs(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(outside, "keep"), []byte("keep"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := asUser(t, u, work, `unshare --map-auto --map-root-user sh -ec '
+	// The tree is made as sbuild makes it, with the whole range mapped (by
+	// the test itself, not by the code under test): a directory of the
+	// range's last id (inner 65536) is in it too.
+	uids, err := subordinateRange("/etc/subuid", u.Name, u.UID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gids, err := subordinateRange("/etc/subgid", u.Name, u.UID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := asUser(t, u, work, `unshare --map-root-user --map-users=`+uids.start+`,1,`+uids.count+
+		` --map-groups=`+gids.start+`,1,`+gids.count+` sh -ec '
 		mkdir -p task/chroot/var/cache/apt/partial task/chroot/build
 		echo x > task/chroot/build/f; echo y > task/chroot/var/cache/apt/partial/g
+		mkdir task/chroot/last; touch task/chroot/last/l; chmod 700 task/chroot/last
 		ln -s `+outside+` task/chroot/build/link
 		chown -R 100:100 task/chroot/build; chown -R 42:0 task/chroot/var/cache/apt
+		chown -R `+uids.count+`:`+gids.count+` task/chroot/last
 		chmod 700 task/chroot/var/cache/apt/partial; chmod 500 task/chroot/build'`); err != nil {
 		t.Fatalf("making the tree: %v\n%s", err, out)
 	}
 	tree := filepath.Join(work, "task")
+	if fi, err := os.Lstat(filepath.Join(tree, "chroot", "last")); err != nil {
+		t.Fatal(err)
+	} else if st := fi.Sys().(*syscall.Stat_t); uint64(st.Uid)+1 != mustAdd(t, uids) {
+		t.Fatalf("the last directory belongs to %d, not the range's last id (range %v)", st.Uid, uids)
+	}
 	if out, err := asUser(t, u, work, "rm -rf task"); err == nil {
 		t.Fatalf("the build user removed the tree from outside, so this tests nothing:\n%s", out)
 	}
@@ -83,6 +103,50 @@ func TestRemoveMappedRemovesATreeOfSubordinateIDs(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(outside, "keep")); err != nil || string(b) != "keep" {
 		t.Fatalf("what the link pointed to was touched: %q %v", b, err)
+	}
+}
+
+// mustAdd is the id after range r.
+func mustAdd(t *testing.T, r idRange) uint64 {
+	t.Helper()
+	start, err1 := strconv.ParseUint(r.start, 10, 32)
+	count, err2 := strconv.ParseUint(r.count, 10, 32)
+	if err1 != nil || err2 != nil {
+		t.Fatalf("range %v", r)
+	}
+	return start + count
+}
+
+// The range mapped is the account's first, found by name or uid, as
+// sbuild and mmdebstrap take it; a file without one, or with a broken
+// one, is refused with the file named.
+func TestSubordinateRangeIsTheFirstOfTheAccount(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "subuid")
+	if err := os.WriteFile(file, []byte("other:200000:65536\nkiln-build:100000:65536\nkiln-build:300000:10\n1234:400000:5\nbad:x:1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		uid  uint32
+		want idRange
+		err  string
+	}{
+		{"kiln-build", 999, idRange{"100000", "65536"}, ""},
+		{"someone", 1234, idRange{"400000", "5"}, ""},
+		{"", 1234, idRange{"400000", "5"}, ""},
+		{"nobody-here", 5, idRange{}, "has no range for nobody-here"},
+		{"bad", 6, idRange{}, "unusable range"},
+	} {
+		got, err := subordinateRange(file, c.name, c.uid)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) || !strings.Contains(err.Error(), file) {
+				t.Errorf("%s: %v, want an error naming %s with %q", c.name, err, file, c.err)
+			}
+			continue
+		}
+		if err != nil || got != c.want {
+			t.Errorf("%s/%d: %v %v, want %v", c.name, c.uid, got, err, c.want)
+		}
 	}
 }
 
