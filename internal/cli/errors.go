@@ -114,8 +114,8 @@ func explainDB(err error, doing string) error {
 			return &dbError{fmt.Sprintf("%s refused: %s (%s)", doing, pgErr.Message, pgErr.Hint), err}
 		}
 		if olderSchema(pgErr) {
-			return &dbError{fmt.Sprintf("%s: the database's kiln schema is older than this kiln (%s); "+
-				"a kiln admin runs `kiln admin migrate` and applies roles/ again", doing, pgErr.Message), err}
+			return &dbError{fmt.Sprintf("%s: the database's kiln schema does not match this kiln (%s): when the schema is older, "+
+				"a kiln admin runs `kiln admin migrate` and applies roles/ again; when this kiln is the older, use the farm's version", doing, pgErr.Message), err}
 		}
 	}
 	return fmt.Errorf("%s: %w", doing, err)
@@ -123,6 +123,8 @@ func explainDB(err error, doing string) error {
 
 // olderSchema says whether a database error is what a kiln newer than the
 // database's schema meets: a function, table or column it does not have.
+// A kiln older than the schema can meet the same (a function whose
+// arguments changed), so the message names both.
 func olderSchema(pgErr *pgconn.PgError) bool {
 	switch pgErr.Code {
 	case "42883", "42P01", "42703": // undefined_function, undefined_table, undefined_column

@@ -283,7 +283,7 @@ func TestOlderSchemaIsNamed(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, code := kilnLine(t, alice, "log", "-f", fmt.Sprint(f.Tasks["building/"+farmtest.EL9]))
-	if code != ExitError || !strings.Contains(out, "schema is older than this kiln") || !strings.Contains(out, "kiln admin migrate") ||
+	if code != ExitError || !strings.Contains(out, "kiln schema does not match this kiln") || !strings.Contains(out, "kiln admin migrate") ||
 		strings.Contains(out, "SQLSTATE") {
 		t.Fatalf("kiln log -f: exit %d\n%s", code, out)
 	}

@@ -161,7 +161,7 @@ func reconnecting(c *cli.Context) report.Reconnect {
 // followError makes the error of report.FollowJob or report.FollowLog the
 // command's: Ctrl-C is ExitInterrupted, a connection that cannot be made
 // again ExitConnect, something that does not exist ExitNotFound with hint,
-// a database whose schema is older than this kiln said so.
+// a database whose kiln schema does not match this kiln said so.
 func followError(ctx context.Context, err error, hint string) error {
 	switch {
 	case ctx.Err() != nil:

@@ -84,16 +84,18 @@ func (h *hub) watch(ctx context.Context, tasks ...int64) {
 }
 
 // watchLogs watches (or renews) the logs of tasks, in calls within
-// kiln.watch_logs' limit.
+// kiln.watch_logs' limit. A call that fails does not keep the others from
+// being made; their errors are joined.
 func (h *hub) watchLogs(ctx context.Context, tasks []int64) error {
-	for len(tasks) > 0 {
+	var errs []error
+	for len(tasks) > 0 && ctx.Err() == nil {
 		n := min(len(tasks), report.WatchMax)
 		if err := report.WatchLogs(ctx, h.pool, tasks[:n]); err != nil {
-			return err
+			errs = append(errs, fmt.Errorf("watching the logs of %d tasks from %d: %w", n, tasks[0], err))
 		}
 		tasks = tasks[n:]
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // unwatch counts one stream fewer following the logs of tasks. The
