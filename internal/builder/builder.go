@@ -102,9 +102,10 @@ type Config struct {
 	PollOnly     bool
 	PollInterval time.Duration
 	// ListenIdle is how long the builder keeps listening for notifications
-	// once no build runs (DefaultListenIdle when 0). Then it stops, so that
-	// the farm's notifying commits no longer wake its session, and listens
-	// again when it takes a task; meanwhile its heartbeat reads its row.
+	// once no build runs (DefaultListenIdle when 0). Then it closes its
+	// listening session, so that the farm's notifying commits no longer
+	// wake it and the server has the connection back, and listens again
+	// when it takes a task; meanwhile its heartbeat reads its row.
 	ListenIdle time.Duration
 }
 
@@ -191,10 +192,12 @@ type Builder struct {
 	platforms map[string]*loadedPlatform
 	running   map[int64]*attemptRun
 	// idleSince is when the last build ended (or the builder was made);
-	// guarded by mu. runStarted wakes the listen loop when a build begins
-	// (listen.go); listening says whether its session listens.
+	// guarded by mu. runStarted wakes the listen loop when a build begins,
+	// runsEnded when the last one ends (listen.go); listening says whether
+	// it has a listening session.
 	idleSince  time.Time
 	runStarted chan struct{}
+	runsEnded  chan struct{}
 	listening  atomic.Bool
 
 	lastTick atomic.Int64 // unix nanoseconds of the heartbeat loop's last round
@@ -205,9 +208,12 @@ type Builder struct {
 	enabledChanged chan struct{}
 	feed           atomic.Pointer[feed] // the feed taking tasks; nil while disabled
 
-	// nameLock holds the advisory lock of the builder's name (see
-	// recover.go); only the heartbeat loop touches it once Run started.
-	nameLock       *pgx.Conn
+	// sess is the builder's session connection: it holds the advisory lock
+	// of the builder's name when locked (recover.go), and LISTENs while
+	// builds run (listen.go). Only the listen loop touches them once Run
+	// started.
+	sess           *pgx.Conn
+	locked         bool
 	nameLockWarned bool
 
 	// takes and finishes join the slots' takes and finishes that wait at
@@ -240,6 +246,7 @@ func New(ctx context.Context, db *pgxpool.Pool, cfg Config) (*Builder, error) {
 		idleSince: time.Now(),
 
 		runStarted:     make(chan struct{}, 1),
+		runsEnded:      make(chan struct{}, 1),
 		enabledChanged: make(chan struct{}, 1),
 	}
 	b.takes = &group[task.Taking, task.TakeOutcome]{max: batchMax, timeout: time.Minute,
@@ -390,7 +397,7 @@ func (b *Builder) Run(ctx context.Context) error {
 		return err
 	}
 	locked := b.lockName(ctx)
-	defer b.unlockName()
+	defer b.closeSession()
 	if err := b.prepareWorkDir(ctx); err != nil {
 		return err
 	}
@@ -636,7 +643,6 @@ func (b *Builder) heartbeatLoop(ctx context.Context) {
 	for {
 		b.lastTick.Store(time.Now().UnixNano())
 		err := b.heartbeat(ctx)
-		b.keepNameLock(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil && !failing:
 			b.log.Warn("heartbeat failed; retrying", "err", err)

@@ -14,20 +14,26 @@ const DefaultListenIdle = time.Minute
 
 // listenLoop follows NOTIFY kiln_task so a cancelled task's build stops at
 // once rather than at the next heartbeat, and NOTIFY kiln_builder so that
-// disabling or enabling the builder takes effect at once. It reconnects
-// after errors.
+// disabling or enabling the builder takes effect at once. It owns the
+// builder's session connection, which also holds the name's lock
+// (recover.go), and opens it again after errors.
 //
 // PostgreSQL wakes every listening session of the database at each commit
 // that notifies, on any channel (docs/scaling.md, "Notifications wake every
 // listener"), so a builder that has built nothing for Config.ListenIdle
-// stops listening (UNLISTEN *) and listens again when it takes a task. While
-// it does not listen, its heartbeat is what tells it of its row's changes.
+// stops listening (UNLISTEN *) and listens again when it takes a task.
+// While it does not listen, its heartbeat is what tells it of its row's
+// changes, and the loop checks the lock's connection every heartbeat.
 func (b *Builder) listenLoop(ctx context.Context) {
 	for ctx.Err() == nil {
-		err := b.listen(ctx)
+		err := b.listenRound(ctx)
 		if ctx.Err() != nil {
 			return
 		}
+		if err == nil {
+			continue
+		}
+		b.closeSession()
 		b.log.Warn("listening for task changes failed; reconnecting", "err", err)
 		select {
 		case <-ctx.Done():
@@ -37,35 +43,40 @@ func (b *Builder) listenLoop(ctx context.Context) {
 	}
 }
 
-// listen listens on one connection of the session pool, and stops and
-// starts again as builds come and go, until an error or ctx ends.
-func (b *Builder) listen(ctx context.Context) error {
-	conn, err := b.session().Acquire(ctx)
+// listenRound listens on the session connection until no build has run
+// for Config.ListenIdle, or, while none has, waits for a build to start
+// and checks the lock's connection each heartbeat.
+func (b *Builder) listenRound(ctx context.Context) error {
+	if b.sess == nil || !b.locked {
+		b.keepNameLock(ctx)
+	}
+	c, err := b.sessionConn(ctx)
 	if err != nil {
 		return err
 	}
-	// A connection that listened is never handed back to the pool.
-	c := conn.Hijack()
-	defer c.Close(context.Background())
-	defer b.listening.Store(false)
-	for {
-		if err := b.startListening(ctx, c); err != nil {
-			return err
-		}
-		if err := b.listenUntilIdle(ctx, c); err != nil {
-			return err
-		}
-		if _, err := c.Exec(ctx, "UNLISTEN *"); err != nil {
-			return err
-		}
-		b.listening.Store(false)
-		b.log.Debug("no build for a while: stopped listening for notifications", "idle", b.cfg.ListenIdle)
+	if _, _, idle := b.idleUntil(); idle {
+		tick := time.NewTimer(b.cfg.Heartbeat)
+		defer tick.Stop()
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
 		case <-b.runStarted:
+		case <-tick.C:
+			b.keepNameLock(ctx)
 		}
+		return nil
 	}
+	defer b.listening.Store(false)
+	if err := b.startListening(ctx, c); err != nil {
+		return err
+	}
+	if err := b.listenUntilIdle(ctx, c); err != nil {
+		return err
+	}
+	if _, err := c.Exec(ctx, "UNLISTEN *"); err != nil {
+		return err
+	}
+	b.log.Debug("no build for a while: stopped listening for notifications", "idle", b.cfg.ListenIdle)
+	return nil
 }
 
 // startListening LISTENs on c and then checks what it may have missed.
@@ -87,18 +98,46 @@ func (b *Builder) startListening(ctx context.Context, c *pgx.Conn) error {
 }
 
 // listenUntilIdle handles the notifications that arrive on c until no build
-// has run for Config.ListenIdle.
+// has run for Config.ListenIdle. While builds run it waits with no
+// deadline; the last one to end wakes it (runsEnded). While another
+// session holds the name's lock, it tries to take it each heartbeat.
 func (b *Builder) listenUntilIdle(ctx context.Context, c *pgx.Conn) error {
 	for {
-		until, idle := b.idleUntil()
+		until, running, idle := b.idleUntil()
 		if idle {
 			return nil
 		}
-		wctx, cancel := context.WithDeadline(ctx, until)
+		if !b.locked && (running || time.Until(until) > b.cfg.Heartbeat) {
+			until, running = time.Now().Add(b.cfg.Heartbeat), false
+		}
+		var wctx context.Context
+		var cancel context.CancelFunc
+		if running {
+			wctx, cancel = context.WithCancel(ctx)
+		} else {
+			wctx, cancel = context.WithDeadline(ctx, until)
+		}
+		woken := make(chan struct{})
+		go func() {
+			defer close(woken)
+			select {
+			case <-b.runsEnded:
+				cancel()
+			case <-wctx.Done():
+			}
+		}()
 		n, err := c.WaitForNotification(wctx)
 		cancel()
+		// Waiting for the waker keeps it from taking a later wake-up
+		// meant for the next round.
+		<-woken
 		if err != nil {
 			if wctx.Err() != nil && ctx.Err() == nil && !c.IsClosed() {
+				if !b.locked {
+					if _, err := b.tryNameLock(ctx); err != nil {
+						return err
+					}
+				}
 				continue // time to look again
 			}
 			return err
@@ -107,22 +146,24 @@ func (b *Builder) listenUntilIdle(ctx context.Context, c *pgx.Conn) error {
 	}
 }
 
-// idleUntil says whether no build has run for Config.ListenIdle, and if
-// one has, when to ask again. It first forgets earlier builds' wake-ups
-// (runStarted): a build that starts after it sends a new one.
-func (b *Builder) idleUntil() (time.Time, bool) {
-	select {
-	case <-b.runStarted:
-	default:
+// idleUntil says whether builds run, whether none has for
+// Config.ListenIdle, and if neither, when that time comes. It first
+// forgets earlier wake-ups (runStarted, runsEnded): a change after it
+// sends a new one.
+func (b *Builder) idleUntil() (until time.Time, running, idle bool) {
+	for _, ch := range []chan struct{}{b.runStarted, b.runsEnded} {
+		select {
+		case <-ch:
+		default:
+		}
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	now := time.Now()
 	if len(b.running) > 0 {
-		return now.Add(b.cfg.ListenIdle), false
+		return time.Time{}, true, false
 	}
-	until := b.idleSince.Add(b.cfg.ListenIdle)
-	return until, !now.Before(until)
+	until = b.idleSince.Add(b.cfg.ListenIdle)
+	return until, false, !time.Now().Before(until)
 }
 
 // addRun lists a build that began and wakes listen should it have stopped
@@ -138,13 +179,18 @@ func (b *Builder) addRun(r *attemptRun) {
 }
 
 // removeRun takes a build off the list; the last one to go starts the idle
-// time after which the builder stops listening.
+// time after which the builder stops listening, and wakes listen to count
+// it.
 func (b *Builder) removeRun(task int64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	delete(b.running, task)
 	if len(b.running) == 0 {
 		b.idleSince = time.Now()
+		select {
+		case b.runsEnded <- struct{}{}:
+		default:
+		}
 	}
 }
 

@@ -165,7 +165,9 @@ func TestShutdownGivesBackAndCancelStops(t *testing.T) {
 }
 
 // Killing every connection of the builder (what a PostgreSQL restart does)
-// loses nothing: the running build finishes and the next job is taken.
+// loses nothing: the running build finishes, the builder's session
+// connection comes back holding the name's lock and listening, and the
+// next job is taken.
 func TestSurvivesLostConnections(t *testing.T) {
 	t.Parallel()
 	f := newFarm(t)
@@ -173,13 +175,23 @@ func TestSurvivesLostConnections(t *testing.T) {
 	role, pool := f.builderPool(t, 1)
 	srpm := testpkg.SRPM(t, testpkg.Spec{Name: "kiln-steady", Build: "echo BEFORE-RESTART; sleep 4; echo AFTER-RESTART; echo hi > kiln-steady.txt"})
 	_, task := f.submit(t, "el9-x86_64", "retry", srpm)
-	start(t, pool, testConfig(t, "el9-x86_64"))
+	r := start(t, pool, testConfig(t, "el9-x86_64"))
 	waitFor(t, "the build to start", func() bool { return strings.Contains(f.logOf(t, task, 1), "BEFORE-RESTART") })
 	var killed int
 	if err := f.db.Pool.QueryRow(context.Background(),
 		"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE usename = $1", role).Scan(&killed); err != nil || killed == 0 {
 		t.Fatalf("terminated %d connections: %v", killed, err)
 	}
+	// One session of the role holds the lock again, no other one listens,
+	// and the builder listens: on that session.
+	waitFor(t, "the name's lock to be held again by the listening session", func() bool {
+		var held, others int
+		f.db.Pool.QueryRow(context.Background(), `SELECT count(*) FILTER (WHERE held),
+				count(*) FILTER (WHERE NOT held AND query = 'LISTEN kiln_task; LISTEN kiln_builder')
+			FROM (SELECT a.query, EXISTS (SELECT FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'advisory' AND l.granted) AS held
+				FROM pg_stat_activity a WHERE a.usename = $1) s`, role).Scan(&held, &others)
+		return held == 1 && others == 0 && r.b.listening.Load()
+	})
 	if st := f.waitStatus(t, task, "succeeded", "failed", "timed_out"); st != "succeeded" {
 		t.Fatalf("task %s", st)
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/kiln-build/kiln/internal/task"
 )
 
@@ -17,12 +19,12 @@ import (
 // or ended as lost past MaxLost, its River job available again at once).
 //
 // "No other process of the same name" is made sure by a session advisory
-// lock on the builder's name, held on a connection of its own for as long
-// as the daemon runs: a crashed run's connection closes with it, and the
-// server drops its lock. A builder that cannot get the lock (a second daemon
-// with the same name, or a previous run that is paused rather than dead, or
-// whose connection the server has not yet seen close) leaves such tasks to
-// the janitor.
+// lock on the builder's name, held on the builder's session connection
+// (which also carries its LISTEN) for as long as the daemon runs: a crashed
+// run's connection closes with it, and the server drops its lock. A
+// builder that cannot get the lock (a second daemon with the same name, or
+// a previous run that is paused rather than dead, or whose connection the
+// server has not yet seen close) leaves such tasks to the janitor.
 
 // nameLockSQL takes the advisory lock of a builder's name.
 const nameLockSQL = "SELECT pg_try_advisory_lock(hashtextextended('kiln-builder:' || $1, 0))"
@@ -52,34 +54,34 @@ func (b *Builder) lockName(ctx context.Context) bool {
 	}
 }
 
-// tryNameLock tries once to take the lock on a new connection.
+// tryNameLock tries once to take the lock, on the builder's session
+// connection (opened first when there is none), and says whether it holds
+// it. The connection is kept either way: it also carries the LISTEN
+// (listen.go).
 func (b *Builder) tryNameLock(ctx context.Context) (bool, error) {
-	conn, err := b.session().Acquire(ctx)
+	c, err := b.sessionConn(ctx)
 	if err != nil {
 		return false, err
 	}
-	// The lock belongs to the session: the connection never goes back to
-	// the pool.
-	c := conn.Hijack()
 	var held bool
-	if err := c.QueryRow(ctx, nameLockSQL, b.cfg.Name).Scan(&held); err != nil || !held {
-		c.Close(context.Background())
+	if err := c.QueryRow(ctx, nameLockSQL, b.cfg.Name).Scan(&held); err != nil {
+		b.closeSession()
 		return false, err
 	}
-	b.nameLock = c
-	return true, nil
+	b.locked = held
+	return held, nil
 }
 
-// keepNameLock checks the lock's connection and takes the lock again when
-// the connection was lost (a database restart). Only the heartbeat loop
-// calls it.
+// keepNameLock checks the session connection while it holds the lock, and
+// tries to take the lock again when the connection was lost (a database
+// restart) or another session held it. Only the listen loop calls it once
+// Run started.
 func (b *Builder) keepNameLock(ctx context.Context) {
-	if b.nameLock != nil {
-		if _, err := b.nameLock.Exec(ctx, "SELECT 1"); err == nil {
+	if b.sess != nil && b.locked {
+		if _, err := b.sess.Exec(ctx, "SELECT 1"); err == nil {
 			return
 		}
-		b.nameLock.Close(context.Background())
-		b.nameLock = nil
+		b.closeSession()
 	}
 	held, err := b.tryNameLock(ctx)
 	if !held && err == nil && !b.nameLockWarned {
@@ -88,12 +90,30 @@ func (b *Builder) keepNameLock(ctx context.Context) {
 	}
 }
 
-// unlockName closes the lock's connection, which releases the lock.
-func (b *Builder) unlockName() {
-	if b.nameLock != nil {
-		b.nameLock.Close(context.Background())
-		b.nameLock = nil
+// sessionConn is the builder's session connection, opened from the session
+// pool when there is none. It never goes back to the pool: its lock and
+// its LISTEN belong to the session.
+func (b *Builder) sessionConn(ctx context.Context) (*pgx.Conn, error) {
+	if b.sess != nil && !b.sess.IsClosed() {
+		return b.sess, nil
 	}
+	b.closeSession()
+	conn, err := b.session().Acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	b.sess = conn.Hijack()
+	return b.sess, nil
+}
+
+// closeSession closes the session connection, which releases the lock and
+// ends its LISTEN.
+func (b *Builder) closeSession() {
+	if b.sess != nil {
+		b.sess.Close(context.Background())
+		b.sess = nil
+	}
+	b.locked = false
 }
 
 // recoverTasks gives back the tasks a previous run of this builder left

@@ -39,7 +39,7 @@ func Run(ctx context.Context, cfg RunConfig) error {
 	defer db.Close()
 	if cfg.ListenDB != "" {
 		scfg := cfg.DB
-		scfg.URL, scfg.Pooled, scfg.MaxConns = cfg.ListenDB, false, 2
+		scfg.URL, scfg.Pooled, scfg.MaxConns = cfg.ListenDB, false, 1
 		if bc.Session, err = dbconn.Open(ctx, scfg); err != nil {
 			return fmt.Errorf("--listen-db: %w", err)
 		}

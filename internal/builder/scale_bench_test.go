@@ -40,9 +40,9 @@ import (
 // KILN_BENCH_SCALE_CLIENT=river it is the builder's real River client
 // (newFeed: riverjob.NewBuilderClient in poll-only mode, polling every
 // DefaultPollInterval), as kiln-builder runs it. What is left out is the
-// builder's direct session (--listen-db): its LISTEN and its name lock with
-// the name lock's SELECT 1 each heartbeat, two connections a builder host;
-// docs/scaling.md counts them. KILN_BENCH_SCALE_PGBOUNCER sets PgBouncer
+// builder's direct session (--listen-db): its name lock, which LISTENs
+// while it builds and has a SELECT 1 each heartbeat while idle, one
+// connection a builder host; docs/scaling.md counts them. KILN_BENCH_SCALE_PGBOUNCER sets PgBouncer
 // settings for the run ("name=value ...", SET on its admin console, put
 // back at the end).
 //
