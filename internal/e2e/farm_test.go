@@ -312,10 +312,17 @@ func startProc(t testing.TB, name, bin string, args ...string) *proc {
 // startProcEnv is startProc with env added to the test's environment.
 func startProcEnv(t testing.TB, name string, env []string, bin string, args ...string) *proc {
 	t.Helper()
-	p := &proc{name: name, cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	cmd := exec.Command(bin, args...)
 	if env != nil {
-		p.cmd.Env = append(os.Environ(), env...)
+		cmd.Env = append(os.Environ(), env...)
 	}
+	return startCmd(t, name, cmd)
+}
+
+// startCmd is startProc for a command made by the caller.
+func startCmd(t testing.TB, name string, cmd *exec.Cmd) *proc {
+	t.Helper()
+	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = p, p
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", name, err)
@@ -331,7 +338,7 @@ func startProcEnv(t testing.TB, name string, env []string, bin string, args ...s
 			<-p.done
 		}
 		if t.Failed() {
-			t.Logf("--- output of %s (%s):\n%s", name, filepath.Base(bin), p.output())
+			t.Logf("--- output of %s (%s):\n%s", name, filepath.Base(cmd.Path), p.output())
 		}
 	})
 	return p

@@ -44,11 +44,7 @@ func TestDebianHelloThroughTheFarm(t *testing.T) {
 		t.Fatalf("apt-get source left %v", dscs)
 	}
 
-	f := newFarm(t)
-	f.exec(t, `INSERT INTO kiln.platform (name, arch, package_format, backend, backend_settings, timeout)
-		VALUES ($1, 'amd64', 'deb', 'sbuild', '{"dist": "bookworm"}', '1 hour')`, deb)
-	f.exec(t, `INSERT INTO kiln.platform_environment (platform, spec) VALUES ($1, $2)`, deb, spec)
-	f.startSplitter(t, f.role(t, "kiln_splitter"))
+	f := sbuildFarm(t, deb, spec)
 	role := f.role(t, "kiln_builder")
 	work, cache := filepath.Join(t.TempDir(), "work"), filepath.Join(t.TempDir(), "envs")
 	for _, d := range []string{work, cache} {
@@ -66,21 +62,7 @@ func TestDebianHelloThroughTheFarm(t *testing.T) {
 	waitFor(t, "the builder to register", func() bool {
 		return f.count(t, `SELECT count(*) FROM kiln.builder WHERE name = 'hb' AND state = 'online'`) == 1
 	})
-	// The environment, installed in the builder's name as a builder that
-	// made it would (kiln.environment_install).
-	pool, err := dbconn.Open(context.Background(), dbconn.Config{URL: f.db.URLAs(role), AppName: "kiln-e2e-environment"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	made, err := environment.Inspect(context.Background(), path, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	env, err := environment.Install(context.Background(), pool, "hb", deb, made)
-	if err != nil {
-		t.Fatal(err)
-	}
+	env := installEnvironment(t, f, role, "hb", deb, path, spec)
 
 	as := f.login(f.person)
 	submit := func(dsc string) int64 {
@@ -150,6 +132,39 @@ func TestDebianHelloThroughTheFarm(t *testing.T) {
 	if code == 2 || !strings.Contains(out, "STAGE") || !strings.Contains(out, " unsatisfiable ") {
 		t.Fatalf("kiln show (exit %d) does not show the stage:\n%s", code, out)
 	}
+}
+
+// sbuildFarm is a farm with a splitter and an sbuild platform of Debian
+// bookworm whose environment has spec.
+func sbuildFarm(t testing.TB, platform string, spec environment.Spec) *farm {
+	t.Helper()
+	f := newFarm(t)
+	f.exec(t, `INSERT INTO kiln.platform (name, arch, package_format, backend, backend_settings, timeout)
+		VALUES ($1, 'amd64', 'deb', 'sbuild', '{"dist": "bookworm"}', '1 hour')`, platform)
+	f.exec(t, `INSERT INTO kiln.platform_environment (platform, spec) VALUES ($1, $2)`, platform, spec)
+	f.startSplitter(t, f.role(t, "kiln_splitter"))
+	return f
+}
+
+// installEnvironment installs the environment at path for platform in
+// builder's name, as a builder that made it would
+// (kiln.environment_install), with role's rights.
+func installEnvironment(t testing.TB, f *farm, role, builder, platform, path string, spec environment.Spec) environment.Environment {
+	t.Helper()
+	pool, err := dbconn.Open(context.Background(), dbconn.Config{URL: f.db.URLAs(role), AppName: "kiln-e2e-environment"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	made, err := environment.Inspect(context.Background(), path, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := environment.Install(context.Background(), pool, builder, platform, made)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env
 }
 
 // waitEnd waits, as long as sbuild on a loaded machine may take, until the

@@ -187,50 +187,121 @@ func (w *watch) checkUsage() *LimitError {
 // (setsid) are still its descendants: orphans are reparented to the init of
 // the build's PID namespace, which is one of them.
 func treeUsage(pid int) (tasks, mem int64) {
+	procs := processes()
+	for _, p := range procs.descendants([]int{pid}) {
+		t, m := status(p)
+		tasks += t
+		mem += m
+	}
+	return tasks, mem
+}
+
+// processTable is what /proc says of every process: its children and its
+// process group.
+type processTable struct {
+	children map[int][]int
+	group    map[int]int
+}
+
+// processes reads the process table.
+func processes() processTable {
+	t := processTable{children: map[int][]int{}, group: map[int]int{}}
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
-		return 0, 0
+		return t
 	}
-	children := map[int][]int{}
 	for _, e := range entries {
 		p, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		if pp := parentOf(p); pp > 0 {
-			children[pp] = append(children[pp], p)
+		if pp, pg := statOf(p); pp > 0 {
+			t.children[pp] = append(t.children[pp], p)
+			t.group[p] = pg
 		}
 	}
-	queue := []int{pid}
+	return t
+}
+
+// descendants is roots and every process beneath them.
+func (t processTable) descendants(roots []int) []int {
+	var out []int
+	seen := map[int]bool{}
+	queue := roots
 	for len(queue) > 0 {
 		p := queue[0]
 		queue = queue[1:]
-		t, m := status(p)
-		tasks += t
-		mem += m
-		queue = append(queue, children[p]...)
+		if seen[p] {
+			continue
+		}
+		seen[p] = true
+		out = append(out, p)
+		queue = append(queue, t.children[p]...)
 	}
-	return tasks, mem
+	return out
 }
 
-// parentOf reads the parent pid from /proc/PID/stat (0 when gone).
-func parentOf(pid int) int {
+// inGroup is every process of process group pgid.
+func (t processTable) inGroup(pgid int) []int {
+	var out []int
+	for p, g := range t.group {
+		if g == pgid {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// statOf reads the parent pid and the process group from /proc/PID/stat
+// (0 when gone).
+func statOf(pid int) (ppid, pgrp int) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return 0
+		return 0, 0
 	}
 	// The command name may hold spaces and parentheses: fields start
 	// after the last ')'.
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0
+		return 0, 0
 	}
 	fields := strings.Fields(string(b[i+1:]))
-	if len(fields) < 2 {
-		return 0
+	if len(fields) < 3 {
+		return 0, 0
 	}
-	pp, _ := strconv.Atoi(fields[1])
-	return pp
+	ppid, _ = strconv.Atoi(fields[1])
+	pgrp, _ = strconv.Atoi(fields[2])
+	return ppid, pgrp
+}
+
+// killBuild kills a build: its process group and every descendant of the
+// group's processes, those that left it included (setsid): sbuild's
+// unshare mode runs the build in a session and PID namespace of its own,
+// which a kill of the group alone leaves running. The processes are
+// stopped first, until a look finds no new one, so that none forks out of
+// reach between the look and the kill; then they are killed. A process
+// that left the group after its parent had died is no one's descendant
+// any more and is out of reach.
+func killBuild(pgid int) {
+	_ = unix.Kill(-pgid, unix.SIGSTOP)
+	found := map[int]bool{}
+	for range 50 {
+		t := processes()
+		fresh := false
+		for _, p := range t.descendants(t.inGroup(pgid)) {
+			if !found[p] {
+				found[p], fresh = true, true
+				_ = unix.Kill(p, unix.SIGSTOP)
+			}
+		}
+		if !fresh {
+			break
+		}
+	}
+	_ = unix.Kill(-pgid, unix.SIGKILL)
+	for p := range found {
+		_ = unix.Kill(p, unix.SIGKILL)
+	}
 }
 
 // status reads the threads and RssAnon (bytes) of a process.

@@ -243,7 +243,7 @@ func run(ctx context.Context, args []string, dir string, env []string, out io.Wr
 		return fmt.Errorf("starting %s: %w", args[0], err)
 	}
 	pgid := cmd.Process.Pid
-	kill := func() { _ = syscall.Kill(-pgid, syscall.SIGKILL) }
+	kill := func() { killBuild(pgid) }
 	done := make(chan struct{})
 	watcher := make(chan struct{})
 	killed := false

@@ -13,13 +13,13 @@ import (
 )
 
 // sbuild's and mmdebstrap's unshare modes make a user namespace with the
-// account's subordinate uids and gids mapped, through newuidmap and
-// newgidmap, which are setuid root. The files of such a build belong to
-// those ids: the account is root inside, and the first range of its
-// subordinate ids is mapped from inner id 1 on. kiln maps the same ranges,
-// read from /etc/subuid and /etc/subgid and given to unshare explicitly:
-// util-linux 2.38's --map-auto maps one id fewer than the range, which
-// would leave a file of the range's last id out of RemoveMapped's reach.
+// first range of the account's subordinate uids and gids mapped (from
+// inner root on), through newuidmap and newgidmap, which are setuid root.
+// The files of such a build belong to those ids. kiln's own namespace maps
+// the account to root and the same whole ranges after it, read from
+// /etc/subuid and /etc/subgid and given to unshare explicitly: util-linux
+// 2.38's --map-auto maps one id fewer than the range, which would leave a
+// file of the range's last id out of RemoveMapped's reach.
 
 // CheckSubordinateIDs checks that u (the builder itself when nil) can make
 // such a namespace, so that a host where it cannot is refused when the
