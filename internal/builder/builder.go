@@ -102,9 +102,9 @@ type Config struct {
 	PollOnly     bool
 	PollInterval time.Duration
 	// ListenIdle is how long the builder keeps listening for notifications
-	// once no build runs (DefaultListenIdle when 0). Then it closes its
-	// listening session, so that the farm's notifying commits no longer
-	// wake it and the server has the connection back, and listens again
+	// once no build runs (DefaultListenIdle when 0). Then its session
+	// sends UNLISTEN *, so that the farm's notifying commits no longer wake
+	// it (the session stays: it holds the name's lock), and listens again
 	// when it takes a task; meanwhile its heartbeat reads its row.
 	ListenIdle time.Duration
 }

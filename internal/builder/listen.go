@@ -3,9 +3,11 @@ package builder
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // DefaultListenIdle is how long a builder with no build running keeps
@@ -33,8 +35,14 @@ func (b *Builder) listenLoop(ctx context.Context) {
 		if err == nil {
 			continue
 		}
-		b.closeSession()
-		b.log.Warn("listening for task changes failed; reconnecting", "err", err)
+		// A refusal on a working connection (a LISTEN refused) keeps the
+		// session, and with it the name's lock: closing it would free the
+		// lock for a while at each try.
+		var pgErr *pgconn.PgError
+		if b.sess == nil || b.sess.IsClosed() || !errors.As(err, &pgErr) {
+			b.closeSession()
+		}
+		b.log.Warn("listening for task changes failed; trying again", "err", err)
 		select {
 		case <-ctx.Done():
 			return

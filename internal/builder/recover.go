@@ -29,6 +29,9 @@ import (
 // nameLockSQL takes the advisory lock of a builder's name.
 const nameLockSQL = "SELECT pg_try_advisory_lock(hashtextextended('kiln-builder:' || $1, 0))"
 
+// sessionCheckTimeout bounds keepNameLock's statements.
+const sessionCheckTimeout = 10 * time.Second
+
 // nameLockWait is how long a starting builder waits for its name's lock, so
 // that the server can notice that the previous run's connection closed.
 const nameLockWait = 10 * time.Second
@@ -77,6 +80,10 @@ func (b *Builder) tryNameLock(ctx context.Context) (bool, error) {
 // restart) or another session held it. Only the listen loop calls it once
 // Run started.
 func (b *Builder) keepNameLock(ctx context.Context) {
+	// A connection that went half-open answers never: the check gives up
+	// in time for the loop to see a build start.
+	ctx, cancel := context.WithTimeout(ctx, sessionCheckTimeout)
+	defer cancel()
 	if b.sess != nil && b.locked {
 		if _, err := b.sess.Exec(ctx, "SELECT 1"); err == nil {
 			return

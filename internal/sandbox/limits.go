@@ -281,9 +281,14 @@ func statOf(pid int) (ppid, pgrp int) {
 // stopped first, until a look finds no new one, so that none forks out of
 // reach between the look and the kill; then they are killed. A process
 // that left the group after its parent had died is no one's descendant
-// any more and is out of reach.
+// any more and is out of reach; so is a build whose processes all left
+// the group.
 func killBuild(pgid int) {
-	_ = unix.Kill(-pgid, unix.SIGSTOP)
+	if unix.Kill(-pgid, unix.SIGSTOP) == unix.ESRCH {
+		// No process joins a group that does not exist: nothing to
+		// kill, and no look at /proc after every build that ended well.
+		return
+	}
 	found := map[int]bool{}
 	for range 50 {
 		t := processes()

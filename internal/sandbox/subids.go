@@ -74,12 +74,12 @@ func RemoveMapped(ctx context.Context, u *User, dir string) error {
 // (or the builder's) subordinate ids, mapped as sbuild and mmdebstrap map
 // them.
 func (u *User) mapped(ctx context.Context, args ...string) (*exec.Cmd, error) {
-	name, uid := u.account()
-	uids, err := subordinateRange("/etc/subuid", name, uid)
+	name := u.account()
+	uids, err := subordinateRange("/etc/subuid", name)
 	if err != nil {
 		return nil, err
 	}
-	gids, err := subordinateRange("/etc/subgid", name, uid)
+	gids, err := subordinateRange("/etc/subgid", name)
 	if err != nil {
 		return nil, err
 	}
@@ -98,15 +98,19 @@ func (u *User) mapped(ctx context.Context, args ...string) (*exec.Cmd, error) {
 type idRange struct{ start, count string }
 
 // subordinateRange is the first range file (/etc/subuid or /etc/subgid)
-// gives the account name or uid, the one sbuild and mmdebstrap map.
-func subordinateRange(file, name string, uid uint32) (idRange, error) {
+// gives the account name, the one sbuild and mmdebstrap map: they look
+// ranges up by name only, so a line keyed by uid is not theirs either.
+func subordinateRange(file, name string) (idRange, error) {
+	if name == "" {
+		return idRange{}, fmt.Errorf("the account has no name to look up in %s (sbuild and mmdebstrap look ranges up by name)", file)
+	}
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return idRange{}, fmt.Errorf("reading %s: %w", file, err)
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		f := strings.Split(strings.TrimSpace(line), ":")
-		if len(f) != 3 || !(name != "" && f[0] == name || f[0] == strconv.FormatUint(uint64(uid), 10)) {
+		if len(f) != 3 || f[0] != name {
 			continue
 		}
 		start, err1 := strconv.ParseUint(f[1], 10, 32)
@@ -119,16 +123,16 @@ func subordinateRange(file, name string, uid uint32) (idRange, error) {
 	return idRange{}, fmt.Errorf("%s has no range for %s", file, name)
 }
 
-// account is the name and uid of u, or of the builder's own user.
-func (u *User) account() (string, uint32) {
+// account is the name of u, or of the builder's own user ("" when it has
+// none).
+func (u *User) account() string {
 	if u != nil {
-		return u.Name, u.UID
+		return u.Name
 	}
-	uid := uint32(os.Geteuid())
-	if me, err := user.LookupId(strconv.FormatUint(uint64(uid), 10)); err == nil {
-		return me.Username, uid
+	if me, err := user.LookupId(strconv.Itoa(os.Geteuid())); err == nil {
+		return me.Username
 	}
-	return "", uid
+	return ""
 }
 
 // name names u for messages.
