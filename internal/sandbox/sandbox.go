@@ -235,7 +235,10 @@ func run(ctx context.Context, args []string, dir string, env []string, out io.Wr
 	cmd.Env = env
 	cmd.Stdout = out
 	cmd.Stderr = out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: cred}
+	// A session of its own: a session leader cannot change its process group,
+	// and no process of the build can join a group of another session, such
+	// as the builder's or another build's, and so leave killBuild's reach.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Pdeathsig: syscall.SIGKILL, Credential: cred}
 	// Output pipes stay open while any process holds them; after the
 	// command exits and its group is killed, stop reading soon.
 	cmd.WaitDelay = 5 * time.Second

@@ -396,3 +396,48 @@ func TestIDPool(t *testing.T) {
 		t.Fatalf("a third builder got uids of a full range: %v", err)
 	}
 }
+
+// A build cannot take itself out of reach by joining another process
+// group of the builder's session: it runs in a session of its own, so the
+// move is refused, and a cancel kills it.
+func TestBuildCannotJoinAnotherGroup(t *testing.T) {
+	t.Parallel()
+	s := newSandbox(t)
+	other := exec.Command("sleep", "3600")
+	other.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = other.Process.Kill(); _ = other.Wait() }()
+	marker := fmt.Sprintf("%d.%d", 7000+rand.IntN(1000), rand.IntN(1_000_000))
+	script := fmt.Sprintf(`setpgrp(0, %d) and print "MOVED\n"; open(my $f, ">", "%s/started"); close $f; exec "sleep", "%s"`,
+		other.Process.Pid, s.Work, marker)
+	ctx, cancel := context.WithCancel(context.Background())
+	var out strings.Builder
+	errc := make(chan error, 1)
+	go func() {
+		errc <- (&Plain{Home: s.Work}).Run(ctx, Command{Dir: s.Work, Args: []string{"perl", "-e", script}, Output: &out})
+	}()
+	for range 600 {
+		if _, err := os.Stat(filepath.Join(s.Work, "started")); err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, ErrKilled) {
+			t.Fatalf("Run = %v, want ErrKilled\n%s", err, out.String())
+		}
+	case <-time.After(time.Minute):
+		for _, pid := range proctest.Find("sleep " + marker) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		t.Fatalf("the cancelled build is still running a minute later (it moved to another group?)\n%s", out.String())
+	}
+	if strings.Contains(out.String(), "MOVED") {
+		t.Fatal("the build joined another process group")
+	}
+	proctest.NoLeftovers(t, "sleep "+marker)
+}
