@@ -258,6 +258,9 @@ func New(ctx context.Context, db *pgxpool.Pool, cfg Config) (*Builder, error) {
 		run: func(ctx context.Context, items []task.Finishing) ([]task.FinishOutcome, error) {
 			return task.FinishMany(ctx, b.db, b.cfg.Name, items)
 		}}
+	if err := sandbox.CheckProc(); err != nil {
+		return nil, err
+	}
 	for _, p := range cfg.Platforms {
 		pl, err := b.loadPlatform(ctx, p)
 		if err != nil {

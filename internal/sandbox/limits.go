@@ -196,6 +196,22 @@ func treeUsage(pid int) (tasks, mem int64) {
 	return tasks, mem
 }
 
+// CheckProc checks that /proc is of this process's PID namespace: the
+// builder finds, measures and kills a build's processes by the pids /proc
+// shows, which in a container with another namespace's /proc mounted are
+// not the pids its signals reach.
+func CheckProc() error {
+	self, err := os.Readlink("/proc/self")
+	if err != nil {
+		return fmt.Errorf("reading /proc/self: %w", err)
+	}
+	if self != strconv.Itoa(os.Getpid()) {
+		return fmt.Errorf("/proc is not of this process's PID namespace (/proc/self is %s, this process %d): mount a /proc of its own, "+
+			"as the builder finds, measures and kills builds by the pids /proc shows", self, os.Getpid())
+	}
+	return nil
+}
+
 // processTable is what /proc says of every process: its children and its
 // process group.
 type processTable struct {

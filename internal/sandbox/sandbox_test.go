@@ -441,3 +441,26 @@ func TestBuildCannotJoinAnotherGroup(t *testing.T) {
 	}
 	proctest.NoLeftovers(t, "sleep "+marker)
 }
+
+// In a PID namespace whose /proc is another's (unshare --pid without
+// --mount-proc, as a container with the host's /proc mounted), CheckProc
+// refuses: the pids /proc shows are not the ones signals reach.
+func TestCheckProcRefusesAnotherNamespacesProc(t *testing.T) {
+	if os.Getenv("KILN_TEST_PROC_CHILD") != "" {
+		if err := CheckProc(); err == nil || !strings.Contains(err.Error(), "not of this process's PID namespace") {
+			t.Fatalf("CheckProc = %v", err)
+		}
+		return
+	}
+	if err := CheckProc(); err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root for unshare --pid")
+	}
+	cmd := exec.Command("unshare", "--pid", "--fork", os.Args[0], "-test.run=^TestCheckProcRefusesAnotherNamespacesProc$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "KILN_TEST_PROC_CHILD=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("in a PID namespace of its own: %v\n%s", err, out)
+	}
+}
