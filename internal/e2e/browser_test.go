@@ -71,7 +71,9 @@ func TestBrowserFollowsRealBuild(t *testing.T) {
 	if got := f.task(t, task); got.Status != "building" {
 		t.Fatalf("task %+v while the page shows its first lines; want building", got)
 	}
-	if status, err := chromedp.Run(ctx, chromedp.Text("#job-status")); err != nil || status != "building" {
+	// Read in one evaluation: the live updates replace the element, and a
+	// query by node id can find it gone in between (it failed CI once).
+	if status, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("#job-status").textContent.trim()`)); err != nil || status != "building" {
 		t.Fatalf("status on the page while building: %q (%v)", status, err)
 	}
 	g.open(t)
