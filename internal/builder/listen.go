@@ -55,7 +55,9 @@ func (b *Builder) listenLoop(ctx context.Context) {
 // for Config.ListenIdle, or, while none has, waits for a build to start
 // and checks the lock's connection each heartbeat.
 func (b *Builder) listenRound(ctx context.Context) error {
-	if b.sess == nil || !b.locked {
+	// A new session takes the lock first; one that could not take it
+	// tries again each heartbeat (below, and in listenUntilIdle).
+	if b.sess == nil || b.sess.IsClosed() {
 		b.keepNameLock(ctx)
 	}
 	c, err := b.sessionConn(ctx)
