@@ -3,6 +3,7 @@ package roles_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -375,5 +376,58 @@ func TestAttackBuilderTouchesOnlyItsOwnRiverJobs(t *testing.T) {
 	if n := f.int("postgres", `SELECT count(*) FROM river.river_job WHERE id = ANY ($1) AND state = 'available' AND args = '{}'`,
 		[]int64{ids["build-p2"], ids["incoming"], ids["report"], ids["janitor"]}); n != 4 {
 		t.Fatalf("%d of the other queues' River jobs are as they were, want 4", n)
+	}
+}
+
+// A builder's River fetch runs under row security (river_job_build_work),
+// where its non-leakproof comparison of state cannot be an index
+// condition: with River's own index only, each fetch read the whole table
+// (migration 0039). With many River jobs waiting and many more done, the
+// fetch's plan, as a builder makes it, reads the queue's head through
+// kiln's index and no River job table scan.
+func TestBuilderFetchReadsTheQueueHeadOnly(t *testing.T) {
+	t.Parallel()
+	f := newAttackFarm(t)
+	f.exec("postgres", `INSERT INTO river.river_job (kind, queue, max_attempts, args, state, finalized_at)
+		SELECT 'build', 'build-p' || (1 + g % 2), 1, '{}',
+		       (CASE WHEN g % 3 = 0 THEN 'available' ELSE 'completed' END)::river.river_job_state,
+		       CASE WHEN g % 3 = 0 THEN NULL ELSE now() END
+		  FROM generate_series(1, 30000) g`)
+	f.exec("postgres", `ANALYZE river.river_job`)
+	// River's JobGetAvailable (riverpgxv5's dbsqlc), its CTE alone.
+	const fetch = `SELECT id FROM river.river_job
+		WHERE state = 'available' AND queue = $1::text AND ($2::text[] IS NULL OR kind = ANY ($2::text[]))
+		  AND scheduled_at <= coalesce($3::timestamptz, now())
+		ORDER BY priority ASC, scheduled_at ASC, id ASC
+		LIMIT $4::integer FOR UPDATE SKIP LOCKED`
+	conn := f.conn(f.b1)
+	for _, mode := range []string{"auto", "force_generic_plan"} {
+		if _, err := conn.Exec(context.Background(), "SET plan_cache_mode = "+mode); err != nil {
+			t.Fatal(err)
+		}
+		rows, err := conn.Query(context.Background(), "EXPLAIN (COSTS OFF) "+fetch, "build-p1", nil, nil, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		plan := strings.Join(lines, "\n")
+		if !strings.Contains(plan, "river_job_kiln_build_fetch_idx") || strings.Contains(plan, "Seq Scan on river_job") || strings.Contains(plan, "Sort") {
+			t.Errorf("plan_cache_mode %s: a builder's fetch does not read its queue's head through the index:\n%s", mode, plan)
+		}
+	}
+	// And the fetch still finds only its own queue's River jobs.
+	rows, err := conn.Query(context.Background(), fetch, "build-p1", nil, nil, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil || len(ids) != 10 {
+		t.Fatalf("the fetch locked %d River jobs (%v), want 10", len(ids), err)
+	}
+	if n := f.int(f.b1, `SELECT count(*) FROM river.river_job WHERE id = ANY ($1) AND queue = 'build-p1' AND state = 'available'`, ids); n != 10 {
+		t.Errorf("%d of the fetched River jobs are build-p1's available ones, want 10", n)
 	}
 }

@@ -227,7 +227,11 @@ func (b *Builder) onNotify(ctx context.Context, channel, payload string, pid uin
 	b.mu.Lock()
 	r := b.running[msg.Task]
 	b.mu.Unlock()
-	if r == nil {
+	// A run whose build is over is being finished (or given back): that
+	// statement learns whether the attempt is still held, so a check now
+	// (for the finish's own NOTIFY, say, which may arrive before the run
+	// is unlisted) would only cost a round trip.
+	if r == nil || r.ending.Load() {
 		return
 	}
 	// The first notification from the backend that took the attempt is the
