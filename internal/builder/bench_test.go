@@ -226,8 +226,8 @@ func BenchmarkThroughput(b *testing.B) {
 			// they were empty (sequential scans, which PostgreSQL keeps
 			// until the next autoanalyze, a minute or more away) would
 			// be measured, not the farm.
-			warm := f.submitMany(b, "bench", src, insertBatch)
-			for done := insertBatch; done < n/4; done += insertBatch {
+			var warm int64
+			for done := 0; done < n/4; done += insertBatch {
 				warm = f.submitMany(b, "bench", src, insertBatch)
 			}
 			waitFinished(b, f, warm)
