@@ -50,6 +50,54 @@ func (f *attackFarm) storeBlob(role, content string) []byte {
 	return sum
 }
 
+// A batch of log writes (kiln.task_log_many) is the attacker's chance to
+// slip another builder's attempt, or a finished one, in among its own: each
+// batch is checked alone, so only the held attempt's line is stored and
+// counted, and malformed batches (arrays out of step, a task twice, a NULL)
+// are refused whole, with nothing stored.
+func TestAttackLogBatchStoresOnlyHeldAttempts(t *testing.T) {
+	t.Parallel()
+	f := newAttackFarm(t)
+	if n := f.take(f.b1, "one", f.t1); n != 1 {
+		t.Fatalf("take: attempt %d", n)
+	}
+	if n := f.take(f.b2, "two", f.t2); n != 1 {
+		t.Fatalf("take: attempt %d", n)
+	}
+	// b2 holds t2; it names b1's attempt of t1 beside its own.
+	for seq := range 2 {
+		if n := f.int(f.b2, `SELECT count(*) FILTER (WHERE stored AND task_id = $2) * 10 + count(*) FILTER (WHERE NOT stored AND task_id = $1)
+			FROM kiln.task_log_many('two', ARRAY[$1::bigint, $2], '{1,1}', ARRAY[$3::integer, $3], '{forged,own}', '{f,t}')`, f.t1, f.t2, seq); n != 11 {
+			t.Fatalf("b2's batch naming b1's attempt and its own: own stored*10 + b1's refused = %d, want 11", n)
+		}
+	}
+	if n := f.int("postgres", `SELECT (SELECT count(*) FROM kiln.log_chunk WHERE task_id = $1) * 100
+		+ (SELECT count(*) FROM kiln.log_chunk WHERE task_id = $2) * 10
+		+ (SELECT log_bytes FROM kiln.attempt WHERE task_id = $2 AND attempt = 1)`, f.t1, f.t2); n != 2*10+6 {
+		t.Fatalf("chunks of t1*100 + chunks of t2*10 + t2's log bytes = %d, want none for t1, 2 and 6 bytes for t2", n)
+	}
+	if n := f.int("postgres", `SELECT count(*) FROM kiln.attempt WHERE task_id = $1 AND log_truncated`, f.t2); n != 1 {
+		t.Error("the truncated flag of b2's batch was not kept")
+	}
+	// In b1's name: refused whole.
+	f.refused(f.b2, "is not one of the builders", `SELECT * FROM kiln.task_log_many('one', ARRAY[$1::bigint], '{1}', '{5}', '{forged}', '{f}')`, f.t1)
+	// Malformed batches: refused whole, even the held attempt's line.
+	for _, sql := range []string{
+		`SELECT * FROM kiln.task_log_many('two', ARRAY[$1::bigint], '{1,1}', '{7}', '{x}', '{f}')`,
+		`SELECT * FROM kiln.task_log_many('two', ARRAY[$1::bigint, $1], '{1,1}', '{7,8}', '{x,y}', '{f,f}')`,
+		`SELECT * FROM kiln.task_log_many('two', ARRAY[$1::bigint], '{1}', '{7}', ARRAY[NULL::text], '{f}')`,
+		`SELECT * FROM kiln.task_log_many('two', ARRAY[$1::bigint], '{1}', ARRAY[NULL::integer], '{x}', '{f}')`,
+		`SELECT * FROM kiln.task_log_many('two', ARRAY[$1::bigint], '{1}', '{7}', '{x}', NULL)`,
+	} {
+		f.refusedCode(f.b2, "22023", sql, f.t2)
+	}
+	// A batch number used before (a replay) is refused whole too.
+	f.refusedCode(f.b2, "23505", `SELECT * FROM kiln.task_log_many('two', ARRAY[$1::bigint], '{1}', '{0}', '{replayed}', '{f}')`, f.t2)
+	if n := f.int("postgres", `SELECT count(*) FROM kiln.log_chunk WHERE task_id = $1`, f.t2); n != 2 {
+		t.Fatalf("t2 has %d log chunks after the refused batches, want 2", n)
+	}
+}
+
 // Finding: a temporary view named pg_roles saying rolsuper = true shadowed
 // pg_catalog.pg_roles inside the transition guard, and a builder moved a
 // building task to skipped with attempt 0.
@@ -240,6 +288,7 @@ func TestAttackJanitorAndBuilderStayInTheirSteps(t *testing.T) {
 		`SELECT kiln.task_take('one', $1, 1, 'p1')`,
 		`SELECT kiln.task_heartbeat('one', ARRAY[$1::bigint], '{1}')`,
 		`SELECT kiln.task_log('one', $1, 1, 0, 'x', false)`,
+		`SELECT kiln.task_log_many('one', ARRAY[$1::bigint], '{1}', '{0}', '{x}', '{f}')`,
 		`SELECT kiln.task_finish('one', $1, 1, 'failed', 'x', NULL, false, '{}', '{}', '{}', '{}')`,
 		`SELECT kiln.task_give_back('one', $1, 1)`,
 		`SELECT kiln.task_recover('one', $1, 1)`,
@@ -276,6 +325,7 @@ func TestProtocolFunctionGrants(t *testing.T) {
 		"kiln.task_take(text, bigint, bigint, text)",
 		"kiln.task_heartbeat(text, bigint[], integer[])",
 		"kiln.task_log(text, bigint, integer, integer, text, boolean)",
+		"kiln.task_log_many(text, bigint[], integer[], integer[], text[], boolean[])",
 		"kiln.task_finish(text, bigint, integer, text, text, jsonb, boolean, text[], text[], bytea[], bigint[])",
 		"kiln.task_give_back(text, bigint, integer)",
 		"kiln.task_recover(text, bigint, integer)",

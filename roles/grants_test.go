@@ -152,6 +152,7 @@ var functions = map[string][]string{
 	"kiln.task_finish_many(text,bigint[],integer[],text[],text[],jsonb[],boolean[],text[],integer[],text[],bigint[],text[],text[],bytea[],bigint[],bytea[])": {"builder"},
 	"kiln.task_heartbeat(text,bigint[],integer[])":                                                                           {"builder"},
 	"kiln.task_log(text,bigint,integer,integer,text,boolean)":                                                                {"builder"},
+	"kiln.task_log_many(text,bigint[],integer[],integer[],text[],boolean[])":                                                 {"builder"},
 	"kiln.task_finish(text,bigint,integer,text,text,jsonb,boolean,text[],text[],bytea[],bigint[])":                           {"builder"},
 	"kiln.task_finish(text,bigint,integer,text,text,jsonb,boolean,text[],text[],bytea[],bigint[],text)":                      {"builder"},
 	"kiln.task_finish(text,bigint,integer,text,text,jsonb,boolean,text[],text[],bytea[],bigint[],text,bytea[],integer,text)": {"builder"},

@@ -25,6 +25,7 @@ GRANT EXECUTE ON FUNCTION
     kiln.task_finish_many(text, bigint[], integer[], text[], text[], jsonb[], boolean[], text[], integer[], text[], bigint[], text[], text[], bytea[], bigint[], bytea[]),
     kiln.task_heartbeat(text, bigint[], integer[]),
     kiln.task_log(text, bigint, integer, integer, text, boolean),
+    kiln.task_log_many(text, bigint[], integer[], integer[], text[], boolean[]),
     kiln.task_finish(text, bigint, integer, text, text, jsonb, boolean, text[], text[], bytea[], bigint[]),
     kiln.task_finish(text, bigint, integer, text, text, jsonb, boolean, text[], text[], bytea[], bigint[], text),
     kiln.task_finish(text, bigint, integer, text, text, jsonb, boolean, text[], text[], bytea[], bigint[], text, bytea[], integer, text),

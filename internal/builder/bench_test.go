@@ -188,7 +188,9 @@ func reportPercentiles(b *testing.B, lat []time.Duration, ps ...float64) {
 // insertBatch (kiln: jobs, packages, tasks and their River jobs; River:
 // InsertManyTx), so that neither figure is its inserter's. It also reports
 // PostgreSQL's CPU per task (the server's processes, from /proc, over the
-// kiln run: builders, inserts and the bench's polling) and, when the
+// kiln run: builders, inserts and the bench's polling), the inserts' share
+// of it (as many tasks again seeded for a platform no builder serves), the
+// same CPU per job of the bare River loop (its inserts included) and, when the
 // cluster preloads pg_stat_statements (make bench does), the statements
 // per task the builders send and those they run in all (functions and
 // triggers included).
@@ -203,6 +205,7 @@ func BenchmarkThroughput(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			f := newFarm(b)
 			f.platform(b, "bench", "x86_64", "rpm", "noop", time.Hour, "")
+			f.platform(b, "bench-held", "x86_64", "rpm", "noop", time.Hour, "")
 			var roles []string
 			for range c.builders {
 				role, pool := f.builderPool(b, c.slots)
@@ -219,7 +222,7 @@ func BenchmarkThroughput(b *testing.B) {
 			}
 			f.inserter = inserter
 			src := benchSource(b)
-			bare := bareRiverRate(b, f, c.builders, c.slots, n)
+			bare, bareCPU := bareRiverRate(b, f, c.builders, c.slots, n)
 			stmts := newStatementCounter(b, f, roles)
 			// A warm-up of a quarter of the run, then ANALYZE: a farm's
 			// tables have a history and statistics, and plans made while
@@ -234,6 +237,14 @@ func BenchmarkThroughput(b *testing.B) {
 			if _, err := f.db.Pool.Exec(context.Background(), "ANALYZE"); err != nil {
 				b.Fatal(err)
 			}
+			// The inserts' share of the server's CPU: as many tasks
+			// again, seeded the same way for a platform no builder
+			// serves (they stay queued, as in a farm with a backlog).
+			held := serverCPU(b, f)
+			for done := 0; done < n; done += insertBatch {
+				f.submitMany(b, "bench-held", src, min(insertBatch, n-done))
+			}
+			insertCPU, insertOK := held()
 			for range b.N {
 				cpu := serverCPU(b, f)
 				stmts.reset(b)
@@ -247,8 +258,10 @@ func BenchmarkThroughput(b *testing.B) {
 				b.ReportMetric(rate, "tasks/s")
 				b.ReportMetric(bare, "river-jobs/s")
 				b.ReportMetric(rate/bare, "ratio")
-				if used, ok := cpu(); ok {
+				if used, ok := cpu(); ok && insertOK {
 					b.ReportMetric(float64(used.Microseconds())/1000/float64(n), "pg-cpu-ms/task")
+					b.ReportMetric(float64(insertCPU.Microseconds())/1000/float64(n), "insert-pg-cpu-ms/task")
+					b.ReportMetric(float64(bareCPU.Microseconds())/1000/float64(n), "river-pg-cpu-ms/job")
 				}
 				if top, all, ok := stmts.count(b); ok {
 					b.ReportMetric(float64(top)/float64(n), "statements/task")
@@ -325,7 +338,7 @@ func waitFinished(b *testing.B, f *farm, last int64) {
 		return left == 0
 	})
 	var failed int
-	if err := f.db.Pool.QueryRow(ctx, "SELECT count(*) FROM kiln.task WHERE status <> 'succeeded' AND id <= $1", last).Scan(&failed); err != nil || failed > 0 {
+	if err := f.db.Pool.QueryRow(ctx, "SELECT count(*) FROM kiln.task WHERE platform = 'bench' AND status <> 'succeeded' AND id <= $1", last).Scan(&failed); err != nil || failed > 0 {
 		b.Fatalf("%d tasks did not succeed (%v)", failed, err)
 	}
 }
@@ -535,8 +548,8 @@ func (benchWorker) Work(context.Context, *river.Job[benchArgs]) error { return n
 
 // bareRiverRate inserts n River jobs insertBatch a transaction and works
 // them with plain River clients (as many as builders, each with workers
-// workers), returning jobs per second.
-func bareRiverRate(b *testing.B, f *farm, clients, workers, n int) float64 {
+// workers), returning jobs per second and the server's CPU over the run.
+func bareRiverRate(b *testing.B, f *farm, clients, workers, n int) (rate float64, cpu time.Duration) {
 	ctx := context.Background()
 	ws := river.NewWorkers()
 	river.AddWorker(ws, benchWorker{})
@@ -555,6 +568,7 @@ func bareRiverRate(b *testing.B, f *farm, clients, workers, n int) float64 {
 		defer client.Stop(ctx) //nolint:errcheck
 		inserter = client
 	}
+	used := serverCPU(b, f)
 	began := time.Now()
 	for done := 0; done < n; done += insertBatch {
 		params := make([]river.InsertManyParams, min(insertBatch, n-done))
@@ -570,7 +584,9 @@ func bareRiverRate(b *testing.B, f *farm, clients, workers, n int) float64 {
 		f.db.Pool.QueryRow(ctx, "SELECT count(*) FROM river.river_job WHERE kind = 'bench_noop' AND state = 'completed'").Scan(&done)
 		return done == n
 	})
-	return float64(n) / time.Since(began).Seconds()
+	rate = float64(n) / time.Since(began).Seconds()
+	cpu, _ = used()
+	return rate, cpu
 }
 
 // BenchmarkLiveLog measures live log latency: a real rpmbuild build (in the

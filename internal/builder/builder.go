@@ -216,9 +216,11 @@ type Builder struct {
 	locked         bool
 	nameLockWarned bool
 
-	// takes and finishes join the slots' takes and finishes that wait at
-	// the same moment into one statement each (batch.go).
+	// takes, logs and finishes join the slots' takes, log batches and
+	// finishes that wait at the same moment into one statement each
+	// (batch.go).
 	takes    *group[task.Taking, task.TakeOutcome]
+	logs     *group[task.Logging, bool]
 	finishes *group[task.Finishing, task.FinishOutcome]
 }
 
@@ -252,6 +254,11 @@ func New(ctx context.Context, db *pgxpool.Pool, cfg Config) (*Builder, error) {
 	b.takes = &group[task.Taking, task.TakeOutcome]{max: batchMax, timeout: time.Minute,
 		run: func(ctx context.Context, reqs []task.Taking) ([]task.TakeOutcome, error) {
 			return task.TakeMany(ctx, b.db, b.cfg.Name, reqs)
+		}}
+	b.logs = &group[task.Logging, bool]{max: batchMax, timeout: 30 * time.Second,
+		weight: func(l task.Logging) int { return len(l.Text) }, maxWeight: batchMaxBytes,
+		run: func(ctx context.Context, items []task.Logging) ([]bool, error) {
+			return task.LogMany(ctx, b.db, b.cfg.Name, items)
 		}}
 	b.finishes = &group[task.Finishing, task.FinishOutcome]{max: batchMax, timeout: 2 * time.Minute,
 		weight: inlineBytes, maxWeight: batchMaxBytes,

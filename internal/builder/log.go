@@ -151,10 +151,12 @@ func (l *liveLog) flush(ctx context.Context, final bool) (stored bool, err error
 	l.mu.Unlock()
 
 	text := logText(data)
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	// Protocol step 3: stored only while the attempt is current.
-	err = task.Log(cctx, l.b.db, l.b.attempt(l.task, l.attempt), seq, text, truncated)
+	// Protocol step 3, with the other slots' batches of the moment: stored
+	// only while the attempt is current.
+	held, err := l.b.logs.do(ctx, task.Logging{Task: l.task, Attempt: l.attempt, Seq: seq, Text: text, Truncated: truncated})
+	if err == nil && !held {
+		err = errStale
+	}
 
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -206,15 +206,51 @@ func Heartbeat(ctx context.Context, db DB, builder string, held []Held) ([]int64
 // says the log reached its limit. It returns ErrStale when the attempt is
 // not held.
 func Log(ctx context.Context, db DB, a Attempt, seq int, text string, truncated bool) error {
-	var stored bool
-	if err := db.QueryRow(ctx, `SELECT kiln.task_log($1, $2, $3, $4, $5, $6)`,
-		a.Builder, a.Task, a.Number, seq, text, truncated).Scan(&stored); err != nil {
-		return fmt.Errorf("storing log of task %d attempt %d: %w", a.Task, a.Number, err)
+	stored, err := LogMany(ctx, db, a.Builder, []Logging{{Task: a.Task, Attempt: a.Number, Seq: seq, Text: text, Truncated: truncated}})
+	if err != nil {
+		return err
 	}
-	if !stored {
+	if !stored[0] {
 		return ErrStale
 	}
 	return nil
+}
+
+// Logging is one batch of LogMany: batch Seq of the log of attempt Attempt
+// of task Task, whole lines; Truncated says the log reached its limit.
+type Logging struct {
+	Task      int64
+	Attempt   int
+	Seq       int
+	Text      string
+	Truncated bool
+}
+
+// LogMany is step 3 for several attempts of builder in one statement and
+// transaction (kiln.task_log_many), each task once: the log batches of a
+// builder's slots stored at the same moment. It returns, per batch in
+// order, whether it was stored (false: the attempt is not held, and
+// nothing of it was stored).
+func LogMany(ctx context.Context, db DB, builder string, items []Logging) ([]bool, error) {
+	n := len(items)
+	tasks, attempts, seqs := make([]int64, n), make([]int32, n), make([]int32, n)
+	texts, truncated := make([]string, n), make([]bool, n)
+	for i, it := range items {
+		tasks[i], attempts[i], seqs[i], texts[i], truncated[i] = it.Task, int32(it.Attempt), int32(it.Seq), it.Text, it.Truncated
+	}
+	rows, err := db.Query(ctx, `SELECT stored FROM kiln.task_log_many($1, $2, $3, $4, $5, $6)`,
+		builder, tasks, attempts, seqs, texts, truncated)
+	if err != nil {
+		return nil, fmt.Errorf("storing the logs of %s: %w", taskList(tasks), err)
+	}
+	stored, err := pgx.CollectRows(rows, pgx.RowTo[bool])
+	if err != nil {
+		return nil, fmt.Errorf("storing the logs of %s: %w", taskList(tasks), err)
+	}
+	if len(stored) != n {
+		return nil, fmt.Errorf("storing the logs of %s: %d answers for %d batches", taskList(tasks), len(stored), n)
+	}
+	return stored, nil
 }
 
 // IsHeld reports whether the attempt is still held: a cheap early check

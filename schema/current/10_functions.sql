@@ -271,6 +271,11 @@ BEGIN
     UPDATE river.river_job SET state = 'cancelled', finalized_at = pg_catalog.now()
     WHERE id IN (SELECT t.river_job_id FROM kiln.task t WHERE t.job_id = p_job_id AND t.status = 'pending' AND t.river_job_id IS NOT NULL)
       AND state IN ('available', 'scheduled', 'retryable', 'pending');
+    -- The open attempts are locked in task order, as kiln.task_log_many
+    -- locks them: a builder's batch of log writes holds no job lock.
+    PERFORM 1 FROM kiln.attempt a JOIN kiln.task t ON a.task_id = t.id AND a.attempt = t.attempt
+     WHERE t.job_id = p_job_id AND t.status = 'building' AND a.status = 'building'
+     ORDER BY a.task_id FOR NO KEY UPDATE OF a;
     UPDATE kiln.attempt a SET status = 'cancelled', finished_at = pg_catalog.now(), reason = p_why
     FROM kiln.task t
     WHERE t.job_id = p_job_id AND t.status = 'building' AND a.task_id = t.id AND a.attempt = t.attempt AND a.status = 'building';
@@ -769,26 +774,69 @@ END $function$;
 COMMENT ON FUNCTION kiln.task_heartbeat(text, bigint[], integer[]) IS 'Protocol step 2: heartbeats the attempts (task ids and attempt numbers, pairwise) that one of session_user''s builders holds; returns the task ids whose attempt it no longer holds (its build must stop). Never waits for a row lock.';
 
 -- Step 3, log: one batch, stored only while the attempt is held.
-CREATE OR REPLACE FUNCTION kiln.task_log(p_builder text, p_task_id bigint, p_attempt integer, p_seq integer, p_data text, p_truncated boolean)
- RETURNS boolean
+-- Step 3, log, for several attempts at once (the log batches of a
+-- builder's slots that are stored at the same moment: one statement, one
+-- transaction): each batch is stored, and its bytes counted on its
+-- attempt, only while the builder holds the attempt; stored, per task in
+-- the order given, says which were. Each task once. The attempts' rows are
+-- locked in task order, as kiln.cancel_job_for locks them, so that a
+-- batch and a cancel never wait for each other in a circle.
+CREATE OR REPLACE FUNCTION kiln.task_log_many(p_builder text, p_task_ids bigint[], p_attempts integer[], p_seqs integer[], p_data text[], p_truncated boolean[])
+ RETURNS TABLE(task_id bigint, stored boolean)
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
+ SET plan_cache_mode TO 'force_generic_plan'
 AS $function$
+DECLARE
+    v_held bigint[]; -- the ordinals of the batches whose attempt is held, in task order
 BEGIN
     PERFORM kiln.task_check_builder(p_builder);
-    PERFORM 1 FROM kiln.task t
-     WHERE t.id = p_task_id AND t.attempt = p_attempt AND t.builder = p_builder AND t.status = 'building';
-    IF NOT FOUND THEN
-        RETURN false;
+    IF pg_catalog.cardinality(p_task_ids) IS DISTINCT FROM pg_catalog.cardinality(p_attempts)
+       OR pg_catalog.cardinality(p_task_ids) IS DISTINCT FROM pg_catalog.cardinality(p_seqs)
+       OR pg_catalog.cardinality(p_task_ids) IS DISTINCT FROM pg_catalog.cardinality(p_data)
+       OR pg_catalog.cardinality(p_task_ids) IS DISTINCT FROM pg_catalog.cardinality(p_truncated) THEN
+        RAISE EXCEPTION 'task_log_many: % tasks, % attempts, % sequence numbers, % texts and % truncated flags',
+            pg_catalog.cardinality(p_task_ids), pg_catalog.cardinality(p_attempts), pg_catalog.cardinality(p_seqs),
+            pg_catalog.cardinality(p_data), pg_catalog.cardinality(p_truncated) USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    INSERT INTO kiln.log_chunk (task_id, attempt, seq, data) VALUES (p_task_id, p_attempt, p_seq, p_data);
-    UPDATE kiln.attempt a SET log_bytes = a.log_bytes + pg_catalog.octet_length(p_data),
-           log_truncated = a.log_truncated OR coalesce(p_truncated, false)
-     WHERE a.task_id = p_task_id AND a.attempt = p_attempt;
-    RETURN true;
+    IF EXISTS (SELECT 1 FROM unnest(p_task_ids, p_attempts, p_seqs, p_data) AS r(t, a, s, d)
+                WHERE r.t IS NULL OR r.a IS NULL OR r.s IS NULL OR r.d IS NULL)
+       OR (SELECT count(DISTINCT r.t) FROM unnest(p_task_ids) AS r(t)) <> pg_catalog.cardinality(p_task_ids) THEN
+        RAISE EXCEPTION 'task_log_many: every task once, with its attempt, sequence number and text' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT pg_catalog.array_agg(r.n ORDER BY r.task_id) INTO v_held
+      FROM unnest(p_task_ids, p_attempts) WITH ORDINALITY AS r(task_id, attempt, n)
+      JOIN kiln.task t ON t.id = r.task_id AND t.attempt = r.attempt AND t.builder = p_builder AND t.status = 'building';
+    IF pg_catalog.cardinality(v_held) > 1 THEN
+        PERFORM 1 FROM kiln.attempt a JOIN unnest(v_held) AS h(n) ON a.task_id = p_task_ids[h.n] AND a.attempt = p_attempts[h.n]
+          ORDER BY a.task_id FOR NO KEY UPDATE OF a;
+    END IF;
+    IF v_held IS NOT NULL THEN
+        INSERT INTO kiln.log_chunk (task_id, attempt, seq, data)
+        SELECT p_task_ids[h.n], p_attempts[h.n], p_seqs[h.n], p_data[h.n] FROM unnest(v_held) AS h(n);
+        UPDATE kiln.attempt a SET log_bytes = a.log_bytes + pg_catalog.octet_length(p_data[h.n]),
+               log_truncated = a.log_truncated OR coalesce(p_truncated[h.n], false)
+          FROM unnest(v_held) AS h(n)
+         WHERE a.task_id = p_task_ids[h.n] AND a.attempt = p_attempts[h.n];
+    END IF;
+    RETURN QUERY
+    SELECT r.task_id, r.n = ANY (coalesce(v_held, '{}'))
+      FROM unnest(p_task_ids) WITH ORDINALITY AS r(task_id, n)
+     ORDER BY r.n;
 END $function$;
-COMMENT ON FUNCTION kiln.task_log(text, bigint, integer, integer, text, boolean) IS 'Protocol step 3: stores one log batch of an attempt that one of session_user''s builders holds and counts its bytes on the attempt; false (nothing stored) when the attempt is not held.';
+COMMENT ON FUNCTION kiln.task_log_many(text, bigint[], integer[], integer[], text[], boolean[]) IS 'Protocol step 3 for several attempts in one statement (task ids, attempt numbers, sequence numbers, texts and truncated flags pairwise, each task once): stores each log batch of an attempt that one of session_user''s builders holds and counts its bytes on the attempt. Returns per task, in the order given, stored (false, and nothing of it stored, when the attempt is not held). Locks the attempts in task order.';
+
+-- Step 3 for one attempt (kiln.task_log_many of one).
+CREATE OR REPLACE FUNCTION kiln.task_log(p_builder text, p_task_id bigint, p_attempt integer, p_seq integer, p_data text, p_truncated boolean)
+ RETURNS boolean
+ LANGUAGE sql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
+AS $function$
+    SELECT m.stored FROM kiln.task_log_many(p_builder, ARRAY[p_task_id], ARRAY[p_attempt], ARRAY[p_seq], ARRAY[p_data], ARRAY[p_truncated]) m
+$function$;
+COMMENT ON FUNCTION kiln.task_log(text, bigint, integer, integer, text, boolean) IS 'Protocol step 3 for one attempt: kiln.task_log_many of one. Stores one log batch of an attempt that one of session_user''s builders holds and counts its bytes on the attempt; false (nothing stored) when the attempt is not held.';
 
 -- Step 4, finish, for several attempts at once (a builder's slots that
 -- finish at the same moment: one statement, one transaction): the ends of
@@ -1880,6 +1928,7 @@ REVOKE EXECUTE ON FUNCTION
     kiln.task_finish_many(text, bigint[], integer[], text[], text[], jsonb[], boolean[], text[], integer[], text[], bigint[], text[], text[], bytea[], bigint[], bytea[]),
     kiln.task_heartbeat(text, bigint[], integer[]),
     kiln.task_log(text, bigint, integer, integer, text, boolean),
+    kiln.task_log_many(text, bigint[], integer[], integer[], text[], boolean[]),
     kiln.task_finish(text, bigint, integer, text, text, jsonb, boolean, text[], text[], bytea[], bigint[]),
     kiln.task_finish(text, bigint, integer, text, text, jsonb, boolean, text[], text[], bytea[], bigint[], text),
     kiln.task_finish(text, bigint, integer, text, text, jsonb, boolean, text[], text[], bytea[], bigint[], text, bytea[], integer, text),
