@@ -85,8 +85,9 @@ func suites(c *cli.Context) []suite {
 	p5095 := func(m metrics) string { return ms(m, "p50", "p95") }
 	p5099 := func(m metrics) string { return ms(m, "p50", "p99") }
 	throughput := func(m metrics) string {
-		s := fmt.Sprintf("%s tasks/s; bare River %s jobs/s; ratio %s; PG CPU %s ms/task",
-			m.f("tasks/s", "%.1f"), m.f("river-jobs/s", "%.1f"), m.f("ratio", "%.2f"), m.f("pg-cpu-ms/task", "%.2f"))
+		s := fmt.Sprintf("%s tasks/s; bare River %s jobs/s; ratio %s; PG CPU %s ms/task (inserts %s; bare River %s ms/job)",
+			m.f("tasks/s", "%.1f"), m.f("river-jobs/s", "%.1f"), m.f("ratio", "%.2f"), m.f("pg-cpu-ms/task", "%.2f"),
+			m.f("insert-pg-cpu-ms/task", "%.2f"), m.f("river-pg-cpu-ms/job", "%.2f"))
 		if _, ok := m["statements/task"]; ok {
 			s += fmt.Sprintf("; %s statements/task (%s in all)", m.f("statements/task", "%.1f"), m.f("all-statements/task", "%.0f"))
 		}
