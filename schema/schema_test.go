@@ -647,3 +647,52 @@ func TestEventsAreAppendOnlyAndStampActor(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// A builder's heartbeat does not call kiln.builder_changed (the trigger's
+// WHEN clause, 0041); a registration and a change of state, enabled or
+// draining each record a builder.state event, and a heartbeat none.
+func TestBuilderEventsOnlyForChanges(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	tx, err := f.db.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck
+	calls := func() int64 {
+		t.Helper()
+		var n int64
+		if err := tx.QueryRow(ctx, "SELECT coalesce(pg_stat_get_xact_function_calls('kiln.builder_changed()'::regprocedure), 0)").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	events := func() int64 {
+		t.Helper()
+		var n int64
+		if err := tx.QueryRow(ctx, "SELECT count(*) FROM kiln.event WHERE kind = 'builder.state' AND builder = 'b7'").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for _, step := range []struct {
+		sql           string
+		calls, events int64
+	}{
+		{"SET LOCAL track_functions = 'all'", 0, 0},
+		{"INSERT INTO kiln.builder (name, host, state) VALUES ('b7', 'h', 'online')", 1, 1},
+		{"UPDATE kiln.builder SET heartbeat_at = now(), state = 'online' WHERE name = 'b7'", 1, 1},
+		{"UPDATE kiln.builder SET heartbeat_at = now(), host = 'h2' WHERE name = 'b7'", 1, 1},
+		{"UPDATE kiln.builder SET enabled = false WHERE name = 'b7'", 2, 2},
+		{"UPDATE kiln.builder SET draining = true WHERE name = 'b7'", 3, 3},
+		{"UPDATE kiln.builder SET state = 'offline', draining = false WHERE name = 'b7'", 4, 4},
+	} {
+		if _, err := tx.Exec(ctx, step.sql); err != nil {
+			t.Fatalf("%s: %v", step.sql, err)
+		}
+		if c, e := calls(), events(); c != step.calls || e != step.events {
+			t.Fatalf("after %s: builder_changed called %d times and %d events, want %d and %d", step.sql, c, e, step.calls, step.events)
+		}
+	}
+}

@@ -41,8 +41,15 @@ CREATE OR REPLACE TRIGGER attempt_inserted AFTER INSERT ON kiln.attempt
 CREATE OR REPLACE TRIGGER attempt_changed AFTER UPDATE ON kiln.attempt
     FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION kiln.attempt_changed();
 
-CREATE OR REPLACE TRIGGER builder_changed AFTER INSERT OR UPDATE ON kiln.builder
+-- A builder's heartbeat (heartbeat_at, and state online again) is the
+-- common update of kiln.builder: it does not call the function.
+CREATE OR REPLACE TRIGGER builder_inserted AFTER INSERT ON kiln.builder
     FOR EACH ROW EXECUTE FUNCTION kiln.builder_changed();
+
+CREATE OR REPLACE TRIGGER builder_changed AFTER UPDATE ON kiln.builder
+    FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state OR OLD.enabled IS DISTINCT FROM NEW.enabled
+                       OR OLD.draining IS DISTINCT FROM NEW.draining)
+    EXECUTE FUNCTION kiln.builder_changed();
 
 CREATE OR REPLACE TRIGGER log_chunk_added AFTER INSERT ON kiln.log_chunk
     FOR EACH ROW EXECUTE FUNCTION kiln.log_chunk_added();
