@@ -41,6 +41,7 @@ func app() *cli.App {
 			&cli.IntFlag{Name: "latency-jobs", Usage: "jobs submitted one by one for the submit-to-start latency", Value: 500},
 			&cli.IntFlag{Name: "jobs", Usage: "jobs seeded for the query latencies (4 tasks each)", Value: 1000000},
 			&cli.IntFlag{Name: "scale-builders", Usage: "simulated builders of the scale simulation (docs/scaling.md)", Value: 100},
+			&cli.IntFlag{Name: "backlog", Usage: "queued tasks of a platform no builder serves, seeded before each throughput run (a farm's tables, not a new one's: docs/performance.md)", Value: 20000},
 			&cli.StringFlag{Name: "work-dir", Usage: "where the throughput benchmark's builders make their attempts' directories (empty: the test's temporary directory)", Value: "/dev/shm"},
 			&cli.StringFlag{Name: "only", Usage: "run only the benchmarks whose title matches this regular expression"},
 			&cli.BoolFlag{Name: "markdown", Usage: "print the table as Markdown (for docs/performance.md)"},
@@ -105,13 +106,14 @@ func suites(c *cli.Context) []suite {
 		},
 		{
 			title: "throughput", pkg: "./internal/builder/", pattern: "^BenchmarkThroughput$", benchtime: "1x",
-			env: []string{"KILN_BENCH_WORKDIR=" + c.String("work-dir")},
+			env: []string{"KILN_BENCH_WORKDIR=" + c.String("work-dir"), fmt.Sprintf("KILN_BENCH_BACKLOG=%d", c.Int("backlog"))},
 			rows: []row{
 				{bench: "BenchmarkThroughput/slots=1", what: "throughput, 1 builder slot (200 tasks)", figure: throughput,
 					how: "tasks inserted with their River jobs as the splitter does, 50 a transaction, to the last finished (noop build, log, artifacts, finish); " +
 						"bare River: insert River jobs 50 a transaction and work them with a no-op worker, same database, as many workers; " +
 						"both with FetchCooldown 1 ms (riverjob.BuilderFetchCooldown, as kiln-builder runs) and River's default FetchPollInterval 1 s; " +
 						"work directory on --work-dir (default /dev/shm, a tmpfs: docs/performance.md); " +
+						"--backlog queued tasks of another platform seeded first (default 20,000), so that the plans are a farm's; " +
 						"PG CPU: the server's processes (/proc) over the kiln run, inserts and polling included; statements: pg_stat_statements " +
 						"(make bench preloads it), those the builders' roles send, and in all with every function's and trigger's (the seeding's too)"},
 				{bench: "BenchmarkThroughput/slots=4", what: "throughput, 4 builder slots (200 tasks)", figure: throughput, how: "as above"},

@@ -193,7 +193,8 @@ func reportPercentiles(b *testing.B, lat []time.Duration, ps ...float64) {
 // same CPU per job of the bare River loop (its inserts included) and, when the
 // cluster preloads pg_stat_statements (make bench does), the statements
 // per task the builders send and those they run in all (functions and
-// triggers included).
+// triggers included). KILN_BENCH_BACKLOG queued tasks of another platform
+// are seeded first (benchBacklog; make bench seeds 20,000).
 func BenchmarkThroughput(b *testing.B) {
 	for _, c := range []struct {
 		name            string
@@ -222,6 +223,9 @@ func BenchmarkThroughput(b *testing.B) {
 			}
 			f.inserter = inserter
 			src := benchSource(b)
+			if backlog := benchBacklog(b); backlog > 0 {
+				seedScaleTasks(b, f, []string{"bench-held"}, backlog)
+			}
 			bare, bareCPU := bareRiverRate(b, f, c.builders, c.slots, n)
 			stmts := newStatementCounter(b, f, roles)
 			// A warm-up of a quarter of the run, then ANALYZE: a farm's
@@ -270,6 +274,23 @@ func BenchmarkThroughput(b *testing.B) {
 			}
 		})
 	}
+}
+
+// benchBacklog is KILN_BENCH_BACKLOG: how many queued tasks (with their
+// jobs, packages and River jobs, for a platform no builder serves) the
+// throughput benchmark seeds before it starts, so that its tables, and so
+// the plans of the take and the finish, are a farm's with a queue rather
+// than a new one's; 0 (the default) seeds none.
+func benchBacklog(b *testing.B) int {
+	s := os.Getenv("KILN_BENCH_BACKLOG")
+	if s == "" {
+		return 0
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 {
+		b.Fatalf("KILN_BENCH_BACKLOG=%q: want a number of tasks", s)
+	}
+	return n
 }
 
 // insertBatch is how many tasks (or bare River jobs) BenchmarkThroughput
