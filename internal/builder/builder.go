@@ -166,6 +166,10 @@ type attemptRun struct {
 	// ending is set once the build is over and its result is being
 	// written: heartbeats go on, but a refusal no longer stops anything.
 	ending atomic.Bool
+	// fenced is set by the first heartbeat that finds the attempt no
+	// longer held (a notification's check and the periodic heartbeat may
+	// both find it): the build is stopped, and the fact logged, once.
+	fenced atomic.Bool
 }
 
 // Builder is a running builder daemon.
@@ -701,7 +705,7 @@ func (b *Builder) heartbeatTasks(ctx context.Context, runs []*attemptRun) error 
 	}
 	for _, id := range fenced {
 		for _, r := range runs {
-			if r.task == id && !r.ending.Load() {
+			if r.task == id && !r.ending.Load() && r.fenced.CompareAndSwap(false, true) {
 				b.log.Info("attempt fenced off; stopping its build", "task", r.task, "attempt", r.attempt)
 				r.cancel(errFenced)
 			}
