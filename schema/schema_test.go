@@ -660,22 +660,18 @@ func TestBuilderEventsOnlyForChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck
-	calls := func() int64 {
+	count := func(sql string) int64 {
 		t.Helper()
 		var n int64
-		if err := tx.QueryRow(ctx, "SELECT coalesce(pg_stat_get_xact_function_calls('kiln.builder_changed()'::regprocedure), 0)").Scan(&n); err != nil {
+		if err := tx.QueryRow(ctx, sql).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		return n
 	}
-	events := func() int64 {
-		t.Helper()
-		var n int64
-		if err := tx.QueryRow(ctx, "SELECT count(*) FROM kiln.event WHERE kind = 'builder.state' AND builder = 'b7'").Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
+	const (
+		calls  = "SELECT coalesce(pg_stat_get_xact_function_calls('kiln.builder_changed()'::regprocedure), 0)"
+		events = "SELECT count(*) FROM kiln.event WHERE kind = 'builder.state' AND builder = 'b7'"
+	)
 	for _, step := range []struct {
 		sql           string
 		calls, events int64
@@ -691,7 +687,7 @@ func TestBuilderEventsOnlyForChanges(t *testing.T) {
 		if _, err := tx.Exec(ctx, step.sql); err != nil {
 			t.Fatalf("%s: %v", step.sql, err)
 		}
-		if c, e := calls(), events(); c != step.calls || e != step.events {
+		if c, e := count(calls), count(events); c != step.calls || e != step.events {
 			t.Fatalf("after %s: builder_changed called %d times and %d events, want %d and %d", step.sql, c, e, step.calls, step.events)
 		}
 	}
