@@ -194,11 +194,8 @@ CREATE OR REPLACE FUNCTION kiln.builder_changed()
  SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
 AS $function$
 BEGIN
-    IF TG_OP = 'UPDATE' AND NEW.state IS NOT DISTINCT FROM OLD.state
-       AND NEW.enabled IS NOT DISTINCT FROM OLD.enabled
-       AND NEW.draining IS NOT DISTINCT FROM OLD.draining THEN
-        RETURN NULL;
-    END IF;
+    -- Called only for an insert or a change of state, enabled or
+    -- draining (the triggers' WHEN clause, schema/current/30_triggers.sql).
     INSERT INTO kiln.event (kind, builder, old_status, new_status, detail)
     VALUES ('builder.state', NEW.name, CASE WHEN TG_OP = 'UPDATE' THEN OLD.state END, NEW.state,
             jsonb_build_object('enabled', NEW.enabled, 'draining', NEW.draining, 'host', NEW.host));
@@ -773,7 +770,6 @@ BEGIN
 END $function$;
 COMMENT ON FUNCTION kiln.task_heartbeat(text, bigint[], integer[]) IS 'Protocol step 2: heartbeats the attempts (task ids and attempt numbers, pairwise) that one of session_user''s builders holds; returns the task ids whose attempt it no longer holds (its build must stop). Never waits for a row lock.';
 
--- Step 3, log: one batch, stored only while the attempt is held.
 -- Step 3, log, for several attempts at once (the log batches of a
 -- builder's slots that are stored at the same moment: one statement, one
 -- transaction): each batch is stored, and its bytes counted on its
