@@ -330,7 +330,7 @@ func seedScaleTasks(b *testing.B, f *farm, platforms []string, n int) {
 		b.Fatal(err)
 	}
 	// In transactions of 10,000 jobs, ANALYZE after each, so the triggers'
-	// statements (kiln.refresh_job_status for each task) are planned on the
+	// statements (kiln.refresh_job_statuses for each statement) are planned on the
 	// table's real size rather than on an empty one's.
 	const chunk = 10000
 	for from := 1; from <= n; from += chunk {

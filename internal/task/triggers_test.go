@@ -15,8 +15,9 @@ import (
 // The change triggers record every status change of a task, its attempt
 // and its job, in order, with a NOTIFY for each task and job change, and
 // nothing for the writes that change no status: a heartbeat, a River job
-// link, a log batch (its byte count on the attempt). The WHEN clauses of
-// schema/current/30_triggers.sql skip only those.
+// link, a log batch (its byte count on the attempt). The triggers of
+// schema/current/30_triggers.sql (statement-level for tasks and jobs, a
+// WHEN clause for the attempts' updates) skip only those.
 func TestChangeTriggersRecordEveryChangeAndNothingElse(t *testing.T) {
 	t.Parallel()
 	f := newProtocolFarm(t, 1)

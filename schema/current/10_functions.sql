@@ -62,11 +62,40 @@ BEGIN
 END $function$;
 COMMENT ON FUNCTION kiln.job_stamp_submitter() IS 'Sets kiln.job.submitter to session_user on insert, whatever the client sent.';
 
--- The status a job has given its tasks, or NULL when its tasks do not decide
--- it (no tasks yet: submitted or invalid stays as it is).
+-- The statuses jobs have given their tasks, one row per job that has tasks
+-- (a job without tasks yet, submitted or invalid, has none: its status
+-- stays as it is). One owner of the rule: kiln.job_status_from_tasks and
+-- kiln.refresh_job_statuses call it.
 -- PL/pgSQL, not SQL: PostgreSQL 15 plans a SQL function's body (one with
 -- its own search_path is never inlined) again at every call, PL/pgSQL once
--- per session; the job status recompute calls this at every task change.
+-- per session; the job status recompute calls this at every statement
+-- that changes tasks. ROWS 10: a statement changes the tasks of a few
+-- jobs, and with the default estimate of 1,000 rows the recompute's
+-- UPDATE read all of kiln.job (10 ms a statement with 20,000 jobs).
+CREATE OR REPLACE FUNCTION kiln.job_statuses_from_tasks(p_job_ids bigint[])
+ RETURNS TABLE(job_id bigint, status text)
+ LANGUAGE plpgsql
+ STABLE ROWS 10
+ SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
+AS $function$
+BEGIN
+    RETURN QUERY
+    SELECT t.job_id, CASE
+        WHEN count(*) FILTER (WHERE t.status = 'building') > 0 THEN 'building'
+        WHEN count(*) FILTER (WHERE t.status = 'pending') > 0 THEN
+            CASE WHEN count(*) FILTER (WHERE t.status NOT IN ('pending', 'skipped')) > 0
+                 THEN 'building' ELSE 'queued' END
+        WHEN count(*) FILTER (WHERE t.status NOT IN ('succeeded', 'skipped')) = 0 THEN 'succeeded'
+        WHEN count(*) FILTER (WHERE t.status IN ('failed', 'timed_out', 'lost')) = 0
+             AND count(*) FILTER (WHERE t.status = 'succeeded') = 0 THEN 'cancelled'
+        WHEN count(*) FILTER (WHERE t.status = 'succeeded') = 0 THEN 'failed'
+        ELSE 'partially_failed'
+    END
+    FROM kiln.task t WHERE t.job_id = ANY (p_job_ids)
+    GROUP BY t.job_id;
+END $function$;
+COMMENT ON FUNCTION kiln.job_statuses_from_tasks(bigint[]) IS 'The status each job its tasks imply, for the jobs that have tasks: building while any builds (or some finished and some wait), queued while all wait, succeeded when all succeeded or were skipped, cancelled when all that did not succeed or skip were cancelled and none succeeded, failed when none succeeded, else partially_failed.';
+
 CREATE OR REPLACE FUNCTION kiln.job_status_from_tasks(p_job_id bigint)
  RETURNS text
  LANGUAGE plpgsql
@@ -74,100 +103,153 @@ CREATE OR REPLACE FUNCTION kiln.job_status_from_tasks(p_job_id bigint)
  SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
 AS $function$
 BEGIN
-    RETURN (SELECT CASE
-        WHEN count(*) = 0 THEN NULL
-        WHEN count(*) FILTER (WHERE status = 'building') > 0 THEN 'building'
-        WHEN count(*) FILTER (WHERE status = 'pending') > 0 THEN
-            CASE WHEN count(*) FILTER (WHERE status NOT IN ('pending', 'skipped')) > 0
-                 THEN 'building' ELSE 'queued' END
-        WHEN count(*) FILTER (WHERE status NOT IN ('succeeded', 'skipped')) = 0 THEN 'succeeded'
-        WHEN count(*) FILTER (WHERE status IN ('failed', 'timed_out', 'lost')) = 0
-             AND count(*) FILTER (WHERE status = 'succeeded') = 0 THEN 'cancelled'
-        WHEN count(*) FILTER (WHERE status = 'succeeded') = 0 THEN 'failed'
-        ELSE 'partially_failed'
-    END
-    FROM kiln.task WHERE job_id = p_job_id);
+    RETURN (SELECT s.status FROM kiln.job_statuses_from_tasks(ARRAY[p_job_id]) s);
 END $function$;
-COMMENT ON FUNCTION kiln.job_status_from_tasks(bigint) IS 'The job status its tasks imply: building while any builds (or some finished and some wait), queued while all wait, succeeded when all succeeded or were skipped, cancelled when all that did not succeed or skip were cancelled and none succeeded, failed when none succeeded, else partially_failed. NULL without tasks.';
+COMMENT ON FUNCTION kiln.job_status_from_tasks(bigint) IS 'The job status its tasks imply (kiln.job_statuses_from_tasks of one job); NULL without tasks.';
 
--- Recompute a job's status. Locks the job row first, so two tasks of the same
--- job finishing at once are serialised and the second sees the first.
+-- Recompute jobs' statuses, in one statement for all of them. Locks the
+-- job rows first, in id order (the protocol's order), so two statements
+-- changing tasks of the same job are serialised and the second sees the
+-- first.
+CREATE OR REPLACE FUNCTION kiln.refresh_job_statuses(p_job_ids bigint[])
+ RETURNS TABLE(job_id bigint, status text)
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
+AS $function$
+BEGIN
+    PERFORM 1 FROM kiln.job j WHERE j.id = ANY (p_job_ids) ORDER BY j.id FOR UPDATE OF j;
+    RETURN QUERY
+    WITH computed AS (
+        SELECT c.job_id, c.status FROM kiln.job_statuses_from_tasks(p_job_ids) c
+    ), changed AS (
+        UPDATE kiln.job j SET
+            status = c.status,
+            started_at = CASE WHEN c.status IN ('building', 'succeeded', 'failed', 'partially_failed')
+                              THEN coalesce(j.started_at, pg_catalog.now()) ELSE j.started_at END,
+            finished_at = CASE WHEN c.status IN ('succeeded', 'failed', 'partially_failed', 'cancelled')
+                               THEN coalesce(j.finished_at, pg_catalog.now()) ELSE NULL END
+          FROM computed c
+         WHERE j.id = ANY (p_job_ids) AND j.id = c.job_id AND j.status <> c.status
+        RETURNING j.id, j.status
+    )
+    SELECT j.id, coalesce(ch.status, j.status)
+      FROM kiln.job j LEFT JOIN changed ch ON ch.id = j.id
+     WHERE j.id = ANY (p_job_ids);
+END $function$;
+COMMENT ON FUNCTION kiln.refresh_job_statuses(bigint[]) IS 'Sets jobs'' statuses (and started/finished times) from their tasks, in one statement; returns each existing job''s status. Locks the jobs in id order. Called by the task triggers once per statement.';
+
 CREATE OR REPLACE FUNCTION kiln.refresh_job_status(p_job_id bigint)
  RETURNS text
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
 AS $function$
-DECLARE
-    cur kiln.job%ROWTYPE;
-    computed text;
 BEGIN
-    SELECT * INTO cur FROM kiln.job WHERE id = p_job_id FOR UPDATE;
-    IF NOT FOUND THEN
-        RETURN NULL;
-    END IF;
-    computed := kiln.job_status_from_tasks(p_job_id);
-    IF computed IS NULL OR computed = cur.status THEN
-        RETURN cur.status;
-    END IF;
-    UPDATE kiln.job SET
-        status = computed,
-        started_at = CASE WHEN computed IN ('building', 'succeeded', 'failed', 'partially_failed')
-                          THEN coalesce(started_at, now()) ELSE started_at END,
-        finished_at = CASE WHEN computed IN ('succeeded', 'failed', 'partially_failed', 'cancelled')
-                           THEN coalesce(finished_at, now()) ELSE NULL END
-    WHERE id = p_job_id;
-    RETURN computed;
+    RETURN (SELECT r.status FROM kiln.refresh_job_statuses(ARRAY[p_job_id]) r);
 END $function$;
-COMMENT ON FUNCTION kiln.refresh_job_status(bigint) IS 'Sets a job''s status (and started/finished times) from its tasks; returns the status. Called by the task trigger and by the janitor''s consistency check.';
+COMMENT ON FUNCTION kiln.refresh_job_status(bigint) IS 'Sets a job''s status (and started/finished times) from its tasks (kiln.refresh_job_statuses of one job); returns the status, NULL when there is no such job. Called by the janitor''s consistency check.';
 
 -- NOTIFY payloads: ids only. LISTEN needs no privilege, so a payload is
 -- readable by anyone logged in; it says which job or task to read again,
 -- never what happened to it.
+-- A statement-level trigger with transition tables (new_tasks, and
+-- old_tasks for an update): a statement that changes many tasks records
+-- their events, recomputes their jobs and notifies in one statement each,
+-- not once per row. An update that changes no task's status or attempt (a
+-- heartbeat, a River job link) costs one query and stops.
 CREATE OR REPLACE FUNCTION kiln.task_changed()
  RETURNS trigger
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
 AS $function$
+DECLARE
+    v_tasks bigint[];
+    v_jobs bigint[];
 BEGIN
     IF TG_OP = 'INSERT' THEN
         INSERT INTO kiln.event (kind, job_id, task_id, new_status, detail)
-        VALUES ('task.status', NEW.job_id, NEW.id, NEW.status,
-                pg_catalog.jsonb_build_object('platform', NEW.platform) || coalesce(pg_catalog.jsonb_build_object('reason', NEW.reason), '{}'));
-    ELSIF NEW.status IS DISTINCT FROM OLD.status OR NEW.attempt IS DISTINCT FROM OLD.attempt THEN
-        INSERT INTO kiln.event (kind, job_id, task_id, attempt, builder, old_status, new_status, detail)
-        VALUES ('task.status', NEW.job_id, NEW.id, NEW.attempt, coalesce(NEW.builder, OLD.builder), OLD.status, NEW.status,
-                pg_catalog.jsonb_build_object('platform', NEW.platform) || coalesce(pg_catalog.jsonb_build_object('reason', NEW.reason), '{}'));
+        SELECT 'task.status', n.job_id, n.id, n.status,
+               pg_catalog.jsonb_build_object('platform', n.platform) || coalesce(pg_catalog.jsonb_build_object('reason', n.reason), '{}')
+          FROM new_tasks n ORDER BY n.id;
+        SELECT pg_catalog.array_agg(n.id ORDER BY n.id), pg_catalog.array_agg(DISTINCT n.job_id)
+          INTO v_tasks, v_jobs FROM new_tasks n;
     ELSE
+        SELECT pg_catalog.array_agg(n.id ORDER BY n.id), pg_catalog.array_agg(DISTINCT n.job_id)
+          INTO v_tasks, v_jobs
+          FROM new_tasks n JOIN old_tasks o ON o.id = n.id
+         WHERE n.status IS DISTINCT FROM o.status OR n.attempt IS DISTINCT FROM o.attempt;
+        IF v_tasks IS NULL THEN
+            RETURN NULL;
+        END IF;
+        INSERT INTO kiln.event (kind, job_id, task_id, attempt, builder, old_status, new_status, detail)
+        SELECT 'task.status', n.job_id, n.id, n.attempt, coalesce(n.builder, o.builder), o.status, n.status,
+               pg_catalog.jsonb_build_object('platform', n.platform) || coalesce(pg_catalog.jsonb_build_object('reason', n.reason), '{}')
+          FROM new_tasks n JOIN old_tasks o ON o.id = n.id
+         WHERE n.id = ANY (v_tasks) ORDER BY n.id;
+    END IF;
+    IF v_tasks IS NULL THEN
         RETURN NULL;
     END IF;
-    PERFORM kiln.refresh_job_status(NEW.job_id);
-    PERFORM pg_catalog.pg_notify('kiln_task', pg_catalog.json_build_object('job', NEW.job_id, 'task', NEW.id)::text);
+    PERFORM kiln.refresh_job_statuses(v_jobs);
+    PERFORM pg_catalog.pg_notify('kiln_task', pg_catalog.json_build_object('job', n.job_id, 'task', n.id)::text)
+       FROM new_tasks n WHERE n.id = ANY (v_tasks) ORDER BY n.id;
     RETURN NULL;
 END $function$;
-COMMENT ON FUNCTION kiln.task_changed() IS 'After a task is inserted or changes status or attempt: records an event, recomputes the job status and sends NOTIFY kiln_task with the job and task ids (no status: listeners read the task with their own rights).';
+COMMENT ON FUNCTION kiln.task_changed() IS 'After a statement inserts tasks or changes tasks'' status or attempt (transition tables new_tasks and old_tasks): records an event per task, recomputes their jobs'' statuses (kiln.refresh_job_statuses) and sends NOTIFY kiln_task with each job and task id (no status: listeners read the task with their own rights).';
 
+-- Statement-level, with transition tables (new_jobs, and old_jobs for an
+-- update), as the task triggers are: the jobs a statement inserts or
+-- recomputes get their events in one insert. Each statement that writes
+-- a table checks its constraints and its triggers' WHEN clauses again, so
+-- one statement for a batch of jobs costs far less than one per job.
 CREATE OR REPLACE FUNCTION kiln.job_changed()
  RETURNS trigger
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
 AS $function$
+DECLARE
+    v_jobs bigint[];
 BEGIN
     IF TG_OP = 'INSERT' THEN
         INSERT INTO kiln.event (kind, job_id, new_status, detail)
-        VALUES ('job.status', NEW.id, NEW.status, pg_catalog.jsonb_build_object('bucket', NEW.bucket, 'submitter', NEW.submitter));
-    ELSIF NEW.status IS DISTINCT FROM OLD.status THEN
-        INSERT INTO kiln.event (kind, job_id, old_status, new_status, detail)
-        VALUES ('job.status', NEW.id, OLD.status, NEW.status, coalesce(pg_catalog.jsonb_build_object('reason', NEW.reason), '{}'));
+        SELECT 'job.status', n.id, n.status, pg_catalog.jsonb_build_object('bucket', n.bucket, 'submitter', n.submitter)
+          FROM new_jobs n ORDER BY n.id;
+        PERFORM pg_catalog.pg_notify('kiln_job', pg_catalog.json_build_object('job', n.id)::text) FROM new_jobs n ORDER BY n.id;
     ELSE
-        RETURN NULL;
+        WITH ev AS (
+            INSERT INTO kiln.event (kind, job_id, old_status, new_status, detail)
+            SELECT 'job.status', n.id, o.status, n.status, coalesce(pg_catalog.jsonb_build_object('reason', n.reason), '{}')
+              FROM new_jobs n JOIN old_jobs o ON o.id = n.id
+             WHERE n.status IS DISTINCT FROM o.status
+             ORDER BY n.id
+            RETURNING job_id
+        )
+        SELECT pg_catalog.array_agg(e.job_id ORDER BY e.job_id) INTO v_jobs FROM ev e;
+        PERFORM pg_catalog.pg_notify('kiln_job', pg_catalog.json_build_object('job', j)::text) FROM unnest(v_jobs) AS j;
     END IF;
-    PERFORM pg_catalog.pg_notify('kiln_job', pg_catalog.json_build_object('job', NEW.id)::text);
     RETURN NULL;
 END $function$;
-COMMENT ON FUNCTION kiln.job_changed() IS 'After a job is inserted or changes status: records an event and sends NOTIFY kiln_job with the job id (no status: listeners read the job with their own rights).';
+COMMENT ON FUNCTION kiln.job_changed() IS 'After a statement inserts jobs or changes jobs'' status (transition tables new_jobs and old_jobs): records an event per job and sends NOTIFY kiln_job with each job id (no status: listeners read the job with their own rights).';
+
+-- Attempts are inserted by kiln.task_take_many, several in one statement:
+-- a statement-level trigger records their events in one insert. The job
+-- id is kiln.event_guard's to set, from the task.
+CREATE OR REPLACE FUNCTION kiln.attempt_inserted()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
+AS $function$
+BEGIN
+    INSERT INTO kiln.event (kind, task_id, attempt, builder, new_status, detail)
+    SELECT 'attempt.status', n.task_id, n.attempt, n.builder, n.status, coalesce(pg_catalog.jsonb_build_object('reason', n.reason), '{}')
+      FROM new_attempts n ORDER BY n.task_id;
+    RETURN NULL;
+END $function$;
+COMMENT ON FUNCTION kiln.attempt_inserted() IS 'After a statement inserts attempts (transition table new_attempts): records an attempt.status event for each, which names the job (so it is readable only with the job).';
 
 CREATE OR REPLACE FUNCTION kiln.attempt_changed()
  RETURNS trigger
@@ -176,16 +258,14 @@ CREATE OR REPLACE FUNCTION kiln.attempt_changed()
  SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
 AS $function$
 BEGIN
-    IF TG_OP = 'UPDATE' AND NEW.status IS NOT DISTINCT FROM OLD.status THEN
-        RETURN NULL;
-    END IF;
-    INSERT INTO kiln.event (kind, job_id, task_id, attempt, builder, old_status, new_status, detail)
-    VALUES ('attempt.status', (SELECT t.job_id FROM kiln.task t WHERE t.id = NEW.task_id), NEW.task_id, NEW.attempt, NEW.builder,
-            CASE WHEN TG_OP = 'UPDATE' THEN OLD.status END, NEW.status,
+    -- Called only for a change of status (the trigger's WHEN clause);
+    -- kiln.event_guard sets the job id from the task.
+    INSERT INTO kiln.event (kind, task_id, attempt, builder, old_status, new_status, detail)
+    VALUES ('attempt.status', NEW.task_id, NEW.attempt, NEW.builder, OLD.status, NEW.status,
             coalesce(pg_catalog.jsonb_build_object('reason', NEW.reason), '{}'));
     RETURN NULL;
 END $function$;
-COMMENT ON FUNCTION kiln.attempt_changed() IS 'After an attempt starts or changes status: records an attempt.status event, which names the job (so it is readable only with the job).';
+COMMENT ON FUNCTION kiln.attempt_changed() IS 'After an attempt changes status: records an attempt.status event, which names the job (so it is readable only with the job).';
 
 CREATE OR REPLACE FUNCTION kiln.builder_changed()
  RETURNS trigger
@@ -1909,7 +1989,7 @@ COMMENT ON FUNCTION kiln.web_repo_chunk(name, text, text, integer, text, text, i
 -- Who may call what: every function is PUBLIC when first created, so the
 -- privileged ones are revoked here (a REVOKE already in effect changes nothing).
 REVOKE EXECUTE ON FUNCTION kiln.lock_job(bigint) FROM PUBLIC;
-REVOKE EXECUTE ON FUNCTION kiln.refresh_job_status(bigint), kiln.cancel_job(bigint), kiln.cancel_task(bigint) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION kiln.refresh_job_status(bigint), kiln.refresh_job_statuses(bigint[]), kiln.cancel_job(bigint), kiln.cancel_task(bigint) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION kiln.web_check_person(name, name), kiln.web_cancel_job(name, bigint),
     kiln.web_cancel_task(name, bigint), kiln.web_resubmit(name, bigint, text),
     kiln.web_set_builder_enabled(name, text, boolean) FROM PUBLIC;

@@ -15,28 +15,39 @@ CREATE OR REPLACE TRIGGER event_guard_truncate BEFORE TRUNCATE ON kiln.event
 CREATE OR REPLACE TRIGGER job_stamp_submitter BEFORE INSERT ON kiln.job
     FOR EACH ROW EXECUTE FUNCTION kiln.job_stamp_submitter();
 
--- The change triggers of tasks, jobs and attempts fire only for the changes
--- they record: an update that leaves the status (and a task's attempt) as it
--- was, such as a heartbeat, a River job link or a log batch's byte count,
--- does not even call the function (a WHEN clause costs the executor next to
--- nothing; a PL/pgSQL call with its own search_path costs tens of
--- microseconds). An insert has a trigger of its own, as a WHEN clause of an
--- insert trigger cannot name OLD.
+-- The change triggers of jobs and attempts fire only for the changes they
+-- record: an update that leaves the status as it was, such as a River job
+-- link or a log batch's byte count, does not even call the function (a
+-- WHEN clause costs the executor next to nothing; a PL/pgSQL call with its
+-- own search_path costs tens of microseconds). An insert has a trigger of
+-- its own, as a WHEN clause of an insert trigger cannot name OLD.
+--
+-- The task triggers, and the attempts' insert trigger, are statement-level
+-- with transition tables: a statement that takes, finishes or cancels many
+-- tasks records their events and recomputes their jobs once, set-based,
+-- not once per row. A trigger with transition tables can have no WHEN
+-- clause, so an update of tasks that changes no status or attempt (a
+-- heartbeat, a River job link) calls kiln.task_changed once per statement,
+-- which finds nothing to do and stops.
 CREATE OR REPLACE TRIGGER task_inserted AFTER INSERT ON kiln.task
-    FOR EACH ROW EXECUTE FUNCTION kiln.task_changed();
+    REFERENCING NEW TABLE AS new_tasks
+    FOR EACH STATEMENT EXECUTE FUNCTION kiln.task_changed();
 
 CREATE OR REPLACE TRIGGER task_changed AFTER UPDATE ON kiln.task
-    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status OR OLD.attempt IS DISTINCT FROM NEW.attempt)
-    EXECUTE FUNCTION kiln.task_changed();
+    REFERENCING OLD TABLE AS old_tasks NEW TABLE AS new_tasks
+    FOR EACH STATEMENT EXECUTE FUNCTION kiln.task_changed();
 
 CREATE OR REPLACE TRIGGER job_inserted AFTER INSERT ON kiln.job
-    FOR EACH ROW EXECUTE FUNCTION kiln.job_changed();
+    REFERENCING NEW TABLE AS new_jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION kiln.job_changed();
 
 CREATE OR REPLACE TRIGGER job_changed AFTER UPDATE ON kiln.job
-    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION kiln.job_changed();
+    REFERENCING OLD TABLE AS old_jobs NEW TABLE AS new_jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION kiln.job_changed();
 
 CREATE OR REPLACE TRIGGER attempt_inserted AFTER INSERT ON kiln.attempt
-    FOR EACH ROW EXECUTE FUNCTION kiln.attempt_changed();
+    REFERENCING NEW TABLE AS new_attempts
+    FOR EACH STATEMENT EXECUTE FUNCTION kiln.attempt_inserted();
 
 CREATE OR REPLACE TRIGGER attempt_changed AFTER UPDATE ON kiln.attempt
     FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION kiln.attempt_changed();
