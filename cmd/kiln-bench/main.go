@@ -192,7 +192,7 @@ func suites(c *cli.Context) []suite {
 					"CPU of the primary's processes from /proc; idle over 30 s from PgBouncer's SHOW STATS; connections from SHOW POOLS"}},
 		},
 		{
-			title: "upload", pkg: "./internal/submit/", pattern: "^BenchmarkUploadVsCopy$", benchtime: "1x",
+			title: "upload", pkg: "./internal/submit/", pattern: "^BenchmarkUploadVsCopy$", benchtime: "4x",
 			rows: []row{{bench: "BenchmarkUploadVsCopy", what: "submit upload vs plain COPY (200 MB)",
 				figure: func(m metrics) string {
 					return fmt.Sprintf("submit %s MB/s, COPY %s MB/s; submit takes %sx the COPY's time",
