@@ -1,6 +1,7 @@
 package roles_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"testing"
@@ -186,5 +187,67 @@ func TestAttackBatchTakesAndFinishesOnlyWhatIsHeld(t *testing.T) {
 	}
 	if n := f.int("postgres", `SELECT count(*) FROM kiln.log_chunk WHERE task_id = $1 AND data = 'end of a'||chr(10)`, f.t1); n != 1 {
 		t.Errorf("t1 has %d log ends, want 1", n)
+	}
+}
+
+// A batch finish stores each content once, whatever the number of its
+// artifacts that carry it (kiln.task_finish_many stores them set-based):
+// two tasks' identical bytes share one verified blob, bytes whose digest a
+// person planted an unverified blob under are staged under a random key,
+// and bytes a verified blob holds already reuse it. Every stored blob's
+// chunks add up to its content.
+func TestAttackBatchFinishStoresEachContentOnce(t *testing.T) {
+	t.Parallel()
+	f := newAttackFarm(t)
+	splitter := f.login("splitter_", "kiln_splitter")
+	tasks := []int64{f.t1, f.task(splitter, f.submit(f.alice, "public")), f.task(splitter, f.submit(f.alice, "public")),
+		f.task(splitter, f.submit(f.alice, "public"))}
+	for _, task := range tasks {
+		if n := f.take(f.b1, "one", task); n != 1 {
+			t.Fatalf("take of %d: attempt %d", task, n)
+		}
+	}
+	shared := bytes.Repeat([]byte("the same package, built twice "), 300<<10/30)
+	planted := []byte("bytes whose digest a person planted a blob under")
+	plantedSum := sha256.Sum256(planted)
+	f.exec(f.alice, `INSERT INTO kiln.blob (sha256, size, chunk_size) VALUES ($1, $2, 262144)`, plantedSum[:], len(planted))
+	reused := "bytes a verified blob holds already"
+	reusedKey := f.storeBlob(f.b2, reused)
+
+	done, err := f.finishMany(f.b1, "one", tasks, nil, [][]byte{shared, shared, planted, []byte(reused)})
+	if err != nil || len(done) != 4 || !done[0] || !done[1] || !done[2] || !done[3] {
+		t.Fatalf("b1's finish of four: %v, %v", done, err)
+	}
+	type stored struct {
+		key, content []byte
+		verified     bool
+		data         []byte
+	}
+	blobOf := func(task int64) stored {
+		t.Helper()
+		var s stored
+		if err := f.conn("postgres").QueryRow(context.Background(), `SELECT a.blob_sha256, coalesce(b.content_sha256, b.sha256), b.verified_at IS NOT NULL,
+				coalesce((SELECT string_agg(c.data, ''::bytea ORDER BY c.seq) FROM kiln.blob_chunk c WHERE c.sha256 = b.sha256), '')
+			FROM kiln.artifact a JOIN kiln.blob b ON b.sha256 = a.blob_sha256 WHERE a.task_id = $1`, task).Scan(&s.key, &s.content, &s.verified, &s.data); err != nil {
+			t.Fatalf("the artifact of %d: %v", task, err)
+		}
+		return s
+	}
+	sharedSum := sha256.Sum256(shared)
+	a, b := blobOf(tasks[0]), blobOf(tasks[1])
+	if !bytes.Equal(a.key, sharedSum[:]) || !bytes.Equal(b.key, sharedSum[:]) || !a.verified || !bytes.Equal(a.data, shared) {
+		t.Errorf("the shared bytes: blobs %x and %x (verified %v, %d bytes stored), want both %x with the bytes", a.key, b.key, a.verified, len(a.data), sharedSum)
+	}
+	if n := f.int("postgres", `SELECT count(*) FROM kiln.blob WHERE sha256 = $1 OR content_sha256 = $1`, sharedSum[:]); n != 1 {
+		t.Errorf("the shared bytes are in %d blobs, want 1", n)
+	}
+	if p := blobOf(tasks[2]); bytes.Equal(p.key, plantedSum[:]) || !bytes.Equal(p.content, plantedSum[:]) || !p.verified || !bytes.Equal(p.data, planted) {
+		t.Errorf("the planted digest's bytes: blob %x (content %x, verified %v), want a staged, verified copy", p.key, p.content, p.verified)
+	}
+	if n := f.int("postgres", `SELECT count(*) FROM kiln.blob WHERE sha256 = $1 AND verified_at IS NULL AND created_by = $2`, plantedSum[:], f.alice); n != 1 {
+		t.Errorf("the planted blob: %d unverified rows of alice's, want it left as it was", n)
+	}
+	if r := blobOf(tasks[3]); !bytes.Equal(r.key, reusedKey) {
+		t.Errorf("the bytes a verified blob holds: blob %x, want the verified %x", r.key, reusedKey)
 	}
 }

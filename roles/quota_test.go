@@ -202,6 +202,14 @@ func TestQuotaBytesPerDay(t *testing.T) {
 	if _, err := f.put(alice, randomBytes(10<<20, 3), false); err != nil {
 		t.Fatalf("the last 10 MiB: %v", err)
 	}
+	// Several blobs in one statement are charged together (the trigger is
+	// statement-level) and refused together, past the limit.
+	_, err = f.conn(alice).Exec(context.Background(), `INSERT INTO kiln.blob (sha256, size, chunk_size)
+		SELECT sha256(convert_to($1 || g, 'UTF8')), 1 << 20, 262144 FROM generate_series(1, 3) g`, krbtest.Unique("many"))
+	overQuota(t, err, "bytes_per_day", "storing 3 blobs of 3072 kB in all would make 45088768 bytes since")
+	if used := f.bytesToday(alice); used != 40<<20 {
+		t.Fatalf("the refused blobs were counted: %d bytes", used)
+	}
 
 	// Declaring a small blob and storing more in its chunks does not get
 	// round the count: chunks stay within the declared size and layout.

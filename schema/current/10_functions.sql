@@ -952,9 +952,13 @@ DECLARE
     wait interval;
     why text;
     i integer;
-    digest bytea;
-    len bigint;
-    key bytea;
+    v_inline bigint[];          -- the artifacts whose bytes come with the call, of held attempts
+    v_inline_digests bytea[];   -- their SHA-256s, pairwise
+    v_digests bytea[];          -- each of those contents once
+    v_firsts bigint[];          -- the first artifact of each content
+    v_keys bytea[];             -- the blob that holds each content
+    v_new bigint[];             -- the contents stored under their SHA-256 here (ordinals in v_digests)
+    v_staged bigint[] := '{}';  -- the contents staged under a random key here
 BEGIN
     PERFORM kiln.task_check_builder(p_builder);
     IF coalesce(pg_catalog.cardinality(p_attempts), 0) <> n OR coalesce(pg_catalog.cardinality(p_statuses), 0) <> n
@@ -1009,34 +1013,73 @@ BEGIN
     -- has the SHA-256 is never trusted (blob.Put's rule): the bytes are
     -- then staged under a random key. They go in chunks of 256 KiB
     -- (blob.ChunkSize).
-    FOR i IN 1 .. coalesce(pg_catalog.cardinality(p_artifact_data), 0) LOOP
-        CONTINUE WHEN p_artifact_data[i] IS NULL OR NOT art_tasks[i] = ANY (v_held);
-        digest := pg_catalog.sha256(p_artifact_data[i]);
-        len := pg_catalog.octet_length(p_artifact_data[i]);
-        IF sums[i] IS DISTINCT FROM digest AND sums[i] IS NOT NULL OR sizes[i] IS DISTINCT FROM len AND sizes[i] IS NOT NULL THEN
-            RAISE EXCEPTION 'artifact %: the bytes given do not have the sha256 and size given', names[i]
+    -- All in a few statements, whatever the number of artifacts: each
+    -- content once (v_digests), its verified blob if one holds it
+    -- (v_keys), else a new blob under its SHA-256 or, when an unusable
+    -- blob has that, under a random key.
+    SELECT pg_catalog.array_agg(a.i ORDER BY a.i), pg_catalog.array_agg(pg_catalog.sha256(a.data) ORDER BY a.i)
+      INTO v_inline, v_inline_digests
+      FROM unnest(p_artifact_data, art_tasks) WITH ORDINALITY AS a(data, task, i)
+     WHERE a.data IS NOT NULL AND a.task = ANY (v_held);
+    IF v_inline IS NOT NULL THEN
+        SELECT names[x.i] INTO bad FROM unnest(v_inline, v_inline_digests) AS x(i, digest)
+         WHERE sums[x.i] IS DISTINCT FROM x.digest AND sums[x.i] IS NOT NULL
+            OR sizes[x.i] IS DISTINCT FROM pg_catalog.octet_length(p_artifact_data[x.i]) AND sizes[x.i] IS NOT NULL
+         ORDER BY x.i LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'artifact %: the bytes given do not have the sha256 and size given', bad
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
-        SELECT b.sha256 INTO key FROM kiln.blob b
-         WHERE (b.sha256 = digest AND b.content_sha256 IS NULL OR b.content_sha256 = digest) AND b.size = len
-           AND b.verified_at IS NOT NULL
-         ORDER BY b.created_at LIMIT 1;
-        IF NOT FOUND THEN
-            key := digest;
-            INSERT INTO kiln.blob (sha256, size, chunk_size, verified_at) VALUES (key, len, 262144, pg_catalog.now())
-                ON CONFLICT (sha256) DO NOTHING;
-            IF NOT FOUND THEN
-                key := pg_catalog.sha256(pg_catalog.uuid_send(pg_catalog.gen_random_uuid()) || pg_catalog.uuid_send(pg_catalog.gen_random_uuid()));
-                INSERT INTO kiln.blob (sha256, size, chunk_size, content_sha256, verified_at) VALUES (key, len, 262144, digest, pg_catalog.now());
+        SELECT pg_catalog.array_agg(c.digest ORDER BY c.digest), pg_catalog.array_agg(c.i ORDER BY c.digest),
+               pg_catalog.array_agg(c.key ORDER BY c.digest)
+          INTO v_digests, v_firsts, v_keys
+          FROM (SELECT DISTINCT ON (x.digest) x.digest, x.i,
+                       (SELECT b.sha256 FROM kiln.blob b
+                         WHERE (b.sha256 = x.digest AND b.content_sha256 IS NULL OR b.content_sha256 = x.digest)
+                           AND b.size = pg_catalog.octet_length(p_artifact_data[x.i]) AND b.verified_at IS NOT NULL
+                         ORDER BY b.created_at LIMIT 1) AS key
+                  FROM unnest(v_inline, v_inline_digests) AS x(i, digest)
+                 ORDER BY x.digest, x.i) c;
+        WITH stored AS (
+            INSERT INTO kiln.blob (sha256, size, chunk_size, verified_at)
+            SELECT c.digest, pg_catalog.octet_length(p_artifact_data[c.i]), 262144, pg_catalog.now()
+              FROM unnest(v_digests, v_firsts, v_keys) AS c(digest, i, key)
+             WHERE c.key IS NULL
+             ORDER BY c.digest
+            ON CONFLICT (sha256) DO NOTHING
+            RETURNING sha256
+        )
+        SELECT pg_catalog.array_agg(c.n ORDER BY c.n) INTO v_new
+          FROM unnest(v_digests) WITH ORDINALITY AS c(digest, n) JOIN stored s ON s.sha256 = c.digest;
+        v_new := coalesce(v_new, '{}');
+        FOR i IN 1 .. pg_catalog.cardinality(v_digests) LOOP
+            IF v_keys[i] IS NULL THEN
+                IF i = ANY (v_new) THEN
+                    v_keys[i] := v_digests[i];
+                ELSE
+                    v_keys[i] := pg_catalog.sha256(pg_catalog.uuid_send(pg_catalog.gen_random_uuid()) || pg_catalog.uuid_send(pg_catalog.gen_random_uuid()));
+                    v_staged := v_staged || i;
+                END IF;
             END IF;
-            INSERT INTO kiln.blob_chunk (sha256, seq, data)
-            SELECT key, c.seq::integer, pg_catalog.substr(p_artifact_data[i], (c.seq * 262144 + 1)::integer, 262144)
-              FROM pg_catalog.generate_series(0, (len - 1) / 262144) AS c(seq)
-             WHERE len > 0;
-        END IF;
-        sums[i] := key;
-        sizes[i] := len;
-    END LOOP;
+        END LOOP;
+        INSERT INTO kiln.blob (sha256, size, chunk_size, content_sha256, verified_at)
+        SELECT v_keys[c.n], pg_catalog.octet_length(p_artifact_data[v_firsts[c.n]]), 262144, v_digests[c.n], pg_catalog.now()
+          FROM unnest(v_staged) AS c(n) ORDER BY c.n;
+        INSERT INTO kiln.blob_chunk (sha256, seq, data)
+        SELECT v_keys[c.n], g.seq::integer,
+               pg_catalog.substr(p_artifact_data[v_firsts[c.n]], (g.seq * 262144 + 1)::integer, 262144)
+          FROM unnest(v_new || v_staged) AS c(n),
+               pg_catalog.generate_series(0, (pg_catalog.octet_length(p_artifact_data[v_firsts[c.n]]) - 1) / 262144) AS g(seq)
+         ORDER BY c.n, g.seq;
+        -- Each artifact with bytes names its content's blob, with its
+        -- true size.
+        SELECT pg_catalog.array_agg(coalesce(k.key, a.sha256) ORDER BY a.i),
+               pg_catalog.array_agg(coalesce(pg_catalog.octet_length(p_artifact_data[x.i])::bigint, a.size) ORDER BY a.i)
+          INTO sums, sizes
+          FROM unnest(sums, sizes) WITH ORDINALITY AS a(sha256, size, i)
+          LEFT JOIN unnest(v_inline, v_inline_digests) AS x(i, digest) ON x.i = a.i
+          LEFT JOIN unnest(v_digests, v_keys) AS k(digest, key) ON k.digest = x.digest;
+    END IF;
     -- An artifact names bytes that exist, with their true size.
     SELECT a.name INTO bad
       FROM unnest(art_tasks, names, sums, sizes) AS a(task, name, sha256, size)
@@ -1620,25 +1663,30 @@ AS $function$
 DECLARE
     who name := session_user;
     lim bigint;
+    v_bytes bigint;
+    v_blobs bigint;
     total bigint;
     since text;
     resets text;
 BEGIN
-    IF NEW.size = 0 THEN
+    SELECT coalesce(sum(n.size), 0), count(*) INTO v_bytes, v_blobs FROM new_blobs n WHERE n.size > 0;
+    IF v_bytes = 0 THEN
         RETURN NULL;
     END IF;
     lim := (kiln.quota_for(who)).bytes_per_day;
     IF lim IS NULL THEN
         RETURN NULL;
     END IF;
-    SELECT c.total, c.since, c.resets INTO total, since, resets FROM kiln.quota_charge(who, 'bytes_per_day', NEW.size) c;
+    SELECT c.total, c.since, c.resets INTO total, since, resets FROM kiln.quota_charge(who, 'bytes_per_day', v_bytes) c;
     IF total > lim THEN
-        PERFORM kiln.quota_refuse(who, 'bytes_per_day', format('storing a blob of %s would make %s bytes since %s (limit %s bytes, %s); resets at %s',
-            pg_size_pretty(NEW.size), total, since, lim, pg_size_pretty(lim), resets));
+        PERFORM kiln.quota_refuse(who, 'bytes_per_day', format('storing %s would make %s bytes since %s (limit %s bytes, %s); resets at %s',
+            CASE WHEN v_blobs = 1 THEN 'a blob of ' || pg_size_pretty(v_bytes)
+                 ELSE v_blobs || ' blobs of ' || pg_size_pretty(v_bytes) || ' in all' END,
+            total, since, lim, pg_size_pretty(lim), resets));
     END IF;
     RETURN NULL;
 END $function$;
-COMMENT ON FUNCTION kiln.blob_quota() IS 'After a person stores a blob row: charges its declared size to bytes_per_day of the current UTC day and refuses it past the limit.';
+COMMENT ON FUNCTION kiln.blob_quota() IS 'After a statement by a person stores blob rows (transition table new_blobs): charges their declared sizes to bytes_per_day of the current UTC day and refuses them past the limit.';
 
 -- What a person's chunks hold cannot exceed the size the blob declared (and
 -- was charged): chunk seq holds at most chunk_size bytes and none past

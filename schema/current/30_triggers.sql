@@ -84,7 +84,8 @@ CREATE OR REPLACE TRIGGER job_quota_person BEFORE UPDATE OF submitter ON kiln.jo
     FOR EACH ROW WHEN (OLD.submitter IS DISTINCT FROM NEW.submitter) EXECUTE FUNCTION kiln.job_quota();
 
 CREATE OR REPLACE TRIGGER blob_quota AFTER INSERT ON kiln.blob
-    FOR EACH ROW EXECUTE FUNCTION kiln.blob_quota();
+    REFERENCING NEW TABLE AS new_blobs
+    FOR EACH STATEMENT EXECUTE FUNCTION kiln.blob_quota();
 
 CREATE OR REPLACE TRIGGER blob_chunk_within_size BEFORE INSERT ON kiln.blob_chunk
     FOR EACH ROW EXECUTE FUNCTION kiln.blob_chunk_within_size();
