@@ -126,4 +126,11 @@ func TestChangeTriggersRecordEveryChangeAndNothingElse(t *testing.T) {
 	if err := p.QueryRow(ctx, `SELECT status FROM kiln.job WHERE id = $1`, job).Scan(&status); err != nil || status != "succeeded" {
 		t.Fatalf("the job is %s (%v), want succeeded", status, err)
 	}
+	// The owner's events (kiln.event_guard is not called for them) name
+	// the task's job and the session's user, as the guard would stamp.
+	var wrong int
+	if err := p.QueryRow(ctx, `SELECT count(*) FROM kiln.event WHERE task_id = $1 AND (job_id IS DISTINCT FROM $2 OR actor <> session_user)`,
+		id, job).Scan(&wrong); err != nil || wrong != 0 {
+		t.Errorf("%d events of the task name another job or actor (%v)", wrong, err)
+	}
 }

@@ -48,7 +48,7 @@ BEGIN
     RAISE EXCEPTION 'kiln.event is append-only: % is not allowed', TG_OP
         USING ERRCODE = 'insufficient_privilege';
 END $function$;
-COMMENT ON FUNCTION kiln.event_guard() IS 'Keeps kiln.event append-only, stamps the real actor (session_user) and time on every insert, and sets job_id from task_id when the event names a task (so that row-level security shows it only with its job).';
+COMMENT ON FUNCTION kiln.event_guard() IS 'Keeps kiln.event append-only, stamps the real actor (session_user) and time on every insert it is called for (all but the owner''s own, which leave both to the columns'' defaults, the same values), and sets job_id from task_id when the event names a task (so that row-level security shows it only with its job).';
 
 -- The submitter is who the session is. A client cannot claim another name.
 CREATE OR REPLACE FUNCTION kiln.job_stamp_submitter()
@@ -235,8 +235,7 @@ END $function$;
 COMMENT ON FUNCTION kiln.job_changed() IS 'After a statement inserts jobs or changes jobs'' status (transition tables new_jobs and old_jobs): records an event per job and sends NOTIFY kiln_job with each job id (no status: listeners read the job with their own rights).';
 
 -- Attempts are inserted by kiln.task_take_many, several in one statement:
--- a statement-level trigger records their events in one insert. The job
--- id is kiln.event_guard's to set, from the task.
+-- a statement-level trigger records their events in one insert.
 CREATE OR REPLACE FUNCTION kiln.attempt_inserted()
  RETURNS trigger
  LANGUAGE plpgsql
@@ -244,9 +243,9 @@ CREATE OR REPLACE FUNCTION kiln.attempt_inserted()
  SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
 AS $function$
 BEGIN
-    INSERT INTO kiln.event (kind, task_id, attempt, builder, new_status, detail)
-    SELECT 'attempt.status', n.task_id, n.attempt, n.builder, n.status, coalesce(pg_catalog.jsonb_build_object('reason', n.reason), '{}')
-      FROM new_attempts n ORDER BY n.task_id;
+    INSERT INTO kiln.event (kind, job_id, task_id, attempt, builder, new_status, detail)
+    SELECT 'attempt.status', t.job_id, n.task_id, n.attempt, n.builder, n.status, coalesce(pg_catalog.jsonb_build_object('reason', n.reason), '{}')
+      FROM new_attempts n JOIN kiln.task t ON t.id = n.task_id ORDER BY n.task_id;
     RETURN NULL;
 END $function$;
 COMMENT ON FUNCTION kiln.attempt_inserted() IS 'After a statement inserts attempts (transition table new_attempts): records an attempt.status event for each, which names the job (so it is readable only with the job).';
@@ -258,10 +257,9 @@ CREATE OR REPLACE FUNCTION kiln.attempt_changed()
  SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
 AS $function$
 BEGIN
-    -- Called only for a change of status (the trigger's WHEN clause);
-    -- kiln.event_guard sets the job id from the task.
-    INSERT INTO kiln.event (kind, task_id, attempt, builder, old_status, new_status, detail)
-    VALUES ('attempt.status', NEW.task_id, NEW.attempt, NEW.builder, OLD.status, NEW.status,
+    -- Called only for a change of status (the trigger's WHEN clause).
+    INSERT INTO kiln.event (kind, job_id, task_id, attempt, builder, old_status, new_status, detail)
+    VALUES ('attempt.status', (SELECT t.job_id FROM kiln.task t WHERE t.id = NEW.task_id), NEW.task_id, NEW.attempt, NEW.builder, OLD.status, NEW.status,
             coalesce(pg_catalog.jsonb_build_object('reason', NEW.reason), '{}'));
     RETURN NULL;
 END $function$;

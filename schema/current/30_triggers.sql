@@ -3,8 +3,14 @@
 -- Edit the definition here; never copy it into a numbered migration.
 -- Triggers (CREATE OR REPLACE TRIGGER).
 
+-- The owner's functions and triggers (current_user kiln_owner) write events
+-- without actor or time, which the columns' defaults stamp (session_user,
+-- clock_timestamp()) as the guard would, and with the job of the task they
+-- name: the guard is not called for them (a PL/pgSQL call a row), unless an
+-- event names a task and no job. Everyone else's events always pass it.
 CREATE OR REPLACE TRIGGER event_guard_insert BEFORE INSERT ON kiln.event
-    FOR EACH ROW EXECUTE FUNCTION kiln.event_guard();
+    FOR EACH ROW WHEN (CURRENT_USER <> 'kiln_owner' OR NEW.task_id IS NOT NULL AND NEW.job_id IS NULL)
+    EXECUTE FUNCTION kiln.event_guard();
 
 CREATE OR REPLACE TRIGGER event_guard_change BEFORE UPDATE OR DELETE ON kiln.event
     FOR EACH ROW EXECUTE FUNCTION kiln.event_guard();
@@ -71,8 +77,10 @@ CREATE OR REPLACE TRIGGER blob_stamp BEFORE INSERT ON kiln.blob
 CREATE OR REPLACE TRIGGER blob_chunk_guard BEFORE INSERT ON kiln.blob_chunk
     FOR EACH ROW EXECUTE FUNCTION kiln.blob_chunk_guard();
 
+-- The guard lets the owner (the protocol functions) make any move: it is
+-- not even called for them.
 CREATE OR REPLACE TRIGGER task_transition_guard BEFORE INSERT OR UPDATE ON kiln.task
-    FOR EACH ROW EXECUTE FUNCTION kiln.task_transition_guard();
+    FOR EACH ROW WHEN (CURRENT_USER <> 'kiln_owner') EXECUTE FUNCTION kiln.task_transition_guard();
 
 CREATE OR REPLACE TRIGGER quota_guard BEFORE INSERT OR UPDATE OR DELETE ON kiln.quota
     FOR EACH ROW EXECUTE FUNCTION kiln.quota_guard();
