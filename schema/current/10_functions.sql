@@ -1647,7 +1647,7 @@ END $function$;
 COMMENT ON FUNCTION kiln.job_quota() IS 'Before a person''s job is inserted (or kiln.web_resubmit hands a job to a person): refuses options larger than options_bytes, more platforms than platforms_per_job, over-long platform entries or bucket names, and a job past jobs_per_hour in the current clock hour, which it charges.';
 
 -- A blob is charged its declared size when its row is stored, once per
--- blob: a blob already stored and reused (blob.Put's deduplication) stores
+-- blob (the blobs of one statement together): a blob already stored and reused (blob.Put's deduplication) stores
 -- no row and costs nothing; a blob nobody references costs its size like
 -- any other; an upload past the day's bytes is refused before any chunk is
 -- sent. After the insert, so that blob.Put's INSERT ... ON CONFLICT DO
