@@ -157,7 +157,9 @@ COMMENT ON FUNCTION kiln.refresh_job_status(bigint) IS 'Sets a job''s status (an
 -- old_tasks for an update): a statement that changes many tasks records
 -- their events, recomputes their jobs and notifies in one statement each,
 -- not once per row. An update that changes no task's status or attempt (a
--- heartbeat, a River job link) costs one query and stops.
+-- heartbeat, a River job link) costs one query and stops: a SELECT of the
+-- changed tasks, so that it starts no INSERT into kiln.event (which the
+-- events' insert then joins the transition tables again for).
 CREATE OR REPLACE FUNCTION kiln.task_changed()
  RETURNS trigger
  LANGUAGE plpgsql
