@@ -121,23 +121,26 @@ func TestWatchAndFollowLiveBuild(t *testing.T) {
 		t.Fatalf("kiln submit: exit %d\n%s", code, out)
 	}
 	good := submittedJob(t, out)
+	task := f.taskOf(t, good)
+
+	kilnBin := binary(t, "kiln")
+	follow := startProc(t, "kiln log -f", kilnBin, append(as, "log", "-f", "t"+strconv.FormatInt(task, 10))...)
+	watch := startProc(t, "kiln watch good", kilnBin, append(as, "watch", strconv.FormatInt(good, 10))...)
+
+	// The lines come while the build runs: the build cannot end before the
+	// gate opens.
+	waitFor(t, "kiln log -f to print line 2", func() bool { return hasLine(follow.output(), "line 2: compiling") })
+	// The second job is submitted only now, while the only slot is busy:
+	// submitted together, the splitter's workers could split it first and
+	// the builder take it first.
 	out, code = kiln(t, nil, append(as, "submit", "--bucket", "devel", "--platform", platform,
 		testpkg.SRPM(t, testpkg.Spec{Name: "kiln-broken", Build: `echo "cc: error: broken.c: no such file"; exit 1`}))...)
 	if code != 0 {
 		t.Fatalf("kiln submit: exit %d\n%s", code, out)
 	}
 	bad := submittedJob(t, out)
-	task := f.taskOf(t, good)
 	badTask := f.taskOf(t, bad)
-
-	kilnBin := binary(t, "kiln")
-	follow := startProc(t, "kiln log -f", kilnBin, append(as, "log", "-f", "t"+strconv.FormatInt(task, 10))...)
-	watch := startProc(t, "kiln watch good", kilnBin, append(as, "watch", strconv.FormatInt(good, 10))...)
 	watchBad := startProc(t, "kiln watch bad", kilnBin, append(as, "watch", strconv.FormatInt(bad, 10))...)
-
-	// The lines come while the build runs: the build cannot end before the
-	// gate opens.
-	waitFor(t, "kiln log -f to print line 2", func() bool { return hasLine(follow.output(), "line 2: compiling") })
 	if got := f.task(t, task); got.Status != "building" {
 		t.Fatalf("task %+v when kiln log -f printed line 2; want building", got)
 	}
