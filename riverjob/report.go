@@ -14,7 +14,7 @@ import (
 // QueueReport is the queue of report River jobs, worked by kiln-reporter.
 const QueueReport = "report"
 
-// KindReport is the kind of report River jobs. kiln.job_request_report
+// KindReport is the kind of report River jobs. kiln.job_request_reports
 // (schema/current/14_reports.sql) inserts them in SQL with this kind, this
 // queue and ReportMaxAttempts, in the transaction that ends the job.
 const KindReport = "report"

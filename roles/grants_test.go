@@ -145,6 +145,8 @@ var functions = map[string][]string{
 	"kiln.blob_stored_here(bytea)":                         {"submitter", "admin"},
 	"kiln.refresh_job_status(bigint)":                      {"janitor"},
 	"kiln.refresh_job_statuses(bigint[])":                  {},
+	"kiln.job_request_publications(bigint[])":              {},
+	"kiln.job_request_reports(bigint[])":                   {},
 	"kiln.lock_job(bigint)":                                {"janitor"},
 	"kiln.set_max_lost(integer)":                           {"admin"},
 	"kiln.task_check_builder(text)":                        {},

@@ -21,7 +21,7 @@ GRANT SELECT, UPDATE (status, tries, last_error, message_id, sent_at) ON kiln.re
 
 -- River: a working client of queue report (fetch, complete, retry, snooze
 -- update river_job; queues are upserted into river_queue). No INSERT: the
--- report River jobs are inserted by kiln.job_request_report.
+-- report River jobs are inserted by kiln.job_request_reports.
 GRANT SELECT, UPDATE ON river.river_job TO kiln_reporter;
 GRANT SELECT, INSERT, UPDATE ON river.river_queue TO kiln_reporter;
 

@@ -1,7 +1,7 @@
 // Command kiln-reporter tells people that their jobs ended: one mail per
 // job (to the submitter, the kiln submit --report addresses and the
 // bucket's list) and signed webhooks. It works River queue "report", whose
-// River jobs kiln.job_request_report inserts when a job ends. See
+// River jobs kiln.job_request_reports inserts when a job ends. See
 // docs/reports.md.
 package main
 

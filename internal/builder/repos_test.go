@@ -20,8 +20,8 @@ import (
 
 // Tracker issue 15's cross-job chain, through the real builder: job A
 // builds the debhelper library kiln-base 1.2 in devel and kiln-publisher's
-// code publishes it when the job ends (the job_request_publication
-// trigger's request); job B, submitted afterwards alone, Build-Depends on
+// code publishes it when the job ends (the request
+// kiln.job_request_publications queues); job B, submitted afterwards alone, Build-Depends on
 // kiln-base (>= 1.2) and builds, sbuild's apt reading devel's snapshot from
 // kiln-web signed-by devel's key (the builder's --repo-url), devel being
 // private. B's build info names the snapshot and the sha256 of its

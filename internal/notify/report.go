@@ -1,5 +1,5 @@
 // Package notify tells people that their jobs ended: one mail per job and
-// signed webhooks (docs/reports.md). kiln.job_request_report writes a
+// signed webhooks (docs/reports.md). kiln.job_request_reports writes a
 // kiln.report_delivery row per recipient and the report River jobs when a
 // job reaches its final status; kiln-reporter works them through a
 // Reporter, which reads the job, renders the report, sends it and records

@@ -3,7 +3,11 @@ package task_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/kiln-build/kiln/internal/task"
 	"github.com/kiln-build/kiln/internal/testsupport/farmtest"
@@ -73,6 +77,111 @@ func TestTakeManyAndFinishManyGiveEachTaskItsOwnOutcome(t *testing.T) {
 		if status != c.status || artifacts != c.artifacts || chunks != c.logChunks {
 			t.Errorf("task %d: %s with %d artifacts and %d log chunks; want %s, %d, %d",
 				c.task, status, artifacts, chunks, c.status, c.artifacts, c.logChunks)
+		}
+	}
+}
+
+// The jobs one statement ends each ask for their publication and their
+// reports (kiln.job_changed, once per statement): of three jobs finished
+// in one FinishMany, the two failed ones tell alice (who wants failures
+// only) and their own --report address, each in a mail River job of its
+// own, the succeeded one tells nobody; all three are queued for
+// publication into devel, with a kiln_publish notification each; a job of
+// a bucket that publishes nothing is not; and an ended job finished again
+// (a stale finish) asks for nothing more.
+func TestJobsEndedTogetherEachAskForPublicationAndReports(t *testing.T) {
+	t.Parallel()
+	f := newProtocolFarm(t, 4)
+	ctx := context.Background()
+	p := f.pool
+	farmtest.Bucket(t, p, "quiet")
+	if _, err := p.Exec(ctx, `UPDATE kiln.bucket SET publish_policy = 'none' WHERE name = 'quiet'`); err != nil {
+		t.Fatal(err)
+	}
+	alice, err := pgxpool.New(ctx, f.db.URLAs(f.alice))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer alice.Close()
+	if _, err := alice.Exec(ctx, `SELECT kiln.report_set('alice@example.org', 'failure')`); err != nil {
+		t.Fatal(err)
+	}
+	var tasks, jobs []int64
+	var reqs []task.Taking
+	for i, bucket := range []string{"devel", "devel", "devel", "quiet"} {
+		job := farmtest.Submit(t, p, f.alice, bucket, []string{"el9-x86_64"}, farmtest.File{Name: fmt.Sprintf("x%d.src.rpm", i), Data: []byte{byte(i)}})
+		if _, err := alice.Exec(ctx, `INSERT INTO kiln.job_report_address (job_id, email) VALUES ($1, $2)`, job, fmt.Sprintf("team%d@example.org", i)); err != nil {
+			t.Fatal(err)
+		}
+		id := farmtest.Split(t, p, job, "el9-x86_64")[0]
+		farmtest.Enqueue(t, p, id)
+		tasks, jobs = append(tasks, id), append(jobs, job)
+		reqs = append(reqs, task.Taking{Task: id, Job: job, Platform: "el9-x86_64"})
+	}
+	if _, err := task.TakeMany(ctx, p, "b1", reqs); err != nil {
+		t.Fatal(err)
+	}
+	listener, err := p.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer listener.Release()
+	if _, err := listener.Exec(ctx, "LISTEN kiln_publish"); err != nil {
+		t.Fatal(err)
+	}
+	finishes := []task.Finishing{
+		{Task: tasks[0], Attempt: 1, Result: task.Result{Status: task.Failed, Reason: "make failed"}},
+		{Task: tasks[1], Attempt: 1, Result: task.Result{Status: task.Succeeded}},
+		{Task: tasks[2], Attempt: 1, Result: task.Result{Status: task.Failed, Reason: "make failed"}},
+		{Task: tasks[3], Attempt: 1, Result: task.Result{Status: task.Failed, Reason: "make failed"}},
+	}
+	if done, err := task.FinishMany(ctx, p, "b1", finishes); err != nil || done[0].Err != nil || done[3].Err != nil {
+		t.Fatalf("finish: %+v, %v", done, err)
+	}
+	if done, err := task.FinishMany(ctx, p, "b1", finishes[:1]); err != nil || !errors.Is(done[0].Err, task.ErrStale) {
+		t.Fatalf("finishing again: %+v, %v; want ErrStale", done, err)
+	}
+
+	deliveries := func(job int64) string {
+		t.Helper()
+		var got string
+		if err := p.QueryRow(ctx, `SELECT coalesce(string_agg(channel || ':' || target || ':' || job_status, ' ' ORDER BY target), '')
+				FROM kiln.report_delivery WHERE job_id = $1`, job).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	for i, want := range []string{
+		"mail:alice@example.org:failed mail:team0@example.org:failed", "",
+		"mail:alice@example.org:failed mail:team2@example.org:failed",
+		"mail:alice@example.org:failed mail:team3@example.org:failed",
+	} {
+		if got := deliveries(jobs[i]); got != want {
+			t.Errorf("job %d's deliveries: %q, want %q", i, got, want)
+		}
+	}
+	var mails []int64
+	if err := p.QueryRow(ctx, `SELECT coalesce(array_agg((args->>'job_id')::bigint ORDER BY id), '{}') FROM river.river_job
+			WHERE kind = 'report' AND args->>'channel' = 'mail'`).Scan(&mails); err != nil {
+		t.Fatal(err)
+	}
+	if want := []int64{jobs[0], jobs[2], jobs[3]}; !slices.Equal(mails, want) {
+		t.Errorf("mail River jobs for jobs %v, want %v", mails, want)
+	}
+	var published []int64
+	if err := p.QueryRow(ctx, `SELECT coalesce(array_agg(job_id ORDER BY id), '{}') FROM kiln.publication_request WHERE kind = 'job'`).Scan(&published); err != nil {
+		t.Fatal(err)
+	}
+	if want := jobs[:3]; !slices.Equal(published, want) {
+		t.Errorf("publication requests for jobs %v, want %v", published, want)
+	}
+	for _, job := range jobs[:3] {
+		n, err := listener.Conn().WaitForNotification(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf(`{"bucket" : "devel", "job" : %d}`, job); n.Payload != want {
+			t.Errorf("kiln_publish %s, want %s", n.Payload, want)
 		}
 	}
 }

@@ -214,6 +214,7 @@ CREATE OR REPLACE FUNCTION kiln.job_changed()
 AS $function$
 DECLARE
     v_jobs bigint[];
+    v_ended bigint[];
 BEGIN
     IF TG_OP = 'INSERT' THEN
         INSERT INTO kiln.event (kind, job_id, new_status, detail)
@@ -227,14 +228,23 @@ BEGIN
               FROM new_jobs n JOIN old_jobs o ON o.id = n.id
              WHERE n.status IS DISTINCT FROM o.status
              ORDER BY n.id
-            RETURNING job_id
+            RETURNING job_id, new_status
         )
-        SELECT pg_catalog.array_agg(e.job_id ORDER BY e.job_id) INTO v_jobs FROM ev e;
+        SELECT pg_catalog.array_agg(e.job_id ORDER BY e.job_id),
+               pg_catalog.array_agg(e.job_id ORDER BY e.job_id)
+                   FILTER (WHERE e.new_status IN ('succeeded', 'failed', 'partially_failed', 'cancelled', 'invalid'))
+          INTO v_jobs, v_ended FROM ev e;
         PERFORM pg_catalog.pg_notify('kiln_job', pg_catalog.json_build_object('job', j)::text) FROM unnest(v_jobs) AS j;
+        -- The jobs this statement ended ask for their publication and
+        -- their reports, all of them at once.
+        IF v_ended IS NOT NULL THEN
+            PERFORM kiln.job_request_publications(v_ended);
+            PERFORM kiln.job_request_reports(v_ended);
+        END IF;
     END IF;
     RETURN NULL;
 END $function$;
-COMMENT ON FUNCTION kiln.job_changed() IS 'After a statement inserts jobs or changes jobs'' status (transition tables new_jobs and old_jobs): records an event per job and sends NOTIFY kiln_job with each job id (no status: listeners read the job with their own rights).';
+COMMENT ON FUNCTION kiln.job_changed() IS 'After a statement inserts jobs or changes jobs'' status (transition tables new_jobs and old_jobs): records an event per job, sends NOTIFY kiln_job with each job id (no status: listeners read the job with their own rights) and, for the jobs that reached a final status, asks for their publication (kiln.job_request_publications) and reports (kiln.job_request_reports).';
 
 -- Attempts are inserted by kiln.task_take_many, several in one statement:
 -- a statement-level trigger records their events in one insert.
@@ -1822,24 +1832,31 @@ AS $function$ SELECT f.* FROM kiln.repository_file f
       WHERE f.bucket = p_bucket AND f.from_seq <= p_seq AND (f.until_seq IS NULL OR f.until_seq > p_seq) $function$;
 COMMENT ON FUNCTION kiln.snapshot_files(text, integer) IS 'The files of snapshot p_seq of a bucket (under the caller''s rights: row-level security applies).';
 
--- A job that ends asks for its publication (in the transaction that ended it,
--- so a request is never lost).
-CREATE OR REPLACE FUNCTION kiln.job_request_publication()
- RETURNS trigger
+-- Jobs that end ask for their publication (in the transaction that ended
+-- them, so a request is never lost). kiln.job_changed calls it once per
+-- statement, with the jobs that statement ended.
+CREATE OR REPLACE FUNCTION kiln.job_request_publications(p_job_ids bigint[])
+ RETURNS void
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
 AS $function$
+DECLARE
+    notified bigint;
 BEGIN
-    IF NEW.status IN ('succeeded', 'failed', 'partially_failed', 'cancelled')
-       AND OLD.status IS DISTINCT FROM NEW.status
-       AND EXISTS (SELECT 1 FROM kiln.bucket b WHERE b.name = NEW.bucket AND b.publish_policy <> 'none') THEN
-        INSERT INTO kiln.publication_request (bucket, kind, job_id) VALUES (NEW.bucket, 'job', NEW.id);
-        PERFORM pg_notify('kiln_publish', json_build_object('bucket', NEW.bucket, 'job', NEW.id)::text);
-    END IF;
-    RETURN NULL;
+    WITH requested AS (
+        INSERT INTO kiln.publication_request (bucket, kind, job_id)
+        SELECT j.bucket, 'job', j.id
+          FROM kiln.job j JOIN kiln.bucket b ON b.name = j.bucket
+         WHERE j.id = ANY (p_job_ids) AND j.status IN ('succeeded', 'failed', 'partially_failed', 'cancelled')
+           AND b.publish_policy <> 'none'
+         ORDER BY j.id
+        RETURNING bucket, job_id
+    )
+    SELECT count(pg_catalog.pg_notify('kiln_publish', pg_catalog.json_build_object('bucket', r.bucket, 'job', r.job_id)::text))
+      INTO notified FROM (SELECT q.bucket, q.job_id FROM requested q ORDER BY q.job_id) r;
 END $function$;
-COMMENT ON FUNCTION kiln.job_request_publication() IS 'After a job reaches a final status (not invalid): queues a publication request for its bucket (unless the bucket publishes nothing) and sends NOTIFY kiln_publish. SECURITY DEFINER because whoever finishes the job (a builder, the janitor, a person cancelling) holds no grant on kiln.publication_request.';
+COMMENT ON FUNCTION kiln.job_request_publications(bigint[]) IS 'For the jobs given that have a final status (not invalid): queues a publication request for each one''s bucket (unless the bucket publishes nothing) and sends NOTIFY kiln_publish. Called by kiln.job_changed for the jobs a statement ended. SECURITY DEFINER because whoever finishes the job (a builder, the janitor, a person cancelling) holds no grant on kiln.publication_request; executable by no one else.';
 
 CREATE OR REPLACE FUNCTION kiln.may_publish_to(p_person name, p_bucket text)
  RETURNS boolean
@@ -2068,7 +2085,7 @@ REVOKE EXECUTE ON FUNCTION kiln.quota_charge(name, text, bigint), kiln.quota_loc
     kiln.quota_web_session(), kiln.quota_builtin() FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION kiln.environment_install(text, text, bytea, jsonb, jsonb) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION kiln.environment_install(text, text, bytea, jsonb, jsonb) TO kiln_builder;
-REVOKE EXECUTE ON FUNCTION kiln.job_request_publication() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION kiln.job_request_publications(bigint[]) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION kiln.may_publish_to(name, text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION kiln.promote_for(name, bigint, text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION kiln.promote(bigint, text) FROM PUBLIC;

@@ -152,81 +152,83 @@ BEGIN
 END $function$;
 COMMENT ON FUNCTION kiln.report_webhook_remove(bigint) IS 'Removes a webhook: the caller''s own, or any for admins; "does not exist or is not yours" otherwise. Submitters and admins.';
 
--- When a job ends: who is told, and the River jobs that tell them, in the
--- transaction that gives the job its final status, so a report is never
--- lost. One River job sends the mail (one message, every mail recipient),
--- one per webhook POSTs it. The River job is inserted here in SQL, as
--- riverjob.ReportArgs describes it (kind report, queue report).
-CREATE OR REPLACE FUNCTION kiln.job_request_report()
- RETURNS trigger
+-- When jobs end: who is told, and the River jobs that tell them, in the
+-- transaction that gives the jobs their final status, so a report is never
+-- lost. One River job sends a job's mail (one message, every mail
+-- recipient), one per webhook POSTs it. The River jobs are inserted here in
+-- SQL, as riverjob.ReportArgs describes them (kind report, queue report).
+-- kiln.job_changed calls it once per statement, with the jobs that statement
+-- ended: one look for all of them, not a trigger call and its statements per
+-- job.
+CREATE OR REPLACE FUNCTION kiln.job_request_reports(p_job_ids bigint[])
+ RETURNS void
  LANGUAGE plpgsql
  SECURITY DEFINER
  SET search_path TO 'pg_catalog', 'kiln', 'pg_temp'
 AS $function$
 DECLARE
-    failed  boolean := NEW.status IN ('failed', 'partially_failed', 'invalid');
-    p_when  text;
-    p_email text;
-    queued  integer;
+    queued integer;
 BEGIN
-    IF NEW.status NOT IN ('succeeded', 'failed', 'partially_failed', 'cancelled', 'invalid')
-       OR OLD.status IS NOT DISTINCT FROM NEW.status THEN
-        RETURN NULL;
-    END IF;
-    SELECT r.report_when, r.email INTO p_when, p_email FROM kiln.report_person r WHERE r.person = NEW.submitter;
     -- Most jobs have nobody to tell: one cheap look rather than the
     -- statement below, whose start alone (its tables and their indexes)
     -- cost some 0.2 ms at every job's end.
-    IF p_email IS NULL
-       AND NOT EXISTS (SELECT FROM kiln.job_report_address a WHERE a.job_id = NEW.id)
-       AND NOT EXISTS (SELECT FROM kiln.report_bucket b WHERE b.bucket = NEW.bucket)
-       AND NOT EXISTS (SELECT FROM kiln.report_webhook w WHERE w.person = NEW.submitter OR w.bucket = NEW.bucket) THEN
-        RETURN NULL;
+    IF NOT EXISTS (
+        SELECT FROM kiln.job j
+         WHERE j.id = ANY (p_job_ids)
+           AND (EXISTS (SELECT FROM kiln.report_person r WHERE r.person = j.submitter AND r.email IS NOT NULL)
+                OR EXISTS (SELECT FROM kiln.job_report_address a WHERE a.job_id = j.id)
+                OR EXISTS (SELECT FROM kiln.report_bucket b WHERE b.bucket = j.bucket)
+                OR EXISTS (SELECT FROM kiln.report_webhook w WHERE w.person = j.submitter OR w.bucket = j.bucket))) THEN
+        RETURN;
     END IF;
-    p_when := coalesce(p_when, 'always');
-    WITH wanted (channel, target, webhook_id) AS (
-        SELECT 'mail', a.email, NULL::bigint
-          FROM (SELECT p_email AS email WHERE p_email IS NOT NULL
-                UNION SELECT r.email FROM kiln.job_report_address r WHERE r.job_id = NEW.id) a
-         WHERE p_when = 'always' OR (p_when = 'failure' AND failed)
+    WITH ended AS (
+        SELECT j.id, j.bucket, j.submitter, j.status,
+               j.status IN ('failed', 'partially_failed', 'invalid') AS failed,
+               coalesce(r.report_when, 'always') AS person_when, r.email AS person_email
+          FROM kiln.job j LEFT JOIN kiln.report_person r ON r.person = j.submitter
+         WHERE j.id = ANY (p_job_ids)
+           AND j.status IN ('succeeded', 'failed', 'partially_failed', 'cancelled', 'invalid')
+    ), wanted (job_id, job_status, channel, target, webhook_id) AS (
+        SELECT e.id, e.status, 'mail', a.email, NULL::bigint
+          FROM ended e
+         CROSS JOIN LATERAL (SELECT e.person_email AS email WHERE e.person_email IS NOT NULL
+                             UNION SELECT r.email FROM kiln.job_report_address r WHERE r.job_id = e.id) a
+         WHERE e.person_when = 'always' OR (e.person_when = 'failure' AND e.failed)
         UNION
-        SELECT 'mail', e.email, NULL::bigint
-          FROM kiln.report_bucket b CROSS JOIN LATERAL pg_catalog.unnest(b.emails) AS e(email)
-         WHERE b.bucket = NEW.bucket AND (b.report_when = 'always' OR (b.report_when = 'failure' AND failed))
+        SELECT e.id, e.status, 'mail', m.email, NULL::bigint
+          FROM ended e JOIN kiln.report_bucket b ON b.bucket = e.bucket
+         CROSS JOIN LATERAL pg_catalog.unnest(b.emails) AS m(email)
+         WHERE b.report_when = 'always' OR (b.report_when = 'failure' AND e.failed)
         UNION
-        SELECT 'webhook', w.id::text, w.id
-          FROM kiln.report_webhook w
-         WHERE (w.person = NEW.submitter OR w.bucket = NEW.bucket)
-           AND (w.report_when = 'always' OR (w.report_when = 'failure' AND failed))
+        SELECT e.id, e.status, 'webhook', w.id::text, w.id
+          FROM ended e JOIN kiln.report_webhook w ON w.person = e.submitter OR w.bucket = e.bucket
+         WHERE w.report_when = 'always' OR (w.report_when = 'failure' AND e.failed)
     ), added AS (
         INSERT INTO kiln.report_delivery (job_id, channel, target, webhook_id, job_status)
-        SELECT NEW.id, w.channel, w.target, w.webhook_id, NEW.status FROM wanted w
+        SELECT w.job_id, w.channel, w.target, w.webhook_id, w.job_status FROM wanted w
+         ORDER BY w.job_id, w.channel, w.target
         ON CONFLICT (job_id, channel, target) DO NOTHING
-        RETURNING channel, webhook_id
+        RETURNING job_id, channel, webhook_id
     ), runs AS (
         INSERT INTO river.river_job (args, kind, max_attempts, queue, priority, state, scheduled_at)
-        SELECT CASE WHEN r.channel = 'mail' THEN pg_catalog.jsonb_build_object('job_id', NEW.id, 'channel', 'mail')
-                    ELSE pg_catalog.jsonb_build_object('job_id', NEW.id, 'channel', 'webhook', 'webhook_id', r.webhook_id) END,
+        SELECT CASE WHEN r.channel = 'mail' THEN pg_catalog.jsonb_build_object('job_id', r.job_id, 'channel', 'mail')
+                    ELSE pg_catalog.jsonb_build_object('job_id', r.job_id, 'channel', 'webhook', 'webhook_id', r.webhook_id) END,
                'report', 25, 'report', 1, 'available', pg_catalog.now()
-          FROM (SELECT DISTINCT a.channel, a.webhook_id FROM added a) r
+          FROM (SELECT DISTINCT a.job_id, a.channel, a.webhook_id FROM added a) r
+         ORDER BY r.job_id, r.channel, r.webhook_id
         RETURNING 1
     )
     SELECT count(*) INTO queued FROM runs;
     IF queued > 0 THEN
         PERFORM pg_catalog.pg_notify('river.river_insert', pg_catalog.json_build_object('queue', 'report')::text);
     END IF;
-    RETURN NULL;
 END $function$;
-COMMENT ON FUNCTION kiln.job_request_report() IS 'After a job reaches a final status (invalid included): writes a kiln.report_delivery row per recipient who wants it (the submitter''s address and the job''s --report addresses as the submitter''s report_when says, the bucket''s addresses, the person''s and the bucket''s webhooks) and the report River jobs that deliver them (one for the mail, one per webhook), and wakes kiln-reporter. SECURITY DEFINER: whoever ends the job (builder, janitor, splitter, a person cancelling) holds no grant on these tables.';
-
-CREATE OR REPLACE TRIGGER job_request_report AFTER UPDATE OF status ON kiln.job
-    FOR EACH ROW WHEN (NEW.status IN ('succeeded', 'failed', 'partially_failed', 'cancelled', 'invalid') AND OLD.status IS DISTINCT FROM NEW.status)
-    EXECUTE FUNCTION kiln.job_request_report();
+COMMENT ON FUNCTION kiln.job_request_reports(bigint[]) IS 'For the jobs given that have a final status (invalid included): writes a kiln.report_delivery row per recipient who wants it (the submitter''s address and the job''s --report addresses as the submitter''s report_when says, the bucket''s addresses, the person''s and the bucket''s webhooks) and the report River jobs that deliver them (one for a job''s mail, one per webhook), and wakes kiln-reporter; a delivery already written is not written again. Called by kiln.job_changed for the jobs a statement ended. SECURITY DEFINER: whoever ends the job (builder, janitor, splitter, a person cancelling) holds no grant on these tables; executable by no one else.';
 
 REVOKE EXECUTE ON FUNCTION kiln.report_check_when(text), kiln.report_set_for(name, text, text),
     kiln.report_set(text, text), kiln.report_set_person(name, text, text),
     kiln.report_set_bucket(text, text[], text), kiln.report_webhook_add(text, text, text),
-    kiln.report_webhook_remove(bigint), kiln.job_request_report() FROM PUBLIC;
+    kiln.report_webhook_remove(bigint), kiln.job_request_reports(bigint[]) FROM PUBLIC;
 
 -- Row-level security. Addresses and webhooks are personal: people read their
 -- own; admins and kiln-reporter read all; secrets only kiln-reporter.

@@ -101,6 +101,3 @@ CREATE OR REPLACE TRIGGER blob_chunk_within_size BEFORE INSERT ON kiln.blob_chun
 CREATE OR REPLACE TRIGGER river_job_quota AFTER INSERT ON river.river_job
     FOR EACH ROW WHEN (NEW.kind = 'validate') EXECUTE FUNCTION kiln.river_job_quota();
 
-CREATE OR REPLACE TRIGGER job_request_publication AFTER UPDATE OF status ON kiln.job
-    FOR EACH ROW WHEN (NEW.status IN ('succeeded', 'failed', 'partially_failed', 'cancelled') AND OLD.status IS DISTINCT FROM NEW.status)
-    EXECUTE FUNCTION kiln.job_request_publication();
