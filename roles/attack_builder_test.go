@@ -481,3 +481,71 @@ func TestBuilderFetchReadsTheQueueHeadOnly(t *testing.T) {
 		t.Errorf("%d of the fetched River jobs are build-p1's available ones, want 10", n)
 	}
 }
+
+// River's completion of a batch (riverpgxv5's JobSetStateIfRunningMany,
+// the core of it: an UPDATE joining the batch's ids) probes the primary
+// key under the builders' policy, whatever the batch's size, and not read
+// every River job: the policy's queues are an array made once per
+// statement (migration 0046). With the hashed subquery it had, PostgreSQL
+// charged the subquery's start to every probe and planned a sequential
+// scan. And the builder still completes only its own queue's River jobs,
+// however many others' the batch names.
+func TestBuilderCompletionProbesRiverJobsByID(t *testing.T) {
+	t.Parallel()
+	f := newAttackFarm(t)
+	f.exec("postgres", `INSERT INTO river.river_job (kind, queue, max_attempts, args, state, attempt, attempted_at, finalized_at)
+		SELECT 'build', 'build-p' || (1 + g % 2), 1, '{}',
+		       (CASE WHEN g % 5 = 0 THEN 'running' ELSE 'completed' END)::river.river_job_state, 1, now(),
+		       CASE WHEN g % 5 = 0 THEN NULL ELSE now() END
+		  FROM generate_series(1, 30000) g`)
+	f.exec("postgres", `ANALYZE river.river_job`)
+	const complete = `WITH job_input AS (
+			SELECT unnest($1::bigint[]) AS id, unnest($2::boolean[]) AS metadata_do_merge
+		), updated AS (
+			UPDATE river.river_job SET state = 'completed', finalized_at = now()
+			  FROM job_input
+			 WHERE river_job.id = job_input.id AND (river_job.state = 'running' OR job_input.metadata_do_merge)
+			RETURNING river_job.id, river_job.queue
+		)
+		SELECT coalesce(array_agg(id ORDER BY id) FILTER (WHERE queue <> 'build-p1'), '{}'), count(*) FROM updated`
+	conn := f.conn(f.b1)
+	for _, n := range []int{30, 200} {
+		var ids []int64
+		if err := f.conn("postgres").QueryRow(context.Background(), `SELECT array_agg(id ORDER BY id) FROM
+				(SELECT id FROM river.river_job WHERE state = 'running' ORDER BY id LIMIT $1) r`, n).Scan(&ids); err != nil {
+			t.Fatal(err)
+		}
+		merge := make([]bool, len(ids))
+		for _, mode := range []string{"auto", "force_generic_plan"} {
+			if _, err := conn.Exec(context.Background(), "SET plan_cache_mode = "+mode); err != nil {
+				t.Fatal(err)
+			}
+			tx, err := conn.Begin(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			rows, err := tx.Query(context.Background(), "EXPLAIN (COSTS OFF) "+complete, ids, merge)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = tx.Rollback(context.Background())
+			plan := strings.Join(lines, "\n")
+			if !strings.Contains(plan, "river_job_pkey") || strings.Contains(plan, "Seq Scan on river_job") {
+				t.Errorf("%d River jobs, plan_cache_mode %s: a builder's completion does not probe the primary key:\n%s", n, mode, plan)
+			}
+		}
+		own := f.int("postgres", `SELECT count(*) FROM river.river_job WHERE id = ANY ($1) AND queue = 'build-p1'`, ids)
+		var others []int64
+		var done int64
+		if err := conn.QueryRow(context.Background(), complete, ids, merge).Scan(&others, &done); err != nil {
+			t.Fatal(err)
+		}
+		if len(others) != 0 || done != own || own == 0 || own == int64(n) {
+			t.Errorf("of %d running River jobs, %d of them build-p1's, the builder completed %d, others' %v; want all its own, none of the others", n, own, done, others)
+		}
+	}
+}
