@@ -90,7 +90,8 @@ func suites(c *cli.Context) []suite {
 			m.f("tasks/s", "%.1f"), m.f("river-jobs/s", "%.1f"), m.f("ratio", "%.2f"), m.f("pg-cpu-ms/task", "%.2f"),
 			m.f("insert-pg-cpu-ms/task", "%.2f"), m.f("river-pg-cpu-ms/job", "%.2f"))
 		if _, ok := m["statements/task"]; ok {
-			s += fmt.Sprintf("; %s statements/task (%s in all)", m.f("statements/task", "%.1f"), m.f("all-statements/task", "%.0f"))
+			s += fmt.Sprintf("; %s statements/task (%s in all); %s buffers and %s WAL bytes/task", m.f("statements/task", "%.1f"),
+				m.f("all-statements/task", "%.0f"), m.f("buffers/task", "%.0f"), m.f("wal-bytes/task", "%.0f"))
 		}
 		return s
 	}

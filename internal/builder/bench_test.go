@@ -193,7 +193,8 @@ func reportPercentiles(b *testing.B, lat []time.Duration, ps ...float64) {
 // same CPU per job of the bare River loop (its inserts included) and, when the
 // cluster preloads pg_stat_statements (make bench does), the statements
 // per task the builders send and those they run in all (functions and
-// triggers included). KILN_BENCH_BACKLOG queued tasks of another platform
+// triggers included), and the shared buffers their statements touched and
+// the WAL they wrote per task (counts that repeat where CPU time does not). KILN_BENCH_BACKLOG queued tasks of another platform
 // are seeded first (benchBacklog; make bench seeds 20,000).
 func BenchmarkThroughput(b *testing.B) {
 	for _, c := range []struct {
@@ -267,9 +268,11 @@ func BenchmarkThroughput(b *testing.B) {
 					b.ReportMetric(float64(insertCPU.Microseconds())/1000/float64(n), "insert-pg-cpu-ms/task")
 					b.ReportMetric(float64(bareCPU.Microseconds())/1000/float64(n), "river-pg-cpu-ms/job")
 				}
-				if top, all, ok := stmts.count(b); ok {
-					b.ReportMetric(float64(top)/float64(n), "statements/task")
-					b.ReportMetric(float64(all)/float64(n), "all-statements/task")
+				if w, ok := stmts.count(b); ok {
+					b.ReportMetric(float64(w.top)/float64(n), "statements/task")
+					b.ReportMetric(float64(w.all)/float64(n), "all-statements/task")
+					b.ReportMetric(float64(w.buffers)/float64(n), "buffers/task")
+					b.ReportMetric(float64(w.walBytes)/float64(n), "wal-bytes/task")
 				}
 			}
 		})
@@ -458,7 +461,11 @@ func treeCPU(postmaster int) (time.Duration, error) {
 // statementCounter counts, with pg_stat_statements, the statements that
 // the builders' roles send (top level) and, in all, those and every nested
 // statement (what functions and triggers run, whoever called them: the
-// seeding's triggers count too, as the splitter's would).
+// seeding's triggers count too, as the splitter's would), and the work
+// the builders' statements did, their nested ones' included: shared
+// buffers touched and WAL written. Unlike CPU time, which a shared machine
+// inflates, the work counts repeat from run to run, so they show a change
+// too small for the CPU figure's noise.
 type statementCounter struct {
 	f     *farm
 	roles []string
@@ -490,22 +497,30 @@ func (c *statementCounter) reset(b *testing.B) {
 	}
 }
 
-// count returns the statements counted since reset: sent (top level) and
-// in all.
-func (c *statementCounter) count(b *testing.B) (top, all int64, ok bool) {
+// statementWork is what a statementCounter counted since its reset.
+type statementWork struct {
+	top, all int64 // statements the builders sent; those and every nested one
+	buffers  int64 // shared buffers the builders' statements hit, read or dirtied
+	walBytes int64 // WAL bytes the builders' statements wrote
+}
+
+// count returns what was counted since reset.
+func (c *statementCounter) count(b *testing.B) (w statementWork, ok bool) {
 	if !c.ok {
-		return 0, 0, false
+		return w, false
 	}
 	if err := c.f.db.Pool.QueryRow(context.Background(), `SELECT coalesce(sum(calls) FILTER (WHERE toplevel AND r.rolname = ANY ($1)), 0)::bigint,
-			coalesce(sum(calls) FILTER (WHERE toplevel AND r.rolname = ANY ($1) OR NOT toplevel), 0)::bigint
+			coalesce(sum(calls) FILTER (WHERE toplevel AND r.rolname = ANY ($1) OR NOT toplevel), 0)::bigint,
+			coalesce(sum(shared_blks_hit + shared_blks_read + shared_blks_dirtied) FILTER (WHERE toplevel AND r.rolname = ANY ($1)), 0)::bigint,
+			coalesce(sum(wal_bytes) FILTER (WHERE toplevel AND r.rolname = ANY ($1)), 0)::bigint
 		FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid
-		WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())`, c.roles).Scan(&top, &all); err != nil {
+		WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())`, c.roles).Scan(&w.top, &w.all, &w.buffers, &w.walBytes); err != nil {
 		b.Fatal(err)
 	}
 	if os.Getenv("KILN_BENCH_STATEMENTS") != "" {
 		c.list(b)
 	}
-	return top, all, true
+	return w, true
 }
 
 // list logs the statements counted, the costliest (total execution time,
