@@ -274,7 +274,7 @@ type Health struct {
 const JanitorRoundKind = "janitor.round"
 
 // GetHealth reads the facts behind kiln check. Each part uses an index:
-// task_status_platform_idx for the pending tasks, job_status_idx for jobs
+// task_unfinished_platform_idx for the pending tasks, job_status_idx for jobs
 // waiting for validation, event_kind_idx for the janitor's last round.
 func GetHealth(ctx context.Context, db DB) (*Health, error) {
 	h := &Health{}
