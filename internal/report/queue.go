@@ -270,30 +270,31 @@ type Health struct {
 	Stuck []string `json:"stuck_platforms"`
 }
 
-// JanitorRoundKind is the kiln.event kind the janitor writes after each round.
-const JanitorRoundKind = "janitor.round"
+// healthQuery reads the facts behind kiln check. Each part uses an index:
+// task_unfinished_platform_idx for the pending tasks, job_status_idx for
+// jobs waiting for validation, event_kind_idx for the janitor's last round
+// (a partial index: the kind must be a constant here, not a parameter).
+const healthQuery = `SELECT
+	(SELECT count(*) FROM kiln.task WHERE status = 'pending'),
+	(SELECT extract(epoch FROM now() - created_at)::float8 FROM kiln.task WHERE status = 'pending' ORDER BY created_at LIMIT 1),
+	(SELECT platform FROM kiln.task WHERE status = 'pending' ORDER BY created_at LIMIT 1),
+	(SELECT count(*) FROM kiln.job WHERE status = 'submitted'),
+	(SELECT extract(epoch FROM now() - min(submitted_at))::float8 FROM kiln.job WHERE status = 'submitted'),
+	(SELECT count(*) FROM kiln.builder),
+	(SELECT count(*) FROM kiln.builder WHERE state = 'online'),
+	(SELECT count(*) FROM kiln.builder WHERE state = 'offline' AND enabled),
+	j.at, extract(epoch FROM now() - j.at)::float8,
+	(SELECT coalesce(array_agg(p.name ORDER BY p.name), '{}') FROM kiln.platform p
+	  WHERE p.active AND EXISTS (SELECT 1 FROM kiln.task t WHERE t.platform = p.name AND t.status = 'pending')
+	    AND NOT EXISTS (SELECT 1 FROM kiln.builder_platform bp JOIN kiln.builder b ON b.name = bp.builder
+	                     WHERE bp.platform = p.name AND b.state = 'online' AND b.enabled AND NOT b.draining))
+	FROM (SELECT NULL) AS one
+	LEFT JOIN LATERAL (SELECT at FROM kiln.event WHERE kind = 'janitor.round' ORDER BY id DESC LIMIT 1) j ON true`
 
-// GetHealth reads the facts behind kiln check. Each part uses an index:
-// task_unfinished_platform_idx for the pending tasks, job_status_idx for jobs
-// waiting for validation, event_kind_idx for the janitor's last round.
+// GetHealth reads the facts behind kiln check (healthQuery).
 func GetHealth(ctx context.Context, db DB) (*Health, error) {
 	h := &Health{}
-	err := db.QueryRow(ctx, `SELECT
-		(SELECT count(*) FROM kiln.task WHERE status = 'pending'),
-		(SELECT extract(epoch FROM now() - created_at)::float8 FROM kiln.task WHERE status = 'pending' ORDER BY created_at LIMIT 1),
-		(SELECT platform FROM kiln.task WHERE status = 'pending' ORDER BY created_at LIMIT 1),
-		(SELECT count(*) FROM kiln.job WHERE status = 'submitted'),
-		(SELECT extract(epoch FROM now() - min(submitted_at))::float8 FROM kiln.job WHERE status = 'submitted'),
-		(SELECT count(*) FROM kiln.builder),
-		(SELECT count(*) FROM kiln.builder WHERE state = 'online'),
-		(SELECT count(*) FROM kiln.builder WHERE state = 'offline' AND enabled),
-		j.at, extract(epoch FROM now() - j.at)::float8,
-		(SELECT coalesce(array_agg(p.name ORDER BY p.name), '{}') FROM kiln.platform p
-		  WHERE p.active AND EXISTS (SELECT 1 FROM kiln.task t WHERE t.platform = p.name AND t.status = 'pending')
-		    AND NOT EXISTS (SELECT 1 FROM kiln.builder_platform bp JOIN kiln.builder b ON b.name = bp.builder
-		                     WHERE bp.platform = p.name AND b.state = 'online' AND b.enabled AND NOT b.draining))
-		FROM (SELECT NULL) AS one
-		LEFT JOIN LATERAL (SELECT at FROM kiln.event WHERE kind = $1 ORDER BY id DESC LIMIT 1) j ON true`, JanitorRoundKind).Scan(
+	err := db.QueryRow(ctx, healthQuery).Scan(
 		&h.Pending, &h.OldestPendingSeconds, &h.OldestPendingOn, &h.Validating, &h.OldestValidatingSeconds,
 		&h.BuildersTotal, &h.BuildersOnline, &h.BuildersOffline, &h.JanitorLastRun, &h.JanitorAgeSeconds, &h.Stuck)
 	if err != nil {

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/kiln-build/kiln/internal/report"
@@ -289,6 +291,42 @@ func TestBuildersPlatformsQueueHealth(t *testing.T) {
 		t.Fatal(err)
 	}
 	if h, _ = report.GetHealth(ctx, db); h.JanitorLastRun == nil || h.JanitorAgeSeconds == nil {
+		t.Errorf("janitor round not seen: %+v", h)
+	}
+}
+
+// TestHealthReadsTheJanitorRoundByItsIndex checks that kiln check finds the
+// janitor's last round through event_kind_idx, which since migration 0048
+// leaves out the status events a farm writes most: among 60,000 of them,
+// with the round far back, the query must not read the events backwards
+// from the newest (event_pkey) or all of them.
+func TestHealthReadsTheJanitorRoundByItsIndex(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := pgtest.New(t)
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO kiln.event (kind, detail) VALUES ('janitor.round', '{}');
+		INSERT INTO kiln.event (kind, new_status, detail) SELECT (ARRAY['task.status', 'attempt.status', 'job.status'])[1 + g % 3], 'succeeded', '{}'
+		FROM generate_series(1, 60000) g;
+		ANALYZE kiln.event`); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := db.Pool.Query(ctx, "EXPLAIN (COSTS OFF) "+report.HealthQuery)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := strings.Join(lines, "\n")
+	if !strings.Contains(plan, "event_kind_idx") || strings.Contains(plan, "event_pkey") || strings.Contains(plan, "Seq Scan on event") {
+		t.Errorf("kiln check reads the janitor's round without event_kind_idx:\n%s", plan)
+	}
+	h, err := report.GetHealth(ctx, db.Pool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.JanitorLastRun == nil {
 		t.Errorf("janitor round not seen: %+v", h)
 	}
 }
