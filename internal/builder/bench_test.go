@@ -523,31 +523,52 @@ func (c *statementCounter) count(b *testing.B) (w statementWork, ok bool) {
 	return w, true
 }
 
-// list logs the statements counted, the costliest (total execution time,
-// nested statements' included) first, then the functions
-// (KILN_BENCH_STATEMENTS=1; with pg_stat_statements.track = all and
-// track_functions = all the cluster shows what triggers cost).
+// list logs the statements counted (calls, shared buffers touched, times),
+// the costliest (total execution time, nested statements' included) first,
+// then the functions (KILN_BENCH_STATEMENTS=1; with
+// pg_stat_statements.track = all and track_functions = all the cluster
+// shows what triggers cost), then the rows written per table.
 func (c *statementCounter) list(b *testing.B) {
-	rows, err := c.f.db.Pool.Query(context.Background(), `SELECT s.calls, s.plans, s.toplevel, r.rolname, round(s.total_exec_time::numeric, 1), round(s.total_plan_time::numeric, 1), left(regexp_replace(s.query, '\s+', ' ', 'g'), 110)
+	rows, err := c.f.db.Pool.Query(context.Background(), `SELECT s.calls, s.shared_blks_hit + s.shared_blks_read + s.shared_blks_dirtied, s.toplevel, r.rolname, round(s.total_exec_time::numeric, 1), round(s.total_plan_time::numeric, 1), left(regexp_replace(s.query, '\s+', ' ', 'g'), 110)
 		FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid
-		WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY s.total_exec_time DESC LIMIT 45`)
+		WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY s.total_exec_time DESC LIMIT 60`)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var calls, plans int64
+		var calls, buffers int64
 		var top bool
 		var role, ms, planMS, query string
-		if err := rows.Scan(&calls, &plans, &top, &role, &ms, &planMS, &query); err != nil {
+		if err := rows.Scan(&calls, &buffers, &top, &role, &ms, &planMS, &query); err != nil {
 			b.Fatal(err)
 		}
-		fmt.Fprintf(os.Stderr, "%6d plans %6d top=%-5v %-18s %8s ms plan %7s ms %s\n", calls, plans, top, role, ms, planMS, query)
+		fmt.Fprintf(os.Stderr, "%6d calls %8d buffers top=%-5v %-18s %8s ms plan %7s ms %s\n", calls, buffers, top, role, ms, planMS, query)
 	}
 	if err := rows.Err(); err != nil {
 		b.Fatal(err)
 	}
 	c.listFunctions(b)
+	c.listTables(b)
+}
+
+// listTables logs, for each table the run wrote, the rows inserted,
+// updated (and of those HOT: without new index entries) and deleted.
+func (c *statementCounter) listTables(b *testing.B) {
+	rows, err := c.f.db.Pool.Query(context.Background(), `SELECT schemaname || '.' || relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del
+		FROM pg_stat_user_tables WHERE n_tup_ins + n_tup_upd + n_tup_del > 0 ORDER BY n_tup_ins + n_tup_upd + n_tup_del DESC`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name string
+		var ins, upd, hot, del int64
+		if err := rows.Scan(&name, &ins, &upd, &hot, &del); err != nil {
+			b.Fatal(err)
+		}
+		fmt.Fprintf(os.Stderr, "%-28s inserted %7d updated %7d (HOT %7d) deleted %7d\n", name, ins, upd, hot, del)
+	}
 }
 
 // listFunctions logs what each function and trigger function cost, the
