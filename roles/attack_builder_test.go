@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/kiln-build/kiln/internal/testsupport/pgtest"
 )
 
 // The tests in this file are the security findings about builders, each
@@ -455,15 +457,7 @@ func TestBuilderFetchReadsTheQueueHeadOnly(t *testing.T) {
 		if _, err := conn.Exec(context.Background(), "SET plan_cache_mode = "+mode); err != nil {
 			t.Fatal(err)
 		}
-		rows, err := conn.Query(context.Background(), "EXPLAIN (COSTS OFF) "+fetch, "build-p1", nil, nil, 10)
-		if err != nil {
-			t.Fatal(err)
-		}
-		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			t.Fatal(err)
-		}
-		plan := strings.Join(lines, "\n")
+		plan := pgtest.Plan(t, conn, fetch, "build-p1", nil, nil, 10)
 		if !strings.Contains(plan, "river_job_kiln_build_fetch_idx") || strings.Contains(plan, "Seq Scan on river_job") || strings.Contains(plan, "Sort") {
 			t.Errorf("plan_cache_mode %s: a builder's fetch does not read its queue's head through the index:\n%s", mode, plan)
 		}
@@ -524,16 +518,8 @@ func TestBuilderCompletionProbesRiverJobsByID(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			rows, err := tx.Query(context.Background(), "EXPLAIN (COSTS OFF) "+complete, ids, merge)
-			if err != nil {
-				t.Fatal(err)
-			}
-			lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
-			if err != nil {
-				t.Fatal(err)
-			}
+			plan := pgtest.Plan(t, tx, complete, ids, merge)
 			_ = tx.Rollback(context.Background())
-			plan := strings.Join(lines, "\n")
 			if !strings.Contains(plan, "river_job_pkey") || strings.Contains(plan, "Seq Scan on river_job") {
 				t.Errorf("%d River jobs, plan_cache_mode %s: a builder's completion does not probe the primary key:\n%s", n, mode, plan)
 			}

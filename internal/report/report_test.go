@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/kiln-build/kiln/internal/report"
@@ -310,15 +309,7 @@ func TestHealthReadsTheJanitorRoundByItsIndex(t *testing.T) {
 		ANALYZE kiln.event`); err != nil {
 		t.Fatal(err)
 	}
-	rows, err := db.Pool.Query(ctx, "EXPLAIN (COSTS OFF) "+report.HealthQuery)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan := strings.Join(lines, "\n")
+	plan := pgtest.Plan(t, db.Pool, report.HealthQuery)
 	if !strings.Contains(plan, "event_kind_idx") || strings.Contains(plan, "event_pkey") || strings.Contains(plan, "Seq Scan on event") {
 		t.Errorf("kiln check reads the janitor's round without event_kind_idx:\n%s", plan)
 	}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -241,4 +242,26 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// Querier is what Plan explains with: a pool, a connection or a
+// transaction (whose role and settings the plan is made under).
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// Plan returns the plan PostgreSQL makes for query with args (EXPLAIN
+// (COSTS OFF), one line per node), for tests that check which indexes a
+// query reads.
+func Plan(t testing.TB, q Querier, query string, args ...any) string {
+	t.Helper()
+	rows, err := q.Query(context.Background(), "EXPLAIN (COSTS OFF) "+query, args...)
+	if err != nil {
+		t.Fatalf("explaining %q: %v", query, err)
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatalf("explaining %q: %v", query, err)
+	}
+	return strings.Join(lines, "\n")
 }
