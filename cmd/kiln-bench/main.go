@@ -116,7 +116,8 @@ func suites(c *cli.Context) []suite {
 						"work directory on --work-dir (default /dev/shm, a tmpfs: docs/performance.md); " +
 						"--backlog queued tasks of another platform seeded first (default 20,000), so that the plans are a farm's; " +
 						"PG CPU: the server's processes (/proc) over the kiln run, inserts and polling included; statements: pg_stat_statements " +
-						"(make bench preloads it), those the builders' roles send, and in all with every function's and trigger's (the seeding's too)"},
+						"(make bench preloads it), those the builders' roles send, and in all with every function's and trigger's (the seeding's too); " +
+						"buffers (shared, hit, read or dirtied) and WAL bytes: pg_stat_statements, the builders' statements with all they ran"},
 				{bench: "BenchmarkThroughput/slots=4", what: "throughput, 4 builder slots (200 tasks)", figure: throughput, how: "as above"},
 				{bench: "BenchmarkThroughput/slots=16", what: "throughput, 16 builder slots (800 tasks)", figure: throughput, how: "as above"},
 				{bench: "BenchmarkThroughput/builders=4", what: "throughput, 4 builders of 1 slot (200 tasks)", figure: throughput,
