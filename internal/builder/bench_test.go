@@ -194,8 +194,9 @@ func reportPercentiles(b *testing.B, lat []time.Duration, ps ...float64) {
 // cluster preloads pg_stat_statements (make bench does), the statements
 // per task the builders send and those they run in all (functions and
 // triggers included), and the shared buffers their statements touched and
-// the WAL they wrote per task (counts that repeat where CPU time does not). KILN_BENCH_BACKLOG queued tasks of another platform
-// are seeded first (benchBacklog; make bench seeds 20,000).
+// the WAL they wrote per task (counts that repeat where CPU time does not).
+// KILN_BENCH_BACKLOG queued tasks of another platform are seeded first
+// (benchBacklog; make bench seeds 20,000).
 func BenchmarkThroughput(b *testing.B) {
 	for _, c := range []struct {
 		name            string
@@ -523,13 +524,14 @@ func (c *statementCounter) count(b *testing.B) (w statementWork, ok bool) {
 	return w, true
 }
 
-// list logs the statements counted (calls, shared buffers touched, times),
+// list logs the statements counted (calls, plans made, which
+// pg_stat_statements.track_planning = on counts, shared buffers touched, times),
 // the costliest (total execution time, nested statements' included) first,
 // then the functions (KILN_BENCH_STATEMENTS=1; with
 // pg_stat_statements.track = all and track_functions = all the cluster
 // shows what triggers cost), then the rows written per table.
 func (c *statementCounter) list(b *testing.B) {
-	rows, err := c.f.db.Pool.Query(context.Background(), `SELECT s.calls, s.shared_blks_hit + s.shared_blks_read + s.shared_blks_dirtied, s.toplevel, r.rolname, round(s.total_exec_time::numeric, 1), round(s.total_plan_time::numeric, 1), left(regexp_replace(s.query, '\s+', ' ', 'g'), 110)
+	rows, err := c.f.db.Pool.Query(context.Background(), `SELECT s.calls, s.plans, s.shared_blks_hit + s.shared_blks_read + s.shared_blks_dirtied, s.toplevel, r.rolname, round(s.total_exec_time::numeric, 1), round(s.total_plan_time::numeric, 1), left(regexp_replace(s.query, '\s+', ' ', 'g'), 110)
 		FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid
 		WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) ORDER BY s.total_exec_time DESC LIMIT 60`)
 	if err != nil {
@@ -537,13 +539,13 @@ func (c *statementCounter) list(b *testing.B) {
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var calls, buffers int64
+		var calls, plans, buffers int64
 		var top bool
 		var role, ms, planMS, query string
-		if err := rows.Scan(&calls, &buffers, &top, &role, &ms, &planMS, &query); err != nil {
+		if err := rows.Scan(&calls, &plans, &buffers, &top, &role, &ms, &planMS, &query); err != nil {
 			b.Fatal(err)
 		}
-		fmt.Fprintf(os.Stderr, "%6d calls %8d buffers top=%-5v %-18s %8s ms plan %7s ms %s\n", calls, buffers, top, role, ms, planMS, query)
+		fmt.Fprintf(os.Stderr, "%6d calls %6d plans %8d buffers top=%-5v %-18s %8s ms plan %7s ms %s\n", calls, plans, buffers, top, role, ms, planMS, query)
 	}
 	if err := rows.Err(); err != nil {
 		b.Fatal(err)
@@ -569,6 +571,9 @@ func (c *statementCounter) listTables(b *testing.B) {
 		}
 		fmt.Fprintf(os.Stderr, "%-28s inserted %7d updated %7d (HOT %7d) deleted %7d\n", name, ins, upd, hot, del)
 	}
+	if err := rows.Err(); err != nil {
+		b.Fatal(err)
+	}
 }
 
 // listFunctions logs what each function and trigger function cost, the
@@ -590,6 +595,9 @@ func (c *statementCounter) listFunctions(b *testing.B) {
 			b.Fatal(err)
 		}
 		fmt.Fprintf(os.Stderr, "%6d total %8s ms self %8s ms %s\n", calls, total, self, name)
+	}
+	if err := rows.Err(); err != nil {
+		b.Fatal(err)
 	}
 }
 
