@@ -284,7 +284,7 @@ func (b *Builder) runAttempt(ctx context.Context, a riverjob.BuildArgs, plat *lo
 	}
 	fmt.Fprintln(live)
 	// What is left of the log goes with the finish, in its one statement.
-	live.closeForFinish()
+	live.closeForFinish(ctx)
 	if live.fenced() {
 		log.Info("attempt abandoned: it is no longer current")
 		return nil

@@ -37,6 +37,11 @@ type liveLog struct {
 	isFenced   bool
 	seq        int
 	partialAge int // flush rounds an unterminated line has waited
+	// resend is a batch whose store failed without an answer: it may have
+	// committed (the connection lost at a failover), so it goes again as
+	// it was, under its number, which the database stores once
+	// (kiln.task_log_many), before anything after it.
+	resend string
 
 	kick chan struct{}
 	stop chan struct{}
@@ -122,35 +127,21 @@ func (l *liveLog) full() bool {
 	return len(l.pending) >= flushSize
 }
 
-// flush stores pending whole lines (everything when final, or when a line
-// has waited too long or grown too long); stored says whether a chunk was
-// stored.
+// flush stores the batch to send again, if there is one, else the next
+// batch of pending (next); stored says whether a chunk was stored.
 func (l *liveLog) flush(ctx context.Context, final bool) (stored bool, err error) {
 	l.mu.Lock()
-	if l.isFenced || len(l.pending) == 0 {
+	text := l.resend
+	if text == "" {
+		text = l.next(final)
+	}
+	if l.isFenced || text == "" {
 		l.mu.Unlock()
 		return false, nil
-	}
-	cut := bytes.LastIndexByte(l.pending, '\n') + 1
-	if cut < len(l.pending) {
-		l.partialAge++
-		if final || l.partialAge > 2 || len(l.pending)-cut > 16<<10 {
-			cut = len(l.pending)
-		}
-	}
-	if cut == 0 {
-		l.mu.Unlock()
-		return false, nil
-	}
-	data := l.pending[:cut:cut]
-	l.pending = l.pending[cut:]
-	if len(l.pending) == 0 || l.pending[len(l.pending)-1] == '\n' {
-		l.partialAge = 0
 	}
 	truncated, seq := l.truncated, l.seq
 	l.mu.Unlock()
 
-	text := logText(data)
 	// Protocol step 3, with the other slots' batches of the moment: stored
 	// only while the attempt is current.
 	held, err := l.b.logs.do(ctx, task.Logging{Task: l.task, Attempt: l.attempt, Seq: seq, Text: text, Truncated: truncated})
@@ -163,16 +154,42 @@ func (l *liveLog) flush(ctx context.Context, final bool) (stored bool, err error
 	switch {
 	case errors.Is(err, errStale):
 		l.isFenced = true
-		l.pending = nil
+		l.pending, l.resend = nil, ""
 		go l.onFenced()
 		return false, nil
 	case err != nil:
-		l.pending = append(data, l.pending...)
+		l.resend = text
 		return false, err
 	}
+	l.resend = ""
 	l.seq++
 	l.stored += int64(len(text))
 	return true, nil
+}
+
+// next takes the next batch out of pending, as stored text: its whole
+// lines (everything when final, or when a line has waited too long or
+// grown too long); "" when there is none yet. l.mu is held.
+func (l *liveLog) next(final bool) string {
+	if len(l.pending) == 0 {
+		return ""
+	}
+	cut := bytes.LastIndexByte(l.pending, '\n') + 1
+	if cut < len(l.pending) {
+		l.partialAge++
+		if final || l.partialAge > 2 || len(l.pending)-cut > 16<<10 {
+			cut = len(l.pending)
+		}
+	}
+	if cut == 0 {
+		return ""
+	}
+	data := l.pending[:cut:cut]
+	l.pending = l.pending[cut:]
+	if len(l.pending) == 0 || l.pending[len(l.pending)-1] == '\n' {
+		l.partialAge = 0
+	}
+	return logText(data)
 }
 
 // logText is log output as stored: valid UTF-8 without NULs, ending in a
@@ -187,22 +204,47 @@ func logText(data []byte) string {
 }
 
 // closeForFinish stops the flusher and keeps what is left for tail: the
-// finish stores it in its own statement.
-func (l *liveLog) closeForFinish() {
+// finish stores it in its own statement. A batch to send again goes
+// first, on its own (retrying for a while when the database is away): the
+// finish carries one batch, after it.
+func (l *liveLog) closeForFinish(ctx context.Context) {
 	close(l.stop)
 	<-l.done
 	l.file.Close()
+	ctx = context.WithoutCancel(ctx)
+	deadline := time.Now().Add(time.Minute)
+	for l.pendingResend() {
+		if _, err := l.flush(ctx, true); err != nil {
+			if time.Now().After(deadline) {
+				l.b.log.Warn("a log batch could not be stored again", "task", l.task, "err", err)
+				return
+			}
+			time.Sleep(2 * time.Second)
+		}
+	}
+}
+
+// pendingResend reports whether a batch waits to be sent again.
+func (l *liveLog) pendingResend() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.resend != ""
 }
 
 // tail is the output left after closeForFinish, as the next batch of the
-// log (nil when nothing is left or the log was fenced off).
+// log (nil when nothing is left or the log was fenced off). A batch still
+// to send again (the database away for a minute) goes in it, ahead.
 func (l *liveLog) tail() *task.LogBatch {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.isFenced || len(l.pending) == 0 {
+	if l.isFenced || (len(l.pending) == 0 && l.resend == "") {
 		return nil
 	}
-	return &task.LogBatch{Seq: l.seq, Text: logText(l.pending)}
+	text := l.resend
+	if len(l.pending) > 0 {
+		text += logText(l.pending)
+	}
+	return &task.LogBatch{Seq: l.seq, Text: text}
 }
 
 // close stops the flusher and stores what is left (retrying for a while
@@ -213,14 +255,17 @@ func (l *liveLog) close(ctx context.Context) {
 	ctx = context.WithoutCancel(ctx)
 	deadline := time.Now().Add(time.Minute)
 	for {
-		_, err := l.flush(ctx, true)
-		if err == nil || time.Now().After(deadline) {
-			if err != nil {
-				l.b.log.Warn("the end of the log could not be stored", "task", l.task, "err", err)
-			}
-			break
+		stored, err := l.flush(ctx, true)
+		if err == nil && !stored {
+			break // nothing left (a batch sent again, then the rest, are stored)
 		}
-		time.Sleep(2 * time.Second)
+		if err != nil {
+			if time.Now().After(deadline) {
+				l.b.log.Warn("the end of the log could not be stored", "task", l.task, "err", err)
+				break
+			}
+			time.Sleep(2 * time.Second)
+		}
 	}
 	l.file.Close()
 }

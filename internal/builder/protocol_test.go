@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/kiln-build/kiln/internal/dbconn"
+	"github.com/kiln-build/kiln/internal/task"
 	"github.com/kiln-build/kiln/internal/testsupport/farmtest"
 	"github.com/kiln-build/kiln/internal/testsupport/pgtest"
 	"github.com/kiln-build/kiln/internal/testsupport/proctest"
@@ -350,5 +351,73 @@ func TestOwnTakeNotificationIsNotChecked(t *testing.T) {
 				t.Fatalf("a real cancel did not stop the build: %v", context.Cause(buildCtx))
 			}
 		})
+	}
+}
+
+// A log batch whose store committed but whose answer was lost (the
+// connection cut at a failover) is sent again as it was, under its
+// number, and stored once; the output after it, and the end of the log
+// that the finish carries, follow it, and the attempt finishes. (Before,
+// the builder folded the batch into its next one under the same number,
+// and the finish failed on the log's primary key for good.)
+func TestLogBatchWithLostAnswerIsSentAgainAsItWas(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFarm(t)
+	f.platform(t, "bench", "x86_64", "rpm", "noop", time.Hour, "")
+	_, pool := f.builderPool(t, 1)
+	cfg := testConfig(t, "bench")
+	b, err := New(ctx, pool, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	src := filepath.Join(t.TempDir(), "x-1-1.src.rpm")
+	os.WriteFile(src, []byte("not really an SRPM"), 0o644)
+	job, taskID := f.submit(t, "bench", "retry", src)
+	a := riverjob.BuildArgs{TaskID: taskID, JobID: job, Platform: "bench"}
+	if got, err := b.take(ctx, a); err != nil || got.Attempt != 1 {
+		t.Fatalf("take: %d %v", got.Attempt, err)
+	}
+	// The first store of a batch commits and then loses its answer.
+	store := b.logs.run
+	lost := false
+	b.logs.run = func(ctx context.Context, items []task.Logging) ([]bool, error) {
+		held, err := store(ctx, items)
+		if err == nil && !lost {
+			lost = true
+			return nil, errors.New("unexpected EOF")
+		}
+		return held, err
+	}
+	live, err := newLiveLog(b, taskID, 1, filepath.Join(t.TempDir(), "log"), func() { t.Error("the attempt was fenced off") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	live.Write([]byte("first line\n"))
+	if _, err := live.flush(ctx, false); err == nil || !lost {
+		t.Fatalf("the first store: %v, want its answer lost", err)
+	}
+	live.Write([]byte("second line\n"))
+	live.Write([]byte("third, unterminated"))
+	live.closeForFinish(ctx)
+	info := &buildInfo{Status: "succeeded"}
+	body, _ := json.Marshal(info)
+	if _, err := b.finish(ctx, a, 1, info, body, nil, live); err != nil {
+		t.Fatalf("finish after a batch sent again: %v", err)
+	}
+	var text string
+	var chunks int
+	if err := f.db.Pool.QueryRow(ctx, `SELECT string_agg(data, '' ORDER BY seq), count(*) FROM kiln.log_chunk WHERE task_id = $1 AND attempt = 1`, taskID).
+		Scan(&text, &chunks); err != nil {
+		t.Fatal(err)
+	}
+	if want := "first line\nsecond line\nthird, unterminated\n"; text != want || chunks != 2 {
+		t.Errorf("stored log %q in %d chunks, want %q in 2 (the batch sent again, then the finish's end)", text, chunks, want)
+	}
+	if status, _, _ := f.taskStatus(t, taskID); status != "succeeded" {
+		t.Errorf("task %s, want succeeded", status)
 	}
 }

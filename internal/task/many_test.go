@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/kiln-build/kiln/internal/task"
@@ -183,5 +184,54 @@ func TestJobsEndedTogetherEachAskForPublicationAndReports(t *testing.T) {
 		if want := fmt.Sprintf(`{"bucket" : "devel", "job" : %d}`, job); n.Payload != want {
 			t.Errorf("kiln_publish %s, want %s", n.Payload, want)
 		}
+	}
+}
+
+// A log batch sent again under its number, because the builder lost the
+// answer to the first send with its connection (as at a failover) though
+// the batch committed, is stored and counted once, and the attempt goes on
+// and finishes; a builder that sends other text under a stored number is
+// refused, with nothing of it stored.
+func TestLogBatchSentAgainIsStoredOnce(t *testing.T) {
+	t.Parallel()
+	f := newProtocolFarm(t, 1)
+	ctx := context.Background()
+	p := f.pool
+	_, id := f.pendingTask(t)
+	attempt := farmtest.Take(t, p, id, "b1")
+	send := func(seq int, text string) error {
+		stored, err := task.LogMany(ctx, p, "b1", []task.Logging{{Task: id, Attempt: attempt, Seq: seq, Text: text}})
+		if err == nil && !stored[0] {
+			t.Fatalf("batch %d of a held attempt not stored", seq)
+		}
+		return err
+	}
+	for range 2 {
+		if err := send(0, "first line\n"); err != nil {
+			t.Fatalf("batch 0, sent again: %v", err)
+		}
+	}
+	var pgErr *pgconn.PgError
+	if err := send(0, "other text\n"); !errors.As(err, &pgErr) || pgErr.Code != "23505" {
+		t.Fatalf("other text under a stored number: %v, want unique_violation", err)
+	}
+	if err := send(1, "second line\n"); err != nil {
+		t.Fatal(err)
+	}
+	done, err := task.FinishMany(ctx, p, "b1", []task.Finishing{{Task: id, Attempt: attempt,
+		Result: task.Result{Status: task.Succeeded, LogTail: &task.LogBatch{Seq: 2, Text: "done\n"}}}})
+	if err != nil || done[0].Err != nil || done[0].Retried {
+		t.Fatalf("finish after a batch sent again: %+v, %v", done, err)
+	}
+	var chunks int
+	var text string
+	var logBytes int64
+	if err := p.QueryRow(ctx, `SELECT count(*), string_agg(c.data, '' ORDER BY c.seq), min(a.log_bytes)
+		FROM kiln.log_chunk c JOIN kiln.attempt a ON a.task_id = c.task_id AND a.attempt = c.attempt
+		WHERE c.task_id = $1 AND c.attempt = $2`, id, attempt).Scan(&chunks, &text, &logBytes); err != nil {
+		t.Fatal(err)
+	}
+	if want := "first line\nsecond line\ndone\n"; chunks != 3 || text != want || logBytes != int64(len(want)) {
+		t.Errorf("stored %d chunks %q, log_bytes %d; want 3, %q, %d", chunks, text, logBytes, want, len(want))
 	}
 }

@@ -871,6 +871,7 @@ CREATE OR REPLACE FUNCTION kiln.task_log_many(p_builder text, p_task_ids bigint[
 AS $function$
 DECLARE
     v_held bigint[]; -- the ordinals of the batches whose attempt is held, in task order
+    v_new bigint[];  -- of those, the ones stored now (not already stored)
 BEGIN
     PERFORM kiln.task_check_builder(p_builder);
     IF pg_catalog.cardinality(p_task_ids) IS DISTINCT FROM pg_catalog.cardinality(p_attempts)
@@ -894,11 +895,27 @@ BEGIN
           ORDER BY a.task_id FOR NO KEY UPDATE OF a;
     END IF;
     IF v_held IS NOT NULL THEN
-        INSERT INTO kiln.log_chunk (task_id, attempt, seq, data)
-        SELECT p_task_ids[h.n], p_attempts[h.n], p_seqs[h.n], p_data[h.n] FROM unnest(v_held) AS h(n);
+        -- A batch sent again under its number, because the answer to the
+        -- first send was lost with the connection (it may have committed),
+        -- is stored and counted once; other text under a stored number is
+        -- refused.
+        WITH ins AS (
+            INSERT INTO kiln.log_chunk AS c (task_id, attempt, seq, data)
+            SELECT p_task_ids[h.n], p_attempts[h.n], p_seqs[h.n], p_data[h.n] FROM unnest(v_held) AS h(n)
+            ON CONFLICT ON CONSTRAINT log_chunk_pkey DO NOTHING
+            RETURNING c.task_id
+        )
+        SELECT pg_catalog.array_agg(h.n ORDER BY h.n) INTO v_new
+          FROM unnest(v_held) AS h(n) JOIN ins ON ins.task_id = p_task_ids[h.n];
+        IF pg_catalog.cardinality(v_new) IS DISTINCT FROM pg_catalog.cardinality(v_held)
+           AND EXISTS (SELECT 1 FROM unnest(v_held) AS h(n)
+                         JOIN kiln.log_chunk c ON c.task_id = p_task_ids[h.n] AND c.attempt = p_attempts[h.n] AND c.seq = p_seqs[h.n]
+                        WHERE NOT h.n = ANY (coalesce(v_new, '{}')) AND c.data IS DISTINCT FROM p_data[h.n]) THEN
+            RAISE EXCEPTION 'task_log_many: a log batch number already stored with other text' USING ERRCODE = 'unique_violation';
+        END IF;
         UPDATE kiln.attempt a SET log_bytes = a.log_bytes + pg_catalog.octet_length(p_data[h.n]),
                log_truncated = a.log_truncated OR coalesce(p_truncated[h.n], false)
-          FROM unnest(v_held) AS h(n)
+          FROM unnest(v_new) AS h(n)
          WHERE a.task_id = p_task_ids[h.n] AND a.attempt = p_attempts[h.n];
     END IF;
     RETURN QUERY
@@ -906,7 +923,7 @@ BEGIN
       FROM unnest(p_task_ids) WITH ORDINALITY AS r(task_id, n)
      ORDER BY r.n;
 END $function$;
-COMMENT ON FUNCTION kiln.task_log_many(text, bigint[], integer[], integer[], text[], boolean[]) IS 'Protocol step 3 for several attempts in one statement (task ids, attempt numbers, sequence numbers, texts and truncated flags pairwise, each task once): stores each log batch of an attempt that one of session_user''s builders holds and counts its bytes on the attempt. Returns per task, in the order given, stored (false, and nothing of it stored, when the attempt is not held). Locks the attempts in task order.';
+COMMENT ON FUNCTION kiln.task_log_many(text, bigint[], integer[], integer[], text[], boolean[]) IS 'Protocol step 3 for several attempts in one statement (task ids, attempt numbers, sequence numbers, texts and truncated flags pairwise, each task once): stores each log batch of an attempt that one of session_user''s builders holds and counts its bytes on the attempt; a batch sent again with the same number and text (its first answer lost) is stored and counted once, other text under a stored number is refused (unique_violation). Returns per task, in the order given, stored (false, and nothing of it stored, when the attempt is not held). Locks the attempts in task order.';
 
 -- Step 3 for one attempt (kiln.task_log_many of one).
 CREATE OR REPLACE FUNCTION kiln.task_log(p_builder text, p_task_id bigint, p_attempt integer, p_seq integer, p_data text, p_truncated boolean)
