@@ -149,8 +149,9 @@ func withDB(fn func(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error
 
 // withReadDB runs a read-only fn with the standby of the read-db setting
 // once it has replayed the person's last write (dbconn.Reads), or with the
-// primary: without a read-db, when it lags behind for too long, or when it
-// cannot be reached.
+// primary: without a read-db, when it lags behind for too long, when it
+// cannot be reached, or when it cancels the read for a recovery conflict
+// (dbconn.RecoveryConflict; the read is made again on the primary).
 func withReadDB(fn func(ctx context.Context, c *cli.Context, db *pgxpool.Pool) error) cli.ActionFunc {
 	return func(c *cli.Context) error {
 		primary, err := connect(c)
@@ -170,7 +171,14 @@ func withReadDB(fn func(ctx context.Context, c *cli.Context, db *pgxpool.Pool) e
 		if err != nil {
 			return err
 		}
-		return fn(c.Context, c, reads.For(c.Context, written))
+		db := reads.For(c.Context, written)
+		err = fn(c.Context, c, db)
+		if err != nil && db != primary && dbconn.RecoveryConflict(err) {
+			// The standby cancelled the read to replay past it: the
+			// primary answers instead.
+			return fn(c.Context, c, primary)
+		}
+		return err
 	}
 }
 

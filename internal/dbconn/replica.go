@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -91,4 +92,22 @@ func CheckPosition(lsn string) error {
 		return fmt.Errorf("%q: %w", lsn, ErrBadPosition)
 	}
 	return nil
+}
+
+// RecoveryConflict reports whether err is a hot standby's recovery
+// conflict: the standby cancelled a read (or ended its session) to replay
+// a change the read was in the way of, as PostgreSQL does once the replay
+// is max_standby_streaming_delay behind (SQLSTATE 40001, which no other
+// read on a standby raises, 40P01 or 57P04). The read can be made again,
+// on the primary.
+func RecoveryConflict(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	switch pgErr.Code {
+	case "40001", "40P01", "57P04":
+		return true
+	}
+	return false
 }
